@@ -1,0 +1,176 @@
+"""The episode loops, written once for both feature models and every agent (SPEC §6, §7).
+
+Training runs one search at a time (the Q-network learns between steps). Testing advances the searches of many
+images in lockstep, so all their current regions go through the region descriptor in one batch.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from reinforcement import NUM_ACTIONS, TRIGGER, ZoomEnvironment
+
+# ---------------------------------------------------------------------------------------------------------------
+# states
+
+
+def make_states(describer, environments):
+    """States ``[descriptor, history]`` of the current regions of ``environments``, described in one batch."""
+    descriptors = describer.describe([(env.image_key, env.image, env.region) for env in environments])
+    histories = np.stack([env.history for env in environments])
+    return np.concatenate([descriptors, histories], axis=1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# training
+
+def train_image(env, describer, learner, memory, rng, epsilon, number_of_steps, batch_size, stats,
+                trajectory=None):
+    """All training searches on one image: one per target-class object, each from the whole image.
+
+    ``stats`` (a dict of counters) is updated in place; ``trajectory``, if a list, receives the steps for drawing.
+    """
+    for _ in range(len(env.boxes)):
+        if not env.available.any():
+            break
+        env.start_search()
+        state = make_states(describer, [env])[0]
+        stats["searches"] += 1
+        search = stats["searches"]
+        for _ in range(number_of_steps):
+            # act: forced trigger when the region already covers its target, else ε-greedy
+            _, current_iou = env.target(env.region)
+            q_values = None
+            if current_iou > 0.5:
+                action = TRIGGER
+            elif rng.random() < epsilon:
+                action = int(rng.integers(NUM_ACTIONS))
+            else:
+                q_values = learner.q_values(state[None])[0]
+                action = int(np.argmax(q_values))
+            region = env.region
+            reward, done, new_iou = env.step(action)
+            # the next state is only needed when the search goes on (a terminal target ignores it)
+            next_state = state if done else make_states(describer, [env])[0]
+            # store
+            memory.add(state, action, reward, next_state, done)
+            stats["steps"] += 1
+            stats["reward"] += reward
+            if trajectory is not None:
+                trajectory.append({"region": region.tolist(), "action": action, "search": search,
+                                   "q_values": None if q_values is None else q_values.tolist(),
+                                   "triggered": action == TRIGGER})
+            # learn: one minibatch step per agent step once the memory is full
+            if memory.full:
+                stats["loss"] += learner.update(memory.sample(batch_size, rng))
+                stats["updates"] += 1
+            state = next_state          # advance every step (2016 defect 1)
+            if done:
+                stats["triggers"] += 1
+                stats["trigger_iou"] += new_iou
+                stats["correct_triggers"] += int(new_iou >= 0.5)
+                break
+
+
+def new_training_stats():
+    return {"searches": 0, "steps": 0, "reward": 0.0, "triggers": 0, "correct_triggers": 0, "trigger_iou": 0.0,
+            "loss": 0.0, "updates": 0}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# agents for testing
+
+class TrainedAgent:
+    """Greedy policy of a Q-network; a region's score is its trigger Q-value (the "sixth neuron")."""
+
+    needs_features = True
+
+    def __init__(self, learner):
+        self.learner = learner
+
+    def decide(self, environments, states):
+        q_values = self.learner.q_values(states)
+        return np.argmax(q_values, axis=1), q_values[:, TRIGGER], q_values
+
+
+class RandomAgent:
+    """Uniformly random actions (trigger included) and random scores: the paper's lower baseline."""
+
+    needs_features = False
+
+    def __init__(self, rng):
+        self.rng = rng
+
+    def decide(self, environments, states):
+        count = len(environments)
+        return self.rng.integers(NUM_ACTIONS, size=count), self.rng.random(count), None
+
+
+class UpperBoundAgent:
+    """Guided by the ground truth: moves to the child with the highest IoU with any available object and
+    triggers when no child improves on the current region; a region's score is its IoU."""
+
+    needs_features = False
+
+    def decide(self, environments, states):
+        from reinforcement import child_regions
+        actions, scores = [], []
+        for env in environments:
+            _, current_iou = env.target(env.region)
+            child_ious = [env.target(child)[1] for child in child_regions(env.region, env.scale)]
+            best = int(np.argmax(child_ious))
+            actions.append(best if child_ious[best] > current_iou else TRIGGER)
+            scores.append(current_iou)
+        return np.array(actions), np.array(scores), None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# testing
+
+def run_searches(environments, agent, describer, number_of_steps, only_first_object):
+    """Greedy test searches on many images in lockstep; returns one list of visited steps per environment.
+
+    Each analysed region is one step ``{'region', 'score', 'action', 'q_values', 'search', 'step', 'triggered'}``
+    (``step`` counts regions analysed in that search, from 1). At most ``number_of_steps`` regions per image in
+    all. After a trigger the region is painted with the mean colour and, unless ``only_first_object``, a new
+    search starts from the whole image.
+    """
+    trajectories = [[] for _ in environments]
+    search_index = [0] * len(environments)
+    step_in_search = [0] * len(environments)
+    active = list(range(len(environments)))
+    for env in environments:
+        env.start_search()
+    for _ in range(number_of_steps):
+        if not active:
+            break
+        current = [environments[i] for i in active]
+        states = make_states(describer, current) if agent.needs_features else None
+        actions, scores, q_values = agent.decide(current, states)
+        still_active = []
+        for position, i in enumerate(active):
+            env, action = environments[i], int(actions[position])
+            step_in_search[i] += 1
+            trajectories[i].append({
+                "region": env.region.tolist(), "score": float(scores[position]), "action": action,
+                "q_values": None if q_values is None else q_values[position].tolist(),
+                "search": search_index[i], "step": step_in_search[i], "triggered": action == TRIGGER})
+            if action == TRIGGER:
+                found, _ = env.target(env.region) if isinstance(agent, UpperBoundAgent) else (-1, 0.0)
+                env.paint(env.region, found=found)
+                if only_first_object or (isinstance(agent, UpperBoundAgent) and not env.available.any()):
+                    continue
+                search_index[i] += 1
+                step_in_search[i] = 0
+                env.start_search()
+            else:
+                env.move(action)
+            still_active.append(i)
+        active = still_active
+    return trajectories
+
+
+def make_environment(record, class_name, scale, image=None):
+    """The zoom environment of one annotated image for the target class (all its objects, difficult included)."""
+    annotation = record.annotation
+    return ZoomEnvironment(annotation.width, annotation.height, annotation.boxes_of(class_name), scale,
+                           image=image, image_id=f"{record.path_voc}/{record.image_id}")

@@ -1,0 +1,238 @@
+"""VGG-16 and the region descriptors (SPEC §5).
+
+A region descriptor turns ``(image, region)`` pairs into 7×7×512 = 25,088 values. Both feature models sit
+behind one interface, ``describe(items)`` with items ``(image_key, image, region)``: the episode loop never
+knows which model it drives. Regions are float ``[x0, y0, x1, y1]`` boxes in pixels of the original image.
+"""
+from __future__ import annotations
+
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from errors import UserError
+from image_helper import crop, resize, vgg_preprocess
+
+ZOOM_SIZE = 224
+RANDOM_VGG_SEED = 2016
+VGG_CONV_LAYERS = (
+    "block1_conv1", "block1_conv2", "block2_conv1", "block2_conv2",
+    "block3_conv1", "block3_conv2", "block3_conv3", "block4_conv1", "block4_conv2", "block4_conv3",
+    "block5_conv1", "block5_conv2", "block5_conv3",
+)
+PATH_VGG_OPTIONS = ("a Keras Applications VGG-16 .h5 (with or without top), the 2016 channels-first "
+                    "vgg16_weights.h5, 'imagenet' (download; needs internet) or 'random' (fixed-seed weights)")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# backbone
+
+def build_vgg16(path_vgg="random", input_shape=(None, None, 3)):
+    """The VGG-16 convolutional layers (Keras Applications architecture, no top), weights from ``path_vgg``.
+
+    ``path_vgg``: 'imagenet'; 'random' (He-normal weights from a fixed seed: the same backbone in every process,
+    so a Q-network trained on it stays valid at test time; not paper quality); or a weights file.
+    """
+    import keras
+    weights = "imagenet" if str(path_vgg) == "imagenet" else None
+    try:
+        backbone = keras.applications.VGG16(include_top=False, weights=weights, input_shape=input_shape)
+    except Exception as error:  # network failure while downloading
+        raise UserError(f"path_vgg='imagenet': could not get the ImageNet weights ({error}). "
+                        f"Give {PATH_VGG_OPTIONS}.") from None
+    backbone.trainable = False
+    if str(path_vgg) == "random":
+        print("warning: VGG-16 has random weights (path_vgg='random'): results are not paper-quality; "
+              "give ImageNet weights for the paper's setup.", file=sys.stderr)
+        set_random_weights(backbone)
+    elif weights is None:
+        load_vgg_weights(backbone, path_vgg)
+    return backbone
+
+
+def set_random_weights(backbone, seed=RANDOM_VGG_SEED):
+    """He-normal kernels and zero biases from a fixed NumPy seed (keeps activations at a usable scale)."""
+    rng = np.random.default_rng(seed)
+    for name in VGG_CONV_LAYERS:
+        layer = backbone.get_layer(name)
+        kernel, bias = layer.get_weights()
+        fan_in = np.prod(kernel.shape[:3])
+        kernel = rng.standard_normal(kernel.shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / fan_in))
+        layer.set_weights([kernel, np.zeros_like(bias)])
+
+
+def _conv_weights_from_h5(path):
+    """The 13 conv (kernel, bias) pairs of a weights file, kernels as (3, 3, in, out) for cross-correlation.
+
+    Understands Keras' legacy layout (Keras Applications files: groups named like ``block1_conv1``, at the root or
+    under ``model_weights``), Keras 3 ``.weights.h5`` files of this backbone, and the 2016 Theano file
+    (``layer_<k>/param_<p>``, kernels (out, in, 3, 3) for true convolution: transposed and flipped).
+    """
+    import h5py
+    try:
+        handle = h5py.File(path, "r")
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path}: not a readable HDF5 weights file ({error}). path_vgg takes {PATH_VGG_OPTIONS}.") \
+            from None
+    with handle:
+        root = handle["model_weights"] if "model_weights" in handle else handle
+        if all(name in root for name in VGG_CONV_LAYERS):                      # Keras legacy h5
+            pairs = []
+            for name in VGG_CONV_LAYERS:
+                group = root[name]
+                names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs.get("weight_names", [])]
+                arrays = [np.asarray(group[n]) for n in names] if names else _datasets_in(group)
+                kernels = [a for a in arrays if a.ndim == 4]
+                biases = [a for a in arrays if a.ndim == 1]
+                if len(kernels) != 1 or len(biases) != 1:
+                    raise UserError(f"{path}: layer {name} does not hold one kernel and one bias.")
+                pairs.append((kernels[0], biases[0]))
+            return pairs
+        if "layer_0" in root:                                                    # 2016 Theano file
+            pairs = []
+            index = 0
+            while f"layer_{index}" in root:
+                group = root[f"layer_{index}"]
+                if "param_0" in group and group["param_0"].ndim == 4:
+                    kernel = np.asarray(group["param_0"])
+                    kernel = kernel[:, :, ::-1, ::-1].transpose(2, 3, 1, 0)   # (out,in,h,w) convolution → (h,w,in,out)
+                    pairs.append((np.ascontiguousarray(kernel), np.asarray(group["param_1"])))
+                index += 1
+            return pairs
+        if "layers" in root:                                                     # Keras 3 .weights.h5
+            arrays = []
+            _collect_vars(root["layers"], arrays)
+            kernels = [a for a in arrays if a.ndim == 4]
+            biases = [a for a in arrays if a.ndim == 1]
+            return list(zip(kernels, biases))
+    raise UserError(f"{path}: no VGG-16 convolution layers found. path_vgg takes {PATH_VGG_OPTIONS}.")
+
+
+def _datasets_in(group):
+    import h5py
+    found = []
+    group.visititems(lambda _, item: found.append(np.asarray(item)) if isinstance(item, h5py.Dataset) else None)
+    return found
+
+
+def _collect_vars(group, arrays):
+    """Keras 3 files store ``layers/<layer>/vars/<i>``; visit layers in file order (their names sort like the
+    model's: conv2d, conv2d_1, … are not used by VGG16, whose layers are named block*_conv*)."""
+    for name in sorted(group.keys(), key=_block_order):
+        sub = group[name]
+        if "vars" in sub:
+            variables = sub["vars"]
+            arrays.extend(np.asarray(variables[key]) for key in sorted(variables.keys(), key=int))
+
+
+def _block_order(name):
+    digits = [int("".join(c for c in part if c.isdigit()) or 0) for part in name.split("_")]
+    return tuple(digits) + (name,)
+
+
+def load_vgg_weights(backbone, path):
+    """Load the 13 conv layers of ``backbone`` from ``path`` (formats: see ``_conv_weights_from_h5``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"path_vgg={str(path)!r}: no such file. path_vgg takes {PATH_VGG_OPTIONS}.")
+    pairs = _conv_weights_from_h5(path)
+    if len(pairs) != len(VGG_CONV_LAYERS):
+        raise UserError(f"{path}: found {len(pairs)} convolution layers, VGG-16 has 13. "
+                        f"path_vgg takes {PATH_VGG_OPTIONS}.")
+    for name, (kernel, bias) in zip(VGG_CONV_LAYERS, pairs):
+        layer = backbone.get_layer(name)
+        expected = layer.get_weights()[0].shape
+        if kernel.shape != expected or bias.shape != (expected[-1],):
+            raise UserError(f"{path}: layer {name} has kernel {kernel.shape}, VGG-16 needs {expected}. "
+                            f"path_vgg takes {PATH_VGG_OPTIONS}.")
+        layer.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# descriptors
+
+class DescriptorCache:
+    """A memory-bounded LRU map ``(image_key, rounded region) → descriptor`` (float16 storage).
+
+    Keys are exact: the image key carries the mask version, so a region of a masked image never meets the
+    descriptor of the unmasked one. ``limit_mb = 0`` disables the cache.
+    """
+
+    def __init__(self, limit_mb=1024):
+        self.limit_bytes = int(limit_mb * 2**20)
+        self.entries = OrderedDict()
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(image_key, region):
+        return image_key, tuple(np.round(np.asarray(region, dtype=float), 6))
+
+    def get(self, key):
+        value = self.entries.get(key)
+        if value is None:
+            self.misses += 1
+            return None
+        self.entries.move_to_end(key)
+        self.hits += 1
+        return value
+
+    def put(self, key, descriptor):
+        if self.limit_bytes <= 0 or key in self.entries:
+            return
+        stored = descriptor.astype(np.float16)
+        self.entries[key] = stored
+        self.bytes += stored.nbytes
+        while self.bytes > self.limit_bytes and self.entries:
+            _, dropped = self.entries.popitem(last=False)
+            self.bytes -= dropped.nbytes
+
+
+class ImageZoomsFeatures:
+    """Image-Zooms: crop the region from the (masked) image, resize to 224×224, VGG-16 to pool5, flatten.
+
+    ``describe`` batches all the regions it is given into VGG-16 forwards of at most ``batch_size`` crops;
+    ``forward_count`` counts crops sent through VGG-16 (the cache's effect is visible there).
+    """
+
+    name = "image_zooms"
+
+    def __init__(self, path_vgg="random", cache_mb=0, batch_size=32, backbone=None):
+        import tensorflow as tf
+        self.backbone = backbone if backbone is not None else build_vgg16(path_vgg, (ZOOM_SIZE, ZOOM_SIZE, 3))
+        self._forward = tf.function(lambda x: self.backbone(x, training=False), reduce_retracing=True)
+        self.cache = DescriptorCache(cache_mb)
+        self.batch_size = int(batch_size)
+        self.forward_count = 0
+
+    def describe(self, items):
+        """``items``: list of ``(image_key, image, region)``; returns float32 ``(len(items), 25088)``.
+
+        ``image_key`` identifies the pixels (image id and mask version); ``None`` bypasses the cache.
+        """
+        out = np.empty((len(items), 7 * 7 * 512), dtype=np.float32)
+        pending = []
+        for index, (image_key, image, region) in enumerate(items):
+            cached = self.cache.get(DescriptorCache.key(image_key, region)) if image_key is not None else None
+            if cached is not None:
+                out[index] = cached
+            else:
+                pending.append(index)
+        for start in range(0, len(pending), self.batch_size):
+            chunk = pending[start:start + self.batch_size]
+            crops = np.stack([resize(crop(items[i][1], items[i][2]), (ZOOM_SIZE, ZOOM_SIZE)) for i in chunk])
+            descriptors = self.forward(crops)
+            for i, descriptor in zip(chunk, descriptors):
+                out[i] = descriptor
+                if items[i][0] is not None:
+                    self.cache.put(DescriptorCache.key(items[i][0], items[i][2]), descriptor)
+        return out
+
+    def forward(self, crops):
+        """VGG-16 pool5 of RGB crops (n, 224, 224, 3), flattened to (n, 25088)."""
+        self.forward_count += len(crops)
+        maps = self._forward(vgg_preprocess(crops))
+        return np.asarray(maps).reshape(len(crops), -1)

@@ -1,0 +1,51 @@
+"""Test an agent with the Image-Zooms model (SPEC §7): greedy searches, VOC precision-recall, results.json.
+
+    python image_zooms_testing.py                          # latest checkpoint on VOC 2007 test
+    python image_zooms_testing.py --demo                   # the demo's synthetic test split
+    python image_zooms_testing.py --agent upper_bound --path_voc_test VOC2007_test_annotations   # no images needed
+
+Every setting below can be given as a flag of the same name.
+"""
+from experiment import apply_demo, main_guard, test
+from settings import configure
+
+path_voc_test = "./VOC2007_test/"       # PASCAL VOC root with the test images
+path_model = "./models_image_zooms"     # where training wrote the checkpoints
+path_testing_folder = "./testing"       # results.json, figures, drawn searches
+path_vgg = "./vgg16_weights.h5"         # VGG-16 weights file, 'imagenet', or 'random' (as in training)
+class_object = 1                        # VOC id 1-20 or name
+scale_subregion = 3.0 / 4               # must match training
+number_of_steps = 10                    # regions analysed per image, in all
+only_first_object = 0                   # 1: one search per image (the paper's protocol)
+bool_draw = 0                           # 1: one PNG per image with its whole search
+agent = "trained"                       # trained | random | upper_bound
+epoch = -1                              # checkpoint epoch; -1: the latest
+detections = "visited"                  # visited (every analysed region, the paper's) | triggered
+max_images = None                       # test on the first N images only
+seed = 0
+
+DEMO = dict(path_voc_test="data/synthetic_voc", path_vgg="random")
+
+
+def extra_flags(parser):
+    parser.add_argument("--demo", action="store_true", help="the synthetic dataset")
+    parser.add_argument("--agent", choices=("trained", "random", "upper_bound"), default=agent)
+    parser.add_argument("--detections", choices=("visited", "triggered"), default=detections)
+
+
+def make_features(settings):
+    from features import ImageZoomsFeatures
+    return ImageZoomsFeatures(settings.path_vgg)
+
+
+def main(argv=None):
+    settings = configure({k: v for k, v in globals().items() if k in SETTINGS}, argv, __doc__, extra_flags)
+    apply_demo(settings, DEMO)
+    test(settings, make_features, "image_zooms")
+
+
+SETTINGS = [k for k in list(globals()) if not k.startswith("_") and k.islower()
+            and isinstance(globals()[k], (int, float, str, type(None)))]
+
+if __name__ == "__main__":
+    main_guard(main)

@@ -1,0 +1,330 @@
+"""The zoom environment and deep Q-learning (SPEC §3, §4, §6).
+
+Box format everywhere in this module: float numpy ``[x0, y0, x1, y1]`` (half-open corners, pixels of the
+original image). The paper's ``(x, y, w, h)`` regions are the same boxes with ``w = x1 - x0``, ``h = y1 - y0``.
+
+Actions are 0-based here: 0 up-left, 1 up-right, 2 down-left, 3 down-right, 4 centre, 5 trigger
+(the paper's actions 1–6).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from metrics import iou_many
+
+NUM_ACTIONS = 6
+TRIGGER = 5
+ACTION_NAMES = ("up-left", "up-right", "down-left", "down-right", "centre", "trigger")
+HISTORY_ACTIONS = 4
+HISTORY_SIZE = HISTORY_ACTIONS * NUM_ACTIONS        # 24
+DESCRIPTOR_SIZE = 7 * 7 * 512                        # 25,088
+STATE_SIZE = DESCRIPTOR_SIZE + HISTORY_SIZE          # 25,112
+
+MOVE_REWARD = 1.0
+TRIGGER_REWARD = 3.0        # eta
+IOU_THRESHOLD = 0.5         # tau
+UNAVAILABLE_COVERAGE = 0.6  # an object covered more than this by painted area is no longer searched for
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# hierarchy
+
+def child_regions(region, scale):
+    """The five children of ``region`` ``[x0, y0, x1, y1]`` for sub-region scale ``scale`` (0 < s < 1).
+
+    Returns a (5, 4) array in action order: up-left, up-right, down-left, down-right, centre. Every child has
+    size ``(s*w, s*h)``; offsets follow SPEC §3 (the centre uses each axis' own size: 2016 defect 2).
+    """
+    x0, y0, x1, y1 = (float(v) for v in region)
+    width, height = x1 - x0, y1 - y0
+    child_w, child_h = scale * width, scale * height
+    free_w, free_h = width - child_w, height - child_h       # (1 - s) * w, (1 - s) * h
+    offsets = np.array([[0.0, 0.0], [free_w, 0.0], [0.0, free_h], [free_w, free_h], [free_w / 2, free_h / 2]])
+    children = np.empty((5, 4))
+    children[:, 0] = x0 + offsets[:, 0]
+    children[:, 1] = y0 + offsets[:, 1]
+    children[:, 2] = children[:, 0] + child_w
+    children[:, 3] = children[:, 1] + child_h
+    return children
+
+
+def apply_action(region, action, scale):
+    """The region after ``action``: a child for a movement, the same region for the trigger."""
+    if action == TRIGGER:
+        return np.asarray(region, dtype=float).copy()
+    return child_regions(region, scale)[action]
+
+
+def update_history(history, action):
+    """Push the one-hot code of ``action`` into the 24-value history (oldest first; the oldest drops out).
+
+    Returns a new float32 array; fixes 2016 defects 4 (all six entries written, shift by a whole action).
+    """
+    updated = np.empty(HISTORY_SIZE, dtype=np.float32)
+    updated[:-NUM_ACTIONS] = history[NUM_ACTIONS:]
+    updated[-NUM_ACTIONS:] = 0.0
+    updated[HISTORY_SIZE - NUM_ACTIONS + action] = 1.0
+    return updated
+
+
+def epsilon_for_epoch(epoch, epsilon=1.0, decay=0.1, floor=0.1):
+    """ε-greedy schedule: ``epsilon`` in epoch 0, minus ``decay`` per finished epoch, never below ``floor``.
+
+    Depends on the epoch alone, so a run resumed at epoch n gets the same ε as an uninterrupted one (defect 7).
+    """
+    return max(floor, epsilon - decay * epoch)
+
+
+def movement_reward(previous_iou, new_iou):
+    """+1 if the IoU with the target rose, else −1."""
+    return MOVE_REWARD if new_iou > previous_iou else -MOVE_REWARD
+
+
+def trigger_reward(current_iou):
+    """+η if the triggered region covers the target with IoU ≥ τ, else −η."""
+    return TRIGGER_REWARD if current_iou >= IOU_THRESHOLD else -TRIGGER_REWARD
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# environment
+
+class ZoomEnvironment:
+    """The searches on one image: its target-class objects, what has been painted, which objects are available.
+
+    ``boxes`` are the target-class ground-truth boxes (may be empty at test time with no annotations). The painted
+    area is kept as a pixel mask, so "covered more than 60% by painted area" is exact for any union of boxes.
+    ``image`` (float32 RGB) is optional: baselines run on annotation sizes alone.
+    """
+
+    def __init__(self, width, height, boxes, scale, image=None, image_id=""):
+        self.width, self.height = int(width), int(height)
+        self.boxes = np.asarray(boxes, dtype=float).reshape(-1, 4)
+        self.scale = float(scale)
+        self.image = image
+        self.image_id = image_id
+        self.available = np.ones(len(self.boxes), dtype=bool)
+        self.painted = np.zeros((self.height, self.width), dtype=bool)
+        self.mask_version = 0          # bumps at each paint: the key of the pixels features are computed from
+        self.region = self.whole_image()
+        self.history = np.zeros(HISTORY_SIZE, dtype=np.float32)
+        self.previous_ious = np.zeros(len(self.boxes))
+
+    # -- geometry ----------------------------------------------------------------------------------------------
+    def whole_image(self):
+        return np.array([0.0, 0.0, float(self.width), float(self.height)])
+
+    def ious(self, region):
+        """IoU of ``region`` with every target-class object (unavailable ones included)."""
+        if len(self.boxes) == 0:
+            return np.zeros(0)
+        return iou_many(self.boxes, region)
+
+    def target(self, region):
+        """(index, IoU) of the available object with the highest IoU with ``region``; (-1, 0.0) if none."""
+        if not self.available.any():
+            return -1, 0.0
+        ious = np.where(self.available, self.ious(region), -1.0)
+        index = int(np.argmax(ious))
+        return index, float(ious[index])
+
+    @property
+    def image_key(self):
+        """Identifies the pixels the agent sees: the image and its masks."""
+        return (self.image_id, self.mask_version)
+
+    # -- searches ----------------------------------------------------------------------------------------------
+    def start_search(self):
+        """A new search from the whole image with an empty history."""
+        self.region = self.whole_image()
+        self.history = np.zeros(HISTORY_SIZE, dtype=np.float32)
+        self.previous_ious = self.ious(self.region)
+
+    def step(self, action):
+        """Take ``action`` in training; returns ``(reward, done, target_iou)``.
+
+        Movement: the target is chosen afresh on the new region (highest IoU among available objects) and the
+        reward compares its IoU with the one the same object had at the previous step. Trigger: ±η by the
+        current region's IoU with its target; a found object (IoU ≥ τ) is painted and becomes unavailable.
+        """
+        if action == TRIGGER:
+            index, current_iou = self.target(self.region)
+            reward = trigger_reward(current_iou)
+            if index >= 0 and current_iou >= IOU_THRESHOLD:
+                self.paint(self.boxes[index], found=index)
+            self.history = update_history(self.history, action)
+            return reward, True, current_iou
+        new_region = child_regions(self.region, self.scale)[action]
+        new_ious = self.ious(new_region)
+        index, new_iou = self.target(new_region)
+        reward = movement_reward(self.previous_ious[index], new_iou) if index >= 0 else -MOVE_REWARD
+        self.region = new_region
+        self.previous_ious = new_ious
+        self.history = update_history(self.history, action)
+        return reward, False, new_iou
+
+    def move(self, action):
+        """Take ``action`` with no reward (testing): a movement changes the region, the trigger leaves it."""
+        if action != TRIGGER:
+            self.region = child_regions(self.region, self.scale)[action]
+        self.history = update_history(self.history, action)
+
+    def paint(self, box, found=-1):
+        """Paint ``box`` with the mean colour in the image the next searches see, and update availability.
+
+        ``found`` is an object known to be found (training: the triggered target) and becomes unavailable
+        whatever the coverage; every object covered more than 60% by the painted area becomes unavailable too.
+        """
+        from image_helper import paint_mean, round_box
+        x0, y0, x1, y1 = round_box(box, self.width, self.height)
+        self.painted[y0:y1, x0:x1] = True
+        if self.image is not None:
+            self.image = paint_mean(self.image, box)
+        self.mask_version += 1
+        if found >= 0:
+            self.available[found] = False
+        for index, object_box in enumerate(self.boxes):
+            bx0, by0, bx1, by1 = round_box(object_box, self.width, self.height)
+            covered = self.painted[by0:by1, bx0:bx1].mean()
+            if covered > UNAVAILABLE_COVERAGE:
+                self.available[index] = False
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Q-network and learning
+
+def build_q_network(learning_rate=1e-6, seed=None):
+    """The paper's Q-network: 25,112 → 1024 → 1024 → 6, ReLU, dropout 0.2, N(0, 0.01) weights, zero biases.
+
+    Compiled with mean squared error and Adam (the optimiser is what the batched update uses and what a
+    checkpoint saves).
+    """
+    import keras
+    from keras import layers
+
+    def init(offset):
+        return keras.initializers.RandomNormal(mean=0.0, stddev=0.01, seed=None if seed is None else seed + offset)
+
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(STATE_SIZE,)),
+            layers.Dense(1024, activation="relu", kernel_initializer=init(0), bias_initializer="zeros"),
+            layers.Dropout(0.2, seed=seed),
+            layers.Dense(1024, activation="relu", kernel_initializer=init(1), bias_initializer="zeros"),
+            layers.Dropout(0.2, seed=None if seed is None else seed + 1),
+            layers.Dense(NUM_ACTIONS, activation="linear", kernel_initializer=init(2), bias_initializer="zeros"),
+        ],
+        name="q_network",
+    )
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mse")
+    return model
+
+
+class ReplayMemory:
+    """Transitions ``(s, a, r, s′, terminal)`` in arrays allocated once and used as a ring (``pos``, ``full``)."""
+
+    def __init__(self, capacity, state_size=STATE_SIZE):
+        self.capacity = int(capacity)
+        self.states = np.zeros((self.capacity, state_size), dtype=np.float32)
+        self.next_states = np.zeros((self.capacity, state_size), dtype=np.float32)
+        self.actions = np.zeros(self.capacity, dtype=np.int32)
+        self.rewards = np.zeros(self.capacity, dtype=np.float32)
+        self.terminals = np.zeros(self.capacity, dtype=np.float32)
+        self.pos = 0
+        self.full = False
+
+    def __len__(self):
+        return self.capacity if self.full else self.pos
+
+    def add(self, state, action, reward, next_state, terminal):
+        self.states[self.pos] = state
+        self.actions[self.pos] = action
+        self.rewards[self.pos] = reward
+        self.next_states[self.pos] = next_state
+        self.terminals[self.pos] = float(terminal)
+        self.pos = (self.pos + 1) % self.capacity
+        self.full = self.full or self.pos == 0
+
+    def sample(self, batch_size, rng):
+        """A uniformly random minibatch (without replacement) as a tuple of arrays."""
+        indices = rng.choice(len(self), size=batch_size, replace=False)
+        return (self.states[indices], self.actions[indices], self.rewards[indices],
+                self.next_states[indices], self.terminals[indices])
+
+    # checkpointing: the arrays and the ring position
+    def state_dict(self):
+        return {"states": self.states, "next_states": self.next_states, "actions": self.actions,
+                "rewards": self.rewards, "terminals": self.terminals,
+                "pos": np.array(self.pos), "full": np.array(self.full)}
+
+    def load_state_dict(self, arrays):
+        for name in ("states", "next_states", "actions", "rewards", "terminals"):
+            getattr(self, name)[...] = arrays[name]
+        self.pos, self.full = int(arrays["pos"]), bool(arrays["full"])
+
+
+def q_targets(q_states, q_next_states, actions, rewards, terminals, gamma):
+    """Q-learning regression targets: ``y = Q(s)`` with ``y[a] = r`` if terminal else ``r + γ·max Q(s′)``.
+
+    Works on NumPy arrays and on tensors alike (keras.ops), so the compiled update and the tests share it.
+    """
+    from keras import ops
+    bootstrap = rewards + gamma * (1.0 - terminals) * ops.max(q_next_states, axis=1)
+    chosen = ops.one_hot(actions, NUM_ACTIONS, dtype=q_states.dtype)
+    return q_states * (1.0 - chosen) + chosen * ops.expand_dims(bootstrap, 1)
+
+
+def q_targets_reference(model, batch, gamma):
+    """The 2016 pattern, kept as a slow obvious reference: one ``predict`` per sample for Q(s) and Q(s′)."""
+    states, actions, rewards, next_states, terminals = batch
+    targets = []
+    for state, action, reward, next_state, terminal in zip(states, actions, rewards, next_states, terminals):
+        old_q = model.predict(state[None], verbose=0)[0]
+        new_q = model.predict(next_state[None], verbose=0)[0]
+        y = old_q.copy()
+        y[action] = reward if terminal else reward + gamma * np.max(new_q)
+        targets.append(y)
+    return np.array(targets, dtype=np.float32)
+
+
+class QLearner:
+    """One gradient step on a replay minibatch, compiled: a single forward pass gives Q(s) and Q(s′) for the
+    whole batch (inference mode, as the targets are constants), then one MSE step in training mode."""
+
+    def __init__(self, model, gamma=0.9):
+        import tensorflow as tf
+        self.model = model
+        self.gamma = float(gamma)
+        self._update = tf.function(self._update_graph, reduce_retracing=True)
+
+    def _update_graph(self, states, actions, rewards, next_states, terminals):
+        import tensorflow as tf
+        batch_size = tf.shape(states)[0]
+        q_both = self.model(tf.concat([states, next_states], axis=0), training=False)
+        targets = tf.stop_gradient(q_targets(q_both[:batch_size], q_both[batch_size:], actions, rewards,
+                                             terminals, self.gamma))
+        with tf.GradientTape() as tape:
+            q_values = self.model(states, training=True)
+            loss = tf.reduce_mean(tf.square(targets - q_values))
+        variables = self.model.trainable_variables
+        gradients = tape.gradient(loss, variables)
+        self.model.optimizer.apply_gradients(zip(gradients, variables))
+        return loss
+
+    def targets(self, batch):
+        """The regression targets the update uses (for tests and the benchmark)."""
+        states, actions, rewards, next_states, terminals = batch
+        q_both = self.model(np.concatenate([states, next_states]), training=False)
+        q_both = np.asarray(q_both)
+        return np.asarray(q_targets(q_both[:len(states)], q_both[len(states):], actions, rewards, terminals,
+                                    self.gamma))
+
+    def update(self, batch):
+        """One gradient step; returns the loss as a float."""
+        states, actions, rewards, next_states, terminals = batch
+        loss = self._update(states, actions.astype(np.int32), rewards.astype(np.float32), next_states,
+                            terminals.astype(np.float32))
+        return float(loss)
+
+    def q_values(self, states):
+        """Q-values of a batch of states, inference mode."""
+        return np.asarray(self.model(np.asarray(states, dtype=np.float32), training=False))

@@ -1,0 +1,65 @@
+"""Settings at the top of a script, each overridable by a flag of the same name (nanoGPT's configurator, typed).
+
+``configure(defaults, argv)`` turns a dict of plain values into argparse flags ``--name`` whose type is the
+default's type; unknown flags and wrongly typed values stop with argparse's one-line error (exit code 2).
+"""
+from __future__ import annotations
+
+import argparse
+from types import SimpleNamespace
+
+
+def parse_bool(text):
+    """0/1/true/false/yes/no, as the 2016 scripts used 0/1 flags."""
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected 0/1 or true/false, got {text!r}")
+
+
+def parse_optional_int(text):
+    return None if str(text).lower() in ("none", "") else int(text)
+
+
+def _type_of(value):
+    if isinstance(value, bool):
+        return parse_bool
+    if isinstance(value, int):
+        return int
+    if isinstance(value, float):
+        return float
+    return str
+
+
+def configure(defaults, argv=None, description=None, extra=None):
+    """Parse ``argv`` against ``defaults`` (name → default value) and return a namespace of settings.
+
+    ``extra``: a function ``extra(parser)`` that adds flags not listed in ``defaults`` (``-n``, ``--demo`` …).
+    A default of ``None`` takes an optional integer (``--max_images``) unless ``extra`` declares it;
+    ``class_object`` is a string (an id or a class name).
+    """
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    if extra is not None:
+        extra(parser)
+    declared = {action.dest for action in parser._actions}
+    for name, value in defaults.items():
+        if name in declared:
+            continue
+        kind = str if name == "class_object" else parse_optional_int if value is None else _type_of(value)
+        parser.add_argument(f"--{name}", type=kind, default=value, metavar=type(value).__name__.upper()
+                            if value is not None else "INT")
+    arguments = parser.parse_args(argv)
+    settings = SimpleNamespace(**vars(arguments))
+    settings.explicit = {name for name in vars(arguments) if _given(name, argv)}
+    return settings
+
+
+def _given(name, argv):
+    """Whether the flag ``--name`` (or ``--name=``) appears on the command line (demo defaults yield to it)."""
+    import sys
+    argv = sys.argv[1:] if argv is None else argv
+    flag = f"--{name}"
+    return any(arg == flag or arg.startswith(flag + "=") for arg in argv)
