@@ -1,0 +1,158 @@
+"""Compare test runs: their precision–recall curves on one plot, their regions-per-found-object histograms (the
+paper's Figure 8) beside it, and a table of the numbers that matter.
+
+    python compare_results.py OUT/results.json other/results.json ... [--labels a b ...] [--output compare.png]
+                              [--title ...]
+
+Each results.json is written by a testing script (trained agent or a baseline). The curves go to ``--output``, the
+histogram to ``<output stem>_regions<suffix>`` beside it, the table to standard output.
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from errors import UserError
+from visualization import plot_precision_recall, plot_regions_histogram
+
+REQUIRED_KEYS = ['model', 'agent', 'scale_subregion', 'precision', 'recall', 'ap', 'ap_voc07', 'max_recall',
+                 'regions_per_found_object']
+
+
+def load_results(path):
+    """Read one results.json and check it has what a comparison needs; UserError naming the file otherwise."""
+    try:
+        with open(path, encoding='utf-8') as file:
+            results = json.load(file)
+    except FileNotFoundError:
+        raise UserError(f'{path}: results file not found') from None
+    except IsADirectoryError:
+        raise UserError(f'{path}: is a folder, not a results.json file') from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UserError(f'{path}: not a valid JSON file ({error})') from None
+    except OSError as error:
+        raise UserError(f'{path}: cannot be read ({error.strerror or error})') from None
+    if not isinstance(results, dict):
+        raise UserError(f'{path}: expected a JSON object with the test results, found {type(results).__name__}')
+    missing = [key for key in REQUIRED_KEYS if key not in results]
+    if missing:
+        raise UserError(f'{path}: not a results file of the testing scripts, missing key(s) {", ".join(missing)}')
+    for key in ['precision', 'recall', 'regions_per_found_object']:
+        if not isinstance(results[key], list) or not all(_is_number(value) for value in results[key]):
+            raise UserError(f'{path}: {key!r} must be a list of numbers')
+    if len(results['precision']) != len(results['recall']):
+        raise UserError(f'{path}: precision has {len(results["precision"])} values but recall '
+                        f'{len(results["recall"])}')
+    for key in ['ap', 'ap_voc07', 'max_recall']:
+        if not _is_number(results[key]):
+            raise UserError(f'{path}: {key!r} must be a number, found {results[key]!r}')
+    return results
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def default_label(results):
+    """'<model> <agent> s=<scale_subregion>', plus ' epoch <epoch>' when the results name an epoch."""
+    label = f'{results["model"]} {results["agent"]} s={results["scale_subregion"]}'
+    if results.get('epoch') is not None:
+        label += f' epoch {results["epoch"]}'
+    return label
+
+
+def figure_paths(output):
+    """The two figures' paths: ``output`` (a PNG when it has no suffix) and ``<output stem>_regions<suffix>``."""
+    output = Path(output)
+    if not output.suffix:
+        output = output.with_suffix('.png')
+    return output, output.with_name(f'{output.stem}_regions{output.suffix}')
+
+
+def compare(paths, labels=None, output='comparison.png', title=None):
+    """Compare the results files at ``paths``: write the two figures and return one row per file.
+
+    labels: one per path, or None for the default labels. Each row is a dict with 'label', 'path', 'ap',
+    'ap_voc07', 'max_recall', 'mean_regions_per_found_object' (None when no object was found), 'found_objects',
+    'num_images' and 'num_objects' (None when the file lacks them).
+    """
+    paths = [os.fspath(path) for path in paths]
+    if not paths:
+        raise UserError('no results files given')
+    if labels is not None and len(labels) != len(paths):
+        raise UserError(f'{len(labels)} labels given for {len(paths)} results files')
+    all_results = [load_results(path) for path in paths]
+    if labels is None:
+        labels = [default_label(results) for results in all_results]
+        # two runs with the same settings (e.g. two output folders) still need distinct legend entries
+        for index, label in enumerate(labels):
+            if labels.count(label) > 1:
+                labels[index] = f'{label} ({paths[index]})'
+
+    curves_path, regions_path = figure_paths(output)
+    runs, counts_by_label, rows = [], {}, []
+    for path, label, results in zip(paths, labels, all_results):
+        regions = [int(count) for count in results['regions_per_found_object']]
+        runs.append({'label': label, 'recall': results['recall'], 'precision': results['precision'],
+                     'ap': results['ap']})
+        counts_by_label[label] = regions
+        rows.append({
+            'label': label,
+            'path': path,
+            'ap': float(results['ap']),
+            'ap_voc07': float(results['ap_voc07']),
+            'max_recall': float(results['max_recall']),
+            'mean_regions_per_found_object': sum(regions) / len(regions) if regions else None,
+            'found_objects': len(regions),
+            'num_images': results.get('num_images'),
+            'num_objects': results.get('num_objects'),
+        })
+    try:
+        plot_precision_recall(runs, curves_path, title=title or 'Precision-recall')
+        plot_regions_histogram(counts_by_label, regions_path,
+                               title=f'{title}: regions per found object' if title
+                               else 'Regions analysed per found object')
+    except (OSError, ValueError) as error:  # unwritable folder, or a suffix matplotlib cannot write
+        raise UserError(f'{curves_path}: cannot write the figures ({error})') from None
+    return rows
+
+
+def format_table(rows):
+    """The comparison table as text: label, AP, AP-07, max recall, mean regions per found object."""
+    header = ['label', 'AP', 'AP-07', 'max recall', 'regions/object']
+    lines = [[row['label'], f'{row["ap"]:.4f}', f'{row["ap_voc07"]:.4f}', f'{row["max_recall"]:.4f}',
+              '-' if row['mean_regions_per_found_object'] is None
+              else f'{row["mean_regions_per_found_object"]:.2f}'] for row in rows]
+    widths = [max(len(line[column]) for line in [header] + lines) for column in range(len(header))]
+
+    def render(line):
+        cells = [line[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(line[1:], widths[1:])]
+        return '  '.join(cells).rstrip()
+
+    return '\n'.join([render(header), '  '.join('-' * width for width in widths)] + [render(line) for line in lines])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description='Compare precision-recall and regions per found object of test '
+                                                 'runs (results.json files written by the testing scripts).')
+    parser.add_argument('results', nargs='+', help='results.json files')
+    parser.add_argument('--labels', nargs='+', default=None, help='one legend label per results file')
+    parser.add_argument('--output', default='comparison.png',
+                        help='precision-recall figure; the histogram goes to <stem>_regions.png beside it')
+    parser.add_argument('--title', default=None, help='title of the figures')
+    args = parser.parse_args(argv)
+    try:
+        rows = compare(args.results, labels=args.labels, output=args.output, title=args.title)
+    except UserError as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 2
+    curves_path, regions_path = figure_paths(args.output)
+    print(format_table(rows))
+    print(f'\nprecision-recall: {curves_path}\nregions per found object: {regions_path}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Intersection over union and the PASCAL VOC precision–recall evaluation.
+
+Boxes are float NumPy ``[x0, y0, x1, y1)`` corners in pixels (half-open: ``x1 - x0`` is the width), the one box
+format of the whole project.
+
+Evaluation follows the VOC rule (SPEC section 7): detections are ranked by descending score; each one is matched
+to the ground-truth object of its image with the highest IoU; at IoU >= 0.5 it is a true positive if that object
+is not yet matched, a false positive if it is (a duplicate), and ignored if the object is ``difficult``. Below the
+threshold it is a false positive. Average precision is reported both ways VOC has defined it: all-point (VOC 2010
+and later) and 11-point (VOC 2007).
+"""
+
+import numpy as np
+
+
+def box_area(box):
+    """Area of a ``[x0, y0, x1, y1)`` box; an empty or inverted box has area 0."""
+    x0, y0, x1, y1 = (float(value) for value in box)
+    return max(0.0, x1 - x0) * max(0.0, y1 - y0)
+
+
+def iou(box_a, box_b):
+    """Intersection over union of two ``[x0, y0, x1, y1)`` boxes; 0 when the union is empty."""
+    ax0, ay0, ax1, ay1 = (float(value) for value in box_a)
+    bx0, by0, bx1, by1 = (float(value) for value in box_b)
+    intersection = max(0.0, min(ax1, bx1) - max(ax0, bx0)) * max(0.0, min(ay1, by1) - max(ay0, by0))
+    union = box_area(box_a) + box_area(box_b) - intersection
+    return intersection / union if union > 0 else 0.0
+
+
+def iou_many(boxes, box):
+    """IoU of each of ``boxes`` (n, 4) with one ``box``, all ``[x0, y0, x1, y1)``; returns a float (n,) array."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    box = np.asarray(box, dtype=np.float64)
+    width = np.clip(np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0]), 0.0, None)
+    height = np.clip(np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1]), 0.0, None)
+    intersection = width * height
+    areas = np.clip(boxes[:, 2] - boxes[:, 0], 0.0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0.0, None)
+    union = areas + box_area(box) - intersection
+    safe_union = np.where(union > 0, union, 1.0)
+    return np.where(union > 0, intersection / safe_union, 0.0)
+
+
+def _ground_truth_arrays(entry, image):
+    """The (boxes (n, 4), difficult (n,) bool) arrays of one ground-truth entry; None means no objects."""
+    if entry is None:
+        return np.zeros((0, 4)), np.zeros(0, dtype=bool)
+    boxes = np.asarray(entry['boxes'], dtype=np.float64).reshape(-1, 4)
+    difficult = entry.get('difficult')
+    if difficult is None:
+        difficult = np.zeros(len(boxes), dtype=bool)
+    difficult = np.asarray(difficult, dtype=bool).reshape(-1)
+    assert len(difficult) == len(boxes), f'image {image}: {len(boxes)} boxes but {len(difficult)} difficult flags'
+    return boxes, difficult
+
+
+def match_detections(detections, ground_truth, iou_threshold=0.5):
+    """Match ranked detections to ground truth with the VOC rule.
+
+    detections: list of dicts with at least 'image' (str), 'box' (``[x0, y0, x1, y1)``) and 'score' (float).
+    ground_truth: dict image -> {'boxes': (n, 4) array, 'difficult': (n,) bool array}; an image missing from it
+    has no objects, so every detection on it is a false positive.
+
+    Detections are sorted by descending score (stable: ties keep their input order). Each takes the ground-truth
+    object of its image with the highest IoU; at IoU >= ``iou_threshold`` it is ignored if that object is
+    difficult, a true positive if the object is not matched yet (the object becomes matched), and a false positive
+    (duplicate) otherwise. Below the threshold it is a false positive.
+
+    Returns ``(order, tp, fp)``: ``order`` the indices into ``detections`` in ranked order, ``tp`` and ``fp`` float
+    0/1 arrays aligned with ``order``; an ignored detection has 0 in both.
+    """
+    scores = np.array([float(detection['score']) for detection in detections], dtype=np.float64)
+    order = np.argsort(-scores, kind='stable')
+    tp = np.zeros(len(order))
+    fp = np.zeros(len(order))
+    objects = {}  # image -> (boxes, difficult), converted once
+    matched = {}  # image -> bool array, one flag per ground-truth object
+    for rank, index in enumerate(order):
+        detection = detections[index]
+        image = detection['image']
+        if image not in objects:
+            objects[image] = _ground_truth_arrays(ground_truth.get(image), image)
+        boxes, difficult = objects[image]
+        if len(boxes) == 0:
+            fp[rank] = 1.0
+            continue
+        overlaps = iou_many(boxes, np.asarray(detection['box'], dtype=np.float64))
+        best = int(np.argmax(overlaps))
+        if overlaps[best] < iou_threshold:
+            fp[rank] = 1.0
+        elif difficult[best]:
+            pass  # neither required nor penalised
+        else:
+            image_matched = matched.setdefault(image, np.zeros(len(boxes), dtype=bool))
+            if image_matched[best]:
+                fp[rank] = 1.0  # duplicate detection of an object already found
+            else:
+                tp[rank] = 1.0
+                image_matched[best] = True
+    return order, tp, fp
+
+
+def average_precision(recall, precision):
+    """All-point average precision (VOC 2010+): area under the monotone (non-increasing) precision envelope.
+
+    recall, precision: the cumulative curve over the ranking, same length. Empty curves give 0.
+    """
+    recall = np.asarray(recall, dtype=np.float64)
+    precision = np.asarray(precision, dtype=np.float64)
+    if recall.size == 0:
+        return 0.0
+    recall = np.concatenate([[0.0], recall, [1.0]])
+    precision = np.concatenate([[0.0], precision, [0.0]])
+    # envelope: the precision at recall r becomes the best precision at any recall >= r
+    precision = np.maximum.accumulate(precision[::-1])[::-1]
+    changes = np.nonzero(recall[1:] != recall[:-1])[0]
+    return float(np.sum((recall[changes + 1] - recall[changes]) * precision[changes + 1]))
+
+
+def average_precision_voc07(recall, precision):
+    """11-point average precision (VOC 2007): the mean over t = 0, 0.1, ..., 1 of the best precision at recall >= t
+    (0 where no point reaches t). Empty curves give 0."""
+    recall = np.asarray(recall, dtype=np.float64)
+    precision = np.asarray(precision, dtype=np.float64)
+    total = 0.0
+    # k / 10 is the same double as a recall of 3 / 10 (linspace and arange(0, 1.1, 0.1) give 0.30000000000000004)
+    for threshold in np.arange(11) / 10.0:
+        reached = precision[recall >= threshold]
+        total += float(reached.max()) if reached.size else 0.0
+    return total / 11.0
+
+
+def precision_recall(detections, ground_truth, iou_threshold=0.5):
+    """Precision–recall evaluation of ``detections`` against ``ground_truth`` (see ``match_detections``).
+
+    Returns a dict:
+      'precision', 'recall': lists, cumulative over the ranking with ignored (difficult) detections dropped;
+      'num_positives': the number of non-difficult ground-truth objects;
+      'ap': all-point average precision; 'ap_voc07': 11-point average precision;
+      'max_recall': the recall after the whole ranking;
+      'true_positive': one bool per detection, in the ORIGINAL order of ``detections``.
+    With no detections or no positives the curves are empty and the AP values 0.
+    """
+    num_positives = sum(int(np.count_nonzero(~_ground_truth_arrays(entry, image)[1]))
+                        for image, entry in ground_truth.items())
+    order, tp, fp = match_detections(detections, ground_truth, iou_threshold)
+
+    true_positive = np.zeros(len(detections), dtype=bool)
+    true_positive[order] = tp > 0
+
+    kept = (tp + fp) > 0
+    cumulative_tp = np.cumsum(tp[kept])
+    cumulative_fp = np.cumsum(fp[kept])
+    if num_positives > 0 and cumulative_tp.size > 0:
+        precision = cumulative_tp / (cumulative_tp + cumulative_fp)
+        recall = cumulative_tp / num_positives
+    else:
+        precision = recall = np.zeros(0)
+    return {
+        'precision': precision.tolist(),
+        'recall': recall.tolist(),
+        'num_positives': num_positives,
+        'ap': average_precision(recall, precision),
+        'ap_voc07': average_precision_voc07(recall, precision),
+        'max_recall': float(recall[-1]) if recall.size else 0.0,
+        'true_positive': true_positive.tolist(),
+    }
+
+
+def regions_per_found_object(detections, true_positive):
+    """The number of regions analysed to find each found object (the paper's Figure 8).
+
+    detections: dicts carrying 'step', the 1-based count of regions analysed in its search when the region was
+    visited (they also carry 'image' and 'search'). true_positive: one bool per detection, in the same order
+    (``precision_recall(...)['true_positive']``). Returns the 'step' of every true positive, in detection order.
+    """
+    assert len(detections) == len(true_positive), (
+        f'{len(detections)} detections but {len(true_positive)} true-positive flags')
+    return [int(detection['step']) for detection, found in zip(detections, true_positive) if found]

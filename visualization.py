@@ -1,0 +1,304 @@
+"""Figures: an agent's search over one image, precision–recall curves, the regions-per-object histogram (the
+paper's Figure 8) and training curves.
+
+Every function writes one PNG (or another format matplotlib knows, chosen by the file's suffix) and returns its
+path. Figures are built on matplotlib's Agg canvas directly, without pyplot: no window, no global figure state,
+nothing left open between calls, so these functions are safe to call in long training and test loops.
+
+Regions are float ``[x0, y0, x1, y1)`` corners in pixels of the image, the project's one box format.
+"""
+
+import math
+import os
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
+
+ACTION_NAMES = ['up-left', 'up-right', 'down-left', 'down-right', 'centre', 'trigger']
+ACTION_SHORT_NAMES = ['UL', 'UR', 'DL', 'DR', 'C', 'T']
+TRIGGER_ACTION = 5
+DPI = 120
+TRIGGER_COLOUR = 'red'
+SEARCH_COLOURS = ['yellow', 'cyan', 'lime', 'magenta', 'orange']  # movement regions, one colour per search
+MIN_STEP_COLUMNS = 3
+MAX_STEP_COLUMNS = 8
+
+
+def _new_figure(width, height):
+    """A figure of ``width`` x ``height`` inches on an Agg canvas."""
+    figure = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure, path):
+    """Write ``figure`` to ``path`` (creating its folder) and return the path."""
+    path = os.fspath(path)
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    figure.savefig(path, dpi=DPI, bbox_inches='tight')  # keeps outside legends whole
+    return path
+
+
+def _as_rgb_uint8(image):
+    """An HxWx3 uint8 RGB copy of ``image`` (uint8 or float in 0..255; greyscale HxW is expanded)."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.stack([image] * 3, axis=-1)
+    if image.dtype != np.uint8:
+        image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    return image[..., :3]
+
+
+def _crop(image, region):
+    """The pixels of ``region`` rounded to whole pixels, clipped to the image, at least 1 pixel on each side."""
+    height, width = image.shape[:2]
+    x0, y0, x1, y1 = (float(value) for value in region)
+    left = min(max(int(round(x0)), 0), width - 1)
+    top = min(max(int(round(y0)), 0), height - 1)
+    right = min(max(int(round(x1)), left + 1), width)
+    bottom = min(max(int(round(y1)), top + 1), height)
+    return image[top:bottom, left:right]
+
+
+def _is_trigger(step):
+    return bool(step.get('triggered', step.get('action') == TRIGGER_ACTION))
+
+
+def _region_colour(step):
+    if _is_trigger(step):
+        return TRIGGER_COLOUR
+    return SEARCH_COLOURS[int(step.get('search', 0) or 0) % len(SEARCH_COLOURS)]
+
+
+def _action_name(action):
+    action = int(action)
+    return ACTION_NAMES[action] if 0 <= action < len(ACTION_NAMES) else f'action {action}'
+
+
+def _draw_q_values(axes, q_values, action):
+    """A tiny bar chart of the six Q-values; the chosen action's bar stands out."""
+    q_values = np.asarray(q_values, dtype=np.float64).reshape(-1)
+    colours = ['lightgray'] * len(q_values)
+    if 0 <= action < len(q_values):
+        colours[action] = TRIGGER_COLOUR if action == TRIGGER_ACTION else 'tab:blue'
+    positions = np.arange(len(q_values))
+    axes.bar(positions, q_values, color=colours, edgecolor='black', linewidth=0.4)
+    axes.axhline(0.0, color='black', linewidth=0.5)
+    axes.set_xticks(positions)
+    axes.set_xticklabels(ACTION_SHORT_NAMES[:len(q_values)], fontsize=6)
+    axes.tick_params(axis='y', labelsize=6, length=2, pad=1)
+    axes.tick_params(axis='x', length=0, pad=1)
+    axes.yaxis.set_major_locator(MaxNLocator(3))
+    axes.set_ylabel('Q', fontsize=6, labelpad=1)
+
+
+def draw_search(image, steps, path, title=None):
+    """Draw a whole test search of one image into one PNG at ``path``; returns the path.
+
+    image: HxWx3 RGB, uint8 or float in 0..255.
+    steps: list of dicts {'region': [x0, y0, x1, y1], 'action': int 0..5 (0..4 zoom to child 1..5, 5 trigger),
+    'q_values': 6 floats or None (baseline agents), 'search': int, 'triggered': bool}, in the order visited.
+
+    Top: the full image with every step's region outlined and numbered (triggered regions in red, the others in
+    one colour per search). Below, in a grid: one panel per step with the zoomed crop of its region, the caption
+    'step k: action name' and, when given, the six Q-values as a small bar chart.
+    """
+    image = _as_rgb_uint8(image)
+    height, width = image.shape[:2]
+    num_steps = len(steps)
+    searches = sorted({int(step.get('search', 0) or 0) for step in steps})
+    has_q_values = any(step.get('q_values') is not None for step in steps)
+
+    columns = max(1, min(num_steps, MAX_STEP_COLUMNS, math.ceil(math.sqrt(2 * num_steps))))
+    columns = max(columns, MIN_STEP_COLUMNS)  # a short search keeps small panels instead of one huge one
+    rows = math.ceil(num_steps / columns)
+    panel_width = 2.1
+    panel_height = 2.1 + (0.7 if has_q_values else 0.0) + (0.15 if len(searches) > 1 else 0.0)
+    figure_width = max(6.0, panel_width * columns)
+    # the overview leaves about a quarter of the width to its legend
+    overview_height = min(8.0, max(2.5, figure_width * 0.75 * height / max(width, 1)))
+    figure = _new_figure(figure_width, overview_height + rows * panel_height)
+    grid = figure.add_gridspec(1 + rows, 1, height_ratios=[overview_height] + [panel_height] * rows,
+                               hspace=0.12, left=0.02, right=0.98, top=0.95, bottom=0.02)
+
+    # overview: the whole image with every visited region
+    overview = figure.add_subplot(grid[0])
+    overview.imshow(image)
+    label_width, label_height = 0.035 * width, 0.05 * height  # roughly one number label, in pixels of the image
+    placed_labels = []
+    for number, step in enumerate(steps, start=1):
+        x0, y0, x1, y1 = (float(value) for value in step['region'])
+        colour = _region_colour(step)
+        overview.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour,
+                                     linewidth=2.5 if _is_trigger(step) else 1.5))
+        # nested regions often share a corner: move the number right until it does not cover an earlier one
+        label_x, label_y = x0 + 2, y0 + 2
+        while any(abs(label_x - x) < label_width and abs(label_y - y) < label_height for x, y in placed_labels):
+            label_x += label_width
+        placed_labels.append((label_x, label_y))
+        overview.text(label_x, label_y, str(number), color='black', fontsize=8, va='top', ha='left',
+                      bbox=dict(facecolor=colour, edgecolor='none', pad=1.0, alpha=0.85))
+    overview.set_xlim(0, width)
+    overview.set_ylim(height, 0)
+    overview.set_xticks([])
+    overview.set_yticks([])
+    legend_handles = [Rectangle((0, 0), 1, 1, fill=False, edgecolor=TRIGGER_COLOUR, linewidth=2.5, label='trigger')]
+    for search in searches:
+        colour = SEARCH_COLOURS[search % len(SEARCH_COLOURS)]
+        label = f'search {search}' if len(searches) > 1 else 'visited region'
+        legend_handles.append(Rectangle((0, 0), 1, 1, fill=False, edgecolor=colour, linewidth=1.5, label=label))
+    if num_steps:
+        overview.legend(handles=legend_handles, loc='upper left', bbox_to_anchor=(1.01, 1.0), fontsize=8,
+                        frameon=False)
+    else:
+        overview.text(0.5, 0.5, 'no steps', transform=overview.transAxes, ha='center', va='center',
+                      fontsize=14, color='white', bbox=dict(facecolor='black', alpha=0.6))
+    overview.set_title(title or f'{num_steps} region{"s" if num_steps != 1 else ""} analysed', fontsize=11)
+
+    # one panel per step: the zoomed crop, its caption and the Q-values
+    row_grids = [grid[1 + row].subgridspec(1, columns, wspace=0.35) for row in range(rows)]
+    for index, step in enumerate(steps):
+        row, column = divmod(index, columns)
+        cell = row_grids[row][column]
+        q_values = step.get('q_values')
+        if has_q_values:
+            parts = cell.subgridspec(2, 1, height_ratios=[3.2, 1.0], hspace=0.15)
+            crop_axes = figure.add_subplot(parts[0])
+        else:
+            crop_axes = figure.add_subplot(cell)
+        crop_axes.imshow(_crop(image, step['region']))
+        for spine in crop_axes.spines.values():
+            spine.set_edgecolor(_region_colour(step))
+            spine.set_linewidth(2.5)
+        crop_axes.set_xticks([])
+        crop_axes.set_yticks([])
+        caption = f'step {index + 1}: {_action_name(step.get("action", -1))}'
+        if len(searches) > 1:
+            caption = f'search {int(step.get("search", 0) or 0)}\n{caption}'
+        crop_axes.set_title(caption, fontsize=8, color=TRIGGER_COLOUR if _is_trigger(step) else 'black')
+        if has_q_values and q_values is not None:
+            _draw_q_values(figure.add_subplot(parts[1]), q_values, int(step.get('action', -1)))
+    return _save(figure, path)
+
+
+def draw_training_search(image, steps, path, title=None):
+    """Draw one training search (same layout and arguments as ``draw_search``)."""
+    return draw_search(image, steps, path, title=title or 'training search')
+
+
+def plot_precision_recall(runs, path, title='Precision-recall'):
+    """Overlay precision–recall curves; returns the path.
+
+    runs: list of dicts {'label': str, 'recall': list, 'precision': list, 'ap': float (optional)}; the legend shows
+    each label with its AP.
+    """
+    figure = _new_figure(7.0, 5.5)
+    axes = figure.add_subplot(1, 1, 1)
+    for run in runs:
+        recall = np.asarray(run.get('recall', []), dtype=np.float64)
+        precision = np.asarray(run.get('precision', []), dtype=np.float64)
+        label = str(run.get('label', ''))
+        if run.get('ap') is not None:
+            label = f'{label} (AP {float(run["ap"]):.3f})'
+        if recall.size == 0:
+            label = f'{label}, no curve'
+        axes.plot(recall, precision, label=label, linewidth=1.6, marker='o' if recall.size == 1 else None)
+    axes.set_xlim(0.0, 1.0)
+    axes.set_ylim(0.0, 1.02)
+    axes.set_xlabel('Recall')
+    axes.set_ylabel('Precision')
+    axes.set_title(title)
+    axes.grid(True, alpha=0.3)
+    if runs:
+        axes.legend(loc='upper right', fontsize=8)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_regions_histogram(counts_by_label, path, title='Regions analysed per found object'):
+    """The paper's Figure 8: how many objects were found after analysing 1, 2, ... regions; returns the path.
+
+    counts_by_label: dict label -> list of ints (one per found object); the labels' bars stand side by side.
+    """
+    figure = _new_figure(7.0, 4.5)
+    axes = figure.add_subplot(1, 1, 1)
+    all_counts = [int(count) for counts in counts_by_label.values() for count in counts]
+    largest = max(all_counts, default=0)
+    positions = np.arange(1, max(largest, 1) + 1)
+    num_labels = max(len(counts_by_label), 1)
+    bar_width = 0.8 / num_labels
+    for index, (label, counts) in enumerate(counts_by_label.items()):
+        counts = np.asarray(counts, dtype=np.int64)
+        heights = np.bincount(counts[counts >= 1], minlength=positions[-1] + 1)[1:positions[-1] + 1]
+        offset = (index - (num_labels - 1) / 2) * bar_width
+        axes.bar(positions + offset, heights, width=bar_width, label=f'{label} ({len(counts)} objects)')
+    if not all_counts:
+        axes.text(0.5, 0.5, 'no objects found', transform=axes.transAxes, ha='center', va='center', fontsize=12)
+    axes.set_xlim(0.4, positions[-1] + 0.6)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlabel('Regions analysed per found object')
+    axes.set_ylabel('Number of objects')
+    axes.set_title(title)
+    axes.grid(True, axis='y', alpha=0.3)
+    if counts_by_label:
+        axes.legend(fontsize=8)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def _as_number(value):
+    """``value`` as a float, or None when it is missing, empty or not a number (CSV cells are strings)."""
+    if value is None or value == '':
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def plot_training_log(log_rows, path):
+    """Line plots per epoch of the training log; returns the path.
+
+    log_rows: list of dicts as read from the training CSV log (values may be strings). 'mean_reward' and
+    'hit_rate' come first, then any other numeric column; a missing or empty value is skipped, a missing 'epoch'
+    is replaced by the row's position.
+    """
+    preferred = ['mean_reward', 'hit_rate']
+    columns = [name for name in preferred if any(_as_number(row.get(name)) is not None for row in log_rows)]
+    for row in log_rows:
+        for name in row:
+            if name != 'epoch' and name not in columns and _as_number(row.get(name)) is not None:
+                columns.append(name)
+
+    panels = max(len(columns), 1)
+    figure = _new_figure(7.0, 2.2 * panels + 0.6)
+    all_axes = figure.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]  # one epoch axis for every metric
+    for axes, name in zip(all_axes, columns):
+        epochs, values = [], []
+        for position, row in enumerate(log_rows):
+            value = _as_number(row.get(name))
+            if value is None:
+                continue
+            epoch = _as_number(row.get('epoch'))
+            epochs.append(position if epoch is None else epoch)
+            values.append(value)
+        axes.plot(epochs, values, marker='o' if len(values) < 30 else None, markersize=3, linewidth=1.5)
+        axes.set_ylabel(name.replace('_', ' '))
+        axes.grid(True, alpha=0.3)
+    all_axes[-1].set_xlabel('epoch')
+    all_axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
+    if not columns:
+        axes = all_axes[0]
+        axes.text(0.5, 0.5, 'no training data', transform=axes.transAxes, ha='center', va='center', fontsize=12)
+        axes.set_xticks([])
+        axes.set_yticks([])
+    figure.suptitle('Training log')
+    figure.tight_layout()
+    return _save(figure, path)
