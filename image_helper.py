@@ -1,0 +1,137 @@
+"""Pixels: loading images, cropping and resizing regions, mean-colour masks, VGG-16 preprocessing.
+
+Images are float32 arrays ``(height, width, 3)``, RGB, values 0..255. Boxes are ``[x0, y0, x1, y1)`` floats in
+pixels of the image (half-open corners); :func:`round_box` turns them into whole-pixel slices.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from errors import UserError
+
+# ImageNet mean colour, RGB order. Painting a region with it makes the region exactly zero after vgg_preprocess.
+MEAN_RGB = np.array([123.68, 116.779, 103.939], dtype=np.float32)
+# The same float32 values in BGR order, so that MEAN_RGB - mean cancels bit for bit.
+_MEAN_BGR = np.ascontiguousarray(MEAN_RGB[::-1])
+
+
+def image_path(path_voc, image_id) -> Path:
+    """``<path_voc>/JPEGImages/<image_id>.jpg``."""
+    return Path(path_voc) / "JPEGImages" / f"{image_id}.jpg"
+
+
+def _to_rgb_array(image: Image.Image) -> np.ndarray:
+    """Float32 ``(H, W, 3)`` RGB 0..255 from a PIL image of any mode."""
+    mode = image.mode
+    if mode.startswith("I;16") or mode == "I":
+        # 16-bit grayscale (PNG/TIFF). Older Pillow versions open 16-bit PNGs as 32-bit mode 'I'; those hold
+        # 0..65535 too, so scale unless the values already fit in 8 bits.
+        gray = np.asarray(image).astype(np.float32)
+        if mode.startswith("I;16") or image.format == "PNG" or gray.max(initial=0) > 255:
+            gray = gray * np.float32(255.0 / 65535.0)
+        gray = np.clip(gray, 0, 255)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if mode == "F":
+        gray = np.clip(np.asarray(image, dtype=np.float32), 0, 255)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if mode != "RGB":
+        # Alpha is dropped (VOC images are opaque); palette images with transparency go through RGBA so Pillow
+        # resolves the palette instead of warning. L, 1, CMYK, YCbCr, LA, P, RGBA ... all convert directly.
+        if mode == "P" and "transparency" in image.info:
+            image = image.convert("RGBA")
+        image = image.convert("RGB")
+    return np.asarray(image, dtype=np.float32)
+
+
+def load_image(path) -> np.ndarray:
+    """Read an image file as float32 ``(H, W, 3)`` RGB in 0..255, whatever its mode (gray, palette, alpha,
+    CMYK, 16-bit gray scaled to 0..255).
+
+    The pixels are used as stored: EXIF orientation is not applied, because VOC boxes refer to the stored
+    pixels. A missing, unreadable, corrupt or truncated file raises UserError naming it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as image:
+            image.load()  # decode now: a truncated file fails here, not later
+            array = _to_rgb_array(image)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise UserError(f"cannot read image file {path}: {error}") from None
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def round_box(box, width: int, height: int) -> tuple[int, int, int, int]:
+    """Whole-pixel box ``[x0, y0, x1, y1)`` inside a ``width`` x ``height`` image, at least 1 pixel per side.
+
+    ``box`` is float ``[x0, y0, x1, y1)``. Corners round to the nearest pixel edge (halves up) and are clamped
+    to the image; a side that becomes empty is widened to the one pixel containing the box's centre (clamped to
+    the image), so tiny or outside regions still give a valid crop.
+    """
+    assert width >= 1 and height >= 1, (width, height)
+    box = np.asarray(box, dtype=np.float64)
+    assert box.shape == (4,) and np.all(np.isfinite(box)), box
+
+    def side(low: float, high: float, size: int) -> tuple[int, int]:
+        start = int(np.clip(np.floor(low + 0.5), 0, size))
+        end = int(np.clip(np.floor(high + 0.5), 0, size))
+        if end <= start:
+            start = int(np.clip(np.floor((low + high) / 2), 0, size - 1))
+            end = start + 1
+        return start, end
+
+    x0, x1 = side(box[0], box[2], int(width))
+    y0, y1 = side(box[1], box[3], int(height))
+    return x0, y0, x1, y1
+
+
+def crop(image: np.ndarray, box) -> np.ndarray:
+    """``image[y0:y1, x0:x1]`` for the float box ``[x0, y0, x1, y1)`` rounded by :func:`round_box`.
+
+    Returns a view of ``image`` (at least 1 x 1 pixels); copy it before writing into it.
+    """
+    height, width = image.shape[:2]
+    x0, y0, x1, y1 = round_box(box, width, height)
+    return image[y0:y1, x0:x1]
+
+
+def resize(image: np.ndarray, size: tuple[int, int] = (224, 224)) -> np.ndarray:
+    """Bilinear resize of a float ``(H, W, C)`` image to ``size`` = (width, height); float32 out.
+
+    Uses Pillow's bilinear filter per channel in 32-bit float mode: deterministic, no 8-bit quantisation, and
+    antialiased when shrinking (its support widens with the scale factor).
+    """
+    image = np.asarray(image, dtype=np.float32)
+    assert image.ndim == 3 and image.shape[0] >= 1 and image.shape[1] >= 1, image.shape
+    width, height = int(size[0]), int(size[1])
+    if image.shape[:2] == (height, width):
+        return image.copy()
+    channels = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(image[:, :, channel]))
+                   .resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+        for channel in range(image.shape[2])
+    ]
+    return np.stack(channels, axis=2)
+
+
+def paint_mean(image: np.ndarray, box) -> np.ndarray:
+    """Float32 copy of ``image`` with the box ``[x0, y0, x1, y1)`` (rounded by :func:`round_box`) painted with
+    :data:`MEAN_RGB`, so that the painted pixels are exactly zero after :func:`vgg_preprocess`."""
+    painted = np.array(image, dtype=np.float32, copy=True)
+    height, width = painted.shape[:2]
+    x0, y0, x1, y1 = round_box(box, width, height)
+    painted[y0:y1, x0:x1] = MEAN_RGB
+    return painted
+
+
+def vgg_preprocess(images) -> np.ndarray:
+    """VGG-16 (Caffe) preprocessing: RGB float ``(..., H, W, 3)`` -> BGR minus the ImageNet mean
+    (B 103.939, G 116.779, R 123.68), float32, a new array."""
+    images = np.asarray(images, dtype=np.float32)
+    assert images.shape[-1] == 3, images.shape
+    return images[..., ::-1] - _MEAN_BGR

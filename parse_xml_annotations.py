@@ -1,0 +1,264 @@
+"""PASCAL VOC files: class names, annotation XML, image-set lists.
+
+This module knows the VOC layout and nothing about pixels:
+
+    <path_voc>/Annotations/<id>.xml
+    <path_voc>/ImageSets/Main/<set>.txt            one image id per line
+    <path_voc>/ImageSets/Main/<class>_<set>.txt    "<id> <label>": 1 present, -1 absent, 0 difficult only
+
+Boxes are float64 arrays ``[x0, y0, x1, y1)``: half-open corners in pixels of the original image. VOC XML stores
+1-based inclusive pixels, so ``x0 = xmin - 1`` and ``x1 = xmax`` (same for y); boxes are clipped to
+``[0, width] x [0, height]`` from ``<size>``.
+
+Every problem with the user's files raises :class:`errors.UserError` naming the file. A single broken object
+inside an otherwise readable annotation is skipped with a ``UserWarning`` instead, so one bad box does not make a
+whole dataset unusable.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from errors import UserError
+
+# The 20 PASCAL VOC classes; a class id is the index + 1 (aeroplane = 1 ... tvmonitor = 20).
+VOC_CLASSES: tuple[str, ...] = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+)
+
+
+def class_id(class_object) -> int:
+    """The VOC class id (1..20) of ``class_object``: an id (int or digit string) or a name (any case)."""
+    valid = ", ".join(f"{index + 1}={name}" for index, name in enumerate(VOC_CLASSES))
+    # bool is an int subclass; True meaning "aeroplane" would only hide a mistake.
+    if isinstance(class_object, (bool, np.bool_)):
+        raise UserError(f"class_object {class_object!r} is not a VOC class; valid: {valid}")
+    if isinstance(class_object, (int, np.integer)):
+        if 1 <= int(class_object) <= len(VOC_CLASSES):
+            return int(class_object)
+        raise UserError(f"class_object {class_object!r} is out of range 1..{len(VOC_CLASSES)}; valid: {valid}")
+    if isinstance(class_object, str):
+        text = class_object.strip().lower()
+        if text.isdigit() and 1 <= int(text) <= len(VOC_CLASSES):
+            return int(text)
+        if text in VOC_CLASSES:
+            return VOC_CLASSES.index(text) + 1
+    raise UserError(f"class_object {class_object!r} is not a VOC class; valid: {valid}")
+
+
+def class_name(class_object) -> str:
+    """The VOC class name ('aeroplane', ...) of ``class_object``: an id (1..20, int or digit string) or a name."""
+    return VOC_CLASSES[class_id(class_object) - 1]
+
+
+def _target_name(class_object) -> str:
+    """Name to compare object names with: a VOC class by id or name, or any other (custom) name as given."""
+    try:
+        return class_name(class_object)
+    except UserError:
+        if isinstance(class_object, str):
+            return class_object.strip().lower()
+        raise
+
+
+@dataclass
+class VocObject:
+    """One annotated object. ``box`` is float64 ``[x0, y0, x1, y1)`` in image pixels, clipped to the image."""
+
+    name: str
+    box: np.ndarray
+    difficult: bool
+
+
+@dataclass
+class Annotation:
+    """The parsed ``Annotations/<image_id>.xml``: image size from ``<size>`` and the usable objects."""
+
+    image_id: str
+    width: int
+    height: int
+    objects: list[VocObject] = field(default_factory=list)
+
+    def boxes_of(self, class_name: str, include_difficult: bool = True) -> np.ndarray:
+        """Boxes ``[x0, y0, x1, y1)`` of the objects named ``class_name`` (or a class id), as float64 ``(n, 4)``.
+
+        The result may be ``(0, 4)``. Order is the order of the XML file.
+        """
+        name = _target_name(class_name)
+        boxes = [obj.box for obj in self.objects
+                 if obj.name == name and (include_difficult or not obj.difficult)]
+        return np.array(boxes, dtype=np.float64).reshape(-1, 4)
+
+    def difficult_of(self, class_name: str) -> np.ndarray:
+        """``(n,)`` bool flags aligned with ``boxes_of(class_name, include_difficult=True)``."""
+        name = _target_name(class_name)
+        return np.array([obj.difficult for obj in self.objects if obj.name == name], dtype=bool)
+
+
+def _number(element: ElementTree.Element | None, tag: str) -> float | None:
+    """The finite number in ``element/<tag>``, or None when it is missing or not a finite number."""
+    if element is None:
+        return None
+    text = element.findtext(tag)
+    if text is None:
+        return None
+    try:
+        value = float(text.strip())
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def parse_annotation(xml_path) -> Annotation:
+    """Parse one VOC annotation file into an :class:`Annotation` (boxes ``[x0, y0, x1, y1)``, see module doc).
+
+    The image id is the file name without ``.xml``. A file that is missing, does not parse, or lacks a
+    numeric positive ``<size>`` raises UserError; a broken object is skipped with a UserWarning.
+    """
+    xml_path = Path(xml_path)
+    if not xml_path.is_file():
+        raise UserError(f"annotation file not found: {xml_path}")
+    try:
+        root = ElementTree.parse(xml_path).getroot()
+    except (ElementTree.ParseError, OSError, UnicodeDecodeError) as error:
+        raise UserError(f"cannot parse annotation file {xml_path}: {error}") from None
+
+    size = root.find("size")
+    width, height = _number(size, "width"), _number(size, "height")
+    if width is None or height is None:
+        raise UserError(f"annotation file {xml_path} lacks <size> with numeric <width> and <height>")
+    if width < 1 or height < 1 or width != int(width) or height != int(height):
+        raise UserError(f"annotation file {xml_path} has an invalid image size {width} x {height}")
+    width, height = int(width), int(height)
+
+    objects = []
+    for index, element in enumerate(root.findall("object")):
+        name = (element.findtext("name") or "").strip().lower()
+        where = f"{xml_path}: object {index} ({name or 'no name'})"
+        if not name:
+            warnings.warn(f"{where} has no <name>; skipped", UserWarning, stacklevel=2)
+            continue
+        bndbox = element.find("bndbox")
+        if bndbox is None:
+            warnings.warn(f"{where} has no <bndbox>; skipped", UserWarning, stacklevel=2)
+            continue
+        xmin, ymin, xmax, ymax = (_number(bndbox, tag) for tag in ("xmin", "ymin", "xmax", "ymax"))
+        if None in (xmin, ymin, xmax, ymax):
+            warnings.warn(f"{where} has a missing or non-numeric coordinate in <bndbox>; skipped",
+                          UserWarning, stacklevel=2)
+            continue
+        if xmin > xmax or ymin > ymax:
+            warnings.warn(f"{where} has a reversed <bndbox> (xmin {xmin:g} > xmax {xmax:g} or ymin {ymin:g} > "
+                          f"ymax {ymax:g}); skipped", UserWarning, stacklevel=2)
+            continue
+        # 1-based inclusive pixels -> half-open 0-based corners, clipped to the image.
+        box = np.array([xmin - 1, ymin - 1, xmax, ymax], dtype=np.float64)
+        box[[0, 2]] = np.clip(box[[0, 2]], 0, width)
+        box[[1, 3]] = np.clip(box[[1, 3]], 0, height)
+        if box[2] <= box[0] or box[3] <= box[1]:
+            warnings.warn(f"{where} has zero area inside the {width} x {height} image; skipped",
+                          UserWarning, stacklevel=2)
+            continue
+        difficult_value = _number(element, "difficult")
+        if element.find("difficult") is not None and difficult_value is None:
+            warnings.warn(f"{where} has a non-numeric <difficult>; taken as not difficult", UserWarning, stacklevel=2)
+        objects.append(VocObject(name=name, box=box, difficult=bool(difficult_value)))
+
+    return Annotation(image_id=xml_path.stem, width=width, height=height, objects=objects)
+
+
+def _image_sets_folder(path_voc) -> Path:
+    """``<path_voc>/ImageSets/Main``, after checking that the dataset folder exists."""
+    path_voc = Path(path_voc)
+    if not path_voc.is_dir():
+        raise UserError(f"dataset folder not found: {path_voc}")
+    return path_voc / "ImageSets" / "Main"
+
+
+def _read_lines(path: Path) -> list[str]:
+    """Non-empty stripped lines of an image-set file; UserError if the file is missing."""
+    if not path.is_file():
+        raise UserError(f"image set file not found: {path}")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"cannot read image set file {path}: {error}") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def read_image_set(path_voc, set_name) -> list[str]:
+    """Image ids listed in ``ImageSets/Main/<set_name>.txt`` (first column), in file order."""
+    path = _image_sets_folder(path_voc) / f"{set_name}.txt"
+    image_ids = [line.split()[0] for line in _read_lines(path)]
+    if not image_ids:
+        raise UserError(f"image set file {path} lists no images")
+    return image_ids
+
+
+def read_class_image_set(path_voc, class_object, set_name, labels: Iterable[int] = (1,)) -> list[str]:
+    """Image ids of ``ImageSets/Main/<class>_<set_name>.txt`` whose label is in ``labels``, in file order.
+
+    Labels: 1 the class is present, -1 absent, 0 present only as difficult objects.
+    """
+    labels = tuple(int(label) for label in labels)
+    path = _image_sets_folder(path_voc) / f"{class_name(class_object)}_{set_name}.txt"
+    image_ids = []
+    for number, line in enumerate(_read_lines(path), start=1):
+        columns = line.split()
+        try:
+            image_id, label = columns[0], int(columns[1])
+        except (IndexError, ValueError):
+            raise UserError(f"{path}, line {number}: expected '<image id> <label>', got {line!r}") from None
+        if label in labels:
+            image_ids.append(image_id)
+    if not image_ids:
+        wanted = " or ".join(str(label) for label in labels)
+        raise UserError(f"no images with label {wanted} in {path}")
+    return image_ids
+
+
+def annotation_path(path_voc, image_id) -> Path:
+    """``<path_voc>/Annotations/<image_id>.xml``."""
+    return Path(path_voc) / "Annotations" / f"{image_id}.xml"
+
+
+@dataclass
+class ImageRecord:
+    """One image of a dataset root: where it lives and its parsed annotation."""
+
+    path_voc: Path
+    image_id: str
+    annotation: Annotation
+
+
+def load_records(paths_voc, class_object, set_name, max_images: int | None = None) -> list[ImageRecord]:
+    """Records of the images containing ``class_object`` (label 1 in ``<class>_<set_name>.txt``).
+
+    ``paths_voc`` is one dataset root or a list of them (``two_databases``: e.g. VOC2012 then VOC2007); the
+    image lists are concatenated in that order, each in file order, then truncated to ``max_images``. Every
+    root's image list is read (and checked); only the kept images' annotations are parsed.
+    """
+    if isinstance(paths_voc, (str, os.PathLike)):
+        paths_voc = [paths_voc]
+    paths_voc = list(paths_voc)
+    if not paths_voc:
+        raise UserError("no dataset folder given (path_voc is empty)")
+    if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, (int, np.integer))
+                                   or max_images < 1):
+        raise UserError(f"max_images must be a positive integer or None, got {max_images!r}")
+
+    # Read every root's list first, so a wrong second root fails before minutes of parsing the first.
+    wanted = [(Path(path_voc), image_id) for path_voc in paths_voc
+              for image_id in read_class_image_set(path_voc, class_object, set_name)]
+    return [ImageRecord(path_voc=path_voc, image_id=image_id,
+                        annotation=parse_annotation(annotation_path(path_voc, image_id)))
+            for path_voc, image_id in wanted[:max_images]]
