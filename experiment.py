@@ -33,7 +33,7 @@ def write_atomically(path, write):
     """Call ``write(temporary_path)`` then rename over ``path``: an interrupted run never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp{path.suffix}")
+    temporary = path.with_name(f".tmp_{path.name}")     # keeps the suffix, which Keras checks
     write(temporary)
     os.replace(temporary, path)
 
@@ -120,14 +120,14 @@ def train(settings, make_features, model_label):
 
     # models
     features = make_features(settings)
-    model = build_q_network(settings.learning_rate, seed=settings.seed)
-    learner = QLearner(model, settings.gamma)
+    model = build_q_network(seed=settings.seed)
+    learner = QLearner(model, settings.gamma, settings.learning_rate)
     memory = ReplayMemory(settings.buffer_experience_replay)
     log_path = path_model / f"training_log_model{class_idx}.csv"
     log_rows = []
     first_epoch = settings.n
     if first_epoch > 0:
-        log_rows = resume(settings, model, memory, rng, class_idx, log_path)
+        log_rows = resume(settings, learner, memory, rng, class_idx, log_path)
 
     # loop
     for epoch in range(first_epoch, settings.epochs):
@@ -157,7 +157,7 @@ def train(settings, make_features, model_label):
         if stats["updates"] and not np.isfinite(row["mean_loss"]):
             raise UserError(f"epoch {epoch}: the loss became {row['mean_loss']}; the last good checkpoint is "
                             f"kept in {path_model}. Lower learning_rate.")
-        save_checkpoint(settings, model, memory, rng, class_idx, epoch)
+        save_checkpoint(settings, learner, memory, rng, class_idx, epoch)
         log_rows.append(row)
         write_log(log_path, log_rows)
         print(f"epoch {epoch:3d}  eps {epsilon:.2f}  mean reward {row['mean_reward']:+.3f}  searches "
@@ -201,9 +201,10 @@ def resume_state_path(path_model, class_idx):
     return Path(path_model) / f"resume_model{class_idx}.h5"
 
 
-def save_checkpoint(settings, model, memory, rng, class_idx, epoch):
+def save_checkpoint(settings, learner, memory, rng, class_idx, epoch):
     """Epoch weights, latest weights, and the resume state (optimiser, replay memory, random generators)."""
     import h5py
+    model = learner.model
     path_model = Path(settings.path_model)
     for path in (checkpoint_path(path_model, class_idx, epoch), checkpoint_path(path_model, class_idx)):
         write_atomically(path, model.save_weights)
@@ -214,7 +215,7 @@ def save_checkpoint(settings, model, memory, rng, class_idx, epoch):
             handle.attrs["numpy_rng"] = json.dumps(rng.bit_generator.state)
             handle.attrs["settings"] = json.dumps({k: v for k, v in vars(settings).items() if k != "explicit"})
             optimizer = handle.create_group("optimizer")
-            for index, variable in enumerate(model.optimizer.variables):
+            for index, variable in enumerate(learner.optimizer.variables):
                 optimizer[str(index)] = np.asarray(variable)
             seeds = handle.create_group("seed_generators")
             for index, variable in enumerate(_seed_variables(model)):
@@ -237,10 +238,11 @@ def _seed_variables(model):
     return variables
 
 
-def resume(settings, model, memory, rng, class_idx, log_path):
+def resume(settings, learner, memory, rng, class_idx, log_path):
     """``-n N``: load the checkpoint of epoch N−1 (weights; and, when it belongs to that epoch, the optimiser,
     replay memory and random generators) and return the log rows of the epochs before N."""
     import h5py
+    model = learner.model
     path_model = Path(settings.path_model)
     previous = settings.n - 1
     weights = checkpoint_path(path_model, class_idx, previous)
@@ -254,8 +256,7 @@ def resume(settings, model, memory, rng, class_idx, log_path):
     if state_path.is_file():
         with h5py.File(state_path, "r") as handle:
             if int(handle.attrs["epoch"]) == previous:
-                model.optimizer.build(model.trainable_variables)
-                for index, variable in enumerate(model.optimizer.variables):
+                for index, variable in enumerate(learner.optimizer.variables):
                     variable.assign(np.asarray(handle["optimizer"][str(index)]))
                 for index, variable in enumerate(_seed_variables(model)):
                     variable.assign(np.asarray(handle["seed_generators"][str(index)]))

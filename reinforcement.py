@@ -192,11 +192,11 @@ class ZoomEnvironment:
 # ---------------------------------------------------------------------------------------------------------------
 # Q-network and learning
 
-def build_q_network(learning_rate=1e-6, seed=None):
+def build_q_network(seed=None):
     """The paper's Q-network: 25,112 → 1024 → 1024 → 6, ReLU, dropout 0.2, N(0, 0.01) weights, zero biases.
 
-    Compiled with mean squared error and Adam (the optimiser is what the batched update uses and what a
-    checkpoint saves).
+    Not compiled: the loss (MSE) and the optimiser (Adam) live in ``QLearner``, so a weights checkpoint holds the
+    network alone and the optimiser state goes into the resume state.
     """
     import keras
     from keras import layers
@@ -215,7 +215,6 @@ def build_q_network(learning_rate=1e-6, seed=None):
         ],
         name="q_network",
     )
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mse")
     return model
 
 
@@ -288,13 +287,16 @@ def q_targets_reference(model, batch, gamma):
 
 class QLearner:
     """One gradient step on a replay minibatch, compiled: a single forward pass gives Q(s) and Q(s′) for the
-    whole batch (inference mode, as the targets are constants), then one MSE step in training mode."""
+    whole batch (inference mode, as the targets are constants), then one MSE step with Adam in training mode."""
 
-    def __init__(self, model, gamma=0.9):
+    def __init__(self, model, gamma=0.9, learning_rate=1e-6):
+        import keras
         import tensorflow as tf
         self.model = model
         self.gamma = float(gamma)
-        self._update = tf.function(self._update_graph, reduce_retracing=True)
+        self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+        self.optimizer.build(model.trainable_variables)
+        self._update = tf.function(self._update_graph, jit_compile=True, reduce_retracing=True)   # XLA: fused, ~1.5x faster
 
     def _update_graph(self, states, actions, rewards, next_states, terminals):
         import tensorflow as tf
@@ -307,7 +309,7 @@ class QLearner:
             loss = tf.reduce_mean(tf.square(targets - q_values))
         variables = self.model.trainable_variables
         gradients = tape.gradient(loss, variables)
-        self.model.optimizer.apply_gradients(zip(gradients, variables))
+        self.optimizer.apply_gradients(zip(gradients, variables))
         return loss
 
     def targets(self, batch):

@@ -125,7 +125,7 @@ def test_q_network_shapes_and_initialisation():
     first = kernels[0][0]
     assert abs(first.mean()) < 1e-3 and first.std() == pytest.approx(0.01, rel=0.02)
     assert all(np.all(k[1] == 0) for k in kernels)
-    assert model.optimizer.learning_rate.numpy() == pytest.approx(1e-6)
+    assert QLearner(model).optimizer.learning_rate.numpy() == pytest.approx(1e-6)
 
 
 def test_replay_memory_is_a_ring():
@@ -153,8 +153,8 @@ def test_batched_targets_equal_one_sample_at_a_time_reference():
 
 def test_update_moves_the_taken_action_toward_its_target():
     rng = np.random.default_rng(0)
-    model = build_q_network(learning_rate=1e-3, seed=4)
-    learner = QLearner(model, gamma=0.9)
+    model = build_q_network(seed=4)
+    learner = QLearner(model, gamma=0.9, learning_rate=1e-3)
     states = rng.standard_normal((16, STATE_SIZE)).astype(np.float32)
     batch = (states, np.full(16, TRIGGER), np.full(16, 3.0, dtype=np.float32), states,
              np.ones(16, dtype=np.float32))
