@@ -57,6 +57,21 @@ def main_guard(function):
         sys.exit(130)
 
 
+def training_flags(parser):
+    """Flags of the training scripts beyond their settings."""
+    parser.add_argument("-n", "--n", type=int, default=0, metavar="N",
+                        help="start at epoch N, resuming from the checkpoint of epoch N-1")
+    parser.add_argument("--demo", action="store_true", help="synthetic dataset and demo budgets")
+
+
+def testing_flags(parser):
+    """Flags of the testing scripts beyond their settings (choices checked here)."""
+    parser.add_argument("--demo", action="store_true", help="the synthetic dataset")
+    parser.add_argument("--agent", choices=("trained", "random", "upper_bound"), default="trained")
+    parser.add_argument("--detections", choices=("visited", "triggered"), default="visited",
+                        help="visited: every analysed region is a detection (the paper's); triggered: only triggers")
+
+
 def apply_demo(settings, demo_values):
     """``--demo``: the synthetic dataset (generated if absent) and demo budgets, except where a flag was given."""
     if not settings.demo:

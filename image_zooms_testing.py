@@ -6,7 +6,7 @@
 
 Every setting below can be given as a flag of the same name.
 """
-from experiment import apply_demo, main_guard, test
+from experiment import apply_demo, main_guard, test, testing_flags
 from settings import configure
 
 path_voc_test = "./VOC2007_test/"       # PASCAL VOC root with the test images
@@ -27,19 +27,13 @@ seed = 0
 DEMO = dict(path_voc_test="data/synthetic_voc", path_vgg="random")
 
 
-def extra_flags(parser):
-    parser.add_argument("--demo", action="store_true", help="the synthetic dataset")
-    parser.add_argument("--agent", choices=("trained", "random", "upper_bound"), default=agent)
-    parser.add_argument("--detections", choices=("visited", "triggered"), default=detections)
-
-
 def make_features(settings):
     from features import ImageZoomsFeatures
     return ImageZoomsFeatures(settings.path_vgg)
 
 
 def main(argv=None):
-    settings = configure({k: v for k, v in globals().items() if k in SETTINGS}, argv, __doc__, extra_flags)
+    settings = configure({k: v for k, v in globals().items() if k in SETTINGS}, argv, __doc__, testing_flags)
     apply_demo(settings, DEMO)
     test(settings, make_features, "image_zooms")
 

@@ -5,7 +5,7 @@
 
 Every setting below can be given as a flag of the same name (``--class_object cat``).
 """
-from experiment import apply_demo, main_guard, train
+from experiment import apply_demo, main_guard, train, training_flags
 from settings import configure
 
 # data
@@ -38,19 +38,13 @@ DEMO = dict(path_voc="data/synthetic_voc", path_vgg="random", epochs=8, learning
             buffer_experience_replay=300, batch_size=32, max_images=100)
 
 
-def extra_flags(parser):
-    parser.add_argument("-n", "--n", type=int, default=0, metavar="N",
-                        help="start at epoch N, resuming from the checkpoint of epoch N-1")
-    parser.add_argument("--demo", action="store_true", help="synthetic dataset and demo budgets")
-
-
 def make_features(settings):
     from features import ImageZoomsFeatures
     return ImageZoomsFeatures(settings.path_vgg, cache_mb=settings.cache_mb)
 
 
 def main(argv=None):
-    settings = configure({k: v for k, v in globals().items() if k in SETTINGS}, argv, __doc__, extra_flags)
+    settings = configure({k: v for k, v in globals().items() if k in SETTINGS}, argv, __doc__, training_flags)
     apply_demo(settings, DEMO)
     train(settings, make_features, "image_zooms")
 

@@ -45,6 +45,8 @@ def configure(defaults, argv=None, description=None, extra=None):
     if extra is not None:
         extra(parser)
     declared = {action.dest for action in parser._actions}
+    # a flag declared by ``extra`` still takes its default from the script's variable
+    parser.set_defaults(**{name: value for name, value in defaults.items() if name in declared})
     for name, value in defaults.items():
         if name in declared:
             continue
