@@ -15,6 +15,8 @@ import numpy as np
 
 from errors import UserError
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")     # TensorFlow's start-up chatter hides the progress lines
+
 DEMO_DATA = Path("data/synthetic_voc")
 
 

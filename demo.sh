@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The demo: install, generate the synthetic VOC dataset, train and test Image-Zooms and Pool45-Crops, compare
+# them with the random and upper-bound baselines. About 15 minutes on a 2-core CPU; no VOC, no ImageNet weights.
+# Everything it writes goes under data/, models_image_zooms/, models_pool45_crops/ and results/demo/.
+set -euo pipefail
+cd "$(dirname "$0")"
+python -m pip install -q -r requirements.txt
+out=results/demo
+python image_zooms_training.py --demo
+python image_zooms_testing.py --demo --path_testing_folder $out/image_zooms_trained --bool_draw 1 --max_images 67
+python image_zooms_testing.py --demo --agent random --path_testing_folder $out/random
+python image_zooms_testing.py --demo --agent upper_bound --path_testing_folder $out/upper_bound
+if [ -f pool45_crops_training.py ]; then
+  python pool45_crops_training.py --demo
+  python pool45_crops_testing.py --demo --path_testing_folder $out/pool45_crops_trained
+  pool45=$out/pool45_crops_trained/results.json
+else
+  pool45=
+fi
+python compare_results.py $out/image_zooms_trained/results.json $pool45 $out/random/results.json \
+  $out/upper_bound/results.json --output $out/comparison.png --title "Synthetic VOC test split, aeroplane"
+python -c "
+from experiment import read_log; from visualization import plot_training_log
+plot_training_log(read_log('models_image_zooms/training_log_model0.csv'), '$out/training_image_zooms.png')"
+echo "demo figures and results in $out/"
