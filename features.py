@@ -242,3 +242,211 @@ class ImageZoomsFeatures:
         self.forward_count += len(crops)
         maps = self._forward(vgg_preprocess(crops))
         return np.asarray(maps).reshape(len(crops), -1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ----- Pool45-Crops
+#
+# The whole image goes through the conv layers once; a region's descriptor is cropped from pool4 (stride 16) or
+# pool5 (stride 32) and brought to 7×7 cells. Small regions get few cells (one cell of pool5 is 32×32 pixels):
+# that loss of resolution is the effect the paper measures (SPEC §5), so nothing here compensates for it.
+
+POOL_SIZE = 7                     # cells per side of a descriptor
+POOL4_STRIDE = 16
+POOL5_STRIDE = 32
+MIN_IMAGE_SIDE = POOL5_STRIDE     # smaller images are padded so that pool5 has at least one cell
+_CELL_TOLERANCE = 1e-6            # float noise in region corners (3/4 of 3/4 of …) never adds a cell
+
+
+def choose_stride(region):
+    """The map a region ``[x0, y0, x1, y1)`` is cropped from: 32 (pool5) if ``sqrt(w·h)/7 > 32``, else 16 (pool4)."""
+    x0, y0, x1, y1 = (float(v) for v in region)
+    return POOL5_STRIDE if np.sqrt(max(x1 - x0, 0.0) * max(y1 - y0, 0.0)) / POOL_SIZE > POOL5_STRIDE \
+        else POOL4_STRIDE
+
+
+def project_region(region, stride, map_height, map_width):
+    """The cells ``(row0, row1, col0, col1)`` (half-open) of a ``map_height × map_width`` map of ``stride`` that
+    the region ``[x0, y0, x1, y1)`` (pixels) touches.
+
+    Cell ``c`` covers pixels ``[c·stride, (c+1)·stride)``. Rounding, per axis: ``start = floor(x0/stride)``,
+    ``end = ceil(x1/stride)`` (each with a 1e-6 cell tolerance, so that float noise in a corner adds no cell);
+    then ``start`` is clamped to ``[0, n−1]`` and ``end`` to ``[start+1, n]``: at least one cell, inside the map.
+    """
+    def side(low, high, size):
+        start = int(np.floor(low / stride + _CELL_TOLERANCE))
+        end = int(np.ceil(high / stride - _CELL_TOLERANCE))
+        start = min(max(start, 0), size - 1)
+        end = min(max(end, start + 1), size)
+        return start, end
+
+    x0, y0, x1, y1 = (float(v) for v in region)
+    row0, row1 = side(y0, y1, int(map_height))
+    col0, col1 = side(x0, x1, int(map_width))
+    return row0, row1, col0, col1
+
+
+def bilinear_weights(length, size=POOL_SIZE):
+    """``(size, length)`` matrix of bilinear upsampling from ``length`` cells to ``size`` (half-pixel centres, as
+    ``tf.image.resize``): output ``i`` samples the input at ``(i + 0.5)·length/size − 0.5``, clamped to
+    ``[0, length − 1]``, interpolating linearly between its two neighbouring cells."""
+    weights = np.zeros((size, length), dtype=np.float64)
+    for index in range(size):
+        source = min(max((index + 0.5) * length / size - 0.5, 0.0), length - 1.0)
+        low = int(np.floor(source))
+        high = min(low + 1, length - 1)
+        fraction = source - low
+        weights[index, low] += 1.0 - fraction
+        weights[index, high] += fraction
+    return weights
+
+
+def pool_bins(length, size=POOL_SIZE):
+    """ROI max-pooling bins ``[floor(i·n/size), ceil((i+1)·n/size))`` of ``n = length ≥ size`` cells (Fast R-CNN);
+    neighbouring bins may share a cell."""
+    return [(index * length // size, -(-(index + 1) * length // size)) for index in range(size)]
+
+
+def pool_cells(cells, size=POOL_SIZE):
+    """Bring a cropped ``(rows, cols, channels)`` map to ``(size, size, channels)``, each side on its own.
+
+    A side under ``size`` cells is upsampled bilinearly (:func:`bilinear_weights`); a side of ``size`` or more cells
+    is max-pooled into ``size`` bins (:func:`pool_bins`; exactly ``size`` cells pass unchanged). When one side is
+    upsampled and the other pooled, the upsampling comes first: the max is taken over interpolated values.
+    """
+    values = np.asarray(cells, dtype=np.float32)
+    for axis in (0, 1):                                                       # upsample the short sides
+        if values.shape[axis] < size:
+            weights = bilinear_weights(values.shape[axis], size).astype(np.float32)
+            values = np.moveaxis(np.tensordot(weights, values, axes=([1], [axis])), 0, axis)
+    for axis in (0, 1):                                                       # then max-pool the long sides
+        if values.shape[axis] > size:
+            values = np.stack([values.take(range(low, high), axis=axis).max(axis=axis)
+                               for low, high in pool_bins(values.shape[axis], size)], axis=axis)
+    return np.ascontiguousarray(values, dtype=np.float32)
+
+
+def crop_and_pool(feature_map, region, stride):
+    """The ``(7, 7, channels)`` Pool45-Crops descriptor of ``region`` ``[x0, y0, x1, y1)`` (pixels) from a
+    ``(rows, cols, channels)`` feature map of ``stride``: crop by :func:`project_region`, then :func:`pool_cells`."""
+    row0, row1, col0, col1 = project_region(region, stride, feature_map.shape[0], feature_map.shape[1])
+    return pool_cells(feature_map[row0:row1, col0:col1])
+
+
+def describe_region(pool4, pool5, region):
+    """The ``(7, 7, channels)`` descriptor of ``region`` ``[x0, y0, x1, y1)`` from an image's pool4 and pool5 maps:
+    the map by :func:`choose_stride`, then :func:`crop_and_pool`."""
+    stride = choose_stride(region)
+    return crop_and_pool(pool5 if stride == POOL5_STRIDE else pool4, region, stride)
+
+
+class FeatureMapCache(DescriptorCache):
+    """A byte-bounded LRU map ``image_key → (pool4, pool5)`` with the ``hits``/``misses`` counters of
+    :class:`DescriptorCache` (float32 storage, so a cached map gives exactly the descriptors of a fresh one).
+
+    Each entry also keeps a fingerprint of the pixels it was computed from; a lookup whose fingerprint differs
+    is a miss and the entry is replaced. This guards against an ``image_key`` that names different pixels at
+    different times (a mask version of the same number after a different object was painted, in a later epoch).
+    ``limit_mb = 0`` disables the cache.
+    """
+
+    def get(self, key, fingerprint=None):
+        entry = self.entries.get(key)
+        if entry is None or entry[0] != fingerprint:
+            self.misses += 1
+            return None
+        self.entries.move_to_end(key)
+        self.hits += 1
+        return entry[1]
+
+    def put(self, key, maps, fingerprint=None):
+        size = sum(feature_map.nbytes for feature_map in maps)
+        if size > self.limit_bytes:
+            return
+        if key in self.entries:
+            self.bytes -= sum(feature_map.nbytes for feature_map in self.entries.pop(key)[1])
+        self.entries[key] = (fingerprint, tuple(maps))
+        self.bytes += size
+        while self.bytes > self.limit_bytes:
+            _, (_, dropped) = self.entries.popitem(last=False)
+            self.bytes -= sum(feature_map.nbytes for feature_map in dropped)
+
+
+class Pool45CropsFeatures:
+    """Pool45-Crops: one VGG-16 forward of the whole (masked) image, at its own resolution, to pool4 and pool5;
+    each region is cropped from one of the two maps (:func:`choose_stride`) and brought to 7×7 by
+    :func:`crop_and_pool`, then flattened channels-last like Image-Zooms' (7, 7, 512) pool5.
+
+    Images with a side under 32 pixels are padded at the bottom/right with the mean colour (zero after
+    preprocessing) up to 32 pixels, so that pool5 has at least one cell; regions keep their pixel coordinates.
+
+    The maps of an image are computed once per ``image_key`` (image id and mask version) and kept in ``cache``, a
+    :class:`FeatureMapCache` of ``map_cache_mb`` MiB (a VOC image's two maps take about 2 MiB), so the searches
+    of later epochs reuse them; painting a found object changes the key and the maps are recomputed from the
+    masked image. ``forward_count`` counts whole-image VGG-16 forwards. An image array must not be changed in
+    place once described (``ZoomEnvironment.paint`` makes a new array): fingerprints are remembered per array.
+    ``backbone``: a VGG-16 conv model accepting any input size (``build_vgg16(path_vgg, (None, None, 3))``).
+    """
+
+    name = "pool45_crops"
+    FINGERPRINT_MEMO = 32          # arrays whose fingerprint is remembered (held alive, so their ids stay valid)
+
+    def __init__(self, path_vgg="random", map_cache_mb=2048, backbone=None):
+        import keras
+        import tensorflow as tf
+        self.backbone = backbone if backbone is not None else build_vgg16(path_vgg, (None, None, 3))
+        self.conv_model = keras.Model(self.backbone.inputs, [self.backbone.get_layer("block4_pool").output,
+                                                             self.backbone.get_layer("block5_pool").output])
+        self._forward = tf.function(lambda x: self.conv_model(x, training=False),
+                                    input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
+        self.cache = FeatureMapCache(map_cache_mb)
+        self.forward_count = 0
+        self._fingerprints = OrderedDict()
+
+    def describe(self, items):
+        """``items``: list of ``(image_key, image, region)``; returns float32 ``(len(items), 25088)``.
+
+        ``image_key`` identifies the pixels (image id and mask version); ``None`` bypasses the map cache.
+        """
+        out = np.empty((len(items), POOL_SIZE * POOL_SIZE * 512), dtype=np.float32)
+        for index, (image_key, image, region) in enumerate(items):
+            out[index] = describe_region(*self.maps(image_key, image), region).reshape(-1)
+        return out
+
+    def maps(self, image_key, image):
+        """``(pool4, pool5)`` of ``image``, from the cache when its key and pixels were seen before."""
+        if image_key is None:
+            return self.feature_maps(image)
+        fingerprint = self._fingerprint(image)
+        maps = self.cache.get(image_key, fingerprint)
+        if maps is None:
+            maps = self.feature_maps(image)
+            self.cache.put(image_key, maps, fingerprint)
+        return maps
+
+    def feature_maps(self, image):
+        """VGG-16 pool4 ``(⌊H'/16⌋, ⌊W'/16⌋, 512)`` and pool5 ``(⌊H'/32⌋, ⌊W'/32⌋, 512)`` of an RGB image
+        ``(H, W, 3)``, where ``H' = max(H, 32)`` and ``W' = max(W, 32)`` (mean-colour padding)."""
+        self.forward_count += 1
+        preprocessed = vgg_preprocess(image)
+        height, width = preprocessed.shape[:2]
+        if height < MIN_IMAGE_SIDE or width < MIN_IMAGE_SIDE:
+            preprocessed = np.pad(preprocessed, ((0, max(MIN_IMAGE_SIDE - height, 0)),
+                                                 (0, max(MIN_IMAGE_SIDE - width, 0)), (0, 0)))
+        pool4, pool5 = self._forward(preprocessed[None])
+        return np.array(pool4[0], dtype=np.float32), np.array(pool5[0], dtype=np.float32)
+
+    def _fingerprint(self, image):
+        """Shape and CRC-32 of the pixels, remembered for the last few arrays seen (training asks for the same
+        array at every step)."""
+        remembered = self._fingerprints.get(id(image))
+        if remembered is not None and remembered[0] is image:
+            self._fingerprints.move_to_end(id(image))
+            return remembered[1]
+        import zlib
+        pixels = np.ascontiguousarray(image, dtype=np.float32)
+        fingerprint = (pixels.shape, zlib.crc32(memoryview(pixels).cast("B")))
+        self._fingerprints[id(image)] = (image, fingerprint)
+        while len(self._fingerprints) > self.FINGERPRINT_MEMO:
+            self._fingerprints.popitem(last=False)
+        return fingerprint

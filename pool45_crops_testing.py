@@ -1,0 +1,46 @@
+"""Test an agent with the Pool45-Crops model (SPEC §7): greedy searches, VOC precision-recall, results.json.
+
+    python pool45_crops_testing.py                         # latest checkpoint on VOC 2007 test
+    python pool45_crops_testing.py --demo                  # the demo's synthetic test split
+    python pool45_crops_testing.py --agent upper_bound --path_voc_test VOC2007_test_annotations  # no images needed
+
+Every setting below can be given as a flag of the same name.
+"""
+from experiment import apply_demo, main_guard, test, testing_flags
+from settings import configure
+
+path_voc_test = "./VOC2007_test/"       # PASCAL VOC root with the test images
+path_model = "./models_pool45_crops"    # where training wrote the checkpoints
+path_testing_folder = "./testing"       # results.json, figures, drawn searches
+path_vgg = "./vgg16_weights.h5"         # VGG-16 weights file, 'imagenet', or 'random' (as in training)
+class_object = 1                        # VOC id 1-20 or name
+scale_subregion = 3.0 / 4               # must match training
+number_of_steps = 10                    # regions analysed per image, in all
+only_first_object = 0                   # 1: one search per image (the paper's protocol)
+bool_draw = 0                           # 1: one PNG per image with its whole search
+agent = "trained"                       # trained | random | upper_bound
+epoch = -1                              # checkpoint epoch; -1: the latest
+detections = "visited"                  # visited (every analysed region, the paper's) | triggered
+max_images = None                       # test on the first N images only
+map_cache_mb = 2048                     # pool4/pool5 maps kept while the searches of an image go on (MiB)
+seed = 0
+
+DEMO = dict(path_voc_test="data/synthetic_voc", path_vgg="random")
+
+
+def make_features(settings):
+    from features import Pool45CropsFeatures
+    return Pool45CropsFeatures(settings.path_vgg, map_cache_mb=settings.map_cache_mb)
+
+
+def main(argv=None):
+    settings = configure({k: v for k, v in globals().items() if k in SETTINGS}, argv, __doc__, testing_flags)
+    apply_demo(settings, DEMO)
+    test(settings, make_features, "pool45_crops")
+
+
+SETTINGS = [k for k in list(globals()) if not k.startswith("_") and k.islower()
+            and isinstance(globals()[k], (int, float, str, type(None)))]
+
+if __name__ == "__main__":
+    main_guard(main)

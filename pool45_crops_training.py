@@ -1,0 +1,57 @@
+"""Train the Pool45-Crops agent (SPEC §6): one VGG-16 forward per image (and per mask), every visited region
+cropped from its pool4 or pool5 map.
+
+    python pool45_crops_training.py -n 0           # paper setup: edit the paths below or pass them as flags
+    python pool45_crops_training.py --demo         # synthetic dataset, random VGG-16, minutes on a CPU
+
+Every setting below can be given as a flag of the same name (``--class_object cat``).
+"""
+from experiment import apply_demo, main_guard, train, training_flags
+from settings import configure
+
+# data
+path_voc = "./VOC2012/"                 # PASCAL VOC root (Annotations/, JPEGImages/, ImageSets/Main/)
+path_voc2 = "./VOC2007/"                # second root, used when two_databases = 1
+two_databases = 0                       # 1: train on VOC 2012 + VOC 2007 trainval
+max_images = None                       # use only the first N training images (None: all)
+# models
+path_model = "./models_pool45_crops"    # checkpoints and the training log
+path_testing_folder = "./testing"       # drawings of training searches (bool_draw)
+path_vgg = "./vgg16_weights.h5"         # VGG-16 weights file, 'imagenet', or 'random'
+class_object = 1                        # class to learn: VOC id 1-20 or name (1 = aeroplane)
+# the hierarchy and the episodes
+scale_subregion = 3.0 / 4               # 3/4: overlapped hierarchy, 1/2: non-overlapped
+number_of_steps = 10                    # maximum steps of one search
+bool_draw = 0                           # 1: draw every training search as a PNG
+# Q-learning
+epochs = 50
+gamma = 0.90                            # discount
+epsilon = 1.0                           # ε in epoch 0, then minus 0.1 per epoch (floor 0.1)
+batch_size = 100                        # replay minibatch
+buffer_experience_replay = 1000         # replay memory size; learning starts once it is full
+learning_rate = 1e-6                    # Adam
+save_replay_memory = 1                  # keep the replay memory in the resume state (exact resume)
+map_cache_mb = 2048                     # pool4/pool5 maps kept across epochs (MiB, about 2 per VOC image and mask)
+seed = 0
+
+# --demo: where the demo differs from the paper (listed in the README)
+DEMO = dict(path_voc="data/synthetic_voc", path_vgg="random", epochs=8, learning_rate=1e-4,
+            buffer_experience_replay=300, batch_size=32, max_images=100)
+
+
+def make_features(settings):
+    from features import Pool45CropsFeatures
+    return Pool45CropsFeatures(settings.path_vgg, map_cache_mb=settings.map_cache_mb)
+
+
+def main(argv=None):
+    settings = configure({k: v for k, v in globals().items() if k in SETTINGS}, argv, __doc__, training_flags)
+    apply_demo(settings, DEMO)
+    train(settings, make_features, "pool45_crops")
+
+
+SETTINGS = [k for k in list(globals()) if not k.startswith("_") and k.islower()
+            and isinstance(globals()[k], (int, float, str, type(None)))]
+
+if __name__ == "__main__":
+    main_guard(main)
