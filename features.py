@@ -55,16 +55,17 @@ def build_vgg16(path_vgg="random", input_shape=(None, None, 3)):
 def set_random_weights(backbone, seed=RANDOM_VGG_SEED, output_gain=0.01):
     """He-normal kernels and zero biases from a fixed NumPy seed.
 
-    He scaling keeps the activations alive through 13 layers; the last layer is scaled by ``output_gain`` so that
-    pool5 values have about the magnitude of ImageNet VGG-16's (single digits rather than hundreds), which the
-    Q-network's N(0, 0.01) initialisation expects.
+    He scaling keeps the activations alive through 13 layers; the last layer of block 4 is scaled by
+    ``output_gain`` so that pool4 and pool5 values both have about the magnitude of ImageNet VGG-16's (single digits
+    rather than hundreds), which the Q-network's N(0, 0.01) initialisation expects (zero biases and ReLU make the
+    layers after it scale linearly).
     """
     rng = np.random.default_rng(seed)
     for name in VGG_CONV_LAYERS:
         layer = backbone.get_layer(name)
         kernel, bias = layer.get_weights()
         fan_in = np.prod(kernel.shape[:3])
-        gain = output_gain if name == VGG_CONV_LAYERS[-1] else 1.0
+        gain = output_gain if name == "block4_conv3" else 1.0
         kernel = rng.standard_normal(kernel.shape, dtype=np.float32) * np.float32(gain * np.sqrt(2.0 / fan_in))
         layer.set_weights([kernel, np.zeros_like(bias)])
 

@@ -104,7 +104,7 @@ class ZoomEnvironment:
         self.image_id = image_id
         self.available = np.ones(len(self.boxes), dtype=bool)
         self.painted = np.zeros((self.height, self.width), dtype=bool)
-        self.mask_version = 0          # bumps at each paint: the key of the pixels features are computed from
+        self.painted_boxes = []        # whole-pixel boxes painted so far, in order: with the id, keys the pixels
         self.region = self.whole_image()
         self.history = np.zeros(HISTORY_SIZE, dtype=np.float32)
         self.previous_ious = np.zeros(len(self.boxes))
@@ -128,9 +128,14 @@ class ZoomEnvironment:
         return index, float(ious[index])
 
     @property
+    def mask_version(self):
+        return len(self.painted_boxes)
+
+    @property
     def image_key(self):
-        """Identifies the pixels the agent sees: the image and its masks."""
-        return (self.image_id, self.mask_version)
+        """Identifies the pixels the agent sees: the image and the boxes painted on it (a counter would not do:
+        the first mask of a later epoch may cover another object)."""
+        return (self.image_id, tuple(self.painted_boxes))
 
     # -- searches ----------------------------------------------------------------------------------------------
     def start_search(self):
@@ -177,9 +182,9 @@ class ZoomEnvironment:
         from image_helper import paint_mean, round_box
         x0, y0, x1, y1 = round_box(box, self.width, self.height)
         self.painted[y0:y1, x0:x1] = True
+        self.painted_boxes.append((x0, y0, x1, y1))
         if self.image is not None:
             self.image = paint_mean(self.image, box)
-        self.mask_version += 1
         if found >= 0:
             self.available[found] = False
         for index, object_box in enumerate(self.boxes):
