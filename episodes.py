@@ -23,11 +23,20 @@ def make_states(describer, environments):
 # ---------------------------------------------------------------------------------------------------------------
 # training
 
+class NonFiniteLoss(ArithmeticError):
+    """A Q-learning update gave a NaN or infinite loss: the network is broken from here on, training must stop."""
+
+    def __init__(self, loss, update):
+        super().__init__(f"the loss became {loss} at update {update}")
+        self.loss, self.update = loss, update
+
+
 def train_image(env, describer, learner, memory, rng, epsilon, number_of_steps, batch_size, stats,
                 trajectory=None):
     """All training searches on one image: one per target-class object, each from the whole image.
 
     ``stats`` (a dict of counters) is updated in place; ``trajectory``, if a list, receives the steps for drawing.
+    Raises :class:`NonFiniteLoss` at the first NaN or infinite loss (the weights it produced are not to be kept).
     """
     for _ in range(len(env.boxes)):
         if not env.available.any():
@@ -61,8 +70,11 @@ def train_image(env, describer, learner, memory, rng, epsilon, number_of_steps, 
                                    "triggered": action == TRIGGER})
             # learn: one minibatch step per agent step once the memory is full
             if memory.full:
-                stats["loss"] += learner.update(memory.sample(batch_size, rng))
+                loss = learner.update(memory.sample(batch_size, rng))
                 stats["updates"] += 1
+                if not np.isfinite(loss):
+                    raise NonFiniteLoss(loss, stats["updates"])
+                stats["loss"] += loss
             state = next_state          # advance every step (2016 defect 1)
             if done:
                 stats["triggers"] += 1
@@ -170,7 +182,15 @@ def run_searches(environments, agent, describer, number_of_steps, only_first_obj
 
 
 def make_environment(record, class_name, scale, image=None):
-    """The zoom environment of one annotated image for the target class (all its objects, difficult included)."""
+    """The zoom environment of one annotated image for the target class (all its objects, difficult included).
+
+    The image's own size wins over the annotation's ``<size>`` when the two differ (the caller warns); the boxes are
+    then clipped to the image. Without pixels (baselines) the annotation's size is used.
+    """
     annotation = record.annotation
-    return ZoomEnvironment(annotation.width, annotation.height, annotation.boxes_of(class_name), scale,
-                           image=image, image_id=f"{record.path_voc}/{record.image_id}")
+    width, height = annotation.width, annotation.height
+    boxes = annotation.boxes_of(class_name)
+    if image is not None and image.shape[:2] != (height, width):
+        height, width = image.shape[:2]
+        boxes = np.clip(boxes, 0.0, [width, height, width, height])
+    return ZoomEnvironment(width, height, boxes, scale, image=image, image_id=f"{record.path_voc}/{record.image_id}")

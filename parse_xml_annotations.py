@@ -87,6 +87,7 @@ class Annotation:
     width: int
     height: int
     objects: list[VocObject] = field(default_factory=list)
+    skipped_objects: int = 0        # broken objects left out (each with a UserWarning)
 
     def boxes_of(self, class_name: str, include_difficult: bool = True) -> np.ndarray:
         """Boxes ``[x0, y0, x1, y1)`` of the objects named ``class_name`` (or a class id), as float64 ``(n, 4)``.
@@ -141,7 +142,8 @@ def parse_annotation(xml_path) -> Annotation:
     width, height = int(width), int(height)
 
     objects = []
-    for index, element in enumerate(root.findall("object")):
+    elements = root.findall("object")
+    for index, element in enumerate(elements):
         name = (element.findtext("name") or "").strip().lower()
         where = f"{xml_path}: object {index} ({name or 'no name'})"
         if not name:
@@ -173,7 +175,8 @@ def parse_annotation(xml_path) -> Annotation:
             warnings.warn(f"{where} has a non-numeric <difficult>; taken as not difficult", UserWarning, stacklevel=2)
         objects.append(VocObject(name=name, box=box, difficult=bool(difficult_value)))
 
-    return Annotation(image_id=xml_path.stem, width=width, height=height, objects=objects)
+    return Annotation(image_id=xml_path.stem, width=width, height=height, objects=objects,
+                      skipped_objects=len(elements) - len(objects))
 
 
 def _image_sets_folder(path_voc) -> Path:
@@ -240,12 +243,17 @@ class ImageRecord:
     annotation: Annotation
 
 
-def load_records(paths_voc, class_object, set_name, max_images: int | None = None) -> list[ImageRecord]:
+def load_records(paths_voc, class_object, set_name, max_images: int | None = None,
+                 skipped: list | None = None) -> list[ImageRecord]:
     """Records of the images containing ``class_object`` (label 1 in ``<class>_<set_name>.txt``).
 
     ``paths_voc`` is one dataset root or a list of them (``two_databases``: e.g. VOC2012 then VOC2007); the
     image lists are concatenated in that order, each in file order, then truncated to ``max_images``. Every
     root's image list is read (and checked); only the kept images' annotations are parsed.
+
+    ``skipped``: without it, a missing or unusable annotation file raises UserError. With a list, such an image
+    is left out with a UserWarning and ``(path_voc, image_id, problem)`` is appended to the list, so one broken
+    file does not stop a run; UserError only when no image is left.
     """
     if isinstance(paths_voc, (str, os.PathLike)):
         paths_voc = [paths_voc]
@@ -259,6 +267,20 @@ def load_records(paths_voc, class_object, set_name, max_images: int | None = Non
     # Read every root's list first, so a wrong second root fails before minutes of parsing the first.
     wanted = [(Path(path_voc), image_id) for path_voc in paths_voc
               for image_id in read_class_image_set(path_voc, class_object, set_name)]
-    return [ImageRecord(path_voc=path_voc, image_id=image_id,
-                        annotation=parse_annotation(annotation_path(path_voc, image_id)))
-            for path_voc, image_id in wanted[:max_images]]
+    records, problems = [], []
+    for path_voc, image_id in wanted[:max_images]:
+        try:
+            annotation = parse_annotation(annotation_path(path_voc, image_id))
+        except UserError as error:
+            if skipped is None:
+                raise
+            warnings.warn(f"{error}; image {image_id} skipped", UserWarning, stacklevel=2)
+            problems.append((path_voc, image_id, str(error)))
+            continue
+        records.append(ImageRecord(path_voc=path_voc, image_id=image_id, annotation=annotation))
+    if skipped is not None:
+        skipped.extend(problems)
+        if not records:
+            raise UserError(f"none of the {len(problems)} images of {class_name(class_object)}_{set_name}.txt has a "
+                            f"usable annotation (first: {problems[0][2]})")
+    return records
