@@ -6,8 +6,9 @@ Robustness, in short (the README's Troubleshooting section has the full list):
 - an image that is missing or unreadable, or whose annotation is missing or does not parse, is skipped with a
   warning and counted (end-of-run summary, ``skipped_images`` in results.json); UserError when nothing is left;
 - SIGTERM is handled like Ctrl-C. The epoch in progress is dropped; the checkpoint of the last complete epoch is the
-  resume point (``-n`` continues exactly as the uninterrupted run would have). A signal that arrives while an epoch
-  is being saved waits until it is saved. Files are written to a temporary name and renamed, the resume state
+  resume point, and ``-n`` continues from it as the uninterrupted run would have (the checkpoint holds weights,
+  optimiser, ε, random generators, settings and replay memory). A signal that arrives while an epoch is being saved
+  waits until it is saved. Files are written to a temporary name and renamed, the resume state
   before the weights, so even SIGKILL leaves the last complete epoch resumable;
 - a NaN or infinite loss stops training at once; non-finite weights are never saved.
 """
@@ -70,9 +71,15 @@ def write_json(path, data):
 
 def main_guard(function):
     """Run a script's main: user errors become one line on stderr and exit code 2; Ctrl-C exits with 130, SIGTERM
-    with 143 (128 + the signal number); warnings print as one line ``warning: ...``."""
+    with 143 (128 + the signal number); user warnings print as one line ``warning: ...``."""
     show_warning = warnings.showwarning
-    warnings.showwarning = _one_line_warning
+
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, UserWarning):
+            print(f"warning: {message}", file=sys.stderr if file is None else file, flush=True)
+        else:
+            show_warning(message, category, filename, lineno, file, line)
+    warnings.showwarning = one_line
     try:
         function()
     except UserError as error:
@@ -83,12 +90,6 @@ def main_guard(function):
         sys.exit(128 + getattr(interrupt, "signal_number", signal.SIGINT))
     finally:
         warnings.showwarning = show_warning
-
-
-def _one_line_warning(message, category, filename, lineno, file=None, line=None):
-    if not issubclass(category, UserWarning):
-        return warnings._showwarning_orig(message, category, filename, lineno, file, line)
-    print(f"warning: {message}", file=sys.stderr if file is None else file, flush=True)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -256,7 +257,7 @@ def train(settings, make_features, model_label):
     """The training run: data → models → epochs of searches with Q-learning → a checkpoint and a log line each.
 
     Ctrl-C / SIGTERM: the epoch in progress is dropped and the run stops with a message naming the last saved
-    epoch and the ``-n`` that continues it (exactly: the checkpoint holds everything the next epoch needs).
+    epoch and the ``-n`` that continues it.
     """
     from tqdm import tqdm
 
@@ -358,7 +359,7 @@ def interrupted_message(interrupt, epoch, last_saved, path_model):
     if last_saved < 0:
         return f"{where}; no epoch was complete, nothing to resume from"
     return (f"{where}; epochs up to {last_saved} are saved in {path_model}/. Continue with -n {last_saved + 1} "
-            f"(the same run as without the interruption)")
+            f"(resume state and weights of that epoch are complete)")
 
 
 def non_finite_message(settings, class_idx, epoch, problem):
@@ -673,14 +674,11 @@ def search_own_images(settings, make_features, model_label):
                 stem, number = f"{path.stem}_{number}", number + 1
             figure_names.add(stem)
             figure = out_folder / "images" / f"{stem}.png"
-            best = ", ".join(f"{score:.2f}" for score in scores[:5])
-            title = (f"{path.name}: {len(boxes)} detection{'s' if len(boxes) != 1 else ''}"
-                     + (f" (score {best}{', ...' if len(scores) > 5 else ''})" if len(boxes) else ""))
-            draw_search(array, trajectory, figure, title=title)
+            draw_search(array, trajectory, figure, title=detections_title(path.name, trajectory, protocol))
             entries.append({"image": str(path), "width": int(array.shape[1]), "height": int(array.shape[0]),
                             "boxes": boxes.tolist(), "scores": scores.tolist(), "figure": str(figure),
                             "trajectory": trajectory})
-            print(f"  {title} -> {figure}", flush=True)
+            print(f"  {detections_title(path.name, trajectory, protocol)} -> {figure}", flush=True)
     summary = {"model": model_label, "class_object": name, "weights": str(weights),
                "scale_subregion": settings.scale_subregion, "number_of_steps": settings.number_of_steps,
                "only_first_object": bool(settings.only_first_object), "detections_protocol": protocol,
@@ -690,6 +688,18 @@ def search_own_images(settings, make_features, model_label):
         print(report.summary())
     print(f"detections in {out_folder / 'detections.json'}")
     return summary
+
+
+def detections_title(name, trajectory, protocol, shown=4):
+    """'photo.jpg: 2 detections: region 3 (score 1.52), region 5 (0.80)', numbered as in the drawn search."""
+    numbered = sorted(((number, step) for number, step in enumerate(trajectory, start=1)
+                       if protocol == "visited" or step["triggered"]), key=lambda item: -item[1]["score"])
+    if not numbered:
+        return f"{name}: no trigger in {len(trajectory)} regions, no detection"
+    best = ", ".join(f"region {number} ({'score ' if index == 0 else ''}{step['score']:.2f})"
+                     for index, (number, step) in enumerate(numbered[:shown]))
+    return f"{name}: {len(numbered)} detection{'s' if len(numbered) != 1 else ''}: {best}" + \
+        (", ..." if len(numbered) > shown else "")
 
 
 def write_figures(results, out_folder):
