@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 python -m pip install -q -r requirements.txt
 out=results/demo
 python image_zooms_training.py --demo
-python image_zooms_testing.py --demo --path_testing_folder $out/image_zooms_trained --bool_draw 1 --max_images 67
+python image_zooms_testing.py --demo --path_testing_folder $out/image_zooms_trained --bool_draw 1
 python image_zooms_testing.py --demo --agent random --path_testing_folder $out/random
 python image_zooms_testing.py --demo --agent upper_bound --path_testing_folder $out/upper_bound
 if [ -f pool45_crops_training.py ]; then

@@ -161,7 +161,10 @@ def load_vgg_weights(backbone, path):
 # descriptors
 
 class DescriptorCache:
-    """A memory-bounded LRU map ``(image_key, rounded region) → descriptor`` (float16 storage).
+    """A memory-bounded LRU map ``(image_key, rounded region) → descriptor``.
+
+    Stored as float32, exactly as computed: a cache hit gives the state a fresh forward would, so the cache size
+    and a resume (empty cache) change no result.
 
     Keys are exact: the image key carries the mask version, so a region of a masked image never meets the
     descriptor of the unmasked one. ``limit_mb = 0`` disables the cache.
@@ -190,7 +193,7 @@ class DescriptorCache:
     def put(self, key, descriptor):
         if self.limit_bytes <= 0 or key in self.entries:
             return
-        stored = descriptor.astype(np.float16)
+        stored = np.array(descriptor, dtype=np.float32)
         self.entries[key] = stored
         self.bytes += stored.nbytes
         while self.bytes > self.limit_bytes and self.entries:

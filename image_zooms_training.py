@@ -34,8 +34,8 @@ cache_mb = 1024                         # descriptor cache (MiB): regions revisi
 seed = 0
 
 # --demo: where the demo differs from the paper (listed in the README)
-DEMO = dict(path_voc="data/synthetic_voc", path_vgg="random", epochs=8, learning_rate=1e-4,
-            buffer_experience_replay=300, batch_size=32, max_images=100)
+DEMO = dict(path_voc="data/synthetic_voc", path_vgg="random", epochs=10, learning_rate=1e-4,
+            buffer_experience_replay=300, batch_size=32, max_images=60)
 
 
 def make_features(settings):

@@ -294,7 +294,7 @@ def trained(dataset, tmp_path_factory):
 def test_training_writes_checkpoints_and_log(trained):
     names = {path.name for path in trained.iterdir()}
     assert {"model0_epoch_0.weights.h5", "model0_epoch_1.weights.h5", "model0.weights.h5",
-            "training_log_model0.csv", "resume_model0.h5"} <= names
+            "training_log_model0.csv", "resume_model0_epoch_1.h5"} <= names
     with open(trained / "training_log_model0.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["epoch"] for row in rows] == ["0", "1"]

@@ -87,7 +87,7 @@ def learning_log(models):
 
 @pytest.fixture(scope="module")
 def straight_and_resumed(dataset, tmp_path_factory):
-    """Two epochs straight; one epoch, then ``-n 1`` for the second. No descriptor cache (see the xfail below).
+    """Two epochs straight; one epoch, then ``-n 1`` for the second. No descriptor cache (the test after it turns it on).
     Also returns a copy of the folder after the first epoch."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(image_zooms_training, "make_features", tiny_features)
@@ -130,10 +130,6 @@ def test_checkpoint_files_after_each_epoch(straight_and_resumed):
         "training_log_model0.csv"]
 
 
-@pytest.mark.xfail(strict=False, reason="features.DescriptorCache stores descriptors as float16 while fresh ones are "
-                   "float32, so a cache hit changes the state: runs differ with the cache size, and a resumed run "
-                   "(empty cache) differs from an uninterrupted one by ~1e-6. Fix in features.py: round fresh "
-                   "descriptors to float16 too, or store float32.")
 def test_descriptor_cache_does_not_change_the_run(straight_and_resumed, dataset, tmp_path, tiny):
     straight, _, _ = straight_and_resumed
     train(dataset, tmp_path, "--epochs", "2", "--cache_mb", "64")
