@@ -156,6 +156,25 @@ def testing_flags(parser):
                         help="search this image (repeat for more) with the trained agent instead of testing on a "
                              "dataset: no annotations needed; writes <path_testing_folder>/images/<name>.png and "
                              "detections.json. Detections are the triggered regions unless --detections is given")
+    parser.add_argument("--epoch", type=parse_epochs, default=-1, metavar="E[,E...]",
+                        help="checkpoint epoch (-1: the latest); a comma-separated list or 'all' tests each and "
+                             "compares them (the paper's Figure 7)")
+
+
+def parse_epochs(text):
+    """``-1`` or ``4`` → an int; ``0,4,9`` → a list; ``all`` → every saved epoch (resolved in ``test``)."""
+    import argparse
+    text = str(text).strip()
+    if text == "all":
+        return "all"
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an epoch, a comma-separated list or 'all', got {text!r}") \
+            from None
+    if not values:
+        raise argparse.ArgumentTypeError("no epoch given")
+    return values[0] if len(values) == 1 and "," not in text else values
 
 
 def apply_demo(settings, demo_values):
@@ -537,6 +556,8 @@ def test(settings, make_features, model_label):
 
     if getattr(settings, "image", None):
         return search_own_images(settings, make_features, model_label)
+    if isinstance(settings.epoch, (list, str)):
+        return test_epochs(settings, make_features, model_label)
     seed_everything(settings.seed)
     name = class_name(settings.class_object)
     class_idx = class_index(settings)
@@ -615,6 +636,33 @@ def test(settings, make_features, model_label):
         print(report.summary())
     print(f"results in {out_folder / 'results.json'}")
     return results
+
+
+def test_epochs(settings, make_features, model_label):
+    """``--epoch 0,4,9`` (or ``all``): test each checkpoint into ``<path_testing_folder>/epoch_<E>/`` and draw them
+    on one precision-recall plot, ``epochs.png``, with a table (the paper's Figure 7)."""
+    import copy
+
+    from compare_results import compare, format_table
+    if settings.agent != "trained":
+        raise UserError(f"--epoch with several epochs tests checkpoints; --agent {settings.agent} has none")
+    epochs = settings.epoch
+    if epochs == "all":
+        epochs = existing_epochs(settings.path_model, class_index(settings))
+        if not epochs:
+            raise UserError(f"no checkpoints in {settings.path_model}; train first")
+    out_folder = Path(settings.path_testing_folder)
+    paths = []
+    for epoch in epochs:
+        one = copy.copy(settings)
+        one.epoch, one.path_testing_folder = epoch, str(out_folder / f"epoch_{epoch}")
+        test(one, make_features, model_label)
+        paths.append(Path(one.path_testing_folder) / "results.json")
+    rows = compare(paths, labels=[f"epoch {epoch}" for epoch in epochs], output=out_folder / "epochs.png",
+                   title=f"{model_label}: precision-recall by training epoch")
+    print(format_table(rows))
+    print(f"comparison of epochs in {out_folder / 'epochs.png'}")
+    return rows
 
 
 def trained_weights(settings, class_idx, model_label):

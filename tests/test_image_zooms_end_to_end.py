@@ -134,3 +134,20 @@ def test_unknown_flag_is_an_error():
     assert exit_info.value.code == 2
     with pytest.raises(SystemExit):
         image_zooms_training.main(["--epochs", "many"])
+
+
+def test_several_epochs_are_tested_and_compared(trained, dataset, tmp_path):
+    models, _ = trained
+    image_zooms_testing.main(["--path_voc_test", str(dataset), "--path_model", str(models), "--path_vgg", "random",
+                              "--path_testing_folder", str(tmp_path), "--number_of_steps", "2", "--epoch", "0,1"])
+    for epoch in (0, 1):
+        assert json.loads((tmp_path / f"epoch_{epoch}" / "results.json").read_text())["epoch"] == epoch
+    assert (tmp_path / "epochs.png").stat().st_size > 0
+
+
+def test_epoch_flag_parsing():
+    from experiment import parse_epochs
+    assert parse_epochs("-1") == -1 and parse_epochs("3") == 3
+    assert parse_epochs("0,4,9") == [0, 4, 9] and parse_epochs("all") == "all"
+    with pytest.raises(Exception):
+        parse_epochs("x")
