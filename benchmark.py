@@ -1,0 +1,561 @@
+"""How fast the project trains and tests, measured against the 2016 pattern and against arithmetic floors.
+
+    python benchmark.py --quick          # under 5 minutes on a 2-core CPU
+    python benchmark.py                  # larger samples (about 12 minutes on a 2-core CPU)
+
+Runs on the synthetic dataset with random VGG-16 weights, prints a table and writes ``benchmark.json``. Every
+figure is measured in this run, the baseline and the project side by side on the same machine:
+
+- ``update_speedup_vs_2016``: one replay update as the 2016 code did it (``model.predict`` per sample for Q(s) and
+  Q(s′), then one ``model.fit`` step on the minibatch) over ``QLearner.update``, same network, same minibatches.
+- ``update_over_floor``: ``QLearner.update`` over its floating-point operations (``update_flops``) divided by this
+  machine's float32 matrix-multiply rate, the rate timed right before each update.
+- ``train_speedup_vs_2016``: agent steps per second of the Image-Zooms training loop (``episodes.train_image``,
+  ``QLearner``, descriptor cache) over the same loop with the 2016 update and no cache: replay memory full, same
+  starting weights, images, seed and number of steps.
+- ``vgg_forwards_later_epoch_ratio``: VGG-16 forward passes in the last training epoch over those in the first
+  (the demo's training settings, ε from 1.0 down to 0.1, the default cache limit): a count, not a time.
+- ``test_region_over_floor``: test time per region analysed (``episodes.run_searches``, the trained agent, many
+  images in lockstep) over the time per image of a bare VGG-16 forward at batch 32, timed during the test.
+- ``training_peak_rss_mb``, ``testing_peak_rss_mb``: peak resident memory (VmHWM) of the training epochs and of
+  the test, each phase in its own process.
+
+Every setting below can be given as a flag of the same name (``--training_images 40``).
+"""
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+# data and models
+path_voc = "data/synthetic_voc"         # generated if absent (synthetic_dataset.ensure_synthetic_voc)
+path_vgg = "random"                     # fixed-seed random VGG-16: timings do not depend on the weights
+class_object = 1                        # aeroplane
+scale_subregion = 3.0 / 4
+number_of_steps = 10
+seed = 0
+# training epochs: the demo's settings (image_zooms_training.DEMO, 10 epochs): ε reaches its floor 0.1 in epoch 9
+training_images = 30
+training_epochs = 10
+cache_mb = 1024                         # image_zooms_training.py's default descriptor cache limit
+# the paper's update, for the update and training-speed figures
+batch_size = 100
+gamma = 0.90
+learning_rate = 1e-6
+timed_steps = 6                         # agent steps timed in each training loop (the project's, the 2016 one)
+update_repeats = 5                      # QLearner.update timed this many times on each 2016 minibatch
+# testing
+test_images = 64                        # images searched together in lockstep
+floor_repeats = 5                       # bare VGG-16 forwards at batch 32 timed during the test (median counts)
+output = "benchmark.json"
+
+# --quick: smaller samples, the same measurements
+QUICK = dict(training_images=6, timed_steps=3, update_repeats=3, test_images=32, floor_repeats=3)
+
+TARGETS = {"update_speedup_vs_2016": (">=", 40), "update_over_floor": ("<=", 2),
+           "train_speedup_vs_2016": (">=", 20), "vgg_forwards_later_epoch_ratio": ("<=", 0.3),
+           "test_region_over_floor": ("<=", 1.3)}
+FLOOR_BATCH = 32
+MATMUL_SIZE = 2048
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# measuring
+
+def log(message):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def peak_rss_mb():
+    """Peak resident memory of this process (VmHWM), MiB."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024         # kB on Linux
+
+
+def update_flops(batch, sizes=None):
+    """Floating-point operations of one ``QLearner.update`` on a minibatch of ``batch`` (a multiply-add is 2).
+
+    Counted: the matrix products of the three Dense layers 25,112 → 1,024 → 1,024 → 6 — forward of 2·batch states
+    (Q(s) and Q(s′) for the targets), forward of batch states in training mode, and backward: the weight gradients
+    (as many operations as that forward) plus the input gradients of layers 2 and 3 (layer 1's is not needed).
+    Not counted: biases, ReLU, dropout, the loss, and Adam's element-wise update of the 26.8 M parameters (about
+    0.3 GFLOP, bound by memory traffic, not arithmetic).
+    """
+    if sizes is None:
+        from reinforcement import NUM_ACTIONS, STATE_SIZE
+        sizes = (STATE_SIZE, 1024, 1024, NUM_ACTIONS)
+    pairs = list(zip(sizes[:-1], sizes[1:]))
+    macs = sum(a * b for a, b in pairs)                        # one sample through the network
+    input_gradient_macs = sum(a * b for a, b in pairs[1:])
+    forward_targets = 2 * (2 * batch) * macs
+    forward_training = 2 * batch * macs
+    backward = 2 * batch * macs + 2 * batch * input_gradient_macs
+    return forward_targets + forward_training + backward
+
+
+class MatmulTimer:
+    """One large float32 matrix product in TensorFlow: the machine's matrix-multiply rate, taken again beside
+    each measurement it is compared with (the machine is shared: its speed drifts)."""
+
+    def __init__(self, size=MATMUL_SIZE):
+        import tensorflow as tf
+        self.size = size
+        self.a = tf.random.normal((size, size), seed=1)
+        self.b = tf.random.normal((size, size), seed=2)
+        self.product = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
+        self.product(self.a, self.b).numpy()
+
+    def rate(self, repeats=2):
+        """FLOP/s, the fastest of ``repeats`` products."""
+        best = float("inf")
+        for _ in range(repeats):
+            started = time.perf_counter()
+            self.product(self.a, self.b).numpy()
+            best = min(best, time.perf_counter() - started)
+        return 2 * self.size ** 3 / best
+
+
+class BudgetReached(Exception):
+    pass
+
+
+class StepBudget(dict):
+    """Training counters (``episodes.new_training_stats``) that stop the loop once ``limit`` gradient steps are
+    done (``train_image`` has no step limit of its own)."""
+
+    def __init__(self, limit):
+        from episodes import new_training_stats
+        super().__init__(new_training_stats())
+        self.limit = limit
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        if key == "updates" and value >= self.limit:
+            raise BudgetReached
+
+
+class Learner2016:
+    """The 2016 update: ``model.predict`` per sample for Q(s) and Q(s′) (``q_targets_reference``), then one
+    ``model.fit`` epoch on the minibatch, the model compiled with Adam and MSE; greedy actions by ``model.predict``.
+    Records each minibatch and the seconds its update took."""
+
+    def __init__(self, model, gamma, learning_rate):
+        import keras
+        self.model = model
+        self.gamma = gamma
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mse")
+        self.updates = []
+
+    def update(self, batch):
+        from reinforcement import q_targets_reference
+        started = time.perf_counter()
+        targets = q_targets_reference(self.model, batch, self.gamma)
+        history = self.model.fit(batch[0], targets, batch_size=len(targets), epochs=1, verbose=0)
+        self.updates.append((batch, time.perf_counter() - started))
+        return float(history.history["loss"][-1])
+
+    def q_values(self, states):
+        return self.model.predict(np.asarray(states, dtype=np.float32), verbose=0)
+
+    def warm_up(self, batch):
+        """Build the predict and train functions (a 2016 run paid this once)."""
+        self.q_values(batch[0][:1])
+        self.model.fit(batch[0], np.zeros((len(batch[0]), 6), np.float32), batch_size=len(batch[0]), epochs=1,
+                       verbose=0)
+
+
+def project_learner(model, gamma, learning_rate):
+    """The project's ``QLearner``, with a ``warm_up`` (the XLA compilation, once per run) like ``Learner2016``'s."""
+    from reinforcement import QLearner
+    learner = QLearner(model, gamma, learning_rate)
+    learner.warm_up = learner.update
+    return learner
+
+
+class FloorBeside:
+    """The test's region descriptor, which also times a bare VGG-16 forward at batch 32 after every ``every``-th
+    batch it describes: the floor is measured under the same load as the test, and its time is kept apart."""
+
+    def __init__(self, features, every):
+        import tensorflow as tf
+        from image_helper import vgg_preprocess
+        self.features, self.every = features, every
+        crops = np.random.default_rng(0).uniform(0, 255, (FLOOR_BATCH, 224, 224, 3)).astype(np.float32)
+        self.batch = tf.constant(vgg_preprocess(crops))      # preprocessed and in memory: the backbone alone
+        self.forward = tf.function(lambda x: features.backbone(x, training=False))
+        self.forward(self.batch).numpy()
+        self.calls, self.floor_times, self.floor_seconds = 0, [], 0.0
+
+    def describe(self, items):
+        descriptors = self.features.describe(items)
+        if self.calls % self.every == 0:
+            started = time.perf_counter()
+            self.forward(self.batch).numpy()
+            seconds = time.perf_counter() - started
+            self.floor_times.append(seconds / FLOOR_BATCH)
+            self.floor_seconds += seconds
+        self.calls += 1
+        return descriptors
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# phase 1 (own process): training epochs, then the update and training-speed figures
+
+class TrainingData:
+    """The training images: the first ``training_images`` for the epochs, the rest (never cached) for timing."""
+
+    def __init__(self, settings):
+        from parse_xml_annotations import class_name, load_records
+        self.name = class_name(settings.class_object)
+        self.scale = settings.scale_subregion
+        records = load_records([settings.path_voc], self.name, "trainval")
+        self.epoch_records = records[:settings.training_images]
+        self.timing_records = records[settings.training_images:]
+
+    def environment(self, record):
+        from episodes import make_environment
+        from image_helper import image_path, load_image
+        return make_environment(record, self.name, self.scale, load_image(image_path(record.path_voc,
+                                                                                     record.image_id)))
+
+
+class RegionLedger:
+    """The training's region descriptor, which also notes the regions (any mask) described so far: a forward for
+    a region never described before is one no cache could have saved."""
+
+    def __init__(self, features):
+        self.features, self.seen, self.new_region_forwards = features, set(), 0
+
+    def describe(self, items):
+        forwards = self.features.forward_count
+        descriptors = self.features.describe(items)
+        regions = {(image_key[0], tuple(np.round(region, 6))) for image_key, _, region in items}
+        if self.features.forward_count > forwards:
+            self.new_region_forwards += min(len(regions - self.seen), self.features.forward_count - forwards)
+        self.seen |= regions
+        return descriptors
+
+
+def train_epochs(settings, data, features, learner, memory, rng, batch):
+    """experiment.train's loop (without checkpoints); returns one row per epoch with its VGG-16 forwards."""
+    from episodes import new_training_stats, train_image
+    from reinforcement import epsilon_for_epoch
+    ledger = RegionLedger(features)
+    rows = []
+    for epoch in range(settings.training_epochs):
+        epsilon = epsilon_for_epoch(epoch)
+        stats = new_training_stats()
+        forwards, hits, new = features.forward_count, features.cache.hits, ledger.new_region_forwards
+        started = time.perf_counter()
+        for index in rng.permutation(len(data.epoch_records)):
+            train_image(data.environment(data.epoch_records[index]), ledger, learner, memory, rng, epsilon,
+                        settings.number_of_steps, batch, stats)
+        rows.append({"epoch": epoch, "epsilon": round(epsilon, 3), "searches": stats["searches"],
+                     "steps": stats["steps"], "triggers": stats["triggers"], "updates": stats["updates"],
+                     "vgg_forwards": features.forward_count - forwards, "cache_hits": features.cache.hits - hits,
+                     "new_region_forwards": ledger.new_region_forwards - new,
+                     "seconds": round(time.perf_counter() - started, 2)})
+        log(f"  epoch {epoch}  eps {epsilon:.1f}  steps {stats['steps']}  vgg forwards {rows[-1]['vgg_forwards']} "
+            f"({rows[-1]['new_region_forwards']} of never seen regions)  cache hits {rows[-1]['cache_hits']}")
+    return rows
+
+
+def timed_training_loop(settings, data, backbone, start, make_learner, loop_cache_mb):
+    """``settings.timed_steps`` agent steps of ``train_image`` from the state ``start`` (weights, full replay
+    memory) on the timing images, after a warm-up; returns (measures, learner)."""
+    from episodes import train_image
+    from features import ImageZoomsFeatures
+    from reinforcement import ReplayMemory, build_q_network
+    model = build_q_network()
+    model.set_weights(start["weights"])
+    learner = make_learner(model)
+    memory = ReplayMemory(len(start["replay"]["actions"]))
+    memory.load_state_dict(start["replay"])
+    features = ImageZoomsFeatures(backbone=backbone, cache_mb=loop_cache_mb)
+    # warm-up (compilation, tracing: once per run), then back to the common starting point
+    learner.warm_up(memory.sample(settings.batch_size, np.random.default_rng(settings.seed + 1)))
+    features.describe([(None, np.zeros((8, 8, 3), np.float32), np.array([0.0, 0.0, 8.0, 8.0]))])
+    model.set_weights(start["weights"])
+
+    rng = np.random.default_rng(settings.seed)
+    stats = StepBudget(settings.timed_steps)
+    forwards = features.forward_count
+    started = time.perf_counter()
+    try:
+        for record in data.timing_records:
+            train_image(data.environment(record), features, learner, memory, rng, start["epsilon"],
+                        settings.number_of_steps, settings.batch_size, stats)
+    except BudgetReached:
+        pass
+    seconds = time.perf_counter() - started
+    if stats["updates"] < settings.timed_steps:
+        raise RuntimeError(f"{stats['updates']} steps only: too few images after the first {settings.training_images}")
+    return {"seconds": seconds, "steps": stats["steps"], "steps_per_s": stats["steps"] / seconds,
+            "vgg_forwards": features.forward_count - forwards, "cache_hits": features.cache.hits}, learner
+
+
+def time_updates(settings, start, batches):
+    """``QLearner.update`` on ``batches``, each time right after a matrix product that measures the machine's
+    rate under the same load; returns (update seconds, rates in FLOP/s)."""
+    from reinforcement import QLearner, build_q_network
+    model = build_q_network()
+    model.set_weights(start["weights"])
+    learner = QLearner(model, settings.gamma, settings.learning_rate)
+    learner.update(batches[0])                                  # XLA compilation
+    timer = MatmulTimer()
+    seconds, rates = [], []
+    for batch in batches:
+        for _ in range(settings.update_repeats):
+            rates.append(timer.rate())
+            started = time.perf_counter()
+            learner.update(batch)
+            seconds.append(time.perf_counter() - started)
+    return seconds, rates
+
+
+def training_phase(settings, work_dir):
+    import image_zooms_training
+    from episodes import new_training_stats, train_image
+    from experiment import seed_everything
+    from reinforcement import QLearner, ReplayMemory, build_q_network, epsilon_for_epoch
+
+    demo = image_zooms_training.DEMO
+    seed_everything(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    data = TrainingData(settings)
+
+    # training epochs with the demo's settings: VGG-16 forwards per epoch, peak memory
+    log(f"training: {len(data.epoch_records)} images, {settings.training_epochs} epochs, demo settings, cache "
+        f"{settings.cache_mb} MiB")
+    features = image_zooms_training.make_features(SimpleNamespace(path_vgg=settings.path_vgg,
+                                                                  cache_mb=settings.cache_mb))
+    model = build_q_network(seed=settings.seed)
+    learner = QLearner(model, settings.gamma, demo["learning_rate"])
+    memory = ReplayMemory(demo["buffer_experience_replay"])
+    epochs = train_epochs(settings, data, features, learner, memory, rng, demo["batch_size"])
+    training_peak = peak_rss_mb()
+    cache_used_mb = features.cache.bytes / 2**20
+    model.save_weights(Path(work_dir) / "q_network.weights.h5")      # the agent of the test phase
+    while not memory.full:                                          # small runs: fill the replay memory first
+        record = data.epoch_records[int(rng.integers(len(data.epoch_records)))]
+        train_image(data.environment(record), features, learner, memory, rng, 1.0, settings.number_of_steps,
+                    demo["batch_size"], new_training_stats())
+
+    # training speed: the project's loop and the 2016 loop from the same state on the same fresh images;
+    # the project's twice, before and after the 2016 one, as the machine's load drifts
+    start = {"weights": model.get_weights(), "replay": {k: np.copy(v) for k, v in memory.state_dict().items()},
+             "epsilon": epsilon_for_epoch(settings.training_epochs)}
+    log(f"training speed: {settings.timed_steps} steps of each loop, minibatch {settings.batch_size}, replay memory "
+        f"{memory.capacity} (full), eps {start['epsilon']:.1f}")
+    project_runs = []
+
+    def project_run():
+        measured, _ = timed_training_loop(settings, data, features.backbone, start, lambda network: project_learner(
+            network, settings.gamma, settings.learning_rate), settings.cache_mb)
+        log(f"  project: {measured['steps_per_s']:.3f} steps/s")
+        project_runs.append(measured)
+
+    project_run()
+    baseline, learner_2016 = timed_training_loop(settings, data, features.backbone, start, lambda network: Learner2016(
+        network, settings.gamma, settings.learning_rate), 0)
+    log(f"  2016:    {baseline['steps_per_s']:.4f} steps/s")
+    project_run()
+    project_seconds = float(np.mean([run["seconds"] for run in project_runs]))
+
+    # one update: the 2016 updates timed in that loop, against QLearner.update on the same minibatches
+    update_seconds, rates = time_updates(settings, start, [batch for batch, _ in learner_2016.updates])
+    flops = update_flops(settings.batch_size)
+    update_2016 = [seconds for _, seconds in learner_2016.updates]
+    log(f"update: 2016 {np.mean(update_2016):.2f} s, project {np.median(update_seconds):.3f} s, floor "
+        f"{flops / np.median(rates):.3f} s ({flops / 1e9:.2f} GFLOP at {np.median(rates) / 1e9:.0f} GFLOP/s)")
+    return {
+        "batch_size": settings.batch_size, "training_epochs": epochs, "training_peak_rss_mb": training_peak,
+        "cache_used_mb": cache_used_mb, "replay_memory": memory.capacity,
+        "update_2016_s": float(np.mean(update_2016)), "update_2016_times_s": update_2016,
+        "update_project_s": float(np.median(update_seconds)), "update_project_times_s": update_seconds,
+        "update_gflop": flops / 1e9, "matmul_gflops": [rate / 1e9 for rate in rates],
+        "update_floor_s": flops / float(np.median(rates)),
+        "update_over_floor": float(np.median([s * rate / flops for s, rate in zip(update_seconds, rates)])),
+        "train_project": {"runs": project_runs, "steps": project_runs[0]["steps"], "seconds": project_seconds,
+                          "steps_per_s": project_runs[0]["steps"] / project_seconds},
+        "train_2016": baseline, "train_epsilon": start["epsilon"],
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# phase 2 (own process): testing
+
+def testing_phase(settings, work_dir):
+    import image_zooms_testing
+    from episodes import TrainedAgent, make_environment, run_searches
+    from experiment import seed_everything
+    from image_helper import image_path, load_image
+    from parse_xml_annotations import class_name, load_records
+    from reinforcement import QLearner, build_q_network
+
+    seed_everything(settings.seed)
+    name = class_name(settings.class_object)
+    records = load_records([settings.path_voc], name, "test", max_images=settings.test_images)
+    features = image_zooms_testing.make_features(SimpleNamespace(path_vgg=settings.path_vgg))
+    model = build_q_network()
+    model.load_weights(Path(work_dir) / "q_network.weights.h5")
+    agent = TrainedAgent(QLearner(model))
+    # warm-up (tracing) at the batch sizes the test uses
+    image = np.zeros((224, 224, 3), np.float32)
+    for size in {min(len(records), features.batch_size), len(records) % features.batch_size} - {0}:
+        features.describe([(None, image, np.array([0.0, 0.0, 224.0, 224.0]))] * size)
+    describer = FloorBeside(features, every=max(1, settings.number_of_steps // settings.floor_repeats))
+
+    log(f"testing: {len(records)} images in lockstep, {settings.number_of_steps} regions each")
+    forwards = features.forward_count
+    started = time.perf_counter()
+    environments = [make_environment(record, name, settings.scale_subregion,
+                                     load_image(image_path(record.path_voc, record.image_id))) for record in records]
+    trajectories = run_searches(environments, agent, describer, settings.number_of_steps, only_first_object=False)
+    seconds = time.perf_counter() - started - describer.floor_seconds
+    regions = sum(len(trajectory) for trajectory in trajectories)
+    floor = float(np.median(describer.floor_times))
+    log(f"  {regions} regions in {seconds:.1f} s; floor {floor:.3f} s per image")
+    return {"test_images": len(records), "test_regions": regions, "test_seconds": seconds,
+            "test_vgg_forwards": features.forward_count - forwards, "test_region_s": seconds / regions,
+            "floor_image_s": floor, "floor_times_s": describer.floor_times, "testing_peak_rss_mb": peak_rss_mb()}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the report
+
+def machine():
+    import importlib.metadata as metadata
+    cpu = "unknown"
+    if Path("/proc/cpuinfo").is_file():
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    versions = {}
+    for package in ("tensorflow", "keras", "numpy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "python": platform.python_version(), **versions}
+
+
+def figures_of(train, test):
+    epochs = train["training_epochs"]
+    return {
+        "update_speedup_vs_2016": train["update_2016_s"] / train["update_project_s"],
+        "update_over_floor": train["update_over_floor"],
+        "train_speedup_vs_2016": train["train_project"]["steps_per_s"] / train["train_2016"]["steps_per_s"],
+        "vgg_forwards_later_epoch_ratio": epochs[-1]["vgg_forwards"] / max(epochs[0]["vgg_forwards"], 1),
+        "test_region_over_floor": test["test_region_s"] / test["floor_image_s"],
+        "training_peak_rss_mb": train["training_peak_rss_mb"],
+        "testing_peak_rss_mb": test["testing_peak_rss_mb"],
+    }
+
+
+def how_measured(train, test):
+    first, last = train["training_epochs"][0], train["training_epochs"][-1]
+    project, baseline = train["train_project"], train["train_2016"]
+    return {
+        "update_speedup_vs_2016": f"2016 update {train['update_2016_s']:.2f} s (mean of "
+                                  f"{len(train['update_2016_times_s'])}) / QLearner.update "
+                                  f"{train['update_project_s']:.3f} s (median), minibatch {train['batch_size']}",
+        "update_over_floor": f"{train['update_project_s']:.3f} s / ({train['update_gflop']:.2f} GFLOP at "
+                             f"{np.median(train['matmul_gflops']):.0f} GFLOP/s = {train['update_floor_s']:.3f} s), "
+                             f"median of paired ratios",
+        "train_speedup_vs_2016": f"{project['steps']} steps in {project['seconds']:.1f} s / {baseline['steps']} "
+                                 f"steps in {baseline['seconds']:.1f} s, eps {train['train_epsilon']:.1f}",
+        "vgg_forwards_later_epoch_ratio": f"{last['vgg_forwards']} forwards ({last['steps']} steps; "
+                                          f"{last['new_region_forwards']} of regions never seen before) in epoch "
+                                          f"{last['epoch']}, eps {last['epsilon']} / {first['vgg_forwards']} "
+                                          f"({first['steps']} steps) in epoch 0",
+        "test_region_over_floor": f"{test['test_region_s']:.3f} s per region ({test['test_regions']} regions, "
+                                  f"{test['test_images']} images) / {test['floor_image_s']:.3f} s per image",
+        "training_peak_rss_mb": f"training process after the epochs (replay memory {train['replay_memory']}, cache "
+                                f"{train['cache_used_mb']:.0f} MiB used)",
+        "testing_peak_rss_mb": "testing process",
+    }
+
+
+def print_table(figures, how):
+    print(f"\n{'figure':32s} {'value':>9s} {'target':>8s}       how")
+    for key, value in figures.items():
+        mark, goal = "", ""
+        if key in TARGETS:
+            operator, bound = TARGETS[key]
+            mark = "ok" if (value >= bound if operator == ">=" else value <= bound) else "MISS"
+            goal = f"{operator} {bound}"
+        print(f"{key:32s} {value:9.3f} {goal:>8s}  {mark:4s} {how[key]}")
+
+
+def run_phase(phase, argv, work_dir):
+    """Run one phase in a child process (its own peak memory); returns what it wrote."""
+    command = [sys.executable, str(Path(__file__).resolve()), *argv, "--phase", phase, "--work_dir", str(work_dir)]
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+    completed = subprocess.run(command, env=environment)
+    if completed.returncode != 0:
+        raise SystemExit(f"benchmark phase {phase!r} failed (exit code {completed.returncode})")
+    return json.loads((Path(work_dir) / f"{phase}.json").read_text())
+
+
+def extra_flags(parser):
+    import argparse
+    parser.add_argument("--quick", action="store_true", help="smaller samples: under 5 minutes on a 2-core CPU")
+    parser.add_argument("--phase", choices=("all", "train", "test"), default="all", help=argparse.SUPPRESS)
+    parser.add_argument("--work_dir", default="", help=argparse.SUPPRESS)
+
+
+def main(argv=None):
+    from experiment import write_json
+    from settings import configure
+    from synthetic_dataset import ensure_synthetic_voc
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    settings = configure({k: v for k, v in globals().items() if k in SETTINGS}, argv, __doc__.split("\n\n")[0],
+                         extra_flags)
+    if settings.quick:
+        for name, value in QUICK.items():
+            if name not in settings.explicit:
+                setattr(settings, name, value)
+    if settings.phase != "all":
+        phase = training_phase if settings.phase == "train" else testing_phase
+        Path(settings.work_dir, f"{settings.phase}.json").write_text(json.dumps(phase(settings, settings.work_dir)))
+        return
+
+    started = time.perf_counter()
+    ensure_synthetic_voc(settings.path_voc)
+    with tempfile.TemporaryDirectory(prefix="benchmark_") as work_dir:
+        train = run_phase("train", argv, work_dir)
+        test = run_phase("test", argv, work_dir)
+    figures = figures_of(train, test)
+    how = how_measured(train, test)
+    report = {"figures": figures, "targets": {key: f"{op} {bound}" for key, (op, bound) in TARGETS.items()},
+              "how": how, "machine": machine(), "command": " ".join(["python benchmark.py", *argv]),
+              "seconds": round(time.perf_counter() - started, 1),
+              "settings": {name: getattr(settings, name) for name in SETTINGS} | {"quick": settings.quick},
+              "training": train, "testing": test}
+    write_json(settings.output, report)
+    print_table(figures, how)
+    print(f"\n{report['machine']['cpu']}, {report['machine']['cpu_count']} CPUs, TensorFlow "
+          f"{report['machine']['tensorflow']}; {report['seconds']:.0f} s; details in {settings.output}")
+    print(json.dumps({key: round(value, 3) for key, value in figures.items()}, indent=1))
+
+
+SETTINGS = [k for k in list(globals()) if not k.startswith("_") and k.islower()
+            and isinstance(globals()[k], (int, float, str, type(None)))]
+
+if __name__ == "__main__":
+    from experiment import main_guard
+    main_guard(main)
