@@ -519,11 +519,12 @@ def extra_flags(parser):
 
 def main(argv=None):
     from experiment import write_json
-    from settings import configure
+    from settings import configure, script_settings
     from synthetic_dataset import ensure_synthetic_voc
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    settings = configure({k: v for k, v in globals().items() if k in SETTINGS}, argv, __doc__.split("\n\n")[0],
+    defaults = script_settings(globals())
+    settings = configure(defaults, argv, __doc__.split("\n\n")[0],
                          extra_flags)
     if settings.quick:
         for name, value in QUICK.items():
@@ -544,7 +545,7 @@ def main(argv=None):
     report = {"figures": figures, "targets": {key: f"{op} {bound}" for key, (op, bound) in TARGETS.items()},
               "how": how, "machine": machine(), "command": " ".join(["python benchmark.py", *argv]),
               "seconds": round(time.perf_counter() - started, 1),
-              "settings": {name: getattr(settings, name) for name in SETTINGS} | {"quick": settings.quick},
+              "settings": {name: getattr(settings, name) for name in defaults} | {"quick": settings.quick},
               "training": train, "testing": test}
     write_json(settings.output, report)
     print_table(figures, how)
@@ -552,9 +553,6 @@ def main(argv=None):
           f"{report['machine']['tensorflow']}; {report['seconds']:.0f} s; details in {settings.output}")
     print(json.dumps({key: round(value, 3) for key, value in figures.items()}, indent=1))
 
-
-SETTINGS = [k for k in list(globals()) if not k.startswith("_") and k.islower()
-            and isinstance(globals()[k], (int, float, str, type(None)))]
 
 if __name__ == "__main__":
     from experiment import main_guard

@@ -7,7 +7,7 @@
 Every setting below can be given as a flag of the same name.
 """
 from experiment import apply_demo, main_guard, test, testing_flags
-from settings import configure
+from settings import configure, script_settings
 
 path_voc_test = "./VOC2007_test/"       # PASCAL VOC root with the test images
 path_model = "./models_image_zooms"     # where training wrote the checkpoints
@@ -33,13 +33,10 @@ def make_features(settings):
 
 
 def main(argv=None):
-    settings = configure({k: v for k, v in globals().items() if k in SETTINGS}, argv, __doc__, testing_flags)
+    settings = configure(script_settings(globals()), argv, __doc__, testing_flags)
     apply_demo(settings, DEMO)
     test(settings, make_features, "image_zooms")
 
-
-SETTINGS = [k for k in list(globals()) if not k.startswith("_") and k.islower()
-            and isinstance(globals()[k], (int, float, str, type(None)))]
 
 if __name__ == "__main__":
     main_guard(main)

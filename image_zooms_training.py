@@ -6,7 +6,7 @@
 Every setting below can be given as a flag of the same name (``--class_object cat``).
 """
 from experiment import apply_demo, main_guard, train, training_flags
-from settings import configure
+from settings import configure, script_settings
 
 # data
 path_voc = "./VOC2012/"                 # PASCAL VOC root (Annotations/, JPEGImages/, ImageSets/Main/)
@@ -44,13 +44,10 @@ def make_features(settings):
 
 
 def main(argv=None):
-    settings = configure({k: v for k, v in globals().items() if k in SETTINGS}, argv, __doc__, training_flags)
+    settings = configure(script_settings(globals()), argv, __doc__, training_flags)
     apply_demo(settings, DEMO)
     train(settings, make_features, "image_zooms")
 
-
-SETTINGS = [k for k in list(globals()) if not k.startswith("_") and k.islower()
-            and isinstance(globals()[k], (int, float, str, type(None)))]
 
 if __name__ == "__main__":
     main_guard(main)

@@ -23,6 +23,12 @@ def parse_optional_int(text):
     return None if str(text).lower() in ("none", "") else int(text)
 
 
+def script_settings(namespace):
+    """The plain settings a script defines at its top: lower-case names bound to numbers, strings or None."""
+    return {name: value for name, value in namespace.items()
+            if not name.startswith("_") and name.islower() and isinstance(value, (int, float, str, type(None)))}
+
+
 def _type_of(value):
     if isinstance(value, bool):
         return parse_bool
