@@ -573,6 +573,8 @@ def test(settings, make_features, model_label):
         from detection import QNetworkPolicy, load_q_network
         epoch = settings.epoch
         agent = TrainedAgent(QNetworkPolicy(load_q_network(trained_weights(settings, class_idx, model_label))))
+        if epoch < 0:       # the latest weights are those of the last saved epoch
+            epoch = max(existing_epochs(settings.path_model, class_idx), default=None)
         features = make_features(settings)
     elif settings.agent == "random":
         agent = RandomAgent(np.random.default_rng(settings.seed))
