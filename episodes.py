@@ -95,6 +95,7 @@ class TrainedAgent:
     """Greedy policy of a Q-network; a region's score is its trigger Q-value (the "sixth neuron")."""
 
     needs_features = True
+    uses_ground_truth = False
 
     def __init__(self, learner):
         self.learner = learner
@@ -108,6 +109,7 @@ class RandomAgent:
     """Uniformly random actions (trigger included) and random scores: the paper's lower baseline."""
 
     needs_features = False
+    uses_ground_truth = False
 
     def __init__(self, rng):
         self.rng = rng
@@ -122,6 +124,7 @@ class UpperBoundAgent:
     triggers when no child improves on the current region; a region's score is its IoU."""
 
     needs_features = False
+    uses_ground_truth = True
 
     def decide(self, environments, states):
         from reinforcement import child_regions
@@ -167,9 +170,11 @@ def run_searches(environments, agent, describer, number_of_steps, only_first_obj
                 "q_values": None if q_values is None else q_values[position].tolist(),
                 "search": search_index[i], "step": step_in_search[i], "triggered": action == TRIGGER})
             if action == TRIGGER:
-                found, _ = env.target(env.region) if isinstance(agent, UpperBoundAgent) else (-1, 0.0)
+                # an agent guided by the ground truth has found its target (even below IoU 0.5: it will not do
+                # better), so that object leaves the search and the next search cannot loop back to it
+                found = env.target(env.region)[0] if agent.uses_ground_truth else -1
                 env.paint(env.region, found=found)
-                if only_first_object or (isinstance(agent, UpperBoundAgent) and not env.available.any()):
+                if only_first_object or (agent.uses_ground_truth and not env.available.any()):
                     continue
                 search_index[i] += 1
                 step_in_search[i] = 0
