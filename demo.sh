@@ -10,15 +10,12 @@ python image_zooms_training.py --demo
 python image_zooms_testing.py --demo --path_testing_folder $out/image_zooms_trained --bool_draw 1
 python image_zooms_testing.py --demo --agent random --path_testing_folder $out/random
 python image_zooms_testing.py --demo --agent upper_bound --path_testing_folder $out/upper_bound
-if [ -f pool45_crops_training.py ]; then
-  python pool45_crops_training.py --demo
-  python pool45_crops_testing.py --demo --path_testing_folder $out/pool45_crops_trained
-  pool45=$out/pool45_crops_trained/results.json
-else
-  pool45=
-fi
-python compare_results.py $out/image_zooms_trained/results.json $pool45 $out/random/results.json \
-  $out/upper_bound/results.json --output $out/comparison.png --title "Synthetic VOC test split, aeroplane"
+python pool45_crops_training.py --demo
+python pool45_crops_testing.py --demo --path_testing_folder $out/pool45_crops_trained
+python compare_results.py $out/image_zooms_trained/results.json $out/pool45_crops_trained/results.json \
+  $out/random/results.json $out/upper_bound/results.json --output $out/comparison.png \
+  --labels "Image-Zooms, trained" "Pool45-Crops, trained" "random agent" "upper bound" \
+  --title "Synthetic VOC test split, aeroplane, overlapped hierarchy (3/4)"
 python -c "
 from experiment import read_log; from visualization import plot_training_log
 plot_training_log(read_log('models_image_zooms/training_log_model0.csv'), '$out/training_image_zooms.png')"

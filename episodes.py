@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reinforcement import NUM_ACTIONS, TRIGGER, ZoomEnvironment
+from reinforcement import NUM_ACTIONS, TRIGGER, ZoomEnvironment, child_regions
 
 # ---------------------------------------------------------------------------------------------------------------
 # states
@@ -127,7 +127,6 @@ class UpperBoundAgent:
     uses_ground_truth = True
 
     def decide(self, environments, states):
-        from reinforcement import child_regions
         actions, scores = [], []
         for env in environments:
             _, current_iou = env.target(env.region)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from image_helper import paint_mean, round_box
 from metrics import iou_many
 
 NUM_ACTIONS = 6
@@ -179,7 +180,6 @@ class ZoomEnvironment:
         ``found`` is an object known to be found (training: the triggered target) and becomes unavailable
         whatever the coverage; every object covered more than 60% by the painted area becomes unavailable too.
         """
-        from image_helper import paint_mean, round_box
         x0, y0, x1, y1 = round_box(box, self.width, self.height)
         self.painted[y0:y1, x0:x1] = True
         self.painted_boxes.append((x0, y0, x1, y1))
