@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo: install, generate the synthetic VOC dataset, train and test Image-Zooms and Pool45-Crops, compare
-# them with the random and upper-bound baselines. About 15 minutes on a 2-core CPU; no VOC, no ImageNet weights.
+# them with the random and upper-bound baselines. About 20 minutes on a 2-core CPU; no VOC, no ImageNet weights.
 # Everything it writes goes under data/, models_image_zooms/, models_pool45_crops/ and results/demo/.
 set -euo pipefail
 cd "$(dirname "$0")"
