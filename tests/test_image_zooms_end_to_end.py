@@ -10,17 +10,10 @@ import pytest
 
 import image_zooms_testing
 import image_zooms_training
-from synthetic_dataset import generate_synthetic_voc
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--path_vgg", "random", "--buffer_experience_replay", "12", "--batch_size", "4", "--number_of_steps", "3",
         "--learning_rate", "1e-4", "--cache_mb", "64"]
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return generate_synthetic_voc(tmp_path_factory.mktemp("voc"), num_trainval=8, num_test=6, seed=1,
-                                  min_size=64, max_size=96)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import pool45_crops_training
 from features import (FeatureMapCache, Pool45CropsFeatures, bilinear_weights, choose_stride, crop_and_pool,
                       describe_region, pool_bins, pool_cells, project_region)
 from image_helper import MEAN_RGB, paint_mean
-from synthetic_dataset import generate_synthetic_voc
 
 # ---------------------------------------------------------------------------------------------------------------
 # slow obvious references
@@ -275,12 +274,6 @@ def test_a_found_object_is_masked_and_the_maps_recomputed(features):
 
 TINY = ["--path_vgg", "random", "--buffer_experience_replay", "12", "--batch_size", "4", "--number_of_steps", "3",
         "--learning_rate", "1e-4", "--map_cache_mb", "64"]
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return generate_synthetic_voc(tmp_path_factory.mktemp("voc"), num_trainval=8, num_test=6, seed=1,
-                                  min_size=64, max_size=96)
 
 
 @pytest.fixture(scope="module")

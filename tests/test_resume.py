@@ -21,33 +21,16 @@ import pytest
 import experiment
 import image_zooms_training
 from errors import UserError
-from synthetic_dataset import generate_synthetic_voc
+from conftest import tiny_backbone
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--path_vgg", "random", "--buffer_experience_replay", "12", "--batch_size", "4", "--number_of_steps", "3",
         "--learning_rate", "1e-4", "--max_images", "4"]
 
 
-def tiny_backbone():
-    """224×224×3 → 7×7×512 with fixed weights: stands in for VGG-16 where the features do not matter."""
-    import keras
-    import numpy
-    inputs = keras.Input((224, 224, 3))
-    maps = keras.layers.Conv2D(512, 1, use_bias=False)(keras.layers.AveragePooling2D(32)(inputs))
-    backbone = keras.Model(inputs, maps)
-    backbone.layers[-1].set_weights([numpy.random.default_rng(0).normal(0, 0.01, (1, 1, 3, 512)).astype("float32")])
-    return backbone
-
-
 def tiny_features(settings):
     from features import ImageZoomsFeatures
     return ImageZoomsFeatures(backbone=tiny_backbone(), cache_mb=settings.cache_mb)
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return generate_synthetic_voc(tmp_path_factory.mktemp("voc"), num_trainval=8, num_test=6, seed=1,
-                                  min_size=64, max_size=96)
 
 
 @pytest.fixture

@@ -1,0 +1,22 @@
+"""What several test files share: the tiny synthetic dataset and a tiny stand-in for VGG-16."""
+import pytest
+
+from synthetic_dataset import generate_synthetic_voc
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """8 trainval + 6 test synthetic VOC images of 64–96 px (one per test module)."""
+    return generate_synthetic_voc(tmp_path_factory.mktemp("voc"), num_trainval=8, num_test=6, seed=1,
+                                  min_size=64, max_size=96)
+
+
+def tiny_backbone():
+    """224×224×3 → 7×7×512 with fixed weights: stands in for VGG-16 where the features do not matter."""
+    import keras
+    import numpy
+    inputs = keras.Input((224, 224, 3))
+    maps = keras.layers.Conv2D(512, 1, use_bias=False)(keras.layers.AveragePooling2D(32)(inputs))
+    backbone = keras.Model(inputs, maps)
+    backbone.layers[-1].set_weights([numpy.random.default_rng(0).normal(0, 0.01, (1, 1, 3, 512)).astype("float32")])
+    return backbone
