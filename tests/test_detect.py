@@ -17,22 +17,13 @@ import image_zooms_training
 from detection import detect, detect_many
 from errors import UserError
 from experiment import main_guard
+from conftest import tiny_backbone
 from image_helper import crop
 from reinforcement import TRIGGER, build_q_network
 from synthetic_dataset import generate_synthetic_voc
 
 TINY = ["--path_vgg", "random", "--buffer_experience_replay", "12", "--batch_size", "4", "--number_of_steps", "3",
         "--learning_rate", "1e-4", "--max_images", "3", "--epochs", "1"]
-
-
-def tiny_backbone():
-    """224×224×3 → 7×7×512 with fixed weights: stands in for VGG-16 where the features do not matter."""
-    import keras
-    inputs = keras.Input((224, 224, 3))
-    maps = keras.layers.Conv2D(512, 1, use_bias=False)(keras.layers.AveragePooling2D(32)(inputs))
-    backbone = keras.Model(inputs, maps)
-    backbone.layers[-1].set_weights([np.random.default_rng(0).normal(0, 0.01, (1, 1, 3, 512)).astype("float32")])
-    return backbone
 
 
 @pytest.fixture(scope="module")
