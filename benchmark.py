@@ -45,6 +45,8 @@ seed = 0
 training_images = 30
 training_epochs = 10
 cache_mb = 1024                         # image_zooms_training.py's default descriptor cache limit
+epochs_learning_rate = 1e-4              # the demo's (image_zooms_training.DEMO); 0 freezes the policy: what the cache
+                                        # saves when the agent never changes its mind
 # the paper's update, for the update and training-speed figures
 batch_size = 100
 gamma = 0.90
@@ -337,12 +339,12 @@ def training_phase(settings, work_dir):
     data = TrainingData(settings)
 
     # training epochs with the demo's settings: VGG-16 forwards per epoch, peak memory
-    log(f"training: {len(data.epoch_records)} images, {settings.training_epochs} epochs, demo settings, cache "
-        f"{settings.cache_mb} MiB")
+    log(f"training: {len(data.epoch_records)} images, {settings.training_epochs} epochs, demo settings, learning "
+        f"rate {settings.epochs_learning_rate:g}, cache {settings.cache_mb} MiB")
     features = image_zooms_training.make_features(SimpleNamespace(path_vgg=settings.path_vgg,
                                                                   cache_mb=settings.cache_mb))
     model = build_q_network(seed=settings.seed)
-    learner = QLearner(model, settings.gamma, demo["learning_rate"])
+    learner = QLearner(model, settings.gamma, settings.epochs_learning_rate)
     memory = ReplayMemory(demo["buffer_experience_replay"])
     epochs = train_epochs(settings, data, features, learner, memory, rng, demo["batch_size"])
     training_peak = peak_rss_mb()

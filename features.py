@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from errors import UserError
-from image_helper import crop, resize, vgg_preprocess
+from image_helper import crop, resize, round_box, vgg_preprocess
 
 ZOOM_SIZE = 224
 RANDOM_VGG_SEED = 2016
@@ -161,13 +161,13 @@ def load_vgg_weights(backbone, path):
 # descriptors
 
 class DescriptorCache:
-    """A memory-bounded LRU map ``(image_key, rounded region) → descriptor``.
+    """A memory-bounded LRU map ``key → descriptor`` (keys: :meth:`ImageZoomsFeatures.region_key`).
 
     Stored as float32, exactly as computed: a cache hit gives the state a fresh forward would, so the cache size
     and a resume (empty cache) change no result.
 
-    Keys are exact: the image key carries the mask version, so a region of a masked image never meets the
-    descriptor of the unmasked one. ``limit_mb = 0`` disables the cache.
+    Keys are exact: they name the crop's pixels, painted ones included, so a region that a paint reaches never
+    meets the descriptor it had before the paint. ``limit_mb = 0`` disables the cache.
     """
 
     def __init__(self, limit_mb=1024):
@@ -176,10 +176,6 @@ class DescriptorCache:
         self.bytes = 0
         self.hits = 0
         self.misses = 0
-
-    @staticmethod
-    def key(image_key, region):
-        return image_key, tuple(np.round(np.asarray(region, dtype=float), 6))
 
     def get(self, key):
         value = self.entries.get(key)
@@ -221,12 +217,15 @@ class ImageZoomsFeatures:
     def describe(self, items):
         """``items``: list of ``(image_key, image, region)``; returns float32 ``(len(items), 25088)``.
 
-        ``image_key`` identifies the pixels (image id and mask version); ``None`` bypasses the cache.
+        ``image_key`` is ``(image_id, painted_boxes)`` (:attr:`ZoomEnvironment.image_key`), the whole-pixel boxes
+        painted on the image so far; ``None`` bypasses the cache.
         """
         out = np.empty((len(items), 7 * 7 * 512), dtype=np.float32)
+        keys = [None if image_key is None else self.region_key(image_key, image, region)
+                for image_key, image, region in items]
         pending = []
-        for index, (image_key, image, region) in enumerate(items):
-            cached = self.cache.get(DescriptorCache.key(image_key, region)) if image_key is not None else None
+        for index, key in enumerate(keys):
+            cached = self.cache.get(key) if key is not None else None
             if cached is not None:
                 out[index] = cached
             else:
@@ -237,9 +236,22 @@ class ImageZoomsFeatures:
             descriptors = self.forward(crops)
             for i, descriptor in zip(chunk, descriptors):
                 out[i] = descriptor
-                if items[i][0] is not None:
-                    self.cache.put(DescriptorCache.key(items[i][0], items[i][2]), descriptor)
+                if keys[i] is not None:
+                    self.cache.put(keys[i], descriptor)
         return out
+
+    @staticmethod
+    def region_key(image_key, image, region):
+        """Exact key of a region's crop: the image, the crop's whole-pixel box, and the parts of the painted boxes
+        inside it. A crop's pixels depend on nothing else, so a region that no paint reaches keeps its descriptor
+        after a paint elsewhere (and across epochs whose searches found the objects in another order)."""
+        image_id, painted_boxes = image_key
+        height, width = image.shape[:2]
+        x0, y0, x1, y1 = round_box(region, width, height)
+        inside = frozenset((max(px0, x0), max(py0, y0), min(px1, x1), min(py1, y1))
+                           for px0, py0, px1, py1 in painted_boxes
+                           if px0 < x1 and px1 > x0 and py0 < y1 and py1 > y0)
+        return image_id, (x0, y0, x1, y1), inside
 
     def forward(self, crops):
         """VGG-16 pool5 of RGB crops (n, 224, 224, 3), flattened to (n, 25088)."""

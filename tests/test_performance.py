@@ -93,6 +93,34 @@ def test_masked_image_regions_get_new_descriptors(backbone):
     assert not np.allclose(masked_later[0], masked_first[0])
 
 
+def test_regions_no_paint_reaches_keep_their_descriptors(backbone):
+    """A paint changes only the crops it reaches: the others are served from the cache, and every descriptor,
+    served or computed, equals a fresh one of the painted image; paints in another order share the entries."""
+    cached = ImageZoomsFeatures(backbone=backbone, cache_mb=64)
+    plain = ImageZoomsFeatures(backbone=backbone, cache_mb=0)
+    boxes = [[2, 2, 30, 24], [95, 76, 118, 94]]                 # up-left and down-right corners of 120 x 96
+    env = environment(5, boxes, image_id="corners")
+    whole = env.whole_image()
+    regions = [whole, *child_regions(whole, env.scale)]         # whole, up-left, up-right, down-left, down-right, centre
+    reached_first = [True, True, False, False, False, True]     # crops that the first box reaches
+    reached_second = [True, False, False, False, True, True]
+    describe_regions(cached, env, regions)
+    env.paint(env.boxes[0], found=0)
+    forwards = cached.forward_count
+    after = describe_regions(cached, env, regions)
+    assert cached.forward_count - forwards == sum(reached_first)
+    np.testing.assert_allclose(after, describe_regions(plain, env, regions), rtol=1e-5, atol=1e-6)
+    # a later epoch finds them in the other order: the crops the second box reaches are new, the rest are served
+    later = environment(5, boxes, image_id="corners")
+    later.paint(later.boxes[1], found=1)
+    later.paint(later.boxes[0], found=0)
+    forwards = cached.forward_count
+    both = describe_regions(cached, later, regions)
+    assert cached.forward_count - forwards == sum(reached_second)
+    np.testing.assert_allclose(both, describe_regions(plain, later, regions), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(both[4], after[4])                   # the down-right crop did change
+
+
 def test_second_test_pass_from_the_cache_gives_the_same_detections(backbone, learner):
     plain = ImageZoomsFeatures(backbone=backbone, cache_mb=0)
     cached = ImageZoomsFeatures(backbone=backbone, cache_mb=64)
