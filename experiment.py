@@ -284,6 +284,9 @@ def train(settings, make_features, model_label):
     from parse_xml_annotations import class_name, load_records
     from reinforcement import QLearner, ReplayMemory, build_q_network, epsilon_for_epoch
 
+    if settings.checkpoint_every < 1:
+        raise UserError(f"checkpoint_every must be 1 or more (1 keeps every epoch's weights), got "
+                        f"{settings.checkpoint_every}")
     seed_everything(settings.seed)
     rng = np.random.default_rng(settings.seed)
     name = class_name(settings.class_object)
@@ -438,12 +441,19 @@ def remove_temporary_files(path_model, class_idx):
 
 # settings that may change on resume without a warning (they do not change what is learnt)
 RESUME_FREE_SETTINGS = {"n", "epochs", "demo", "explicit", "path_model", "path_testing_folder", "bool_draw",
-                        "cache_mb", "map_cache_mb"}
+                        "cache_mb", "map_cache_mb", "checkpoint_every"}
+
+
+def keeps_epoch_weights(settings, epoch):
+    """Whether the weights file of ``epoch`` stays once a later epoch is saved: every ``checkpoint_every``-th
+    epoch and the last one. The latest epoch always has its file (``-n`` resumes from it)."""
+    return (epoch + 1) % settings.checkpoint_every == 0 or epoch == settings.epochs - 1
 
 
 def save_checkpoint(settings, learner, memory, rng, class_idx, epoch):
     """The state at the end of ``epoch``: the resume state (epoch, ε, optimiser, replay memory, random generators,
-    settings), then the weights (of the epoch, and the latest), then older resume states are removed.
+    settings), then the weights (of the epoch, and the latest), then older resume states and the previous epoch's
+    weights, unless ``checkpoint_every`` keeps them, are removed.
 
     Each file is written to a temporary name and renamed, and in this order, so a run killed at any moment leaves
     the last complete epoch with both its weights and its resume state.
@@ -476,6 +486,8 @@ def save_checkpoint(settings, learner, memory, rng, class_idx, epoch):
     for older in existing_epochs(path_model, class_idx, prefix="resume_model", suffix=".h5"):
         if older != epoch:
             resume_state_path(path_model, class_idx, older).unlink(missing_ok=True)
+    if epoch > 0 and not keeps_epoch_weights(settings, epoch - 1):
+        checkpoint_path(path_model, class_idx, epoch - 1).unlink(missing_ok=True)
 
 
 def _seed_variables(model):

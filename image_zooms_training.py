@@ -30,6 +30,7 @@ batch_size = 100                        # replay minibatch
 buffer_experience_replay = 1000         # replay memory size; learning starts once it is full
 learning_rate = 1e-6                    # Adam
 save_replay_memory = 1                  # keep the replay memory in the resume state (exact resume)
+checkpoint_every = 1                    # keep the weights of every k-th epoch and the last (each ~107 MB)
 cache_mb = 1024                         # descriptor cache (MiB): regions revisited later are not recomputed
 seed = 0
 

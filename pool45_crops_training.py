@@ -31,6 +31,7 @@ batch_size = 100                        # replay minibatch
 buffer_experience_replay = 1000         # replay memory size; learning starts once it is full
 learning_rate = 1e-6                    # Adam
 save_replay_memory = 1                  # keep the replay memory in the resume state (exact resume)
+checkpoint_every = 1                    # keep the weights of every k-th epoch and the last (each ~107 MB)
 map_cache_mb = 2048                     # pool4/pool5 maps kept across epochs (MiB, about 2 per VOC image and mask)
 seed = 0
 

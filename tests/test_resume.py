@@ -60,6 +60,10 @@ LEARNING_COLUMNS = ("epoch", "epsilon", "images", "searches", "steps", "mean_rew
                     "updates", "mean_loss")
 
 
+def existing_epochs(models):
+    return experiment.existing_epochs(models, 0)
+
+
 def learning_log(models):
     return [{key: row[key] for key in LEARNING_COLUMNS} for row in experiment.read_log(models /
                                                                                        "training_log_model0.csv")]
@@ -111,6 +115,23 @@ def test_checkpoint_files_after_each_epoch(straight_and_resumed):
     assert sorted(path.name for path in straight.iterdir()) == [
         "model0.weights.h5", "model0_epoch_0.weights.h5", "model0_epoch_1.weights.h5", "resume_model0_epoch_1.h5",
         "training_log_model0.csv"]
+
+
+def test_checkpoint_every_keeps_every_kth_epoch_and_resumes_exactly(straight_and_resumed, dataset, tmp_path, tiny):
+    """``checkpoint_every 2`` over 3 epochs keeps epochs 1 (the 2nd) and 2 (the last); a run stopped after epoch 0
+    still resumes from it, and the weights are the uninterrupted run's."""
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train(dataset, straight, "--epochs", "3", "--cache_mb", "0", "--checkpoint_every", "2")
+    assert existing_epochs(straight) == [1, 2]
+    train(dataset, resumed, "--epochs", "1", "--cache_mb", "0", "--checkpoint_every", "2")
+    assert existing_epochs(resumed) == [0]                      # the latest epoch always has its file
+    train(dataset, resumed, "--epochs", "3", "--cache_mb", "0", "--checkpoint_every", "2", "-n", "1")
+    assert existing_epochs(resumed) == [1, 2]
+    assert same_weights(straight / "model0_epoch_2.weights.h5", resumed / "model0_epoch_2.weights.h5")
+    # the two-epoch run of the fixture kept every epoch (checkpoint_every 1, the default)
+    assert existing_epochs(straight_and_resumed[0]) == [0, 1]
+    with pytest.raises(UserError, match="checkpoint_every"):
+        train(dataset, tmp_path / "bad", "--checkpoint_every", "0")
 
 
 def test_descriptor_cache_does_not_change_the_run(straight_and_resumed, dataset, tmp_path, tiny):
