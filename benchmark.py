@@ -19,6 +19,9 @@ figure is measured in this run, the baseline and the project side by side on the
   images in lockstep) over the time per image of a bare VGG-16 forward at batch 32, timed during the test.
 - ``training_peak_rss_mb``, ``testing_peak_rss_mb``: peak resident memory (VmHWM) of the training epochs and of
   the test, each phase in its own process.
+- ``vgg_bfloat16_speedup_batch_1``, ``vgg_bfloat16_speedup_batch_32``: the ``vgg_precision bfloat16`` option (no
+  target): a bare VGG-16 forward in float32 over the same in bfloat16, alternating, at the training's batch (1) and
+  the test's (32).
 
 Every setting below can be given as a flag of the same name (``--training_images 40``).
 """
@@ -341,8 +344,8 @@ def training_phase(settings, work_dir):
     # training epochs with the demo's settings: VGG-16 forwards per epoch, peak memory
     log(f"training: {len(data.epoch_records)} images, {settings.training_epochs} epochs, demo settings, learning "
         f"rate {settings.epochs_learning_rate:g}, cache {settings.cache_mb} MiB")
-    features = image_zooms_training.make_features(SimpleNamespace(path_vgg=settings.path_vgg,
-                                                                  cache_mb=settings.cache_mb))
+    features = image_zooms_training.make_features(SimpleNamespace(path_vgg=settings.path_vgg, cache_mb=settings.cache_mb,
+                                                                  vgg_precision="float32"))
     model = build_q_network(seed=settings.seed)
     learner = QLearner(model, settings.gamma, settings.epochs_learning_rate)
     memory = ReplayMemory(demo["buffer_experience_replay"])
@@ -410,7 +413,7 @@ def testing_phase(settings, work_dir):
     seed_everything(settings.seed)
     name = class_name(settings.class_object)
     records = load_records([settings.path_voc], name, "test", max_images=settings.test_images)
-    features = image_zooms_testing.make_features(SimpleNamespace(path_vgg=settings.path_vgg))
+    features = image_zooms_testing.make_features(SimpleNamespace(path_vgg=settings.path_vgg, vgg_precision="float32"))
     model = build_q_network()
     model.load_weights(Path(work_dir) / "q_network.weights.h5")
     agent = TrainedAgent(QLearner(model))
@@ -430,9 +433,37 @@ def testing_phase(settings, work_dir):
     regions = sum(len(trajectory) for trajectory in trajectories)
     floor = float(np.median(describer.floor_times))
     log(f"  {regions} regions in {seconds:.1f} s; floor {floor:.3f} s per image")
+    testing_peak = peak_rss_mb()
     return {"test_images": len(records), "test_regions": regions, "test_seconds": seconds,
             "test_vgg_forwards": features.forward_count - forwards, "test_region_s": seconds / regions,
-            "floor_image_s": floor, "floor_times_s": describer.floor_times, "testing_peak_rss_mb": peak_rss_mb()}
+            "floor_image_s": floor, "floor_times_s": describer.floor_times, "testing_peak_rss_mb": testing_peak,
+            "bfloat16": time_precisions(settings, features.backbone)}
+
+
+def time_precisions(settings, backbone):
+    """The ``vgg_precision bfloat16`` option: bare VGG-16 forwards in float32 (the test's backbone) and bfloat16 (the
+    same weights), alternating, at batch 1 (training) and batch 32 (testing); seconds per image, medians."""
+    import tensorflow as tf
+    from features import build_vgg16, float32_outputs
+    from image_helper import vgg_preprocess
+    forwards = {"float32": tf.function(float32_outputs(backbone)),
+                "bfloat16": tf.function(float32_outputs(build_vgg16(settings.path_vgg, (224, 224, 3), "bfloat16")))}
+    crops = vgg_preprocess(np.random.default_rng(1).uniform(0, 255, (FLOOR_BATCH, 224, 224, 3)).astype(np.float32))
+    timings = {}
+    for batch in (1, FLOOR_BATCH):
+        images = tf.constant(crops[:batch])
+        times = {precision: [] for precision in forwards}
+        for forward in forwards.values():
+            forward(images).numpy()                                 # tracing
+        for _ in range(settings.floor_repeats):
+            for precision, forward in forwards.items():
+                started = time.perf_counter()
+                forward(images).numpy()
+                times[precision].append((time.perf_counter() - started) / batch)
+        timings[f"batch_{batch}"] = {precision: float(np.median(values)) for precision, values in times.items()}
+        log(f"  VGG-16 at batch {batch}: float32 {timings[f'batch_{batch}']['float32']:.4f} s, bfloat16 "
+            f"{timings[f'batch_{batch}']['bfloat16']:.4f} s per image")
+    return timings
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -464,6 +495,8 @@ def figures_of(train, test):
         "test_region_over_floor": test["test_region_s"] / test["floor_image_s"],
         "training_peak_rss_mb": train["training_peak_rss_mb"],
         "testing_peak_rss_mb": test["testing_peak_rss_mb"],
+        **{f"vgg_bfloat16_speedup_{batch}": times["float32"] / times["bfloat16"]
+           for batch, times in test["bfloat16"].items()},
     }
 
 
@@ -488,6 +521,9 @@ def how_measured(train, test):
         "training_peak_rss_mb": f"training process after the epochs (replay memory {train['replay_memory']}, cache "
                                 f"{train['cache_used_mb']:.0f} MiB used)",
         "testing_peak_rss_mb": "testing process",
+        **{f"vgg_bfloat16_speedup_{batch}": f"option vgg_precision bfloat16: VGG-16 forward float32 "
+                                            f"{times['float32']:.4f} s / bfloat16 {times['bfloat16']:.4f} s per image"
+           for batch, times in test["bfloat16"].items()},
     }
 
 

@@ -97,7 +97,7 @@ def select_detections(trajectory, detections="triggered"):
 
 
 def detect_many(images, model, path_vgg="./vgg16_weights.h5", features=None, scale_subregion=0.75,
-                number_of_steps=10, only_first_object=False, detections="triggered"):
+                number_of_steps=10, only_first_object=False, detections="triggered", vgg_precision="float32"):
     """``detect`` for several images at once (their searches advance in lockstep, regions described in batches);
     returns one ``(boxes, scores, trajectory)`` per image."""
     from episodes import TrainedAgent, run_searches
@@ -112,7 +112,7 @@ def detect_many(images, model, path_vgg="./vgg16_weights.h5", features=None, sca
     agent = TrainedAgent(QNetworkPolicy(load_q_network(model)))
     if features is None:
         from features import ImageZoomsFeatures
-        features = ImageZoomsFeatures(path_vgg)
+        features = ImageZoomsFeatures(path_vgg, precision=vgg_precision)
     environments = [ZoomEnvironment(array.shape[1], array.shape[0], np.zeros((0, 4)), scale_subregion, image=array,
                                     image_id=content_key(array)) for array in arrays]
     trajectories = run_searches(environments, agent, features, int(number_of_steps), bool(only_first_object))
@@ -120,13 +120,14 @@ def detect_many(images, model, path_vgg="./vgg16_weights.h5", features=None, sca
 
 
 def detect(image, model, path_vgg="./vgg16_weights.h5", features=None, scale_subregion=0.75, number_of_steps=10,
-           only_first_object=False, detections="triggered"):
+           only_first_object=False, detections="triggered", vgg_precision="float32"):
     """Search ``image`` with a trained agent; returns ``(boxes, scores, trajectory)``.
 
     image: a file path or an RGB array (see :func:`as_rgb_image`). model: a Q-network weights file written by
     training (``model<k>.weights.h5`` or ``model<k>_epoch_<i>.weights.h5``) or a Keras model. features: a region
     describer (``ImageZoomsFeatures``, ``Pool45CropsFeatures``; build it once to search many images), else
-    Image-Zooms features with VGG-16 weights ``path_vgg`` (the weights training used). ``scale_subregion`` must be
+    Image-Zooms features with VGG-16 weights ``path_vgg`` (the weights training used) in ``vgg_precision``
+    (``float32``, or the ``bfloat16`` option). ``scale_subregion`` must be
     the training's. At most ``number_of_steps`` regions are analysed; after a trigger the region is painted with the
     mean colour and a new search starts from the whole image, unless ``only_first_object``.
 
@@ -137,4 +138,4 @@ def detect(image, model, path_vgg="./vgg16_weights.h5", features=None, scale_sub
     """
     return detect_many([image], model, path_vgg=path_vgg, features=features, scale_subregion=scale_subregion,
                        number_of_steps=number_of_steps, only_first_object=only_first_object,
-                       detections=detections)[0]
+                       detections=detections, vgg_precision=vgg_precision)[0]

@@ -13,6 +13,7 @@ path_voc_test = "./VOC2007_test/"       # PASCAL VOC root with the test images
 path_model = "./models_image_zooms"     # where training wrote the checkpoints
 path_testing_folder = "./testing"       # results.json, figures, drawn searches
 path_vgg = "./vgg16_weights.h5"         # VGG-16 weights file, 'imagenet', or 'random' (as in training)
+vgg_precision = "float32"               # float32 | bfloat16 (an option; best as in training)
 class_object = 1                        # VOC id 1-20 or name
 scale_subregion = 3.0 / 4               # must match training
 number_of_steps = 10                    # regions analysed per image, in all
@@ -29,7 +30,7 @@ DEMO = dict(path_voc_test="data/synthetic_voc", path_vgg="random")
 
 def make_features(settings):
     from features import ImageZoomsFeatures
-    return ImageZoomsFeatures(settings.path_vgg)
+    return ImageZoomsFeatures(settings.path_vgg, precision=settings.vgg_precision)
 
 
 def main(argv=None):

@@ -1,4 +1,6 @@
 """benchmark.py measures the training epochs with the demo's settings (its figures are only meaningful then)."""
+import pytest
+
 import benchmark
 import image_zooms_training
 
@@ -15,7 +17,9 @@ def test_later_epoch_ratio_is_last_over_first():
     train = {"training_epochs": rows, "update_2016_s": 2.0, "update_project_s": 0.5, "update_over_floor": 1.5,
              "train_project": {"steps_per_s": 3.0}, "train_2016": {"steps_per_s": 0.1},
              "training_peak_rss_mb": 1.0}
-    test = {"test_region_s": 0.2, "floor_image_s": 0.1, "testing_peak_rss_mb": 1.0}
+    test = {"test_region_s": 0.2, "floor_image_s": 0.1, "testing_peak_rss_mb": 1.0,
+            "bfloat16": {"batch_1": {"float32": 0.12, "bfloat16": 0.03}}}
     figures = benchmark.figures_of(train, test)
     assert figures["vgg_forwards_later_epoch_ratio"] == 0.25
     assert figures["update_speedup_vs_2016"] == 4.0 and figures["test_region_over_floor"] == 2.0
+    assert figures["vgg_bfloat16_speedup_batch_1"] == pytest.approx(4.0)

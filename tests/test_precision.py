@@ -1,0 +1,70 @@
+"""The bfloat16 option of the VGG-16 backbone (``vgg_precision``): off by default, the same features to about 1%,
+float32 out, plumbed through the scripts; a bad value is a clear error."""
+from types import SimpleNamespace
+
+import keras
+import numpy as np
+import pytest
+
+import image_zooms_training
+import pool45_crops_testing
+from errors import UserError
+from features import ImageZoomsFeatures, Pool45CropsFeatures, build_vgg16
+from reinforcement import QLearner, build_q_network
+from synthetic_dataset import draw_scene
+
+
+@pytest.fixture(scope="module")
+def scene():
+    pixels, _ = draw_scene(np.random.default_rng(11), 240, 200)
+    return pixels.astype(np.float32)
+
+
+def relative_error(approximate, exact):
+    return np.abs(approximate - exact).mean() / np.abs(exact).mean()
+
+
+def test_bfloat16_image_zooms_descriptors_are_close_and_float32(scene):
+    regions = [np.array(r, dtype=float) for r in ([0, 0, 240, 200], [20, 10, 200, 160], [100, 80, 180, 150])]
+    items = [(None, scene, region) for region in regions]
+    exact = ImageZoomsFeatures("random").describe(items)
+    fast = ImageZoomsFeatures("random", precision="bfloat16").describe(items)
+    assert fast.dtype == np.float32 and fast.shape == exact.shape
+    error = relative_error(fast, exact)
+    assert 0 < error < 0.03, error                     # bfloat16 arithmetic (not float32), within a few percent
+    learner = QLearner(build_q_network(seed=0))
+    histories = np.zeros((len(regions), 24), dtype=np.float32)
+    q_exact = learner.q_values(np.concatenate([exact, histories], axis=1))
+    q_fast = learner.q_values(np.concatenate([fast, histories], axis=1))
+    assert np.abs(q_fast - q_exact).max() < 1e-2 * max(1.0, np.abs(q_exact).max())
+
+
+def test_bfloat16_pool45_maps_are_close(scene):
+    exact = Pool45CropsFeatures("random", map_cache_mb=0).feature_maps(scene)
+    fast = Pool45CropsFeatures("random", map_cache_mb=0, precision="bfloat16").feature_maps(scene)
+    for approximate, reference in zip(fast, exact):
+        assert approximate.dtype == np.float32 and approximate.shape == reference.shape
+        assert 0 < relative_error(approximate, reference) < 0.03
+
+
+def test_the_default_is_float32_and_the_global_policy_is_left_alone():
+    before = keras.config.dtype_policy().name
+    fast = build_vgg16("random", (32, 32, 3), precision="bfloat16")
+    assert keras.config.dtype_policy().name == before
+    assert fast.get_layer("block1_conv1").compute_dtype == "bfloat16"
+    assert fast.get_layer("block1_conv1").kernel.dtype == "float32"       # weights stay float32
+    assert build_vgg16("random", (32, 32, 3)).get_layer("block5_conv3").compute_dtype == "float32"
+
+
+def test_scripts_pass_the_precision_on():
+    features = image_zooms_training.make_features(SimpleNamespace(path_vgg="random", cache_mb=0,
+                                                                  vgg_precision="bfloat16"))
+    assert features.backbone.get_layer("block3_conv1").compute_dtype == "bfloat16"
+    features = pool45_crops_testing.make_features(SimpleNamespace(path_vgg="random", map_cache_mb=0,
+                                                                  vgg_precision="float32"))
+    assert features.backbone.get_layer("block3_conv1").compute_dtype == "float32"
+
+
+def test_an_unknown_precision_is_a_clear_error():
+    with pytest.raises(UserError, match="vgg_precision must be one of float32, bfloat16, got 'float16'"):
+        build_vgg16("random", (32, 32, 3), precision="float16")
