@@ -527,8 +527,9 @@ def resume(settings, learner, memory, rng, class_idx, log_path):
         with h5py.File(state_path, "r") as handle:
             saved = json.loads(handle.attrs["settings"])
             current = {k: v for k, v in vars(settings).items() if k != "explicit"}
-            changed = sorted(k for k in set(saved) | set(current)
-                             if k not in RESUME_FREE_SETTINGS and saved.get(k) != current.get(k))
+            # a setting the checkpoint does not name is newer than it: only a value given now can differ
+            changed = sorted(k for k in set(saved) | set(current) if k not in RESUME_FREE_SETTINGS and (
+                saved[k] != current.get(k) if k in saved else k in settings.explicit))
             if changed:
                 warnings.warn("resuming with settings that differ from the checkpoint's: " + ", ".join(
                     f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in changed) + "; the run continues with the "

@@ -140,6 +140,29 @@ def test_descriptor_cache_does_not_change_the_run(straight_and_resumed, dataset,
     assert same_weights(straight / "model0.weights.h5", tmp_path / "model0.weights.h5")
 
 
+def test_resuming_a_checkpoint_older_than_a_setting_warns_only_when_the_setting_is_given(straight_and_resumed,
+                                                                                         dataset, tmp_path, tiny):
+    """A resume state written before ``vgg_precision`` existed: resuming with the default says nothing about it,
+    giving it explicitly is a change the user is told about."""
+    import json
+    import warnings
+    _, _, first_epoch = straight_and_resumed
+    for name in ("plain", "given"):
+        folder = tmp_path / name
+        folder.mkdir()
+        for path in first_epoch.iterdir():
+            (folder / path.name).write_bytes(path.read_bytes())
+        with h5py.File(folder / "resume_model0_epoch_0.h5", "r+") as handle:
+            saved = json.loads(handle.attrs["settings"])
+            del saved["vgg_precision"]
+            handle.attrs["settings"] = json.dumps(saved)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        train(dataset, tmp_path / "plain", "--epochs", "2", "-n", "1", "--cache_mb", "0")
+    with pytest.warns(UserWarning, match="vgg_precision None -> 'float32'"):
+        train(dataset, tmp_path / "given", "--epochs", "2", "-n", "1", "--cache_mb", "0", "--vgg_precision", "float32")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # numerical guards
 
