@@ -7,6 +7,7 @@
 Every setting below can be given as a flag of the same name.
 """
 from experiment import apply_demo, main_guard, test, testing_flags
+from pool45_crops_training import make_features      # the features are built as in training
 from settings import configure, script_settings
 
 path_voc_test = "./VOC2007_test/"       # PASCAL VOC root with the test images
@@ -27,12 +28,6 @@ map_cache_mb = 2048                     # pool4/pool5 maps kept while the search
 seed = 0
 
 DEMO = dict(path_voc_test="data/synthetic_voc", path_vgg="random")
-
-
-def make_features(settings):
-    from features import Pool45CropsFeatures
-    return Pool45CropsFeatures(settings.path_vgg, map_cache_mb=settings.map_cache_mb,
-                               precision=settings.vgg_precision)
 
 
 def main(argv=None):
