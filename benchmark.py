@@ -254,7 +254,7 @@ class RegionLedger:
 
 
 def train_epochs(settings, data, features, learner, memory, rng, batch):
-    """experiment.train's loop (without checkpoints); returns one row per epoch with its VGG-16 forwards."""
+    """training_run.train's loop (without checkpoints); returns one row per epoch with its VGG-16 forwards."""
     from episodes import new_training_stats, train_image
     from reinforcement import epsilon_for_epoch
     ledger = RegionLedger(features)
@@ -333,7 +333,7 @@ def time_updates(settings, start, batches):
 def training_phase(settings, work_dir):
     import image_zooms_training
     from episodes import new_training_stats, train_image
-    from experiment import seed_everything
+    from runtime import seed_everything
     from reinforcement import QLearner, ReplayMemory, build_q_network, epsilon_for_epoch
 
     demo = image_zooms_training.DEMO
@@ -405,7 +405,7 @@ def training_phase(settings, work_dir):
 def testing_phase(settings, work_dir):
     import image_zooms_testing
     from episodes import TrainedAgent, make_environment, run_searches
-    from experiment import seed_everything
+    from runtime import seed_everything
     from image_helper import image_path, load_image
     from parse_xml_annotations import class_name, load_records
     from reinforcement import QLearner, build_q_network
@@ -556,7 +556,7 @@ def extra_flags(parser):
 
 
 def main(argv=None):
-    from experiment import write_json
+    from runtime import write_json
     from settings import configure, script_settings
     from synthetic_dataset import ensure_synthetic_voc
 
@@ -593,5 +593,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from experiment import main_guard
+    from runtime import main_guard
     main_guard(main)

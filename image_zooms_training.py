@@ -5,7 +5,9 @@
 
 Every setting below can be given as a flag of the same name (``--class_object cat``).
 """
-from experiment import apply_demo, main_guard, train, training_flags
+from runtime import main_guard
+from settings import apply_demo, training_flags
+from training_run import train
 from settings import configure, script_settings
 
 # data

@@ -6,7 +6,9 @@
 
 Every setting below can be given as a flag of the same name.
 """
-from experiment import apply_demo, main_guard, test, testing_flags
+from runtime import main_guard
+from settings import apply_demo, testing_flags
+from testing_run import test
 from pool45_crops_training import make_features      # the features are built as in training
 from settings import configure, script_settings
 

@@ -6,6 +6,7 @@ default's type; unknown flags and wrongly typed values stop with argparse's one-
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from types import SimpleNamespace
 
 
@@ -71,3 +72,62 @@ def _given(name, argv):
     argv = sys.argv[1:] if argv is None else argv
     flag = f"--{name}"
     return any(arg == flag or arg.startswith(flag + "=") for arg in argv)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the scripts' own flags and --demo
+
+DEMO_DATA = Path("data/synthetic_voc")
+
+
+def training_flags(parser):
+    """Flags of the training scripts beyond their settings."""
+    parser.add_argument("-n", "--n", type=int, default=0, metavar="N",
+                        help="start at epoch N, resuming from the checkpoint of epoch N-1")
+    parser.add_argument("--demo", action="store_true", help="synthetic dataset and demo budgets")
+
+
+def testing_flags(parser):
+    """Flags of the testing scripts beyond their settings (choices checked here)."""
+    parser.add_argument("--demo", action="store_true", help="the synthetic dataset")
+    parser.add_argument("--agent", choices=("trained", "random", "upper_bound"), default="trained")
+    parser.add_argument("--detections", choices=("visited", "triggered"), default="visited",
+                        help="visited: every analysed region is a detection (the paper's); triggered: only triggers")
+    parser.add_argument("--image", action="append", default=None, metavar="FILE",
+                        help="search this image (repeat for more) with the trained agent instead of testing on a "
+                             "dataset: no annotations needed; writes <path_testing_folder>/images/<name>.png and "
+                             "detections.json. Detections are the triggered regions unless --detections is given")
+    parser.add_argument("--epoch", type=parse_epochs, default=-1, metavar="E[,E...]",
+                        help="checkpoint epoch (-1: the latest); a comma-separated list or 'all' tests each and "
+                             "compares them (the paper's Figure 7)")
+
+
+def parse_epochs(text):
+    """``-1`` or ``4`` → an int; ``0,4,9`` → a list; ``all`` → every saved epoch (resolved in ``test``)."""
+    text = str(text).strip()
+    if text == "all":
+        return "all"
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an epoch, a comma-separated list or 'all', got {text!r}") \
+            from None
+    if not values:
+        raise argparse.ArgumentTypeError("no epoch given")
+    return values[0] if len(values) == 1 and "," not in text else values
+
+
+def apply_demo(settings, demo_values):
+    """``--demo``: the synthetic dataset (generated if absent) and demo budgets, except where a flag was given."""
+    if not settings.demo:
+        return
+    for name, value in demo_values.items():
+        if name not in settings.explicit:
+            setattr(settings, name, value)
+    from synthetic_dataset import ensure_synthetic_voc
+    ensure_synthetic_voc(DEMO_DATA)
+
+
+def class_index(settings):
+    from parse_xml_annotations import class_id
+    return class_id(settings.class_object) - 1

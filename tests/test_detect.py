@@ -16,7 +16,7 @@ import image_zooms_testing
 import image_zooms_training
 from detection import detect, detect_many
 from errors import UserError
-from experiment import main_guard
+from runtime import main_guard
 from conftest import tiny_backbone
 from image_helper import crop
 from reinforcement import TRIGGER, build_q_network

@@ -50,7 +50,7 @@ def test_resume_continues_at_epoch_one_with_epsilon_point_nine(trained):
 def test_resume_from_missing_checkpoint_lists_existing(trained, dataset, capsys):
     models, _ = trained
     with pytest.raises(SystemExit) as exit_info:
-        from experiment import main_guard
+        from runtime import main_guard
         main_guard(lambda: image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(models),
                                                       *TINY, "-n", "7"]))
     assert exit_info.value.code == 2
@@ -139,7 +139,7 @@ def test_several_epochs_are_tested_and_compared(trained, dataset, tmp_path):
 
 
 def test_epoch_flag_parsing():
-    from experiment import parse_epochs
+    from settings import parse_epochs
     assert parse_epochs("-1") == -1 and parse_epochs("3") == 3
     assert parse_epochs("0,4,9") == [0, 4, 9] and parse_epochs("all") == "all"
     with pytest.raises(Exception):

@@ -18,7 +18,8 @@ import h5py
 import numpy as np
 import pytest
 
-import experiment
+import runtime
+import training_run
 import image_zooms_training
 from errors import UserError
 from conftest import tiny_backbone
@@ -61,11 +62,11 @@ LEARNING_COLUMNS = ("epoch", "epsilon", "images", "searches", "steps", "mean_rew
 
 
 def existing_epochs(models):
-    return experiment.existing_epochs(models, 0)
+    return training_run.existing_epochs(models, 0)
 
 
 def learning_log(models):
-    return [{key: row[key] for key in LEARNING_COLUMNS} for row in experiment.read_log(models /
+    return [{key: row[key] for key in LEARNING_COLUMNS} for row in training_run.read_log(models /
                                                                                        "training_log_model0.csv")]
 
 
@@ -173,14 +174,14 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(straight_and_resumed,
     with pytest.warns(UserWarning, match="learning_rate"):
         with pytest.raises(UserError, match=r"epoch 1: the loss became (nan|inf).*epoch 0, is kept.*-n 1"):
             train(dataset, tmp_path, "--epochs", "3", "-n", "1", "--learning_rate", "1e30")
-    assert experiment.existing_epochs(tmp_path, 0) == [0]
+    assert training_run.existing_epochs(tmp_path, 0) == [0]
     assert same_weights(tmp_path / "model0.weights.h5", first_epoch / "model0_epoch_0.weights.h5")
-    assert [row["epoch"] for row in experiment.read_log(tmp_path / "training_log_model0.csv")] == [0]
+    assert [row["epoch"] for row in training_run.read_log(tmp_path / "training_log_model0.csv")] == [0]
 
 
 def test_nan_weights_are_never_saved(dataset, tmp_path, tiny, monkeypatch):
     from reinforcement import QLearner
-    learners, original_init, original_row = [], QLearner.__init__, experiment.epoch_row
+    learners, original_init, original_row = [], QLearner.__init__, training_run.epoch_row
 
     def init_and_remember(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
@@ -191,7 +192,7 @@ def test_nan_weights_are_never_saved(dataset, tmp_path, tiny, monkeypatch):
         kernel.assign(np.full(kernel.shape, np.nan, dtype="float32"))
         return original_row(*args, **kwargs)
     monkeypatch.setattr(QLearner, "__init__", init_and_remember)
-    monkeypatch.setattr(experiment, "epoch_row", break_weights_then_row)
+    monkeypatch.setattr(training_run, "epoch_row", break_weights_then_row)
     with pytest.raises(UserError, match="epoch 0: the weights became NaN or infinite.*no checkpoint was saved"):
         train(dataset, tmp_path, "--epochs", "1")
     assert not list(tmp_path.glob("*.h5")) and not (tmp_path / "training_log_model0.csv").exists()
@@ -201,30 +202,30 @@ def test_nan_weights_are_never_saved(dataset, tmp_path, tiny, monkeypatch):
 # interruption
 
 def test_a_signal_while_saving_waits_until_the_epoch_is_saved(dataset, tmp_path, tiny, monkeypatch, capsys):
-    original = experiment.write_log
+    original = training_run.write_log
 
     def write_log_and_get_signal(*args):
         os.kill(os.getpid(), signal.SIGTERM)          # arrives in the middle of saving epoch 0
         original(*args)
-    monkeypatch.setattr(experiment, "write_log", write_log_and_get_signal)
+    monkeypatch.setattr(training_run, "write_log", write_log_and_get_signal)
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt) as interrupt:
         train(dataset, tmp_path, "--epochs", "3")
     assert interrupt.value.signal_number == signal.SIGTERM
     assert signal.getsignal(signal.SIGTERM) is before                 # handlers restored
-    assert experiment.existing_epochs(tmp_path, 0) == [0] and (tmp_path / "resume_model0_epoch_0.h5").is_file()
+    assert training_run.existing_epochs(tmp_path, 0) == [0] and (tmp_path / "resume_model0_epoch_0.h5").is_file()
     assert "SIGTERM after epoch 0 was saved" in capsys.readouterr().err
 
 
 def test_exit_codes_of_interruptions(capsys):
     for number, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
         def interrupted():
-            raise experiment.Interrupted(number)
+            raise runtime.Interrupted(number)
         with pytest.raises(SystemExit) as exit_info:
-            experiment.main_guard(interrupted)
+            runtime.main_guard(interrupted)
         assert exit_info.value.code == code
     with pytest.raises(SystemExit) as exit_info:
-        experiment.main_guard(lambda: (_ for _ in ()).throw(KeyboardInterrupt()))
+        runtime.main_guard(lambda: (_ for _ in ()).throw(KeyboardInterrupt()))
     assert exit_info.value.code == 130 and capsys.readouterr().err.count("interrupted") == 3
 
 
@@ -232,7 +233,7 @@ LAUNCHER = """
 import sys
 sys.path.insert(0, {root!r})
 import image_zooms_training
-from experiment import main_guard
+from runtime import main_guard
 {helpers}
 image_zooms_training.make_features = tiny_features
 main_guard(image_zooms_training.main)
@@ -271,13 +272,13 @@ def test_sigterm_stops_cleanly_and_the_run_resumes(dataset, tmp_path, tiny):
         process.kill()
     stderr = (tmp_path / "stderr.txt").read_text()
     assert "Traceback" not in stderr and "SIGTERM" in stderr
-    saved = experiment.existing_epochs(models, 0)
+    saved = training_run.existing_epochs(models, 0)
     last = saved[-1]
     assert saved == list(range(last + 1)) and f"Continue with -n {last + 1}" in stderr
     assert not list(models.glob(".tmp_*"))
     assert (models / f"resume_model0_epoch_{last}.h5").is_file()
     train(dataset, models, "--epochs", str(last + 2), "-n", str(last + 1))
-    assert [row["epoch"] for row in experiment.read_log(models / "training_log_model0.csv")] == list(range(last + 2))
+    assert [row["epoch"] for row in training_run.read_log(models / "training_log_model0.csv")] == list(range(last + 2))
 
 
 def test_sigkill_while_saving_leaves_the_last_epoch_resumable(dataset, tmp_path, tiny, capsys):
@@ -290,10 +291,10 @@ def test_sigkill_while_saving_leaves_the_last_epoch_resumable(dataset, tmp_path,
         process.wait(timeout=60)
     finally:
         process.kill()
-    assert experiment.existing_epochs(models, 0) == [0]
+    assert training_run.existing_epochs(models, 0) == [0]
     assert (models / "resume_model0_epoch_0.h5").is_file() and half_written.exists()
     weights(models / "model0_epoch_0.weights.h5")                   # intact
     capsys.readouterr()
     train(dataset, models, "--epochs", "2", "-n", "1")
     assert "not an exact continuation" not in capsys.readouterr().out
-    assert not half_written.exists() and experiment.existing_epochs(models, 0) == [0, 1]
+    assert not half_written.exists() and training_run.existing_epochs(models, 0) == [0, 1]

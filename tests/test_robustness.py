@@ -24,7 +24,7 @@ from PIL import Image
 import image_zooms_testing
 import image_zooms_training
 from errors import UserError
-from experiment import main_guard
+from runtime import main_guard
 from synthetic_dataset import generate_synthetic_voc
 from conftest import tiny_backbone
 

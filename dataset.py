@@ -1,0 +1,67 @@
+"""Loading a run's annotated images, and the report of what could not be used.
+
+An image that is missing or unreadable, or whose annotation is missing or does not parse, is skipped with a
+warning and counted (end-of-run summary, ``skipped_images`` in results.json); the runs raise UserError when
+nothing is left.
+"""
+from __future__ import annotations
+
+import warnings
+
+from errors import UserError
+
+
+class SkipReport:
+    """What a run left out, and why: images (an unreadable image or annotation file) and broken objects."""
+
+    def __init__(self):
+        self.images = {}            # "<root>/<id>" (or a file) → the problem
+        self.objects = 0            # objects dropped from otherwise readable annotations
+        self.size_warned = set()
+
+    def skip_image(self, key, problem, warn=True):
+        """Record an unusable image (a warning the first time only: training meets it every epoch)."""
+        if key not in self.images:
+            self.images[key] = problem
+            if warn:
+                warnings.warn(f"{problem}; skipped", UserWarning, stacklevel=2)
+
+    def add_records(self, records, annotation_problems):
+        """The result of ``load_records(..., skipped=annotation_problems)``: already warned about."""
+        for path_voc, image_id, problem in annotation_problems:
+            self.skip_image(f"{path_voc}/{image_id}", problem, warn=False)
+        self.objects += sum(record.annotation.skipped_objects for record in records)
+
+    def summary(self):
+        """One line for the end of a run ('' when nothing was skipped)."""
+        if not self.images and not self.objects:
+            return ""
+        parts = [f"{len(self.images)} image{'s' if len(self.images) != 1 else ''}"] if self.images else []
+        if self.objects:
+            parts.append(f"{self.objects} broken object{'s' if self.objects != 1 else ''} in annotations")
+        return "skipped " + " and ".join(parts) + " (see the warnings above)"
+
+    def as_json(self):
+        return {"skipped_images": len(self.images), "skipped_objects": self.objects,
+                "skipped": [{"image": key, "problem": problem} for key, problem in self.images.items()]}
+
+
+def load_record_image(record, report):
+    """The pixels of an annotated image, or None (recorded in ``report``, warned once) when the file is missing or
+    unreadable. An image whose size differs from its annotation's ``<size>`` is used at its own size, with a
+    warning (the boxes are clipped to it)."""
+    from image_helper import image_path, load_image
+    key = f"{record.path_voc}/{record.image_id}"
+    try:
+        image = load_image(image_path(record.path_voc, record.image_id))
+    except UserError as error:
+        report.skip_image(key, str(error))
+        return None
+    height, width = image.shape[:2]
+    annotation = record.annotation
+    if (height, width) != (annotation.height, annotation.width) and key not in report.size_warned:
+        report.size_warned.add(key)
+        warnings.warn(f"{image_path(record.path_voc, record.image_id)} is {width} x {height} pixels but its "
+                      f"annotation says {annotation.width} x {annotation.height}; the image's size is used",
+                      UserWarning, stacklevel=2)
+    return image

@@ -1,0 +1,230 @@
+"""The test run (SPEC §7): searches with the chosen agent → detections → VOC metrics → ``results.json`` and
+figures; ``--epoch`` lists compare checkpoints (the paper's Figure 7); ``--image`` searches the user's own images.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dataset import SkipReport, load_record_image
+from errors import UserError
+from runtime import seed_everything, write_json
+from settings import class_index
+from training_run import checkpoint_path, existing_epochs
+
+
+def test(settings, make_features, model_label):
+    """The test run: searches with the chosen agent → detections → VOC metrics → results.json and figures.
+
+    With ``--image`` it searches the user's own images instead (:func:`search_own_images`).
+    """
+    from episodes import RandomAgent, TrainedAgent, UpperBoundAgent, make_environment, run_searches
+    from metrics import precision_recall, regions_per_found_object
+    from parse_xml_annotations import class_name, load_records
+
+    if getattr(settings, "image", None):
+        return search_own_images(settings, make_features, model_label)
+    if isinstance(settings.epoch, (list, str)):
+        return test_epochs(settings, make_features, model_label)
+    seed_everything(settings.seed)
+    name = class_name(settings.class_object)
+    class_idx = class_index(settings)
+    out_folder = Path(settings.path_testing_folder)
+    report, annotation_problems = SkipReport(), []
+    records = load_records([settings.path_voc_test], name, "test", max_images=settings.max_images,
+                           skipped=annotation_problems)
+    report.add_records(records, annotation_problems)
+
+    # agent and features
+    features, agent, epoch = None, None, None
+    if settings.agent == "trained":
+        from detection import QNetworkPolicy, load_q_network
+        epoch = settings.epoch
+        agent = TrainedAgent(QNetworkPolicy(load_q_network(trained_weights(settings, class_idx, model_label))))
+        if epoch < 0:       # the latest weights are those of the last saved epoch
+            epoch = max(existing_epochs(settings.path_model, class_idx), default=None)
+        features = make_features(settings)
+    elif settings.agent == "random":
+        agent = RandomAgent(np.random.default_rng(settings.seed))
+    else:
+        agent = UpperBoundAgent()
+    needs_pixels = agent.needs_features or settings.bool_draw
+    print(f"{model_label} testing: agent {settings.agent}, class {name}, {len(records)} images, scale "
+          f"{settings.scale_subregion}" + ("" if needs_pixels else " (annotations only)"))
+
+    # searches, in lockstep over chunks of images (an unreadable image is left out of the evaluation)
+    started = time.perf_counter()
+    detections, ground_truth, all_trajectories = [], {}, {}
+    chunk = 16
+    for start in range(0, len(records), chunk):
+        pairs = [(r, load_record_image(r, report) if needs_pixels else None) for r in records[start:start + chunk]]
+        pairs = [(record, image) for record, image in pairs if image is not None or not needs_pixels]
+        environments = [make_environment(r, name, settings.scale_subregion, image) for r, image in pairs]
+        trajectories = run_searches(environments, agent, features, settings.number_of_steps,
+                                    settings.only_first_object)
+        for (record, image), trajectory in zip(pairs, trajectories):
+            key = record.image_id
+            ground_truth[key] = {"boxes": record.annotation.boxes_of(name),
+                                 "difficult": record.annotation.difficult_of(name)}
+            for step in trajectory:
+                if settings.detections == "visited" or step["triggered"]:
+                    detections.append({"image": key, "box": step["region"], "score": step["score"],
+                                       "search": step["search"], "step": step["step"],
+                                       "triggered": step["triggered"]})
+            all_trajectories[key] = trajectory
+            if settings.bool_draw:
+                from visualization import draw_search
+                draw_search(image, trajectory, out_folder / "searches" / f"{key}.png",
+                            title=f"{model_label} {settings.agent}: {key}")
+        print(f"  {min(start + chunk, len(records))}/{len(records)} images", flush=True)
+    if not ground_truth:
+        raise UserError(f"none of the {len(records)} test images could be read (first: "
+                        f"{next(iter(report.images.values()))}); nothing to test on")
+    seconds = time.perf_counter() - started
+
+    # evaluate
+    curve = precision_recall(detections, ground_truth)
+    regions = regions_per_found_object(detections, curve["true_positive"])
+    results = {
+        "model": model_label, "agent": settings.agent, "class_object": name,
+        "scale_subregion": settings.scale_subregion, "epoch": epoch, "detections_protocol": settings.detections,
+        "only_first_object": bool(settings.only_first_object), "number_of_steps": settings.number_of_steps,
+        "num_images": len(ground_truth), "num_objects": int(curve["num_positives"]),
+        "precision": curve["precision"], "recall": curve["recall"], "ap": curve["ap"], "ap_voc07": curve["ap_voc07"],
+        "max_recall": curve["max_recall"], "regions_per_found_object": regions,
+        "regions_analysed": int(sum(len(t) for t in all_trajectories.values())),
+        "vgg_forwards": None if features is None else features.forward_count, "seconds": round(seconds, 2),
+        **report.as_json(),
+        "detections": [dict(d, true_positive=bool(tp)) for d, tp in zip(detections, curve["true_positive"])],
+        "trajectories": all_trajectories,
+    }
+    write_json(out_folder / "results.json", results)
+    write_figures(results, out_folder)
+    print(f"AP {results['ap']:.3f}  AP-07 {results['ap_voc07']:.3f}  max recall {results['max_recall']:.3f}  "
+          f"objects {results['num_objects']}  regions analysed {results['regions_analysed']}  ({seconds:.1f} s)")
+    if report.summary():
+        print(report.summary())
+    print(f"results in {out_folder / 'results.json'}")
+    return results
+
+
+def test_epochs(settings, make_features, model_label):
+    """``--epoch 0,4,9`` (or ``all``): test each checkpoint into ``<path_testing_folder>/epoch_<E>/`` and draw them
+    on one precision-recall plot, ``epochs.png``, with a table (the paper's Figure 7)."""
+    import copy
+
+    from compare_results import compare, format_table
+    if settings.agent != "trained":
+        raise UserError(f"--epoch with several epochs tests checkpoints; --agent {settings.agent} has none")
+    epochs = settings.epoch
+    if epochs == "all":
+        epochs = existing_epochs(settings.path_model, class_index(settings))
+        if not epochs:
+            raise UserError(f"no checkpoints in {settings.path_model}; train first")
+    out_folder = Path(settings.path_testing_folder)
+    paths = []
+    for epoch in epochs:
+        one = copy.copy(settings)
+        one.epoch, one.path_testing_folder = epoch, str(out_folder / f"epoch_{epoch}")
+        test(one, make_features, model_label)
+        paths.append(Path(one.path_testing_folder) / "results.json")
+    rows = compare(paths, labels=[f"epoch {epoch}" for epoch in epochs], output=out_folder / "epochs.png",
+                   title=f"{model_label}: precision-recall by training epoch")
+    print(format_table(rows))
+    print(f"comparison of epochs in {out_folder / 'epochs.png'}")
+    return rows
+
+
+def trained_weights(settings, class_idx, model_label):
+    """The Q-network checkpoint a test uses: epoch ``settings.epoch``, or the latest when it is -1."""
+    epoch = settings.epoch
+    weights = checkpoint_path(settings.path_model, class_idx, epoch if epoch >= 0 else None)
+    if not weights.is_file():
+        found = existing_epochs(settings.path_model, class_idx)
+        raise UserError(f"no checkpoint {weights}; epochs saved in {settings.path_model}: "
+                        f"{found if found else 'none'}. Train first (python {model_label}_training.py).")
+    return weights
+
+
+def search_own_images(settings, make_features, model_label):
+    """``--image FILE …``: the trained agent searches each image (no annotations); one PNG per image with the
+    search and its detections, and ``detections.json``, in ``path_testing_folder``. Returns that JSON's content.
+
+    Detections are the triggered regions unless ``--detections`` is given (``visited``: every analysed region).
+    An unreadable image is skipped with a warning; UserError when none can be read.
+    """
+    from detection import as_rgb_image, detect_many, load_q_network
+    from parse_xml_annotations import class_name
+    from visualization import draw_search
+
+    if settings.agent != "trained":
+        raise UserError(f"--image runs the trained agent; --agent {settings.agent} needs annotations")
+    seed_everything(settings.seed)
+    name = class_name(settings.class_object)
+    class_idx = class_index(settings)
+    weights = trained_weights(settings, class_idx, model_label)
+    protocol = settings.detections if "detections" in settings.explicit else "triggered"
+    out_folder = Path(settings.path_testing_folder)
+    report = SkipReport()
+    images = []
+    for path in settings.image:
+        try:
+            images.append((Path(path), as_rgb_image(path)))
+        except UserError as error:
+            report.skip_image(str(path), str(error))
+    if not images:
+        raise UserError(f"none of the {len(settings.image)} images could be read (first: "
+                        f"{next(iter(report.images.values()))})")
+    model, features = load_q_network(weights), make_features(settings)
+    print(f"{model_label}: the {name} agent of {weights} searches {len(images)} image"
+          f"{'s' if len(images) != 1 else ''}, scale {settings.scale_subregion}")
+
+    entries, figure_names = [], set()
+    chunk = 16
+    for start in range(0, len(images), chunk):
+        batch = images[start:start + chunk]
+        found = detect_many([array for _, array in batch], model, features=features,
+                            scale_subregion=settings.scale_subregion, number_of_steps=settings.number_of_steps,
+                            only_first_object=settings.only_first_object, detections=protocol)
+        for (path, array), (boxes, scores, trajectory) in zip(batch, found):
+            stem, number = path.stem, 1
+            while stem in figure_names:             # two photo.jpg from different folders
+                stem, number = f"{path.stem}_{number}", number + 1
+            figure_names.add(stem)
+            figure = out_folder / "images" / f"{stem}.png"
+            draw_search(array, trajectory, figure, title=detections_title(path.name, trajectory, protocol))
+            entries.append({"image": str(path), "width": int(array.shape[1]), "height": int(array.shape[0]),
+                            "boxes": boxes.tolist(), "scores": scores.tolist(), "figure": str(figure),
+                            "trajectory": trajectory})
+            print(f"  {detections_title(path.name, trajectory, protocol)} -> {figure}", flush=True)
+    summary = {"model": model_label, "class_object": name, "weights": str(weights),
+               "scale_subregion": settings.scale_subregion, "number_of_steps": settings.number_of_steps,
+               "only_first_object": bool(settings.only_first_object), "detections_protocol": protocol,
+               "box_format": "[x0, y0, x1, y1) in pixels of the image", **report.as_json(), "images": entries}
+    write_json(out_folder / "detections.json", summary)
+    if report.summary():
+        print(report.summary())
+    print(f"detections in {out_folder / 'detections.json'}")
+    return summary
+
+
+def detections_title(name, trajectory, protocol, shown=4):
+    """'photo.jpg: 2 detections: region 3 (score 1.52), region 5 (0.80)', numbered as in the drawn search."""
+    numbered = sorted(((number, step) for number, step in enumerate(trajectory, start=1)
+                       if protocol == "visited" or step["triggered"]), key=lambda item: -item[1]["score"])
+    if not numbered:
+        return f"{name}: no trigger in {len(trajectory)} regions, no detection"
+    best = ", ".join(f"region {number} ({'score ' if index == 0 else ''}{step['score']:.2f})"
+                     for index, (number, step) in enumerate(numbered[:shown]))
+    return f"{name}: {len(numbered)} detection{'s' if len(numbered) != 1 else ''}: {best}" + \
+        (", ..." if len(numbered) > shown else "")
+
+
+def write_figures(results, out_folder):
+    from visualization import plot_precision_recall, plot_regions_histogram
+    label = f"{results['model']} {results['agent']} s={results['scale_subregion']}"
+    plot_precision_recall([{"label": label, "recall": results["recall"], "precision": results["precision"],
+                            "ap": results["ap"]}], Path(out_folder) / "precision_recall.png")
+    plot_regions_histogram({label: results["regions_per_found_object"]}, Path(out_folder) / "regions_per_object.png")

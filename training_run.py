@@ -1,0 +1,328 @@
+"""The training run (SPEC §6): data → models → epochs of searches with Q-learning → a checkpoint and a log line
+each, and ``-n`` resuming from a checkpoint.
+
+- SIGTERM is handled like Ctrl-C. The epoch in progress is dropped; the checkpoint of the last complete epoch is the
+  resume point, and ``-n`` continues from it as the uninterrupted run would have (the checkpoint holds weights,
+  optimiser, ε, random generators, settings and replay memory). A signal that arrives while an epoch is being saved
+  waits until it is saved. Files are written to a temporary name and renamed, the resume state before the weights,
+  so even SIGKILL leaves the last complete epoch resumable;
+- a NaN or infinite loss stops training at once; non-finite weights are never saved.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import re
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from dataset import SkipReport, load_record_image
+from errors import UserError
+from runtime import TEMPORARY_PREFIX, Interrupted, StopSignals, seed_everything, write_atomically
+from settings import class_index
+
+
+def checkpoint_path(path_model, class_idx, epoch=None):
+    name = f"model{class_idx}.weights.h5" if epoch is None else f"model{class_idx}_epoch_{epoch}.weights.h5"
+    return Path(path_model) / name
+
+
+def existing_epochs(path_model, class_idx, prefix="model", suffix=".weights.h5"):
+    """Epochs with a file ``<prefix><class_idx>_epoch_<epoch><suffix>`` in ``path_model``, sorted."""
+    pattern = re.compile(rf"{re.escape(prefix)}{class_idx}_epoch_(\d+){re.escape(suffix)}")
+    return sorted(int(match.group(1)) for path in Path(path_model).glob(f"{prefix}{class_idx}_epoch_*{suffix}")
+                  if (match := pattern.fullmatch(path.name)))
+
+
+
+LOG_FIELDS = ("epoch", "epsilon", "images", "searches", "steps", "mean_reward", "triggers", "correct_triggers",
+              "hit_rate", "mean_trigger_iou", "updates", "mean_loss", "vgg_forwards", "cache_hits", "steps_per_s",
+              "seconds")
+
+
+def train(settings, make_features, model_label):
+    """The training run: data → models → epochs of searches with Q-learning → a checkpoint and a log line each.
+
+    Ctrl-C / SIGTERM: the epoch in progress is dropped and the run stops with a message naming the last saved
+    epoch and the ``-n`` that continues it.
+    """
+    from tqdm import tqdm
+
+    from episodes import NonFiniteLoss, make_environment, new_training_stats, train_image
+    from parse_xml_annotations import class_name, load_records
+    from reinforcement import QLearner, ReplayMemory, build_q_network, epsilon_for_epoch
+
+    if settings.checkpoint_every < 1:
+        raise UserError(f"checkpoint_every must be 1 or more (1 keeps every epoch's weights), got "
+                        f"{settings.checkpoint_every}")
+    seed_everything(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    name = class_name(settings.class_object)
+    class_idx = class_index(settings)
+    path_model = Path(settings.path_model)
+    path_model.mkdir(parents=True, exist_ok=True)
+    remove_temporary_files(path_model, class_idx)
+
+    # data
+    roots = [settings.path_voc] + ([settings.path_voc2] if settings.two_databases else [])
+    report, annotation_problems = SkipReport(), []
+    records = load_records(roots, name, "trainval", max_images=settings.max_images, skipped=annotation_problems)
+    report.add_records(records, annotation_problems)
+    print(f"{model_label} training: class {name} (id {class_idx + 1}), {len(records)} images, "
+          f"scale {settings.scale_subregion}, {settings.epochs} epochs")
+
+    # models
+    features = make_features(settings)
+    model = build_q_network(seed=settings.seed)
+    learner = QLearner(model, settings.gamma, settings.learning_rate)
+    memory = ReplayMemory(settings.buffer_experience_replay)
+    log_path = path_model / f"training_log_model{class_idx}.csv"
+    log_rows = []
+    first_epoch = settings.n
+    if first_epoch > 0:
+        log_rows = resume(settings, learner, memory, rng, class_idx, log_path)
+
+    # loop
+    last_saved = first_epoch - 1
+    epoch = first_epoch
+    with StopSignals() as signals:
+        try:
+            for epoch in range(first_epoch, settings.epochs):
+                epsilon = epsilon_for_epoch(epoch, settings.epsilon)
+                stats = new_training_stats()
+                forwards_before, hits_before = features.forward_count, features.cache.hits
+                started = time.perf_counter()
+                used = 0
+                order = rng.permutation(len(records))
+                progress = tqdm(order, desc=f"epoch {epoch}", unit="img", leave=False,
+                                disable=not sys.stderr.isatty())
+                for index in progress:
+                    record = records[index]
+                    image = load_record_image(record, report)
+                    if image is None:
+                        continue
+                    used += 1
+                    env = make_environment(record, name, settings.scale_subregion, image)
+                    trajectory = [] if settings.bool_draw else None
+                    try:
+                        train_image(env, features, learner, memory, rng, epsilon, settings.number_of_steps,
+                                    settings.batch_size, stats, trajectory)
+                    except NonFiniteLoss as error:
+                        raise UserError(non_finite_message(settings, class_idx, epoch, str(error))) from None
+                    if trajectory:
+                        from visualization import draw_training_search
+                        draw_training_search(image, trajectory, Path(settings.path_testing_folder) / "training" /
+                                             f"epoch{epoch}_{record.image_id}.png",
+                                             title=f"epoch {epoch} {record.image_id}")
+                    progress.set_postfix(steps=stats["steps"], triggers=stats["triggers"])
+                if used == 0:
+                    raise UserError(f"none of the {len(records)} training images could be read (first: "
+                                    f"{next(iter(report.images.values()))}); nothing to train on")
+                seconds = time.perf_counter() - started
+
+                # save: log line, resume state, weights (epoch and latest); a signal now waits until they are written
+                row = epoch_row(epoch, epsilon, used, stats, features.forward_count - forwards_before,
+                                features.cache.hits - hits_before, seconds)
+                with signals.deferred():
+                    if not weights_are_finite(model):
+                        raise UserError(non_finite_message(settings, class_idx, epoch, "the weights became NaN or "
+                                                           "infinite"))
+                    log_rows.append(row)
+                    write_log(log_path, log_rows)
+                    save_checkpoint(settings, learner, memory, rng, class_idx, epoch)
+                    last_saved = epoch
+                print(f"epoch {epoch:3d}  eps {epsilon:.2f}  mean reward {row['mean_reward']:+.3f}  searches "
+                      f"{row['searches']}  triggers {row['triggers']} (correct {row['correct_triggers']}, mean IoU "
+                      f"{row['mean_trigger_iou']:.2f})  loss {row['mean_loss']:.4f}  vgg forwards "
+                      f"{row['vgg_forwards']}  {row['steps_per_s']:.1f} steps/s", flush=True)
+        except Interrupted as interrupt:
+            print(interrupted_message(interrupt, epoch, last_saved, path_model), file=sys.stderr, flush=True)
+            raise
+    if report.summary():
+        print(report.summary())
+    print(f"checkpoints in {path_model}/, log {log_path}")
+
+
+def interrupted_message(interrupt, epoch, last_saved, path_model):
+    where = f"{interrupt} after epoch {epoch} was saved" if last_saved == epoch else \
+        f"{interrupt} during epoch {epoch}: its progress is dropped"
+    if last_saved < 0:
+        return f"{where}; no epoch was complete, nothing to resume from"
+    return (f"{where}; epochs up to {last_saved} are saved in {path_model}/. Continue with -n {last_saved + 1} "
+            f"(resume state and weights of that epoch are complete)")
+
+
+def non_finite_message(settings, class_idx, epoch, problem):
+    saved = [e for e in existing_epochs(settings.path_model, class_idx) if e < epoch]
+    keep = (f"the last good checkpoint, epoch {saved[-1]}, is kept in {settings.path_model}; resume it with "
+            f"-n {saved[-1] + 1}" if saved else "no checkpoint was saved")
+    return (f"epoch {epoch}: {problem}; training stopped without saving this epoch ({keep} and a lower "
+            f"learning_rate than {settings.learning_rate:g})")
+
+
+def weights_are_finite(model):
+    return all(np.all(np.isfinite(weights)) for weights in model.get_weights())
+
+
+def epoch_row(epoch, epsilon, images, stats, forwards, hits, seconds):
+    steps = max(stats["steps"], 1)
+    return {"epoch": epoch, "epsilon": round(epsilon, 4), "images": images, "searches": stats["searches"],
+            "steps": stats["steps"], "mean_reward": stats["reward"] / steps, "triggers": stats["triggers"],
+            "correct_triggers": stats["correct_triggers"],
+            "hit_rate": stats["correct_triggers"] / max(stats["searches"], 1),
+            "mean_trigger_iou": stats["trigger_iou"] / max(stats["triggers"], 1), "updates": stats["updates"],
+            "mean_loss": stats["loss"] / stats["updates"] if stats["updates"] else 0.0, "vgg_forwards": forwards,
+            "cache_hits": hits, "steps_per_s": stats["steps"] / max(seconds, 1e-9), "seconds": round(seconds, 2)}
+
+
+def write_log(path, rows):
+    def write(temporary):
+        with open(temporary, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=LOG_FIELDS)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value)
+                                 for key, value in row.items()})
+    write_atomically(path, write)
+
+
+def read_log(path):
+    if not Path(path).is_file():
+        return []
+    with open(path, newline="") as handle:
+        return [{key: float(value) if key not in ("epoch",) else int(value) for key, value in row.items()}
+                for row in csv.DictReader(handle)]
+
+
+def resume_state_path(path_model, class_idx, epoch):
+    return Path(path_model) / f"resume_model{class_idx}_epoch_{epoch}.h5"
+
+
+def remove_temporary_files(path_model, class_idx):
+    """Half-written files a killed run of this class left behind (never read: the real files are intact)."""
+    pattern = re.compile(rf"{re.escape(TEMPORARY_PREFIX)}(model{class_idx}(_epoch_\d+)?\.weights\.h5|"
+                         rf"resume_model{class_idx}_epoch_\d+\.h5|training_log_model{class_idx}\.csv)")
+    for path in Path(path_model).glob(f"{TEMPORARY_PREFIX}*"):
+        if pattern.fullmatch(path.name):
+            path.unlink(missing_ok=True)
+
+
+# settings that may change on resume without a warning (they do not change what is learnt)
+RESUME_FREE_SETTINGS = {"n", "epochs", "demo", "explicit", "path_model", "path_testing_folder", "bool_draw",
+                        "cache_mb", "map_cache_mb", "checkpoint_every"}
+
+
+def keeps_epoch_weights(settings, epoch):
+    """Whether the weights file of ``epoch`` stays once a later epoch is saved: every ``checkpoint_every``-th
+    epoch and the last one. The latest epoch always has its file (``-n`` resumes from it)."""
+    return (epoch + 1) % settings.checkpoint_every == 0 or epoch == settings.epochs - 1
+
+
+def save_checkpoint(settings, learner, memory, rng, class_idx, epoch):
+    """The state at the end of ``epoch``: the resume state (epoch, ε, optimiser, replay memory, random generators,
+    settings), then the weights (of the epoch, and the latest), then older resume states and the previous epoch's
+    weights, unless ``checkpoint_every`` keeps them, are removed.
+
+    Each file is written to a temporary name and renamed, and in this order, so a run killed at any moment leaves
+    the last complete epoch with both its weights and its resume state.
+    """
+    import h5py
+    from reinforcement import epsilon_for_epoch
+    model = learner.model
+    path_model = Path(settings.path_model)
+
+    def write_state(temporary):
+        with h5py.File(temporary, "w") as handle:
+            handle.attrs["epoch"] = epoch
+            handle.attrs["epsilon"] = epsilon_for_epoch(epoch, settings.epsilon)
+            handle.attrs["numpy_rng"] = json.dumps(rng.bit_generator.state)
+            handle.attrs["settings"] = json.dumps({k: v for k, v in vars(settings).items() if k != "explicit"})
+            optimizer = handle.create_group("optimizer")
+            for index, variable in enumerate(learner.optimizer.variables):
+                optimizer[str(index)] = np.asarray(variable)
+                optimizer[str(index)].attrs["path"] = variable.path
+            seeds = handle.create_group("seed_generators")
+            for index, variable in enumerate(_seed_variables(model)):
+                seeds[str(index)] = np.asarray(variable)
+            if settings.save_replay_memory:
+                replay = handle.create_group("replay_memory")
+                for name, array in memory.state_dict().items():
+                    replay[name] = array
+    write_atomically(resume_state_path(path_model, class_idx, epoch), write_state)
+    for path in (checkpoint_path(path_model, class_idx, epoch), checkpoint_path(path_model, class_idx)):
+        write_atomically(path, model.save_weights)
+    for older in existing_epochs(path_model, class_idx, prefix="resume_model", suffix=".h5"):
+        if older != epoch:
+            resume_state_path(path_model, class_idx, older).unlink(missing_ok=True)
+    if epoch > 0 and not keeps_epoch_weights(settings, epoch - 1):
+        checkpoint_path(path_model, class_idx, epoch - 1).unlink(missing_ok=True)
+
+
+def _seed_variables(model):
+    """Variables of the dropout layers' seed generators (not part of the weights, needed for an exact resume)."""
+    import keras
+    variables = []
+    for layer in model.layers:
+        seed_generator = getattr(layer, "seed_generator", None)
+        if isinstance(seed_generator, keras.random.SeedGenerator):
+            variables.append(seed_generator.state)
+    return variables
+
+
+def resume(settings, learner, memory, rng, class_idx, log_path):
+    """``-n N``: load the checkpoint of epoch N−1 — weights and, when its resume state is there, the optimiser,
+    replay memory and random generators, which makes the rest of the run the same as an uninterrupted one — and
+    return the log rows of the epochs before N.
+
+    The learning rate is the one given now (changing it on resume is allowed; it is reported).
+    """
+    import h5py
+    model = learner.model
+    path_model = Path(settings.path_model)
+    previous = settings.n - 1
+    weights = checkpoint_path(path_model, class_idx, previous)
+    if not weights.is_file():
+        found = existing_epochs(path_model, class_idx)
+        raise UserError(f"-n {settings.n}: no checkpoint {weights}; epochs saved in {path_model}: "
+                        f"{found if found else 'none'}")
+    try:
+        model.load_weights(weights)
+    except Exception as error:      # h5py, Keras and TensorFlow raise several types for a wrong file
+        raise UserError(f"{weights}: not a Q-network weights file of this project ({error})") from None
+    state_path = resume_state_path(path_model, class_idx, previous)
+    notes = []
+    if state_path.is_file():
+        with h5py.File(state_path, "r") as handle:
+            saved = json.loads(handle.attrs["settings"])
+            current = {k: v for k, v in vars(settings).items() if k != "explicit"}
+            # a setting the checkpoint does not name is newer than it: only a value given now can differ
+            changed = sorted(k for k in set(saved) | set(current) if k not in RESUME_FREE_SETTINGS and (
+                saved[k] != current.get(k) if k in saved else k in settings.explicit))
+            if changed:
+                warnings.warn("resuming with settings that differ from the checkpoint's: " + ", ".join(
+                    f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in changed) + "; the run continues with the "
+                    "new values", UserWarning, stacklevel=2)
+            for index, variable in enumerate(learner.optimizer.variables):
+                if not variable.path.endswith("learning_rate"):
+                    variable.assign(np.asarray(handle["optimizer"][str(index)]))
+            for index, variable in enumerate(_seed_variables(model)):
+                variable.assign(np.asarray(handle["seed_generators"][str(index)]))
+            rng.bit_generator.state = json.loads(handle.attrs["numpy_rng"])
+            if "replay_memory" not in handle:
+                notes.append("the replay memory was not saved (save_replay_memory 0): it starts empty")
+            elif handle["replay_memory"]["actions"].shape[0] != memory.capacity:
+                notes.append(f"the saved replay memory holds {handle['replay_memory']['actions'].shape[0]} "
+                             f"transitions, buffer_experience_replay is {memory.capacity}: it starts empty")
+            else:
+                memory.load_state_dict({k: np.asarray(v) for k, v in handle["replay_memory"].items()})
+    else:
+        notes.append(f"no resume state {state_path.name}: optimiser and replay memory start empty, random "
+                     f"generators from the seed")
+    print(f"resuming at epoch {settings.n} from {weights}" + (f" ({'; '.join(notes)}: not an exact continuation)"
+                                                            if notes else ""))
+    return [row for row in read_log(log_path) if row["epoch"] < settings.n]
+
