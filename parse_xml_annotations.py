@@ -284,3 +284,106 @@ def load_records(paths_voc, class_object, set_name, max_images: int | None = Non
             raise UserError(f"none of the {len(problems)} images of {class_name(class_object)}_{set_name}.txt has a "
                             f"usable annotation (first: {problems[0][2]})")
     return records
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# compact annotations: a whole VOC annotation set in one small text file, unpacked to the VOC layout on first use
+
+VOC2007_TEST_COMPACT = Path(__file__).resolve().parent / "annotations" / "voc2007_test.tsv.gz"
+VOC2007_TEST_FOLDER = Path("data/VOC2007_test_annotations")
+COMPACT_COLUMNS = ("image_id", "width", "height", "depth", "name", "xmin", "ymin", "xmax", "ymax", "difficult")
+
+
+def write_compact_annotations(path_voc, set_name, out_file) -> int:
+    """Write the annotations of ``<path_voc>/ImageSets/Main/<set_name>.txt`` as one gzip'd tab-separated file, one
+    object a line (``COMPACT_COLUMNS``; VOC's 1-based inclusive pixels as in the XML). An object is marked difficult
+    when its XML says so or when ``<class>_<set>.txt`` labels its image 0 (difficult only). Returns the number of
+    objects written."""
+    import gzip
+    image_ids = read_image_set(path_voc, set_name)
+    difficult_only = set()
+    for name in VOC_CLASSES:
+        class_list = _image_sets_folder(path_voc) / f"{name}_{set_name}.txt"
+        for line in (_read_lines(class_list) if class_list.is_file() else []):
+            columns = line.split()
+            if len(columns) > 1 and columns[1] == "0":
+                difficult_only.add((columns[0], name))
+    lines = ["\t".join(COMPACT_COLUMNS)]
+    for image_id in image_ids:
+        annotation = parse_annotation(annotation_path(path_voc, image_id))
+        for obj in annotation.objects:
+            xmin, ymin, xmax, ymax = (int(round(obj.box[0])) + 1, int(round(obj.box[1])) + 1,
+                                      int(round(obj.box[2])), int(round(obj.box[3])))
+            difficult = int(obj.difficult or (image_id, obj.name) in difficult_only)
+            lines.append("\t".join(str(value) for value in (image_id, annotation.width, annotation.height, 3,
+                                                             obj.name, xmin, ymin, xmax, ymax, difficult)))
+    out_file = Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(out_file, "wt", compresslevel=9) as handle:
+        handle.write("\n".join(lines) + "\n")
+    return len(lines) - 1
+
+
+def unpack_compact_annotations(compact_file, path_voc, set_name="test") -> Path:
+    """Write the VOC layout (``Annotations/<id>.xml``, ``ImageSets/Main/<set>.txt`` and ``<class>_<set>.txt`` for
+    the 20 classes) of a file made by :func:`write_compact_annotations` into ``path_voc``; returns ``path_voc``.
+
+    Labels follow VOC: 1 when the image holds a non-difficult object of the class, 0 when it holds only difficult
+    ones, -1 otherwise. Written to a temporary folder and renamed, so an interrupted unpack leaves nothing half
+    done."""
+    import gzip
+    import shutil
+    import tempfile
+    compact_file, path_voc = Path(compact_file), Path(path_voc)
+    try:
+        with gzip.open(compact_file, "rt") as handle:
+            header, *rows = [line.rstrip("\n").split("\t") for line in handle if line.strip()]
+    except (OSError, EOFError) as error:
+        raise UserError(f"{compact_file}: not a readable compact annotation file ({error})") from None
+    if tuple(header) != COMPACT_COLUMNS:
+        raise UserError(f"{compact_file}: expected the columns {', '.join(COMPACT_COLUMNS)}")
+    images: dict[str, dict] = {}
+    for row in rows:
+        image_id, width, height, depth, name, xmin, ymin, xmax, ymax, difficult = row
+        image = images.setdefault(image_id, {"size": (width, height, depth), "objects": []})
+        image["objects"].append((name, xmin, ymin, xmax, ymax, difficult))
+    path_voc.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=".unpack_", dir=path_voc.parent))
+    try:
+        (temporary / "Annotations").mkdir()
+        (temporary / "ImageSets" / "Main").mkdir(parents=True)
+        labels = {name: {} for name in VOC_CLASSES}
+        for image_id, image in images.items():
+            width, height, depth = image["size"]
+            objects = "".join(
+                f"\t<object>\n\t\t<name>{name}</name>\n\t\t<difficult>{difficult}</difficult>\n\t\t<bndbox>\n"
+                f"\t\t\t<xmin>{xmin}</xmin>\n\t\t\t<ymin>{ymin}</ymin>\n\t\t\t<xmax>{xmax}</xmax>\n"
+                f"\t\t\t<ymax>{ymax}</ymax>\n\t\t</bndbox>\n\t</object>\n"
+                for name, xmin, ymin, xmax, ymax, difficult in image["objects"])
+            (temporary / "Annotations" / f"{image_id}.xml").write_text(
+                f"<annotation>\n\t<filename>{image_id}.jpg</filename>\n\t<size>\n\t\t<width>{width}</width>\n"
+                f"\t\t<height>{height}</height>\n\t\t<depth>{depth}</depth>\n\t</size>\n{objects}</annotation>\n")
+            for name, *_, difficult in image["objects"]:
+                if name in labels:
+                    labels[name][image_id] = max(labels[name].get(image_id, 0), 1 - int(difficult))
+        image_ids = sorted(images)
+        (temporary / "ImageSets" / "Main" / f"{set_name}.txt").write_text("".join(f"{i}\n" for i in image_ids))
+        for name, present in labels.items():
+            (temporary / "ImageSets" / "Main" / f"{name}_{set_name}.txt").write_text(
+                "".join(f"{i} {present.get(i, -1):2d}\n" for i in image_ids))
+        if path_voc.exists():
+            shutil.rmtree(path_voc)
+        os.replace(temporary, path_voc)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return path_voc
+
+
+def ensure_voc2007_test_annotations(path_voc=VOC2007_TEST_FOLDER) -> Path:
+    """The PASCAL VOC 2007 test annotations (no images) in the VOC layout at ``path_voc``, unpacked from the copy
+    the repository carries (``annotations/voc2007_test.tsv.gz``) unless already there."""
+    path_voc = Path(path_voc)
+    if not (path_voc / "ImageSets" / "Main" / "test.txt").is_file():
+        unpack_compact_annotations(VOC2007_TEST_COMPACT, path_voc, "test")
+    return path_voc

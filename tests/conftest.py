@@ -1,6 +1,8 @@
-"""What several test files share: the tiny synthetic dataset and a tiny stand-in for VGG-16."""
+"""What several test files share: the tiny synthetic dataset, the VOC 2007 test annotations the repository carries
+(unpacked once per session) and a tiny stand-in for VGG-16."""
 import pytest
 
+from parse_xml_annotations import ensure_voc2007_test_annotations
 from synthetic_dataset import generate_synthetic_voc
 
 
@@ -9,6 +11,12 @@ def dataset(tmp_path_factory):
     """8 trainval + 6 test synthetic VOC images of 64–96 px (one per test module)."""
     return generate_synthetic_voc(tmp_path_factory.mktemp("voc"), num_trainval=8, num_test=6, seed=1,
                                   min_size=64, max_size=96)
+
+
+@pytest.fixture(scope="session")
+def voc2007_test(tmp_path_factory):
+    """The real PASCAL VOC 2007 test annotations (4,952 images, no pixels) in the VOC layout."""
+    return ensure_voc2007_test_annotations(tmp_path_factory.mktemp("voc2007") / "VOC2007_test_annotations")
 
 
 def tiny_backbone():

@@ -12,12 +12,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from any fol
 from errors import UserError  # noqa: E402
 from parse_xml_annotations import (  # noqa: E402
     VOC_CLASSES, Annotation, annotation_path, class_id, class_name, load_records, parse_annotation,
-    read_class_image_set, read_image_set,
+    read_class_image_set, read_image_set, unpack_compact_annotations, write_compact_annotations,
 )
 
-REAL_VOC = Path("/work/shared/data/VOC2007_test_annotations")
-needs_real_voc = pytest.mark.skipif(not (REAL_VOC / "Annotations").is_dir(),
-                                    reason="VOC 2007 test annotations not available")
 
 
 # ---------------------------------------------------------------- class names
@@ -53,9 +50,8 @@ def test_class_id_rejects_unknown(bad):
 
 # ---------------------------------------------------------------- real annotations
 
-@needs_real_voc
-def test_parse_real_annotation_000001():
-    annotation = parse_annotation(REAL_VOC / "Annotations" / "000001.xml")
+def test_parse_real_annotation_000001(voc2007_test):
+    annotation = parse_annotation(voc2007_test / "Annotations" / "000001.xml")
     assert annotation.image_id == "000001"
     assert (annotation.width, annotation.height) == (353, 500)
     assert [obj.name for obj in annotation.objects] == ["dog", "person"]
@@ -74,45 +70,42 @@ def _count_labels(path: Path, label: str) -> int:
     return sum(1 for line in path.read_text().splitlines() if line.split() and line.split()[1] == label)
 
 
-@needs_real_voc
-def test_read_class_image_set_real():
-    class_file = REAL_VOC / "ImageSets" / "Main" / "aeroplane_test.txt"
-    image_ids = read_class_image_set(REAL_VOC, "aeroplane", "test")
+def test_read_class_image_set_real(voc2007_test):
+    class_file = voc2007_test / "ImageSets" / "Main" / "aeroplane_test.txt"
+    image_ids = read_class_image_set(voc2007_test, "aeroplane", "test")
     assert len(image_ids) == _count_labels(class_file, "1") == 204
     assert image_ids == sorted(image_ids)  # file order
-    assert len(read_class_image_set(REAL_VOC, 1, "test", labels=(0,))) == _count_labels(class_file, "0")
-    assert len(read_class_image_set(REAL_VOC, "aeroplane", "test", labels=(1, 0, -1))) == 4952
-    assert len(read_image_set(REAL_VOC, "test")) == 4952
+    assert len(read_class_image_set(voc2007_test, 1, "test", labels=(0,))) == _count_labels(class_file, "0")
+    assert len(read_class_image_set(voc2007_test, "aeroplane", "test", labels=(1, 0, -1))) == 4952
+    assert len(read_image_set(voc2007_test, "test")) == 4952
 
 
-@needs_real_voc
-def test_every_real_aeroplane_image_has_an_aeroplane_box():
-    for record in load_records(REAL_VOC, "aeroplane", "test"):
+def test_every_real_aeroplane_image_has_an_aeroplane_box(voc2007_test):
+    for record in load_records(voc2007_test, "aeroplane", "test"):
         boxes = record.annotation.boxes_of("aeroplane")
         assert len(boxes) >= 1
         assert np.all(boxes[:, 2] > boxes[:, 0]) and np.all(boxes[:, 3] > boxes[:, 1])
         assert np.all(boxes[:, 2] <= record.annotation.width) and np.all(boxes[:, 3] <= record.annotation.height)
 
 
-@needs_real_voc
-def test_load_records_two_roots_concatenate(tmp_path):
+def test_load_records_two_roots_concatenate(tmp_path, voc2007_test):
     copy = tmp_path / "VOC2007_copy"
-    shutil.copytree(REAL_VOC / "ImageSets", copy / "ImageSets")
-    image_ids = read_class_image_set(REAL_VOC, "aeroplane", "test")
+    shutil.copytree(voc2007_test / "ImageSets", copy / "ImageSets")
+    image_ids = read_class_image_set(voc2007_test, "aeroplane", "test")
     (copy / "Annotations").mkdir()
     for image_id in image_ids:
-        shutil.copy(annotation_path(REAL_VOC, image_id), copy / "Annotations")
+        shutil.copy(annotation_path(voc2007_test, image_id), copy / "Annotations")
 
-    records = load_records([REAL_VOC, copy], "aeroplane", "test")
+    records = load_records([voc2007_test, copy], "aeroplane", "test")
     assert len(records) == 2 * len(image_ids)
     assert [record.image_id for record in records] == image_ids + image_ids
-    assert records[0].path_voc == REAL_VOC and records[-1].path_voc == copy
+    assert records[0].path_voc == voc2007_test and records[-1].path_voc == copy
     assert isinstance(records[0].annotation, Annotation)
 
-    truncated = load_records([str(REAL_VOC), copy], 1, "test", max_images=len(image_ids) + 3)
+    truncated = load_records([str(voc2007_test), copy], 1, "test", max_images=len(image_ids) + 3)
     assert len(truncated) == len(image_ids) + 3
     assert truncated[len(image_ids)].path_voc == copy
-    assert len(load_records(REAL_VOC, "aeroplane", "test", max_images=5)) == 5
+    assert len(load_records(voc2007_test, "aeroplane", "test", max_images=5)) == 5
 
 
 # ---------------------------------------------------------------- files made here
@@ -254,3 +247,38 @@ def test_load_records_parses_annotations_and_checks_arguments(tmp_path):
     (root / "Annotations" / "000003.xml").unlink()
     with pytest.raises(UserError, match="000003.xml"):
         load_records(root, "aeroplane", "trainval")
+
+
+def test_the_carried_voc2007_test_annotations_are_complete(voc2007_test):
+    """The compact copy unpacks to every VOC 2007 test image and object, with VOC's 1/0/-1 labels per class."""
+    image_ids = read_image_set(voc2007_test, "test")
+    objects = [obj for image_id in image_ids for obj in parse_annotation(annotation_path(voc2007_test, image_id)).objects]
+    assert len(image_ids) == 4952 and len(objects) == 14976
+    assert sum(obj.name == "aeroplane" for obj in objects) == 311
+    # an image labelled 0 (difficult only) holds objects of the class, all of them difficult
+    for image_id in read_class_image_set(voc2007_test, "cat", "test", labels=(0,)):
+        cats = [obj for obj in parse_annotation(annotation_path(voc2007_test, image_id)).objects if obj.name == "cat"]
+        assert cats and all(obj.difficult for obj in cats)
+
+
+def test_compact_annotations_round_trip(tmp_path, voc2007_test):
+    """write → unpack gives the same boxes, sizes, difficult flags and image-set files as the source folder."""
+    compact = tmp_path / "set.tsv.gz"
+    assert write_compact_annotations(voc2007_test, "test", compact) == 14976
+    again = unpack_compact_annotations(compact, tmp_path / "again", "test")
+    for name in ("test.txt", "aeroplane_test.txt", "person_test.txt"):
+        assert (again / "ImageSets" / "Main" / name).read_text() == \
+            (voc2007_test / "ImageSets" / "Main" / name).read_text()
+    for image_id in read_image_set(voc2007_test, "test")[::97]:
+        first, second = (parse_annotation(annotation_path(root, image_id)) for root in (voc2007_test, again))
+        assert (first.width, first.height) == (second.width, second.height)
+        assert [(o.name, o.difficult, o.box.tolist()) for o in first.objects] == \
+            [(o.name, o.difficult, o.box.tolist()) for o in second.objects]
+
+
+def test_a_broken_compact_file_is_a_user_error(tmp_path):
+    broken = tmp_path / "broken.tsv.gz"
+    broken.write_bytes(b"not gzip")
+    with pytest.raises(UserError, match="broken.tsv.gz"):
+        unpack_compact_annotations(broken, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
