@@ -23,6 +23,10 @@ only_first_object = 0                   # 1: one search per image (the paper's p
 bool_draw = 0                           # 1: one PNG per image with its whole search
 agent = "trained"                       # trained | random | upper_bound
 epoch = -1                              # checkpoint epoch; -1: the latest
+model_name = ""                         # a weights file in path_model instead of our checkpoints, as in 2016:
+                                        # e.g. the authors' model_image_zooms_2 or model0h5 (Keras 1/2 save_weights)
+weights_order = "auto"                  # its descriptor rows: auto (channels first if Theano or unsaid) |
+                                        # channels_first | channels_last
 detections = "visited"                  # visited (every analysed region, the paper's) | triggered
 max_images = None                       # test on the first N images only
 seed = 0

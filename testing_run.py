@@ -38,12 +38,15 @@ def test(settings, make_features, model_label):
     report.add_records(records, annotation_problems)
 
     # agent and features
-    features, agent, epoch = None, None, None
+    features, agent, epoch, weights = None, None, None, None
     if settings.agent == "trained":
         from detection import QNetworkPolicy, load_q_network
         epoch = settings.epoch
-        agent = TrainedAgent(QNetworkPolicy(load_q_network(trained_weights(settings, class_idx, model_label))))
-        if epoch < 0:       # the latest weights are those of the last saved epoch
+        weights = trained_weights(settings, class_idx, model_label)
+        agent = TrainedAgent(QNetworkPolicy(load_q_network(weights, weights_order(settings), verbose=True)))
+        if model_name(settings):        # a named file (the 2016 models): no epoch known
+            epoch = None
+        elif epoch < 0:     # the latest weights are those of the last saved epoch
             epoch = max(existing_epochs(settings.path_model, class_idx), default=None)
         features = make_features(settings)
     elif settings.agent == "random":
@@ -89,7 +92,8 @@ def test(settings, make_features, model_label):
     regions = regions_per_found_object(detections, curve["true_positive"])
     results = {
         "model": model_label, "agent": settings.agent, "class_object": name,
-        "scale_subregion": settings.scale_subregion, "epoch": epoch, "detections_protocol": settings.detections,
+        "scale_subregion": settings.scale_subregion, "epoch": epoch,
+        "weights": None if weights is None else str(weights), "detections_protocol": settings.detections,
         "only_first_object": bool(settings.only_first_object), "number_of_steps": settings.number_of_steps,
         "num_images": len(ground_truth), "num_objects": int(curve["num_positives"]),
         "precision": curve["precision"], "recall": curve["recall"], "ap": curve["ap"], "ap_voc07": curve["ap_voc07"],
@@ -137,9 +141,29 @@ def test_epochs(settings, make_features, model_label):
     return rows
 
 
+def model_name(settings):
+    """The ``model_name`` setting: a weights file in ``path_model`` (the 2016 scripts' setting); '' or None: none."""
+    name = getattr(settings, "model_name", None)
+    return None if name in (None, "", "None") else str(name)
+
+
+def weights_order(settings):
+    return getattr(settings, "weights_order", "auto")
+
+
 def trained_weights(settings, class_idx, model_label):
-    """The Q-network checkpoint a test uses: epoch ``settings.epoch``, or the latest when it is -1."""
+    """The Q-network weights a test uses: the file ``model_name`` in ``path_model`` when it is set (any layout
+    ``detection.read_q_network_weights`` reads, such as the 2016 ``model_image_zooms_2``), else this project's
+    checkpoint of epoch ``settings.epoch``, or the latest when it is -1."""
     epoch = settings.epoch
+    if model_name(settings):
+        if epoch != -1:
+            raise UserError(f"model_name {model_name(settings)!r} names one weights file; --epoch {epoch} chooses "
+                            f"among this project's checkpoints: give one of them")
+        weights = Path(settings.path_model) / model_name(settings)
+        if not weights.is_file():
+            raise UserError(f"model_name {model_name(settings)!r}: no file {weights}")
+        return weights
     weights = checkpoint_path(settings.path_model, class_idx, epoch if epoch >= 0 else None)
     if not weights.is_file():
         found = existing_epochs(settings.path_model, class_idx)
@@ -177,7 +201,7 @@ def search_own_images(settings, make_features, model_label):
     if not images:
         raise UserError(f"none of the {len(settings.image)} images could be read (first: "
                         f"{next(iter(report.images.values()))})")
-    model, features = load_q_network(weights), make_features(settings)
+    model, features = load_q_network(weights, weights_order(settings), verbose=True), make_features(settings)
     print(f"{model_label}: the {name} agent of {weights} searches {len(images)} image"
           f"{'s' if len(images) != 1 else ''}, scale {settings.scale_subregion}")
 
