@@ -21,6 +21,9 @@ path_testing_folder = "./testing"       # drawings of training searches (bool_dr
 path_vgg = "./vgg16_weights.h5"         # VGG-16 weights file, 'imagenet', or 'random'
 vgg_precision = "float32"               # float32 (the paper's) | bfloat16: an option, faster on AMX CPUs, GPUs
 class_object = 1                        # class to learn: VOC id 1-20 or name (1 = aeroplane)
+initial_weights = ""                    # fine-tuning: Q-network weights to start epoch 0 from (a checkpoint of
+                                        # ours or a 2016 Keras 1/2 file such as model_image_zooms_2); "": random
+weights_order = "auto"                  # initial_weights' descriptor rows: auto | channels_first | channels_last
 # the hierarchy and the episodes
 scale_subregion = 3.0 / 4               # 3/4: overlapped hierarchy, 1/2: non-overlapped
 number_of_steps = 10                    # maximum steps of one search

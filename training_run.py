@@ -59,6 +59,7 @@ def train(settings, make_features, model_label):
     if settings.checkpoint_every < 1:
         raise UserError(f"checkpoint_every must be 1 or more (1 keeps every epoch's weights), got "
                         f"{settings.checkpoint_every}")
+    initial_weights = check_initial_weights(settings)
     seed_everything(settings.seed)
     rng = np.random.default_rng(settings.seed)
     name = class_name(settings.class_object)
@@ -78,6 +79,10 @@ def train(settings, make_features, model_label):
     # models
     features = make_features(settings)
     model = build_q_network(seed=settings.seed)
+    if initial_weights is not None:     # fine-tuning: epoch 0 starts from these weights instead of N(0, 0.01)
+        from detection import set_q_network_weights
+        description = set_q_network_weights(model, initial_weights, getattr(settings, "weights_order", "auto"))
+        print(f"starting from the Q-network weights {initial_weights} ({description})")
     learner = QLearner(model, settings.gamma, settings.learning_rate)
     memory = ReplayMemory(settings.buffer_experience_replay)
     log_path = path_model / f"training_log_model{class_idx}.csv"
@@ -147,6 +152,24 @@ def train(settings, make_features, model_label):
     print(f"checkpoints in {path_model}/, log {log_path}")
 
 
+def check_initial_weights(settings):
+    """The ``initial_weights`` file that epoch 0 starts from, or None (random weights, or a resumed run, which
+    starts from its checkpoint)."""
+    path = getattr(settings, "initial_weights", "")
+    if path in (None, "", "None"):
+        return None
+    from detection import check_weights_order
+    check_weights_order(getattr(settings, "weights_order", "auto"))
+    if settings.n > 0:
+        if "initial_weights" in settings.explicit:
+            print(f"note: initial_weights is for epoch 0; -n {settings.n} resumes from the checkpoint of epoch "
+                  f"{settings.n - 1}")
+        return None
+    if not Path(path).is_file():
+        raise UserError(f"initial_weights: no file {path}")
+    return Path(path)
+
+
 def interrupted_message(interrupt, epoch, last_saved, path_model):
     where = f"{interrupt} after epoch {epoch} was saved" if last_saved == epoch else \
         f"{interrupt} during epoch {epoch}: its progress is dropped"
@@ -213,7 +236,7 @@ def remove_temporary_files(path_model, class_idx):
 
 # settings that may change on resume without a warning (they do not change what is learnt)
 RESUME_FREE_SETTINGS = {"n", "epochs", "demo", "explicit", "path_model", "path_testing_folder", "bool_draw",
-                        "cache_mb", "map_cache_mb", "checkpoint_every"}
+                        "cache_mb", "map_cache_mb", "checkpoint_every", "initial_weights", "weights_order"}
 
 
 def keeps_epoch_weights(settings, epoch):
