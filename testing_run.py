@@ -155,6 +155,8 @@ def trained_weights(settings, class_idx, model_label):
     """The Q-network weights a test uses: the file ``model_name`` in ``path_model`` when it is set (any layout
     ``detection.read_q_network_weights`` reads, such as the 2016 ``model_image_zooms_2``), else this project's
     checkpoint of epoch ``settings.epoch``, or the latest when it is -1."""
+    from detection import check_weights_order
+    check_weights_order(weights_order(settings))
     epoch = settings.epoch
     if model_name(settings):
         if epoch != -1:

@@ -259,10 +259,27 @@ def test_a_checkpoint_rewritten_in_the_2016_layouts_gives_the_same_detections(tr
         assert ("reordered from channels first" if layout == "keras1" else "as they are") in output
 
 
+def test_own_images_with_a_2016_file(trained, tmp_path, monkeypatch):
+    from PIL import Image
+    monkeypatch.setattr(image_zooms_testing, "make_features", tiny_features)
+    Image.fromarray(np.random.default_rng(8).integers(0, 256, (60, 80, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    write_keras1(tmp_path / "model0h5", load_q_network(trained / "model0.weights.h5").get_weights())
+    summaries = []
+    for out, args in (("checkpoint", ["--path_model", str(trained)]),
+                      ("keras1", ["--path_model", str(tmp_path), "--model_name", "model0h5"])):
+        image_zooms_testing.main(["--image", str(tmp_path / "a.png"), "--path_testing_folder", str(tmp_path / out),
+                                  "--number_of_steps", "5", "--detections", "visited", *args])
+        summaries.append(json.loads((tmp_path / out / "detections.json").read_text()))
+    (checkpoint,), (keras1,) = (summary["images"] for summary in summaries)
+    assert keras1["trajectory"] == checkpoint["trajectory"] and keras1["scores"] == checkpoint["scores"]
+    assert summaries[1]["weights"] == str(tmp_path / "model0h5")
+
+
 def test_model_name_errors(trained, dataset, tmp_path, capsys):
     from runtime import main_guard
     cases = [(["--path_model", str(tmp_path), "--model_name", "model0h5"], "no file"),
-             (["--path_model", str(trained), "--model_name", "model0.weights.h5", "--epoch", "0"], "give one of them")]
+             (["--path_model", str(trained), "--model_name", "model0.weights.h5", "--epoch", "0"], "give one of them"),
+             (["--path_model", str(trained), "--weights_order", "theano"], "weights_order must be one of")]
     for args, message in cases:
         with pytest.raises(SystemExit) as exit_info:
             main_guard(lambda: run_test(dataset, tmp_path / "out", *args))
