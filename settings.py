@@ -161,10 +161,10 @@ def check_dataset(path_voc, set_name, class_object, setting_name):
     from parse_xml_annotations import class_name
     path_voc = Path(path_voc)
     if not path_voc.is_dir():
-        raise UserError(f"{setting_name} {str(path_voc)!r}: dataset folder not found")
+        raise UserError(f"dataset folder not found: {path_voc} ({setting_name})")
     image_sets = path_voc / "ImageSets" / "Main"
     if not image_sets.is_dir():
-        raise UserError(f"{setting_name} {str(path_voc)!r}: no ImageSets/Main folder in it (a PASCAL VOC root has "
+        raise UserError(f"image set folder not found: {image_sets} ({setting_name}: a PASCAL VOC root holds "
                         f"Annotations/, JPEGImages/ and ImageSets/Main/)")
     ids = class_objects(class_object)
     if len(ids) == 1:
@@ -175,8 +175,8 @@ def check_dataset(path_voc, set_name, class_object, setting_name):
 
 def check_path_vgg(path_vgg):
     """``path_vgg`` is 'random', 'imagenet' or an existing file."""
+    from features import PATH_VGG_OPTIONS       # features imports TensorFlow only inside its functions
     if str(path_vgg) in PATH_VGG_KEYWORDS:
         return
     if not Path(path_vgg).is_file():
-        raise UserError(f"path_vgg={str(path_vgg)!r}: no such file. path_vgg takes a VGG-16 weights file (.h5), "
-                        f"'imagenet' (downloaded by Keras) or 'random'")
+        raise UserError(f"path_vgg={str(path_vgg)!r}: no such file. path_vgg takes {PATH_VGG_OPTIONS}.")
