@@ -17,19 +17,19 @@ from training_run import checkpoint_path, existing_epochs
 
 def preflight(settings, model_label):
     """The user's mistakes a test run can see without TensorFlow, each answered in one line (UserError) before
-    the seconds TensorFlow takes to import: class, test dataset, VGG-16 weights, the trained agent's checkpoint."""
+    the seconds TensorFlow takes to import: class, test dataset, the trained agent's checkpoint, VGG-16 weights."""
     class_objects(settings.class_object)
     own_images = bool(getattr(settings, "image", None))
     if not own_images:
         check_dataset(settings.path_voc_test, "test", settings.class_object, "path_voc_test")
     if settings.agent != "trained":
         return
-    check_path_vgg(settings.path_vgg)
     if not Path(settings.path_model).is_dir():
         raise UserError(f"path_model {settings.path_model!r}: folder not found. Train first (python "
                         f"{model_label}_training.py) or point path_model at the checkpoints")
     if isinstance(settings.epoch, int) and len(class_objects(settings.class_object)) == 1:
         trained_weights(settings, class_index(settings), model_label)
+    check_path_vgg(settings.path_vgg)
 
 
 def test(settings, make_features, model_label):

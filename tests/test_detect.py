@@ -114,7 +114,9 @@ def test_image_flag_visited_protocol_and_an_unreadable_image(trained, tmp_path, 
 def test_image_flag_errors(trained, tmp_path, capsys):
     Image.fromarray(photo()).save(tmp_path / "good.png")
     cases = [
-        (["--image", str(tmp_path / "absent.jpg"), "--path_model", str(trained)], "none of the 1 images could be read"),
+        (["--image", str(tmp_path / "absent.jpg"), "--path_model", str(trained), "--path_vgg", "random"],
+         "none of the 1 images could be read"),
+        (["--image", str(tmp_path / "good.png"), "--path_model", str(trained)], "path_vgg='./vgg16_weights.h5': no such"),
         (["--image", str(tmp_path / "good.png"), "--path_model", str(trained), "--agent", "random"],
          "--agent random needs annotations"),
         (["--image", str(tmp_path / "good.png"), "--path_model", str(tmp_path / "no_models")], "Train first"),

@@ -72,13 +72,15 @@ def test_resuming_without_the_previous_checkpoint_is_found_before_tensorflow(dat
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["--path_voc_test", "{dataset}", "--path_vgg", "{tmp}/absent.h5"], "path_vgg='"),
+    (["--path_voc_test", "{dataset}", "--path_vgg", "{tmp}/absent.h5", "--path_model", "{tmp}"], "path_vgg='"),
     (["--path_voc_test", "{dataset}", "--path_vgg", "random", "--path_model", "{tmp}/no_models"],
      "path_model '"),
-    (["--path_voc_test", "{dataset}", "--path_vgg", "random", "--path_model", "{tmp}"], "no checkpoint"),
+    (["--path_voc_test", "{dataset}", "--path_vgg", "random", "--path_model", "{tmp}", "--epoch", "3"],
+     "no checkpoint"),
     (["--path_voc_test", "{tmp}", "--agent", "upper_bound"], "image set folder not found"),
 ])
 def test_a_testing_mistake_is_one_line_before_tensorflow(args, expected, dataset, tmp_path):
+    (tmp_path / "model0.weights.h5").touch()       # found, so that the check after it (path_vgg) is reached
     args = [arg.format(dataset=dataset, tmp=tmp_path) for arg in args]
     completed = run_script("image_zooms_testing.py", *args)
     line, = own_lines(completed.stderr)
