@@ -1,4 +1,4 @@
-"""The test run (SPEC §7): searches with the chosen agent → detections → VOC metrics → ``results.json`` and
+"""The test run (method.md §7): searches with the chosen agent → detections → VOC metrics → ``results.json`` and
 figures; ``--epoch`` lists compare checkpoints (the paper's Figure 7); ``--image`` searches the user's own images.
 """
 from __future__ import annotations

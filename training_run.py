@@ -1,5 +1,5 @@
-"""The training run (SPEC §6): data → models → epochs of searches with Q-learning → a checkpoint and a log line
-each, and ``-n`` resuming from a checkpoint.
+"""The training run (method.md §6): data → models → epochs of searches with Q-learning → a checkpoint and a log
+line each, and ``-n`` resuming from a checkpoint.
 
 - SIGTERM is handled like Ctrl-C. The epoch in progress is dropped; the checkpoint of the last complete epoch is the
   resume point, and ``-n`` continues from it as the uninterrupted run would have (the checkpoint holds weights,
