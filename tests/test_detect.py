@@ -99,6 +99,7 @@ def test_image_flag_visited_protocol_and_an_unreadable_image(trained, tmp_path, 
     with pytest.warns(UserWarning) as caught:
         image_zooms_testing.main(["--image", str(tmp_path / "good.png"), "--image", str(tmp_path / "broken.jpg"),
                                   "--image", str(tmp_path / "absent.jpg"), "--path_model", str(trained),
+                                  "--path_vgg", "random",       # checked before the stand-in features are used
                                   "--path_testing_folder", str(out), "--number_of_steps", "5",
                                   "--detections", "visited"])
     messages = [str(warning.message) for warning in caught]
