@@ -1,4 +1,4 @@
-"""The episode loops, written once for both feature models and every agent (SPEC §6, §7).
+"""The episode loops, written once for both feature models and every agent (method.md §6, §7).
 
 Training runs one search at a time (the Q-network learns between steps). Testing advances the searches of many
 images in lockstep, so all their current regions go through the region descriptor in one batch.

@@ -1,4 +1,4 @@
-"""VGG-16 and the region descriptors (SPEC §5).
+"""VGG-16 and the region descriptors (method.md §5).
 
 A region descriptor turns ``(image, region)`` pairs into 7×7×512 = 25,088 values. Both feature models sit
 behind one interface, ``describe(items)`` with items ``(image_key, image, region)``: the episode loop never
@@ -312,7 +312,7 @@ class ImageZoomsFeatures:
 #
 # The whole image goes through the conv layers once; a region's descriptor is cropped from pool4 (stride 16) or
 # pool5 (stride 32) and brought to 7×7 cells. Small regions get few cells (one cell of pool5 is 32×32 pixels):
-# that loss of resolution is the effect the paper measures (SPEC §5), so nothing here compensates for it.
+# that loss of resolution is the effect the paper measures (method.md §5), so nothing here compensates for it.
 
 POOL_SIZE = 7                     # cells per side of a descriptor
 POOL4_STRIDE = 16

@@ -1,4 +1,4 @@
-"""Test an agent with the Image-Zooms model (SPEC §7): greedy searches, VOC precision-recall, results.json.
+"""Test an agent with the Image-Zooms model (method.md §7): greedy searches, VOC precision-recall, results.json.
 
     python image_zooms_testing.py                          # latest checkpoint on VOC 2007 test
     python image_zooms_testing.py --demo                   # the demo's synthetic test split

@@ -1,4 +1,4 @@
-"""Train the Image-Zooms agent (SPEC §6): every visited region gets fresh VGG-16 features of its zoomed crop.
+"""Train the Image-Zooms agent (method.md §6): every visited region gets fresh VGG-16 features of its zoomed crop.
 
     python image_zooms_training.py -n 0            # paper setup: edit the paths below or pass them as flags
     python image_zooms_training.py --demo          # synthetic dataset, random VGG-16, minutes on a CPU

@@ -3,7 +3,7 @@
 Boxes are float NumPy ``[x0, y0, x1, y1)`` corners in pixels (half-open: ``x1 - x0`` is the width), the one box
 format of the whole project.
 
-Evaluation follows the VOC rule (SPEC section 7): detections are ranked by descending score; each one is matched
+Evaluation follows the VOC rule (method.md §7): detections are ranked by descending score; each one is matched
 to the ground-truth object of its image with the highest IoU; at IoU >= 0.5 it is a true positive if that object
 is not yet matched, a false positive if it is (a duplicate), and ignored if the object is ``difficult``. Below the
 threshold it is a false positive. Average precision is reported both ways VOC has defined it: all-point (VOC 2010

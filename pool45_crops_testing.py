@@ -1,4 +1,4 @@
-"""Test an agent with the Pool45-Crops model (SPEC §7): greedy searches, VOC precision-recall, results.json.
+"""Test an agent with the Pool45-Crops model (method.md §7): greedy searches, VOC precision-recall, results.json.
 
     python pool45_crops_testing.py                         # latest checkpoint on VOC 2007 test
     python pool45_crops_testing.py --demo                  # the demo's synthetic test split

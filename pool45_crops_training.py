@@ -1,4 +1,4 @@
-"""Train the Pool45-Crops agent (SPEC §6): one VGG-16 forward per image (and per mask), every visited region
+"""Train the Pool45-Crops agent (method.md §6): one VGG-16 forward per image (and per mask), every visited region
 cropped from its pool4 or pool5 map.
 
     python pool45_crops_training.py -n 0           # paper setup: edit the paths below or pass them as flags

@@ -1,4 +1,4 @@
-"""The zoom environment and deep Q-learning (SPEC §3, §4, §6).
+"""The zoom environment and deep Q-learning (method.md §3, §4, §6).
 
 Box format everywhere in this module: float numpy ``[x0, y0, x1, y1]`` (half-open corners, pixels of the
 original image). The paper's ``(x, y, w, h)`` regions are the same boxes with ``w = x1 - x0``, ``h = y1 - y0``.
@@ -34,7 +34,7 @@ def child_regions(region, scale):
     """The five children of ``region`` ``[x0, y0, x1, y1]`` for sub-region scale ``scale`` (0 < s < 1).
 
     Returns a (5, 4) array in action order: up-left, up-right, down-left, down-right, centre. Every child has
-    size ``(s*w, s*h)``; offsets follow SPEC §3 (the centre uses each axis' own size: 2016 defect 2).
+    size ``(s*w, s*h)``; offsets follow method.md §3 (the centre uses each axis' own size: 2016 defect 2).
     """
     x0, y0, x1, y1 = (float(v) for v in region)
     width, height = x1 - x0, y1 - y0

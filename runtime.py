@@ -21,11 +21,76 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")     # TensorFlow's start-up c
 
 
 def seed_everything(seed):
-    """One seed for Python, NumPy and Keras/TensorFlow; deterministic kernels on CPU."""
+    """One seed for Python, NumPy and Keras/TensorFlow; deterministic kernels on CPU.
+
+    The first TensorFlow use of every run, so TensorFlow is imported here, quietly (:func:`import_tensorflow`).
+    """
+    tf = import_tensorflow()
     import keras
-    import tensorflow as tf
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+
+
+@contextlib.contextmanager
+def quiet_stderr_descriptor():
+    """Send file descriptor 2 to a temporary file for the block; show what was caught only if the block raises.
+
+    TensorFlow's C++ start-up lines (cuda drivers, cuInit, oneDNN, cpu_feature_guard) are written by absl straight
+    to descriptor 2 before its logging is set up, so neither TF_CPP_MIN_LOG_LEVEL nor ``sys.stderr`` can hold them
+    back. Descriptor 2 is restored in every case, exceptions included.
+    """
+    import tempfile
+    sys.stderr.flush()
+    with tempfile.TemporaryFile(mode="w+b") as caught:
+        saved = os.dup(2)
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            _restore_descriptor(saved)
+            caught.seek(0)
+            text = caught.read()
+            if text.strip():            # the log may say why the import failed
+                os.write(2, text)
+            raise
+        _restore_descriptor(saved)
+
+
+def _restore_descriptor(saved):
+    sys.stderr.flush()
+    os.dup2(saved, 2)
+    os.close(saved)
+
+
+_device_reported = False
+
+
+def import_tensorflow():
+    """``import tensorflow`` with its C++ start-up log kept off the terminal (shown only if the import fails),
+    then one line of our own naming the device that runs the work. Harmless when called again."""
+    global _device_reported
+    if not _device_reported:
+        with quiet_stderr_descriptor():
+            import tensorflow as tf
+            import keras  # noqa: F401  (its first import may log too)
+            # the first device query initialises CUDA (cuInit), which logs its failure on machines without a GPU
+            gpus = tf.config.list_physical_devices("GPU")
+        print(f"device: {describe_device(tf, gpus)}", flush=True)
+        _device_reported = True
+    import tensorflow as tf
+    return tf
+
+
+def describe_device(tf, gpus):
+    """``CPU`` or ``GPU 0 (<name>)`` (and how many more), for the one start-up line."""
+    if not gpus:
+        return "CPU"
+    try:
+        name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "")
+    except Exception:       # device details are best effort: the line must not stop a run
+        name = ""
+    more = f", and {len(gpus) - 1} more GPU{'s' if len(gpus) > 2 else ''}" if len(gpus) > 1 else ""
+    return "GPU 0" + (f" ({name})" if name else "") + more
 
 
 TEMPORARY_PREFIX = ".tmp_"

@@ -1,4 +1,4 @@
-"""The test run (SPEC §7): searches with the chosen agent → detections → VOC metrics → ``results.json`` and
+"""The test run (method.md §7): searches with the chosen agent → detections → VOC metrics → ``results.json`` and
 figures; ``--epoch`` lists compare checkpoints (the paper's Figure 7); ``--image`` searches the user's own images.
 """
 from __future__ import annotations
@@ -11,8 +11,25 @@ import numpy as np
 from dataset import SkipReport, load_record_image
 from errors import UserError
 from runtime import seed_everything, write_json
-from settings import class_index
+from settings import check_dataset, check_path_vgg, class_index, class_objects
 from training_run import checkpoint_path, existing_epochs
+
+
+def preflight(settings, model_label):
+    """The user's mistakes a test run can see without TensorFlow, each answered in one line (UserError) before
+    the seconds TensorFlow takes to import: class, test dataset, the trained agent's checkpoint, VGG-16 weights."""
+    class_objects(settings.class_object)
+    own_images = bool(getattr(settings, "image", None))
+    if not own_images:
+        check_dataset(settings.path_voc_test, "test", settings.class_object, "path_voc_test")
+    if settings.agent != "trained":
+        return
+    if not Path(settings.path_model).is_dir():
+        raise UserError(f"path_model {settings.path_model!r}: folder not found. Train first (python "
+                        f"{model_label}_training.py) or point path_model at the checkpoints")
+    if isinstance(settings.epoch, int) and len(class_objects(settings.class_object)) == 1:
+        trained_weights(settings, class_index(settings), model_label)
+    check_path_vgg(settings.path_vgg)
 
 
 def test(settings, make_features, model_label):
@@ -20,6 +37,7 @@ def test(settings, make_features, model_label):
 
     With ``--image`` it searches the user's own images instead (:func:`search_own_images`).
     """
+    preflight(settings, model_label)
     from episodes import RandomAgent, TrainedAgent, UpperBoundAgent, make_environment, run_searches
     from metrics import precision_recall, regions_per_found_object
     from parse_xml_annotations import class_name, load_records

@@ -1,5 +1,5 @@
-"""The training run (SPEC §6): data → models → epochs of searches with Q-learning → a checkpoint and a log line
-each, and ``-n`` resuming from a checkpoint.
+"""The training run (method.md §6): data → models → epochs of searches with Q-learning → a checkpoint and a log
+line each, and ``-n`` resuming from a checkpoint.
 
 - SIGTERM is handled like Ctrl-C. The epoch in progress is dropped; the checkpoint of the last complete epoch is the
   resume point, and ``-n`` continues from it as the uninterrupted run would have (the checkpoint holds weights,
@@ -23,7 +23,7 @@ import numpy as np
 from dataset import SkipReport, load_record_image
 from errors import UserError
 from runtime import TEMPORARY_PREFIX, Interrupted, StopSignals, seed_everything, write_atomically
-from settings import class_index
+from settings import check_dataset, check_path_vgg, class_index, class_objects
 
 
 def checkpoint_path(path_model, class_idx, epoch=None):
@@ -44,21 +44,47 @@ LOG_FIELDS = ("epoch", "epsilon", "images", "searches", "steps", "mean_reward", 
               "seconds")
 
 
+def preflight(settings):
+    """The user's mistakes a training run can see without TensorFlow, each answered in one line (UserError) before
+    the seconds TensorFlow takes to import: class, dataset folders, VGG-16 weights, ``-n`` and its checkpoint."""
+    if settings.n < 0:
+        raise UserError(f"-n {settings.n}: the first epoch to train cannot be negative (0 starts afresh, N resumes "
+                        f"from the checkpoint of epoch N-1)")
+    if settings.n >= settings.epochs:
+        # the 2016 script trained range(n, n + epochs); here epochs is the total, so resuming needs a larger one
+        raise UserError(f"-n {settings.n} with --epochs {settings.epochs}: nothing to train. epochs counts all "
+                        f"epochs, not epochs to add (unlike the 2016 script); to train k more epochs pass "
+                        f"-n {settings.n} --epochs {settings.n}+k, e.g. --epochs {settings.n + 10}")
+    class_objects(settings.class_object)
+    check_dataset(settings.path_voc, "trainval", settings.class_object, "path_voc")
+    if settings.two_databases:
+        check_dataset(settings.path_voc2, "trainval", settings.class_object, "path_voc2")
+    check_path_vgg(settings.path_vgg)
+    if settings.checkpoint_every < 1:
+        raise UserError(f"checkpoint_every must be 1 or more (1 keeps every epoch's weights), got "
+                        f"{settings.checkpoint_every}")
+    if settings.n > 0 and len(class_objects(settings.class_object)) == 1:
+        class_idx = class_index(settings)
+        weights = checkpoint_path(settings.path_model, class_idx, settings.n - 1)
+        if not weights.is_file():
+            found = existing_epochs(settings.path_model, class_idx) if Path(settings.path_model).is_dir() else []
+            raise UserError(f"-n {settings.n}: no checkpoint {weights} to resume from; epochs saved in "
+                            f"{settings.path_model}: {found if found else 'none'}")
+
+
 def train(settings, make_features, model_label):
     """The training run: data → models → epochs of searches with Q-learning → a checkpoint and a log line each.
 
     Ctrl-C / SIGTERM: the epoch in progress is dropped and the run stops with a message naming the last saved
     epoch and the ``-n`` that continues it.
     """
+    preflight(settings)
     from tqdm import tqdm
 
     from episodes import NonFiniteLoss, make_environment, new_training_stats, train_image
     from parse_xml_annotations import class_name, load_records
     from reinforcement import QLearner, ReplayMemory, build_q_network, epsilon_for_epoch
 
-    if settings.checkpoint_every < 1:
-        raise UserError(f"checkpoint_every must be 1 or more (1 keeps every epoch's weights), got "
-                        f"{settings.checkpoint_every}")
     initial_weights = check_initial_weights(settings)
     seed_everything(settings.seed)
     rng = np.random.default_rng(settings.seed)

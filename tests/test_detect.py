@@ -99,6 +99,7 @@ def test_image_flag_visited_protocol_and_an_unreadable_image(trained, tmp_path, 
     with pytest.warns(UserWarning) as caught:
         image_zooms_testing.main(["--image", str(tmp_path / "good.png"), "--image", str(tmp_path / "broken.jpg"),
                                   "--image", str(tmp_path / "absent.jpg"), "--path_model", str(trained),
+                                  "--path_vgg", "random",       # checked before the stand-in features are used
                                   "--path_testing_folder", str(out), "--number_of_steps", "5",
                                   "--detections", "visited"])
     messages = [str(warning.message) for warning in caught]
@@ -114,7 +115,9 @@ def test_image_flag_visited_protocol_and_an_unreadable_image(trained, tmp_path, 
 def test_image_flag_errors(trained, tmp_path, capsys):
     Image.fromarray(photo()).save(tmp_path / "good.png")
     cases = [
-        (["--image", str(tmp_path / "absent.jpg"), "--path_model", str(trained)], "none of the 1 images could be read"),
+        (["--image", str(tmp_path / "absent.jpg"), "--path_model", str(trained), "--path_vgg", "random"],
+         "none of the 1 images could be read"),
+        (["--image", str(tmp_path / "good.png"), "--path_model", str(trained)], "path_vgg='./vgg16_weights.h5': no such"),
         (["--image", str(tmp_path / "good.png"), "--path_model", str(trained), "--agent", "random"],
          "--agent random needs annotations"),
         (["--image", str(tmp_path / "good.png"), "--path_model", str(tmp_path / "no_models")], "Train first"),

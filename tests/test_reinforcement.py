@@ -1,4 +1,4 @@
-"""The zoom environment and Q-learning against values worked out by hand (SPEC §3, §4, §6)."""
+"""The zoom environment and Q-learning against values worked out by hand (method.md §3, §4, §6)."""
 import numpy as np
 import pytest
 

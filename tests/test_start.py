@@ -1,0 +1,175 @@
+"""A quiet, fast start: the user's mistakes answered in one line before TensorFlow loads, TensorFlow's C++ start-up
+log kept off the terminal, one device line of our own, and ``-n`` checked against ``epochs``."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import runtime
+from errors import UserError
+from settings import class_objects
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# words of TensorFlow's C++ start-up lines (absl, oneDNN, cpu_feature_guard, CUDA probing)
+TENSORFLOW_LOG_WORDS = ("cuda", "onednn", "cpu_feature_guard", "absl", "cuinit", "tensorflow/", "i0000", "e0000",
+                        "w0000")
+
+
+def run_script(*args, cwd=ROOT, environment=None):
+    """A script run as the user runs it, with a fresh interpreter; ``-X importtime`` lists every module imported."""
+    return subprocess.run([sys.executable, "-X", "importtime", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, env=environment)
+
+
+def imported_modules(stderr):
+    """Top-level module names from ``-X importtime`` lines (``import time: self | cumulative | name``)."""
+    names = set()
+    for line in stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            names.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+    return names
+
+
+def own_lines(stderr):
+    return [line for line in stderr.splitlines() if not line.startswith("import time:")]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--path_voc", "/nonexistent"], "error: dataset folder not found: /nonexistent (path_voc)"),
+    (["-n", "1", "--epochs", "1"], "error: -n 1 with --epochs 1: nothing to train. epochs counts all epochs"),
+    (["-n", "-1"], "error: -n -1: the first epoch to train cannot be negative"),
+    (["--class_object", "spaceship"], "error: class_object 'spaceship' is not a VOC class"),
+    (["--class_object", "1,spaceship"], "error: class_object 'spaceship' is not a VOC class"),
+])
+def test_a_training_mistake_is_one_line_before_tensorflow(args, expected):
+    completed = run_script("image_zooms_training.py", *args)
+    lines = own_lines(completed.stderr)
+    assert completed.returncode == 2
+    assert lines == [lines[0]] and lines[0].startswith(expected), lines
+    assert completed.stdout == ""
+    assert "tensorflow" not in imported_modules(completed.stderr) and "keras" not in imported_modules(completed.stderr)
+    assert not any(word in completed.stderr.lower() for word in ("cuda", "onednn", "absl"))
+
+
+def test_n_at_or_beyond_epochs_says_what_to_pass(dataset, tmp_path):
+    completed = run_script("image_zooms_training.py", "--path_voc", str(dataset), "--path_model", str(tmp_path),
+                           "-n", "3", "--epochs", "2")
+    line, = own_lines(completed.stderr)
+    assert completed.returncode == 2
+    assert "not epochs to add" in line and "2016" in line and "--epochs 13" in line
+
+
+def test_resuming_without_the_previous_checkpoint_is_found_before_tensorflow(dataset, tmp_path):
+    completed = run_script("image_zooms_training.py", "--path_voc", str(dataset), "--path_model",
+                           str(tmp_path / "models"), "--path_vgg", "random", "-n", "2", "--epochs", "4")
+    line, = own_lines(completed.stderr)
+    assert completed.returncode == 2
+    assert "-n 2: no checkpoint" in line and "model0_epoch_1.weights.h5" in line
+    assert "tensorflow" not in imported_modules(completed.stderr)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--path_voc_test", "{dataset}", "--path_vgg", "{tmp}/absent.h5", "--path_model", "{tmp}"], "path_vgg='"),
+    (["--path_voc_test", "{dataset}", "--path_vgg", "random", "--path_model", "{tmp}/no_models"],
+     "path_model '"),
+    (["--path_voc_test", "{dataset}", "--path_vgg", "random", "--path_model", "{tmp}", "--epoch", "3"],
+     "no checkpoint"),
+    (["--path_voc_test", "{tmp}", "--agent", "upper_bound"], "image set folder not found"),
+])
+def test_a_testing_mistake_is_one_line_before_tensorflow(args, expected, dataset, tmp_path):
+    (tmp_path / "model0.weights.h5").touch()       # found, so that the check after it (path_vgg) is reached
+    args = [arg.format(dataset=dataset, tmp=tmp_path) for arg in args]
+    completed = run_script("image_zooms_testing.py", *args)
+    line, = own_lines(completed.stderr)
+    assert completed.returncode == 2 and line.startswith("error: ") and expected in line, line
+    assert "tensorflow" not in imported_modules(completed.stderr)
+
+
+def test_missing_class_list_file_is_reported_before_tensorflow(tmp_path):
+    (tmp_path / "ImageSets" / "Main").mkdir(parents=True)
+    completed = run_script("image_zooms_testing.py", "--path_voc_test", str(tmp_path), "--agent", "upper_bound",
+                           "--class_object", "bird")
+    line, = own_lines(completed.stderr)
+    assert completed.returncode == 2 and "image set file not found" in line and "bird_test.txt" in line
+
+
+def test_class_lists_and_all_pass_the_check():
+    assert class_objects("all") == list(range(1, 21))
+    assert class_objects("1, bird,car") == [1, 3, 7]
+    assert class_objects(5) == [5]
+    with pytest.raises(UserError, match="'cars'"):
+        class_objects("bird,cars")
+
+
+def test_the_scripts_modules_import_no_tensorflow():
+    code = ("import sys, image_zooms_training, image_zooms_testing, pool45_crops_training, pool45_crops_testing, "
+            "training_run, testing_run, settings, runtime, episodes, reinforcement, features, detection; "
+            "print(sorted(name for name in ('tensorflow', 'keras') if name in sys.modules))")
+    completed = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_a_normal_start_prints_no_tensorflow_log_and_names_the_device(dataset, tmp_path):
+    environment = dict(os.environ)
+    environment.pop("TF_CPP_MIN_LOG_LEVEL", None)       # the quiet start must not depend on the user's environment
+    completed = subprocess.run([sys.executable, "image_zooms_testing.py", "--path_voc_test", str(dataset),
+                                "--agent", "upper_bound", "--max_images", "2", "--path_testing_folder",
+                                str(tmp_path / "out")],
+                               cwd=ROOT, capture_output=True, text=True, timeout=300, env=environment)
+    assert completed.returncode == 0, completed.stderr
+    output = completed.stdout + completed.stderr
+    noisy = [line for line in output.splitlines() if any(word in line.lower() for word in TENSORFLOW_LOG_WORDS)]
+    assert noisy == []
+    device_lines = [line for line in completed.stdout.splitlines() if line.startswith("device: ")]
+    assert len(device_lines) == 1
+    assert device_lines[0] == "device: CPU" or device_lines[0].startswith("device: GPU 0")
+    assert (tmp_path / "out" / "results.json").is_file()
+
+
+def test_stderr_descriptor_is_restored_and_shown_when_the_block_fails(tmp_path):
+    """Run in a child whose descriptor 2 is a file, so that what reaches it can be read back exactly."""
+    code = """
+import os, sys
+import runtime
+with runtime.quiet_stderr_descriptor():
+    os.write(2, b"hidden chatter\\n")
+os.write(2, b"after the quiet block\\n")
+try:
+    with runtime.quiet_stderr_descriptor():
+        os.write(2, b"why it failed\\n")
+        raise ImportError("no tensorflow")
+except ImportError:
+    pass
+os.write(2, b"descriptor 2 is back\\n")
+tf = runtime.import_tensorflow()
+tf_again = runtime.import_tensorflow()
+assert tf is tf_again
+"""
+    completed = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stderr.splitlines() == ["after the quiet block", "why it failed", "descriptor 2 is back"]
+    assert [line for line in completed.stdout.splitlines() if line.startswith("device: ")] == \
+        [completed.stdout.splitlines()[0]]
+
+
+def test_describe_device_names_the_gpu():
+    class FakeExperimental:
+        @staticmethod
+        def get_device_details(device):
+            return {"device_name": "NVIDIA H100 80GB HBM3"}
+
+    class FakeConfig:
+        experimental = FakeExperimental
+
+    class FakeTensorflow:
+        config = FakeConfig
+
+    assert runtime.describe_device(FakeTensorflow, []) == "CPU"
+    assert runtime.describe_device(FakeTensorflow, ["gpu0"]) == "GPU 0 (NVIDIA H100 80GB HBM3)"
+    assert runtime.describe_device(FakeTensorflow, ["gpu0", "gpu1"]) == \
+        "GPU 0 (NVIDIA H100 80GB HBM3), and 1 more GPU"
