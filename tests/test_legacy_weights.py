@@ -233,7 +233,7 @@ def trained(dataset, tmp_path_factory):
 
 def run_test(dataset, out, *extra):
     image_zooms_testing.main(["--path_voc_test", str(dataset), "--path_testing_folder", str(out),
-                              "--number_of_steps", "5", *extra])
+                              "--number_of_steps", "5", "--path_vgg", "random", *extra])
     return json.loads((out / "results.json").read_text())
 
 
@@ -268,7 +268,8 @@ def test_own_images_with_a_2016_file(trained, tmp_path, monkeypatch):
     for out, args in (("checkpoint", ["--path_model", str(trained)]),
                       ("keras1", ["--path_model", str(tmp_path), "--model_name", "model0h5"])):
         image_zooms_testing.main(["--image", str(tmp_path / "a.png"), "--path_testing_folder", str(tmp_path / out),
-                                  "--number_of_steps", "5", "--detections", "visited", *args])
+                                  "--number_of_steps", "5", "--detections", "visited", "--path_vgg", "random",
+                                  *args])
         summaries.append(json.loads((tmp_path / out / "detections.json").read_text()))
     (checkpoint,), (keras1,) = (summary["images"] for summary in summaries)
     assert keras1["trajectory"] == checkpoint["trajectory"] and keras1["scores"] == checkpoint["scores"]
