@@ -5,6 +5,8 @@
 
 Every setting below can be given as a flag of the same name (``--class_object cat``).
 """
+from classes_run import train_classes
+from parse_xml_annotations import several_classes
 from runtime import main_guard
 from settings import apply_demo, training_flags
 from training_run import train
@@ -50,7 +52,10 @@ def make_features(settings):
 def main(argv=None):
     settings = configure(script_settings(globals()), argv, __doc__, training_flags)
     apply_demo(settings, DEMO)
-    train(settings, make_features, "image_zooms")
+    if several_classes(settings.class_object):     # all, or a comma list: one agent per class
+        train_classes(settings, make_features, "image_zooms", train)
+    else:
+        train(settings, make_features, "image_zooms")
 
 
 if __name__ == "__main__":

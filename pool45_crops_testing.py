@@ -6,6 +6,8 @@
 
 Every setting below can be given as a flag of the same name.
 """
+from classes_run import test_classes
+from parse_xml_annotations import several_classes
 from runtime import main_guard
 from settings import apply_demo, testing_flags
 from testing_run import test
@@ -35,7 +37,10 @@ DEMO = dict(path_voc_test="data/synthetic_voc", path_vgg="random")
 def main(argv=None):
     settings = configure(script_settings(globals()), argv, __doc__, testing_flags)
     apply_demo(settings, DEMO)
-    test(settings, make_features, "pool45_crops")
+    if several_classes(settings.class_object):     # all, or a comma list: one agent per class
+        test_classes(settings, make_features, "pool45_crops", test)
+    else:
+        test(settings, make_features, "pool45_crops")
 
 
 if __name__ == "__main__":
