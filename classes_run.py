@@ -166,3 +166,31 @@ def merge(paths, output):
     combined = combine(per_class)
     write_json(Path(output), combined)
     return combined
+
+
+def plot_class_bars(combined_list, labels, output, title=None):
+    """Per-class AP of several combined results side by side (one bar group per class, the mAP in the legend)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from parse_xml_annotations import VOC_CLASSES
+    names = [name for name in VOC_CLASSES if any(row["class_object"] == name for combined in combined_list
+                                                for row in combined["classes"])]
+    width = 0.8 / len(combined_list)
+    figure, axes = plt.subplots(figsize=(max(6, 0.6 * len(names) + 2), 4))
+    for index, (combined, label) in enumerate(zip(combined_list, labels)):
+        ap = {row["class_object"]: row["ap"] for row in combined["classes"]}
+        axes.bar(np.arange(len(names)) + (index - (len(combined_list) - 1) / 2) * width,
+                 [ap.get(name, 0.0) for name in names], width, label=f"{label} (mAP {combined['map']:.3f})")
+    axes.set_xticks(np.arange(len(names)))
+    axes.set_xticklabels(names, rotation=60, ha="right")
+    axes.set_ylabel("AP")
+    axes.set_ylim(0, 1)
+    axes.legend(fontsize=8)
+    if title:
+        axes.set_title(title)
+    figure.tight_layout()
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(output, dpi=120)
+    plt.close(figure)
