@@ -131,6 +131,12 @@ def test_classes(settings, make_features, model_label, test):
     combined ``<path_testing_folder>/results.json`` and print the table with the means."""
     from parse_xml_annotations import class_ids, class_name
     identifiers = class_ids(settings.class_object)
+    # both compare within one class; one table of classes needs one checkpoint per class
+    if isinstance(settings.epoch, (list, str)):
+        raise UserError(f"--epoch {settings.epoch}: several epochs are compared one class at a time; give one "
+                        f"class_object, or one epoch for several classes")
+    if getattr(settings, "image", None):
+        raise UserError("--image searches with one class's agent; give one class_object")
     out_folder = Path(settings.path_testing_folder)
     per_class, absent = [], []
     for number, identifier in enumerate(identifiers, start=1):
