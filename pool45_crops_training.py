@@ -23,7 +23,7 @@ path_model = "./models_pool45_crops"    # checkpoints and the training log
 path_testing_folder = "./testing"       # drawings of training searches (bool_draw)
 path_vgg = "./vgg16_weights.h5"         # VGG-16 weights file, 'imagenet', or 'random'
 vgg_precision = "float32"               # float32 (the paper's) | bfloat16: an option, faster on AMX CPUs, GPUs
-class_object = 1                        # class to learn: VOC id 1-20 or name (1 = aeroplane)
+class_object = 1                        # VOC id 1-20 or name (1 = aeroplane); all, or 1,bird,car: one agent each
 # the hierarchy and the episodes
 scale_subregion = 3.0 / 4               # 3/4: overlapped hierarchy, 1/2: non-overlapped
 number_of_steps = 10                    # maximum steps of one search
