@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 from errors import UserError
-from parse_xml_annotations import VOC_CLASSES as VOC_NAMES
 from runtime import Interrupted, write_json
 
 

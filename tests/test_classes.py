@@ -13,7 +13,7 @@ import image_zooms_testing
 import image_zooms_training
 import training_run
 from errors import UserError
-from parse_xml_annotations import class_ids, several_classes
+from parse_xml_annotations import VOC_CLASSES, class_ids, several_classes
 from runtime import Interrupted
 from test_resume import LEARNING_COLUMNS, TINY, same_weights, tiny_features
 
@@ -35,7 +35,7 @@ def test_upper_bound_of_all_classes_matches_the_single_class_run(voc2007_test, t
     common = ["--agent", "upper_bound", "--path_voc_test", str(voc2007_test), "--only_first_object", "1"]
     image_zooms_testing.main([*common, "--class_object", "all", "--path_testing_folder", str(tmp_path / "all")])
     table = capsys.readouterr().out.split("class            AP")[-1].splitlines()
-    assert len([line for line in table if line[:12].strip() in classes_run.VOC_NAMES]) == 20
+    assert len([line for line in table if line[:12].strip() in VOC_CLASSES]) == 20
     assert any(line.startswith("mean") for line in table)
     combined = json.loads((tmp_path / "all" / "results.json").read_text())
     assert len(combined["classes"]) == 20 and combined["absent_classes"] == []
@@ -105,7 +105,7 @@ def test_all_classes_train_test_and_resume_after_an_interruption_in_class_two(da
 
     # Ctrl-C once the second class has saved its first epoch
     resumed = tmp_path / "resumed"
-    save_checkpoint, classes_started = training_run.save_checkpoint, []
+    save_checkpoint = training_run.save_checkpoint
 
     def interrupting_save(settings, learner, memory, rng, class_idx, epoch):
         save_checkpoint(settings, learner, memory, rng, class_idx, epoch)
