@@ -63,6 +63,16 @@ def default_label(results):
     return label
 
 
+def load_combined(path):
+    """The content of a combined (several-class) results.json, or None for a single-class one."""
+    try:
+        with open(path, encoding='utf-8') as file:
+            results = json.load(file)
+    except (OSError, ValueError):
+        return None     # load_results names the problem
+    return results if isinstance(results, dict) and 'classes' in results else None
+
+
 def figure_paths(output):
     """The two figures' paths: ``output`` (a PNG when it has no suffix) and ``<output stem>_regions<suffix>``."""
     output = Path(output)
@@ -142,8 +152,25 @@ def main(argv=None):
     parser.add_argument('--output', default='comparison.png',
                         help='precision-recall figure; the histogram goes to <stem>_regions.png beside it')
     parser.add_argument('--title', default=None, help='title of the figures')
+    parser.add_argument('--merge', default=None, metavar='OUT',
+                        help='merge single-class results.json files (one job per class) into one combined OUT with '
+                             'the per-class table and the mAP')
     args = parser.parse_args(argv)
     try:
+        from classes_run import format_class_table, merge, plot_class_bars
+        if args.merge:
+            print(format_class_table(merge(args.results, args.merge)))
+            print(f'\ncombined results: {args.merge}')
+            return 0
+        combined = [load_combined(path) for path in args.results]
+        if all(combined):
+            # combined (several-class) results: per-class AP bars side by side
+            labels = args.labels or [default_label(results) for results in combined]
+            plot_class_bars(combined, labels, args.output, args.title)
+            for label, results in zip(labels, combined):
+                print(f'{label}\n{format_class_table(results)}\n')
+            print(f'per-class AP: {args.output}')
+            return 0
         rows = compare(args.results, labels=args.labels, output=args.output, title=args.title)
     except UserError as error:
         print(f'error: {error}', file=sys.stderr)

@@ -60,6 +60,30 @@ def class_name(class_object) -> str:
     return VOC_CLASSES[class_id(class_object) - 1]
 
 
+def class_ids(class_object) -> list[int]:
+    """The VOC class ids that ``class_object`` names: an id or a name (one class), ``all`` (the 20, in id order) or
+    a comma list of ids and names (``1,bird,car``, in the order given, repeats dropped)."""
+    text = str(class_object).strip().lower()
+    if text == "all":
+        return list(range(1, len(VOC_CLASSES) + 1))
+    if "," not in text:
+        return [class_id(class_object)]
+    ids = []
+    for item in text.split(","):
+        if not item.strip():
+            raise UserError(f"class_object {class_object!r}: an empty item in the comma list")
+        identifier = class_id(item.strip())
+        if identifier not in ids:
+            ids.append(identifier)
+    return ids
+
+
+def several_classes(class_object) -> bool:
+    """Whether ``class_object`` names a list of classes (``all`` or a comma list) rather than one class."""
+    text = str(class_object).strip().lower()
+    return text == "all" or "," in text
+
+
 def _target_name(class_object) -> str:
     """Name to compare object names with: a VOC class by id or name, or any other (custom) name as given."""
     try:

@@ -6,6 +6,8 @@
 
 Every setting below can be given as a flag of the same name.
 """
+from classes_run import test_classes
+from parse_xml_annotations import several_classes
 from runtime import main_guard
 from settings import apply_demo, testing_flags
 from testing_run import test
@@ -17,7 +19,7 @@ path_model = "./models_pool45_crops"    # where training wrote the checkpoints
 path_testing_folder = "./testing"       # results.json, figures, drawn searches
 path_vgg = "./vgg16_weights.h5"         # VGG-16 weights file, 'imagenet', or 'random' (as in training)
 vgg_precision = "float32"               # float32 | bfloat16 (an option; best as in training)
-class_object = 1                        # VOC id 1-20 or name
+class_object = 1                        # VOC id 1-20 or name; all, or 1,bird,car: each class and the mAP
 scale_subregion = 3.0 / 4               # must match training
 number_of_steps = 10                    # regions analysed per image, in all
 only_first_object = 0                   # 1: one search per image (the paper's protocol)
@@ -39,7 +41,10 @@ DEMO = dict(path_voc_test="data/synthetic_voc", path_vgg="random")
 def main(argv=None):
     settings = configure(script_settings(globals()), argv, __doc__, testing_flags)
     apply_demo(settings, DEMO)
-    test(settings, make_features, "pool45_crops")
+    if several_classes(settings.class_object):     # all, or a comma list: one agent per class
+        test_classes(settings, make_features, "pool45_crops", test)
+    else:
+        test(settings, make_features, "pool45_crops")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ cropped from its pool4 or pool5 map.
 
 Every setting below can be given as a flag of the same name (``--class_object cat``).
 """
+from classes_run import train_classes
+from parse_xml_annotations import several_classes
 from runtime import main_guard
 from settings import apply_demo, training_flags
 from training_run import train
@@ -21,7 +23,7 @@ path_model = "./models_pool45_crops"    # checkpoints and the training log
 path_testing_folder = "./testing"       # drawings of training searches (bool_draw)
 path_vgg = "./vgg16_weights.h5"         # VGG-16 weights file, 'imagenet', or 'random'
 vgg_precision = "float32"               # float32 (the paper's) | bfloat16: an option, faster on AMX CPUs, GPUs
-class_object = 1                        # class to learn: VOC id 1-20 or name (1 = aeroplane)
+class_object = 1                        # VOC id 1-20 or name (1 = aeroplane); all, or 1,bird,car: one agent each
 initial_weights = ""                    # fine-tuning: Q-network weights to start epoch 0 from (a checkpoint of
                                         # ours or a 2016 Keras 1/2 file such as model_image_zooms_2); "": random
 weights_order = "auto"                  # initial_weights' descriptor rows: auto | channels_first | channels_last
@@ -55,7 +57,10 @@ def make_features(settings):
 def main(argv=None):
     settings = configure(script_settings(globals()), argv, __doc__, training_flags)
     apply_demo(settings, DEMO)
-    train(settings, make_features, "pool45_crops")
+    if several_classes(settings.class_object):     # all, or a comma list: one agent per class
+        train_classes(settings, make_features, "pool45_crops", train)
+    else:
+        train(settings, make_features, "pool45_crops")
 
 
 if __name__ == "__main__":

@@ -141,21 +141,6 @@ def class_index(settings):
 PATH_VGG_KEYWORDS = ("random", "imagenet")
 
 
-def class_objects(class_object):
-    """The VOC ids named by ``class_object``: one id or name, a comma-separated list (``1,bird,car``), or
-    ``all``. Each item is checked (UserError naming it)."""
-    from parse_xml_annotations import VOC_CLASSES, class_id
-    text = str(class_object).strip()
-    if text.lower() == "all":
-        return list(range(1, len(VOC_CLASSES) + 1))
-    if "," in text:
-        items = [item for item in text.split(",") if item.strip()]
-        if not items:
-            raise UserError(f"class_object {class_object!r} names no class")
-        return [class_id(item) for item in items]
-    return [class_id(class_object)]
-
-
 def check_dataset(path_voc, set_name, class_object, setting_name):
     """The dataset folder, its ``ImageSets/Main`` and, for one class, ``<class>_<set_name>.txt`` exist."""
     from parse_xml_annotations import class_name
@@ -166,7 +151,8 @@ def check_dataset(path_voc, set_name, class_object, setting_name):
     if not image_sets.is_dir():
         raise UserError(f"image set folder not found: {image_sets} ({setting_name}: a PASCAL VOC root holds "
                         f"Annotations/, JPEGImages/ and ImageSets/Main/)")
-    ids = class_objects(class_object)
+    from parse_xml_annotations import class_ids
+    ids = class_ids(class_object)
     if len(ids) == 1:
         list_file = image_sets / f"{class_name(ids[0])}_{set_name}.txt"
         if not list_file.is_file():

@@ -10,15 +10,16 @@ import numpy as np
 
 from dataset import SkipReport, load_record_image
 from errors import UserError
+from parse_xml_annotations import class_ids, several_classes
 from runtime import seed_everything, write_json
-from settings import check_dataset, check_path_vgg, class_index, class_objects
+from settings import check_dataset, check_path_vgg, class_index
 from training_run import checkpoint_path, existing_epochs
 
 
 def preflight(settings, model_label):
     """The user's mistakes a test run can see without TensorFlow, each answered in one line (UserError) before
     the seconds TensorFlow takes to import: class, test dataset, the trained agent's checkpoint, VGG-16 weights."""
-    class_objects(settings.class_object)
+    class_ids(settings.class_object)
     own_images = bool(getattr(settings, "image", None))
     if not own_images:
         check_dataset(settings.path_voc_test, "test", settings.class_object, "path_voc_test")
@@ -27,7 +28,7 @@ def preflight(settings, model_label):
     if not Path(settings.path_model).is_dir():
         raise UserError(f"path_model {settings.path_model!r}: folder not found. Train first (python "
                         f"{model_label}_training.py) or point path_model at the checkpoints")
-    if isinstance(settings.epoch, int) and len(class_objects(settings.class_object)) == 1:
+    if isinstance(settings.epoch, int) and not several_classes(settings.class_object):
         trained_weights(settings, class_index(settings), model_label)
     check_path_vgg(settings.path_vgg)
 

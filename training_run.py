@@ -22,8 +22,9 @@ import numpy as np
 
 from dataset import SkipReport, load_record_image
 from errors import UserError
+from parse_xml_annotations import class_ids, several_classes
 from runtime import TEMPORARY_PREFIX, Interrupted, StopSignals, seed_everything, write_atomically
-from settings import check_dataset, check_path_vgg, class_index, class_objects
+from settings import check_dataset, check_path_vgg, class_index
 
 
 def checkpoint_path(path_model, class_idx, epoch=None):
@@ -55,7 +56,7 @@ def preflight(settings):
         raise UserError(f"-n {settings.n} with --epochs {settings.epochs}: nothing to train. epochs counts all "
                         f"epochs, not epochs to add (unlike the 2016 script); to train k more epochs pass "
                         f"-n {settings.n} --epochs {settings.n}+k, e.g. --epochs {settings.n + 10}")
-    class_objects(settings.class_object)
+    class_ids(settings.class_object)
     check_dataset(settings.path_voc, "trainval", settings.class_object, "path_voc")
     if settings.two_databases:
         check_dataset(settings.path_voc2, "trainval", settings.class_object, "path_voc2")
@@ -63,7 +64,7 @@ def preflight(settings):
     if settings.checkpoint_every < 1:
         raise UserError(f"checkpoint_every must be 1 or more (1 keeps every epoch's weights), got "
                         f"{settings.checkpoint_every}")
-    if settings.n > 0 and len(class_objects(settings.class_object)) == 1:
+    if settings.n > 0 and not several_classes(settings.class_object):
         class_idx = class_index(settings)
         weights = checkpoint_path(settings.path_model, class_idx, settings.n - 1)
         if not weights.is_file():

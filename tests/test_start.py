@@ -9,7 +9,7 @@ import pytest
 
 import runtime
 from errors import UserError
-from settings import class_objects
+from parse_xml_annotations import class_ids
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,11 +97,11 @@ def test_missing_class_list_file_is_reported_before_tensorflow(tmp_path):
 
 
 def test_class_lists_and_all_pass_the_check():
-    assert class_objects("all") == list(range(1, 21))
-    assert class_objects("1, bird,car") == [1, 3, 7]
-    assert class_objects(5) == [5]
+    assert class_ids("all") == list(range(1, 21))
+    assert class_ids("1, bird,car") == [1, 3, 7]
+    assert class_ids(5) == [5]
     with pytest.raises(UserError, match="'cars'"):
-        class_objects("bird,cars")
+        class_ids("bird,cars")
 
 
 def test_the_scripts_modules_import_no_tensorflow():

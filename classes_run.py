@@ -1,0 +1,202 @@
+"""Several classes in one run (issue 12): ``class_object all`` or a comma list (``1,bird,car``) trains or tests one
+agent per class by running the single-class :func:`training_run.train` / :func:`testing_run.test` once per class.
+
+Each class keeps exactly the files, seed and results of its single-class run (``model<k>…`` in ``path_model``;
+``<path_testing_folder>/<class>/results.json``), so classes can also run as separate jobs (``--class_object 7``)
+into one ``path_model`` and be merged afterwards (``python compare_results.py --merge``).
+
+Resume with several classes: the same command with ``-n 1`` (any N > 0) continues each class from its own files —
+a class whose last epoch is saved is skipped, a class with saved epochs resumes after the latest one, a class with
+none starts at epoch 0. Without ``-n`` every class starts at epoch 0, as a single-class run does.
+"""
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+from errors import UserError
+from runtime import Interrupted, write_json
+
+
+def one_class(settings, identifier):
+    """A copy of ``settings`` for the class ``identifier`` alone (the loop runs the unchanged single-class code)."""
+    settings = copy.copy(settings)
+    settings.explicit = set(settings.explicit)
+    settings.class_object = identifier
+    return settings
+
+
+def class_present(path_voc, identifier, set_name):
+    """Whether ``<class>_<set_name>.txt`` lists an image with the class (the synthetic dataset has only four
+    classes); a missing or malformed file is still an error."""
+    from parse_xml_annotations import read_class_image_set
+    try:
+        read_class_image_set(path_voc, identifier, set_name)
+    except UserError as error:
+        if str(error).startswith("no images with label"):
+            return False
+        raise
+    return True
+
+
+def resume_epoch(settings, class_idx):
+    """Where a resumed several-class run continues this class: after its latest saved epoch, or 0 with none."""
+    from training_run import existing_epochs
+    saved = existing_epochs(settings.path_model, class_idx)
+    return saved[-1] + 1 if saved else 0
+
+
+def train_classes(settings, make_features, model_label, train):
+    """Train one agent per class of ``settings.class_object`` (``all`` or a list), one after the other."""
+    from parse_xml_annotations import class_ids, class_name
+    identifiers = class_ids(settings.class_object)
+    roots = [settings.path_voc] + ([settings.path_voc2] if settings.two_databases else [])
+    resuming = settings.n > 0
+    trained, absent, finished = [], [], []
+    for number, identifier in enumerate(identifiers, start=1):
+        name = class_name(identifier)
+        one = one_class(settings, identifier)
+        print(f"class {number}/{len(identifiers)}: {name}", flush=True)
+        if not any(class_present(root, identifier, "trainval") for root in roots):
+            print(f"  {name}: absent from the training set, skipped")
+            absent.append(name)
+            continue
+        one.n = resume_epoch(one, identifier - 1) if resuming else 0
+        if one.n >= settings.epochs:
+            print(f"  {name}: all {settings.epochs} epochs already saved, skipped")
+            finished.append(name)
+            continue
+        try:
+            train(one, make_features, model_label)
+        except Interrupted:
+            print(f"stopped during class {number}/{len(identifiers)} ({name}); continue every class with the same "
+                  f"command and -n 1 (each class resumes from its own files)", file=sys.stderr, flush=True)
+            raise
+        trained.append(name)
+    print(f"classes trained: {', '.join(trained) or 'none'}" +
+          (f"; already complete: {', '.join(finished)}" if finished else "") +
+          (f"; absent from the training set: {', '.join(absent)}" if absent else ""))
+
+
+# the per-class numbers of a combined results.json, in the order of the printed table
+TABLE_KEYS = ("ap", "ap_voc07", "max_recall", "mean_regions_per_found_object", "num_images", "num_objects")
+
+
+def class_row(results):
+    regions = results["regions_per_found_object"]
+    return {"class_object": results["class_object"], "ap": results["ap"], "ap_voc07": results["ap_voc07"],
+            "max_recall": results["max_recall"],
+            "mean_regions_per_found_object": sum(regions) / len(regions) if regions else None,
+            "num_images": results["num_images"], "num_objects": results["num_objects"]}
+
+
+def combine(per_class, absent=()):
+    """The combined results: one row per class (VOC id order) and the means over the classes tested (absent classes
+    — no test image — are listed and left out of the means)."""
+    from parse_xml_annotations import class_id
+    rows = sorted((class_row(results) for results in per_class), key=lambda row: class_id(row["class_object"]))
+    if not rows:
+        raise UserError("no class was tested: every class asked for is absent from the test set")
+    first = per_class[0]
+
+    def mean(key):
+        return sum(row[key] for row in rows) / len(rows)
+    return {"model": first["model"], "agent": first["agent"], "scale_subregion": first["scale_subregion"],
+            "epoch": first.get("epoch"), "detections_protocol": first.get("detections_protocol"),
+            "only_first_object": first.get("only_first_object"), "number_of_steps": first.get("number_of_steps"),
+            "classes": rows, "absent_classes": sorted(absent, key=class_id), "map": mean("ap"),
+            "mean_ap_voc07": mean("ap_voc07"), "mean_max_recall": mean("max_recall")}
+
+
+def format_class_table(combined):
+    """One row per class and the mean, as the VOC devkit prints them."""
+    def number(value, digits=3):
+        return "-" if value is None else f"{value:.{digits}f}"
+    lines = [f"{'class':<12} {'AP':>6} {'AP-07':>6} {'max rec':>7} {'regions':>7} {'images':>6} {'objects':>7}"]
+    for row in combined["classes"]:
+        lines.append(f"{row['class_object']:<12} {number(row['ap']):>6} {number(row['ap_voc07']):>6} "
+                     f"{number(row['max_recall']):>7} {number(row['mean_regions_per_found_object'], 2):>7} "
+                     f"{row['num_images']:>6} {row['num_objects']:>7}")
+    lines.append(f"{'mean':<12} {number(combined['map']):>6} {number(combined['mean_ap_voc07']):>6} "
+                 f"{number(combined['mean_max_recall']):>7}")
+    if combined["absent_classes"]:
+        lines.append(f"absent from the test set, not in the mean: {', '.join(combined['absent_classes'])}")
+    return "\n".join(lines)
+
+
+def test_classes(settings, make_features, model_label, test):
+    """Test each class's agent on that class's test images into ``<path_testing_folder>/<class>/``, then write the
+    combined ``<path_testing_folder>/results.json`` and print the table with the means."""
+    from parse_xml_annotations import class_ids, class_name
+    identifiers = class_ids(settings.class_object)
+    # both compare within one class; one table of classes needs one checkpoint per class
+    if isinstance(settings.epoch, (list, str)):
+        raise UserError(f"--epoch {settings.epoch}: several epochs are compared one class at a time; give one "
+                        f"class_object, or one epoch for several classes")
+    if getattr(settings, "image", None):
+        raise UserError("--image searches with one class's agent; give one class_object")
+    out_folder = Path(settings.path_testing_folder)
+    per_class, absent = [], []
+    for number, identifier in enumerate(identifiers, start=1):
+        name = class_name(identifier)
+        print(f"class {number}/{len(identifiers)}: {name}", flush=True)
+        if not class_present(settings.path_voc_test, identifier, "test"):
+            print(f"  {name}: absent from the test set, skipped")
+            absent.append(name)
+            continue
+        one = one_class(settings, identifier)
+        one.path_testing_folder = str(out_folder / name)
+        per_class.append(test(one, make_features, model_label))
+    combined = combine(per_class, absent)
+    write_json(out_folder / "results.json", combined)
+    print(format_class_table(combined))
+    print(f"per-class results in {out_folder}/<class>/results.json, the table in {out_folder / 'results.json'}")
+    return combined
+
+
+def merge(paths, output):
+    """Merge single-class results.json files (separate jobs) into one combined results.json; returns it."""
+    from compare_results import load_results
+    per_class, seen = [], {}
+    for path in paths:
+        results = load_results(path)
+        if "class_object" not in results:
+            raise UserError(f"{path}: names no class_object; not a single-class results file")
+        if results["class_object"] in seen:
+            raise UserError(f"{path}: class {results['class_object']} is also in {seen[results['class_object']]}")
+        seen[results["class_object"]] = path
+        per_class.append(results)
+    if not per_class:
+        raise UserError("no results.json given to merge")
+    combined = combine(per_class)
+    write_json(Path(output), combined)
+    return combined
+
+
+def plot_class_bars(combined_list, labels, output, title=None):
+    """Per-class AP of several combined results side by side (one bar group per class, the mAP in the legend)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from parse_xml_annotations import VOC_CLASSES
+    names = [name for name in VOC_CLASSES if any(row["class_object"] == name for combined in combined_list
+                                                for row in combined["classes"])]
+    width = 0.8 / len(combined_list)
+    figure, axes = plt.subplots(figsize=(max(6, 0.6 * len(names) + 2), 4))
+    for index, (combined, label) in enumerate(zip(combined_list, labels)):
+        ap = {row["class_object"]: row["ap"] for row in combined["classes"]}
+        axes.bar(np.arange(len(names)) + (index - (len(combined_list) - 1) / 2) * width,
+                 [ap.get(name, 0.0) for name in names], width, label=f"{label} (mAP {combined['map']:.3f})")
+    axes.set_xticks(np.arange(len(names)))
+    axes.set_xticklabels(names, rotation=60, ha="right")
+    axes.set_ylabel("AP")
+    axes.set_ylim(0, 1)
+    axes.legend(fontsize=8)
+    if title:
+        axes.set_title(title)
+    figure.tight_layout()
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(output, dpi=120)
+    plt.close(figure)
