@@ -1,4 +1,4 @@
-"""Several classes in one run (issue 12): ``class_object all`` or a comma list (``1,bird,car``) trains or tests one
+"""Several classes in one run: ``class_object all`` or a comma list (``1,bird,car``) trains or tests one
 agent per class by running the single-class :func:`training_run.train` / :func:`testing_run.test` once per class.
 
 Each class keeps exactly the files, seed and results of its single-class run (``model<k>…`` in ``path_model``;

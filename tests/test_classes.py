@@ -1,4 +1,4 @@
-"""Several classes in one run (issue 12): class list parsing, the upper bound of all 20 classes on the VOC 2007 test
+"""Several classes in one run: class list parsing, the upper bound of all 20 classes on the VOC 2007 test
 annotations, multi-class training and testing on the synthetic dataset, resume after an interruption in the second
 class, and merging the results of separate jobs."""
 import argparse

@@ -1,4 +1,4 @@
-"""The authors' 2016 models (issue 11, part 4): Q-network weights written by Keras 1.x and 2.x ``save_weights``.
+"""The authors' 2016 models: Q-network weights written by Keras 1.x and 2.x ``save_weights``.
 
 The files here are written with h5py in the two layouts, from a project Q-network with seeded random weights
 (biases included, so that a swapped or misplaced array shows). A 2016 file came from Theano: the first layer's
