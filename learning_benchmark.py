@@ -123,7 +123,7 @@ def test_quietly(settings, make_features, model):
             "num_images": results["num_images"], "num_objects": results["num_objects"]}
 
 
-def run_model(arguments, model, output, rows, baselines):
+def run_model(arguments, model, output, rows, baselines, after_seed):
     from training_run import existing_epochs, read_log, train
     training_module, testing_module = script_modules(model)
     testing_features = None        # one per model: its descriptor cache serves every epoch's tests
@@ -173,6 +173,7 @@ def run_model(arguments, model, output, rows, baselines):
                   f"{train_row['max_recall']:.3f} | hit rate {train_row['hit_rate']:.2f} loss "
                   f"{train_row['mean_loss']:.4f}", flush=True)
         print(f"{model} seed {seed}: tested in {time.perf_counter() - started:.0f} s", flush=True)
+        after_seed()
 
 
 def spread(values):
@@ -229,18 +230,24 @@ def main(argv=None):
         raise UserError(f"--path_voc {arguments.path_voc}: no such folder")
     started = time.perf_counter()
     rows, baselines = [], []
+    command = "python learning_benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv)
+
+    def write_report():
+        """learning.json and learning.png of what has run so far (after every seed: a long run shows progress)."""
+        from visualization import plot_learning_curves
+        report = {"command": command, "models": arguments.models, "seeds": arguments.seeds,
+                  "epochs": arguments.epochs, "max_images": arguments.max_images,
+                  "max_test_images": arguments.max_test_images, "path_voc": arguments.path_voc or str(DEMO_DATA),
+                  "overrides": arguments.overrides, "wall_seconds": round(time.perf_counter() - started, 1),
+                  "summary": summarise(rows, baselines), "baselines": baselines, "rows": rows}
+        write_json(output / "learning.json", report)
+        plot_learning_curves(rows, baselines, output / "learning.png")
+        return report
+
     for model in arguments.models:
-        run_model(arguments, model, output, rows, baselines)
-    summary = summarise(rows, baselines)
-    report = {"command": "python learning_benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv),
-              "models": arguments.models, "seeds": arguments.seeds, "epochs": arguments.epochs,
-              "max_images": arguments.max_images, "max_test_images": arguments.max_test_images,
-              "path_voc": arguments.path_voc or str(DEMO_DATA), "overrides": arguments.overrides,
-              "wall_seconds": round(time.perf_counter() - started, 1), "summary": summary, "baselines": baselines,
-              "rows": rows}
-    write_json(output / "learning.json", report)
-    from visualization import plot_learning_curves
-    plot_learning_curves(rows, baselines, output / "learning.png")
+        run_model(arguments, model, output, rows, baselines, write_report)
+    report = write_report()
+    summary = report["summary"]
     print(format_summary(summary))
     print(f"learning curves in {output / 'learning.json'} and {output / 'learning.png'} "
           f"({report['wall_seconds']:.0f} s)")
