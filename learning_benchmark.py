@@ -3,6 +3,7 @@
     python learning_benchmark.py                                   # the demo's settings, 3 seeds, both models
     python learning_benchmark.py --seeds 3 --epochs 10 --max_images 15 --max_test_images 15
     python learning_benchmark.py --path_voc VOC2012 --set learning_rate=1e-5 --set batch_size=100
+    python learning_benchmark.py --merge a/learning.json b/learning.json --output both   # runs made side by side
 
 For each model and seed it runs the training script's own run (``training_run.train``, a checkpoint per epoch) at
 the demo's settings (the ``DEMO`` dicts of image_zooms_training.py / pool45_crops_training.py) unless a flag says
@@ -57,6 +58,9 @@ def parse_arguments(argv):
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="overrides",
                         help="a training setting passed through (repeatable)")
     parser.add_argument("--output", default="results/learning", help="folder for learning.json, learning.png, runs")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="LEARNING_JSON",
+                        help="train nothing: merge these learning.json files (e.g. one model each, run side by "
+                             "side) into --output's learning.json and learning.png")
     arguments = parser.parse_args(argv)
     arguments.models = [name.strip() for name in arguments.models.split(",") if name.strip()]
     unknown = [name for name in arguments.models if name not in MODELS]
@@ -220,9 +224,32 @@ def format_summary(summary):
     return "\n".join(lines)
 
 
+def merge(paths, output):
+    """``--merge``: the rows and baselines of several learning.json files in one learning.json and figure."""
+    from visualization import plot_learning_curves
+    reports = []
+    for path in paths:
+        try:
+            reports.append(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as error:
+            raise UserError(f"cannot read {path}: {error}") from None
+    rows = [row for report in reports for row in report["rows"]]
+    baselines = [baseline for report in reports for baseline in report["baselines"]]
+    merged = {"merged": [str(path) for path in paths], "commands": [report["command"] for report in reports],
+              "wall_seconds": [report["wall_seconds"] for report in reports],
+              "summary": summarise(rows, baselines), "baselines": baselines, "rows": rows}
+    write_json(Path(output) / "learning.json", merged)
+    plot_learning_curves(rows, baselines, Path(output) / "learning.png")
+    print(format_summary(merged["summary"]))
+    print(f"merged into {Path(output) / 'learning.json'} and {Path(output) / 'learning.png'}")
+    return merged
+
+
 def main(argv=None):
     arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
     output = Path(arguments.output)
+    if arguments.merge:
+        return merge(arguments.merge, output)
     if arguments.path_voc is None:
         from synthetic_dataset import ensure_synthetic_voc
         ensure_synthetic_voc(DEMO_DATA)

@@ -27,6 +27,23 @@ def test_summary_is_last_and_best_epoch_over_seeds():
     assert "| image_zooms | test |" in learning_benchmark.format_summary({"image_zooms/test": entry})
 
 
+def test_merge_joins_the_rows_of_two_runs(tmp_path):
+    from runtime import write_json
+    for model in ("image_zooms", "pool45_crops"):
+        rows = [{"model": model, "split": split, "seed": 0, "epoch": epoch, "ap": 0.1 * epoch, "max_recall": 0.2,
+                 "training_seconds": 10.0 * (epoch + 1)} for epoch in (0, 1) for split in ("test", "train")]
+        baselines = [{"model": model, "split": split, "seed": 0, "agent": agent, "ap": 0.0, "max_recall": 0.1}
+                     for split in ("test", "train") for agent in ("random", "upper_bound")]
+        write_json(tmp_path / model / "learning.json", {"command": f"python learning_benchmark.py --models {model}",
+                                                        "wall_seconds": 1.0, "rows": rows, "baselines": baselines})
+    merged = learning_benchmark.main(["--merge", str(tmp_path / "image_zooms" / "learning.json"),
+                                      str(tmp_path / "pool45_crops" / "learning.json"), "--output", str(tmp_path)])
+    assert len(merged["rows"]) == 8 and set(merged["summary"]) == {
+        "image_zooms/test", "image_zooms/train", "pool45_crops/test", "pool45_crops/train"}
+    assert merged["summary"]["pool45_crops/test"]["final_ap"]["mean"] == pytest.approx(0.1)
+    assert (tmp_path / "learning.png").stat().st_size > 0
+
+
 def test_bad_arguments_stop_with_exit_code_two():
     for argv in (["--models", "image_zooms,nope"], ["--set", "learning_rate"], ["--seeds", "0"]):
         with pytest.raises(SystemExit) as exit_info:
