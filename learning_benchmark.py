@@ -24,7 +24,6 @@ to the tests too.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 import time
