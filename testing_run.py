@@ -52,8 +52,9 @@ def test(settings, make_features, model_label):
     class_idx = class_index(settings)
     out_folder = Path(settings.path_testing_folder)
     report, annotation_problems = SkipReport(), []
-    records = load_records([settings.path_voc_test], name, "test", max_images=settings.max_images,
-                           skipped=annotation_problems)
+    # the learning benchmark also tests on the training images (image_set "trainval"); the scripts test on "test"
+    records = load_records([settings.path_voc_test], name, getattr(settings, "image_set", "test"),
+                           max_images=settings.max_images, skipped=annotation_problems)
     report.add_records(records, annotation_problems)
 
     # agent and features

@@ -302,3 +302,65 @@ def plot_training_log(log_rows, path):
     figure.suptitle('Training log')
     figure.tight_layout()
     return _save(figure, path)
+
+
+LEARNING_COLOURS = {'image_zooms': 'tab:blue', 'pool45_crops': 'tab:orange'}
+LEARNING_LINE_STYLES = {'test': '-', 'train': '--'}
+
+
+def _mean_and_range(rows, x_key, y_key):
+    """Per epoch: the mean over seeds of ``x_key`` and of ``y_key``, and the min and max of ``y_key``."""
+    epochs = sorted({row['epoch'] for row in rows})
+    xs, means, lows, highs = [], [], [], []
+    for epoch in epochs:
+        at_epoch = [row for row in rows if row['epoch'] == epoch]
+        values = np.array([row[y_key] for row in at_epoch], dtype=np.float64)
+        xs.append(float(np.mean([row[x_key] for row in at_epoch])))
+        means.append(values.mean())
+        lows.append(values.min())
+        highs.append(values.max())
+    return np.array(xs), np.array(means), np.array(lows), np.array(highs)
+
+
+def plot_learning_curves(rows, baselines, path, title='Learning curves (mean over seeds, min–max shaded)'):
+    """AP and max recall against epoch and against cumulative training seconds; returns the path.
+
+    rows: dicts {'model', 'seed', 'epoch', 'split' ('test' or 'train'), 'ap', 'max_recall', 'training_seconds'}
+    (the learning benchmark's). One colour per model, solid on the test split and dashed on the training images;
+    the shaded band is the min–max over seeds. baselines: dicts {'agent' ('random', 'upper_bound'), 'split', 'ap',
+    'max_recall'}; their mean on the test split is drawn as horizontal lines (dotted: random, dash-dot: upper bound).
+    """
+    figure = _new_figure(11.0, 8.0)
+    all_axes = figure.subplots(2, 2, squeeze=False)
+    for row_index, (metric, label) in enumerate((('ap', 'AP'), ('max_recall', 'max recall'))):
+        for column, (x_key, x_label) in enumerate((('epoch', 'epoch'),
+                                                   ('training_seconds', 'cumulative training seconds'))):
+            axes = all_axes[row_index, column]
+            for model in sorted({row['model'] for row in rows}):
+                for split in ('test', 'train'):
+                    mine = [row for row in rows if row['model'] == model and row['split'] == split]
+                    if not mine:
+                        continue
+                    xs, means, lows, highs = _mean_and_range(mine, x_key, metric)
+                    colour = LEARNING_COLOURS.get(model)
+                    axes.plot(xs, means, LEARNING_LINE_STYLES[split], color=colour, marker='o', markersize=3,
+                              linewidth=1.5, label=f'{model} {split}')
+                    axes.fill_between(xs, lows, highs, color=colour, alpha=0.15 if split == 'test' else 0.07,
+                                      linewidth=0)
+            for agent, style in (('random', ':'), ('upper_bound', '-.')):
+                levels = [b[metric] for b in baselines if b['agent'] == agent and b['split'] == 'test']
+                if levels:
+                    axes.axhline(float(np.mean(levels)), color='black', linestyle=style, linewidth=1.0,
+                                 label=f'{agent.replace("_", " ")} (test) {np.mean(levels):.3f}')
+            axes.set_xlabel(x_label)
+            axes.set_ylabel(label)
+            axes.set_ylim(bottom=0.0)
+            axes.grid(True, alpha=0.3)
+            if x_key == 'epoch':
+                axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    handles, labels = all_axes[0, 0].get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, labels, loc='lower center', ncol=3, fontsize=8, bbox_to_anchor=(0.5, -0.06))
+    figure.suptitle(title)
+    figure.tight_layout()
+    return _save(figure, path)

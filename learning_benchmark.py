@@ -1,0 +1,284 @@
+"""Does the agent learn? Learning curves over seeds for both models, on the test split and on the training images.
+
+    python learning_benchmark.py                                   # the demo's settings, 3 seeds, both models
+    python learning_benchmark.py --seeds 3 --epochs 10 --max_images 15 --max_test_images 15
+    python learning_benchmark.py --path_voc VOC2012 --set learning_rate=1e-5 --set batch_size=100
+    python learning_benchmark.py --merge a/learning.json b/learning.json --output both   # runs made side by side
+
+For each model and seed it runs the training script's own run (``training_run.train``, a checkpoint per epoch) at
+the demo's settings (the ``DEMO`` dicts of image_zooms_training.py / pool45_crops_training.py) unless a flag says
+otherwise, then tests every epoch's checkpoint with the testing script's run (``testing_run.test``) with the
+greedy agent and the paper's protocol (all objects, ``number_of_steps`` 10 regions per image, every visited region a
+detection) twice: on the dataset's test split and on the training images themselves, so that overfitting shows. The
+random agent and the upper bound are tested once per seed on the same images (annotations only, cheap).
+
+Writes to ``--output``: ``learning.json`` (one row per model, seed, epoch and split: AP, AP-07, max recall, and
+from the training log the trigger hit rate, mean reward, mean loss and cumulative training seconds; the baselines;
+a summary of final and best values over seeds) and ``learning.png`` (AP and max recall against epoch and against
+cumulative training seconds, mean over seeds with the min–max spread shaded).
+
+``--set name=value`` (repeatable) passes a training setting through (``--set learning_rate=1e-5``); settings that
+also describe a region at test time (``path_vgg``, ``vgg_precision``, ``class_object``, ``scale_subregion``) go
+to the tests too.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from errors import UserError
+from runtime import main_guard, write_json
+from settings import DEMO_DATA, apply_demo, class_index, configure, script_settings, testing_flags, training_flags
+
+MODELS = ("image_zooms", "pool45_crops")
+SPLITS = ("test", "train")
+# settings that change what a region's descriptor or target is: a test must use the training's values
+SHARED_WITH_TESTING = ("path_vgg", "vgg_precision", "class_object", "scale_subregion")
+# the paper's test protocol (SPEC §7): 10 regions per image, all objects, every visited region a detection
+TEST_PROTOCOL = ["--number_of_steps", "10", "--only_first_object", "0", "--detections", "visited"]
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated: image_zooms,pool45_crops")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the demo's)")
+    parser.add_argument("--max_images", type=int, default=None, help="training images (default: the demo's)")
+    parser.add_argument("--max_test_images", type=int, default=None,
+                        help="images of each test split (test, and the training images); default: all")
+    parser.add_argument("--path_voc", default=None,
+                        help="VOC-format folder (trainval to train, test to test); default: the synthetic dataset")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="overrides",
+                        help="a training setting passed through (repeatable)")
+    parser.add_argument("--output", default="results/learning", help="folder for learning.json, learning.png, runs")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="LEARNING_JSON",
+                        help="train nothing: merge these learning.json files (e.g. one model each, run side by "
+                             "side) into --output's learning.json and learning.png")
+    arguments = parser.parse_args(argv)
+    arguments.models = [name.strip() for name in arguments.models.split(",") if name.strip()]
+    unknown = [name for name in arguments.models if name not in MODELS]
+    if unknown or not arguments.models:
+        parser.error(f"--models takes {','.join(MODELS)}, got {','.join(unknown) or 'none'}")
+    if arguments.seeds < 1:
+        parser.error("--seeds must be 1 or more")
+    for override in arguments.overrides:
+        if "=" not in override:
+            parser.error(f"--set takes NAME=VALUE, got {override!r}")
+    return arguments
+
+
+def script_modules(model):
+    """The training and testing script of a model (their settings, DEMO dicts and make_features)."""
+    import importlib
+    return importlib.import_module(f"{model}_training"), importlib.import_module(f"{model}_testing")
+
+
+def dataset_flags(arguments, demo_values, path_flag):
+    """``--demo`` on the synthetic dataset; on another folder, the demo's budgets with that folder."""
+    if arguments.path_voc is None:
+        return ["--demo"]
+    flags = [f"--{name}={value}" for name, value in demo_values.items() if name not in ("path_voc", "path_voc_test")]
+    return flags + [f"--{path_flag}", str(arguments.path_voc)]
+
+
+def training_settings(arguments, module, path_model, seed):
+    argv = dataset_flags(arguments, module.DEMO, "path_voc") + ["--path_model", str(path_model), "--seed", str(seed),
+                                                                "--checkpoint_every", "1"]
+    argv += [] if arguments.epochs is None else ["--epochs", str(arguments.epochs)]
+    argv += [] if arguments.max_images is None else ["--max_images", str(arguments.max_images)]
+    argv += [f"--{override}" for override in arguments.overrides]
+    settings = configure(script_settings(vars(module)), argv, module.__doc__, training_flags)
+    apply_demo(settings, module.DEMO)
+    return settings
+
+
+def testing_settings(arguments, module, training, split, agent, epoch, folder):
+    """The testing script's settings for one test: the training's dataset and descriptors, the paper's protocol,
+    the test split or the training images (``image_set`` trainval, its first ``max_images`` are those trained on)."""
+    argv = dataset_flags(arguments, module.DEMO, "path_voc_test") + TEST_PROTOCOL + [
+        "--path_model", str(training.path_model), "--path_testing_folder", str(folder), "--seed", str(training.seed),
+        "--agent", agent, "--epoch", str(epoch)]
+    argv += [f"--{name}={getattr(training, name)}" for name in SHARED_WITH_TESTING]
+    settings = configure(script_settings(vars(module)), argv, module.__doc__, testing_flags)
+    apply_demo(settings, module.DEMO)
+    settings.path_voc_test = training.path_voc
+    limits = [arguments.max_test_images] + ([training.max_images] if split == "train" else [])
+    limits = [limit for limit in limits if limit is not None]
+    settings.max_images = min(limits) if limits else None
+    settings.image_set = "test" if split == "test" else "trainval"
+    return settings
+
+
+def test_quietly(settings, make_features, model):
+    """``testing_run.test`` without its per-chunk lines; the metrics that go into learning.json."""
+    import contextlib
+    import io
+    from testing_run import test
+    with contextlib.redirect_stdout(io.StringIO()):
+        results = test(settings, make_features, model)
+    return {"ap": results["ap"], "ap_voc07": results["ap_voc07"], "max_recall": results["max_recall"],
+            "num_images": results["num_images"], "num_objects": results["num_objects"]}
+
+
+def run_model(arguments, model, output, rows, baselines, after_seed):
+    from training_run import existing_epochs, read_log, train
+    training_module, testing_module = script_modules(model)
+    testing_features = None        # one per model: its descriptor cache serves every epoch's tests
+    for seed in range(arguments.seeds):
+        path_model = output / "models" / model / f"seed{seed}"
+        if path_model.exists():     # a fresh run: a stale checkpoint would be tested as if trained now
+            import shutil
+            shutil.rmtree(path_model)
+        training = training_settings(arguments, training_module, path_model, seed)
+        started = time.perf_counter()
+        train(training, training_module.make_features, model)
+        print(f"{model} seed {seed}: trained in {time.perf_counter() - started:.0f} s", flush=True)
+        class_idx = class_index(training)
+        log = {row["epoch"]: row for row in read_log(path_model / f"training_log_model{class_idx}.csv")}
+        cumulative, seconds_by_epoch = 0.0, {}
+        for epoch in sorted(log):
+            cumulative += log[epoch]["seconds"]
+            seconds_by_epoch[epoch] = cumulative
+
+        # baselines on the same images (annotations only): once per seed, as the random agent depends on it
+        for split in SPLITS:
+            for agent in ("random", "upper_bound"):
+                folder = output / "tests" / model / f"seed{seed}" / agent / split
+                settings = testing_settings(arguments, testing_module, training, split, agent, -1, folder)
+                baselines.append({"model": model, "seed": seed, "split": split, "agent": agent,
+                                  **test_quietly(settings, None, model)})
+
+        started = time.perf_counter()
+        for epoch in existing_epochs(path_model, class_idx):
+            for split in SPLITS:
+                folder = output / "tests" / model / f"seed{seed}" / f"epoch_{epoch}" / split
+                settings = testing_settings(arguments, testing_module, training, split, "trained", epoch, folder)
+                if testing_features is None:
+                    testing_features = testing_module.make_features(settings)
+                    if hasattr(testing_features, "cache") and model == "image_zooms":
+                        from features import DescriptorCache
+                        testing_features.cache = DescriptorCache(1024)
+                metrics = test_quietly(settings, lambda _: testing_features, model)
+                entry = log.get(epoch, {})
+                rows.append({"model": model, "seed": seed, "epoch": epoch, "split": split, **metrics,
+                             "hit_rate": entry.get("hit_rate"), "mean_reward": entry.get("mean_reward"),
+                             "mean_loss": entry.get("mean_loss"), "epsilon": entry.get("epsilon"),
+                             "training_seconds": round(seconds_by_epoch.get(epoch, float("nan")), 2)})
+            test_row, train_row = rows[-2], rows[-1]
+            print(f"{model} seed {seed} epoch {epoch}: test AP {test_row['ap']:.3f} max recall "
+                  f"{test_row['max_recall']:.3f} | train AP {train_row['ap']:.3f} max recall "
+                  f"{train_row['max_recall']:.3f} | hit rate {train_row['hit_rate']:.2f} loss "
+                  f"{train_row['mean_loss']:.4f}", flush=True)
+        print(f"{model} seed {seed}: tested in {time.perf_counter() - started:.0f} s", flush=True)
+        after_seed()
+
+
+def spread(values):
+    values = np.asarray(values, dtype=np.float64)
+    return {"mean": float(values.mean()), "std": float(values.std()), "min": float(values.min()),
+            "max": float(values.max()), "n": int(values.size)}
+
+
+def summarise(rows, baselines):
+    """Per model and split: the last epoch's and the best epoch's AP and max recall, over seeds; the baselines."""
+    summary = {}
+    for model in sorted({row["model"] for row in rows}):
+        for split in SPLITS:
+            mine = [row for row in rows if row["model"] == model and row["split"] == split]
+            if not mine:
+                continue
+            seeds = sorted({row["seed"] for row in mine})
+            last = max(row["epoch"] for row in mine)
+            entry = {}
+            for metric in ("ap", "max_recall"):
+                entry[f"final_{metric}"] = spread([row[metric] for row in mine if row["epoch"] == last])
+                entry[f"best_{metric}"] = spread([max(row[metric] for row in mine if row["seed"] == seed)
+                                                  for seed in seeds])
+            for agent in ("random", "upper_bound"):
+                for metric in ("ap", "max_recall"):
+                    entry[f"{agent}_{metric}"] = spread([b[metric] for b in baselines if b["model"] == model
+                                                         and b["split"] == split and b["agent"] == agent])
+            entry["final_epoch"] = last
+            summary[f"{model}/{split}"] = entry
+    return summary
+
+
+def format_summary(summary):
+    def cell(value):
+        return f"{value['mean']:.3f} ({value['min']:.3f}–{value['max']:.3f})"
+    lines = ["| model | split | final AP | best AP | final max recall | best max recall | random AP / recall | "
+             "upper bound AP / recall |", "|---|---|---|---|---|---|---|---|"]
+    for key, entry in summary.items():
+        model, split = key.split("/")
+        lines.append(f"| {model} | {split} | {cell(entry['final_ap'])} | {cell(entry['best_ap'])} | "
+                     f"{cell(entry['final_max_recall'])} | {cell(entry['best_max_recall'])} | "
+                     f"{entry['random_ap']['mean']:.3f} / {entry['random_max_recall']['mean']:.3f} | "
+                     f"{entry['upper_bound_ap']['mean']:.3f} / {entry['upper_bound_max_recall']['mean']:.3f} |")
+    return "\n".join(lines)
+
+
+def merge(paths, output):
+    """``--merge``: the rows and baselines of several learning.json files in one learning.json and figure."""
+    from visualization import plot_learning_curves
+    reports = []
+    for path in paths:
+        try:
+            reports.append(json.loads(Path(path).read_text()))
+        except (OSError, ValueError) as error:
+            raise UserError(f"cannot read {path}: {error}") from None
+    rows = [row for report in reports for row in report["rows"]]
+    baselines = [baseline for report in reports for baseline in report["baselines"]]
+    merged = {"merged": [str(path) for path in paths], "commands": [report["command"] for report in reports],
+              "wall_seconds": [report["wall_seconds"] for report in reports],
+              "summary": summarise(rows, baselines), "baselines": baselines, "rows": rows}
+    write_json(Path(output) / "learning.json", merged)
+    plot_learning_curves(rows, baselines, Path(output) / "learning.png")
+    print(format_summary(merged["summary"]))
+    print(f"merged into {Path(output) / 'learning.json'} and {Path(output) / 'learning.png'}")
+    return merged
+
+
+def main(argv=None):
+    arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
+    output = Path(arguments.output)
+    if arguments.merge:
+        return merge(arguments.merge, output)
+    if arguments.path_voc is None:
+        from synthetic_dataset import ensure_synthetic_voc
+        ensure_synthetic_voc(DEMO_DATA)
+    elif not Path(arguments.path_voc).is_dir():
+        raise UserError(f"--path_voc {arguments.path_voc}: no such folder")
+    started = time.perf_counter()
+    rows, baselines = [], []
+    command = "python learning_benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv)
+
+    def write_report():
+        """learning.json and learning.png of what has run so far (after every seed: a long run shows progress)."""
+        from visualization import plot_learning_curves
+        report = {"command": command, "models": arguments.models, "seeds": arguments.seeds,
+                  "epochs": arguments.epochs, "max_images": arguments.max_images,
+                  "max_test_images": arguments.max_test_images, "path_voc": arguments.path_voc or str(DEMO_DATA),
+                  "overrides": arguments.overrides, "wall_seconds": round(time.perf_counter() - started, 1),
+                  "summary": summarise(rows, baselines), "baselines": baselines, "rows": rows}
+        write_json(output / "learning.json", report)
+        plot_learning_curves(rows, baselines, output / "learning.png")
+        return report
+
+    for model in arguments.models:
+        run_model(arguments, model, output, rows, baselines, write_report)
+    report = write_report()
+    summary = report["summary"]
+    print(format_summary(summary))
+    print(f"learning curves in {output / 'learning.json'} and {output / 'learning.png'} "
+          f"({report['wall_seconds']:.0f} s)")
+    return report
+
+
+if __name__ == "__main__":
+    main_guard(main)

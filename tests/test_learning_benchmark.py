@@ -1,0 +1,84 @@
+"""learning_benchmark.py: the rows, summary and figure it writes (a tiny run with the stand-in backbone)."""
+import json
+
+import pytest
+
+import image_zooms_testing
+import image_zooms_training
+import learning_benchmark
+from conftest import tiny_backbone
+
+
+def stand_in_features(settings):
+    from features import ImageZoomsFeatures
+    return ImageZoomsFeatures(backbone=tiny_backbone(), cache_mb=16)
+
+
+def test_summary_is_last_and_best_epoch_over_seeds():
+    rows = [{"model": "image_zooms", "split": "test", "seed": seed, "epoch": epoch, "ap": ap, "max_recall": ap}
+            for seed, aps in ((0, [0.1, 0.3, 0.2]), (1, [0.0, 0.1, 0.4])) for epoch, ap in enumerate(aps)]
+    baselines = [{"model": "image_zooms", "split": "test", "seed": seed, "agent": agent, "ap": level,
+                  "max_recall": level} for seed in (0, 1) for agent, level in (("random", 0.05), ("upper_bound", 0.6))]
+    entry = learning_benchmark.summarise(rows, baselines)["image_zooms/test"]
+    assert entry["final_epoch"] == 2
+    assert entry["final_ap"]["mean"] == pytest.approx(0.3) and entry["final_ap"]["min"] == 0.2
+    assert entry["best_ap"]["mean"] == pytest.approx(0.35) and entry["best_ap"]["max"] == 0.4
+    assert entry["random_ap"]["mean"] == pytest.approx(0.05) and entry["upper_bound_max_recall"]["n"] == 2
+    assert "| image_zooms | test |" in learning_benchmark.format_summary({"image_zooms/test": entry})
+
+
+def test_merge_joins_the_rows_of_two_runs(tmp_path):
+    from runtime import write_json
+    for model in ("image_zooms", "pool45_crops"):
+        rows = [{"model": model, "split": split, "seed": 0, "epoch": epoch, "ap": 0.1 * epoch, "max_recall": 0.2,
+                 "training_seconds": 10.0 * (epoch + 1)} for epoch in (0, 1) for split in ("test", "train")]
+        baselines = [{"model": model, "split": split, "seed": 0, "agent": agent, "ap": 0.0, "max_recall": 0.1}
+                     for split in ("test", "train") for agent in ("random", "upper_bound")]
+        write_json(tmp_path / model / "learning.json", {"command": f"python learning_benchmark.py --models {model}",
+                                                        "wall_seconds": 1.0, "rows": rows, "baselines": baselines})
+    merged = learning_benchmark.main(["--merge", str(tmp_path / "image_zooms" / "learning.json"),
+                                      str(tmp_path / "pool45_crops" / "learning.json"), "--output", str(tmp_path)])
+    assert len(merged["rows"]) == 8 and set(merged["summary"]) == {
+        "image_zooms/test", "image_zooms/train", "pool45_crops/test", "pool45_crops/train"}
+    assert merged["summary"]["pool45_crops/test"]["final_ap"]["mean"] == pytest.approx(0.1)
+    assert (tmp_path / "learning.png").stat().st_size > 0
+
+
+def test_bad_arguments_stop_with_exit_code_two():
+    for argv in (["--models", "image_zooms,nope"], ["--set", "learning_rate"], ["--seeds", "0"]):
+        with pytest.raises(SystemExit) as exit_info:
+            learning_benchmark.parse_arguments(argv)
+        assert exit_info.value.code == 2
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_rows_for_every_seed_epoch_and_split(dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr(image_zooms_training, "make_features", stand_in_features)
+    monkeypatch.setattr(image_zooms_testing, "make_features", stand_in_features)
+    output = tmp_path / "learning"
+    learning_benchmark.main(["--models", "image_zooms", "--seeds", "2", "--epochs", "2", "--max_images", "3",
+                             "--max_test_images", "2", "--path_voc", str(dataset), "--output", str(output),
+                             "--set", "buffer_experience_replay=8", "--set", "batch_size=4",
+                             "--set", "number_of_steps=3"])
+    report = json.loads((output / "learning.json").read_text())
+    rows = report["rows"]
+    assert {(row["seed"], row["epoch"], row["split"]) for row in rows} == \
+        {(seed, epoch, split) for seed in (0, 1) for epoch in (0, 1) for split in ("test", "train")}
+    for row in rows:
+        assert 0 <= row["ap"] <= 1 and 0 <= row["max_recall"] <= 1 and row["num_images"] == 2
+        assert row["training_seconds"] > 0 and row["hit_rate"] is not None
+    # cumulative training seconds grow with the epoch
+    seed_zero = sorted((row["epoch"], row["training_seconds"]) for row in rows if row["seed"] == 0)
+    assert seed_zero[-1][1] >= seed_zero[0][1]
+    # the train split tests the images trained on (trainval), the test split the test images
+    trained_on = (dataset / "ImageSets/Main/trainval.txt").read_text().split()
+    train_results = json.loads((output / "tests/image_zooms/seed0/epoch_1/train/results.json").read_text())
+    test_results = json.loads((output / "tests/image_zooms/seed0/epoch_1/test/results.json").read_text())
+    assert set(train_results["trajectories"]) <= set(trained_on)
+    assert not set(test_results["trajectories"]) & set(trained_on)
+    # the training used the passed-through settings; the tests use the paper's 10 regions per image
+    assert max(len(trajectory) for trajectory in test_results["trajectories"].values()) <= 10
+    assert report["overrides"] == ["buffer_experience_replay=8", "batch_size=4", "number_of_steps=3"]
+    assert {baseline["agent"] for baseline in report["baselines"]} == {"random", "upper_bound"}
+    assert report["summary"]["image_zooms/test"]["final_ap"]["n"] == 2
+    assert (output / "learning.png").stat().st_size > 0
