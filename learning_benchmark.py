@@ -39,7 +39,7 @@ MODELS = ("image_zooms", "pool45_crops")
 SPLITS = ("test", "train")
 # settings that change what a region's descriptor or target is: a test must use the training's values
 SHARED_WITH_TESTING = ("path_vgg", "vgg_precision", "class_object", "scale_subregion")
-# the paper's test protocol (SPEC §7): 10 regions per image, all objects, every visited region a detection
+# the paper's test protocol (docs/method.md §7): 10 regions per image, all objects, every visited region a detection
 TEST_PROTOCOL = ["--number_of_steps", "10", "--only_first_object", "0", "--detections", "visited"]
 
 
