@@ -131,7 +131,7 @@ def test_classes(settings, make_features, model_label, test):
     from parse_xml_annotations import class_ids, class_name
     identifiers = class_ids(settings.class_object)
     # both compare within one class; one table of classes needs one checkpoint per class
-    if isinstance(settings.epoch, (list, str)):
+    if isinstance(settings.epoch, list) or settings.epoch == "all":
         raise UserError(f"--epoch {settings.epoch}: several epochs are compared one class at a time; give one "
                         f"class_object, or one epoch for several classes")
     if getattr(settings, "image", None):

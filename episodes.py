@@ -185,11 +185,12 @@ def run_searches(environments, agent, describer, number_of_steps, only_first_obj
     return trajectories
 
 
-def make_environment(record, class_name, scale, image=None):
+def make_environment(record, class_name, scale, image=None, mirror=False):
     """The zoom environment of one annotated image for the target class (all its objects, difficult included).
 
     The image's own size wins over the annotation's ``<size>`` when the two differ (the caller warns); the boxes are
-    then clipped to the image. Without pixels (baselines) the annotation's size is used.
+    then clipped to the image. Without pixels (baselines) the annotation's size is used. ``mirror``: the image
+    flipped left-right and its boxes with it (the ``flip`` learning option), under its own descriptor-cache key.
     """
     annotation = record.annotation
     width, height = annotation.width, annotation.height
@@ -197,4 +198,15 @@ def make_environment(record, class_name, scale, image=None):
     if image is not None and image.shape[:2] != (height, width):
         height, width = image.shape[:2]
         boxes = np.clip(boxes, 0.0, [width, height, width, height])
-    return ZoomEnvironment(width, height, boxes, scale, image=image, image_id=f"{record.path_voc}/{record.image_id}")
+    image_id = f"{record.path_voc}/{record.image_id}"
+    if mirror:
+        boxes = mirror_boxes(boxes, width)
+        image = None if image is None else np.ascontiguousarray(image[:, ::-1])
+        image_id += "|mirrored"
+    return ZoomEnvironment(width, height, boxes, scale, image=image, image_id=image_id)
+
+
+def mirror_boxes(boxes, width):
+    """``[x0, y0, x1, y1)`` boxes of an image ``width`` pixels wide, flipped left-right."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], axis=1)

@@ -19,7 +19,13 @@ cumulative training seconds, mean over seeds with the min–max spread shaded).
 
 ``--set name=value`` (repeatable) passes a training setting through (``--set learning_rate=1e-5``); settings that
 also describe a region at test time (``path_vgg``, ``vgg_precision``, ``class_object``, ``scale_subregion``) go
-to the tests too.
+to the tests too. ``--variant`` (repeatable) compares settings side by side in one run, each over the same seeds
+(``--variant demo --variant flip=1 --variant target_update=100,double_dqn=1``); ``demo`` is no change.
+
+Seeds and variants of a model share one descriptor cache for training and one for testing (``--cache_mb`` each):
+a region described once is not computed again. The caches are exact (the key names the crop's pixels) and
+training descriptors are always computed one region at a time, as in the training script, so sharing changes no
+result, only the time (the ``training_seconds`` of later runs are shorter for it).
 """
 from __future__ import annotations
 
@@ -56,6 +62,16 @@ def parse_arguments(argv):
                         help="VOC-format folder (trainval to train, test to test); default: the synthetic dataset")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="overrides",
                         help="a training setting passed through (repeatable)")
+    parser.add_argument("--variant", action="append", default=None, metavar="NAME=VALUE[,NAME=VALUE]",
+                        dest="variants", help="settings compared side by side, each over all seeds (repeatable); "
+                                              "'demo' adds nothing (default: one variant, 'demo')")
+    parser.add_argument("--splits", default=",".join(SPLITS),
+                        help="what each epoch is tested on: test (the test split), train (the training images)")
+    parser.add_argument("--test_every", type=int, default=1, metavar="K",
+                        help="test every K-th epoch's checkpoint (and the last); 1: every epoch")
+    parser.add_argument("--cache_mb", type=int, default=4096,
+                        help="descriptor cache (MiB) shared by all training runs of a model, and one as large for "
+                             "its tests")
     parser.add_argument("--output", default="results/learning", help="folder for learning.json, learning.png, runs")
     parser.add_argument("--merge", nargs="+", default=None, metavar="LEARNING_JSON",
                         help="train nothing: merge these learning.json files (e.g. one model each, run side by "
@@ -70,7 +86,27 @@ def parse_arguments(argv):
     for override in arguments.overrides:
         if "=" not in override:
             parser.error(f"--set takes NAME=VALUE, got {override!r}")
+    arguments.variants = arguments.variants or ["demo"]
+    for variant in arguments.variants:
+        if variant != "demo" and any("=" not in part for part in variant.split(",")):
+            parser.error(f"--variant takes 'demo' or NAME=VALUE[,NAME=VALUE], got {variant!r}")
+    if len(set(arguments.variants)) != len(arguments.variants):
+        parser.error("--variant: each variant once")
+    arguments.splits = [name.strip() for name in arguments.splits.split(",") if name.strip()]
+    if not arguments.splits or any(name not in SPLITS for name in arguments.splits):
+        parser.error(f"--splits takes {','.join(SPLITS)}, got {','.join(arguments.splits) or 'none'}")
+    if arguments.test_every < 1:
+        parser.error("--test_every must be 1 or more")
     return arguments
+
+
+def variant_settings(variant):
+    """``flip=1,loss=huber`` → ``["flip=1", "loss=huber"]``; ``demo`` → ``[]``."""
+    return [] if variant == "demo" else [part.strip() for part in variant.split(",") if part.strip()]
+
+
+def variant_folder(variant):
+    return "demo" if variant == "demo" else variant.replace("=", "_").replace(",", "__").replace("/", "_")
 
 
 def script_modules(model):
@@ -87,12 +123,12 @@ def dataset_flags(arguments, demo_values, path_flag):
     return flags + [f"--{path_flag}", str(arguments.path_voc)]
 
 
-def training_settings(arguments, module, path_model, seed):
+def training_settings(arguments, module, path_model, seed, variant="demo"):
     argv = dataset_flags(arguments, module.DEMO, "path_voc") + ["--path_model", str(path_model), "--seed", str(seed),
                                                                 "--checkpoint_every", "1"]
     argv += [] if arguments.epochs is None else ["--epochs", str(arguments.epochs)]
     argv += [] if arguments.max_images is None else ["--max_images", str(arguments.max_images)]
-    argv += [f"--{override}" for override in arguments.overrides]
+    argv += [f"--{override}" for override in arguments.overrides + variant_settings(variant)]
     settings = configure(script_settings(vars(module)), argv, module.__doc__, training_flags)
     apply_demo(settings, module.DEMO)
     return settings
@@ -126,57 +162,82 @@ def test_quietly(settings, make_features, model):
             "num_images": results["num_images"], "num_objects": results["num_objects"]}
 
 
-def run_model(arguments, model, output, rows, baselines, after_seed):
-    from training_run import existing_epochs, read_log, train
+def shared_features(module, settings, cache_mb):
+    """One features object for many runs: its cache (``cache_mb``) serves every seed and variant."""
+    features = module.make_features(settings)
+    features.cache = type(features.cache)(cache_mb)     # DescriptorCache or FeatureMapCache
+    return features
+
+
+def tested_epochs(epochs, every):
+    """The epochs a run's checkpoints are tested at: every ``every``-th and the last."""
+    return [epoch for epoch in epochs if (epoch + 1) % every == 0 or epoch == epochs[-1]]
+
+
+def run_model(arguments, model, output, rows, baselines, after_run):
+    from training_run import train
     training_module, testing_module = script_modules(model)
-    testing_features = None        # one per model: its descriptor cache serves every epoch's tests
+    shared = {}         # one features object for training and one for testing per model: caches serve every run
+
+    def features_for(kind, module, settings):
+        key = (kind, str(settings.path_vgg), settings.vgg_precision)     # a variant may describe regions otherwise
+        if key not in shared:
+            shared[key] = shared_features(module, settings, arguments.cache_mb)
+        return shared[key]
+
     for seed in range(arguments.seeds):
-        path_model = output / "models" / model / f"seed{seed}"
-        if path_model.exists():     # a fresh run: a stale checkpoint would be tested as if trained now
-            import shutil
-            shutil.rmtree(path_model)
-        training = training_settings(arguments, training_module, path_model, seed)
-        started = time.perf_counter()
-        train(training, training_module.make_features, model)
-        print(f"{model} seed {seed}: trained in {time.perf_counter() - started:.0f} s", flush=True)
-        class_idx = class_index(training)
-        log = {row["epoch"]: row for row in read_log(path_model / f"training_log_model{class_idx}.csv")}
-        cumulative, seconds_by_epoch = 0.0, {}
-        for epoch in sorted(log):
-            cumulative += log[epoch]["seconds"]
-            seconds_by_epoch[epoch] = cumulative
+        for variant in arguments.variants:
+            path_model = output / "models" / model / variant_folder(variant) / f"seed{seed}"
+            if path_model.exists():     # a fresh run: a stale checkpoint would be tested as if trained now
+                import shutil
+                shutil.rmtree(path_model)
+            training = training_settings(arguments, training_module, path_model, seed, variant)
+            started = time.perf_counter()
+            train(training, lambda settings: features_for("training", training_module, settings), model)
+            print(f"{model} {variant} seed {seed}: trained in {time.perf_counter() - started:.0f} s", flush=True)
+            run_tests(arguments, model, variant, seed, training, testing_module, output, rows, baselines,
+                      lambda settings: features_for("testing", testing_module, settings))
+            after_run()
 
-        # baselines on the same images (annotations only): once per seed, as the random agent depends on it
-        for split in SPLITS:
-            for agent in ("random", "upper_bound"):
-                folder = output / "tests" / model / f"seed{seed}" / agent / split
-                settings = testing_settings(arguments, testing_module, training, split, agent, -1, folder)
-                baselines.append({"model": model, "seed": seed, "split": split, "agent": agent,
-                                  **test_quietly(settings, None, model)})
 
-        started = time.perf_counter()
-        for epoch in existing_epochs(path_model, class_idx):
-            for split in SPLITS:
-                folder = output / "tests" / model / f"seed{seed}" / f"epoch_{epoch}" / split
-                settings = testing_settings(arguments, testing_module, training, split, "trained", epoch, folder)
-                if testing_features is None:
-                    testing_features = testing_module.make_features(settings)
-                    if hasattr(testing_features, "cache") and model == "image_zooms":
-                        from features import DescriptorCache
-                        testing_features.cache = DescriptorCache(1024)
-                metrics = test_quietly(settings, lambda _: testing_features, model)
-                entry = log.get(epoch, {})
-                rows.append({"model": model, "seed": seed, "epoch": epoch, "split": split, **metrics,
-                             "hit_rate": entry.get("hit_rate"), "mean_reward": entry.get("mean_reward"),
-                             "mean_loss": entry.get("mean_loss"), "epsilon": entry.get("epsilon"),
-                             "training_seconds": round(seconds_by_epoch.get(epoch, float("nan")), 2)})
-            test_row, train_row = rows[-2], rows[-1]
-            print(f"{model} seed {seed} epoch {epoch}: test AP {test_row['ap']:.3f} max recall "
-                  f"{test_row['max_recall']:.3f} | train AP {train_row['ap']:.3f} max recall "
-                  f"{train_row['max_recall']:.3f} | hit rate {train_row['hit_rate']:.2f} loss "
-                  f"{train_row['mean_loss']:.4f}", flush=True)
-        print(f"{model} seed {seed}: tested in {time.perf_counter() - started:.0f} s", flush=True)
-        after_seed()
+def run_tests(arguments, model, variant, seed, training, testing_module, output, rows, baselines, features_for):
+    """The baselines (once per seed) and every tested epoch's checkpoint on each split."""
+    from training_run import existing_epochs, read_log
+    class_idx = class_index(training)
+    log = {row["epoch"]: row for row in read_log(Path(training.path_model) / f"training_log_model{class_idx}.csv")}
+    cumulative, seconds_by_epoch = 0.0, {}
+    for epoch in sorted(log):
+        cumulative += log[epoch]["seconds"]
+        seconds_by_epoch[epoch] = cumulative
+    # baselines on the same images (annotations only): once per seed, as the random agent depends on it
+    for split in arguments.splits:
+        for agent in ("random", "upper_bound"):
+            if any(b["model"] == model and b["seed"] == seed and b["split"] == split and b["agent"] == agent
+                   for b in baselines):
+                continue
+            folder = output / "tests" / model / f"seed{seed}" / agent / split
+            settings = testing_settings(arguments, testing_module, training, split, agent, -1, folder)
+            baselines.append({"model": model, "seed": seed, "split": split, "agent": agent,
+                              **test_quietly(settings, None, model)})
+    started = time.perf_counter()
+    for epoch in tested_epochs(existing_epochs(training.path_model, class_idx), arguments.test_every):
+        tested = {}
+        for split in arguments.splits:
+            folder = output / "tests" / model / variant_folder(variant) / f"seed{seed}" / f"epoch_{epoch}" / split
+            settings = testing_settings(arguments, testing_module, training, split, "trained", epoch, folder)
+            metrics = test_quietly(settings, features_for, model)
+            entry = log.get(epoch, {})
+            rows.append({"model": model, "variant": variant, "seed": seed, "epoch": epoch, "split": split,
+                         **metrics, "hit_rate": entry.get("hit_rate"), "mean_reward": entry.get("mean_reward"),
+                         "mean_loss": entry.get("mean_loss"), "epsilon": entry.get("epsilon"),
+                         "validation_ap": entry.get("validation_ap"),
+                         "training_seconds": round(seconds_by_epoch.get(epoch, float("nan")), 2)})
+            tested[split] = rows[-1]
+        print(f"{model} {variant} seed {seed} epoch {epoch}: " + " | ".join(
+            f"{split} AP {row['ap']:.3f} max recall {row['max_recall']:.3f}" for split, row in tested.items())
+            + f" | hit rate {log.get(epoch, {}).get('hit_rate', float('nan')):.2f} loss "
+              f"{log.get(epoch, {}).get('mean_loss', float('nan')):.4f}", flush=True)
+    print(f"{model} {variant} seed {seed}: tested in {time.perf_counter() - started:.0f} s", flush=True)
 
 
 def spread(values):
@@ -185,39 +246,49 @@ def spread(values):
             "max": float(values.max()), "n": int(values.size)}
 
 
+def variant_of(row):
+    return row.get("variant", "demo")       # learning.json files written before variants existed
+
+
 def summarise(rows, baselines):
-    """Per model and split: the last epoch's and the best epoch's AP and max recall, over seeds; the baselines."""
+    """Per model, variant and split: the last tested epoch's and the best epoch's AP and max recall, over seeds;
+    the baselines."""
     summary = {}
     for model in sorted({row["model"] for row in rows}):
-        for split in SPLITS:
-            mine = [row for row in rows if row["model"] == model and row["split"] == split]
-            if not mine:
-                continue
-            seeds = sorted({row["seed"] for row in mine})
-            last = max(row["epoch"] for row in mine)
-            entry = {}
-            for metric in ("ap", "max_recall"):
-                entry[f"final_{metric}"] = spread([row[metric] for row in mine if row["epoch"] == last])
-                entry[f"best_{metric}"] = spread([max(row[metric] for row in mine if row["seed"] == seed)
-                                                  for seed in seeds])
-            for agent in ("random", "upper_bound"):
+        variants = list(dict.fromkeys(variant_of(row) for row in rows if row["model"] == model))
+        for variant in variants:
+            for split in SPLITS:
+                mine = [row for row in rows if row["model"] == model and variant_of(row) == variant
+                        and row["split"] == split]
+                if not mine:
+                    continue
+                seeds = sorted({row["seed"] for row in mine})
+                last = max(row["epoch"] for row in mine)
+                entry = {}
                 for metric in ("ap", "max_recall"):
-                    entry[f"{agent}_{metric}"] = spread([b[metric] for b in baselines if b["model"] == model
-                                                         and b["split"] == split and b["agent"] == agent])
-            entry["final_epoch"] = last
-            summary[f"{model}/{split}"] = entry
+                    entry[f"final_{metric}"] = spread([row[metric] for row in mine if row["epoch"] == last])
+                    entry[f"best_{metric}"] = spread([max(row[metric] for row in mine if row["seed"] == seed)
+                                                      for seed in seeds])
+                for agent in ("random", "upper_bound"):
+                    for metric in ("ap", "max_recall"):
+                        entry[f"{agent}_{metric}"] = spread([b[metric] for b in baselines if b["model"] == model
+                                                             and b["split"] == split and b["agent"] == agent
+                                                             and b["seed"] in seeds])
+                entry["final_epoch"] = last
+                summary[f"{model}/{variant}/{split}"] = entry
     return summary
 
 
 def format_summary(summary):
     def cell(value):
         return f"{value['mean']:.3f} ({value['min']:.3f}–{value['max']:.3f})"
-    lines = ["| model | split | final AP | best AP | final max recall | best max recall | random AP / recall | "
-             "upper bound AP / recall |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | variant | split | seeds | final AP | best AP | final max recall | best max recall | "
+             "random AP / recall | upper bound AP / recall |", "|---|---|---|---|---|---|---|---|---|---|"]
     for key, entry in summary.items():
-        model, split = key.split("/")
-        lines.append(f"| {model} | {split} | {cell(entry['final_ap'])} | {cell(entry['best_ap'])} | "
-                     f"{cell(entry['final_max_recall'])} | {cell(entry['best_max_recall'])} | "
+        model, variant, split = key.split("/")
+        lines.append(f"| {model} | {variant} | {split} | {entry['final_ap']['n']} | {cell(entry['final_ap'])} | "
+                     f"{cell(entry['best_ap'])} | {cell(entry['final_max_recall'])} | "
+                     f"{cell(entry['best_max_recall'])} | "
                      f"{entry['random_ap']['mean']:.3f} / {entry['random_max_recall']['mean']:.3f} | "
                      f"{entry['upper_bound_ap']['mean']:.3f} / {entry['upper_bound_max_recall']['mean']:.3f} |")
     return "\n".join(lines)
@@ -264,7 +335,8 @@ def main(argv=None):
         report = {"command": command, "models": arguments.models, "seeds": arguments.seeds,
                   "epochs": arguments.epochs, "max_images": arguments.max_images,
                   "max_test_images": arguments.max_test_images, "path_voc": arguments.path_voc or str(DEMO_DATA),
-                  "overrides": arguments.overrides, "wall_seconds": round(time.perf_counter() - started, 1),
+                  "overrides": arguments.overrides, "variants": arguments.variants, "splits": arguments.splits,
+                  "test_every": arguments.test_every, "wall_seconds": round(time.perf_counter() - started, 1),
                   "summary": summarise(rows, baselines), "baselines": baselines, "rows": rows}
         write_json(output / "learning.json", report)
         plot_learning_curves(rows, baselines, output / "learning.png")

@@ -41,6 +41,14 @@ learning_rate = 1e-6                    # Adam
 save_replay_memory = 1                  # keep the replay memory in the resume state (exact resume)
 checkpoint_every = 1                    # keep the weights of every k-th epoch and the last (each ~107 MB)
 map_cache_mb = 2048                     # pool4/pool5 maps kept across epochs (MiB, about 2 per VOC image and mask)
+# learning options, off by default (0: the paper's method); README "Learning options" gives each one's measured effect
+target_update = 0                       # N > 0: a target network, copied from the Q-network every N updates, values s′
+double_dqn = 0                          # 1: double DQN, the online network picks a′ and the target network values it
+loss = "mse"                            # mse (the paper's) | huber
+weight_decay = 0.0                      # w > 0: AdamW, each update shrinks the weights by learning_rate × w
+flip = 0                                # 1: each image is searched as it is or mirrored left-right, at random
+validation_images = 0                   # N > 0: hold out the last N training images, test the greedy agent on them
+                                        # after every epoch; testing with --epoch best uses the best epoch
 seed = 0
 
 # --demo: where the demo differs from the paper (listed in the README)

@@ -266,13 +266,20 @@ class ReplayMemory:
         self.pos, self.full = int(arrays["pos"]), bool(arrays["full"])
 
 
-def q_targets(q_states, q_next_states, actions, rewards, terminals, gamma):
-    """Q-learning regression targets: ``y = Q(s)`` with ``y[a] = r`` if terminal else ``r + γ·max Q(s′)``.
+def q_targets(q_states, q_next_states, actions, rewards, terminals, gamma, q_next_online=None):
+    """Q-learning regression targets: ``y = Q(s)`` with ``y[a] = r`` if terminal else ``r + γ·V(s′)``.
 
+    ``V(s′) = max Q(s′)`` over ``q_next_states`` (the paper's). Double DQN (an option): ``q_next_online`` is the
+    online network's Q(s′), which picks ``a′ = argmax``, and ``q_next_states`` (the target network's) values it.
     Works on NumPy arrays and on tensors alike (keras.ops), so the compiled update and the tests share it.
     """
     from keras import ops
-    bootstrap = rewards + gamma * (1.0 - terminals) * ops.max(q_next_states, axis=1)
+    if q_next_online is None:
+        next_values = ops.max(q_next_states, axis=1)
+    else:
+        picked = ops.one_hot(ops.argmax(q_next_online, axis=1), NUM_ACTIONS, dtype=q_next_states.dtype)
+        next_values = ops.sum(q_next_states * picked, axis=1)
+    bootstrap = rewards + gamma * (1.0 - terminals) * next_values
     chosen = ops.one_hot(actions, NUM_ACTIONS, dtype=q_states.dtype)
     return q_states * (1.0 - chosen) + chosen * ops.expand_dims(bootstrap, 1)
 
@@ -290,18 +297,60 @@ def q_targets_reference(model, batch, gamma):
     return np.array(targets, dtype=np.float32)
 
 
+LOSSES = ("mse", "huber")
+
+
 class QLearner:
     """One gradient step on a replay minibatch, compiled: a single forward pass gives Q(s) and Q(s′) for the
-    whole batch (inference mode, as the targets are constants), then one MSE step with Adam in training mode."""
+    whole batch (inference mode, as the targets are constants), then one MSE step with Adam in training mode.
 
-    def __init__(self, model, gamma=0.9, learning_rate=1e-6):
+    Learning options, all off by default (the paper's method; docs/method.md §9):
+    ``target_update`` N > 0: a target network, a copy of the Q-network taken every N updates, values s′;
+    ``double_dqn``: the online network picks a′ and the target network values it (needs ``target_update``);
+    ``loss`` "huber": Huber loss (δ = 1) instead of MSE; ``weight_decay`` w > 0: AdamW, every update shrinks the
+    weights by ``learning_rate · w`` (decoupled weight decay).
+    """
+
+    def __init__(self, model, gamma=0.9, learning_rate=1e-6, target_update=0, double_dqn=False, loss="mse",
+                 weight_decay=0.0):
         import keras
         import tensorflow as tf
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+        if double_dqn and not target_update:
+            raise ValueError("double_dqn needs a target network (target_update > 0)")
         self.model = model
         self.gamma = float(gamma)
-        self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+        self.target_update = int(target_update)
+        self.double_dqn = bool(double_dqn)
+        self.loss = loss
+        self.weight_decay = float(weight_decay)
+        if self.weight_decay > 0:
+            self.optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=self.weight_decay)
+        else:
+            self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
         self.optimizer.build(model.trainable_variables)
-        self._update = tf.function(self._update_graph, jit_compile=True, reduce_retracing=True)   # XLA: fused, ~1.5x faster
+        self.target_model = None
+        if self.target_update > 0:
+            self.target_model = keras.models.clone_model(model)
+            self.target_model.set_weights(model.get_weights())
+        fused = self.target_model is None and loss == "mse"     # weight decay lives in the optimiser: fused too
+        graph = self._update_graph if fused else self._update_graph_options
+        self._update = tf.function(graph, jit_compile=True, reduce_retracing=True)   # XLA: fused, ~1.5x faster
+
+    @property
+    def options(self):
+        """The learning options in use (empty: the paper's update)."""
+        options = {}
+        if self.target_update:
+            options["target_update"] = self.target_update
+        if self.double_dqn:
+            options["double_dqn"] = 1
+        if self.loss != "mse":
+            options["loss"] = self.loss
+        if self.weight_decay:
+            options["weight_decay"] = self.weight_decay
+        return options
 
     def _update_graph(self, states, actions, rewards, next_states, terminals):
         """Layer 1's product (25,112 × 1,024, nearly all the arithmetic) is computed once for the 2B states and
@@ -329,17 +378,50 @@ class QLearner:
         self.optimizer.apply_gradients(zip(gradients, [dense1.kernel, dense1.bias, *upper]))
         return loss
 
+    def _update_graph_options(self, states, actions, rewards, next_states, terminals):
+        """The update with learning options (target network, double DQN, Huber loss): plain Keras calls, as the
+        target network's Q(s′) cannot share the online network's first-layer product."""
+        import tensorflow as tf
+        q_states = self.model(states, training=False)
+        if self.target_model is None:
+            q_next, q_next_online = self.model(next_states, training=False), None
+        else:
+            q_next = self.target_model(next_states, training=False)
+            q_next_online = self.model(next_states, training=False) if self.double_dqn else None
+        targets = tf.stop_gradient(q_targets(q_states, q_next, actions, rewards, terminals, self.gamma,
+                                             q_next_online))
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            error = targets - self.model(states, training=True)
+            if self.loss == "huber":
+                absolute = tf.abs(error)
+                loss = tf.reduce_mean(tf.where(absolute <= 1.0, 0.5 * tf.square(error), absolute - 0.5))
+            else:
+                loss = tf.reduce_mean(tf.square(error))
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    def sync_target(self):
+        """Copy the Q-network into the target network when the update count is a multiple of the period."""
+        if self.target_model is not None and int(self.optimizer.iterations.numpy()) % self.target_update == 0:
+            for target, online in zip(self.target_model.weights, self.model.weights):
+                target.assign(online)
+
     def targets(self, batch):
         """The regression targets the update uses (for tests and the benchmark)."""
         states, actions, rewards, next_states, terminals = batch
         q_both = self.model(np.concatenate([states, next_states]), training=False)
         q_both = np.asarray(q_both)
-        return np.asarray(q_targets(q_both[:len(states)], q_both[len(states):], actions, rewards, terminals,
-                                    self.gamma))
+        q_states, q_next, q_next_online = q_both[:len(states)], q_both[len(states):], None
+        if self.target_model is not None:
+            q_next_online = q_next if self.double_dqn else None
+            q_next = np.asarray(self.target_model(next_states, training=False))
+        return np.asarray(q_targets(q_states, q_next, actions, rewards, terminals, self.gamma, q_next_online))
 
     def update(self, batch):
         """One gradient step; returns the loss as a float."""
         states, actions, rewards, next_states, terminals = batch
+        self.sync_target()
         loss = self._update(states, actions.astype(np.int32), rewards.astype(np.float32), next_states,
                             terminals.astype(np.float32))
         return float(loss)

@@ -101,14 +101,16 @@ def testing_flags(parser):
                              "detections.json. Detections are the triggered regions unless --detections is given")
     parser.add_argument("--epoch", type=parse_epochs, default=-1, metavar="E[,E...]",
                         help="checkpoint epoch (-1: the latest); a comma-separated list or 'all' tests each and "
-                             "compares them (the paper's Figure 7)")
+                             "compares them (the paper's Figure 7); 'best': the epoch with the best validation "
+                             "AP (training with validation_images)")
 
 
 def parse_epochs(text):
-    """``-1`` or ``4`` → an int; ``0,4,9`` → a list; ``all`` → every saved epoch (resolved in ``test``)."""
+    """``-1`` or ``4`` → an int; ``0,4,9`` → a list; ``all`` → every saved epoch (resolved in ``test``); ``best``
+    → the epoch with the best validation AP (training with ``validation_images``)."""
     text = str(text).strip()
-    if text == "all":
-        return "all"
+    if text in ("all", "best"):
+        return text
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:

@@ -28,7 +28,7 @@ def preflight(settings, model_label):
     if not Path(settings.path_model).is_dir():
         raise UserError(f"path_model {settings.path_model!r}: folder not found. Train first (python "
                         f"{model_label}_training.py) or point path_model at the checkpoints")
-    if isinstance(settings.epoch, int) and not several_classes(settings.class_object):
+    if (isinstance(settings.epoch, int) or settings.epoch == "best") and not several_classes(settings.class_object):
         trained_weights(settings, class_index(settings), model_label)
     check_path_vgg(settings.path_vgg)
 
@@ -45,7 +45,7 @@ def test(settings, make_features, model_label):
 
     if getattr(settings, "image", None):
         return search_own_images(settings, make_features, model_label)
-    if isinstance(settings.epoch, (list, str)):
+    if isinstance(settings.epoch, list) or settings.epoch == "all":
         return test_epochs(settings, make_features, model_label)
     seed_everything(settings.seed)
     name = class_name(settings.class_object)
@@ -66,6 +66,10 @@ def test(settings, make_features, model_label):
         agent = TrainedAgent(QNetworkPolicy(load_q_network(weights, weights_order(settings), verbose=True)))
         if model_name(settings):        # a named file (the 2016 models): no epoch known
             epoch = None
+        elif epoch == "best":
+            from training_run import best_epoch, read_log
+            epoch = best_epoch(read_log(Path(settings.path_model) / f"training_log_model{class_idx}.csv"))
+            print(f"the best epoch by validation AP: {epoch}")
         elif epoch < 0:     # the latest weights are those of the last saved epoch
             epoch = max(existing_epochs(settings.path_model, class_idx), default=None)
         features = make_features(settings)
@@ -178,6 +182,13 @@ def trained_weights(settings, class_idx, model_label):
     from detection import check_weights_order
     check_weights_order(weights_order(settings))
     epoch = settings.epoch
+    if epoch == "best" and not model_name(settings):
+        from training_run import best_path
+        weights = best_path(settings.path_model, class_idx)
+        if not weights.is_file():
+            raise UserError(f"--epoch best: no {weights}; it is written by a training run with validation_images "
+                            f"N > 0 (held-out images that pick the epoch)")
+        return weights
     if model_name(settings):
         if epoch != -1:
             raise UserError(f"model_name {model_name(settings)!r} names one weights file; --epoch {epoch} chooses "

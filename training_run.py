@@ -61,6 +61,7 @@ def preflight(settings):
     if settings.two_databases:
         check_dataset(settings.path_voc2, "trainval", settings.class_object, "path_voc2")
     check_path_vgg(settings.path_vgg)
+    check_learning_options(settings)
     if settings.checkpoint_every < 1:
         raise UserError(f"checkpoint_every must be 1 or more (1 keeps every epoch's weights), got "
                         f"{settings.checkpoint_every}")
@@ -71,6 +72,76 @@ def preflight(settings):
             found = existing_epochs(settings.path_model, class_idx) if Path(settings.path_model).is_dir() else []
             raise UserError(f"-n {settings.n}: no checkpoint {weights} to resume from; epochs saved in "
                             f"{settings.path_model}: {found if found else 'none'}")
+
+
+# learning options (docs/method.md §9): off by default, the paper's method; a settings namespace without them
+# (an older checkpoint's, a library caller's) gets these values
+LEARNING_OPTIONS = {"target_update": 0, "double_dqn": 0, "loss": "mse", "weight_decay": 0.0, "flip": 0,
+                    "validation_images": 0}
+
+
+def learning_option(settings, name):
+    return getattr(settings, name, LEARNING_OPTIONS[name])
+
+
+def check_learning_options(settings):
+    from reinforcement import LOSSES
+    target_update, double_dqn = learning_option(settings, "target_update"), learning_option(settings, "double_dqn")
+    if target_update < 0:
+        raise UserError(f"target_update must be 0 (no target network) or a number of updates, got {target_update}")
+    if double_dqn not in (0, 1):
+        raise UserError(f"double_dqn takes 0 or 1, got {double_dqn}")
+    if double_dqn and not target_update:
+        raise UserError("double_dqn 1 needs a target network: give target_update N (e.g. 100: copy the Q-network "
+                        "every 100 updates)")
+    if learning_option(settings, "loss") not in LOSSES:
+        raise UserError(f"loss takes {' or '.join(LOSSES)}, got {learning_option(settings, 'loss')!r}")
+    if learning_option(settings, "weight_decay") < 0:
+        raise UserError(f"weight_decay cannot be negative, got {learning_option(settings, 'weight_decay')}")
+    if learning_option(settings, "flip") not in (0, 1):
+        raise UserError(f"flip takes 0 or 1, got {learning_option(settings, 'flip')}")
+    if learning_option(settings, "validation_images") < 0:
+        raise UserError(f"validation_images cannot be negative, got {learning_option(settings, 'validation_images')}")
+
+
+def make_learner(settings, model):
+    """The Q-learning update with the settings' learning options (none: the paper's)."""
+    from reinforcement import QLearner
+    return QLearner(model, settings.gamma, settings.learning_rate,
+                    target_update=learning_option(settings, "target_update"),
+                    double_dqn=bool(learning_option(settings, "double_dqn")), loss=learning_option(settings, "loss"),
+                    weight_decay=learning_option(settings, "weight_decay"))
+
+
+def split_validation(records, count):
+    """The last ``count`` records held out for validation (``validation_images``); the rest train."""
+    if count == 0:
+        return records, []
+    if count >= len(records):
+        raise UserError(f"validation_images {count}: only {len(records)} training images; keep at least one to "
+                        f"train on")
+    return records[:-count], records[-count:]
+
+
+def validate(records, name, settings, features, learner, report):
+    """The greedy agent on the held-out images with the paper's test protocol (every visited region a detection,
+    ``number_of_steps`` regions per image, all objects): (AP, max recall)."""
+    from episodes import TrainedAgent, make_environment, run_searches
+    from metrics import precision_recall
+    detections, ground_truth = [], {}
+    pairs = [(record, load_record_image(record, report)) for record in records]
+    pairs = [(record, image) for record, image in pairs if image is not None]
+    for start in range(0, len(pairs), 16):
+        chunk = pairs[start:start + 16]
+        environments = [make_environment(record, name, settings.scale_subregion, image) for record, image in chunk]
+        for (record, _), trajectory in zip(chunk, run_searches(environments, TrainedAgent(learner), features,
+                                                                settings.number_of_steps, False)):
+            ground_truth[record.image_id] = {"boxes": record.annotation.boxes_of(name),
+                                             "difficult": record.annotation.difficult_of(name)}
+            detections += [{"image": record.image_id, "box": step["region"], "score": step["score"]}
+                           for step in trajectory]
+    curve = precision_recall(detections, ground_truth)
+    return curve["ap"], curve["max_recall"]
 
 
 def train(settings, make_features, model_label):
@@ -84,7 +155,7 @@ def train(settings, make_features, model_label):
 
     from episodes import NonFiniteLoss, make_environment, new_training_stats, train_image
     from parse_xml_annotations import class_name, load_records
-    from reinforcement import QLearner, ReplayMemory, build_q_network, epsilon_for_epoch
+    from reinforcement import ReplayMemory, build_q_network, epsilon_for_epoch
 
     initial_weights = check_initial_weights(settings)
     seed_everything(settings.seed)
@@ -100,8 +171,10 @@ def train(settings, make_features, model_label):
     report, annotation_problems = SkipReport(), []
     records = load_records(roots, name, "trainval", max_images=settings.max_images, skipped=annotation_problems)
     report.add_records(records, annotation_problems)
-    print(f"{model_label} training: class {name} (id {class_idx + 1}), {len(records)} images, "
-          f"scale {settings.scale_subregion}, {settings.epochs} epochs")
+    records, validation = split_validation(records, learning_option(settings, "validation_images"))
+    print(f"{model_label} training: class {name} (id {class_idx + 1}), {len(records)} images"
+          + (f" (+{len(validation)} held out for validation)" if validation else "")
+          + f", scale {settings.scale_subregion}, {settings.epochs} epochs")
 
     # models
     features = make_features(settings)
@@ -110,7 +183,11 @@ def train(settings, make_features, model_label):
         from detection import set_q_network_weights
         description = set_q_network_weights(model, initial_weights, getattr(settings, "weights_order", "auto"))
         print(f"starting from the Q-network weights {initial_weights} ({description})")
-    learner = QLearner(model, settings.gamma, settings.learning_rate)
+    learner = make_learner(settings, model)
+    if learner.options or learning_option(settings, "flip") or validation:
+        extras = {**learner.options, **({"flip": 1} if learning_option(settings, "flip") else {}),
+                  **({"validation_images": len(validation)} if validation else {})}
+        print("learning options (not the paper's method): " + ", ".join(f"{k} {v}" for k, v in extras.items()))
     memory = ReplayMemory(settings.buffer_experience_replay)
     log_path = path_model / f"training_log_model{class_idx}.csv"
     log_rows = []
@@ -138,7 +215,8 @@ def train(settings, make_features, model_label):
                     if image is None:
                         continue
                     used += 1
-                    env = make_environment(record, name, settings.scale_subregion, image)
+                    mirror = bool(learning_option(settings, "flip")) and rng.random() < 0.5
+                    env = make_environment(record, name, settings.scale_subregion, image, mirror=mirror)
                     trajectory = [] if settings.bool_draw else None
                     try:
                         train_image(env, features, learner, memory, rng, epsilon, settings.number_of_steps,
@@ -159,6 +237,9 @@ def train(settings, make_features, model_label):
                 # save: log line, resume state, weights (epoch and latest); a signal now waits until they are written
                 row = epoch_row(epoch, epsilon, used, stats, features.forward_count - forwards_before,
                                 features.cache.hits - hits_before, seconds)
+                if validation:
+                    row["validation_ap"], row["validation_max_recall"] = validate(
+                        validation, name, settings, features, learner, report)
                 with signals.deferred():
                     if not weights_are_finite(model):
                         raise UserError(non_finite_message(settings, class_idx, epoch, "the weights became NaN or "
@@ -166,11 +247,14 @@ def train(settings, make_features, model_label):
                     log_rows.append(row)
                     write_log(log_path, log_rows)
                     save_checkpoint(settings, learner, memory, rng, class_idx, epoch)
+                    if validation and row["validation_ap"] >= max(r["validation_ap"] for r in log_rows):
+                        write_atomically(best_path(path_model, class_idx), model.save_weights)
                     last_saved = epoch
                 print(f"epoch {epoch:3d}  eps {epsilon:.2f}  mean reward {row['mean_reward']:+.3f}  searches "
                       f"{row['searches']}  triggers {row['triggers']} (correct {row['correct_triggers']}, mean IoU "
                       f"{row['mean_trigger_iou']:.2f})  loss {row['mean_loss']:.4f}  vgg forwards "
-                      f"{row['vgg_forwards']}  {row['steps_per_s']:.1f} steps/s", flush=True)
+                      f"{row['vgg_forwards']}  {row['steps_per_s']:.1f} steps/s"
+                      + (f"  validation AP {row['validation_ap']:.3f}" if validation else ""), flush=True)
         except Interrupted as interrupt:
             print(interrupted_message(interrupt, epoch, last_saved, path_model), file=sys.stderr, flush=True)
             raise
@@ -229,10 +313,29 @@ def epoch_row(epoch, epsilon, images, stats, forwards, hits, seconds):
             "cache_hits": hits, "steps_per_s": stats["steps"] / max(seconds, 1e-9), "seconds": round(seconds, 2)}
 
 
+VALIDATION_FIELDS = ("validation_ap", "validation_max_recall")
+
+
+def best_path(path_model, class_idx):
+    """The weights of the epoch with the best validation AP (``validation_images``; testing ``--epoch best``)."""
+    return Path(path_model) / f"model{class_idx}_best.weights.h5"
+
+
+def best_epoch(log_rows):
+    """The epoch whose validation AP is the highest (the later one on ties, as training keeps it), or None."""
+    rows = [row for row in log_rows if row.get("validation_ap") is not None]
+    if not rows:
+        return None
+    best = max(row["validation_ap"] for row in rows)
+    return max(row["epoch"] for row in rows if row["validation_ap"] == best)
+
+
 def write_log(path, rows):
+    fields = LOG_FIELDS + (VALIDATION_FIELDS if any("validation_ap" in row for row in rows) else ())
+
     def write(temporary):
         with open(temporary, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=LOG_FIELDS)
+            writer = csv.DictWriter(handle, fieldnames=fields)
             writer.writeheader()
             for row in rows:
                 writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value)
@@ -244,8 +347,8 @@ def read_log(path):
     if not Path(path).is_file():
         return []
     with open(path, newline="") as handle:
-        return [{key: float(value) if key not in ("epoch",) else int(value) for key, value in row.items()}
-                for row in csv.DictReader(handle)]
+        return [{key: int(value) if key == "epoch" else None if value == "" else float(value)
+                 for key, value in row.items()} for row in csv.DictReader(handle)]
 
 
 def resume_state_path(path_model, class_idx, epoch):
@@ -254,7 +357,7 @@ def resume_state_path(path_model, class_idx, epoch):
 
 def remove_temporary_files(path_model, class_idx):
     """Half-written files a killed run of this class left behind (never read: the real files are intact)."""
-    pattern = re.compile(rf"{re.escape(TEMPORARY_PREFIX)}(model{class_idx}(_epoch_\d+)?\.weights\.h5|"
+    pattern = re.compile(rf"{re.escape(TEMPORARY_PREFIX)}(model{class_idx}(_epoch_\d+|_best)?\.weights\.h5|"
                          rf"resume_model{class_idx}_epoch_\d+\.h5|training_log_model{class_idx}\.csv)")
     for path in Path(path_model).glob(f"{TEMPORARY_PREFIX}*"):
         if pattern.fullmatch(path.name):
@@ -295,6 +398,10 @@ def save_checkpoint(settings, learner, memory, rng, class_idx, epoch):
             for index, variable in enumerate(learner.optimizer.variables):
                 optimizer[str(index)] = np.asarray(variable)
                 optimizer[str(index)].attrs["path"] = variable.path
+            if learner.target_model is not None:
+                target = handle.create_group("target_network")
+                for index, variable in enumerate(learner.target_model.weights):
+                    target[str(index)] = np.asarray(variable)
             seeds = handle.create_group("seed_generators")
             for index, variable in enumerate(_seed_variables(model)):
                 seeds[str(index)] = np.asarray(variable)
@@ -361,6 +468,13 @@ def resume(settings, learner, memory, rng, class_idx, log_path):
                     variable.assign(np.asarray(handle["optimizer"][str(index)]))
             for index, variable in enumerate(_seed_variables(model)):
                 variable.assign(np.asarray(handle["seed_generators"][str(index)]))
+            if learner.target_model is not None:
+                if "target_network" in handle:
+                    for index, variable in enumerate(learner.target_model.weights):
+                        variable.assign(np.asarray(handle["target_network"][str(index)]))
+                else:
+                    learner.target_model.set_weights(model.get_weights())
+                    notes.append("the checkpoint has no target network: it starts as a copy of the Q-network")
             rng.bit_generator.state = json.loads(handle.attrs["numpy_rng"])
             if "replay_memory" not in handle:
                 notes.append("the replay memory was not saved (save_replay_memory 0): it starts empty")

@@ -326,7 +326,8 @@ def plot_learning_curves(rows, baselines, path, title='Learning curves (mean ove
     """AP and max recall against epoch and against cumulative training seconds; returns the path.
 
     rows: dicts {'model', 'seed', 'epoch', 'split' ('test' or 'train'), 'ap', 'max_recall', 'training_seconds'}
-    (the learning benchmark's). One colour per model, solid on the test split and dashed on the training images;
+    and optionally 'variant' (the learning benchmark's). One colour per model (per model and variant when there are
+    several variants), solid on the test split and dashed on the training images;
     the shaded band is the min–max over seeds. baselines: dicts {'agent' ('random', 'upper_bound'), 'split', 'ap',
     'max_recall'}; their mean on the test split is drawn as horizontal lines (dotted: random, dash-dot: upper bound).
     """
@@ -336,15 +337,19 @@ def plot_learning_curves(rows, baselines, path, title='Learning curves (mean ove
         for column, (x_key, x_label) in enumerate((('epoch', 'epoch'),
                                                    ('training_seconds', 'cumulative training seconds'))):
             axes = all_axes[row_index, column]
-            for model in sorted({row['model'] for row in rows}):
+            curves = list(dict.fromkeys((row['model'], row.get('variant', 'demo')) for row in rows))
+            several = len({variant for _, variant in curves}) > 1
+            for index, (model, variant) in enumerate(sorted(curves)):
                 for split in ('test', 'train'):
-                    mine = [row for row in rows if row['model'] == model and row['split'] == split]
+                    mine = [row for row in rows if row['model'] == model and row.get('variant', 'demo') == variant
+                            and row['split'] == split]
                     if not mine:
                         continue
                     xs, means, lows, highs = _mean_and_range(mine, x_key, metric)
-                    colour = LEARNING_COLOURS.get(model)
+                    colour = f'C{index % 10}' if several else LEARNING_COLOURS.get(model)
+                    name = f'{model} {variant}' if several else model
                     axes.plot(xs, means, LEARNING_LINE_STYLES[split], color=colour, marker='o', markersize=3,
-                              linewidth=1.5, label=f'{model} {split}')
+                              linewidth=1.5, label=f'{name} {split}')
                     axes.fill_between(xs, lows, highs, color=colour, alpha=0.15 if split == 'test' else 0.07,
                                       linewidth=0)
             for agent, style in (('random', ':'), ('upper_bound', '-.')):

@@ -19,12 +19,29 @@ def test_summary_is_last_and_best_epoch_over_seeds():
             for seed, aps in ((0, [0.1, 0.3, 0.2]), (1, [0.0, 0.1, 0.4])) for epoch, ap in enumerate(aps)]
     baselines = [{"model": "image_zooms", "split": "test", "seed": seed, "agent": agent, "ap": level,
                   "max_recall": level} for seed in (0, 1) for agent, level in (("random", 0.05), ("upper_bound", 0.6))]
-    entry = learning_benchmark.summarise(rows, baselines)["image_zooms/test"]
+    entry = learning_benchmark.summarise(rows, baselines)["image_zooms/demo/test"]
     assert entry["final_epoch"] == 2
     assert entry["final_ap"]["mean"] == pytest.approx(0.3) and entry["final_ap"]["min"] == 0.2
     assert entry["best_ap"]["mean"] == pytest.approx(0.35) and entry["best_ap"]["max"] == 0.4
     assert entry["random_ap"]["mean"] == pytest.approx(0.05) and entry["upper_bound_max_recall"]["n"] == 2
-    assert "| image_zooms | test |" in learning_benchmark.format_summary({"image_zooms/test": entry})
+    assert "| image_zooms | demo | test | 2 |" in learning_benchmark.format_summary({"image_zooms/demo/test": entry})
+
+
+def test_summary_keeps_variants_apart():
+    rows = [{"model": "image_zooms", "variant": variant, "split": "test", "seed": 0, "epoch": 0, "ap": ap,
+             "max_recall": ap} for variant, ap in (("demo", 0.1), ("flip=1", 0.3))]
+    baselines = [{"model": "image_zooms", "split": "test", "seed": 0, "agent": agent, "ap": 0.0, "max_recall": 0.0}
+                 for agent in ("random", "upper_bound")]
+    summary = learning_benchmark.summarise(rows, baselines)
+    assert summary["image_zooms/demo/test"]["final_ap"]["mean"] == pytest.approx(0.1)
+    assert summary["image_zooms/flip=1/test"]["final_ap"]["mean"] == pytest.approx(0.3)
+
+
+def test_tested_epochs_are_every_kth_and_the_last():
+    assert learning_benchmark.tested_epochs(list(range(10)), 1) == list(range(10))
+    assert learning_benchmark.tested_epochs(list(range(10)), 4) == [3, 7, 9]
+    assert learning_benchmark.variant_settings("flip=1,loss=huber") == ["flip=1", "loss=huber"]
+    assert learning_benchmark.variant_settings("demo") == []
 
 
 def test_merge_joins_the_rows_of_two_runs(tmp_path):
@@ -39,13 +56,15 @@ def test_merge_joins_the_rows_of_two_runs(tmp_path):
     merged = learning_benchmark.main(["--merge", str(tmp_path / "image_zooms" / "learning.json"),
                                       str(tmp_path / "pool45_crops" / "learning.json"), "--output", str(tmp_path)])
     assert len(merged["rows"]) == 8 and set(merged["summary"]) == {
-        "image_zooms/test", "image_zooms/train", "pool45_crops/test", "pool45_crops/train"}
-    assert merged["summary"]["pool45_crops/test"]["final_ap"]["mean"] == pytest.approx(0.1)
+        "image_zooms/demo/test", "image_zooms/demo/train", "pool45_crops/demo/test", "pool45_crops/demo/train"}
+    assert merged["summary"]["pool45_crops/demo/test"]["final_ap"]["mean"] == pytest.approx(0.1)
     assert (tmp_path / "learning.png").stat().st_size > 0
 
 
 def test_bad_arguments_stop_with_exit_code_two():
-    for argv in (["--models", "image_zooms,nope"], ["--set", "learning_rate"], ["--seeds", "0"]):
+    for argv in (["--models", "image_zooms,nope"], ["--set", "learning_rate"], ["--seeds", "0"],
+                 ["--variant", "flip"], ["--variant", "demo", "--variant", "demo"], ["--splits", "validation"],
+                 ["--test_every", "0"]):
         with pytest.raises(SystemExit) as exit_info:
             learning_benchmark.parse_arguments(argv)
         assert exit_info.value.code == 2
@@ -59,11 +78,16 @@ def test_tiny_run_writes_rows_for_every_seed_epoch_and_split(dataset, tmp_path, 
     learning_benchmark.main(["--models", "image_zooms", "--seeds", "2", "--epochs", "2", "--max_images", "3",
                              "--max_test_images", "2", "--path_voc", str(dataset), "--output", str(output),
                              "--set", "buffer_experience_replay=8", "--set", "batch_size=4",
-                             "--set", "number_of_steps=3"])
+                             "--set", "number_of_steps=3", "--variant", "demo", "--variant", "flip=1"])
     report = json.loads((output / "learning.json").read_text())
     rows = report["rows"]
-    assert {(row["seed"], row["epoch"], row["split"]) for row in rows} == \
-        {(seed, epoch, split) for seed in (0, 1) for epoch in (0, 1) for split in ("test", "train")}
+    assert {(row["variant"], row["seed"], row["epoch"], row["split"]) for row in rows} == \
+        {(variant, seed, epoch, split) for variant in ("demo", "flip=1") for seed in (0, 1) for epoch in (0, 1)
+         for split in ("test", "train")}
+    # each variant trained with its settings: the flipped run's log differs from the plain one's
+    logs = [(output / f"models/image_zooms/{folder}/seed0/training_log_model0.csv").read_text().splitlines()[1:]
+            for folder in ("demo", "flip_1")]
+    assert [line.split(",")[5] for line in logs[0]] != [line.split(",")[5] for line in logs[1]]
     for row in rows:
         assert 0 <= row["ap"] <= 1 and 0 <= row["max_recall"] <= 1 and row["num_images"] == 2
         assert row["training_seconds"] > 0 and row["hit_rate"] is not None
@@ -72,13 +96,13 @@ def test_tiny_run_writes_rows_for_every_seed_epoch_and_split(dataset, tmp_path, 
     assert seed_zero[-1][1] >= seed_zero[0][1]
     # the train split tests the images trained on (trainval), the test split the test images
     trained_on = (dataset / "ImageSets/Main/trainval.txt").read_text().split()
-    train_results = json.loads((output / "tests/image_zooms/seed0/epoch_1/train/results.json").read_text())
-    test_results = json.loads((output / "tests/image_zooms/seed0/epoch_1/test/results.json").read_text())
+    train_results = json.loads((output / "tests/image_zooms/demo/seed0/epoch_1/train/results.json").read_text())
+    test_results = json.loads((output / "tests/image_zooms/demo/seed0/epoch_1/test/results.json").read_text())
     assert set(train_results["trajectories"]) <= set(trained_on)
     assert not set(test_results["trajectories"]) & set(trained_on)
     # the training used the passed-through settings; the tests use the paper's 10 regions per image
     assert max(len(trajectory) for trajectory in test_results["trajectories"].values()) <= 10
     assert report["overrides"] == ["buffer_experience_replay=8", "batch_size=4", "number_of_steps=3"]
     assert {baseline["agent"] for baseline in report["baselines"]} == {"random", "upper_bound"}
-    assert report["summary"]["image_zooms/test"]["final_ap"]["n"] == 2
+    assert report["summary"]["image_zooms/flip=1/test"]["final_ap"]["n"] == 2
     assert (output / "learning.png").stat().st_size > 0

@@ -1,0 +1,145 @@
+"""The learning options (off by default): target network, double DQN, Huber loss, weight decay, flipped images and
+a validation split that picks the epoch. Each is checked to do what it says, to resume exactly, and to leave the
+paper's update untouched when off."""
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import image_zooms_testing
+import image_zooms_training
+import training_run
+from errors import UserError
+from test_resume import TINY, same_weights, tiny_features
+
+from reinforcement import NUM_ACTIONS, STATE_SIZE, QLearner, build_q_network, q_targets
+
+
+def batch(seed=0, size=8, reward_scale=1.0):
+    rng = np.random.default_rng(seed)
+    return (rng.random((size, STATE_SIZE), dtype=np.float32), rng.integers(NUM_ACTIONS, size=size),
+            (reward_scale * rng.standard_normal(size)).astype(np.float32),
+            rng.random((size, STATE_SIZE), dtype=np.float32), (rng.random(size) < 0.3).astype(np.float32))
+
+
+def test_double_dqn_targets_take_the_online_argmax_valued_by_the_target_network():
+    q_states = np.zeros((2, NUM_ACTIONS), dtype=np.float32)
+    target_next = np.array([[1, 9, 0, 0, 0, 0], [5, 0, 0, 0, 0, 7]], dtype=np.float32)
+    online_next = np.array([[3, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1]], dtype=np.float32)
+    actions, rewards, terminals = np.array([0, 2]), np.array([1.0, 0.0], np.float32), np.zeros(2, np.float32)
+    plain = np.asarray(q_targets(q_states, target_next, actions, rewards, terminals, 0.5))
+    double = np.asarray(q_targets(q_states, target_next, actions, rewards, terminals, 0.5, online_next))
+    assert plain[0, 0] == pytest.approx(1 + 0.5 * 9) and plain[1, 2] == pytest.approx(0.5 * 7)
+    assert double[0, 0] == pytest.approx(1 + 0.5 * 1) and double[1, 2] == pytest.approx(0.5 * 7)
+    assert np.count_nonzero(double) == 2          # the other actions keep Q(s) = 0
+
+
+def test_target_network_is_a_copy_taken_every_n_updates():
+    model = build_q_network(seed=0)
+    initial = [w.copy() for w in model.get_weights()]
+    learner = QLearner(model, 0.9, 1e-3, target_update=2)
+    target_weights = lambda: learner.target_model.get_weights()     # noqa: E731
+    learner.update(batch())                   # update 0: copied first (still the initial weights), then a step
+    assert all(np.array_equal(a, b) for a, b in zip(target_weights(), initial))
+    after_one = [w.copy() for w in model.get_weights()]
+    learner.update(batch(1))                  # update 1: no copy
+    assert all(np.array_equal(a, b) for a, b in zip(target_weights(), initial))
+    learner.update(batch(2))                  # update 2: copy of the weights after two steps
+    assert not all(np.array_equal(a, b) for a, b in zip(target_weights(), after_one))
+    assert not all(np.array_equal(a, b) for a, b in zip(target_weights(), model.get_weights()))  # one step since
+    # the targets of s′ come from the target network, not the online one
+    states, actions, rewards, next_states, terminals = batch(3)
+    expected = q_targets(learner.q_values(states), np.asarray(learner.target_model(next_states, training=False)),
+                         actions, rewards, terminals, 0.9)
+    assert np.allclose(learner.targets((states, actions, rewards, next_states, terminals)), expected, atol=1e-6)
+
+
+def test_huber_loss_grows_linearly_with_large_errors():
+    losses = {}
+    for loss in ("mse", "huber"):
+        learner = QLearner(build_q_network(seed=0), 0.9, 1e-6, loss=loss)
+        losses[loss] = learner.update(batch(reward_scale=100.0))
+    assert np.isfinite(losses["huber"]) and losses["huber"] < 0.1 * losses["mse"]
+    assert losses["huber"] > 1.0           # |error| ≈ 100 on one action in six: about (100 − 0.5) / 6 on average
+
+
+def test_weight_decay_shrinks_the_weights_and_zero_is_the_paper_update():
+    norms = {}
+    for decay in (0.0, 100.0):
+        model = build_q_network(seed=0)
+        learner = QLearner(model, 0.9, 1e-3, weight_decay=decay)
+        assert bool(learner.options) == (decay > 0)
+        for step in range(3):
+            learner.update(batch(step))
+        norms[decay] = float(np.linalg.norm(model.get_weights()[0]))
+    assert norms[100.0] < 0.8 * norms[0.0]       # each update multiplies the weights by 1 − 0.1
+
+
+def test_bad_option_values_are_refused(dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr(image_zooms_training, "make_features", tiny_features)
+    for flags, message in ((["--double_dqn", "1"], "double_dqn 1 needs a target network"),
+                           (["--loss", "l1"], "loss takes mse or huber"),
+                           (["--target_update", "-1"], "target_update must be 0"),
+                           (["--weight_decay", "-0.1"], "weight_decay cannot be negative"),
+                           (["--flip", "2"], "flip takes 0 or 1"),
+                           (["--validation_images", "4"], "validation_images 4: only 4 training images")):
+        with pytest.raises(UserError, match=message):
+            image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(tmp_path / "m"), *TINY,
+                                       "--epochs", "1", *flags])
+
+
+def test_mirrored_environment_flips_the_image_and_its_boxes():
+    from episodes import make_environment, mirror_boxes
+    from parse_xml_annotations import Annotation, ImageRecord, VocObject
+    image = np.arange(4 * 10 * 3, dtype=np.uint8).reshape(4, 10, 3)
+    record = ImageRecord("root", "001", Annotation("001", 10, 4, [VocObject("aeroplane", np.array([1.0, 0, 4, 2]),
+                                                                            False)]))
+    plain = make_environment(record, "aeroplane", 0.75, image)
+    mirrored = make_environment(record, "aeroplane", 0.75, image, mirror=True)
+    assert np.array_equal(mirrored.image, image[:, ::-1]) and mirrored.image_key != plain.image_key
+    assert np.array_equal(mirrored.boxes, [[6, 0, 9, 2]])
+    assert np.array_equal(mirror_boxes(mirror_boxes(plain.boxes, 10), 10), plain.boxes)
+    region = np.array([0.0, 0, 5, 4])
+    assert np.allclose(plain.ious(region), mirrored.ious(mirror_boxes(region, 10)[0]))
+
+
+def test_options_on_resume_exactly_and_validation_picks_the_testing_epoch(dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr(image_zooms_training, "make_features", tiny_features)
+    monkeypatch.setattr(image_zooms_testing, "make_features", lambda _: tiny_features(SimpleNamespace(cache_mb=16)))
+    options = ["--target_update", "3", "--double_dqn", "1", "--loss", "huber", "--weight_decay", "0.5",
+               "--flip", "1", "--validation_images", "1"]
+
+    def train(folder, *extra):
+        image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(tmp_path / folder), *TINY,
+                                   *options, *extra])
+
+    train("straight", "--epochs", "3")
+    train("resumed", "--epochs", "2")
+    train("resumed", "--epochs", "3", "-n", "2")
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert same_weights(straight / "model0.weights.h5", resumed / "model0.weights.h5")
+    log = training_run.read_log(straight / "training_log_model0.csv")
+    assert training_run.read_log(resumed / "training_log_model0.csv")[-1]["mean_loss"] == log[-1]["mean_loss"]
+    assert all(row["images"] == 3 and 0 <= row["validation_ap"] <= 1 for row in log)    # 4 images, 1 held out
+    assert sum(row["updates"] for row in log) > 3       # the target network was copied more than once
+
+    best = training_run.best_epoch(log)
+    assert same_weights(straight / "model0_best.weights.h5", straight / f"model0_epoch_{best}.weights.h5")
+    image_zooms_testing.main(["--path_voc_test", str(dataset), "--path_model", str(straight),
+                                        "--path_testing_folder", str(tmp_path / "test"), "--path_vgg", "random",
+                                        "--epoch", "best", "--max_images", "2"])
+    results = json.loads((tmp_path / "test" / "results.json").read_text())
+    assert results["epoch"] == best and results["weights"].endswith("model0_best.weights.h5")
+    (tmp_path / "no_validation").mkdir()
+    with pytest.raises(UserError, match="--epoch best: no"):
+        image_zooms_testing.main(["--path_voc_test", str(dataset), "--path_model", str(tmp_path / "no_validation"),
+                                  "--path_vgg", "random", "--epoch", "best"])
+
+
+def test_options_off_leave_the_log_as_it_was(dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr(image_zooms_training, "make_features", tiny_features)
+    image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(tmp_path), *TINY, "--epochs", "1"])
+    header = (tmp_path / "training_log_model0.csv").read_text().splitlines()[0]
+    assert header == ",".join(training_run.LOG_FIELDS)
+    assert not (tmp_path / "model0_best.weights.h5").exists()
