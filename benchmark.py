@@ -13,6 +13,11 @@ figure is measured in this run, the baseline and the project side by side on the
 - ``train_speedup_vs_2016``: agent steps per second of the Image-Zooms training loop (``episodes.train_image``,
   ``QLearner``, descriptor cache) over the same loop with the 2016 update and no cache: replay memory full, same
   starting weights, images, seed and number of steps.
+- ``train_step_over_floor``: seconds per agent step of the project's training loop (that measurement) over the
+  step's floor, timed right after it: one bare batch-1 VGG-16 forward (a step describes at most one new region)
+  plus the update's arithmetic floor (``update_flops`` at the float32 matrix-multiply rate). Above 1 by what the
+  loop adds: cropping and resizing, the Q-values of greedy steps, the replay memory, Python; below 1 when the
+  cache serves regions.
 - ``vgg_forwards_later_epoch_ratio``: VGG-16 forward passes in the last training epoch over those in the first
   (the demo's training settings, ε from 1.0 down to 0.1, the default cache limit): a count, not a time.
 - ``test_region_over_floor``: test time per region analysed (``episodes.run_searches``, the trained agent, many
@@ -311,6 +316,21 @@ def timed_training_loop(settings, data, backbone, start, make_learner, loop_cach
             "vgg_forwards": features.forward_count - forwards, "cache_hits": features.cache.hits}, learner
 
 
+def step_floor(features, timer, batch_size, repeats=3):
+    """A training step's floor, timed now: a bare batch-1 VGG-16 forward of a 224×224 crop (median of
+    ``repeats``) plus the update's floating-point operations at the matrix-multiply rate measured beside it."""
+    crop = np.random.default_rng(0).uniform(0, 255, (1, 224, 224, 3)).astype(np.float32)
+    features.forward(crop)                          # traced already; one more for the caches
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        features.forward(crop)
+        seconds.append(time.perf_counter() - started)
+    vgg = float(np.median(seconds))
+    update = update_flops(batch_size) / timer.rate()
+    return {"vgg_batch_1_s": vgg, "update_floor_s": update, "step_s": vgg + update}
+
+
 def time_updates(settings, start, batches):
     """``QLearner.update`` on ``batches``, each time right after a matrix product that measures the machine's
     rate under the same load; returns (update seconds, rates in FLOP/s)."""
@@ -366,10 +386,16 @@ def training_phase(settings, work_dir):
         f"{memory.capacity} (full), eps {start['epsilon']:.1f}")
     project_runs = []
 
+    timer = MatmulTimer()
+
     def project_run():
         measured, _ = timed_training_loop(settings, data, features.backbone, start, lambda network: project_learner(
             network, settings.gamma, settings.learning_rate), settings.cache_mb)
-        log(f"  project: {measured['steps_per_s']:.3f} steps/s")
+        measured["floor"] = step_floor(features, timer, settings.batch_size)
+        measured["over_floor"] = measured["seconds"] / measured["steps"] / measured["floor"]["step_s"]
+        log(f"  project: {measured['steps_per_s']:.3f} steps/s, {measured['over_floor']:.2f}x the step's floor "
+            f"({measured['floor']['vgg_batch_1_s']:.3f} s VGG-16 + {measured['floor']['update_floor_s']:.3f} s "
+            f"update)")
         project_runs.append(measured)
 
     project_run()
@@ -394,7 +420,8 @@ def training_phase(settings, work_dir):
         "update_floor_s": flops / float(np.median(rates)),
         "update_over_floor": float(np.median([s * rate / flops for s, rate in zip(update_seconds, rates)])),
         "train_project": {"runs": project_runs, "steps": project_runs[0]["steps"], "seconds": project_seconds,
-                          "steps_per_s": project_runs[0]["steps"] / project_seconds},
+                          "steps_per_s": project_runs[0]["steps"] / project_seconds,
+                          "over_floor": float(np.median([run["over_floor"] for run in project_runs]))},
         "train_2016": baseline, "train_epsilon": start["epsilon"],
     }
 
@@ -491,6 +518,7 @@ def figures_of(train, test):
         "update_speedup_vs_2016": train["update_2016_s"] / train["update_project_s"],
         "update_over_floor": train["update_over_floor"],
         "train_speedup_vs_2016": train["train_project"]["steps_per_s"] / train["train_2016"]["steps_per_s"],
+        "train_step_over_floor": train["train_project"]["over_floor"],
         "vgg_forwards_later_epoch_ratio": epochs[-1]["vgg_forwards"] / max(epochs[0]["vgg_forwards"], 1),
         "test_region_over_floor": test["test_region_s"] / test["floor_image_s"],
         "training_peak_rss_mb": train["training_peak_rss_mb"],
@@ -512,6 +540,9 @@ def how_measured(train, test):
                              f"median of paired ratios",
         "train_speedup_vs_2016": f"{project['steps']} steps in {project['seconds']:.1f} s / {baseline['steps']} "
                                  f"steps in {baseline['seconds']:.1f} s, eps {train['train_epsilon']:.1f}",
+        "train_step_over_floor": f"{project['seconds'] / project['steps']:.3f} s per step / (batch-1 VGG-16 "
+                                 f"{project['runs'][0]['floor']['vgg_batch_1_s']:.3f} s + update floor "
+                                 f"{project['runs'][0]['floor']['update_floor_s']:.3f} s), median of the runs",
         "vgg_forwards_later_epoch_ratio": f"{last['vgg_forwards']} forwards ({last['steps']} steps; "
                                           f"{last['new_region_forwards']} of regions never seen before) in epoch "
                                           f"{last['epoch']}, eps {last['epsilon']} / {first['vgg_forwards']} "

@@ -15,7 +15,7 @@ def test_benchmark_epochs_use_the_demo_settings():
 def test_later_epoch_ratio_is_last_over_first():
     rows = [{"vgg_forwards": 40}, {"vgg_forwards": 30}, {"vgg_forwards": 10}]
     train = {"training_epochs": rows, "update_2016_s": 2.0, "update_project_s": 0.5, "update_over_floor": 1.5,
-             "train_project": {"steps_per_s": 3.0}, "train_2016": {"steps_per_s": 0.1},
+             "train_project": {"steps_per_s": 3.0, "over_floor": 1.4}, "train_2016": {"steps_per_s": 0.1},
              "training_peak_rss_mb": 1.0}
     test = {"test_region_s": 0.2, "floor_image_s": 0.1, "testing_peak_rss_mb": 1.0,
             "bfloat16": {"batch_1": {"float32": 0.12, "bfloat16": 0.03}}}
@@ -23,3 +23,18 @@ def test_later_epoch_ratio_is_last_over_first():
     assert figures["vgg_forwards_later_epoch_ratio"] == 0.25
     assert figures["update_speedup_vs_2016"] == 4.0 and figures["test_region_over_floor"] == 2.0
     assert figures["vgg_bfloat16_speedup_batch_1"] == pytest.approx(4.0)
+    assert figures["train_step_over_floor"] == 1.4
+
+
+def test_step_floor_is_a_vgg_forward_plus_the_update_floor():
+    class Timer:
+        def rate(self):
+            return 1e12
+
+    class Features:
+        def forward(self, crops):
+            assert crops.shape == (1, 224, 224, 3)
+
+    floor = benchmark.step_floor(Features(), Timer(), 100)
+    assert floor["update_floor_s"] == pytest.approx(benchmark.update_flops(100) / 1e12)
+    assert floor["step_s"] == pytest.approx(floor["vgg_batch_1_s"] + floor["update_floor_s"])
