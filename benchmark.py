@@ -14,10 +14,10 @@ figure is measured in this run, the baseline and the project side by side on the
   ``QLearner``, descriptor cache) over the same loop with the 2016 update and no cache: replay memory full, same
   starting weights, images, seed and number of steps.
 - ``train_step_over_floor``: seconds per agent step of the project's training loop (that measurement) over the
-  step's floor, timed right after it: one bare batch-1 VGG-16 forward (a step describes at most one new region)
-  plus the update's arithmetic floor (``update_flops`` at the float32 matrix-multiply rate). Above 1 by what the
-  loop adds: cropping and resizing, the Q-values of greedy steps, the replay memory, Python; below 1 when the
-  cache serves regions.
+  step's floor, timed right after it: one bare batch-1 VGG-16 forward (a step describes its next region; a
+  search's first region is described too, and cache hits skip forwards) plus the update's arithmetic floor
+  (``update_flops`` at the float32 matrix-multiply rate). Above 1 by what the loop adds: search starts, cropping
+  and resizing, the Q-values of greedy steps, the replay memory, Python; below 1 when the cache serves regions.
 - ``vgg_forwards_later_epoch_ratio``: VGG-16 forward passes in the last training epoch over those in the first
   (the demo's training settings, ε from 1.0 down to 0.1, the default cache limit): a count, not a time.
 - ``test_region_over_floor``: test time per region analysed (``episodes.run_searches``, the trained agent, many

@@ -84,7 +84,8 @@ def analyse(results, boxes):
     triggered = np.array([bool(step["triggered"]) for _, step in steps])
     ground_truth = {image_id: {"boxes": image_boxes, "difficult": np.zeros(len(image_boxes), dtype=bool)}
                     for image_id, image_boxes in boxes.items()}
-    by_iou = [{"image": image_id, "box": step["region"], "score": iou} for (image_id, step), iou in zip(steps, best_iou)]
+    by_iou = [{"image": image_id, "box": step["region"], "score": iou}
+              for (image_id, step), iou in zip(steps, best_iou)]
     actions = np.bincount([int(step["action"]) for _, step in steps], minlength=NUM_ACTIONS)
     by_step = {}
     for (image_id, step), iou in zip(steps, best_iou):

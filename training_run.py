@@ -225,9 +225,10 @@ def train(settings, make_features, model_label):
                         raise UserError(non_finite_message(settings, class_idx, epoch, str(error))) from None
                     if trajectory:
                         from visualization import draw_training_search
-                        draw_training_search(image, trajectory, Path(settings.path_testing_folder) / "training" /
-                                             f"epoch{epoch}_{record.image_id}.png",
-                                             title=f"epoch {epoch} {record.image_id}")
+                        draw_training_search(image[:, ::-1] if mirror else image, trajectory,
+                                             Path(settings.path_testing_folder) / "training" /
+                                             f"epoch{epoch}_{record.image_id}{'_mirrored' if mirror else ''}.png",
+                                             title=f"epoch {epoch} {record.image_id}" + (" mirrored" * mirror))
                     progress.set_postfix(steps=stats["steps"], triggers=stats["triggers"])
                 if used == 0:
                     raise UserError(f"none of the {len(records)} training images could be read (first: "
@@ -247,7 +248,7 @@ def train(settings, make_features, model_label):
                     log_rows.append(row)
                     write_log(log_path, log_rows)
                     save_checkpoint(settings, learner, memory, rng, class_idx, epoch)
-                    if validation and row["validation_ap"] >= max(r["validation_ap"] for r in log_rows):
+                    if validation and row["validation_ap"] >= max(r.get("validation_ap") or 0.0 for r in log_rows):
                         write_atomically(best_path(path_model, class_idx), model.save_weights)
                     last_saved = epoch
                 print(f"epoch {epoch:3d}  eps {epsilon:.2f}  mean reward {row['mean_reward']:+.3f}  searches "
