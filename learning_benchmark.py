@@ -15,7 +15,8 @@ random agent and the upper bound are tested once per seed on the same images (an
 Writes to ``--output``: ``learning.json`` (one row per model, seed, epoch and split: AP, AP-07, max recall, and
 from the training log the trigger hit rate, mean reward, mean loss and cumulative training seconds; the baselines;
 a summary of final and best values over seeds) and ``learning.png`` (AP and max recall against epoch and against
-cumulative training seconds, mean over seeds with the min–max spread shaded).
+cumulative training seconds, mean over seeds with the min–max spread shaded); with several variants also
+``variants.png`` (each variant's last tested epoch on the test split: every seed and the mean).
 
 ``--set name=value`` (repeatable) passes a training setting through (``--set learning_rate=1e-5``); settings that
 also describe a region at test time (``path_vgg``, ``vgg_precision``, ``class_object``, ``scale_subregion``) go
@@ -310,6 +311,9 @@ def merge(paths, output):
               "summary": summarise(rows, baselines), "baselines": baselines, "rows": rows}
     write_json(Path(output) / "learning.json", merged)
     plot_learning_curves(rows, baselines, Path(output) / "learning.png")
+    if len({(row["model"], variant_of(row)) for row in rows}) > 1:
+        from visualization import plot_variants
+        plot_variants(rows, baselines, Path(output) / "variants.png")
     print(format_summary(merged["summary"]))
     print(f"merged into {Path(output) / 'learning.json'} and {Path(output) / 'learning.png'}")
     return merged
@@ -340,6 +344,9 @@ def main(argv=None):
                   "summary": summarise(rows, baselines), "baselines": baselines, "rows": rows}
         write_json(output / "learning.json", report)
         plot_learning_curves(rows, baselines, output / "learning.png")
+        if len(arguments.variants) > 1:
+            from visualization import plot_variants
+            plot_variants(rows, baselines, output / "variants.png")
         return report
 
     for model in arguments.models:

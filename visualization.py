@@ -369,3 +369,39 @@ def plot_learning_curves(rows, baselines, path, title='Learning curves (mean ove
     figure.suptitle(title)
     figure.tight_layout()
     return _save(figure, path)
+
+
+def plot_variants(rows, baselines, path, split='test', title='Learning options: last tested epoch, every seed'):
+    """AP and max recall of each (model, variant) at its last tested epoch on ``split``: one dot per seed, a bar
+    for the mean; the random agent's and the upper bound's mean as horizontal lines. Returns the path, or None
+    when ``rows`` hold no ``split`` rows. rows and baselines: the learning benchmark's."""
+    mine = [row for row in rows if row['split'] == split]
+    if not mine:
+        return None
+    runs = list(dict.fromkeys((row['model'], row.get('variant', 'demo')) for row in mine))
+    figure = _new_figure(max(6.0, 1.6 * len(runs) + 2.0), 4.2)
+    all_axes = figure.subplots(1, 2, squeeze=False)[0]
+    for axes, (metric, label) in zip(all_axes, (('ap', 'AP'), ('max_recall', 'max recall'))):
+        for position, (model, variant) in enumerate(runs):
+            run = [row for row in mine if row['model'] == model and row.get('variant', 'demo') == variant]
+            last = max(row['epoch'] for row in run)
+            values = np.array([row[metric] for row in run if row['epoch'] == last], dtype=np.float64)
+            axes.bar(position, values.mean(), width=0.6, color=f'C{position % 10}', alpha=0.5)
+            axes.plot(np.full(len(values), position), values, 'o', color='black', markersize=4)
+            axes.annotate(f'{values.mean():.3f}', (position, values.max()), textcoords='offset points',
+                          xytext=(0, 4), ha='center', fontsize=8)
+        for agent, style in (('random', ':'), ('upper_bound', '-.')):
+            levels = [b[metric] for b in baselines if b['agent'] == agent and b['split'] == split]
+            if levels:
+                axes.axhline(float(np.mean(levels)), color='black', linestyle=style, linewidth=1.0,
+                             label=f'{agent.replace("_", " ")} {np.mean(levels):.3f}')
+        names = [variant if len({m for m, _ in runs}) == 1 else f'{model}\n{variant}' for model, variant in runs]
+        axes.set_xticks(range(len(runs)))
+        axes.set_xticklabels([name.replace(',', ',\n') for name in names], fontsize=7)
+        axes.set_ylabel(f'{label} ({split} split)')
+        axes.set_ylim(bottom=0.0)
+        axes.grid(True, axis='y', alpha=0.3)
+        axes.legend(fontsize=7, loc='upper right')
+    figure.suptitle(title)
+    figure.tight_layout()
+    return _save(figure, path)

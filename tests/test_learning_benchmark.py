@@ -58,7 +58,7 @@ def test_merge_joins_the_rows_of_two_runs(tmp_path):
     assert len(merged["rows"]) == 8 and set(merged["summary"]) == {
         "image_zooms/demo/test", "image_zooms/demo/train", "pool45_crops/demo/test", "pool45_crops/demo/train"}
     assert merged["summary"]["pool45_crops/demo/test"]["final_ap"]["mean"] == pytest.approx(0.1)
-    assert (tmp_path / "learning.png").stat().st_size > 0
+    assert (tmp_path / "learning.png").stat().st_size > 0 and (tmp_path / "variants.png").stat().st_size > 0
 
 
 def test_bad_arguments_stop_with_exit_code_two():
@@ -105,4 +105,4 @@ def test_tiny_run_writes_rows_for_every_seed_epoch_and_split(dataset, tmp_path, 
     assert report["overrides"] == ["buffer_experience_replay=8", "batch_size=4", "number_of_steps=3"]
     assert {baseline["agent"] for baseline in report["baselines"]} == {"random", "upper_bound"}
     assert report["summary"]["image_zooms/flip=1/test"]["final_ap"]["n"] == 2
-    assert (output / "learning.png").stat().st_size > 0
+    assert (output / "learning.png").stat().st_size > 0 and (output / "variants.png").stat().st_size > 0
