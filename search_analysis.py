@@ -8,8 +8,10 @@ For each ``results.json`` (a test of the trained, random or upper-bound agent, a
 ``--path_voc_test`` (default: the synthetic dataset), it reports:
 
 - ``ap``: the test's AP, detections ranked by their score (the trained agent's trigger Q-value);
-- ``ap_ranked_by_iou``: the AP of the same visited regions ranked by their IoU with the nearest object instead,
-  the best any score could do with those regions: what the search itself allows. ``max_recall`` is the same for both;
+- ``ap_ranked_by_iou``: the AP of the same visited regions ranked by their IoU with the nearest object instead: a
+  score that knows where the objects are, so what the search's regions allow when ranked by how well they fit
+  (a second region on an object already found still counts as a false positive, so a score that ranked exactly one
+  region per object first would do better still: its AP is the max recall). ``max_recall`` is the same for both;
 - ``score_auc``: how well the score separates regions that hold an object (IoU ≥ 0.5 with one) from the rest,
   0.5 being no better than chance (rank-based ROC AUC over all visited regions);
 - ``hit_rate``: the share of visited regions that hold an object; ``trigger_precision``: the share of triggered

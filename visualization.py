@@ -97,7 +97,7 @@ def _draw_q_values(axes, q_values, action):
     axes.set_ylabel('Q', fontsize=6, labelpad=1)
 
 
-def draw_search(image, steps, path, title=None):
+def draw_search(image, steps, path, title=None, paint_triggers=True):
     """Draw a whole test search of one image into one PNG at ``path``; returns the path.
 
     image: HxWx3 RGB, uint8 or float in 0..255.
@@ -106,7 +106,9 @@ def draw_search(image, steps, path, title=None):
 
     Top: the full image with every step's region outlined and numbered (triggered regions in red, the others in
     one colour per search). Below, in a grid: one panel per step with the zoomed crop of its region, the caption
-    'step k: action name' and, when given, the six Q-values as a small bar chart.
+    'step k: action name' and, when given, the six Q-values as a small bar chart. The crops show the image as the
+    agent saw it: with ``paint_triggers`` (testing), every region triggered before the step is painted with the
+    mean colour, as the search paints it (a trigger on the whole image leaves nothing to see after it).
     """
     image = _as_rgb_uint8(image)
     height, width = image.shape[:2]
@@ -162,6 +164,7 @@ def draw_search(image, steps, path, title=None):
 
     # one panel per step: the zoomed crop, its caption and the Q-values
     row_grids = [grid[1 + row].subgridspec(1, columns, wspace=0.35) for row in range(rows)]
+    seen = image            # the image as the agent saw it at this step
     for index, step in enumerate(steps):
         row, column = divmod(index, columns)
         cell = row_grids[row][column]
@@ -171,7 +174,10 @@ def draw_search(image, steps, path, title=None):
             crop_axes = figure.add_subplot(parts[0])
         else:
             crop_axes = figure.add_subplot(cell)
-        crop_axes.imshow(_crop(image, step['region']))
+        crop_axes.imshow(_crop(seen, step['region']))
+        if paint_triggers and _is_trigger(step):
+            from image_helper import paint_mean
+            seen = paint_mean(seen, step['region']).astype(np.uint8)
         for spine in crop_axes.spines.values():
             spine.set_edgecolor(_region_colour(step))
             spine.set_linewidth(2.5)
@@ -188,7 +194,7 @@ def draw_search(image, steps, path, title=None):
 
 def draw_training_search(image, steps, path, title=None):
     """Draw one training search (same layout and arguments as ``draw_search``)."""
-    return draw_search(image, steps, path, title=title or 'training search')
+    return draw_search(image, steps, path, title=title or 'training search', paint_triggers=False)
 
 
 def plot_precision_recall(runs, path, title='Precision-recall'):

@@ -76,6 +76,24 @@ def test_draw_search_edge_cases(tmp_path):
     assert_png(draw_search(make_image(), steps, tmp_path / 'new_folder' / 'tiny.png'))
 
 
+def test_draw_search_crops_show_triggered_regions_painted(tmp_path, monkeypatch):
+    # the crops are what the agent saw: after a trigger on the whole image, every later crop is the mean colour
+    import visualization
+    from image_helper import MEAN_RGB
+    crops, crop = [], visualization._crop
+    monkeypatch.setattr(visualization, '_crop', lambda image, region: crops.append(crop(image, region)) or crops[-1])
+    whole, inner = [0.0, 0.0, 160.0, 120.0], [40.0, 30.0, 120.0, 90.0]
+    steps = [{'region': whole, 'action': 5, 'q_values': None, 'search': 0, 'triggered': True},
+             {'region': whole, 'action': 4, 'q_values': None, 'search': 1, 'triggered': False},
+             {'region': inner, 'action': 0, 'q_values': None, 'search': 1, 'triggered': False}]
+    draw_search(make_image(), steps, tmp_path / 'painted.png')
+    assert not np.all(crops[0] == MEAN_RGB.astype(np.uint8))            # the trigger's own crop: the image
+    assert np.all(crops[1] == MEAN_RGB.astype(np.uint8)) and np.all(crops[2] == MEAN_RGB.astype(np.uint8))
+    crops.clear()
+    draw_training_search(make_image(), steps, tmp_path / 'training.png')  # training paints the found box instead
+    assert not np.all(crops[1] == MEAN_RGB.astype(np.uint8))
+
+
 def test_draw_training_search(tmp_path):
     assert_png(draw_training_search(make_image(), make_steps(4), tmp_path / 'training.png'))
 
