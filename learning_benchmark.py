@@ -203,7 +203,7 @@ def run_model(arguments, model, output, rows, baselines, after_run):
 
 def run_tests(arguments, model, variant, seed, training, testing_module, output, rows, baselines, features_for):
     """The baselines (once per seed) and every tested epoch's checkpoint on each split."""
-    from training_run import existing_epochs, read_log
+    from training_run import best_epoch, existing_epochs, read_log
     class_idx = class_index(training)
     log = {row["epoch"]: row for row in read_log(Path(training.path_model) / f"training_log_model{class_idx}.csv")}
     cumulative, seconds_by_epoch = 0.0, {}
@@ -221,7 +221,9 @@ def run_tests(arguments, model, variant, seed, training, testing_module, output,
             baselines.append({"model": model, "seed": seed, "split": split, "agent": agent,
                               **test_quietly(settings, None, model)})
     started = time.perf_counter()
-    for epoch in tested_epochs(existing_epochs(training.path_model, class_idx), arguments.test_every):
+    picked = best_epoch(log.values())       # with validation_images: the epoch that validation picks is tested too
+    epochs = tested_epochs(existing_epochs(training.path_model, class_idx), arguments.test_every)
+    for epoch in sorted(set(epochs) | ({picked} if picked is not None else set())):
         tested = {}
         for split in arguments.splits:
             folder = output / "tests" / model / variant_folder(variant) / f"seed{seed}" / f"epoch_{epoch}" / split
@@ -232,6 +234,7 @@ def run_tests(arguments, model, variant, seed, training, testing_module, output,
                          **metrics, "hit_rate": entry.get("hit_rate"), "mean_reward": entry.get("mean_reward"),
                          "mean_loss": entry.get("mean_loss"), "epsilon": entry.get("epsilon"),
                          "validation_ap": entry.get("validation_ap"),
+                         "validation_picked": None if picked is None else epoch == picked,
                          "training_seconds": round(seconds_by_epoch.get(epoch, float("nan")), 2)})
             tested[split] = rows[-1]
         print(f"{model} {variant} seed {seed} epoch {epoch}: " + " | ".join(
@@ -253,7 +256,7 @@ def variant_of(row):
 
 def summarise(rows, baselines):
     """Per model, variant and split: the last tested epoch's and the best epoch's AP and max recall, over seeds;
-    the baselines."""
+    with ``validation_images``, those at the epoch validation picked (``validation_picked_*``); the baselines."""
     summary = {}
     for model in sorted({row["model"] for row in rows}):
         variants = list(dict.fromkeys(variant_of(row) for row in rows if row["model"] == model))
@@ -275,6 +278,12 @@ def summarise(rows, baselines):
                         entry[f"{agent}_{metric}"] = spread([b[metric] for b in baselines if b["model"] == model
                                                              and b["split"] == split and b["agent"] == agent
                                                              and b["seed"] in seeds])
+                picked = [row for row in mine if row.get("validation_picked")]
+                if picked:          # validation_images: the test metrics at the epoch validation picked, per seed
+                    for metric in ("ap", "max_recall"):
+                        entry[f"validation_picked_{metric}"] = spread([row[metric] for row in picked])
+                    picked.sort(key=lambda row: row["seed"])
+                    entry["validation_picked_epochs"] = [row["epoch"] for row in picked]
                 entry["final_epoch"] = last
                 summary[f"{model}/{variant}/{split}"] = entry
     return summary
@@ -292,6 +301,12 @@ def format_summary(summary):
                      f"{cell(entry['best_max_recall'])} | "
                      f"{entry['random_ap']['mean']:.3f} / {entry['random_max_recall']['mean']:.3f} | "
                      f"{entry['upper_bound_ap']['mean']:.3f} / {entry['upper_bound_max_recall']['mean']:.3f} |")
+    for key, entry in summary.items():
+        if "validation_picked_ap" in entry:
+            epochs = ", ".join(map(str, entry["validation_picked_epochs"]))
+            lines.append(f"{key}: at the epochs validation picked ({epochs}): "
+                         f"AP {cell(entry['validation_picked_ap'])}, "
+                         f"max recall {cell(entry['validation_picked_max_recall'])}")
     return "\n".join(lines)
 
 

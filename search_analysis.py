@@ -15,7 +15,9 @@ For each ``results.json`` (a test of the trained, random or upper-bound agent, a
 - ``score_auc``: how well the score separates regions that hold an object (IoU ≥ 0.5 with one) from the rest,
   0.5 being no better than chance (rank-based ROC AUC over all visited regions);
 - ``hit_rate``: the share of visited regions that hold an object; ``trigger_precision``: the share of triggered
-  regions that do; ``triggers_per_image``, ``regions_per_image``;
+  regions that do; ``triggers_per_image``, ``regions_per_image``; ``whole_image_trigger_share``: the share of images
+  where the agent triggered on the whole image (in testing the triggered region is painted, so such a search sees
+  nothing after it);
 - ``actions``: how often each action was taken; ``best_iou_by_step``: the mean, over searches, of the best IoU
   with an object at each step of a search (does zooming get closer?).
 
@@ -84,6 +86,9 @@ def analyse(results, boxes):
                          if len(boxes[image_id]) else 0.0 for image_id, step in steps])
     hits = best_iou >= 0.5
     triggered = np.array([bool(step["triggered"]) for _, step in steps])
+    whole_image_triggers = sum(any(step["triggered"] and step["region"] == trajectory[0]["region"]
+                                   for step in trajectory)
+                               for trajectory in results["trajectories"].values() if trajectory)
     ground_truth = {image_id: {"boxes": image_boxes, "difficult": np.zeros(len(image_boxes), dtype=bool)}
                     for image_id, image_boxes in boxes.items()}
     by_iou = [{"image": image_id, "box": step["region"], "score": iou}
@@ -102,6 +107,7 @@ def analyse(results, boxes):
         "hit_rate": float(hits.mean()) if len(hits) else 0.0,
         "trigger_precision": float(hits[triggered].mean()) if triggered.any() else None,
         "triggers_per_image": float(triggered.sum()) / images, "regions_per_image": len(steps) / images,
+        "whole_image_trigger_share": whole_image_triggers / images,
         "actions": {name: float(count) / max(len(steps), 1) for name, count in zip(ACTION_NAMES, actions)},
         "best_iou_by_step": {step: float(np.mean(values)) for step, values in sorted(by_step.items())},
     }
@@ -111,12 +117,12 @@ def format_table(labels, analyses):
     def number(value):
         return "–" if value is None else f"{value:.3f}"
     lines = ["| run | AP | AP ranked by IoU | max recall | score AUC | hit rate | trigger precision | triggers / image "
-             "| regions / image |", "|---|---|---|---|---|---|---|---|---|"]
+             "| regions / image | whole-image triggers |", "|---|---|---|---|---|---|---|---|---|---|"]
     for label, entry in zip(labels, analyses):
         lines.append(f"| {label} | {number(entry['ap'])} | {number(entry['ap_ranked_by_iou'])} | "
                      f"{number(entry['max_recall'])} | {number(entry['score_auc'])} | {number(entry['hit_rate'])} | "
                      f"{number(entry['trigger_precision'])} | {entry['triggers_per_image']:.2f} | "
-                     f"{entry['regions_per_image']:.2f} |")
+                     f"{entry['regions_per_image']:.2f} | {entry['whole_image_trigger_share']:.2f} |")
     return "\n".join(lines)
 
 

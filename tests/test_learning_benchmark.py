@@ -37,6 +37,22 @@ def test_summary_keeps_variants_apart():
     assert summary["image_zooms/flip=1/test"]["final_ap"]["mean"] == pytest.approx(0.3)
 
 
+def test_summary_reports_the_epochs_validation_picked():
+    rows = [{"model": "image_zooms", "variant": "validation_images=2", "split": "test", "seed": seed, "epoch": epoch,
+             "ap": ap, "max_recall": ap, "validation_picked": epoch == picked}
+            for seed, picked, aps in ((0, 1, [0.1, 0.3, 0.2]), (1, 0, [0.2, 0.1, 0.4])) for epoch, ap in enumerate(aps)]
+    baselines = [{"model": "image_zooms", "split": "test", "seed": seed, "agent": agent, "ap": 0.0, "max_recall": 0.0}
+                 for seed in (0, 1) for agent in ("random", "upper_bound")]
+    summary = learning_benchmark.summarise(rows, baselines)
+    entry = summary["image_zooms/validation_images=2/test"]
+    assert entry["validation_picked_ap"]["mean"] == pytest.approx(0.25) and entry["validation_picked_epochs"] == [1, 0]
+    assert entry["final_ap"]["mean"] == pytest.approx(0.3)
+    assert "at the epochs validation picked (1, 0): AP 0.250" in learning_benchmark.format_summary(summary)
+    # without validation there is nothing to report
+    plain = learning_benchmark.summarise([dict(row, validation_picked=None) for row in rows], baselines)
+    assert "validation_picked_ap" not in plain["image_zooms/validation_images=2/test"]
+
+
 def test_tested_epochs_are_every_kth_and_the_last():
     assert learning_benchmark.tested_epochs(list(range(10)), 1) == list(range(10))
     assert learning_benchmark.tested_epochs(list(range(10)), 4) == [3, 7, 9]
@@ -71,6 +87,24 @@ def test_bad_arguments_stop_with_exit_code_two():
 
 
 @pytest.mark.slow
+def test_a_run_with_validation_tests_the_epoch_validation_picked(dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr(image_zooms_training, "make_features", stand_in_features)
+    monkeypatch.setattr(image_zooms_testing, "make_features", stand_in_features)
+    output = tmp_path / "learning"
+    learning_benchmark.main(["--models", "image_zooms", "--seeds", "1", "--epochs", "3", "--max_images", "4",
+                             "--max_test_images", "2", "--path_voc", str(dataset), "--output", str(output),
+                             "--set", "buffer_experience_replay=8", "--set", "batch_size=4",
+                             "--set", "number_of_steps=3", "--splits", "test", "--test_every", "10",
+                             "--variant", "validation_images=2"])
+    report = json.loads((output / "learning.json").read_text())
+    from training_run import best_epoch, read_log
+    log = read_log(output / "models/image_zooms/validation_images_2/seed0/training_log_model0.csv")
+    picked = best_epoch(log)
+    assert {row["epoch"] for row in report["rows"]} == {2, picked}       # the last epoch and the one picked
+    assert [row["epoch"] for row in report["rows"] if row["validation_picked"]] == [picked]
+    assert report["summary"]["image_zooms/validation_images=2/test"]["validation_picked_epochs"] == [picked]
+
+
 def test_tiny_run_writes_rows_for_every_seed_epoch_and_split(dataset, tmp_path, monkeypatch):
     monkeypatch.setattr(image_zooms_training, "make_features", stand_in_features)
     monkeypatch.setattr(image_zooms_testing, "make_features", stand_in_features)

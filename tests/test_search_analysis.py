@@ -30,9 +30,14 @@ def test_a_search_that_finds_the_object_but_scores_it_last():
     assert entry["score_auc"] == 0.0                             # the scores put it last
     assert entry["hit_rate"] == 0.5 and entry["trigger_precision"] == 1.0
     assert entry["triggers_per_image"] == 1.0 and entry["regions_per_image"] == 2.0
+    assert entry["whole_image_trigger_share"] == 0.0
     assert entry["actions"]["up-left"] == 0.5 and entry["actions"]["trigger"] == 0.5
     assert entry["best_iou_by_step"][1] == pytest.approx(100 / 1600)
     assert "| trained | 0.500 | 1.000 | 1.000 | 0.000 |" in search_analysis.format_table(["trained"], [entry])
+    # a second image whose search triggers on the whole image first: half the images
+    results["trajectories"]["b"] = [step([0, 0, 40, 40], 1.5, 5, 1, triggered=True), step([0, 0, 40, 40], 0.1, 0, 2)]
+    boxes["b"] = np.array([[20.0, 20.0, 30.0, 30.0]])
+    assert search_analysis.analyse(results, boxes)["whole_image_trigger_share"] == 0.5
 
 
 def test_main_reads_results_and_annotations(tmp_path, dataset):
