@@ -403,7 +403,9 @@ def plot_variants(rows, baselines, path, split='test', title='Learning options: 
                              label=f'{agent.replace("_", " ")} {np.mean(levels):.3f}')
         names = [variant if len({m for m, _ in runs}) == 1 else f'{model}\n{variant}' for model, variant in runs]
         axes.set_xticks(range(len(runs)))
-        axes.set_xticklabels([name.replace(',', ',\n') for name in names], fontsize=7)
+        # one setting a line, each as name=value on two lines: long names do not run into their neighbours
+        axes.set_xticklabels(['\n'.join(part.replace('=', '=\n') if len(part) > 10 else part
+                                        for part in name.split(',')) for name in names], fontsize=7)
         axes.set_ylabel(f'{label} ({split} split)')
         axes.set_ylim(bottom=0.0)
         axes.grid(True, axis='y', alpha=0.3)
