@@ -86,16 +86,21 @@ def test_bad_arguments_stop_with_exit_code_two():
         assert exit_info.value.code == 2
 
 
-@pytest.mark.slow
-def test_a_run_with_validation_tests_the_epoch_validation_picked(dataset, tmp_path, monkeypatch):
+def tiny_run(dataset, output, monkeypatch, seeds, epochs, max_images, *flags):
+    """An Image-Zooms learning benchmark on the stand-in backbone: 2 test images, 3 regions per search."""
     monkeypatch.setattr(image_zooms_training, "make_features", stand_in_features)
     monkeypatch.setattr(image_zooms_testing, "make_features", stand_in_features)
+    learning_benchmark.main(["--models", "image_zooms", "--seeds", str(seeds), "--epochs", str(epochs),
+                             "--max_images", str(max_images), "--max_test_images", "2", "--path_voc", str(dataset),
+                             "--output", str(output), "--set", "buffer_experience_replay=8", "--set", "batch_size=4",
+                             "--set", "number_of_steps=3", *flags])
+
+
+@pytest.mark.slow
+def test_a_run_with_validation_tests_the_epoch_validation_picked(dataset, tmp_path, monkeypatch):
     output = tmp_path / "learning"
-    learning_benchmark.main(["--models", "image_zooms", "--seeds", "1", "--epochs", "3", "--max_images", "4",
-                             "--max_test_images", "2", "--path_voc", str(dataset), "--output", str(output),
-                             "--set", "buffer_experience_replay=8", "--set", "batch_size=4",
-                             "--set", "number_of_steps=3", "--splits", "test", "--test_every", "10",
-                             "--variant", "validation_images=2"])
+    tiny_run(dataset, output, monkeypatch, 1, 3, 4, "--splits", "test", "--test_every", "10",
+             "--variant", "validation_images=2")
     report = json.loads((output / "learning.json").read_text())
     from training_run import best_epoch, read_log
     log = read_log(output / "models/image_zooms/validation_images_2/seed0/training_log_model0.csv")
@@ -105,14 +110,10 @@ def test_a_run_with_validation_tests_the_epoch_validation_picked(dataset, tmp_pa
     assert report["summary"]["image_zooms/validation_images=2/test"]["validation_picked_epochs"] == [picked]
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_rows_for_every_seed_epoch_and_split(dataset, tmp_path, monkeypatch):
-    monkeypatch.setattr(image_zooms_training, "make_features", stand_in_features)
-    monkeypatch.setattr(image_zooms_testing, "make_features", stand_in_features)
     output = tmp_path / "learning"
-    learning_benchmark.main(["--models", "image_zooms", "--seeds", "2", "--epochs", "2", "--max_images", "3",
-                             "--max_test_images", "2", "--path_voc", str(dataset), "--output", str(output),
-                             "--set", "buffer_experience_replay=8", "--set", "batch_size=4",
-                             "--set", "number_of_steps=3", "--variant", "demo", "--variant", "flip=1"])
+    tiny_run(dataset, output, monkeypatch, 2, 2, 3, "--variant", "demo", "--variant", "flip=1")
     report = json.loads((output / "learning.json").read_text())
     rows = report["rows"]
     assert {(row["variant"], row["seed"], row["epoch"], row["split"]) for row in rows} == \
