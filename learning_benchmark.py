@@ -145,11 +145,24 @@ def testing_settings(arguments, module, training, split, agent, epoch, folder):
     settings = configure(script_settings(vars(module)), argv, module.__doc__, testing_flags)
     apply_demo(settings, module.DEMO)
     settings.path_voc_test = training.path_voc
-    limits = [arguments.max_test_images] + ([training.max_images] if split == "train" else [])
+    limits = [arguments.max_test_images] + ([trained_images(training)] if split == "train" else [])
     limits = [limit for limit in limits if limit is not None]
     settings.max_images = min(limits) if limits else None
     settings.image_set = "test" if split == "test" else "trainval"
     return settings
+
+
+def trained_images(training):
+    """How many of the first trainval images of the class the run trained on: ``max_images`` less the last
+    ``validation_images``, which were held out (testing them as training images would mix the two)."""
+    from training_run import learning_option
+    held_out = learning_option(training, "validation_images")
+    if not held_out:
+        return training.max_images
+    from parse_xml_annotations import class_name, load_records
+    records = load_records([training.path_voc], class_name(training.class_object), "trainval",
+                           max_images=training.max_images, skipped=[])      # as training reads them
+    return len(records) - held_out
 
 
 def test_quietly(settings, make_features, model):

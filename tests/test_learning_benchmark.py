@@ -141,3 +141,15 @@ def test_tiny_run_writes_rows_for_every_seed_epoch_and_split(dataset, tmp_path, 
     assert {baseline["agent"] for baseline in report["baselines"]} == {"random", "upper_bound"}
     assert report["summary"]["image_zooms/flip=1/test"]["final_ap"]["n"] == 2
     assert (output / "learning.png").stat().st_size > 0 and (output / "variants.png").stat().st_size > 0
+
+
+def test_training_images_tested_leave_out_the_validation_images(dataset):
+    from types import SimpleNamespace
+    from parse_xml_annotations import load_records
+    planes = len(load_records([dataset], "aeroplane", "trainval"))
+    assert planes >= 3
+    run = SimpleNamespace(path_voc=str(dataset), class_object="1", max_images=None, validation_images=0)
+    assert learning_benchmark.trained_images(run) is None                     # all of them, as trained
+    assert learning_benchmark.trained_images(SimpleNamespace(**{**vars(run), "validation_images": 2})) == planes - 2
+    capped = SimpleNamespace(**{**vars(run), "max_images": planes - 1, "validation_images": 1})
+    assert learning_benchmark.trained_images(capped) == planes - 2
