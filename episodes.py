@@ -56,7 +56,7 @@ def train_image(env, describer, learner, memory, rng, epsilon, number_of_steps, 
             else:
                 q_values = learner.q_values(state[None])[0]
                 action = int(np.argmax(q_values))
-            region = env.region
+            region, painted_before = env.region, len(env.painted_boxes)
             reward, done, new_iou = env.step(action)
             # the next state is only needed when the search goes on (a terminal target ignores it)
             next_state = state if done else make_states(describer, [env])[0]
@@ -67,7 +67,8 @@ def train_image(env, describer, learner, memory, rng, epsilon, number_of_steps, 
             if trajectory is not None:
                 trajectory.append({"region": region.tolist(), "action": action, "search": search,
                                    "q_values": None if q_values is None else q_values.tolist(),
-                                   "triggered": action == TRIGGER})
+                                   "triggered": action == TRIGGER,
+                                   "painted": [list(box) for box in env.painted_boxes[painted_before:]]})
             # learn: one minibatch step per agent step once the memory is full
             if memory.full:
                 loss = learner.update(memory.sample(batch_size, rng))

@@ -102,13 +102,16 @@ def draw_search(image, steps, path, title=None, paint_triggers=True):
 
     image: HxWx3 RGB, uint8 or float in 0..255.
     steps: list of dicts {'region': [x0, y0, x1, y1], 'action': int 0..5 (0..4 zoom to child 1..5, 5 trigger),
-    'q_values': 6 floats or None (baseline agents), 'search': int, 'triggered': bool}, in the order visited.
+    'q_values': 6 floats or None (baseline agents), 'search': int, 'triggered': bool, optionally 'painted': the
+    boxes painted after the step}, in the order visited.
 
     Top: the full image with every step's region outlined and numbered (triggered regions in red, the others in
     one colour per search). Below, in a grid: one panel per step with the zoomed crop of its region, the caption
     'step k: action name' and, when given, the six Q-values as a small bar chart. The crops show the image as the
-    agent saw it: with ``paint_triggers`` (testing), every region triggered before the step is painted with the
-    mean colour, as the search paints it (a trigger on the whole image leaves nothing to see after it).
+    agent saw it: the boxes a step lists under 'painted' (training paints the object a trigger found) are painted
+    with the mean colour in the crops after it; without them, with ``paint_triggers`` (testing), every region
+    triggered before the step is painted, as the search paints it (a trigger on the whole image leaves nothing to
+    see after it).
     """
     image = _as_rgb_uint8(image)
     height, width = image.shape[:2]
@@ -175,9 +178,12 @@ def draw_search(image, steps, path, title=None, paint_triggers=True):
         else:
             crop_axes = figure.add_subplot(cell)
         crop_axes.imshow(_crop(seen, step['region']))
-        if paint_triggers and _is_trigger(step):
+        painted = step.get('painted')
+        if painted is None:
+            painted = [step['region']] if paint_triggers and _is_trigger(step) else []
+        for box in painted:
             from image_helper import paint_mean
-            seen = paint_mean(seen, step['region']).astype(np.uint8)
+            seen = paint_mean(seen, box).astype(np.uint8)
         for spine in crop_axes.spines.values():
             spine.set_edgecolor(_region_colour(step))
             spine.set_linewidth(2.5)
@@ -193,7 +199,8 @@ def draw_search(image, steps, path, title=None, paint_triggers=True):
 
 
 def draw_training_search(image, steps, path, title=None):
-    """Draw one training search (same layout and arguments as ``draw_search``)."""
+    """Draw one training search (same layout and arguments as ``draw_search``): the crops after a correct trigger
+    show the found object painted, as the next searches see the image (the steps' 'painted' boxes)."""
     return draw_search(image, steps, path, title=title or 'training search', paint_triggers=False)
 
 

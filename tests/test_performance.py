@@ -272,3 +272,18 @@ def test_states_of_many_environments_equal_their_single_states(backbone):
     together = make_states(features, environments)
     alone = np.concatenate([make_states(features, [env]) for env in environments])
     np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_training_trajectory_names_the_painted_object(backbone):
+    """A drawn training search knows what the image looked like: a correct trigger lists the object it painted."""
+    features = ImageZoomsFeatures(backbone=backbone, cache_mb=0)
+    learner = QLearner(build_q_network(seed=1), learning_rate=1e-4)
+    big, small = [2, 2, 118, 94], [80, 60, 100, 80]       # the whole image covers the big one: a forced trigger
+    env = environment(5, boxes=[big, small])
+    trajectory = []
+    train_image(env, features, learner, ReplayMemory(50), np.random.default_rng(0), 1.0, 2, 3,
+                new_training_stats(), trajectory)
+    first = trajectory[0]
+    assert first["triggered"] and first["painted"] == [list(env.painted_boxes[0])]
+    assert env.painted_boxes[0] == (2, 2, 118, 94)
+    assert all(step["painted"] == [] for step in trajectory if not step["triggered"])

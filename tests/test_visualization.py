@@ -94,6 +94,25 @@ def test_draw_search_crops_show_triggered_regions_painted(tmp_path, monkeypatch)
     assert not np.all(crops[1] == MEAN_RGB.astype(np.uint8))
 
 
+def test_draw_training_search_crops_show_the_found_object_painted(tmp_path, monkeypatch):
+    # training paints the object a correct trigger found (the step's 'painted' boxes), not the triggered region
+    import visualization
+    from image_helper import MEAN_RGB
+    crops, crop = [], visualization._crop
+    monkeypatch.setattr(visualization, '_crop', lambda image, region: crops.append(crop(image, region)) or crops[-1])
+    mean = MEAN_RGB.astype(np.uint8)
+    found, inner = [40.0, 30.0, 120.0, 90.0], [50.0, 40.0, 110.0, 80.0]
+    steps = [{'region': [0.0, 0.0, 160.0, 120.0], 'action': 5, 'q_values': None, 'search': 1, 'triggered': True,
+              'painted': [found]},
+             {'region': inner, 'action': 0, 'q_values': None, 'search': 2, 'triggered': False, 'painted': []}]
+    draw_training_search(make_image(), steps, tmp_path / 'training.png')
+    assert not np.all(crops[0] == mean) and np.all(crops[1] == mean)
+    crops.clear()
+    steps[0]['painted'] = []                                 # a trigger that found nothing paints nothing
+    draw_training_search(make_image(), steps, tmp_path / 'missed.png')
+    assert not np.all(crops[1] == mean)
+
+
 def test_draw_training_search(tmp_path):
     assert_png(draw_training_search(make_image(), make_steps(4), tmp_path / 'training.png'))
 
