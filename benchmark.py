@@ -399,8 +399,11 @@ def training_phase(settings, work_dir):
         project_runs.append(measured)
 
     project_run()
-    baseline, learner_2016 = timed_training_loop(settings, data, features.backbone, start, lambda network: Learner2016(
-        network, settings.gamma, settings.learning_rate), 0)
+    from runtime import quiet_stderr_descriptor
+    with quiet_stderr_descriptor():     # Keras' fit and predict build tf.data pipelines, whose C++ log lines
+        baseline, learner_2016 = timed_training_loop(          # ("NodeDef mentions attribute ...") hide the figures
+            settings, data, features.backbone, start,
+            lambda network: Learner2016(network, settings.gamma, settings.learning_rate), 0)
     log(f"  2016:    {baseline['steps_per_s']:.4f} steps/s")
     project_run()
     project_seconds = float(np.mean([run["seconds"] for run in project_runs]))
@@ -473,8 +476,9 @@ def time_precisions(settings, backbone):
     import tensorflow as tf
     from features import build_vgg16, float32_outputs
     from image_helper import vgg_preprocess
-    forwards = {"float32": tf.function(float32_outputs(backbone)),
-                "bfloat16": tf.function(float32_outputs(build_vgg16(settings.path_vgg, (224, 224, 3), "bfloat16")))}
+    bfloat16 = build_vgg16(settings.path_vgg, (224, 224, 3), "bfloat16")
+    forwards = {"float32": tf.function(float32_outputs(backbone), reduce_retracing=True),    # as features.py does
+                "bfloat16": tf.function(float32_outputs(bfloat16), reduce_retracing=True)}
     crops = vgg_preprocess(np.random.default_rng(1).uniform(0, 255, (FLOOR_BATCH, 224, 224, 3)).astype(np.float32))
     timings = {}
     for batch in (1, FLOOR_BATCH):
