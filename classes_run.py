@@ -40,6 +40,23 @@ def class_present(path_voc, identifier, set_name):
     return True
 
 
+def classes_present(roots, identifiers, set_name):
+    """``{identifier: present in set_name of any root}``, read for every class before any class runs, so a missing
+    or broken ``<class>_<set>.txt`` stops the run at once, not after the classes before it have run."""
+    present, problems = {}, []
+    for identifier in identifiers:
+        try:
+            present[identifier] = any(class_present(root, identifier, set_name) for root in roots)
+        except UserError as error:
+            problems.append(str(error))
+    if problems:
+        raise UserError(f"{len(problems)} of the {len(identifiers)} classes asked for cannot be read ({problems[0]}"
+                        + (f"; and {len(problems) - 1} more" if len(problems) > 1 else "") +
+                        "); nothing was run. Name the classes the dataset lists with --class_object (e.g. "
+                        "aeroplane,bird)")
+    return present
+
+
 def resume_epoch(settings, class_idx):
     """Where a resumed several-class run continues this class: after its latest saved epoch, or 0 with none."""
     from training_run import existing_epochs
@@ -53,12 +70,13 @@ def train_classes(settings, make_features, model_label, train):
     identifiers = class_ids(settings.class_object)
     roots = [settings.path_voc] + ([settings.path_voc2] if settings.two_databases else [])
     resuming = settings.n > 0
+    present = classes_present(roots, identifiers, "trainval")
     trained, absent, finished = [], [], []
     for number, identifier in enumerate(identifiers, start=1):
         name = class_name(identifier)
         one = one_class(settings, identifier)
         print(f"class {number}/{len(identifiers)}: {name}", flush=True)
-        if not any(class_present(root, identifier, "trainval") for root in roots):
+        if not present[identifier]:
             print(f"  {name}: absent from the training set, skipped")
             absent.append(name)
             continue
@@ -137,11 +155,12 @@ def test_classes(settings, make_features, model_label, test):
     if getattr(settings, "image", None):
         raise UserError("--image searches with one class's agent; give one class_object")
     out_folder = Path(settings.path_testing_folder)
+    present = classes_present([settings.path_voc_test], identifiers, "test")
     per_class, absent = [], []
     for number, identifier in enumerate(identifiers, start=1):
         name = class_name(identifier)
         print(f"class {number}/{len(identifiers)}: {name}", flush=True)
-        if not class_present(settings.path_voc_test, identifier, "test"):
+        if not present[identifier]:
             print(f"  {name}: absent from the test set, skipped")
             absent.append(name)
             continue

@@ -49,6 +49,24 @@ def test_upper_bound_of_all_classes_matches_the_single_class_run(voc2007_test, t
     assert {**same_class, "seconds": None} == {**single, "seconds": None}
 
 
+def test_a_missing_class_list_stops_several_classes_before_any_runs(dataset, tmp_path, capsys):
+    (dataset / "ImageSets" / "Main" / "cow_test.txt").rename(tmp_path / "cow_test.txt")
+    try:
+        with pytest.raises(UserError, match=r"1 of the 20 classes .*cow_test.txt.*nothing was run"):
+            image_zooms_testing.main(["--agent", "random", "--path_voc_test", str(dataset), "--class_object", "all",
+                                      "--path_testing_folder", str(tmp_path / "all")])
+        assert "class 1/20" not in capsys.readouterr().out and not (tmp_path / "all").exists()
+        with pytest.raises(UserError, match="cow_trainval.txt"):    # training reads the trainval lists
+            (dataset / "ImageSets" / "Main" / "cow_trainval.txt").rename(tmp_path / "cow_trainval.txt")
+            image_zooms_training.main(["--path_voc", str(dataset), "--class_object", "aeroplane,cow",
+                                       "--path_model", str(tmp_path / "models"), "--path_vgg", "random"])
+        assert not (tmp_path / "models").exists()
+    finally:    # the dataset is shared by the module's tests
+        for name in ("cow_test.txt", "cow_trainval.txt"):
+            if (tmp_path / name).exists():
+                (tmp_path / name).rename(dataset / "ImageSets" / "Main" / name)
+
+
 def test_merge_of_separate_jobs(voc2007_test, tmp_path):
     for name in ("bird", "aeroplane"):
         image_zooms_testing.main(["--agent", "upper_bound", "--path_voc_test", str(voc2007_test), "--class_object",
