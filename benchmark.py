@@ -481,11 +481,14 @@ def time_precisions(settings, backbone):
                 "bfloat16": tf.function(float32_outputs(bfloat16), reduce_retracing=True)}
     crops = vgg_preprocess(np.random.default_rng(1).uniform(0, 255, (FLOOR_BATCH, 224, 224, 3)).astype(np.float32))
     timings = {}
+    logger, level = tf.get_logger(), tf.get_logger().level
     for batch in (1, FLOOR_BATCH):
         images = tf.constant(crops[:batch])
         times = {precision: [] for precision in forwards}
+        logger.setLevel("ERROR")        # each trace is wanted here; TensorFlow's retracing warning would hide the lines
         for forward in forwards.values():
             forward(images).numpy()                                 # tracing
+        logger.setLevel(level)
         for _ in range(settings.floor_repeats):
             for precision, forward in forwards.items():
                 started = time.perf_counter()
