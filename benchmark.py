@@ -486,9 +486,11 @@ def time_precisions(settings, backbone):
         images = tf.constant(crops[:batch])
         times = {precision: [] for precision in forwards}
         logger.setLevel("ERROR")        # each trace is wanted here; TensorFlow's retracing warning would hide the lines
-        for forward in forwards.values():
-            forward(images).numpy()                                 # tracing
-        logger.setLevel(level)
+        try:
+            for forward in forwards.values():
+                forward(images).numpy()                             # tracing
+        finally:
+            logger.setLevel(level)
         for _ in range(settings.floor_repeats):
             for precision, forward in forwards.items():
                 started = time.perf_counter()
