@@ -8,7 +8,8 @@ Samples regions of the hierarchy the agent can visit (the whole image, then rand
 (held out). A region is positive when its IoU with some object of ``class_object`` is at least 0.5 (the trigger's
 threshold). Two logistic regressions are fitted on the training regions, with the same optimiser and L2:
 
-* ``vgg``: the Image-Zooms descriptor (VGG-16 pool5 of the 224×224 crop, 25,088 numbers), as the agent sees it;
+* ``vgg``: the Image-Zooms descriptor (VGG-16 pool5 of the 224×224 crop, 25,088 numbers), as the agent sees it
+  (``--layer block4_pool``: pool4 averaged to the same size instead, to see what fewer layers keep);
 * ``geometry``: the region's position and size relative to the image (4 numbers), the trivial baseline.
 
 If the descriptor does no better than geometry on held-out images, the agent's Q-network has nothing more to learn
@@ -39,6 +40,9 @@ iou_threshold = 0.5                     # a region is positive at IoU >= this wi
 # features
 path_vgg = "random"                     # VGG-16 weights file, 'imagenet', or 'random' (the demo's)
 vgg_precision = "float32"
+layer = "block5_pool"                   # the descriptor's layer: block5_pool (pool5, the agent's), or block4_pool
+                                        # averaged over 2x2 to the same 7x7x512 (a diagnostic: what a layer with
+                                        # fewer random convolutions keeps; the agent cannot use it)
 # the probe
 l2 = 1e-2                               # L2 penalty on the weights (features are standardised)
 learning_steps = 2000                   # full-batch gradient descent steps
@@ -46,9 +50,18 @@ seed = 0
 output = "results/probe"                # folder for probe.json
 
 
+LAYERS = ("block5_pool", "block4_pool")
+
+
 def make_features(settings):
     from features import ImageZoomsFeatures
-    return ImageZoomsFeatures(settings.path_vgg, cache_mb=0, precision=settings.vgg_precision)
+    if settings.layer == "block5_pool":
+        return ImageZoomsFeatures(settings.path_vgg, cache_mb=0, precision=settings.vgg_precision)
+    import keras
+    from features import ZOOM_SIZE, build_vgg16
+    vgg = build_vgg16(settings.path_vgg, (ZOOM_SIZE, ZOOM_SIZE, 3), settings.vgg_precision)
+    pooled = keras.layers.AveragePooling2D(2)(vgg.get_layer(settings.layer).output)     # 14x14x512 -> 7x7x512
+    return ImageZoomsFeatures(backbone=keras.Model(vgg.input, pooled))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -194,6 +207,8 @@ def main(argv=None):
     for name in ("max_images", "max_test_images", "regions_per_image", "learning_steps"):
         if getattr(settings, name) < 1:
             raise UserError(f"{name} must be 1 or more, got {getattr(settings, name)}")
+    if settings.layer not in LAYERS:
+        raise UserError(f"layer takes {' or '.join(LAYERS)}, got {settings.layer!r}")
     if not 0 < settings.scale_subregion < 1:
         raise UserError(f"scale_subregion must be between 0 and 1, got {settings.scale_subregion}")
     if not settings.path_voc:

@@ -83,3 +83,27 @@ def test_end_to_end_writes_probe_json(tmp_path, monkeypatch):
         assert set(probe["train"]) == {"accuracy", "balanced_accuracy", "auc"}
     assert report["probes"]["geometry"]["features"] == 4
     assert report["regions"]["train"]["count"] == 6 * report["images"]["train"]
+
+
+def test_pool4_descriptor_is_pool4_averaged_over_2x2():
+    from types import SimpleNamespace
+    import keras
+    from image_helper import resize, vgg_preprocess
+    from features import build_vgg16
+    image = np.random.default_rng(0).uniform(0, 255, (96, 128, 3)).astype(np.float32)
+    region = np.array([8.0, 4.0, 104.0, 76.0])
+    describer = feature_probe.make_features(SimpleNamespace(layer="block4_pool", path_vgg="random",
+                                                            vgg_precision="float32"))
+    descriptor = describer.describe([(None, image, region)])
+    assert descriptor.shape == (1, 7 * 7 * 512)
+    vgg = build_vgg16("random", (224, 224, 3))
+    crop = resize(image[4:76, 8:104], (224, 224))
+    pool4 = keras.Model(vgg.input, vgg.get_layer("block4_pool").output)(vgg_preprocess(crop[None])).numpy()[0]
+    expected = pool4.reshape(7, 2, 7, 2, 512).mean(axis=(1, 3)).reshape(-1)
+    np.testing.assert_allclose(descriptor[0], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_an_unknown_layer_is_a_user_error():
+    from errors import UserError
+    with pytest.raises(UserError, match="layer takes block5_pool or block4_pool"):
+        feature_probe.main(["--layer", "block3_conv1"])
