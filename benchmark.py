@@ -18,6 +18,11 @@ figure is measured in this run, the baseline and the project side by side on the
   search's first region is described too, and cache hits skip forwards) plus the update's arithmetic floor
   (``update_flops`` at the float32 matrix-multiply rate). Above 1 by what the loop adds: search starts, cropping
   and resizing, the Q-values of greedy steps, the replay memory, Python; below 1 when the cache serves regions.
+- ``overlap_speedup`` (no target): a batch-1 VGG-16 forward and an update (minibatch ``batch_size``) one after
+  the other, as a training step does them, over the same two at once in two threads: above 1 by what overlapping
+  the update with the next region's forward could save on this machine (1: the two already share its cores).
+- ``update_products_bfloat16_speedup`` (no target): the update's first-layer products (nearly all its arithmetic)
+  in float32 over the same in bfloat16, the kernel's cast included: what a bfloat16 Q-network update could gain.
 - ``vgg_forwards_later_epoch_ratio``: VGG-16 forward passes in the last training epoch over those in the first
   (the demo's training settings, ε from 1.0 down to 0.1, the default cache limit): a count, not a time.
 - ``test_region_over_floor``: test time per region analysed (``episodes.run_searches``, the trained agent, many
@@ -350,6 +355,65 @@ def time_updates(settings, start, batches):
     return seconds, rates
 
 
+def time_overlap(forward, update, repeats):
+    """A batch-1 VGG-16 forward and a replay update, one after the other as a training step does them, and at the
+    same time in two threads (the most that overlapping them could give: TensorFlow releases the GIL while it
+    computes); alternating, after one warm-up of each; seconds, medians of ``repeats``."""
+    import threading
+    forward()
+    update()
+    serial, concurrent = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        forward()
+        update()
+        serial.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        worker = threading.Thread(target=update)
+        worker.start()
+        forward()
+        worker.join()
+        concurrent.append(time.perf_counter() - started)
+    return {"serial_s": float(np.median(serial)), "concurrent_s": float(np.median(concurrent)),
+            "serial_times_s": serial, "concurrent_times_s": concurrent}
+
+
+def time_update_products(batch_size, repeats, sizes=None):
+    """The update's first-layer products, nearly all its arithmetic: Q(s) and Q(s′) of 2·batch states through the
+    25,112 × 1,024 kernel and the kernel's gradient sᵀ·δ, in float32 and in bfloat16 (the kernel cast to bfloat16
+    included: a bfloat16 update has to cast it after every weight change); the same TensorFlow products (no XLA)
+    for both, alternating, after a warm-up; seconds, medians of ``repeats``."""
+    import tensorflow as tf
+    if sizes is None:
+        from reinforcement import STATE_SIZE
+        sizes = (STATE_SIZE, 1024)
+    inputs, hidden = sizes
+    generator = tf.random.Generator.from_seed(3)
+    states = generator.uniform((2 * batch_size, inputs))
+    kernel = generator.normal((inputs, hidden)) * 0.01
+    delta = generator.normal((batch_size, hidden))
+
+    def products(precision):
+        def run(states, kernel, delta):
+            if precision == "bfloat16":
+                states, kernel, delta = (tf.cast(value, tf.bfloat16) for value in (states, kernel, delta))
+            forward = tf.matmul(states, kernel)
+            gradient = tf.matmul(states[:batch_size], delta, transpose_a=True)
+            return tf.reduce_sum(tf.cast(forward, tf.float32)) + tf.reduce_sum(tf.cast(gradient, tf.float32))
+        return tf.function(run)
+
+    runs = {precision: products(precision) for precision in ("float32", "bfloat16")}
+    times = {precision: [] for precision in runs}
+    for run in runs.values():
+        run(states, kernel, delta).numpy()
+    for _ in range(repeats):
+        for precision, run in runs.items():
+            started = time.perf_counter()
+            run(states, kernel, delta).numpy()
+            times[precision].append(time.perf_counter() - started)
+    return {precision: float(np.median(values)) for precision, values in times.items()}
+
+
 def training_phase(settings, work_dir):
     import image_zooms_training
     from episodes import new_training_stats, train_image
@@ -414,7 +478,22 @@ def training_phase(settings, work_dir):
     update_2016 = [seconds for _, seconds in learner_2016.updates]
     log(f"update: 2016 {np.mean(update_2016):.2f} s, project {np.median(update_seconds):.3f} s, floor "
         f"{flops / np.median(rates):.3f} s ({flops / 1e9:.2f} GFLOP at {np.median(rates) / 1e9:.0f} GFLOP/s)")
+
+    # two ways to a faster step that keep or nearly keep results: overlap the update with the next forward (same
+    # arithmetic, two threads), and the update's products in bfloat16
+    minibatch = learner_2016.updates[0][0]
+    overlap_learner = QLearner(build_q_network(), settings.gamma, settings.learning_rate)
+    overlap_learner.model.set_weights(start["weights"])
+    crop = np.random.default_rng(0).uniform(0, 255, (1, 224, 224, 3)).astype(np.float32)
+    overlap = time_overlap(lambda: features.forward(crop), lambda: overlap_learner.update(minibatch),
+                           settings.update_repeats)
+    log(f"overlap: batch-1 VGG-16 forward and update one after the other {overlap['serial_s']:.3f} s, at the same "
+        f"time {overlap['concurrent_s']:.3f} s")
+    update_products = time_update_products(settings.batch_size, settings.update_repeats)
+    log(f"update's first-layer products: float32 {update_products['float32']:.3f} s, bfloat16 "
+        f"{update_products['bfloat16']:.3f} s")
     return {
+        "overlap": overlap, "update_products": update_products,
         "batch_size": settings.batch_size, "training_epochs": epochs, "training_peak_rss_mb": training_peak,
         "cache_used_mb": cache_used_mb, "replay_memory": memory.capacity,
         "update_2016_s": float(np.mean(update_2016)), "update_2016_times_s": update_2016,
@@ -530,6 +609,8 @@ def figures_of(train, test):
         "train_step_over_floor": train["train_project"]["over_floor"],
         "vgg_forwards_later_epoch_ratio": epochs[-1]["vgg_forwards"] / max(epochs[0]["vgg_forwards"], 1),
         "test_region_over_floor": test["test_region_s"] / test["floor_image_s"],
+        "overlap_speedup": train["overlap"]["serial_s"] / train["overlap"]["concurrent_s"],
+        "update_products_bfloat16_speedup": train["update_products"]["float32"] / train["update_products"]["bfloat16"],
         "training_peak_rss_mb": train["training_peak_rss_mb"],
         "testing_peak_rss_mb": test["testing_peak_rss_mb"],
         **{f"vgg_bfloat16_speedup_{batch}": times["float32"] / times["bfloat16"]
@@ -558,6 +639,13 @@ def how_measured(train, test):
                                           f"({first['steps']} steps) in epoch 0",
         "test_region_over_floor": f"{test['test_region_s']:.3f} s per region ({test['test_regions']} regions, "
                                   f"{test['test_images']} images) / {test['floor_image_s']:.3f} s per image",
+        "overlap_speedup": f"batch-1 VGG-16 forward then update {train['overlap']['serial_s']:.3f} s / both at "
+                           f"once in two threads {train['overlap']['concurrent_s']:.3f} s, minibatch "
+                           f"{train['batch_size']}, medians",
+        "update_products_bfloat16_speedup": f"update's first-layer products float32 "
+                                            f"{train['update_products']['float32']:.3f} s / bfloat16 "
+                                            f"{train['update_products']['bfloat16']:.3f} s (kernel cast included); "
+                                            f"QLearner.update {train['update_project_s']:.3f} s",
         "training_peak_rss_mb": f"training process after the epochs (replay memory {train['replay_memory']}, cache "
                                 f"{train['cache_used_mb']:.0f} MiB used)",
         "testing_peak_rss_mb": "testing process",

@@ -16,7 +16,8 @@ def test_later_epoch_ratio_is_last_over_first():
     rows = [{"vgg_forwards": 40}, {"vgg_forwards": 30}, {"vgg_forwards": 10}]
     train = {"training_epochs": rows, "update_2016_s": 2.0, "update_project_s": 0.5, "update_over_floor": 1.5,
              "train_project": {"steps_per_s": 3.0, "over_floor": 1.4}, "train_2016": {"steps_per_s": 0.1},
-             "training_peak_rss_mb": 1.0}
+             "training_peak_rss_mb": 1.0, "overlap": {"serial_s": 0.2, "concurrent_s": 0.2},
+             "update_products": {"float32": 0.04, "bfloat16": 0.04}}
     test = {"test_region_s": 0.2, "floor_image_s": 0.1, "testing_peak_rss_mb": 1.0,
             "bfloat16": {"batch_1": {"float32": 0.12, "bfloat16": 0.03}}}
     figures = benchmark.figures_of(train, test)
@@ -38,3 +39,28 @@ def test_step_floor_is_a_vgg_forward_plus_the_update_floor():
     floor = benchmark.step_floor(Features(), Timer(), 100)
     assert floor["update_floor_s"] == pytest.approx(benchmark.update_flops(100) / 1e12)
     assert floor["step_s"] == pytest.approx(floor["vgg_batch_1_s"] + floor["update_floor_s"])
+
+
+def test_overlap_times_both_ways_and_runs_each_call():
+    calls = []
+    overlap = benchmark.time_overlap(lambda: calls.append("forward"), lambda: calls.append("update"), repeats=3)
+    assert calls.count("forward") == calls.count("update") == 1 + 2 * 3      # warm-up, then serial and concurrent
+    assert overlap["serial_s"] >= 0 and overlap["concurrent_s"] >= 0
+    assert len(overlap["serial_times_s"]) == len(overlap["concurrent_times_s"]) == 3
+
+
+def test_update_products_in_both_precisions():
+    times = benchmark.time_update_products(4, repeats=2, sizes=(64, 16))
+    assert set(times) == {"float32", "bfloat16"} and all(value > 0 for value in times.values())
+
+
+def test_overlap_and_bfloat16_update_figures():
+    rows = [{"vgg_forwards": 4}]
+    train = {"training_epochs": rows, "update_2016_s": 2.0, "update_project_s": 0.5, "update_over_floor": 1.5,
+             "train_project": {"steps_per_s": 3.0, "over_floor": 1.4}, "train_2016": {"steps_per_s": 0.1},
+             "training_peak_rss_mb": 1.0, "overlap": {"serial_s": 0.3, "concurrent_s": 0.2},
+             "update_products": {"float32": 0.04, "bfloat16": 0.02}}
+    test = {"test_region_s": 0.2, "floor_image_s": 0.1, "testing_peak_rss_mb": 1.0, "bfloat16": {}}
+    figures = benchmark.figures_of(train, test)
+    assert figures["overlap_speedup"] == pytest.approx(1.5)
+    assert figures["update_products_bfloat16_speedup"] == pytest.approx(2.0)
