@@ -37,6 +37,8 @@ def load_q_network(model, weights_order="auto", verbose=False):
     """A Q-network from a Keras model (returned as is) or a weights file: this project's checkpoints, or a Keras 1.x
     / 2.x ``save_weights`` file such as the authors' 2016 ``model_image_zooms_2`` (see :func:`read_q_network_weights`;
     ``weights_order`` is its setting). ``verbose``: print one line on a 2016 file's layout and row order."""
+    from runtime import import_tensorflow
+    import_tensorflow()             # TensorFlow's C++ start-up lines stay off a library user's terminal too
     import keras
     if isinstance(model, keras.Model):
         return model

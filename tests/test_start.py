@@ -173,3 +173,15 @@ def test_describe_device_names_the_gpu():
     assert runtime.describe_device(FakeTensorflow, ["gpu0"]) == "GPU 0 (NVIDIA H100 80GB HBM3)"
     assert runtime.describe_device(FakeTensorflow, ["gpu0", "gpu1"]) == \
         "GPU 0 (NVIDIA H100 80GB HBM3), and 1 more GPU"
+
+
+def test_library_use_keeps_tensorflow_start_up_lines_off_the_terminal(tmp_path):
+    """``detection.load_q_network`` (and so ``detect``) imports TensorFlow as the scripts do: no C++ start-up log."""
+    from reinforcement import build_q_network
+    weights = tmp_path / "q.weights.h5"
+    build_q_network(seed=0).save_weights(weights)
+    environment = {name: value for name, value in os.environ.items() if name != "TF_CPP_MIN_LOG_LEVEL"}
+    completed = subprocess.run([sys.executable, "-c", f"import detection; detection.load_q_network({str(weights)!r})"],
+                               cwd=ROOT, capture_output=True, text=True, timeout=300, env=environment)
+    assert completed.returncode == 0, completed.stderr
+    assert not any(word in completed.stderr.lower() for word in TENSORFLOW_LOG_WORDS), completed.stderr
