@@ -36,9 +36,11 @@ def build_vgg16(path_vgg="random", input_shape=(None, None, 3), precision="float
     so a Q-network trained on it stays valid at test time; not paper quality); or a weights file.
     ``precision``: 'float32' (the paper's), or 'bfloat16' (an option: float32 weights, bfloat16 arithmetic, about
     1% relative change in the features; several times faster on CPUs with AMX or AVX-512 BF16 and on recent GPUs,
-    slower on CPUs without them). Outputs are float32 either way (see :func:`float32_outputs`).
+    slower on CPUs without them), or 'auto' (bfloat16 where the machine has native bfloat16 arithmetic, float32
+    elsewhere; the demo's choice). Outputs are float32 either way (see :func:`float32_outputs`).
     """
     import keras
+    precision = resolve_precision(precision)
     check_precision(precision)
     weights = "imagenet" if str(path_vgg) == "imagenet" else None
     previous_policy = keras.config.dtype_policy()
@@ -64,9 +66,20 @@ VGG_DTYPE_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 NATIVE_BFLOAT16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
+def resolve_precision(precision):
+    """``'auto'`` → 'bfloat16' where :func:`has_native_bfloat16`, else 'float32' (the choice is printed); any other
+    value unchanged."""
+    if precision != "auto":
+        return precision
+    chosen = "bfloat16" if has_native_bfloat16() else "float32"
+    reason = "native bfloat16 arithmetic" if chosen == "bfloat16" else "no native bfloat16 arithmetic"
+    print(f"vgg_precision auto: {chosen} ({reason})")
+    return chosen
+
+
 def check_precision(precision):
     if precision not in VGG_DTYPE_POLICIES:
-        raise UserError(f"vgg_precision must be one of {', '.join(VGG_DTYPE_POLICIES)}, got {precision!r}")
+        raise UserError(f"vgg_precision must be one of {', '.join(VGG_DTYPE_POLICIES)} or auto, got {precision!r}")
     if precision == "bfloat16" and not has_native_bfloat16():
         print("warning: vgg_precision bfloat16 on a machine without native bfloat16 arithmetic (no GPU, no "
               f"{' or '.join(NATIVE_BFLOAT16_CPU_FLAGS)} CPU flag found): it may be slower than float32.",

@@ -21,7 +21,7 @@ max_images = None                       # use only the first N training images (
 path_model = "./models_image_zooms"     # checkpoints and the training log
 path_testing_folder = "./testing"       # drawings of training searches (bool_draw)
 path_vgg = "./vgg16_weights.h5"         # VGG-16 weights file, 'imagenet', or 'random'
-vgg_precision = "float32"               # float32 (the paper's) | bfloat16: an option, faster on AMX CPUs, GPUs
+vgg_precision = "float32"               # float32 (the paper's) | bfloat16 (fast with AVX-512 BF16, AMX, GPUs) | auto
 class_object = 1                        # VOC id 1-20 or name (1 = aeroplane); all, or 1,bird,car: one agent each
 initial_weights = ""                    # fine-tuning: Q-network weights to start epoch 0 from (a checkpoint of
                                         # ours or a 2016 Keras 1/2 file such as model_image_zooms_2); "": random
@@ -29,7 +29,8 @@ weights_order = "auto"                  # initial_weights' descriptor rows: auto
 # the hierarchy and the episodes
 scale_subregion = 3.0 / 4               # 3/4: overlapped hierarchy, 1/2: non-overlapped
 number_of_steps = 10                    # maximum steps of one search
-bool_draw = 0                           # 1: draw every training search as a PNG
+bool_draw = 0                           # 1: draw the training searches as a PNG
+draw_every = 1                          # with bool_draw: draw every k-th epoch's searches and the last's
 # Q-learning
 epochs = 50
 gamma = 0.90                            # discount

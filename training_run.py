@@ -65,6 +65,8 @@ def preflight(settings):
     if settings.checkpoint_every < 1:
         raise UserError(f"checkpoint_every must be 1 or more (1 keeps every epoch's weights), got "
                         f"{settings.checkpoint_every}")
+    if settings.draw_every < 1:
+        raise UserError(f"draw_every must be 1 or more (1 draws every epoch's searches), got {settings.draw_every}")
     if settings.n > 0 and not several_classes(settings.class_object):
         class_idx = class_index(settings)
         weights = checkpoint_path(settings.path_model, class_idx, settings.n - 1)
@@ -217,7 +219,7 @@ def train(settings, make_features, model_label):
                     used += 1
                     mirror = bool(learning_option(settings, "flip")) and rng.random() < 0.5
                     env = make_environment(record, name, settings.scale_subregion, image, mirror=mirror)
-                    trajectory = [] if settings.bool_draw else None
+                    trajectory = [] if draws_epoch(settings, epoch) else None
                     try:
                         train_image(env, features, learner, memory, rng, epsilon, settings.number_of_steps,
                                     settings.batch_size, stats, trajectory)
@@ -367,7 +369,14 @@ def remove_temporary_files(path_model, class_idx):
 
 # settings that may change on resume without a warning (they do not change what is learnt)
 RESUME_FREE_SETTINGS = {"n", "epochs", "demo", "explicit", "path_model", "path_testing_folder", "bool_draw",
-                        "cache_mb", "map_cache_mb", "checkpoint_every", "initial_weights", "weights_order"}
+                        "draw_every", "cache_mb", "map_cache_mb", "checkpoint_every", "initial_weights", "weights_order"}
+
+
+def draws_epoch(settings, epoch):
+    """Whether the searches of ``epoch`` are drawn: with ``bool_draw``, every ``draw_every``-th epoch and the last,
+    as ``checkpoint_every`` keeps weights (a drawing takes about a second: drawing every search of every epoch adds
+    over ten minutes to a demo-sized training)."""
+    return bool(settings.bool_draw) and ((epoch + 1) % settings.draw_every == 0 or epoch == settings.epochs - 1)
 
 
 def keeps_epoch_weights(settings, epoch):

@@ -1,11 +1,13 @@
 """The bfloat16 option of the VGG-16 backbone (``vgg_precision``): off by default, the same features to about 1%,
-float32 out, plumbed through the scripts; a bad value is a clear error."""
+float32 out, plumbed through the scripts; ``auto`` picks it only on machines with native bfloat16; a bad value is a
+clear error."""
 from types import SimpleNamespace
 
 import keras
 import numpy as np
 import pytest
 
+import features
 import image_zooms_training
 import pool45_crops_testing
 from errors import UserError
@@ -66,5 +68,14 @@ def test_scripts_pass_the_precision_on():
 
 
 def test_an_unknown_precision_is_a_clear_error():
-    with pytest.raises(UserError, match="vgg_precision must be one of float32, bfloat16, got 'float16'"):
+    with pytest.raises(UserError, match="vgg_precision must be one of float32, bfloat16 or auto, got 'float16'"):
         build_vgg16("random", (32, 32, 3), precision="float16")
+
+
+@pytest.mark.parametrize("native, chosen", [(True, "bfloat16"), (False, "float32")])
+def test_auto_is_bfloat16_only_where_the_machine_has_it(monkeypatch, capsys, native, chosen):
+    monkeypatch.setattr(features, "has_native_bfloat16", lambda: native)
+    backbone = build_vgg16("random", (32, 32, 3), precision="auto")
+    assert backbone.get_layer("block1_conv1").compute_dtype == chosen
+    assert f"vgg_precision auto: {chosen}" in capsys.readouterr().out
+    assert features.resolve_precision("float32") == "float32"          # explicit choices are kept as given

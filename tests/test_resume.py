@@ -13,6 +13,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import h5py
 import numpy as np
@@ -139,6 +140,24 @@ def test_descriptor_cache_does_not_change_the_run(straight_and_resumed, dataset,
     straight, _, _ = straight_and_resumed
     train(dataset, tmp_path, "--epochs", "2", "--cache_mb", "64")
     assert same_weights(straight / "model0.weights.h5", tmp_path / "model0.weights.h5")
+
+
+def test_draw_every_draws_every_kth_epoch_and_the_last_and_changes_nothing_learnt(straight_and_resumed, dataset,
+                                                                                   tmp_path, tiny):
+    straight, _, _ = straight_and_resumed
+    drawings = tmp_path / "drawings"
+    train(dataset, tmp_path / "models", "--epochs", "2", "--cache_mb", "0", "--bool_draw", "1", "--draw_every", "2",
+          "--path_testing_folder", str(drawings))
+    names = sorted(path.name for path in (drawings / "training").glob("*.png"))
+    assert names and all(name.startswith("epoch1_") for name in names)       # epoch 0 not drawn
+    assert len(names) == 4                                                    # one per image of the drawn epoch
+    assert same_weights(straight / "model0.weights.h5", tmp_path / "models" / "model0.weights.h5")
+    settings = SimpleNamespace(bool_draw=1, draw_every=4, epochs=10)
+    assert [epoch for epoch in range(10) if training_run.draws_epoch(settings, epoch)] == [3, 7, 9]
+    settings.bool_draw = 0
+    assert not any(training_run.draws_epoch(settings, epoch) for epoch in range(10))
+    with pytest.raises(UserError, match="draw_every"):
+        train(dataset, tmp_path / "bad", "--draw_every", "0")
 
 
 def test_resuming_a_checkpoint_older_than_a_setting_warns_only_when_the_setting_is_given(straight_and_resumed,
