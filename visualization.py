@@ -34,13 +34,14 @@ def _new_figure(width, height):
     return figure
 
 
-def _save(figure, path):
-    """Write ``figure`` to ``path`` (creating its folder) and return the path."""
+def _save(figure, path, tight=True):
+    """Write ``figure`` to ``path`` (creating its folder) and return the path. ``tight`` crops the figure to what it
+    shows and keeps outside legends whole, at the cost of a second rendering (a figure laid out to fit can skip it)."""
     path = os.fspath(path)
     folder = os.path.dirname(path)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    figure.savefig(path, dpi=DPI, bbox_inches='tight')  # keeps outside legends whole
+    figure.savefig(path, dpi=DPI, bbox_inches='tight' if tight else None)
     return path
 
 
@@ -127,12 +128,19 @@ def draw_search(image, steps, path, title=None, paint_triggers=True):
     figure_width = max(6.0, panel_width * columns)
     # the overview leaves about a quarter of the width to its legend
     overview_height = min(8.0, max(2.5, figure_width * 0.75 * height / max(width, 1)))
-    figure = _new_figure(figure_width, overview_height + rows * panel_height)
+    figure_height = overview_height + rows * panel_height
+    figure = _new_figure(figure_width, figure_height)
+    # margins in inches: the Q-values' axis labels on the left, their action names below, the title above
     grid = figure.add_gridspec(1 + rows, 1, height_ratios=[overview_height] + [panel_height] * rows,
-                               hspace=0.12, left=0.02, right=0.98, top=0.95, bottom=0.02)
+                               hspace=0.12, left=0.4 / figure_width, right=1 - 0.1 / figure_width,
+                               top=1 - 0.35 / figure_height, bottom=0.25 / figure_height)
 
-    # overview: the whole image with every visited region
-    overview = figure.add_subplot(grid[0])
+    # overview: the whole image with every visited region, and beside it the legend in an axes of its own (the figure
+    # holds everything it shows, so saving needs no second rendering to find its extent)
+    top = grid[0].subgridspec(1, 2, width_ratios=[3, 1], wspace=0.02)
+    overview = figure.add_subplot(top[0])
+    legend_axes = figure.add_subplot(top[1])
+    legend_axes.axis('off')
     overview.imshow(image)
     label_width, label_height = 0.035 * width, 0.05 * height  # roughly one number label, in pixels of the image
     placed_labels = []
@@ -158,8 +166,8 @@ def draw_search(image, steps, path, title=None, paint_triggers=True):
         label = f'search {search}' if len(searches) > 1 else 'visited region'
         legend_handles.append(Rectangle((0, 0), 1, 1, fill=False, edgecolor=colour, linewidth=1.5, label=label))
     if num_steps:
-        overview.legend(handles=legend_handles, loc='upper left', bbox_to_anchor=(1.01, 1.0), fontsize=8,
-                        frameon=False)
+        legend_axes.legend(handles=legend_handles, loc='upper left', bbox_to_anchor=(0.0, 1.0), fontsize=8,
+                           frameon=False, borderaxespad=0.0)
     else:
         overview.text(0.5, 0.5, 'no steps', transform=overview.transAxes, ha='center', va='center',
                       fontsize=14, color='white', bbox=dict(facecolor='black', alpha=0.6))
@@ -195,7 +203,7 @@ def draw_search(image, steps, path, title=None, paint_triggers=True):
         crop_axes.set_title(caption, fontsize=8, color=TRIGGER_COLOUR if _is_trigger(step) else 'black')
         if has_q_values and q_values is not None:
             _draw_q_values(figure.add_subplot(parts[1]), q_values, int(step.get('action', -1)))
-    return _save(figure, path)
+    return _save(figure, path, tight=False)
 
 
 def draw_training_search(image, steps, path, title=None):
