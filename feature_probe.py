@@ -29,7 +29,7 @@ from settings import DEMO_DATA, check_dataset, check_path_vgg, configure, script
 # data
 path_voc = ""                           # VOC-format folder; "": the synthetic demo dataset (generated if absent)
 class_object = 1                        # VOC id 1-20 or name (1 = aeroplane)
-max_images = 60                         # trainval images to fit on (the demo trains on 60)
+max_images = 60                         # trainval images to fit on (the demo trained on 60 when measured)
 max_test_images = 60                    # test images held out
 # regions
 scale_subregion = 3.0 / 4               # the hierarchy's sub-region scale, as in training

@@ -33,7 +33,7 @@ detections = "visited"                  # visited (every analysed region, the pa
 max_images = None                       # test on the first N images only
 seed = 0
 
-DEMO = dict(path_voc_test="data/synthetic_voc", path_vgg="random")
+DEMO = dict(path_voc_test="data/synthetic_voc", path_vgg="random", vgg_precision="auto")
 
 
 def make_features(settings):
