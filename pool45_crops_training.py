@@ -30,7 +30,7 @@ weights_order = "auto"                  # initial_weights' descriptor rows: auto
 # the hierarchy and the episodes
 scale_subregion = 3.0 / 4               # 3/4: overlapped hierarchy, 1/2: non-overlapped
 number_of_steps = 10                    # maximum steps of one search
-bool_draw = 0                           # 1: draw the training searches as a PNG
+bool_draw = 0                           # 1: draw the training searches as PNGs
 draw_every = 1                          # with bool_draw: draw every k-th epoch's searches and the last's
 # Q-learning
 epochs = 50

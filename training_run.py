@@ -369,13 +369,14 @@ def remove_temporary_files(path_model, class_idx):
 
 # settings that may change on resume without a warning (they do not change what is learnt)
 RESUME_FREE_SETTINGS = {"n", "epochs", "demo", "explicit", "path_model", "path_testing_folder", "bool_draw",
-                        "draw_every", "cache_mb", "map_cache_mb", "checkpoint_every", "initial_weights", "weights_order"}
+                        "draw_every", "cache_mb", "map_cache_mb", "checkpoint_every", "initial_weights",
+                        "weights_order"}
 
 
 def draws_epoch(settings, epoch):
     """Whether the searches of ``epoch`` are drawn: with ``bool_draw``, every ``draw_every``-th epoch and the last,
-    as ``checkpoint_every`` keeps weights (a drawing takes about a second: drawing every search of every epoch adds
-    over ten minutes to a demo-sized training)."""
+    as ``checkpoint_every`` keeps weights (a drawing takes most of a second: drawing every search of every epoch adds
+    minutes to a demo-sized training)."""
     return bool(settings.bool_draw) and ((epoch + 1) % settings.draw_every == 0 or epoch == settings.epochs - 1)
 
 
