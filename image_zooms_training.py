@@ -20,7 +20,7 @@ max_images = None                       # use only the first N training images (
 # models
 path_model = "./models_image_zooms"     # checkpoints and the training log
 path_testing_folder = "./testing"       # drawings of training searches (bool_draw)
-path_vgg = "./vgg16_weights.h5"         # VGG-16 weights file, 'imagenet', or 'random'
+path_vgg = "./vgg16_weights.h5"         # VGG-16 weights file, 'imagenet', 'hed' or 'random'
 vgg_precision = "float32"               # float32 (the paper's) | bfloat16 (fast with AVX-512 BF16, AMX, GPUs) | auto
 class_object = 1                        # VOC id 1-20 or name (1 = aeroplane); all, or 1,bird,car: one agent each
 initial_weights = ""                    # fine-tuning: Q-network weights to start epoch 0 from (a checkpoint of

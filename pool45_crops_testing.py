@@ -17,7 +17,7 @@ from settings import configure, script_settings
 path_voc_test = "./VOC2007_test/"       # PASCAL VOC root with the test images
 path_model = "./models_pool45_crops"    # where training wrote the checkpoints
 path_testing_folder = "./testing"       # results.json, figures, drawn searches
-path_vgg = "./vgg16_weights.h5"         # VGG-16 weights file, 'imagenet', or 'random' (as in training)
+path_vgg = "./vgg16_weights.h5"         # VGG-16 weights file, 'imagenet', 'hed' or 'random' (as in training)
 vgg_precision = "float32"               # float32 | bfloat16 | auto (bfloat16 if native); best as in training
 class_object = 1                        # VOC id 1-20 or name; all, or 1,bird,car: each class and the mAP
 scale_subregion = 3.0 / 4               # must match training

@@ -49,7 +49,11 @@ def configure(defaults, argv=None, description=None, extra=None):
     A default of ``None`` takes an optional integer (``--max_images``) unless ``extra`` declares it;
     ``class_object`` is a string (an id or a class name).
     """
-    parser = argparse.ArgumentParser(description=description,
+    epilog = None
+    if "path_vgg" in defaults:
+        from features import PATH_VGG_HELP     # features imports TensorFlow only inside its functions
+        epilog = PATH_VGG_HELP
+    parser = argparse.ArgumentParser(description=description, epilog=epilog,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     if extra is not None:
         extra(parser)
@@ -140,7 +144,7 @@ def class_index(settings):
 # ---------------------------------------------------------------------------------------------------------------
 # checks of the user's settings before TensorFlow is imported (one line in under 2 s, not 7 lines after 5 s)
 
-PATH_VGG_KEYWORDS = ("random", "imagenet")
+PATH_VGG_KEYWORDS = ("random", "imagenet", "hed")
 
 
 def check_dataset(path_voc, set_name, class_object, setting_name):
@@ -162,8 +166,11 @@ def check_dataset(path_voc, set_name, class_object, setting_name):
 
 
 def check_path_vgg(path_vgg):
-    """``path_vgg`` is 'random', 'imagenet' or an existing file."""
-    from features import PATH_VGG_OPTIONS       # features imports TensorFlow only inside its functions
+    """``path_vgg`` is 'random', 'imagenet', 'hed' with its package installed, or an existing file."""
+    from features import PATH_VGG_OPTIONS, hed_weights_path   # features imports TensorFlow only inside functions
+    if str(path_vgg) == "hed":
+        hed_weights_path()
+        return
     if str(path_vgg) in PATH_VGG_KEYWORDS:
         return
     if not Path(path_vgg).is_file():
