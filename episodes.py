@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reinforcement import NUM_ACTIONS, TRIGGER, ZoomEnvironment, child_regions
+from reinforcement import NUM_ACTIONS, TRIGGER, ZoomEnvironment, child_regions, upper_bound_q_values
 
 # ---------------------------------------------------------------------------------------------------------------
 # states
@@ -32,11 +32,16 @@ class NonFiniteLoss(ArithmeticError):
 
 
 def train_image(env, describer, learner, memory, rng, epsilon, number_of_steps, batch_size, stats,
-                trajectory=None):
+                trajectory=None, guided_exploration=False, oracle=False):
     """All training searches on one image: one per target-class object, each from the whole image.
 
     ``stats`` (a dict of counters) is updated in place; ``trajectory``, if a list, receives the steps for drawing.
     Raises :class:`NonFiniteLoss` at the first NaN or infinite loss (the weights it produced are not to be kept).
+
+    Options, off by default (the paper's method): ``guided_exploration`` draws the ε-random actions among those
+    the annotations reward (:meth:`ZoomEnvironment.rewarding_actions`; uniformly when none is); ``oracle`` (a
+    diagnostic, not Q-learning) acts like the upper bound where the agent would act greedily and regresses Q(s)
+    to the upper bound's returns (:func:`reinforcement.upper_bound_q_values`) instead of Q-learning targets.
     """
     for _ in range(len(env.boxes)):
         if not env.available.any():
@@ -49,10 +54,14 @@ def train_image(env, describer, learner, memory, rng, epsilon, number_of_steps, 
             # act: forced trigger when the region already covers its target, else ε-greedy
             _, current_iou = env.target(env.region)
             q_values = None
+            targets = upper_bound_q_values(env, learner.gamma, number_of_steps) if oracle else None
             if current_iou > 0.5:
                 action = TRIGGER
             elif rng.random() < epsilon:
-                action = int(rng.integers(NUM_ACTIONS))
+                rewarded = env.rewarding_actions() if guided_exploration else []
+                action = int(rng.choice(rewarded)) if rewarded else int(rng.integers(NUM_ACTIONS))
+            elif oracle:
+                action = int(np.argmax(targets))
             else:
                 q_values = learner.q_values(state[None])[0]
                 action = int(np.argmax(q_values))
@@ -61,7 +70,7 @@ def train_image(env, describer, learner, memory, rng, epsilon, number_of_steps, 
             # the next state is only needed when the search goes on (a terminal target ignores it)
             next_state = state if done else make_states(describer, [env])[0]
             # store
-            memory.add(state, action, reward, next_state, done)
+            memory.add(state, action, reward, next_state, done, targets)
             stats["steps"] += 1
             stats["reward"] += reward
             if trajectory is not None:
@@ -71,7 +80,8 @@ def train_image(env, describer, learner, memory, rng, epsilon, number_of_steps, 
                                    "painted": [list(box) for box in env.painted_boxes[painted_before:]]})
             # learn: one minibatch step per agent step once the memory is full
             if memory.full:
-                loss = learner.update(memory.sample(batch_size, rng))
+                loss = (learner.regress(memory.sample_targets(batch_size, rng)) if oracle
+                        else learner.update(memory.sample(batch_size, rng)))
                 stats["updates"] += 1
                 if not np.isfinite(loss):
                     raise NonFiniteLoss(loss, stats["updates"])

@@ -48,6 +48,10 @@ double_dqn = 0                          # 1: double DQN, the online network pick
 loss = "mse"                            # mse (the paper's) | huber
 weight_decay = 0.0                      # w > 0: AdamW, each update shrinks the weights by learning_rate × w
 flip = 0                                # 1: each image is searched as it is or mirrored left-right, at random
+guided_exploration = 0                  # 1: the ε-random actions are drawn among those the annotations reward
+                                        # (IoU-raising moves; Caicedo & Lazebnik 2015), uniformly when none is
+oracle = 0                              # 1: a diagnostic, not the paper's method: act like the upper bound and
+                                        # regress Q to its returns (the oracle ceiling; docs/learning.md)
 validation_images = 0                   # N > 0: hold out the last N training images, test the greedy agent on them
                                         # after every epoch; testing with --epoch best uses the best epoch
 seed = 0

@@ -168,6 +168,19 @@ class ZoomEnvironment:
         self.history = update_history(self.history, action)
         return reward, False, new_iou
 
+    def rewarding_actions(self):
+        """The actions ``step`` would reward now: the moves that raise the IoU with their target, and the trigger
+        when the region covers its target at IoU ≥ τ (the annotation-guided exploration of Caicedo & Lazebnik
+        2015 draws its random actions from these)."""
+        actions = []
+        for action, child in enumerate(child_regions(self.region, self.scale)):
+            index, iou = self.target(child)
+            if index >= 0 and iou > self.previous_ious[index]:
+                actions.append(action)
+        if self.target(self.region)[1] >= IOU_THRESHOLD:
+            actions.append(TRIGGER)
+        return actions
+
     def move(self, action):
         """Take ``action`` with no reward (testing): a movement changes the region, the trigger leaves it."""
         if action != TRIGGER:
@@ -192,6 +205,42 @@ class ZoomEnvironment:
             covered = self.painted[by0:by1, bx0:bx1].mean()
             if covered > UNAVAILABLE_COVERAGE:
                 self.available[index] = False
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the upper bound's returns (the oracle ceiling's targets)
+
+def upper_bound_return(env, region, gamma, steps):
+    """The discounted return of the upper-bound policy (docs/method.md §7) from ``region`` for at most ``steps``
+    steps, with ``env``'s available objects: it moves to the child with the highest IoU while that improves on
+    the region, then triggers; rewards as ``ZoomEnvironment.step`` gives them. Annotations only."""
+    total, discount = 0.0, 1.0
+    ious = env.ious(region)
+    for _ in range(steps):
+        current = env.target(region)[1]
+        children = child_regions(region, env.scale)
+        targets = [env.target(child) for child in children]
+        best = int(np.argmax([iou for _, iou in targets]))
+        index, best_iou = targets[best]
+        if best_iou <= current:
+            return total + discount * trigger_reward(current)
+        total += discount * movement_reward(ious[index], best_iou)
+        region, ious = children[best], env.ious(children[best])
+        discount *= gamma
+    return total
+
+
+def upper_bound_q_values(env, gamma, steps):
+    """Q-values of ``env``'s current region when every action is followed by the upper-bound policy: the
+    trigger's reward, and each move's reward plus γ times the upper bound's return from that child (``steps`` − 1
+    steps). The regression targets of the ``oracle`` diagnostic (supervised, not Q-learning)."""
+    q_values = np.empty(NUM_ACTIONS, dtype=np.float32)
+    q_values[TRIGGER] = trigger_reward(env.target(env.region)[1])
+    for action, child in enumerate(child_regions(env.region, env.scale)):
+        index, iou = env.target(child)
+        reward = movement_reward(env.previous_ious[index], iou) if index >= 0 else -MOVE_REWARD
+        q_values[action] = reward + gamma * upper_bound_return(env, child, gamma, steps - 1)
+    return q_values
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -233,14 +282,18 @@ class ReplayMemory:
         self.actions = np.zeros(self.capacity, dtype=np.int32)
         self.rewards = np.zeros(self.capacity, dtype=np.float32)
         self.terminals = np.zeros(self.capacity, dtype=np.float32)
+        self.targets = np.zeros((self.capacity, NUM_ACTIONS), dtype=np.float32)   # the oracle diagnostic's only
         self.pos = 0
         self.full = False
 
     def __len__(self):
         return self.capacity if self.full else self.pos
 
-    def add(self, state, action, reward, next_state, terminal):
+    def add(self, state, action, reward, next_state, terminal, targets=None):
+        """Store a transition; ``targets``: the six regression targets of the ``oracle`` diagnostic, if any."""
         self.states[self.pos] = state
+        if targets is not None:
+            self.targets[self.pos] = targets
         self.actions[self.pos] = action
         self.rewards[self.pos] = reward
         self.next_states[self.pos] = next_state
@@ -254,15 +307,24 @@ class ReplayMemory:
         return (self.states[indices], self.actions[indices], self.rewards[indices],
                 self.next_states[indices], self.terminals[indices])
 
-    # checkpointing: the arrays and the ring position
+    def sample_targets(self, batch_size, rng):
+        """A uniformly random minibatch of ``(states, targets)`` (the ``oracle`` diagnostic's regression)."""
+        indices = rng.choice(len(self), size=batch_size, replace=False)
+        return self.states[indices], self.targets[indices]
+
+    # checkpointing: the arrays and the ring position (targets only where the oracle diagnostic filled them)
     def state_dict(self):
-        return {"states": self.states, "next_states": self.next_states, "actions": self.actions,
-                "rewards": self.rewards, "terminals": self.terminals,
-                "pos": np.array(self.pos), "full": np.array(self.full)}
+        arrays = {"states": self.states, "next_states": self.next_states, "actions": self.actions,
+                  "rewards": self.rewards, "terminals": self.terminals,
+                  "pos": np.array(self.pos), "full": np.array(self.full)}
+        if self.targets.any():
+            arrays["targets"] = self.targets
+        return arrays
 
     def load_state_dict(self, arrays):
         for name in ("states", "next_states", "actions", "rewards", "terminals"):
             getattr(self, name)[...] = arrays[name]
+        self.targets[...] = arrays["targets"] if "targets" in arrays else 0.0
         self.pos, self.full = int(arrays["pos"]), bool(arrays["full"])
 
 
@@ -337,6 +399,7 @@ class QLearner:
         fused = self.target_model is None and loss == "mse"     # weight decay lives in the optimiser: fused too
         graph = self._update_graph if fused else self._update_graph_options
         self._update = tf.function(graph, jit_compile=True, reduce_retracing=True)   # XLA: fused, ~1.5x faster
+        self._regress = None
 
     @property
     def options(self):
@@ -425,6 +488,21 @@ class QLearner:
         loss = self._update(states, actions.astype(np.int32), rewards.astype(np.float32), next_states,
                             terminals.astype(np.float32))
         return float(loss)
+
+    def regress(self, batch):
+        """The ``oracle`` diagnostic's step instead of Q-learning's: Q(s) regressed to given targets for all six
+        actions (MSE, the same optimiser and learning rate); returns the loss as a float."""
+        import tensorflow as tf
+        if self._regress is None:
+            def graph(states, targets):
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_mean(tf.square(targets - self.model(states, training=True)))
+                variables = self.model.trainable_variables
+                self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+                return loss
+            self._regress = tf.function(graph, jit_compile=True, reduce_retracing=True)
+        states, targets = batch
+        return float(self._regress(states, targets.astype(np.float32)))
 
     def q_values(self, states):
         """Q-values of a batch of states, inference mode."""

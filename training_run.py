@@ -79,7 +79,9 @@ def preflight(settings):
 # learning options (docs/method.md §9): off by default, the paper's method; a settings namespace without them
 # (an older checkpoint's, a library caller's) gets these values
 LEARNING_OPTIONS = {"target_update": 0, "double_dqn": 0, "loss": "mse", "weight_decay": 0.0, "flip": 0,
-                    "validation_images": 0}
+                    "validation_images": 0, "guided_exploration": 0, "oracle": 0}
+# options that change how the searches are run (the rest change the update or the data); printed when on
+SEARCH_OPTIONS = ("flip", "guided_exploration", "oracle")
 
 
 def learning_option(settings, name):
@@ -100,8 +102,9 @@ def check_learning_options(settings):
         raise UserError(f"loss takes {' or '.join(LOSSES)}, got {learning_option(settings, 'loss')!r}")
     if learning_option(settings, "weight_decay") < 0:
         raise UserError(f"weight_decay cannot be negative, got {learning_option(settings, 'weight_decay')}")
-    if learning_option(settings, "flip") not in (0, 1):
-        raise UserError(f"flip takes 0 or 1, got {learning_option(settings, 'flip')}")
+    for name in SEARCH_OPTIONS:
+        if learning_option(settings, name) not in (0, 1):
+            raise UserError(f"{name} takes 0 or 1, got {learning_option(settings, name)}")
     if learning_option(settings, "validation_images") < 0:
         raise UserError(f"validation_images cannot be negative, got {learning_option(settings, 'validation_images')}")
 
@@ -186,9 +189,9 @@ def train(settings, make_features, model_label):
         description = set_q_network_weights(model, initial_weights, getattr(settings, "weights_order", "auto"))
         print(f"starting from the Q-network weights {initial_weights} ({description})")
     learner = make_learner(settings, model)
-    if learner.options or learning_option(settings, "flip") or validation:
-        extras = {**learner.options, **({"flip": 1} if learning_option(settings, "flip") else {}),
-                  **({"validation_images": len(validation)} if validation else {})}
+    search_options = {name: 1 for name in SEARCH_OPTIONS if learning_option(settings, name)}
+    if learner.options or search_options or validation:
+        extras = {**learner.options, **search_options, **({"validation_images": len(validation)} if validation else {})}
         print("learning options (not the paper's method): " + ", ".join(f"{k} {v}" for k, v in extras.items()))
     memory = ReplayMemory(settings.buffer_experience_replay)
     log_path = path_model / f"training_log_model{class_idx}.csv"
@@ -222,7 +225,9 @@ def train(settings, make_features, model_label):
                     trajectory = [] if draws_epoch(settings, epoch) else None
                     try:
                         train_image(env, features, learner, memory, rng, epsilon, settings.number_of_steps,
-                                    settings.batch_size, stats, trajectory)
+                                    settings.batch_size, stats, trajectory,
+                                    guided_exploration=bool(learning_option(settings, "guided_exploration")),
+                                    oracle=bool(learning_option(settings, "oracle")))
                     except NonFiniteLoss as error:
                         raise UserError(non_finite_message(settings, class_idx, epoch, str(error))) from None
                     if trajectory:

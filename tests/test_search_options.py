@@ -1,0 +1,137 @@
+"""Two options that change how training searches run, off by default: exploration guided by the annotations
+(``guided_exploration``) and the oracle ceiling (``oracle``: the upper bound's returns regressed instead of
+Q-learning). Each is checked against values worked out by hand or by a slow reference, and to resume exactly."""
+import copy
+
+import numpy as np
+import pytest
+
+import image_zooms_training
+from episodes import UpperBoundAgent, new_training_stats, train_image
+from reinforcement import (NUM_ACTIONS, STATE_SIZE, TRIGGER, QLearner, ReplayMemory, ZoomEnvironment,
+                           build_q_network, upper_bound_q_values, upper_bound_return)
+from test_resume import TINY, same_weights, tiny_features
+
+
+def one_plane():
+    """100×100 px, one object in the top-left quarter."""
+    return ZoomEnvironment(100, 100, [[0, 0, 50, 50]], 0.75)
+
+
+def test_rewarding_actions_by_hand():
+    env = one_plane()
+    env.start_search()
+    # whole image: IoU 0.25; up-left (0, 0, 75, 75) 0.444; up-right and down-left 0.182; down-right 0.083;
+    # centre 0.209: only up-left raises it, and 0.25 is no trigger
+    assert env.rewarding_actions() == [0]
+    env.step(0)
+    env.step(0)                     # (0, 0, 56.25, 56.25): IoU 0.790, a rewarded trigger
+    assert TRIGGER in env.rewarding_actions()
+
+
+def reference_return(env, action, gamma, steps):
+    """The return of ``action`` then the upper-bound agent's actions, by stepping a copy of the environment."""
+    env = copy.deepcopy(env)
+    total, discount = 0.0, 1.0
+    for step in range(steps):
+        if step > 0:
+            action = int(UpperBoundAgent().decide([env], None)[0][0])
+        reward, done, _ = env.step(action)
+        total += discount * reward
+        discount *= gamma
+        if done:
+            break
+    return total
+
+
+def test_upper_bound_q_values_by_hand_and_against_stepping_the_environment():
+    env = one_plane()
+    env.start_search()
+    q_values = upper_bound_q_values(env, 0.9, 10)
+    assert q_values[TRIGGER] == -3.0                          # IoU 0.25 < 0.5
+    # up-left: +1 (0.25 → 0.444), then up-left again +1 (0.790), then no child beats 0.790: trigger +3
+    assert q_values[0] == pytest.approx(1 + 0.9 * (1 + 0.9 * 3))
+    rng = np.random.default_rng(0)
+    for _ in range(20):             # random images, objects and starting regions
+        boxes = [sorted(rng.uniform(0, 200, 2)) for _ in range(rng.integers(1, 4))]
+        boxes = [[x0, y0, x0 + rng.uniform(10, 120), y0 + rng.uniform(10, 120)] for x0, y0 in boxes]
+        env = ZoomEnvironment(320, 320, np.clip(boxes, 0, 320), 0.75)
+        env.start_search()
+        for action in rng.integers(0, 5, size=rng.integers(0, 3)):
+            env.step(int(action))
+        expected = [reference_return(env, action, 0.9, 10) for action in range(NUM_ACTIONS)]
+        assert np.allclose(upper_bound_q_values(env, 0.9, 10), expected, atol=1e-5)
+    assert upper_bound_return(env, env.region, 0.9, 0) == 0.0   # no steps left: nothing more to earn
+
+
+class ZeroDescriber:
+    def describe(self, items):
+        return np.zeros((len(items), STATE_SIZE - 24), np.float32)
+
+
+def test_guided_exploration_draws_rewarded_actions_where_there_are_some(monkeypatch):
+    """ε = 1: every action not forced is a random draw; guided, it is among the rewarded ones whenever some exist,
+    and the searches earn more than uniform draws do."""
+    draws, pending = [], []
+    original_rewarding, original_step = ZoomEnvironment.rewarding_actions, ZoomEnvironment.step
+
+    def rewarding(self):
+        pending.append(original_rewarding(self))
+        return pending[-1]
+
+    def step(self, action):
+        if pending:
+            draws.append((pending.pop(), action))
+        return original_step(self, action)
+    monkeypatch.setattr(ZoomEnvironment, "rewarding_actions", rewarding)
+    monkeypatch.setattr(ZoomEnvironment, "step", step)
+    mean_rewards = {}
+    for guided in (False, True):
+        memory, rng = ReplayMemory(1000), np.random.default_rng(1)
+        for _ in range(20):
+            train_image(one_plane(), ZeroDescriber(), None, memory, rng, 1.0, 10, 4, new_training_stats(),
+                        guided_exploration=guided)
+        mean_rewards[guided] = memory.rewards[:memory.pos].mean()
+    assert len(draws) > 20 and any(rewarded for rewarded, _ in draws)
+    assert all(action in rewarded for rewarded, action in draws if rewarded)
+    assert mean_rewards[True] > mean_rewards[False] + 0.5
+
+
+def test_regress_fits_given_targets():
+    rng = np.random.default_rng(0)
+    states = rng.random((16, STATE_SIZE), dtype=np.float32)
+    targets = rng.choice([-3.0, 1.0, 3.0], size=(16, NUM_ACTIONS)).astype(np.float32)
+    learner = QLearner(build_q_network(seed=0), 0.9, 1e-4)
+    first = learner.regress((states, targets))
+    for _ in range(60):
+        last = learner.regress((states, targets))
+    assert last < 0.2 * first
+    assert np.mean(np.sign(learner.q_values(states)) == np.sign(targets)) > 0.9
+
+
+def test_the_replay_memory_keeps_the_oracle_targets_through_a_resume_state():
+    memory = ReplayMemory(4)
+    memory.add(np.ones(STATE_SIZE), 1, 1.0, np.ones(STATE_SIZE), False, np.arange(6))
+    restored = ReplayMemory(4)
+    restored.load_state_dict(memory.state_dict())
+    assert np.array_equal(restored.targets[0], np.arange(6))
+    plain = ReplayMemory(4)
+    plain.add(np.ones(STATE_SIZE), 1, 1.0, np.ones(STATE_SIZE), False)
+    assert "targets" not in plain.state_dict()               # the paper's resume state is unchanged
+
+
+@pytest.mark.parametrize("option", ["guided_exploration", "oracle"])
+def test_each_option_trains_and_resumes_exactly(option, dataset, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(image_zooms_training, "make_features", tiny_features)
+
+    def train(folder, *extra):
+        image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(tmp_path / folder), *TINY,
+                                   f"--{option}", "1", *extra])
+
+    train("straight", "--epochs", "3")
+    assert f"learning options (not the paper's method): {option} 1" in capsys.readouterr().out
+    train("resumed", "--epochs", "2")
+    train("resumed", "--epochs", "3", "-n", "2")
+    assert same_weights(tmp_path / "straight" / "model0.weights.h5", tmp_path / "resumed" / "model0.weights.h5")
+    with pytest.raises(Exception, match=f"{option} takes 0 or 1"):
+        train("bad", "--epochs", "1", f"--{option}", "2")
