@@ -54,7 +54,9 @@ def parse_arguments(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated: image_zooms,pool45_crops")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds first_seed .. first_seed + N - 1")
+    parser.add_argument("--first_seed", type=int, default=0,
+                        help="the first seed (a later run adds seeds to an earlier one's; --merge joins them)")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the demo's)")
     parser.add_argument("--max_images", type=int, default=None, help="training images (default: the demo's)")
     parser.add_argument("--max_test_images", type=int, default=None,
@@ -82,6 +84,8 @@ def parse_arguments(argv):
     unknown = [name for name in arguments.models if name not in MODELS]
     if unknown or not arguments.models:
         parser.error(f"--models takes {','.join(MODELS)}, got {','.join(unknown) or 'none'}")
+    if arguments.first_seed < 0:
+        parser.error("--first_seed cannot be negative")
     if arguments.seeds < 1:
         parser.error("--seeds must be 1 or more")
     for override in arguments.overrides:
@@ -199,7 +203,7 @@ def run_model(arguments, model, output, rows, baselines, after_run):
             shared[key] = shared_features(module, settings, arguments.cache_mb)
         return shared[key]
 
-    for seed in range(arguments.seeds):
+    for seed in range(arguments.first_seed, arguments.first_seed + arguments.seeds):
         for variant in arguments.variants:
             path_model = output / "models" / model / variant_folder(variant) / f"seed{seed}"
             if path_model.exists():     # a fresh run: a stale checkpoint would be tested as if trained now
@@ -364,7 +368,7 @@ def main(argv=None):
     def write_report():
         """learning.json and learning.png of what has run so far (after every seed: a long run shows progress)."""
         from visualization import plot_learning_curves
-        report = {"command": command, "models": arguments.models, "seeds": arguments.seeds,
+        report = {"command": command, "models": arguments.models, "seeds": arguments.seeds, "first_seed": arguments.first_seed,
                   "epochs": arguments.epochs, "max_images": arguments.max_images,
                   "max_test_images": arguments.max_test_images, "path_voc": arguments.path_voc or str(DEMO_DATA),
                   "overrides": arguments.overrides, "variants": arguments.variants, "splits": arguments.splits,

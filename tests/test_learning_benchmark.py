@@ -80,7 +80,7 @@ def test_merge_joins_the_rows_of_two_runs(tmp_path):
 def test_bad_arguments_stop_with_exit_code_two():
     for argv in (["--models", "image_zooms,nope"], ["--set", "learning_rate"], ["--seeds", "0"],
                  ["--variant", "flip"], ["--variant", "demo", "--variant", "demo"], ["--splits", "validation"],
-                 ["--test_every", "0"]):
+                 ["--test_every", "0"], ["--first_seed", "-1"]):
         with pytest.raises(SystemExit) as exit_info:
             learning_benchmark.parse_arguments(argv)
         assert exit_info.value.code == 2
@@ -141,6 +141,15 @@ def test_tiny_run_writes_rows_for_every_seed_epoch_and_split(dataset, tmp_path, 
     assert {baseline["agent"] for baseline in report["baselines"]} == {"random", "upper_bound"}
     assert report["summary"]["image_zooms/flip=1/test"]["final_ap"]["n"] == 2
     assert (output / "learning.png").stat().st_size > 0 and (output / "variants.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_first_seed_adds_later_seeds(dataset, tmp_path, monkeypatch):
+    output = tmp_path / "learning"
+    tiny_run(dataset, output, monkeypatch, 1, 1, 3, "--first_seed", "2", "--splits", "test")
+    report = json.loads((output / "learning.json").read_text())
+    assert {row["seed"] for row in report["rows"]} == {2} and report["first_seed"] == 2
+    assert (output / "models/image_zooms/demo/seed2/model0.weights.h5").is_file()
 
 
 def test_training_images_tested_leave_out_the_validation_images(dataset):
