@@ -106,7 +106,7 @@ def test_class_lists_and_all_pass_the_check():
 
 def test_the_scripts_modules_import_no_tensorflow():
     code = ("import sys, image_zooms_training, image_zooms_testing, pool45_crops_training, pool45_crops_testing, "
-            "training_run, testing_run, settings, runtime, episodes, reinforcement, features, detection; "
+            "training_run, testing_run, run_folder, settings, runtime, episodes, reinforcement, features, detection; "
             "print(sorted(name for name in ('tensorflow', 'keras') if name in sys.modules))")
     completed = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr
