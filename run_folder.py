@@ -159,9 +159,9 @@ def read_resume_state(path, epoch):
     def arrays(handle, group):
         if group not in handle:
             return None
-        keys = sorted(handle[group], key=int)
+        keys = sorted(handle[group], key=lambda key: int(key) if key.isdigit() else -1)
         if keys != [str(index) for index in range(len(keys))]:
-            raise KeyError(f"group {group!r} holds {keys}, not arrays 0..{len(keys) - 1}")
+            raise DamagedFile(path, f"incomplete (its {group} arrays are {', '.join(keys)}, not 0 to {len(keys) - 1})")
         return [np.asarray(handle[group][key]) for key in keys]
     try:
         handle = h5py.File(path, "r")

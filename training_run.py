@@ -425,7 +425,8 @@ def resume(settings, learner, memory, rng, class_idx):
     try:
         model.load_weights(weights)
     except Exception as error:      # h5py, Keras and TensorFlow raise several types for a wrong file
-        raise UserError(f"{weights}: not a Q-network weights file of this project ({error})") from None
+        raise UserError(f"{weights}: not a Q-network weights file of this project ({error}); epoch {previous} cannot "
+                        f"be resumed: {resume_options(path_model, class_idx, previous)}") from None
 
     notes = []
     if state is not None:
