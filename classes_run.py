@@ -94,8 +94,9 @@ def train_classes(settings, make_features, model_label, train):
         except UserError as error:      # a damaged file of this class, say: the classes before it are complete
             complete = finished + trained
             raise UserError(f"class {number}/{len(identifiers)} ({name}) stopped: {error}. Classes complete: "
-                            f"{', '.join(complete) or 'none'}; once it is fixed, the same command with -n 1 "
-                            f"continues every class from its own files") from None
+                            f"{', '.join(complete) or 'none'}; a -n named above is for this class alone "
+                            f"(--class_object {name}); once it is fixed, the same command with -n 1 continues every "
+                            f"class from its own files") from None
         trained.append(name)
     print(f"classes trained: {', '.join(trained) or 'none'}" +
           (f"; already complete: {', '.join(finished)}" if finished else "") +
