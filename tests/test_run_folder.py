@@ -6,6 +6,8 @@ Tiny runs (two images, the stand-in backbone of test_resume.py) make the folders
 """
 import ast
 import errno
+import hashlib
+import json
 import re
 import shutil
 from pathlib import Path
@@ -63,7 +65,8 @@ def copy_of(folder, tmp_path):
 
 
 def contents(folder):
-    return {path.name: path.read_bytes() for path in sorted(Path(folder).iterdir())}
+    """``{name: SHA-256}`` of the folder's files (whole files are hundreds of MB)."""
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(Path(folder).iterdir())}
 
 
 def truncate(path, size=100_000):
@@ -199,6 +202,16 @@ def test_damaged_best_weights_name_the_best_epoch_from_the_log(runs, tmp_path):
     with pytest.raises(UserError, match=r"--epoch best: .*model0_best.weights.h5: truncated.*names epoch 0 as the "
                                         r"best.*--epoch 0"):
         testing_run.trained_weights(settings, 0, "Image-Zooms")
+
+
+def test_a_damaged_log_leaves_the_best_epoch_unnamed_with_a_warning(runs, dataset, tmp_path, tiny):
+    models = copy_of(runs[1], tmp_path)
+    shutil.copy(models / "model0.weights.h5", models / "model0_best.weights.h5")
+    (models / "training_log_model0.csv").write_bytes(b"")
+    with pytest.warns(UserWarning, match="training_log_model0.csv: empty .*its weights are tested"):
+        run_test(dataset, models, tmp_path / "out", "--epoch", "best")
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["epoch"] is None and results["weights"].endswith("model0_best.weights.h5")
 
 
 # ---------------------------------------------------------------------------------------------------------------
