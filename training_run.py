@@ -223,7 +223,7 @@ def train(settings, make_features, model_label):
                                     f"{next(iter(report.images.values()))}); nothing to train on")
                 seconds = time.perf_counter() - started
 
-                # save: log line, resume state, weights (epoch and latest); a signal now waits until they are written
+                # save: resume state, weights, log line, all or none; a signal now waits until they are written
                 row = epoch_row(epoch, epsilon, used, stats, features.forward_count - forwards_before,
                                 features.cache.hits - hits_before, seconds)
                 if validation:
