@@ -35,6 +35,7 @@ def tiny_backbone():
 @pytest.fixture(autouse=True)
 def release_models():
     """A test's Q-networks (100 MB each, three times that with Adam's state) sit in reference cycles that Python's
-    collector may not reach for many tests: collect them when the test ends, so a full run stays within a few GB."""
+    collector may not reach for many tests: collect them when the test ends (tests/test_run_folder.py alone peaks
+    at 4 GB with it, 7.6 GB without)."""
     yield
     gc.collect()
