@@ -59,7 +59,7 @@ def classes_present(roots, identifiers, set_name):
 
 def resume_epoch(settings, class_idx):
     """Where a resumed several-class run continues this class: after its latest saved epoch, or 0 with none."""
-    from training_run import existing_epochs
+    from run_folder import existing_epochs
     saved = existing_epochs(settings.path_model, class_idx)
     return saved[-1] + 1 if saved else 0
 
@@ -91,6 +91,12 @@ def train_classes(settings, make_features, model_label, train):
             print(f"stopped during class {number}/{len(identifiers)} ({name}); continue every class with the same "
                   f"command and -n 1 (each class resumes from its own files)", file=sys.stderr, flush=True)
             raise
+        except UserError as error:      # a damaged file of this class, say: the classes before it are complete
+            complete = finished + trained
+            raise UserError(f"class {number}/{len(identifiers)} ({name}) stopped: {error}. Classes complete: "
+                            f"{', '.join(complete) or 'none'}; a -n named above is for this class alone "
+                            f"(--class_object {name}); once it is fixed, the same command with -n 1 continues every "
+                            f"class from its own files") from None
         trained.append(name)
     print(f"classes trained: {', '.join(trained) or 'none'}" +
           (f"; already complete: {', '.join(finished)}" if finished else "") +
@@ -166,30 +172,17 @@ def test_classes(settings, make_features, model_label, test):
             continue
         one = one_class(settings, identifier)
         one.path_testing_folder = str(out_folder / name)
-        per_class.append(test(one, make_features, model_label))
+        try:
+            per_class.append(test(one, make_features, model_label))
+        except UserError as error:      # a damaged checkpoint of this class, say
+            tested = [results["class_object"] for results in per_class]
+            raise UserError(f"class {number}/{len(identifiers)} ({name}) stopped: {error}. Classes tested: "
+                            f"{', '.join(tested) or 'none'} (each in {out_folder}/<class>/results.json); no "
+                            f"combined results were written") from None
     combined = combine(per_class, absent)
     write_json(out_folder / "results.json", combined)
     print(format_class_table(combined))
     print(f"per-class results in {out_folder}/<class>/results.json, the table in {out_folder / 'results.json'}")
-    return combined
-
-
-def merge(paths, output):
-    """Merge single-class results.json files (separate jobs) into one combined results.json; returns it."""
-    from compare_results import load_results
-    per_class, seen = [], {}
-    for path in paths:
-        results = load_results(path)
-        if "class_object" not in results:
-            raise UserError(f"{path}: names no class_object; not a single-class results file")
-        if results["class_object"] in seen:
-            raise UserError(f"{path}: class {results['class_object']} is also in {seen[results['class_object']]}")
-        seen[results["class_object"]] = path
-        per_class.append(results)
-    if not per_class:
-        raise UserError("no results.json given to merge")
-    combined = combine(per_class)
-    write_json(Path(output), combined)
     return combined
 
 

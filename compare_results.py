@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from errors import UserError
+from runtime import write_json
 from visualization import plot_precision_recall, plot_regions_histogram
 
 REQUIRED_KEYS = ['model', 'agent', 'scale_subregion', 'precision', 'recall', 'ap', 'ap_voc07', 'max_recall',
@@ -49,6 +50,25 @@ def load_results(path):
         if not _is_number(results[key]):
             raise UserError(f'{path}: {key!r} must be a number, found {results[key]!r}')
     return results
+
+
+def merge(paths, output):
+    """Merge single-class results.json files (separate jobs) into one combined results.json; returns it."""
+    from classes_run import combine
+    per_class, seen = [], {}
+    for path in paths:
+        results = load_results(path)
+        if "class_object" not in results:
+            raise UserError(f"{path}: names no class_object; not a single-class results file")
+        if results["class_object"] in seen:
+            raise UserError(f"{path}: class {results['class_object']} is also in {seen[results['class_object']]}")
+        seen[results["class_object"]] = path
+        per_class.append(results)
+    if not per_class:
+        raise UserError("no results.json given to merge")
+    combined = combine(per_class)
+    write_json(Path(output), combined)
+    return combined
 
 
 def _is_number(value):
@@ -157,7 +177,7 @@ def main(argv=None):
                              'the per-class table and the mAP')
     args = parser.parse_args(argv)
     try:
-        from classes_run import format_class_table, merge, plot_class_bars
+        from classes_run import format_class_table, plot_class_bars
         if args.merge:
             print(format_class_table(merge(args.results, args.merge)))
             print(f'\ncombined results: {args.merge}')

@@ -18,6 +18,6 @@ python compare_results.py $out/image_zooms_trained/results.json $out/pool45_crop
   --labels "Image-Zooms, trained" "Pool45-Crops, trained" "random agent" "upper bound" \
   --title "Synthetic VOC test split, aeroplane, overlapped hierarchy (3/4)"
 python -c "
-from training_run import read_log; from visualization import plot_training_log
+from run_folder import read_log; from visualization import plot_training_log
 plot_training_log(read_log('models_image_zooms/training_log_model0.csv'), '$out/training_image_zooms.png')"
 echo "demo figures and results in $out/"

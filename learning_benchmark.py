@@ -220,9 +220,9 @@ def run_model(arguments, model, output, rows, baselines, after_run):
 
 def run_tests(arguments, model, variant, seed, training, testing_module, output, rows, baselines, features_for):
     """The baselines (once per seed) and every tested epoch's checkpoint on each split."""
-    from training_run import best_epoch, existing_epochs, read_log
+    from run_folder import best_epoch, existing_epochs, log_path, read_log
     class_idx = class_index(training)
-    log = {row["epoch"]: row for row in read_log(Path(training.path_model) / f"training_log_model{class_idx}.csv")}
+    log = {row["epoch"]: row for row in read_log(log_path(training.path_model, class_idx))}
     cumulative, seconds_by_epoch = 0.0, {}
     for epoch in sorted(log):
         cumulative += log[epoch]["seconds"]

@@ -4,6 +4,7 @@ figures; ``--epoch`` lists compare checkpoints (the paper's Figure 7); ``--image
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,10 @@ import numpy as np
 from dataset import SkipReport, load_record_image
 from errors import UserError
 from parse_xml_annotations import class_ids, several_classes
+from run_folder import (DamagedFile, best_epoch, best_path, check_weights, checkpoint_path, existing_epochs,
+                        log_path, read_log, test_options)
 from runtime import seed_everything, write_json
 from settings import check_dataset, check_path_vgg, class_index
-from training_run import checkpoint_path, existing_epochs
 
 
 def preflight(settings, model_label):
@@ -67,9 +69,13 @@ def test(settings, make_features, model_label):
         if model_name(settings):        # a named file (the 2016 models): no epoch known
             epoch = None
         elif epoch == "best":
-            from training_run import best_epoch, read_log
-            epoch = best_epoch(read_log(Path(settings.path_model) / f"training_log_model{class_idx}.csv"))
-            print(f"the best epoch by validation AP: {epoch}")
+            try:
+                epoch = best_epoch(read_log(log_path(settings.path_model, class_idx)))
+                print(f"the best epoch by validation AP: {epoch}")
+            except DamagedFile as damage:      # the log only names the epoch: the best weights are tested anyway
+                warnings.warn(f"{damage}; the best epoch's number is not known, its weights are tested",
+                              UserWarning, stacklevel=2)
+                epoch = None
         elif epoch < 0:     # the latest weights are those of the last saved epoch
             epoch = max(existing_epochs(settings.path_model, class_idx), default=None)
         features = make_features(settings)
@@ -183,11 +189,18 @@ def trained_weights(settings, class_idx, model_label):
     check_weights_order(weights_order(settings))
     epoch = settings.epoch
     if epoch == "best" and not model_name(settings):
-        from training_run import best_path
         weights = best_path(settings.path_model, class_idx)
         if not weights.is_file():
             raise UserError(f"--epoch best: no {weights}; it is written by a training run with validation_images "
                             f"N > 0 (held-out images that pick the epoch)")
+        try:
+            check_weights(weights)
+        except DamagedFile as damage:
+            picked = best_epoch(read_log(log_path(settings.path_model, class_idx)))
+            kept = picked is not None and checkpoint_path(settings.path_model, class_idx, picked).is_file()
+            raise UserError(f"--epoch best: {damage}; " + (
+                f"the training log names epoch {picked} as the best, and its weights are kept: test it with "
+                f"--epoch {picked}" if kept else test_options(settings.path_model, class_idx, weights))) from None
         return weights
     if model_name(settings):
         if epoch != -1:
@@ -202,6 +215,10 @@ def trained_weights(settings, class_idx, model_label):
         found = existing_epochs(settings.path_model, class_idx)
         raise UserError(f"no checkpoint {weights}; epochs saved in {settings.path_model}: "
                         f"{found if found else 'none'}. Train first (python {model_label}_training.py).")
+    try:
+        check_weights(weights)
+    except DamagedFile as damage:
+        raise UserError(f"{damage}; {test_options(settings.path_model, class_idx, weights)}") from None
     return weights
 
 

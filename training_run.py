@@ -4,15 +4,17 @@ line each, and ``-n`` resuming from a checkpoint.
 - SIGTERM is handled like Ctrl-C. The epoch in progress is dropped; the checkpoint of the last complete epoch is the
   resume point, and ``-n`` continues from it as the uninterrupted run would have (the checkpoint holds weights,
   optimiser, ε, random generators, settings and replay memory). A signal that arrives while an epoch is being saved
-  waits until it is saved. Files are written to a temporary name and renamed, the resume state before the weights,
-  so even SIGKILL leaves the last complete epoch resumable;
+  waits until it is saved. An epoch's files are all written to temporary names, then renamed, the resume state
+  before the weights, and the previous epoch's removed last, so even SIGKILL leaves the last complete epoch
+  resumable, and a save that fails (disk full, permission) leaves the folder as the previous epoch left it;
+- a damaged file that ``-n`` reads stops the run in one line naming the file and the way on, before anything is
+  used (a torn last line of the log is dropped with a warning); see ``run_folder``;
 - a NaN or infinite loss stops training at once; non-finite weights are never saved.
+
+The files of a run folder are named, found and read in ``run_folder``.
 """
 from __future__ import annotations
 
-import csv
-import json
-import re
 import sys
 import time
 import warnings
@@ -23,26 +25,11 @@ import numpy as np
 from dataset import SkipReport, load_record_image
 from errors import UserError
 from parse_xml_annotations import class_ids, several_classes
-from runtime import TEMPORARY_PREFIX, Interrupted, StopSignals, seed_everything, write_atomically
+from run_folder import (DamagedFile, best_path, check_weights, checkpoint_path, existing_epochs, log_path,
+                        read_log, read_resume_state, remove_temporary_files, resume_epochs, resume_options,
+                        resume_state_path, write_log, write_resume_state, write_together)
+from runtime import Interrupted, StopSignals, seed_everything
 from settings import check_dataset, check_path_vgg, class_index
-
-
-def checkpoint_path(path_model, class_idx, epoch=None):
-    name = f"model{class_idx}.weights.h5" if epoch is None else f"model{class_idx}_epoch_{epoch}.weights.h5"
-    return Path(path_model) / name
-
-
-def existing_epochs(path_model, class_idx, prefix="model", suffix=".weights.h5"):
-    """Epochs with a file ``<prefix><class_idx>_epoch_<epoch><suffix>`` in ``path_model``, sorted."""
-    pattern = re.compile(rf"{re.escape(prefix)}{class_idx}_epoch_(\d+){re.escape(suffix)}")
-    return sorted(int(match.group(1)) for path in Path(path_model).glob(f"{prefix}{class_idx}_epoch_*{suffix}")
-                  if (match := pattern.fullmatch(path.name)))
-
-
-
-LOG_FIELDS = ("epoch", "epsilon", "images", "searches", "steps", "mean_reward", "triggers", "correct_triggers",
-              "hit_rate", "mean_trigger_iou", "updates", "mean_loss", "vgg_forwards", "cache_hits", "steps_per_s",
-              "seconds")
 
 
 def preflight(settings):
@@ -194,11 +181,10 @@ def train(settings, make_features, model_label):
         extras = {**learner.options, **search_options, **({"validation_images": len(validation)} if validation else {})}
         print("learning options (not the paper's method): " + ", ".join(f"{k} {v}" for k, v in extras.items()))
     memory = ReplayMemory(settings.buffer_experience_replay)
-    log_path = path_model / f"training_log_model{class_idx}.csv"
     log_rows = []
     first_epoch = settings.n
     if first_epoch > 0:
-        log_rows = resume(settings, learner, memory, rng, class_idx, log_path)
+        log_rows = resume(settings, learner, memory, rng, class_idx)
 
     # loop
     last_saved = first_epoch - 1
@@ -242,7 +228,7 @@ def train(settings, make_features, model_label):
                                     f"{next(iter(report.images.values()))}); nothing to train on")
                 seconds = time.perf_counter() - started
 
-                # save: log line, resume state, weights (epoch and latest); a signal now waits until they are written
+                # save: resume state, weights, log line, all or none; a signal now waits until they are written
                 row = epoch_row(epoch, epsilon, used, stats, features.forward_count - forwards_before,
                                 features.cache.hits - hits_before, seconds)
                 if validation:
@@ -253,10 +239,9 @@ def train(settings, make_features, model_label):
                         raise UserError(non_finite_message(settings, class_idx, epoch, "the weights became NaN or "
                                                            "infinite"))
                     log_rows.append(row)
-                    write_log(log_path, log_rows)
-                    save_checkpoint(settings, learner, memory, rng, class_idx, epoch)
-                    if validation and row["validation_ap"] >= max(r.get("validation_ap") or 0.0 for r in log_rows):
-                        write_atomically(best_path(path_model, class_idx), model.save_weights)
+                    best = bool(validation) and row["validation_ap"] >= max(r.get("validation_ap") or 0.0
+                                                                           for r in log_rows)
+                    save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best)
                     last_saved = epoch
                 print(f"epoch {epoch:3d}  eps {epsilon:.2f}  mean reward {row['mean_reward']:+.3f}  searches "
                       f"{row['searches']}  triggers {row['triggers']} (correct {row['correct_triggers']}, mean IoU "
@@ -268,7 +253,7 @@ def train(settings, make_features, model_label):
             raise
     if report.summary():
         print(report.summary())
-    print(f"checkpoints in {path_model}/, log {log_path}")
+    print(f"checkpoints in {path_model}/, log {log_path(path_model, class_idx)}")
 
 
 def check_initial_weights(settings):
@@ -321,57 +306,6 @@ def epoch_row(epoch, epsilon, images, stats, forwards, hits, seconds):
             "cache_hits": hits, "steps_per_s": stats["steps"] / max(seconds, 1e-9), "seconds": round(seconds, 2)}
 
 
-VALIDATION_FIELDS = ("validation_ap", "validation_max_recall")
-
-
-def best_path(path_model, class_idx):
-    """The weights of the epoch with the best validation AP (``validation_images``; testing ``--epoch best``)."""
-    return Path(path_model) / f"model{class_idx}_best.weights.h5"
-
-
-def best_epoch(log_rows):
-    """The epoch whose validation AP is the highest (the later one on ties, as training keeps it), or None."""
-    rows = [row for row in log_rows if row.get("validation_ap") is not None]
-    if not rows:
-        return None
-    best = max(row["validation_ap"] for row in rows)
-    return max(row["epoch"] for row in rows if row["validation_ap"] == best)
-
-
-def write_log(path, rows):
-    fields = LOG_FIELDS + (VALIDATION_FIELDS if any("validation_ap" in row for row in rows) else ())
-
-    def write(temporary):
-        with open(temporary, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fields)
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value)
-                                 for key, value in row.items()})
-    write_atomically(path, write)
-
-
-def read_log(path):
-    if not Path(path).is_file():
-        return []
-    with open(path, newline="") as handle:
-        return [{key: int(value) if key == "epoch" else None if value == "" else float(value)
-                 for key, value in row.items()} for row in csv.DictReader(handle)]
-
-
-def resume_state_path(path_model, class_idx, epoch):
-    return Path(path_model) / f"resume_model{class_idx}_epoch_{epoch}.h5"
-
-
-def remove_temporary_files(path_model, class_idx):
-    """Half-written files a killed run of this class left behind (never read: the real files are intact)."""
-    pattern = re.compile(rf"{re.escape(TEMPORARY_PREFIX)}(model{class_idx}(_epoch_\d+|_best)?\.weights\.h5|"
-                         rf"resume_model{class_idx}_epoch_\d+\.h5|training_log_model{class_idx}\.csv)")
-    for path in Path(path_model).glob(f"{TEMPORARY_PREFIX}*"):
-        if pattern.fullmatch(path.name):
-            path.unlink(missing_ok=True)
-
-
 # settings that may change on resume without a warning (they do not change what is learnt)
 RESUME_FREE_SETTINGS = {"n", "epochs", "demo", "explicit", "path_model", "path_testing_folder", "bool_draw",
                         "draw_every", "cache_mb", "map_cache_mb", "checkpoint_every", "initial_weights",
@@ -391,48 +325,57 @@ def keeps_epoch_weights(settings, epoch):
     return (epoch + 1) % settings.checkpoint_every == 0 or epoch == settings.epochs - 1
 
 
-def save_checkpoint(settings, learner, memory, rng, class_idx, epoch):
-    """The state at the end of ``epoch``: the resume state (epoch, ε, optimiser, replay memory, random generators,
-    settings), then the weights (of the epoch, and the latest), then older resume states and the previous epoch's
-    weights, unless ``checkpoint_every`` keeps them, are removed.
+def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best):
+    """The files of ``epoch``: the resume state (epoch, ε, optimiser, replay memory, random generators, settings),
+    the weights (of the epoch, the latest and, when ``best``, the best epoch's) and the log, written together
+    (``run_folder.write_together``: all of them, or none, replace the files before); then older resume states and
+    the previous epoch's weights, unless ``checkpoint_every`` keeps them, are removed.
 
-    Each file is written to a temporary name and renamed, and in this order, so a run killed at any moment leaves
-    the last complete epoch with both its weights and its resume state.
+    A write that fails part-way (disk full, permission, an exception in a writer) removes this epoch's temporary
+    files and stops the run with a UserError naming the folder and the cause; the previous epoch's files are as
+    they were.
     """
-    import h5py
-    from reinforcement import epsilon_for_epoch
     model = learner.model
     path_model = Path(settings.path_model)
-
-    def write_state(temporary):
-        with h5py.File(temporary, "w") as handle:
-            handle.attrs["epoch"] = epoch
-            handle.attrs["epsilon"] = epsilon_for_epoch(epoch, settings.epsilon)
-            handle.attrs["numpy_rng"] = json.dumps(rng.bit_generator.state)
-            handle.attrs["settings"] = json.dumps({k: v for k, v in vars(settings).items() if k != "explicit"})
-            optimizer = handle.create_group("optimizer")
-            for index, variable in enumerate(learner.optimizer.variables):
-                optimizer[str(index)] = np.asarray(variable)
-                optimizer[str(index)].attrs["path"] = variable.path
-            if learner.target_model is not None:
-                target = handle.create_group("target_network")
-                for index, variable in enumerate(learner.target_model.weights):
-                    target[str(index)] = np.asarray(variable)
-            seeds = handle.create_group("seed_generators")
-            for index, variable in enumerate(_seed_variables(model)):
-                seeds[str(index)] = np.asarray(variable)
-            if settings.save_replay_memory:
-                replay = handle.create_group("replay_memory")
-                for name, array in memory.state_dict().items():
-                    replay[name] = array
-    write_atomically(resume_state_path(path_model, class_idx, epoch), write_state)
-    for path in (checkpoint_path(path_model, class_idx, epoch), checkpoint_path(path_model, class_idx)):
-        write_atomically(path, model.save_weights)
-    for older in existing_epochs(path_model, class_idx, prefix="resume_model", suffix=".h5"):
-        if older != epoch:
-            resume_state_path(path_model, class_idx, older).unlink(missing_ok=True)
+    state = resume_state(settings, learner, memory, rng, epoch)
+    writes = [(resume_state_path(path_model, class_idx, epoch), lambda temporary: write_resume_state(temporary, state)),
+              (checkpoint_path(path_model, class_idx, epoch), model.save_weights),
+              (checkpoint_path(path_model, class_idx), model.save_weights)]
+    if best:
+        writes.append((best_path(path_model, class_idx), model.save_weights))
+    writes.append((log_path(path_model, class_idx), lambda temporary: write_log(temporary, log_rows)))
+    try:
+        write_together(writes)
+    except Exception as error:      # whatever stopped the write, the folder is as before: say so in one line
+        cause = str(error) if isinstance(error, OSError) else f"{type(error).__name__}: {error}"
+        kept = (f"epoch {epoch - 1} is kept as it was (-n {epoch} resumes it)"
+                if checkpoint_path(path_model, class_idx, epoch - 1).is_file() else "no earlier epoch was saved")
+        raise UserError(f"could not save epoch {epoch} in {path_model}/ ({cause}); none of its files were kept, "
+                        f"{kept}") from None
+    stale = [resume_state_path(path_model, class_idx, older) for older in resume_epochs(path_model, class_idx)
+             if older != epoch]
     if epoch > 0 and not keeps_epoch_weights(settings, epoch - 1):
-        checkpoint_path(path_model, class_idx, epoch - 1).unlink(missing_ok=True)
+        stale.append(checkpoint_path(path_model, class_idx, epoch - 1))
+    for path in stale:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as error:
+            warnings.warn(f"epoch {epoch} is saved, but {path} could not be removed ({error})", UserWarning,
+                          stacklevel=2)
+
+
+def resume_state(settings, learner, memory, rng, epoch):
+    """What ``run_folder.write_resume_state`` writes at the end of ``epoch``, besides the weights."""
+    from reinforcement import epsilon_for_epoch
+    return {"epoch": epoch, "epsilon": epsilon_for_epoch(epoch, settings.epsilon),
+            "numpy_rng": rng.bit_generator.state,
+            "settings": {k: v for k, v in vars(settings).items() if k != "explicit"},
+            "optimizer": [np.asarray(variable) for variable in learner.optimizer.variables],
+            "optimizer_paths": [variable.path for variable in learner.optimizer.variables],
+            "target_network": None if learner.target_model is None else [np.asarray(variable) for variable in
+                                                                         learner.target_model.weights],
+            "seed_generators": [np.asarray(variable) for variable in _seed_variables(learner.model)],
+            "replay_memory": memory.state_dict() if settings.save_replay_memory else None}
 
 
 def _seed_variables(model):
@@ -446,14 +389,15 @@ def _seed_variables(model):
     return variables
 
 
-def resume(settings, learner, memory, rng, class_idx, log_path):
+def resume(settings, learner, memory, rng, class_idx):
     """``-n N``: load the checkpoint of epoch N−1 — weights and, when its resume state is there, the optimiser,
     replay memory and random generators, which makes the rest of the run the same as an uninterrupted one — and
     return the log rows of the epochs before N.
 
-    The learning rate is the one given now (changing it on resume is allowed; it is reported).
+    Every file is read and checked before anything is used: a damaged one stops the run with a UserError naming it
+    and the way on, and changes nothing. The learning rate is the one given now (changing it on resume is allowed;
+    it is reported).
     """
-    import h5py
     model = learner.model
     path_model = Path(settings.path_model)
     previous = settings.n - 1
@@ -463,46 +407,87 @@ def resume(settings, learner, memory, rng, class_idx, log_path):
         raise UserError(f"-n {settings.n}: no checkpoint {weights}; epochs saved in {path_model}: "
                         f"{found if found else 'none'}")
     try:
+        check_weights(weights)
+    except DamagedFile as damage:
+        raise UserError(f"{damage}; epoch {previous} cannot be resumed: "
+                        f"{resume_options(path_model, class_idx, previous)}") from None
+    state_path = resume_state_path(path_model, class_idx, previous)
+    state = None
+    if state_path.is_file():
+        try:
+            state = read_resume_state(state_path, previous)
+            check_state_fits(state, state_path, learner, memory)
+        except DamagedFile as damage:
+            raise UserError(f"{damage}; epoch {previous} cannot be resumed exactly. To continue from its weights "
+                            f"alone (inexact: a fresh optimiser and replay memory, said so when it starts), delete "
+                            f"{state_path.name} and run -n {settings.n} again") from None
+    log = log_path(path_model, class_idx)
+    try:
+        log_rows = [row for row in read_log(log) if row["epoch"] < settings.n]
+    except DamagedFile as damage:
+        raise UserError(f"{damage}. Repair it, or delete it to resume with a log that starts at epoch {settings.n} "
+                        f"(the checkpoints are not affected)") from None
+    try:
         model.load_weights(weights)
     except Exception as error:      # h5py, Keras and TensorFlow raise several types for a wrong file
-        raise UserError(f"{weights}: not a Q-network weights file of this project ({error})") from None
-    state_path = resume_state_path(path_model, class_idx, previous)
+        raise UserError(f"{weights}: not a Q-network weights file of this project ({error}); epoch {previous} cannot "
+                        f"be resumed: {resume_options(path_model, class_idx, previous)}") from None
+
     notes = []
-    if state_path.is_file():
-        with h5py.File(state_path, "r") as handle:
-            saved = json.loads(handle.attrs["settings"])
-            current = {k: v for k, v in vars(settings).items() if k != "explicit"}
-            # a setting the checkpoint does not name is newer than it: only a value given now can differ
-            changed = sorted(k for k in set(saved) | set(current) if k not in RESUME_FREE_SETTINGS and (
-                saved[k] != current.get(k) if k in saved else k in settings.explicit))
-            if changed:
-                warnings.warn("resuming with settings that differ from the checkpoint's: " + ", ".join(
-                    f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in changed) + "; the run continues with the "
-                    "new values", UserWarning, stacklevel=2)
-            for index, variable in enumerate(learner.optimizer.variables):
-                if not variable.path.endswith("learning_rate"):
-                    variable.assign(np.asarray(handle["optimizer"][str(index)]))
-            for index, variable in enumerate(_seed_variables(model)):
-                variable.assign(np.asarray(handle["seed_generators"][str(index)]))
-            if learner.target_model is not None:
-                if "target_network" in handle:
-                    for index, variable in enumerate(learner.target_model.weights):
-                        variable.assign(np.asarray(handle["target_network"][str(index)]))
-                else:
-                    learner.target_model.set_weights(model.get_weights())
-                    notes.append("the checkpoint has no target network: it starts as a copy of the Q-network")
-            rng.bit_generator.state = json.loads(handle.attrs["numpy_rng"])
-            if "replay_memory" not in handle:
-                notes.append("the replay memory was not saved (save_replay_memory 0): it starts empty")
-            elif handle["replay_memory"]["actions"].shape[0] != memory.capacity:
-                notes.append(f"the saved replay memory holds {handle['replay_memory']['actions'].shape[0]} "
-                             f"transitions, buffer_experience_replay is {memory.capacity}: it starts empty")
+    if state is not None:
+        saved = state["settings"]
+        current = {k: v for k, v in vars(settings).items() if k != "explicit"}
+        # a setting the checkpoint does not name is newer than it: only a value given now can differ
+        changed = sorted(k for k in set(saved) | set(current) if k not in RESUME_FREE_SETTINGS and (
+            saved[k] != current.get(k) if k in saved else k in settings.explicit))
+        if changed:
+            warnings.warn("resuming with settings that differ from the checkpoint's: " + ", ".join(
+                f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in changed) + "; the run continues with the "
+                "new values", UserWarning, stacklevel=2)
+        for variable, array in zip(learner.optimizer.variables, state["optimizer"]):
+            if not variable.path.endswith("learning_rate"):
+                variable.assign(array)
+        for variable, array in zip(_seed_variables(model), state["seed_generators"]):
+            variable.assign(array)
+        if learner.target_model is not None:
+            if state["target_network"] is not None:
+                for variable, array in zip(learner.target_model.weights, state["target_network"]):
+                    variable.assign(array)
             else:
-                memory.load_state_dict({k: np.asarray(v) for k, v in handle["replay_memory"].items()})
+                learner.target_model.set_weights(model.get_weights())
+                notes.append("the checkpoint has no target network: it starts as a copy of the Q-network")
+        rng.bit_generator.state = state["numpy_rng"]
+        replay = state["replay_memory"]
+        if replay is None:
+            notes.append("the replay memory was not saved (save_replay_memory 0): it starts empty")
+        elif replay["actions"].shape[0] != memory.capacity:
+            notes.append(f"the saved replay memory holds {replay['actions'].shape[0]} transitions, "
+                         f"buffer_experience_replay is {memory.capacity}: it starts empty")
+        else:
+            memory.load_state_dict(replay)
     else:
         notes.append(f"no resume state {state_path.name}: optimiser and replay memory start empty, random "
                      f"generators from the seed")
     print(f"resuming at epoch {settings.n} from {weights}" + (f" ({'; '.join(notes)}: not an exact continuation)"
                                                             if notes else ""))
-    return [row for row in read_log(log_path) if row["epoch"] < settings.n]
+    return log_rows
 
+
+def check_state_fits(state, path, learner, memory):
+    """Raise ``DamagedFile`` unless the resume state's arrays fit this run's optimiser, dropout seeds, target network
+    and replay memory (a file that reads but holds fewer or other arrays is incomplete)."""
+    def compare(what, arrays, variables):
+        shapes = [tuple(array.shape) for array in arrays]
+        expected = [tuple(variable.shape) for variable in variables]
+        if shapes != expected:
+            raise DamagedFile(path, f"incomplete ({what}: {len(shapes)} arrays where this run has {len(expected)}"
+                                    + ("" if len(shapes) != len(expected) else ", of other shapes") + ")")
+    compare("optimiser", state["optimizer"], learner.optimizer.variables)
+    compare("dropout seeds", state["seed_generators"], _seed_variables(learner.model))
+    if learner.target_model is not None and state["target_network"] is not None:
+        compare("target network", state["target_network"], learner.target_model.weights)
+    replay = state["replay_memory"]
+    if replay is not None and replay["actions"].shape[0] == memory.capacity:
+        wrong = [name for name, array in memory.state_dict().items() if replay[name].shape != array.shape]
+        if wrong:
+            raise DamagedFile(path, f"incomplete (replay memory arrays {', '.join(wrong)} of other shapes)")

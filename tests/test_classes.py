@@ -11,6 +11,7 @@ import classes_run
 import compare_results
 import image_zooms_testing
 import image_zooms_training
+import run_folder
 import training_run
 from errors import UserError
 from parse_xml_annotations import VOC_CLASSES, class_ids, several_classes
@@ -77,7 +78,7 @@ def test_merge_of_separate_jobs(voc2007_test, tmp_path):
     assert [row["class_object"] for row in merged["classes"]] == ["aeroplane", "bird"]
     assert merged["map"] == pytest.approx((merged["classes"][0]["ap"] + merged["classes"][1]["ap"]) / 2)
     with pytest.raises(UserError, match="also in"):
-        classes_run.merge([tmp_path / "bird" / "results.json"] * 2, tmp_path / "twice.json")
+        compare_results.merge([tmp_path / "bird" / "results.json"] * 2, tmp_path / "twice.json")
     assert compare_results.main([str(tmp_path / "merged.json"), "--output", str(tmp_path / "bars.png")]) == 0
     assert (tmp_path / "bars.png").is_file()
 
@@ -101,7 +102,7 @@ def same_files(straight, resumed):
         if name.endswith(".weights.h5"):
             assert same_weights(straight / name, resumed / name), name
         elif name.endswith(".csv"):
-            rows = [[{key: row[key] for key in LEARNING_COLUMNS} for row in training_run.read_log(folder / name)]
+            rows = [[{key: row[key] for key in LEARNING_COLUMNS} for row in run_folder.read_log(folder / name)]
                     for folder in (straight, resumed)]
             assert rows[0] == rows[1], name
 
@@ -119,21 +120,21 @@ def test_all_classes_train_test_and_resume_after_an_interruption_in_class_two(da
     output = capsys.readouterr().out
     assert "class 2/20: bicycle" in output and "absent from the training set" in output
     for identifier in trained:
-        assert training_run.existing_epochs(straight, identifier - 1) == [0, 1]
+        assert run_folder.existing_epochs(straight, identifier - 1) == [0, 1]
 
     # Ctrl-C once the second class has saved its first epoch
     resumed = tmp_path / "resumed"
-    save_checkpoint = training_run.save_checkpoint
+    save_epoch = training_run.save_epoch
 
-    def interrupting_save(settings, learner, memory, rng, class_idx, epoch):
-        save_checkpoint(settings, learner, memory, rng, class_idx, epoch)
+    def interrupting_save(settings, learner, memory, rng, class_idx, epoch, *rest):
+        save_epoch(settings, learner, memory, rng, class_idx, epoch, *rest)
         if class_idx == trained[1] - 1 and epoch == 0:
             raise Interrupted(signal.SIGINT)
-    monkeypatch.setattr(training_run, "save_checkpoint", interrupting_save)
+    monkeypatch.setattr(training_run, "save_epoch", interrupting_save)
     with pytest.raises(Interrupted):
         train_all(dataset, resumed)
     assert "-n 1" in capsys.readouterr().err
-    monkeypatch.setattr(training_run, "save_checkpoint", save_checkpoint)
+    monkeypatch.setattr(training_run, "save_epoch", save_epoch)
     train_all(dataset, resumed, "-n", "1")
     assert "already saved, skipped" in capsys.readouterr().out
     same_files(straight, resumed)

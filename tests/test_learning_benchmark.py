@@ -102,7 +102,7 @@ def test_a_run_with_validation_tests_the_epoch_validation_picked(dataset, tmp_pa
     tiny_run(dataset, output, monkeypatch, 1, 3, 4, "--splits", "test", "--test_every", "10",
              "--variant", "validation_images=2")
     report = json.loads((output / "learning.json").read_text())
-    from training_run import best_epoch, read_log
+    from run_folder import best_epoch, read_log
     log = read_log(output / "models/image_zooms/validation_images_2/seed0/training_log_model0.csv")
     picked = best_epoch(log)
     assert {row["epoch"] for row in report["rows"]} == {2, picked}       # the last epoch and the one picked

@@ -9,7 +9,7 @@ import pytest
 
 import image_zooms_testing
 import image_zooms_training
-import training_run
+import run_folder
 from errors import UserError
 from test_resume import TINY, same_weights, tiny_features
 
@@ -119,12 +119,12 @@ def test_options_on_resume_exactly_and_validation_picks_the_testing_epoch(datase
     train("resumed", "--epochs", "3", "-n", "2")
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     assert same_weights(straight / "model0.weights.h5", resumed / "model0.weights.h5")
-    log = training_run.read_log(straight / "training_log_model0.csv")
-    assert training_run.read_log(resumed / "training_log_model0.csv")[-1]["mean_loss"] == log[-1]["mean_loss"]
+    log = run_folder.read_log(straight / "training_log_model0.csv")
+    assert run_folder.read_log(resumed / "training_log_model0.csv")[-1]["mean_loss"] == log[-1]["mean_loss"]
     assert all(row["images"] == 3 and 0 <= row["validation_ap"] <= 1 for row in log)    # 4 images, 1 held out
     assert sum(row["updates"] for row in log) > 3       # the target network was copied more than once
 
-    best = training_run.best_epoch(log)
+    best = run_folder.best_epoch(log)
     assert same_weights(straight / "model0_best.weights.h5", straight / f"model0_epoch_{best}.weights.h5")
     image_zooms_testing.main(["--path_voc_test", str(dataset), "--path_model", str(straight),
                                         "--path_testing_folder", str(tmp_path / "test"), "--path_vgg", "random",
@@ -141,5 +141,5 @@ def test_options_off_leave_the_log_as_it_was(dataset, tmp_path, monkeypatch):
     monkeypatch.setattr(image_zooms_training, "make_features", tiny_features)
     image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(tmp_path), *TINY, "--epochs", "1"])
     header = (tmp_path / "training_log_model0.csv").read_text().splitlines()[0]
-    assert header == ",".join(training_run.LOG_FIELDS)
+    assert header == ",".join(run_folder.LOG_FIELDS)
     assert not (tmp_path / "model0_best.weights.h5").exists()

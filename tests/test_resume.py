@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import runtime
+import run_folder
 import training_run
 import image_zooms_training
 from errors import UserError
@@ -63,11 +64,11 @@ LEARNING_COLUMNS = ("epoch", "epsilon", "images", "searches", "steps", "mean_rew
 
 
 def existing_epochs(models):
-    return training_run.existing_epochs(models, 0)
+    return run_folder.existing_epochs(models, 0)
 
 
 def learning_log(models):
-    return [{key: row[key] for key in LEARNING_COLUMNS} for row in training_run.read_log(models /
+    return [{key: row[key] for key in LEARNING_COLUMNS} for row in run_folder.read_log(models /
                                                                                        "training_log_model0.csv")]
 
 
@@ -193,9 +194,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(straight_and_resumed,
     with pytest.warns(UserWarning, match="learning_rate"):
         with pytest.raises(UserError, match=r"epoch 1: the loss became (nan|inf).*epoch 0, is kept.*-n 1"):
             train(dataset, tmp_path, "--epochs", "3", "-n", "1", "--learning_rate", "1e30")
-    assert training_run.existing_epochs(tmp_path, 0) == [0]
+    assert run_folder.existing_epochs(tmp_path, 0) == [0]
     assert same_weights(tmp_path / "model0.weights.h5", first_epoch / "model0_epoch_0.weights.h5")
-    assert [row["epoch"] for row in training_run.read_log(tmp_path / "training_log_model0.csv")] == [0]
+    assert [row["epoch"] for row in run_folder.read_log(tmp_path / "training_log_model0.csv")] == [0]
 
 
 def test_nan_weights_are_never_saved(dataset, tmp_path, tiny, monkeypatch):
@@ -232,7 +233,7 @@ def test_a_signal_while_saving_waits_until_the_epoch_is_saved(dataset, tmp_path,
         train(dataset, tmp_path, "--epochs", "3")
     assert interrupt.value.signal_number == signal.SIGTERM
     assert signal.getsignal(signal.SIGTERM) is before                 # handlers restored
-    assert training_run.existing_epochs(tmp_path, 0) == [0] and (tmp_path / "resume_model0_epoch_0.h5").is_file()
+    assert run_folder.existing_epochs(tmp_path, 0) == [0] and (tmp_path / "resume_model0_epoch_0.h5").is_file()
     assert "SIGTERM after epoch 0 was saved" in capsys.readouterr().err
 
 
@@ -291,13 +292,13 @@ def test_sigterm_stops_cleanly_and_the_run_resumes(dataset, tmp_path, tiny):
         process.kill()
     stderr = (tmp_path / "stderr.txt").read_text()
     assert "Traceback" not in stderr and "SIGTERM" in stderr
-    saved = training_run.existing_epochs(models, 0)
+    saved = run_folder.existing_epochs(models, 0)
     last = saved[-1]
     assert saved == list(range(last + 1)) and f"Continue with -n {last + 1}" in stderr
     assert not list(models.glob(".tmp_*"))
     assert (models / f"resume_model0_epoch_{last}.h5").is_file()
     train(dataset, models, "--epochs", str(last + 2), "-n", str(last + 1))
-    assert [row["epoch"] for row in training_run.read_log(models / "training_log_model0.csv")] == list(range(last + 2))
+    assert [row["epoch"] for row in run_folder.read_log(models / "training_log_model0.csv")] == list(range(last + 2))
 
 
 def test_sigkill_while_saving_leaves_the_last_epoch_resumable(dataset, tmp_path, tiny, capsys):
@@ -310,10 +311,10 @@ def test_sigkill_while_saving_leaves_the_last_epoch_resumable(dataset, tmp_path,
         process.wait(timeout=60)
     finally:
         process.kill()
-    assert training_run.existing_epochs(models, 0) == [0]
+    assert run_folder.existing_epochs(models, 0) == [0]
     assert (models / "resume_model0_epoch_0.h5").is_file() and half_written.exists()
     weights(models / "model0_epoch_0.weights.h5")                   # intact
     capsys.readouterr()
     train(dataset, models, "--epochs", "2", "-n", "1")
     assert "not an exact continuation" not in capsys.readouterr().out
-    assert not half_written.exists() and training_run.existing_epochs(models, 0) == [0, 1]
+    assert not half_written.exists() and run_folder.existing_epochs(models, 0) == [0, 1]

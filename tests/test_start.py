@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import pytest
 
 import runtime
@@ -80,7 +81,8 @@ def test_resuming_without_the_previous_checkpoint_is_found_before_tensorflow(dat
     (["--path_voc_test", "{tmp}", "--agent", "upper_bound"], "image set folder not found"),
 ])
 def test_a_testing_mistake_is_one_line_before_tensorflow(args, expected, dataset, tmp_path):
-    (tmp_path / "model0.weights.h5").touch()       # found, so that the check after it (path_vgg) is reached
+    with h5py.File(tmp_path / "model0.weights.h5", "w") as handle:     # found and readable, so that the check
+        handle["weights"] = [0.0]                                       # after it (path_vgg) is reached
     args = [arg.format(dataset=dataset, tmp=tmp_path) for arg in args]
     completed = run_script("image_zooms_testing.py", *args)
     line, = own_lines(completed.stderr)
@@ -106,7 +108,7 @@ def test_class_lists_and_all_pass_the_check():
 
 def test_the_scripts_modules_import_no_tensorflow():
     code = ("import sys, image_zooms_training, image_zooms_testing, pool45_crops_training, pool45_crops_testing, "
-            "training_run, testing_run, settings, runtime, episodes, reinforcement, features, detection; "
+            "training_run, testing_run, run_folder, settings, runtime, episodes, reinforcement, features, detection; "
             "print(sorted(name for name in ('tensorflow', 'keras') if name in sys.modules))")
     completed = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr

@@ -1,0 +1,309 @@
+"""What a training run leaves in ``path_model``, named, found and read in one place: the weights of each epoch and
+the latest (``model<k>_epoch_<E>.weights.h5``, ``model<k>.weights.h5``), the resume state of the latest epoch
+(``resume_model<k>_epoch_<E>.h5``), the training log (``training_log_model<k>.csv``) and, with
+``validation_images``, the weights of the best epoch (``model<k>_best.weights.h5``); ``k`` is the class index.
+
+Every file is read through checks: an unreadable, truncated, empty or incomplete file raises :class:`DamagedFile`
+(a UserError: one line naming the file and what is wrong with it), and the callers add the way on
+(:func:`resume_options`, :func:`test_options`). A torn last line of the log, the only damage an interrupted
+write or copy leaves there, is dropped with a warning.
+
+Writing a set of files (one epoch's) goes through :func:`write_together`: all or none of them replace the files
+before, so a save that fails part-way leaves the folder as it was.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from errors import UserError
+from runtime import TEMPORARY_PREFIX
+
+# ---------------------------------------------------------------------------------------------------------------
+# names
+
+WEIGHTS_SUFFIX = ".weights.h5"
+
+
+def checkpoint_path(path_model, class_idx, epoch=None):
+    """The weights of ``epoch``, or the latest epoch's when it is None."""
+    name = f"model{class_idx}{WEIGHTS_SUFFIX}" if epoch is None else f"model{class_idx}_epoch_{epoch}{WEIGHTS_SUFFIX}"
+    return Path(path_model) / name
+
+
+def resume_state_path(path_model, class_idx, epoch):
+    """Epoch, ε, optimiser, target network, replay memory, random generators and settings at the end of ``epoch``."""
+    return Path(path_model) / f"resume_model{class_idx}_epoch_{epoch}.h5"
+
+
+def log_path(path_model, class_idx):
+    return Path(path_model) / f"training_log_model{class_idx}.csv"
+
+
+def best_path(path_model, class_idx):
+    """The weights of the epoch with the best validation AP (``validation_images``; testing ``--epoch best``)."""
+    return Path(path_model) / f"model{class_idx}_best{WEIGHTS_SUFFIX}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# found
+
+def existing_epochs(path_model, class_idx, prefix="model", suffix=WEIGHTS_SUFFIX):
+    """Epochs with a file ``<prefix><class_idx>_epoch_<epoch><suffix>`` in ``path_model``, sorted (by default:
+    the epochs whose weights are kept)."""
+    pattern = re.compile(rf"{re.escape(prefix)}{class_idx}_epoch_(\d+){re.escape(suffix)}")
+    return sorted(int(match.group(1)) for path in Path(path_model).glob(f"{prefix}{class_idx}_epoch_*{suffix}")
+                  if (match := pattern.fullmatch(path.name)))
+
+
+def resume_epochs(path_model, class_idx):
+    """Epochs with a resume state in ``path_model`` (normally only the latest), sorted."""
+    return existing_epochs(path_model, class_idx, prefix="resume_model", suffix=".h5")
+
+
+def remove_temporary_files(path_model, class_idx):
+    """Half-written files a killed run of this class left behind (never read: the real files are intact)."""
+    pattern = re.compile(rf"{re.escape(TEMPORARY_PREFIX)}(model{class_idx}(_epoch_\d+|_best)?\.weights\.h5|"
+                         rf"resume_model{class_idx}_epoch_\d+\.h5|training_log_model{class_idx}\.csv)")
+    for path in Path(path_model).glob(f"{TEMPORARY_PREFIX}*"):
+        if pattern.fullmatch(path.name):
+            path.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# damage
+
+class DamagedFile(UserError):
+    """A file of the run folder that cannot be read; ``path`` and ``problem`` (what is wrong) for the way on."""
+
+    def __init__(self, path, problem):
+        super().__init__(f"{path}: {problem}")
+        self.path, self.problem = Path(path), problem
+
+
+def hdf5_problem(path, error):
+    """What is wrong with an HDF5 file that h5py (or Keras) could not read, in a few words."""
+    size = Path(path).stat().st_size if Path(path).is_file() else None
+    text = str(error)
+    if size == 0:
+        return "empty (0 bytes)"
+    truncated = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", text)
+    if truncated:
+        return f"truncated ({int(truncated[1]):,} of its {int(truncated[2]):,} bytes)"
+    if "file signature not found" in text:
+        return f"not an HDF5 file ({size:,} bytes)"
+    return f"unreadable ({type(error).__name__}: {text.splitlines()[0] if text else 'no detail'})"
+
+
+def check_weights(path):
+    """Raise :class:`DamagedFile` unless every array of the HDF5 weights file ``path`` can be read."""
+    import h5py
+    arrays = []
+    try:
+        with h5py.File(path, "r") as handle:
+            handle.visititems(lambda _, item: arrays.append(item[()]) if isinstance(item, h5py.Dataset) else None)
+    except Exception as error:      # h5py raises OSError, KeyError, ValueError or RuntimeError for a damaged file
+        raise DamagedFile(path, hdf5_problem(path, error)) from None
+    if not arrays:
+        raise DamagedFile(path, "incomplete (an HDF5 file without any weights)")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the resume state
+
+RESUME_STATE_ATTRIBUTES = ("epoch", "epsilon", "numpy_rng", "settings")
+REPLAY_MEMORY_ARRAYS = ("states", "next_states", "actions", "rewards", "terminals", "pos", "full")
+
+
+def write_resume_state(path, state):
+    """Write ``state`` (the keys :func:`read_resume_state` returns; ``target_network`` and ``replay_memory`` may be
+    None) to the HDF5 file ``path``."""
+    import h5py
+    with h5py.File(path, "w") as handle:
+        handle.attrs["epoch"] = state["epoch"]
+        handle.attrs["epsilon"] = state["epsilon"]
+        handle.attrs["numpy_rng"] = json.dumps(state["numpy_rng"])
+        handle.attrs["settings"] = json.dumps(state["settings"])
+        optimizer = handle.create_group("optimizer")
+        for index, (array, variable_path) in enumerate(zip(state["optimizer"], state["optimizer_paths"])):
+            optimizer[str(index)] = array
+            optimizer[str(index)].attrs["path"] = variable_path
+        if state["target_network"] is not None:
+            target = handle.create_group("target_network")
+            for index, array in enumerate(state["target_network"]):
+                target[str(index)] = array
+        seeds = handle.create_group("seed_generators")
+        for index, array in enumerate(state["seed_generators"]):
+            seeds[str(index)] = array
+        if state["replay_memory"] is not None:
+            replay = handle.create_group("replay_memory")
+            for name, array in state["replay_memory"].items():
+                replay[name] = array
+
+
+def read_resume_state(path, epoch):
+    """The resume state of ``epoch`` in memory: ``epoch``, ``epsilon``, ``numpy_rng`` and ``settings`` (dicts),
+    ``optimizer`` and ``optimizer_paths``, ``target_network`` (None when not saved), ``seed_generators`` (lists of
+    arrays in variable order) and ``replay_memory`` (None when not saved). Everything is read before anything is
+    used, so a damaged file raises :class:`DamagedFile` and changes nothing."""
+    import h5py
+
+    def arrays(handle, group):
+        if group not in handle:
+            return None
+        keys = sorted(handle[group], key=lambda key: int(key) if key.isdigit() else -1)
+        if keys != [str(index) for index in range(len(keys))]:
+            raise DamagedFile(path, f"incomplete (its {group} arrays are {', '.join(keys)}, not 0 to {len(keys) - 1})")
+        return [np.asarray(handle[group][key]) for key in keys]
+    try:
+        handle = h5py.File(path, "r")
+    except Exception as error:      # see check_weights
+        raise DamagedFile(path, hdf5_problem(path, error)) from None
+    try:
+        with handle:
+            missing = [name for name in RESUME_STATE_ATTRIBUTES if name not in handle.attrs] + \
+                [group for group in ("optimizer", "seed_generators") if group not in handle]
+            if missing:
+                raise DamagedFile(path, f"incomplete (no {', '.join(missing)}): not a resume state of this project")
+            state = {"epoch": int(handle.attrs["epoch"]), "epsilon": float(handle.attrs["epsilon"]),
+                     "numpy_rng": json.loads(handle.attrs["numpy_rng"]),
+                     "settings": json.loads(handle.attrs["settings"]),
+                     "optimizer": arrays(handle, "optimizer"),
+                     "optimizer_paths": [str(handle["optimizer"][str(index)].attrs.get("path", ""))
+                                         for index in range(len(handle["optimizer"]))],
+                     "target_network": arrays(handle, "target_network"),
+                     "seed_generators": arrays(handle, "seed_generators"), "replay_memory": None}
+            if "replay_memory" in handle:
+                replay = handle["replay_memory"]
+                missing = [name for name in REPLAY_MEMORY_ARRAYS if name not in replay]
+                if missing:
+                    raise DamagedFile(path, f"incomplete (its replay memory has no {', '.join(missing)})")
+                state["replay_memory"] = {name: np.asarray(replay[name]) for name in REPLAY_MEMORY_ARRAYS}
+    except DamagedFile:
+        raise
+    except Exception as error:      # a damaged dataset, attribute or JSON text
+        raise DamagedFile(path, hdf5_problem(path, error)) from None
+    if state["epoch"] != epoch:
+        raise DamagedFile(path, f"holds epoch {state['epoch']}, its name says epoch {epoch}")
+    return state
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the training log
+
+LOG_FIELDS = ("epoch", "epsilon", "images", "searches", "steps", "mean_reward", "triggers", "correct_triggers",
+              "hit_rate", "mean_trigger_iou", "updates", "mean_loss", "vgg_forwards", "cache_hits", "steps_per_s",
+              "seconds")
+VALIDATION_FIELDS = ("validation_ap", "validation_max_recall")
+
+
+def write_log(path, rows):
+    """The log rows as CSV in ``path`` (the caller writes it to a temporary name: :func:`write_together`)."""
+    fields = LOG_FIELDS + (VALIDATION_FIELDS if any("validation_ap" in row for row in rows) else ())
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value)
+                             for key, value in row.items()})
+
+
+def read_log(path):
+    """The rows of the training log ``path`` (``[]`` when there is none): epoch an int, the rest floats, an empty
+    field None. A torn last line is dropped with a warning; any other damage raises :class:`DamagedFile`."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise DamagedFile(path, f"unreadable ({error})") from None
+    if not text.strip():
+        raise DamagedFile(path, f"empty ({len(text)} bytes), not even its header")
+    lines = text.splitlines(keepends=True)
+    header = next(csv.reader([lines[0]]))
+    if not lines[0].endswith("\n") or header[:1] != ["epoch"] or "" in header or len(set(header)) < len(header):
+        raise DamagedFile(path, f"line 1 is not the header of a training log ({lines[0].strip()[:60]!r})")
+    if not lines[-1].endswith("\n"):
+        # the writer ends every line with a line break: a last line without one is torn, however it parses
+        warnings.warn(f"{path}: its last line is torn (an interrupted write or copy): dropped, the log has no row "
+                      f"for that epoch", UserWarning, stacklevel=2)
+        lines = lines[:-1]
+    rows = []
+    for number, values in enumerate(csv.reader(io.StringIO("".join(lines[1:]))), start=2):
+        if len(values) != len(header):
+            raise DamagedFile(path, f"line {number} has {len(values)} fields, the header {len(header)}")
+        try:
+            rows.append({key: int(value) if key == "epoch" else None if value == "" else float(value)
+                         for key, value in zip(header, values)})
+        except ValueError as error:
+            raise DamagedFile(path, f"line {number} is damaged ({error})") from None
+    return rows
+
+
+def best_epoch(log_rows):
+    """The epoch whose validation AP is the highest (the later one on ties, as training keeps it), or None."""
+    rows = [row for row in log_rows if row.get("validation_ap") is not None]
+    if not rows:
+        return None
+    best = max(row["validation_ap"] for row in rows)
+    return max(row["epoch"] for row in rows if row["validation_ap"] == best)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the way on
+
+def resume_options(path_model, class_idx, before):
+    """How to go on when epoch ``before`` cannot be resumed: an earlier epoch that can be resumed exactly (its
+    resume state kept), else one whose weights alone are kept, else a fresh start."""
+    weights = [epoch for epoch in existing_epochs(path_model, class_idx) if epoch < before]
+    exact = [epoch for epoch in resume_epochs(path_model, class_idx) if epoch in weights]
+    if exact:
+        return f"epoch {exact[-1]} can be resumed exactly (its resume state is kept): -n {exact[-1] + 1}"
+    if weights:
+        return (f"epoch {weights[-1]} can be resumed from its weights alone with -n {weights[-1] + 1} (inexact: a "
+                f"fresh optimiser and replay memory, said so when it starts), or start afresh with -n 0")
+    return "no earlier epoch is saved: start afresh with -n 0"
+
+
+def test_options(path_model, class_idx, damaged):
+    """Which other saved weights a test can use when the file ``damaged`` cannot be read."""
+    epochs = existing_epochs(path_model, class_idx)
+    if Path(damaged) == checkpoint_path(path_model, class_idx) and epochs:
+        return (f"the latest epoch's own file {checkpoint_path(path_model, class_idx, epochs[-1]).name} holds the "
+                f"same weights: test it with --epoch {epochs[-1]}")
+    others = [epoch for epoch in epochs if checkpoint_path(path_model, class_idx, epoch) != Path(damaged)]
+    if others:
+        return f"test another saved epoch with --epoch N (saved: {others})"
+    return "no other epoch is saved: train again"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# writing a set of files
+
+def write_together(writes):
+    """``writes``: ``[(path, write)]``. Each ``write(temporary_path)`` writes its file under a temporary name in the
+    same folder; once all are written they are renamed over their paths, in order. If any write fails, the
+    temporary files are removed and the error is raised: the files before are all still there, unchanged."""
+    temporaries = []
+    try:
+        for path, write in writes:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporaries.append((path.with_name(TEMPORARY_PREFIX + path.name), path))   # keeps the suffix Keras checks
+            write(temporaries[-1][0])
+    except BaseException:
+        for temporary, _ in temporaries:
+            with contextlib.suppress(OSError):      # the write's own error is the one to report
+                temporary.unlink(missing_ok=True)
+        raise
+    for temporary, path in temporaries:
+        os.replace(temporary, path)
