@@ -26,6 +26,9 @@ TRIGGER_COLOUR = 'red'
 SEARCH_COLOURS = ['yellow', 'cyan', 'lime', 'magenta', 'orange']  # movement regions, one colour per search
 MIN_STEP_COLUMNS = 3
 MAX_STEP_COLUMNS = 8
+ANIMATION_HEIGHT = 240  # pixels of the animation's image panel and crop panel
+ANIMATION_CAPTION = 34  # pixels of the caption strip under them
+ANIMATION_FRAME_MS = 800
 
 
 def _new_figure(width, height):
@@ -211,11 +214,6 @@ def draw_training_search(image, steps, path, title=None):
     """Draw one training search (same layout and arguments as ``draw_search``): the crops after a correct trigger
     show the found object painted, as the next searches see the image (the steps' 'painted' boxes)."""
     return draw_search(image, steps, path, title=title or 'training search', paint_triggers=False)
-
-
-ANIMATION_HEIGHT = 240        # pixels of the image panel and of the crop panel
-ANIMATION_CAPTION = 34        # pixels of the caption strip under them
-ANIMATION_FRAME_MS = 800
 
 
 def animate_search(image, steps, path, title=None, paint_triggers=True, frame_ms=ANIMATION_FRAME_MS):
