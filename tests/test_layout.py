@@ -2,6 +2,7 @@
 newcomer reads in minutes, every relative link of the README and docs/ pointing at a file, and every documented
 Python command answering --help."""
 import ast
+import json
 import re
 import subprocess
 import sys
@@ -124,7 +125,7 @@ def test_every_documented_command_answers_help_and_knows_its_flags():
     completed = subprocess.run([sys.executable, "-c", HELP_RUNNER, *sorted(commands)], cwd=REPOSITORY,
                                capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-2000:]
-    answers = __import__("json").loads(completed.stdout.splitlines()[-1])
+    answers = json.loads(completed.stdout.splitlines()[-1])
     unknown = []
     for script, flags in sorted(commands.items()):
         code, usage = answers[script]
