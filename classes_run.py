@@ -15,6 +15,7 @@ import copy
 import sys
 from pathlib import Path
 
+from class_results import combine, format_class_table
 from errors import UserError
 from runtime import Interrupted, write_json
 
@@ -103,52 +104,6 @@ def train_classes(settings, make_features, model_label, train):
           (f"; absent from the training set: {', '.join(absent)}" if absent else ""))
 
 
-# the per-class numbers of a combined results.json, in the order of the printed table
-TABLE_KEYS = ("ap", "ap_voc07", "max_recall", "mean_regions_per_found_object", "num_images", "num_objects")
-
-
-def class_row(results):
-    regions = results["regions_per_found_object"]
-    return {"class_object": results["class_object"], "ap": results["ap"], "ap_voc07": results["ap_voc07"],
-            "max_recall": results["max_recall"],
-            "mean_regions_per_found_object": sum(regions) / len(regions) if regions else None,
-            "num_images": results["num_images"], "num_objects": results["num_objects"]}
-
-
-def combine(per_class, absent=()):
-    """The combined results: one row per class (VOC id order) and the means over the classes tested (absent classes
-    — no test image — are listed and left out of the means)."""
-    from parse_xml_annotations import class_id
-    rows = sorted((class_row(results) for results in per_class), key=lambda row: class_id(row["class_object"]))
-    if not rows:
-        raise UserError("no class was tested: every class asked for is absent from the test set")
-    first = per_class[0]
-
-    def mean(key):
-        return sum(row[key] for row in rows) / len(rows)
-    return {"model": first["model"], "agent": first["agent"], "scale_subregion": first["scale_subregion"],
-            "epoch": first.get("epoch"), "detections_protocol": first.get("detections_protocol"),
-            "only_first_object": first.get("only_first_object"), "number_of_steps": first.get("number_of_steps"),
-            "classes": rows, "absent_classes": sorted(absent, key=class_id), "map": mean("ap"),
-            "mean_ap_voc07": mean("ap_voc07"), "mean_max_recall": mean("max_recall")}
-
-
-def format_class_table(combined):
-    """One row per class and the mean, as the VOC devkit prints them."""
-    def number(value, digits=3):
-        return "-" if value is None else f"{value:.{digits}f}"
-    lines = [f"{'class':<12} {'AP':>6} {'AP-07':>6} {'max rec':>7} {'regions':>7} {'images':>6} {'objects':>7}"]
-    for row in combined["classes"]:
-        lines.append(f"{row['class_object']:<12} {number(row['ap']):>6} {number(row['ap_voc07']):>6} "
-                     f"{number(row['max_recall']):>7} {number(row['mean_regions_per_found_object'], 2):>7} "
-                     f"{row['num_images']:>6} {row['num_objects']:>7}")
-    lines.append(f"{'mean':<12} {number(combined['map']):>6} {number(combined['mean_ap_voc07']):>6} "
-                 f"{number(combined['mean_max_recall']):>7}")
-    if combined["absent_classes"]:
-        lines.append(f"absent from the test set, not in the mean: {', '.join(combined['absent_classes'])}")
-    return "\n".join(lines)
-
-
 def test_classes(settings, make_features, model_label, test):
     """Test each class's agent on that class's test images into ``<path_testing_folder>/<class>/``, then write the
     combined ``<path_testing_folder>/results.json`` and print the table with the means."""
@@ -184,31 +139,3 @@ def test_classes(settings, make_features, model_label, test):
     print(format_class_table(combined))
     print(f"per-class results in {out_folder}/<class>/results.json, the table in {out_folder / 'results.json'}")
     return combined
-
-
-def plot_class_bars(combined_list, labels, output, title=None):
-    """Per-class AP of several combined results side by side (one bar group per class, the mAP in the legend)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-    from parse_xml_annotations import VOC_CLASSES
-    names = [name for name in VOC_CLASSES if any(row["class_object"] == name for combined in combined_list
-                                                for row in combined["classes"])]
-    width = 0.8 / len(combined_list)
-    figure, axes = plt.subplots(figsize=(max(6, 0.6 * len(names) + 2), 4))
-    for index, (combined, label) in enumerate(zip(combined_list, labels)):
-        ap = {row["class_object"]: row["ap"] for row in combined["classes"]}
-        axes.bar(np.arange(len(names)) + (index - (len(combined_list) - 1) / 2) * width,
-                 [ap.get(name, 0.0) for name in names], width, label=f"{label} (mAP {combined['map']:.3f})")
-    axes.set_xticks(np.arange(len(names)))
-    axes.set_xticklabels(names, rotation=60, ha="right")
-    axes.set_ylabel("AP")
-    axes.set_ylim(0, 1)
-    axes.legend(fontsize=8)
-    if title:
-        axes.set_title(title)
-    figure.tight_layout()
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(output, dpi=120)
-    plt.close(figure)

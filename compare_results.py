@@ -9,71 +9,14 @@ histogram to ``<output stem>_regions<suffix>`` beside it, the table to standard 
 """
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
+from class_results import format_class_table, load_combined, load_results, merge, plot_class_bars
 from errors import UserError
 from runtime import write_json
 from visualization import plot_precision_recall, plot_regions_histogram
-
-REQUIRED_KEYS = ['model', 'agent', 'scale_subregion', 'precision', 'recall', 'ap', 'ap_voc07', 'max_recall',
-                 'regions_per_found_object']
-
-
-def load_results(path):
-    """Read one results.json and check it has what a comparison needs; UserError naming the file otherwise."""
-    try:
-        with open(path, encoding='utf-8') as file:
-            results = json.load(file)
-    except FileNotFoundError:
-        raise UserError(f'{path}: results file not found') from None
-    except IsADirectoryError:
-        raise UserError(f'{path}: is a folder, not a results.json file') from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f'{path}: not a valid JSON file ({error})') from None
-    except OSError as error:
-        raise UserError(f'{path}: cannot be read ({error.strerror or error})') from None
-    if not isinstance(results, dict):
-        raise UserError(f'{path}: expected a JSON object with the test results, found {type(results).__name__}')
-    missing = [key for key in REQUIRED_KEYS if key not in results]
-    if missing:
-        raise UserError(f'{path}: not a results file of the testing scripts, missing key(s) {", ".join(missing)}')
-    for key in ['precision', 'recall', 'regions_per_found_object']:
-        if not isinstance(results[key], list) or not all(_is_number(value) for value in results[key]):
-            raise UserError(f'{path}: {key!r} must be a list of numbers')
-    if len(results['precision']) != len(results['recall']):
-        raise UserError(f'{path}: precision has {len(results["precision"])} values but recall '
-                        f'{len(results["recall"])}')
-    for key in ['ap', 'ap_voc07', 'max_recall']:
-        if not _is_number(results[key]):
-            raise UserError(f'{path}: {key!r} must be a number, found {results[key]!r}')
-    return results
-
-
-def merge(paths, output):
-    """Merge single-class results.json files (separate jobs) into one combined results.json; returns it."""
-    from classes_run import combine
-    per_class, seen = [], {}
-    for path in paths:
-        results = load_results(path)
-        if "class_object" not in results:
-            raise UserError(f"{path}: names no class_object; not a single-class results file")
-        if results["class_object"] in seen:
-            raise UserError(f"{path}: class {results['class_object']} is also in {seen[results['class_object']]}")
-        seen[results["class_object"]] = path
-        per_class.append(results)
-    if not per_class:
-        raise UserError("no results.json given to merge")
-    combined = combine(per_class)
-    write_json(Path(output), combined)
-    return combined
-
-
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
 
 def default_label(results):
     """'<model> <agent> s=<scale_subregion>', plus ' epoch <epoch>' when the results name an epoch."""
@@ -81,16 +24,6 @@ def default_label(results):
     if results.get('epoch') is not None:
         label += f' epoch {results["epoch"]}'
     return label
-
-
-def load_combined(path):
-    """The content of a combined (several-class) results.json, or None for a single-class one."""
-    try:
-        with open(path, encoding='utf-8') as file:
-            results = json.load(file)
-    except (OSError, ValueError):
-        return None     # load_results names the problem
-    return results if isinstance(results, dict) and 'classes' in results else None
 
 
 def figure_paths(output):
@@ -177,7 +110,6 @@ def main(argv=None):
                              'the per-class table and the mAP')
     args = parser.parse_args(argv)
     try:
-        from classes_run import format_class_table, plot_class_bars
         if args.merge:
             print(format_class_table(merge(args.results, args.merge)))
             print(f'\ncombined results: {args.merge}')

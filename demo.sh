@@ -20,4 +20,4 @@ python compare_results.py $out/image_zooms_trained/results.json $out/pool45_crop
 python -c "
 from run_folder import read_log; from visualization import plot_training_log
 plot_training_log(read_log('models_image_zooms/training_log_model0.csv'), '$out/training_image_zooms.png')"
-echo "demo figures and results in $out/"
+echo "demo figures and results in $out/; each search drawn and animated in $out/image_zooms_trained/searches/"

@@ -108,9 +108,10 @@ def test(settings, make_features, model_label):
                                        "triggered": step["triggered"]})
             all_trajectories[key] = trajectory
             if settings.bool_draw:
-                from visualization import draw_search
-                draw_search(image, trajectory, out_folder / "searches" / f"{key}.png",
-                            title=f"{model_label} {settings.agent}: {key}")
+                from visualization import animate_search, draw_search
+                title = f"{model_label} {settings.agent}: {key}"
+                draw_search(image, trajectory, out_folder / "searches" / f"{key}.png", title=title)
+                animate_search(image, trajectory, out_folder / "searches" / f"{key}.gif", title=title)
         print(f"  {min(start + chunk, len(records))}/{len(records)} images", flush=True)
     if not ground_truth:
         raise UserError(f"none of the {len(records)} test images could be read (first: "
@@ -231,7 +232,7 @@ def search_own_images(settings, make_features, model_label):
     """
     from detection import as_rgb_image, detect_many, load_q_network
     from parse_xml_annotations import class_name
-    from visualization import draw_search
+    from visualization import animate_search, draw_search
 
     if settings.agent != "trained":
         raise UserError(f"--image runs the trained agent; --agent {settings.agent} needs annotations")
@@ -269,6 +270,8 @@ def search_own_images(settings, make_features, model_label):
             figure_names.add(stem)
             figure = out_folder / "images" / f"{stem}.png"
             draw_search(array, trajectory, figure, title=detections_title(path.name, trajectory, protocol))
+            if settings.bool_draw:
+                animate_search(array, trajectory, figure.with_suffix(".gif"), title=path.name)
             entries.append({"image": str(path), "width": int(array.shape[1]), "height": int(array.shape[0]),
                             "boxes": boxes.tolist(), "scores": scores.tolist(), "figure": str(figure),
                             "trajectory": trajectory})

@@ -1,9 +1,10 @@
-"""Figures: an agent's search over one image, precision–recall curves, the regions-per-object histogram (the
-paper's Figure 8) and training curves.
+"""Figures: an agent's search over one image (a PNG, and an animated GIF), precision–recall curves, the
+regions-per-object histogram (the paper's Figure 8) and training curves.
 
 Every function writes one PNG (or another format matplotlib knows, chosen by the file's suffix) and returns its
-path. Figures are built on matplotlib's Agg canvas directly, without pyplot: no window, no global figure state,
-nothing left open between calls, so these functions are safe to call in long training and test loops.
+path; ``animate_search`` writes a GIF with Pillow. Figures are built on matplotlib's Agg canvas directly, without
+pyplot: no window, no global figure state, nothing left open between calls, so these functions are safe to call in
+long training and test loops.
 
 Regions are float ``[x0, y0, x1, y1)`` corners in pixels of the image, the project's one box format.
 """
@@ -25,6 +26,9 @@ TRIGGER_COLOUR = 'red'
 SEARCH_COLOURS = ['yellow', 'cyan', 'lime', 'magenta', 'orange']  # movement regions, one colour per search
 MIN_STEP_COLUMNS = 3
 MAX_STEP_COLUMNS = 8
+ANIMATION_HEIGHT = 240  # pixels of the animation's image panel and crop panel
+ANIMATION_CAPTION = 34  # pixels of the caption strip under them
+ANIMATION_FRAME_MS = 800
 
 
 def _new_figure(width, height):
@@ -210,6 +214,61 @@ def draw_training_search(image, steps, path, title=None):
     """Draw one training search (same layout and arguments as ``draw_search``): the crops after a correct trigger
     show the found object painted, as the next searches see the image (the steps' 'painted' boxes)."""
     return draw_search(image, steps, path, title=title or 'training search', paint_triggers=False)
+
+
+def animate_search(image, steps, path, title=None, paint_triggers=True, frame_ms=ANIMATION_FRAME_MS):
+    """Write a search of one image as an animated GIF at ``path`` (one frame per step); returns the path.
+
+    Same arguments as ``draw_search``. Each frame shows, left, the image as the agent saw it at that step (regions
+    triggered before it painted) with the earlier regions of its search thin and the step's region thick (red for a
+    trigger); right, the step's region zoomed as the agent sees it; below, 'step k/N: action' and the trigger's
+    Q-value when the agent has one. The last frame stays three times as long.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = _as_rgb_uint8(image)
+    height, width = image.shape[:2]
+    scale = ANIMATION_HEIGHT / max(height, 1)
+    panel_width = max(1, round(width * scale))
+    font = ImageFont.load_default()
+    frames, seen = [], image
+    for index, step in enumerate(steps):
+        frame = Image.new('RGB', (panel_width + ANIMATION_HEIGHT + 8, ANIMATION_HEIGHT + ANIMATION_CAPTION), 'white')
+        frame.paste(Image.fromarray(seen).resize((panel_width, ANIMATION_HEIGHT), Image.BILINEAR), (0, 0))
+        draw = ImageDraw.Draw(frame)
+        search = int(step.get('search', 0) or 0)
+        for earlier in steps[:index]:
+            if int(earlier.get('search', 0) or 0) == search:
+                draw.rectangle([value * scale for value in earlier['region']], outline=_region_colour(earlier), width=1)
+        draw.rectangle([value * scale for value in step['region']], outline=_region_colour(step), width=4)
+        # the crop, fitted into a square panel without changing its aspect
+        crop = Image.fromarray(_crop(seen, step['region']))
+        fit = ANIMATION_HEIGHT / max(crop.size)
+        crop = crop.resize((max(1, round(crop.width * fit)), max(1, round(crop.height * fit))), Image.BILINEAR)
+        left = panel_width + 8 + (ANIMATION_HEIGHT - crop.width) // 2
+        frame.paste(crop, (left, (ANIMATION_HEIGHT - crop.height) // 2))
+        caption = f'step {index + 1}/{len(steps)}: {_action_name(step.get("action", -1))}'
+        if step.get('q_values') is not None:
+            caption += f'   trigger Q {float(np.asarray(step["q_values"]).reshape(-1)[TRIGGER_ACTION]):.2f}'
+        if title:
+            caption = f'{title}\n{caption}'
+        draw.multiline_text((4, ANIMATION_HEIGHT + 3), caption, fill=TRIGGER_COLOUR if _is_trigger(step) else 'black',
+                            font=font, spacing=3)
+        frames.append(frame)
+        painted = step.get('painted')
+        if painted is None:
+            painted = [step['region']] if paint_triggers and _is_trigger(step) else []
+        for box in painted:
+            from image_helper import paint_mean
+            seen = paint_mean(seen, box).astype(np.uint8)
+    if not frames:
+        frames = [Image.fromarray(image)]
+    path = os.fspath(path)
+    if os.path.dirname(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    durations = [frame_ms] * (len(frames) - 1) + [3 * frame_ms]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0, optimize=False)
+    return path
 
 
 def plot_precision_recall(runs, path, title='Precision-recall'):

@@ -1,8 +1,8 @@
-"""benchmark.py measures the training epochs with the demo's settings (its figures are only meaningful then)."""
+"""experiments/benchmark.py measures the training epochs with the demo's settings (its figures are only meaningful then)."""
 import pytest
 
-import benchmark
 import image_zooms_training
+from experiments import benchmark
 
 
 def test_benchmark_epochs_use_the_demo_settings():

@@ -7,6 +7,7 @@ import signal
 
 import pytest
 
+import class_results
 import classes_run
 import compare_results
 import image_zooms_testing
@@ -44,7 +45,7 @@ def test_upper_bound_of_all_classes_matches_the_single_class_run(voc2007_test, t
     image_zooms_testing.main([*common, "--class_object", "1", "--path_testing_folder", str(tmp_path / "one")])
     single = json.loads((tmp_path / "one" / "results.json").read_text())
     aeroplane = combined["classes"][0]
-    assert aeroplane == classes_run.class_row(single)
+    assert aeroplane == class_results.class_row(single)
     # the whole per-class file is the single-class run's, but for its timing
     same_class = json.loads((tmp_path / "all" / "aeroplane" / "results.json").read_text())
     assert {**same_class, "seconds": None} == {**single, "seconds": None}
@@ -78,7 +79,7 @@ def test_merge_of_separate_jobs(voc2007_test, tmp_path):
     assert [row["class_object"] for row in merged["classes"]] == ["aeroplane", "bird"]
     assert merged["map"] == pytest.approx((merged["classes"][0]["ap"] + merged["classes"][1]["ap"]) / 2)
     with pytest.raises(UserError, match="also in"):
-        compare_results.merge([tmp_path / "bird" / "results.json"] * 2, tmp_path / "twice.json")
+        class_results.merge([tmp_path / "bird" / "results.json"] * 2, tmp_path / "twice.json")
     assert compare_results.main([str(tmp_path / "merged.json"), "--output", str(tmp_path / "bars.png")]) == 0
     assert (tmp_path / "bars.png").is_file()
 

@@ -101,7 +101,7 @@ def test_image_flag_visited_protocol_and_an_unreadable_image(trained, tmp_path, 
                                   "--image", str(tmp_path / "absent.jpg"), "--path_model", str(trained),
                                   "--path_vgg", "random",       # checked before the stand-in features are used
                                   "--path_testing_folder", str(out), "--number_of_steps", "5",
-                                  "--detections", "visited"])
+                                  "--detections", "visited", "--bool_draw", "1"])
     messages = [str(warning.message) for warning in caught]
     assert len(messages) == 2 and "broken.jpg" in messages[0] and "absent.jpg" in messages[1]
     summary = json.loads((out / "detections.json").read_text())
@@ -110,6 +110,8 @@ def test_image_flag_visited_protocol_and_an_unreadable_image(trained, tmp_path, 
     (entry,) = summary["images"]
     assert len(entry["boxes"]) == len(entry["trajectory"]) == 5                  # every analysed region
     assert entry["scores"] == sorted(entry["scores"], reverse=True)
+    with Image.open(out / "images" / "good.gif") as gif:                      # bool_draw: the search animated
+        assert gif.n_frames == 5 and (out / "images" / "good.png").is_file()
 
 
 def test_image_flag_errors(trained, tmp_path, capsys):

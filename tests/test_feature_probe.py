@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-import feature_probe
 from conftest import tiny_backbone
+from experiments import feature_probe
 from reinforcement import child_regions
 from synthetic_dataset import generate_synthetic_voc
 

@@ -83,6 +83,12 @@ def test_testing_writes_results_with_the_documented_keys(trained, dataset, tmp_p
     assert max(counts.values()) <= 4
     assert (tmp_path / "precision_recall.png").stat().st_size > 0
     assert len(list((tmp_path / "searches").glob("*.png"))) == results["num_images"]
+    # and each search as an animated GIF beside its PNG: one frame per analysed region
+    from PIL import Image
+    gifs = sorted((tmp_path / "searches").glob("*.gif"))
+    assert [gif.stem for gif in gifs] == sorted(png.stem for png in (tmp_path / "searches").glob("*.png"))
+    with Image.open(gifs[0]) as gif:
+        assert gif.is_animated and gif.n_frames == counts[gifs[0].stem] > 1
 
 
 def test_same_seed_same_results(trained, dataset, tmp_path):

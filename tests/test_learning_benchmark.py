@@ -1,12 +1,12 @@
-"""learning_benchmark.py: the rows, summary and figure it writes (a tiny run with the stand-in backbone)."""
+"""experiments/learning_benchmark.py: the rows, summary and figure it writes (a tiny run with the stand-in backbone)."""
 import json
 
 import pytest
 
 import image_zooms_testing
 import image_zooms_training
-import learning_benchmark
 from conftest import tiny_backbone
+from experiments import learning_benchmark
 
 
 def stand_in_features(settings):
@@ -67,7 +67,7 @@ def test_merge_joins_the_rows_of_two_runs(tmp_path):
                  "training_seconds": 10.0 * (epoch + 1)} for epoch in (0, 1) for split in ("test", "train")]
         baselines = [{"model": model, "split": split, "seed": 0, "agent": agent, "ap": 0.0, "max_recall": 0.1}
                      for split in ("test", "train") for agent in ("random", "upper_bound")]
-        write_json(tmp_path / model / "learning.json", {"command": f"python learning_benchmark.py --models {model}",
+        write_json(tmp_path / model / "learning.json", {"command": f"python experiments/learning_benchmark.py --models {model}",
                                                         "wall_seconds": 1.0, "rows": rows, "baselines": baselines})
     merged = learning_benchmark.main(["--merge", str(tmp_path / "image_zooms" / "learning.json"),
                                       str(tmp_path / "pool45_crops" / "learning.json"), "--output", str(tmp_path)])

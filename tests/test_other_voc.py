@@ -1,16 +1,10 @@
-"""docs/other_voc.py: the second, differently drawn VOC-format dataset reads like VOC, with tight boxes."""
-import importlib.util
-from pathlib import Path
-
+"""experiments/other_voc.py: the second, differently drawn VOC-format dataset reads like VOC, with tight boxes."""
 import numpy as np
 import pytest
 from PIL import Image
 
+from experiments import other_voc
 from parse_xml_annotations import load_records
-
-spec = importlib.util.spec_from_file_location("other_voc", Path(__file__).parent.parent / "docs" / "other_voc.py")
-other_voc = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(other_voc)
 
 
 @pytest.mark.parametrize("kind", ["plain", "cluttered"])

@@ -1,11 +1,11 @@
-"""search_analysis.py: AP split into where the agent looks (AP ranked by IoU) and how it ranks (score AUC)."""
+"""experiments/search_analysis.py: AP split into where the agent looks (AP ranked by IoU) and how it ranks (score AUC)."""
 import json
 
 import numpy as np
 import pytest
 
-import search_analysis
 from errors import UserError
+from experiments import search_analysis
 
 
 def test_rank_auc_counts_ties_half_and_needs_both_kinds():

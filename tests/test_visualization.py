@@ -11,8 +11,8 @@ from PIL import Image
 
 from compare_results import compare, default_label, format_table, load_results, main
 from errors import UserError
-from visualization import (draw_search, draw_training_search, plot_precision_recall, plot_regions_histogram,
-                           plot_training_log)
+from visualization import (animate_search, draw_search, draw_training_search, plot_precision_recall,
+                           plot_regions_histogram, plot_training_log)
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -54,6 +54,21 @@ def test_draw_search_with_q_values_and_trigger(tmp_path):
     path = draw_search(make_image(), make_steps(3), tmp_path / 'search.png', title='image 000001')
     assert Path(path) == tmp_path / 'search.png'
     assert_png(path)
+
+
+def test_animate_search_writes_one_frame_per_step(tmp_path):
+    from PIL import Image
+    path = animate_search(make_image(), make_steps(4, searches=2), tmp_path / 'new_folder' / 'search.gif',
+                          title='image 000001')
+    with Image.open(path) as gif:
+        assert gif.format == 'GIF' and gif.is_animated and gif.n_frames == 4
+        frames = [np.asarray(gif.seek(index) or gif.convert('RGB')) for index in range(gif.n_frames)]
+    assert any(not np.array_equal(frames[0], frame) for frame in frames[1:])     # the region moves
+    with Image.open(animate_search(make_image(dtype=np.float32), make_steps(1, with_q_values=False),
+                                   tmp_path / 'one.gif')) as gif:
+        assert gif.n_frames == 1
+    with Image.open(animate_search(make_image(), [], tmp_path / 'none.gif')) as gif:
+        assert gif.n_frames == 1
 
 
 def test_draw_search_without_q_values_float_image(tmp_path):

@@ -1,7 +1,7 @@
 """How fast the project trains and tests, measured against the 2016 pattern and against arithmetic floors.
 
-    python benchmark.py --quick          # under 5 minutes on a 2-core CPU
-    python benchmark.py                  # larger samples (about 12 minutes on a 2-core CPU)
+    python experiments/benchmark.py --quick          # under 5 minutes on a 2-core CPU
+    python experiments/benchmark.py                  # larger samples (about 12 minutes on a 2-core CPU)
 
 Runs on the synthetic dataset with random VGG-16 weights, prints a table and writes ``benchmark.json``. Every
 figure is measured in this run, the baseline and the project side by side on the same machine:
@@ -46,6 +46,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the top-level modules
 
 # data and models
 path_voc = "data/synthetic_voc"         # generated if absent (synthetic_dataset.ensure_synthetic_voc)
@@ -709,7 +711,7 @@ def main(argv=None):
     figures = figures_of(train, test)
     how = how_measured(train, test)
     report = {"figures": figures, "targets": {key: f"{op} {bound}" for key, (op, bound) in TARGETS.items()},
-              "how": how, "machine": machine(), "command": " ".join(["python benchmark.py", *argv]),
+              "how": how, "machine": machine(), "command": " ".join(["python experiments/benchmark.py", *argv]),
               "seconds": round(time.perf_counter() - started, 1),
               "settings": {name: getattr(settings, name) for name in defaults} | {"quick": settings.quick},
               "training": train, "testing": test}

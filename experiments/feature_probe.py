@@ -1,7 +1,7 @@
 """Are the features the limit? A linear probe on the Image-Zooms descriptor.
 
-    python feature_probe.py                          # the synthetic demo dataset, random VGG-16, 60 + 60 images
-    python feature_probe.py --path_voc VOC2012 --path_vgg vgg16_weights.h5
+    python experiments/feature_probe.py              # the synthetic demo dataset, random VGG-16, 60 + 60 images
+    python experiments/feature_probe.py --path_voc VOC2012 --path_vgg vgg16_weights.h5
 
 Samples regions of the hierarchy the agent can visit (the whole image, then random children down to depth
 ``max_depth``, with the geometry of ``reinforcement.child_regions``) on trainval images (to fit) and test images
@@ -17,10 +17,13 @@ from than where the region is. Writes ``<output>/probe.json`` and prints a table
 """
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the top-level modules
 
 from errors import UserError
 from runtime import main_guard, write_json

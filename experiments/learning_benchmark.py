@@ -1,9 +1,9 @@
 """Does the agent learn? Learning curves over seeds for both models, on the test split and on the training images.
 
-    python learning_benchmark.py                                   # the demo's settings, 3 seeds, both models
-    python learning_benchmark.py --seeds 3 --epochs 10 --max_images 15 --max_test_images 15
-    python learning_benchmark.py --path_voc VOC2012 --set learning_rate=1e-5 --set batch_size=100
-    python learning_benchmark.py --merge a/learning.json b/learning.json --output both   # runs made side by side
+    python experiments/learning_benchmark.py                         # the demo's settings, 3 seeds, both models
+    python experiments/learning_benchmark.py --seeds 3 --epochs 10 --max_images 15 --max_test_images 15
+    python experiments/learning_benchmark.py --path_voc VOC2012 --set learning_rate=1e-5 --set batch_size=100
+    python experiments/learning_benchmark.py --merge a/learning.json b/learning.json --output both  # side by side
 
 For each model and seed it runs the training script's own run (``training_run.train``, a checkpoint per epoch) at
 the demo's settings (the ``DEMO`` dicts of image_zooms_training.py / pool45_crops_training.py) unless a flag says
@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the top-level modules
 
 from errors import UserError
 from runtime import main_guard, write_json
@@ -363,7 +365,7 @@ def main(argv=None):
         raise UserError(f"--path_voc {arguments.path_voc}: no such folder")
     started = time.perf_counter()
     rows, baselines = [], []
-    command = "python learning_benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python experiments/learning_benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv)
 
     def write_report():
         """learning.json and learning.png of what has run so far (after every seed: a long run shows progress)."""

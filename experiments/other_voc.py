@@ -12,9 +12,9 @@ It writes the VOC layout the scripts read (``JPEGImages/``, ``Annotations/``, ``
 ``trainval.txt``, ``test.txt`` and ``<class>_<set>.txt`` for aeroplane, bird and car). Boxes are the tight boxes of
 the drawn pixels. The same seed gives the same files.
 
-    python docs/other_voc.py data/other_voc_plain plain
-    python docs/other_voc.py data/other_voc_cluttered cluttered
-    python learning_benchmark.py --path_voc data/other_voc_cluttered ...
+    python experiments/other_voc.py data/other_voc_plain plain
+    python experiments/other_voc.py data/other_voc_cluttered cluttered
+    python experiments/learning_benchmark.py --path_voc data/other_voc_cluttered ...
 """
 from __future__ import annotations
 

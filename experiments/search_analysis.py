@@ -1,8 +1,8 @@
 """Where does a test's AP go? Reads the searches of testing runs and splits AP into where the agent looks and how
 it ranks what it saw.
 
-    python search_analysis.py results/demo/image_zooms_trained/results.json results/demo/random/results.json
-    python search_analysis.py run/results.json --path_voc_test my_voc --output analysis.json
+    python experiments/search_analysis.py results/demo/image_zooms_trained/results.json results/demo/random/results.json
+    python experiments/search_analysis.py run/results.json --path_voc_test my_voc --output analysis.json
 
 For each ``results.json`` (a test of the trained, random or upper-bound agent, any model), with the annotations of
 ``--path_voc_test`` (default: the synthetic dataset), it reports:
@@ -31,6 +31,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the top-level modules
 
 from errors import UserError
 from runtime import main_guard, write_json
