@@ -42,7 +42,7 @@ learning_rate = 1e-6                    # Adam
 save_replay_memory = 1                  # keep the replay memory in the resume state (exact resume)
 checkpoint_every = 1                    # keep the weights of every k-th epoch and the last (each ~107 MB)
 map_cache_mb = 2048                     # pool4/pool5 maps kept across epochs (MiB, about 2 per VOC image and mask)
-# learning options, off by default (0: the paper's method); README "Learning options" gives each one's measured effect
+# learning options, off by default (0: the paper's method); docs/method.md §9 says what each does
 target_update = 0                       # N > 0: a target network, copied from the Q-network every N updates
 double_dqn = 0                          # 1: double DQN, the online network picks a′ and the target network values it
 loss = "mse"                            # mse (the paper's) | huber

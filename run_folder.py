@@ -121,6 +121,7 @@ def check_weights(path):
 
 RESUME_STATE_ATTRIBUTES = ("epoch", "epsilon", "numpy_rng", "settings")
 REPLAY_MEMORY_ARRAYS = ("states", "next_states", "actions", "rewards", "terminals", "pos", "full")
+OPTIONAL_REPLAY_ARRAYS = ("targets",)       # the oracle diagnostic's regression targets
 
 
 def write_resume_state(path, state):
@@ -186,7 +187,8 @@ def read_resume_state(path, epoch):
                 missing = [name for name in REPLAY_MEMORY_ARRAYS if name not in replay]
                 if missing:
                     raise DamagedFile(path, f"incomplete (its replay memory has no {', '.join(missing)})")
-                state["replay_memory"] = {name: np.asarray(replay[name]) for name in REPLAY_MEMORY_ARRAYS}
+                state["replay_memory"] = {name: np.asarray(replay[name]) for name in
+                                          REPLAY_MEMORY_ARRAYS + OPTIONAL_REPLAY_ARRAYS if name in replay}
     except DamagedFile:
         raise
     except Exception as error:      # a damaged dataset, attribute or JSON text
