@@ -161,22 +161,25 @@ class ZoomEnvironment:
             return reward, True, current_iou
         new_region = child_regions(self.region, self.scale)[action]
         new_ious = self.ious(new_region)
-        index, new_iou = self.target(new_region)
-        reward = movement_reward(self.previous_ious[index], new_iou) if index >= 0 else -MOVE_REWARD
+        new_iou = self.target(new_region)[1]
+        reward = self.move_reward(new_region)
         self.region = new_region
         self.previous_ious = new_ious
         self.history = update_history(self.history, action)
         return reward, False, new_iou
 
+    def move_reward(self, new_region):
+        """The reward of moving to ``new_region`` now: its target is chosen afresh there and compared with the IoU
+        the same object has with the current region (−1 when no object is available)."""
+        index, new_iou = self.target(new_region)
+        return movement_reward(self.previous_ious[index], new_iou) if index >= 0 else -MOVE_REWARD
+
     def rewarding_actions(self):
         """The actions ``step`` would reward now: the moves that raise the IoU with their target, and the trigger
         when the region covers its target at IoU ≥ τ (the annotation-guided exploration of Caicedo & Lazebnik
         2015 draws its random actions from these)."""
-        actions = []
-        for action, child in enumerate(child_regions(self.region, self.scale)):
-            index, iou = self.target(child)
-            if index >= 0 and iou > self.previous_ious[index]:
-                actions.append(action)
+        actions = [action for action, child in enumerate(child_regions(self.region, self.scale))
+                   if self.move_reward(child) > 0]
         if self.target(self.region)[1] >= IOU_THRESHOLD:
             actions.append(TRIGGER)
         return actions
@@ -237,9 +240,7 @@ def upper_bound_q_values(env, gamma, steps):
     q_values = np.empty(NUM_ACTIONS, dtype=np.float32)
     q_values[TRIGGER] = trigger_reward(env.target(env.region)[1])
     for action, child in enumerate(child_regions(env.region, env.scale)):
-        index, iou = env.target(child)
-        reward = movement_reward(env.previous_ious[index], iou) if index >= 0 else -MOVE_REWARD
-        q_values[action] = reward + gamma * upper_bound_return(env, child, gamma, steps - 1)
+        q_values[action] = env.move_reward(child) + gamma * upper_bound_return(env, child, gamma, steps - 1)
     return q_values
 
 

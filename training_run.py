@@ -89,6 +89,9 @@ def check_learning_options(settings):
         raise UserError(f"loss takes {' or '.join(LOSSES)}, got {learning_option(settings, 'loss')!r}")
     if learning_option(settings, "weight_decay") < 0:
         raise UserError(f"weight_decay cannot be negative, got {learning_option(settings, 'weight_decay')}")
+    if learning_option(settings, "oracle") and (target_update or learning_option(settings, "loss") != "mse"):
+        raise UserError("oracle 1 regresses Q to the upper bound's returns with the squared error: it takes no "
+                        "target_update, double_dqn or loss huber")
     for name in SEARCH_OPTIONS:
         if learning_option(settings, name) not in (0, 1):
             raise UserError(f"{name} takes 0 or 1, got {learning_option(settings, name)}")

@@ -135,3 +135,11 @@ def test_each_option_trains_and_resumes_exactly(option, dataset, tmp_path, monke
     assert same_weights(tmp_path / "straight" / "model0.weights.h5", tmp_path / "resumed" / "model0.weights.h5")
     with pytest.raises(Exception, match=f"{option} takes 0 or 1"):
         train("bad", "--epochs", "1", f"--{option}", "2")
+
+
+def test_oracle_refuses_the_options_its_regression_ignores(dataset, tmp_path):
+    from errors import UserError
+    for flags in (["--loss", "huber"], ["--target_update", "10"]):
+        with pytest.raises(UserError, match="oracle 1 regresses Q to the upper bound's returns"):
+            image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(tmp_path), *TINY,
+                                       "--epochs", "1", "--oracle", "1", *flags])
