@@ -96,7 +96,7 @@ def read_q_network_weights(path, weights_order="auto"):
     """
     import h5py
 
-    from reinforcement import DESCRIPTOR_SIZE, NUM_ACTIONS, STATE_SIZE
+    from reinforcement import DESCRIPTOR_SIZE, HIDDEN_UNITS, NUM_ACTIONS, STATE_SIZE
     check_weights_order(weights_order)
     path = Path(path)
     if not path.is_file():
@@ -117,10 +117,11 @@ def read_q_network_weights(path, weights_order="auto"):
         else:
             raise UserError(f"{path}: not a Q-network weights file (an HDF5 file with neither Keras 1/2 "
                             f"'layer_names' nor Keras 3 'layers')")
-    expected = [(STATE_SIZE, 1024), (1024,), (1024, 1024), (1024,), (1024, NUM_ACTIONS), (NUM_ACTIONS,)]
+    hidden = HIDDEN_UNITS
+    expected = [(STATE_SIZE, hidden), (hidden,), (hidden, hidden), (hidden,), (hidden, NUM_ACTIONS), (NUM_ACTIONS,)]
     if len(layers) != 3:
         raise UserError(f"{path}: {len(layers)} layers with weights, the Q-network has 3 Dense layers "
-                        f"(25,112 -> 1024 -> 1024 -> 6)")
+                        f"({STATE_SIZE:,} -> {hidden} -> {hidden} -> {NUM_ACTIONS})")
     arrays = []
     for number, (name, weights) in enumerate(layers, start=1):
         kernels = [array for array in weights if array.ndim == 2]

@@ -20,6 +20,7 @@ HISTORY_ACTIONS = 4
 HISTORY_SIZE = HISTORY_ACTIONS * NUM_ACTIONS        # 24
 DESCRIPTOR_SIZE = 7 * 7 * 512                        # 25,088
 STATE_SIZE = DESCRIPTOR_SIZE + HISTORY_SIZE          # 25,112
+HIDDEN_UNITS = 1024         # the paper's; tests of the plumbing patch a smaller one (tests/conftest.py)
 
 MOVE_REWARD = 1.0
 TRIGGER_REWARD = 3.0        # eta
@@ -248,7 +249,8 @@ def upper_bound_q_values(env, gamma, steps):
 # Q-network and learning
 
 def build_q_network(seed=None):
-    """The paper's Q-network: 25,112 → 1024 → 1024 → 6, ReLU, dropout 0.2, N(0, 0.01) weights, zero biases.
+    """The paper's Q-network: 25,112 → 1024 → 1024 → 6, ReLU, dropout 0.2, N(0, 0.01) weights, zero biases
+    (``HIDDEN_UNITS`` wide).
 
     Not compiled: the loss (MSE) and the optimiser (Adam) live in ``QLearner``, so a weights checkpoint holds the
     network alone and the optimiser state goes into the resume state.
@@ -262,9 +264,9 @@ def build_q_network(seed=None):
     model = keras.Sequential(
         [
             keras.Input(shape=(STATE_SIZE,)),
-            layers.Dense(1024, activation="relu", kernel_initializer=init(0), bias_initializer="zeros"),
+            layers.Dense(HIDDEN_UNITS, activation="relu", kernel_initializer=init(0), bias_initializer="zeros"),
             layers.Dropout(0.2, seed=seed),
-            layers.Dense(1024, activation="relu", kernel_initializer=init(1), bias_initializer="zeros"),
+            layers.Dense(HIDDEN_UNITS, activation="relu", kernel_initializer=init(1), bias_initializer="zeros"),
             layers.Dropout(0.2, seed=None if seed is None else seed + 1),
             layers.Dense(NUM_ACTIONS, activation="linear", kernel_initializer=init(2), bias_initializer="zeros"),
         ],

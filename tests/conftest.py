@@ -1,5 +1,5 @@
 """What several test files share: the tiny synthetic dataset, the VOC 2007 test annotations the repository carries
-(unpacked once per session) and a tiny stand-in for VGG-16."""
+(unpacked once per session), a tiny stand-in for VGG-16 and a narrow stand-in for the Q-network."""
 import gc
 
 import pytest
@@ -30,6 +30,21 @@ def tiny_backbone():
     backbone = keras.Model(inputs, maps)
     backbone.layers[-1].set_weights([numpy.random.default_rng(0).normal(0, 0.01, (1, 1, 3, 512)).astype("float32")])
     return backbone
+
+
+SMALL_HIDDEN_UNITS = 32
+
+
+@pytest.fixture(scope="module")
+def small_q_network():
+    """Q-networks 25,112 → 32 → 32 → 6 instead of the paper's 1024-wide ones, for test modules of what does not
+    depend on the width (checkpoints, resume, folders, options, scripts): building, updating and saving the paper's
+    26 M weights is most of such a test's time. Tests of the paper's network itself (its shapes, the 2016 files, the
+    learning test) do not use it; a subprocess does not see it (a launcher sets ``reinforcement.HIDDEN_UNITS``)."""
+    import reinforcement
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(reinforcement, "HIDDEN_UNITS", SMALL_HIDDEN_UNITS)
+        yield SMALL_HIDDEN_UNITS
 
 
 @pytest.fixture(autouse=True)

@@ -19,6 +19,8 @@ from parse_xml_annotations import VOC_CLASSES, class_ids, several_classes
 from runtime import Interrupted
 from test_resume import LEARNING_COLUMNS, TINY, same_weights, tiny_features
 
+pytestmark = pytest.mark.usefixtures("small_q_network")   # plumbing, not the paper's width (conftest.py)
+
 
 def test_class_ids_of_an_id_a_name_all_and_a_list():
     assert class_ids(7) == [7] and class_ids("cat") == [8] and class_ids("1") == [1]

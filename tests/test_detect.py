@@ -22,6 +22,8 @@ from image_helper import crop
 from reinforcement import TRIGGER, build_q_network
 from synthetic_dataset import generate_synthetic_voc
 
+pytestmark = pytest.mark.usefixtures("small_q_network")   # plumbing, not the paper's width (conftest.py)
+
 TINY = ["--path_vgg", "random", "--buffer_experience_replay", "12", "--batch_size", "4", "--number_of_steps", "3",
         "--learning_rate", "1e-4", "--max_images", "3", "--epochs", "1"]
 

@@ -8,6 +8,8 @@ import image_zooms_training
 from conftest import tiny_backbone
 from experiments import learning_benchmark
 
+pytestmark = pytest.mark.usefixtures("small_q_network")   # plumbing, not the paper's width (conftest.py)
+
 
 def stand_in_features(settings):
     from features import ImageZoomsFeatures

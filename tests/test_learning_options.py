@@ -15,6 +15,8 @@ from test_resume import TINY, same_weights, tiny_features
 
 from reinforcement import NUM_ACTIONS, STATE_SIZE, QLearner, build_q_network, q_targets
 
+pytestmark = pytest.mark.usefixtures("small_q_network")   # plumbing, not the paper's width (conftest.py)
+
 
 def batch(seed=0, size=8, reward_scale=1.0):
     rng = np.random.default_rng(seed)

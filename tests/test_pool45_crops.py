@@ -13,6 +13,8 @@ from features import (FeatureMapCache, Pool45CropsFeatures, bilinear_weights, ch
                       describe_region, pool_bins, pool_cells, project_region)
 from image_helper import MEAN_RGB, paint_mean
 
+pytestmark = pytest.mark.usefixtures("small_q_network")   # plumbing, not the paper's width (conftest.py)
+
 # ---------------------------------------------------------------------------------------------------------------
 # slow obvious references
 

@@ -24,7 +24,9 @@ import run_folder
 import training_run
 import image_zooms_training
 from errors import UserError
-from conftest import tiny_backbone
+from conftest import SMALL_HIDDEN_UNITS, tiny_backbone
+
+pytestmark = pytest.mark.usefixtures("small_q_network")   # plumbing, not the paper's width (conftest.py)
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--path_vgg", "random", "--buffer_experience_replay", "12", "--batch_size", "4", "--number_of_steps", "3",
@@ -253,8 +255,10 @@ LAUNCHER = """
 import sys
 sys.path.insert(0, {root!r})
 import image_zooms_training
+import reinforcement
 from runtime import main_guard
 {helpers}
+reinforcement.HIDDEN_UNITS = {hidden}
 image_zooms_training.make_features = tiny_features
 main_guard(image_zooms_training.main)
 """
@@ -262,7 +266,7 @@ main_guard(image_zooms_training.main)
 
 def start_training(tmp_path, dataset, models, *extra):
     launcher = tmp_path / "launch_training.py"
-    launcher.write_text(LAUNCHER.format(root=str(ROOT), helpers=textwrap.dedent(
+    launcher.write_text(LAUNCHER.format(root=str(ROOT), hidden=SMALL_HIDDEN_UNITS, helpers=textwrap.dedent(
         inspect.getsource(tiny_backbone) + "\n\n" + inspect.getsource(tiny_features))))
     stderr = open(tmp_path / "stderr.txt", "w")
     process = subprocess.Popen([sys.executable, str(launcher), "--path_voc", str(dataset), "--path_model", str(models),

@@ -28,6 +28,8 @@ from runtime import main_guard
 from synthetic_dataset import generate_synthetic_voc
 from conftest import tiny_backbone
 
+pytestmark = pytest.mark.usefixtures("small_q_network")   # plumbing, not the paper's width (conftest.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--path_vgg", "random", "--buffer_experience_replay", "12", "--batch_size", "4", "--number_of_steps", "3",
         "--learning_rate", "1e-4"]

@@ -27,6 +27,8 @@ from parse_xml_annotations import class_name
 from runtime import main_guard
 from test_resume import same_weights, tiny_features
 
+pytestmark = pytest.mark.usefixtures("small_q_network")   # plumbing, not the paper's width (conftest.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--path_vgg", "random", "--buffer_experience_replay", "12", "--batch_size", "4", "--number_of_steps", "3",
         "--learning_rate", "1e-4", "--max_images", "2", "--cache_mb", "0"]

@@ -12,6 +12,8 @@ from reinforcement import (NUM_ACTIONS, STATE_SIZE, TRIGGER, QLearner, ReplayMem
                            build_q_network, upper_bound_q_values, upper_bound_return)
 from test_resume import TINY, same_weights, tiny_features
 
+pytestmark = pytest.mark.usefixtures("small_q_network")   # plumbing, not the paper's width (conftest.py)
+
 
 def one_plane():
     """100×100 px, one object in the top-left quarter."""
