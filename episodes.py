@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reinforcement import NUM_ACTIONS, TRIGGER, ZoomEnvironment, child_regions, upper_bound_q_values
+from reinforcement import NUM_ACTIONS, TRIGGER, ZoomEnvironment, child_regions, trigger_reward, upper_bound_q_values
 
 # ---------------------------------------------------------------------------------------------------------------
 # states
@@ -32,7 +32,7 @@ class NonFiniteLoss(ArithmeticError):
 
 
 def train_image(env, describer, learner, memory, rng, epsilon, number_of_steps, batch_size, stats,
-                trajectory=None, guided_exploration=False, oracle=False):
+                trajectory=None, guided_exploration=False, oracle=False, trigger_targets=False):
     """All training searches on one image: one per target-class object, each from the whole image.
 
     ``stats`` (a dict of counters) is updated in place; ``trajectory``, if a list, receives the steps for drawing.
@@ -41,7 +41,9 @@ def train_image(env, describer, learner, memory, rng, epsilon, number_of_steps, 
     Options, off by default (the paper's method): ``guided_exploration`` draws the ε-random actions among those
     the annotations reward (:meth:`ZoomEnvironment.rewarding_actions`; uniformly when none is); ``oracle`` (a
     diagnostic, not Q-learning) acts like the upper bound where the agent would act greedily and regresses Q(s)
-    to the upper bound's returns (:func:`reinforcement.upper_bound_q_values`) instead of Q-learning targets.
+    to the upper bound's returns (:func:`reinforcement.upper_bound_q_values`) instead of Q-learning targets;
+    ``trigger_targets`` stores with each transition the reward a trigger would get in its state, which the
+    learner (built with the same option) regresses the trigger output to at every update.
     """
     for _ in range(len(env.boxes)):
         if not env.available.any():
@@ -70,7 +72,8 @@ def train_image(env, describer, learner, memory, rng, epsilon, number_of_steps, 
             # the next state is only needed when the search goes on (a terminal target ignores it)
             next_state = state if done else make_states(describer, [env])[0]
             # store
-            memory.add(state, action, reward, next_state, done, targets)
+            memory.add(state, action, reward, next_state, done, targets,
+                       trigger_reward(current_iou) if trigger_targets else None)
             stats["steps"] += 1
             stats["reward"] += reward
             if trajectory is not None:
@@ -81,7 +84,7 @@ def train_image(env, describer, learner, memory, rng, epsilon, number_of_steps, 
             # learn: one minibatch step per agent step once the memory is full
             if memory.full:
                 loss = (learner.regress(memory.sample_targets(batch_size, rng)) if oracle
-                        else learner.update(memory.sample(batch_size, rng)))
+                        else learner.update(memory.sample(batch_size, rng, trigger_targets)))
                 stats["updates"] += 1
                 if not np.isfinite(loss):
                     raise NonFiniteLoss(loss, stats["updates"])

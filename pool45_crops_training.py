@@ -52,6 +52,8 @@ guided_exploration = 0                  # 1: the ε-random actions are drawn amo
                                         # (IoU-raising moves; Caicedo & Lazebnik 2015), uniformly when none is
 oracle = 0                              # 1: a diagnostic, not the paper's method: act like the upper bound and
                                         # regress Q to its returns (the oracle ceiling; docs/learning.md)
+trigger_targets = 0                     # 1: every update also regresses the trigger's Q-value to the reward a trigger
+                                        # would get in the sampled state (±3 by its IoU, from the annotations)
 validation_images = 0                   # N > 0: hold out the last N training images, test the greedy agent on them
                                         # after every epoch; testing with --epoch best uses the best epoch
 seed = 0

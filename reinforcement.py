@@ -286,17 +286,21 @@ class ReplayMemory:
         self.rewards = np.zeros(self.capacity, dtype=np.float32)
         self.terminals = np.zeros(self.capacity, dtype=np.float32)
         self.targets = np.zeros((self.capacity, NUM_ACTIONS), dtype=np.float32)   # the oracle diagnostic's only
+        self.trigger_targets = np.zeros(self.capacity, dtype=np.float32)           # the trigger_targets option's
         self.pos = 0
         self.full = False
 
     def __len__(self):
         return self.capacity if self.full else self.pos
 
-    def add(self, state, action, reward, next_state, terminal, targets=None):
-        """Store a transition; ``targets``: the six regression targets of the ``oracle`` diagnostic, if any."""
+    def add(self, state, action, reward, next_state, terminal, targets=None, trigger_target=None):
+        """Store a transition; ``targets``: the six regression targets of the ``oracle`` diagnostic, if any;
+        ``trigger_target``: the reward a trigger would get in ``state`` (the ``trigger_targets`` option), if any."""
         self.states[self.pos] = state
         if targets is not None:
             self.targets[self.pos] = targets
+        if trigger_target is not None:
+            self.trigger_targets[self.pos] = trigger_target
         self.actions[self.pos] = action
         self.rewards[self.pos] = reward
         self.next_states[self.pos] = next_state
@@ -304,38 +308,46 @@ class ReplayMemory:
         self.pos = (self.pos + 1) % self.capacity
         self.full = self.full or self.pos == 0
 
-    def sample(self, batch_size, rng):
-        """A uniformly random minibatch (without replacement) as a tuple of arrays."""
+    def sample(self, batch_size, rng, trigger_targets=False):
+        """A uniformly random minibatch (without replacement) as a tuple of arrays ``(s, a, r, s′, terminal)``;
+        with ``trigger_targets`` the stored trigger targets of s follow (the same draw from ``rng``)."""
         indices = rng.choice(len(self), size=batch_size, replace=False)
-        return (self.states[indices], self.actions[indices], self.rewards[indices],
-                self.next_states[indices], self.terminals[indices])
+        batch = (self.states[indices], self.actions[indices], self.rewards[indices],
+                 self.next_states[indices], self.terminals[indices])
+        return batch + (self.trigger_targets[indices],) if trigger_targets else batch
 
     def sample_targets(self, batch_size, rng):
         """A uniformly random minibatch of ``(states, targets)`` (the ``oracle`` diagnostic's regression)."""
         indices = rng.choice(len(self), size=batch_size, replace=False)
         return self.states[indices], self.targets[indices]
 
-    # checkpointing: the arrays and the ring position (targets only where the oracle diagnostic filled them)
+    # checkpointing: the arrays and the ring position (the targets only where an option filled them)
     def state_dict(self):
         arrays = {"states": self.states, "next_states": self.next_states, "actions": self.actions,
                   "rewards": self.rewards, "terminals": self.terminals,
                   "pos": np.array(self.pos), "full": np.array(self.full)}
         if self.targets.any():
             arrays["targets"] = self.targets
+        if self.trigger_targets.any():
+            arrays["trigger_targets"] = self.trigger_targets
         return arrays
 
     def load_state_dict(self, arrays):
         for name in ("states", "next_states", "actions", "rewards", "terminals"):
             getattr(self, name)[...] = arrays[name]
         self.targets[...] = arrays["targets"] if "targets" in arrays else 0.0
+        self.trigger_targets[...] = arrays["trigger_targets"] if "trigger_targets" in arrays else 0.0
         self.pos, self.full = int(arrays["pos"]), bool(arrays["full"])
 
 
-def q_targets(q_states, q_next_states, actions, rewards, terminals, gamma, q_next_online=None):
+def q_targets(q_states, q_next_states, actions, rewards, terminals, gamma, q_next_online=None,
+              trigger_targets=None):
     """Q-learning regression targets: ``y = Q(s)`` with ``y[a] = r`` if terminal else ``r + γ·V(s′)``.
 
     ``V(s′) = max Q(s′)`` over ``q_next_states`` (the paper's). Double DQN (an option): ``q_next_online`` is the
     online network's Q(s′), which picks ``a′ = argmax``, and ``q_next_states`` (the target network's) values it.
+    ``trigger_targets`` (an option): ``y[trigger]`` is the reward a trigger would get in s, whatever the action
+    taken (where the trigger was taken that is its target anyway: the trigger ends the search with that reward).
     Works on NumPy arrays and on tensors alike (keras.ops), so the compiled update and the tests share it.
     """
     from keras import ops
@@ -346,7 +358,11 @@ def q_targets(q_states, q_next_states, actions, rewards, terminals, gamma, q_nex
         next_values = ops.sum(q_next_states * picked, axis=1)
     bootstrap = rewards + gamma * (1.0 - terminals) * next_values
     chosen = ops.one_hot(actions, NUM_ACTIONS, dtype=q_states.dtype)
-    return q_states * (1.0 - chosen) + chosen * ops.expand_dims(bootstrap, 1)
+    targets = q_states * (1.0 - chosen) + chosen * ops.expand_dims(bootstrap, 1)
+    if trigger_targets is None:
+        return targets
+    trigger = np.eye(NUM_ACTIONS, dtype=np.float32)[TRIGGER]          # broadcasts over the minibatch
+    return targets * (1.0 - trigger) + trigger * ops.expand_dims(ops.cast(trigger_targets, q_states.dtype), 1)
 
 
 def q_targets_reference(model, batch, gamma):
@@ -373,11 +389,13 @@ class QLearner:
     ``target_update`` N > 0: a target network, a copy of the Q-network taken every N updates, values s′;
     ``double_dqn``: the online network picks a′ and the target network values it (needs ``target_update``);
     ``loss`` "huber": Huber loss (δ = 1) instead of MSE; ``weight_decay`` w > 0: AdamW, every update shrinks the
-    weights by ``learning_rate · w`` (decoupled weight decay).
+    weights by ``learning_rate · w`` (decoupled weight decay); ``trigger_targets``: every sampled state's trigger
+    output is also regressed to the reward a trigger would get there (the minibatch carries them, see
+    :meth:`ReplayMemory.sample`).
     """
 
     def __init__(self, model, gamma=0.9, learning_rate=1e-6, target_update=0, double_dqn=False, loss="mse",
-                 weight_decay=0.0):
+                 weight_decay=0.0, trigger_targets=False):
         import keras
         import tensorflow as tf
         if loss not in LOSSES:
@@ -390,6 +408,7 @@ class QLearner:
         self.double_dqn = bool(double_dqn)
         self.loss = loss
         self.weight_decay = float(weight_decay)
+        self.trigger_targets = bool(trigger_targets)
         if self.weight_decay > 0:
             self.optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=self.weight_decay)
         else:
@@ -416,9 +435,11 @@ class QLearner:
             options["loss"] = self.loss
         if self.weight_decay:
             options["weight_decay"] = self.weight_decay
+        if self.trigger_targets:
+            options["trigger_targets"] = 1
         return options
 
-    def _update_graph(self, states, actions, rewards, next_states, terminals):
+    def _update_graph(self, states, actions, rewards, next_states, terminals, trigger_targets=None):
         """Layer 1's product (25,112 × 1,024, nearly all the arithmetic) is computed once for the 2B states and
         shared by the target pass (inference mode) and the training pass on s (dropout comes after it); its weight
         gradient is taken by hand, sᵀ·δ, so that s′ does not enter the backward product. The same operations as
@@ -430,7 +451,7 @@ class QLearner:
         hidden = tf.nn.relu(pre_activation)
         q_both = dense3(dense2(hidden))                                  # inference mode: no dropout
         targets = tf.stop_gradient(q_targets(q_both[:batch_size], q_both[batch_size:], actions, rewards,
-                                             terminals, self.gamma))
+                                             terminals, self.gamma, trigger_targets=trigger_targets))
         hidden_states = hidden[:batch_size]
         upper = [dense2.kernel, dense2.bias, dense3.kernel, dense3.bias]
         with tf.GradientTape() as tape:
@@ -444,7 +465,7 @@ class QLearner:
         self.optimizer.apply_gradients(zip(gradients, [dense1.kernel, dense1.bias, *upper]))
         return loss
 
-    def _update_graph_options(self, states, actions, rewards, next_states, terminals):
+    def _update_graph_options(self, states, actions, rewards, next_states, terminals, trigger_targets=None):
         """The update with learning options (target network, double DQN, Huber loss): plain Keras calls, as the
         target network's Q(s′) cannot share the online network's first-layer product."""
         import tensorflow as tf
@@ -455,7 +476,7 @@ class QLearner:
             q_next = self.target_model(next_states, training=False)
             q_next_online = self.model(next_states, training=False) if self.double_dqn else None
         targets = tf.stop_gradient(q_targets(q_states, q_next, actions, rewards, terminals, self.gamma,
-                                             q_next_online))
+                                             q_next_online, trigger_targets))
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             error = targets - self.model(states, training=True)
@@ -475,21 +496,25 @@ class QLearner:
 
     def targets(self, batch):
         """The regression targets the update uses (for tests and the benchmark)."""
-        states, actions, rewards, next_states, terminals = batch
+        states, actions, rewards, next_states, terminals, *trigger_targets = batch
         q_both = self.model(np.concatenate([states, next_states]), training=False)
         q_both = np.asarray(q_both)
         q_states, q_next, q_next_online = q_both[:len(states)], q_both[len(states):], None
         if self.target_model is not None:
             q_next_online = q_next if self.double_dqn else None
             q_next = np.asarray(self.target_model(next_states, training=False))
-        return np.asarray(q_targets(q_states, q_next, actions, rewards, terminals, self.gamma, q_next_online))
+        return np.asarray(q_targets(q_states, q_next, actions, rewards, terminals, self.gamma, q_next_online,
+                                    *trigger_targets))
 
     def update(self, batch):
-        """One gradient step; returns the loss as a float."""
-        states, actions, rewards, next_states, terminals = batch
+        """One gradient step on ``(s, a, r, s′, terminal)`` (with ``trigger_targets``: and the trigger targets of
+        s, which it then requires); returns the loss as a float."""
+        states, actions, rewards, next_states, terminals, *trigger_targets = batch
+        if self.trigger_targets != bool(trigger_targets):
+            raise ValueError("a learner with trigger_targets needs minibatches with them, and only it takes them")
         self.sync_target()
         loss = self._update(states, actions.astype(np.int32), rewards.astype(np.float32), next_states,
-                            terminals.astype(np.float32))
+                            terminals.astype(np.float32), *(np.asarray(t, np.float32) for t in trigger_targets))
         return float(loss)
 
     def regress(self, batch):

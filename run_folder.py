@@ -121,7 +121,7 @@ def check_weights(path):
 
 RESUME_STATE_ATTRIBUTES = ("epoch", "epsilon", "numpy_rng", "settings")
 REPLAY_MEMORY_ARRAYS = ("states", "next_states", "actions", "rewards", "terminals", "pos", "full")
-OPTIONAL_REPLAY_ARRAYS = ("targets",)       # the oracle diagnostic's regression targets
+OPTIONAL_REPLAY_ARRAYS = ("targets", "trigger_targets")   # the oracle's and the trigger_targets option's
 
 
 def write_resume_state(path, state):

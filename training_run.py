@@ -66,7 +66,7 @@ def preflight(settings):
 # learning options (docs/method.md §9): off by default, the paper's method; a settings namespace without them
 # (an older checkpoint's, a library caller's) gets these values
 LEARNING_OPTIONS = {"target_update": 0, "double_dqn": 0, "loss": "mse", "weight_decay": 0.0, "flip": 0,
-                    "validation_images": 0, "guided_exploration": 0, "oracle": 0}
+                    "validation_images": 0, "guided_exploration": 0, "oracle": 0, "trigger_targets": 0}
 # options that change how the searches are run (the rest change the update or the data); printed when on
 SEARCH_OPTIONS = ("flip", "guided_exploration", "oracle")
 
@@ -89,9 +89,12 @@ def check_learning_options(settings):
         raise UserError(f"loss takes {' or '.join(LOSSES)}, got {learning_option(settings, 'loss')!r}")
     if learning_option(settings, "weight_decay") < 0:
         raise UserError(f"weight_decay cannot be negative, got {learning_option(settings, 'weight_decay')}")
-    if learning_option(settings, "oracle") and (target_update or learning_option(settings, "loss") != "mse"):
+    if learning_option(settings, "oracle") and (target_update or learning_option(settings, "loss") != "mse"
+                                                or learning_option(settings, "trigger_targets")):
         raise UserError("oracle 1 regresses Q to the upper bound's returns with the squared error: it takes no "
-                        "target_update, double_dqn or loss huber")
+                        "target_update, double_dqn, loss huber or trigger_targets")
+    if learning_option(settings, "trigger_targets") not in (0, 1):
+        raise UserError(f"trigger_targets takes 0 or 1, got {learning_option(settings, 'trigger_targets')}")
     for name in SEARCH_OPTIONS:
         if learning_option(settings, name) not in (0, 1):
             raise UserError(f"{name} takes 0 or 1, got {learning_option(settings, name)}")
@@ -105,7 +108,8 @@ def make_learner(settings, model):
     return QLearner(model, settings.gamma, settings.learning_rate,
                     target_update=learning_option(settings, "target_update"),
                     double_dqn=bool(learning_option(settings, "double_dqn")), loss=learning_option(settings, "loss"),
-                    weight_decay=learning_option(settings, "weight_decay"))
+                    weight_decay=learning_option(settings, "weight_decay"),
+                    trigger_targets=bool(learning_option(settings, "trigger_targets")))
 
 
 def split_validation(records, count):
@@ -216,7 +220,8 @@ def train(settings, make_features, model_label):
                         train_image(env, features, learner, memory, rng, epsilon, settings.number_of_steps,
                                     settings.batch_size, stats, trajectory,
                                     guided_exploration=bool(learning_option(settings, "guided_exploration")),
-                                    oracle=bool(learning_option(settings, "oracle")))
+                                    oracle=bool(learning_option(settings, "oracle")),
+                                    trigger_targets=learner.trigger_targets)
                     except NonFiniteLoss as error:
                         raise UserError(non_finite_message(settings, class_idx, epoch, str(error))) from None
                     if trajectory:

@@ -1,6 +1,7 @@
-"""Two options that change how training searches run, off by default: exploration guided by the annotations
-(``guided_exploration``) and the oracle ceiling (``oracle``: the upper bound's returns regressed instead of
-Q-learning). Each is checked against values worked out by hand or by a slow reference, and to resume exactly."""
+"""Three options that use the annotations in training, off by default: exploration guided by them
+(``guided_exploration``), the oracle ceiling (``oracle``: the upper bound's returns regressed instead of
+Q-learning) and the trigger's known value as a target at every update (``trigger_targets``). Each is checked
+against values worked out by hand or by a slow reference, and to resume exactly."""
 import copy
 
 import numpy as np
@@ -8,11 +9,10 @@ import pytest
 
 import image_zooms_training
 from episodes import UpperBoundAgent, new_training_stats, train_image
+from metrics import iou_many
 from reinforcement import (NUM_ACTIONS, STATE_SIZE, TRIGGER, QLearner, ReplayMemory, ZoomEnvironment,
-                           build_q_network, upper_bound_q_values, upper_bound_return)
+                           build_q_network, q_targets, upper_bound_q_values, upper_bound_return)
 from test_resume import TINY, same_weights, tiny_features
-
-pytestmark = pytest.mark.usefixtures("small_q_network")   # plumbing, not the paper's width (conftest.py)
 
 
 def one_plane():
@@ -122,8 +122,56 @@ def test_the_replay_memory_keeps_the_oracle_targets_through_a_resume_state():
     assert "targets" not in plain.state_dict()               # the paper's resume state is unchanged
 
 
-@pytest.mark.parametrize("option", ["guided_exploration", "oracle"])
-def test_each_option_trains_and_resumes_exactly(option, dataset, tmp_path, monkeypatch, capsys):
+def test_trigger_targets_replace_the_trigger_column_whatever_the_action():
+    q_states = np.ones((3, NUM_ACTIONS), dtype=np.float32)
+    q_next = np.full((3, NUM_ACTIONS), 2.0, dtype=np.float32)
+    actions, rewards = np.array([0, TRIGGER, 4]), np.array([1.0, 3.0, -1.0], np.float32)
+    terminals, triggers = np.array([0.0, 1.0, 0.0], np.float32), np.array([-3.0, 3.0, 3.0], np.float32)
+    plain = np.asarray(q_targets(q_states, q_next, actions, rewards, terminals, 0.9))
+    with_triggers = np.asarray(q_targets(q_states, q_next, actions, rewards, terminals, 0.9,
+                                         trigger_targets=triggers))
+    assert np.array_equal(with_triggers[:, TRIGGER], triggers)
+    moves = [a for a in range(NUM_ACTIONS) if a != TRIGGER]
+    assert np.array_equal(with_triggers[:, moves], plain[:, moves])       # the taken moves' targets unchanged
+    assert plain[1, TRIGGER] == with_triggers[1, TRIGGER] == 3.0            # a taken trigger: the same target
+
+
+def test_trigger_targets_are_the_reward_a_trigger_would_get_in_each_stored_state():
+    memory, rng, trajectory = ReplayMemory(1000), np.random.default_rng(2), []
+    for _ in range(20):
+        train_image(one_plane(), ZeroDescriber(), None, memory, rng, 1.0, 10, 4, new_training_stats(), trajectory,
+                    guided_exploration=True, trigger_targets=True)         # guided: some searches reach the plane
+    assert len(trajectory) == memory.pos
+    ious = np.array([iou_many(np.array([[0, 0, 50, 50]], float), np.array(step["region"]))[0] for step in trajectory])
+    assert np.array_equal(memory.trigger_targets[:memory.pos], np.where(ious >= 0.5, 3.0, -3.0))
+    assert (ious >= 0.5).any() and (ious < 0.5).any()
+    # sampled with the same draw as the plain minibatch; kept through a resume state
+    plain, with_triggers = memory.sample(8, np.random.default_rng(5)), memory.sample(8, np.random.default_rng(5), True)
+    assert all(np.array_equal(a, b) for a, b in zip(plain, with_triggers[:5]))
+    restored = ReplayMemory(1000)
+    restored.load_state_dict(memory.state_dict())
+    assert np.array_equal(restored.trigger_targets, memory.trigger_targets)
+
+
+def test_trigger_targets_teach_the_trigger_output_which_states_to_trigger_in():
+    rng = np.random.default_rng(0)
+    states = rng.random((32, STATE_SIZE), dtype=np.float32)
+    triggers = np.where(states[:, 0] > 0.5, 3.0, -3.0).astype(np.float32)
+    minibatch = (states, np.zeros(32, np.int32), np.full(32, -1.0, np.float32), states, np.zeros(32, np.float32),
+                 triggers)
+    learner = QLearner(build_q_network(seed=0), 0.9, 1e-4, trigger_targets=True)
+    assert learner.options == {"trigger_targets": 1}
+    for _ in range(60):
+        learner.update(minibatch)
+    assert np.mean(np.sign(learner.q_values(states)[:, TRIGGER]) == np.sign(triggers)) > 0.9
+    with pytest.raises(ValueError, match="trigger_targets"):
+        learner.update(minibatch[:5])
+    with pytest.raises(ValueError, match="trigger_targets"):
+        QLearner(build_q_network(seed=0), 0.9, 1e-4).update(minibatch)
+
+
+@pytest.mark.parametrize("option", ["guided_exploration", "oracle", "trigger_targets"])
+def test_each_option_trains_and_resumes_exactly(option, dataset, tmp_path, monkeypatch, capsys, small_q_network):
     monkeypatch.setattr(image_zooms_training, "make_features", tiny_features)
 
     def train(folder, *extra):
@@ -139,9 +187,9 @@ def test_each_option_trains_and_resumes_exactly(option, dataset, tmp_path, monke
         train("bad", "--epochs", "1", f"--{option}", "2")
 
 
-def test_oracle_refuses_the_options_its_regression_ignores(dataset, tmp_path):
+def test_oracle_refuses_the_options_its_regression_ignores(dataset, tmp_path, small_q_network):
     from errors import UserError
-    for flags in (["--loss", "huber"], ["--target_update", "10"]):
+    for flags in (["--loss", "huber"], ["--target_update", "10"], ["--trigger_targets", "1"]):
         with pytest.raises(UserError, match="oracle 1 regresses Q to the upper bound's returns"):
             image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(tmp_path), *TINY,
                                        "--epochs", "1", "--oracle", "1", *flags])
