@@ -12,9 +12,6 @@ from reinforcement import (DESCRIPTOR_SIZE, TRIGGER, QLearner, ReplayMemory, Zoo
                            child_regions)
 from synthetic_dataset import draw_scene
 
-pytestmark = pytest.mark.usefixtures("small_q_network")   # plumbing, not the paper's width (conftest.py)
-
-
 
 def stored_bytes(descriptor):
     """Bytes the cache keeps for ``descriptor`` (its storage type is the cache's own business)."""
