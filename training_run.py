@@ -93,9 +93,7 @@ def check_learning_options(settings):
                                                 or learning_option(settings, "trigger_targets")):
         raise UserError("oracle 1 regresses Q to the upper bound's returns with the squared error: it takes no "
                         "target_update, double_dqn, loss huber or trigger_targets")
-    if learning_option(settings, "trigger_targets") not in (0, 1):
-        raise UserError(f"trigger_targets takes 0 or 1, got {learning_option(settings, 'trigger_targets')}")
-    for name in SEARCH_OPTIONS:
+    for name in (*SEARCH_OPTIONS, "trigger_targets"):         # the switches
         if learning_option(settings, name) not in (0, 1):
             raise UserError(f"{name} takes 0 or 1, got {learning_option(settings, name)}")
     if learning_option(settings, "validation_images") < 0:
