@@ -1,6 +1,6 @@
 """How fast the project trains and tests, measured against the 2016 pattern and against arithmetic floors.
 
-    python experiments/benchmark.py --quick          # under 5 minutes on a 2-core CPU
+    python experiments/benchmark.py --quick          # 3-10 minutes on a 2-core CPU (AVX-512 to AVX2)
     python experiments/benchmark.py                  # larger samples (about 12 minutes on a 2-core CPU)
 
 Runs on the synthetic dataset with random VGG-16 weights, prints a table and writes ``benchmark.json``. Every
@@ -32,6 +32,14 @@ figure is measured in this run, the baseline and the project side by side on the
 - ``vgg_bfloat16_speedup_batch_1``, ``vgg_bfloat16_speedup_batch_32``: the ``vgg_precision bfloat16`` option (no
   target): a bare VGG-16 forward in float32 over the same in bfloat16, alternating, at the training's batch (1) and
   the test's (32).
+- ``option_<name>_step_cost`` (no target), one per learning option (docs/method.md §9): the seconds the option adds
+  to a training step over the seconds of the project's training step (that measurement; 0.05: 5% slower). For the
+  update's options (``trigger_targets``, ``target_update``, ``double_dqn``, ``huber``, ``weight_decay``) the added
+  time is the option's update minus the paper's ``QLearner.update``, alternating on the same minibatches; for
+  ``guided_exploration`` one ``rewarding_actions`` call (made on every ε-random step: every step at ε = 1, the
+  most it costs); for ``oracle`` one ``upper_bound_q_values`` call (every step) plus its regression step minus the
+  paper's update. ``flip`` and ``validation_images`` are not per-step costs (a mirrored image is a new image to
+  describe; validation tests after each epoch) and are not timed.
 
 Every setting below can be given as a flag of the same name (``--training_images 40``).
 """
@@ -357,6 +365,92 @@ def time_updates(settings, start, batches):
     return seconds, rates
 
 
+# the learning options whose update differs from the paper's (docs/method.md §9), as QLearner takes them
+OPTION_LEARNERS = {"trigger_targets": dict(trigger_targets=True), "target_update": dict(target_update=100),
+                   "double_dqn": dict(target_update=100, double_dqn=True), "huber": dict(loss="huber"),
+                   "weight_decay": dict(weight_decay=1e-4), "oracle": {}}
+
+
+def option_batch(name, batch, rng):
+    """``batch`` as the option's update takes it: with trigger targets (±3), or the oracle's (states, targets);
+    the values do not change the time."""
+    size = len(batch[0])
+    if name == "trigger_targets":
+        return batch + (np.where(rng.random(size) < 0.5, 3.0, -3.0).astype(np.float32),)
+    if name == "oracle":
+        return batch[0], rng.uniform(-3, 3, (size, 6)).astype(np.float32)
+    return batch
+
+
+def time_option_updates(settings, start, batches, names=tuple(OPTION_LEARNERS)):
+    """Each option's update (the ``oracle``'s regression step) and the paper's ``QLearner.update``, alternating on
+    the same minibatches ``settings.update_repeats`` times each, after a warm-up of both; medians in seconds:
+    ``{name: {"option_s", "paper_s"}}``."""
+    import gc
+    from reinforcement import QLearner, build_q_network
+
+    def learner(**options):
+        model = build_q_network()
+        model.set_weights(start["weights"])
+        return QLearner(model, settings.gamma, settings.learning_rate, **options)
+
+    rng = np.random.default_rng(2)
+    paper = learner()
+    paper.update(batches[0])                                    # XLA compilation
+    timings = {}
+    for name in names:
+        option = learner(**OPTION_LEARNERS[name])
+        step = option.regress if name == "oracle" else option.update
+        option_batches = [option_batch(name, batch, rng) for batch in batches]
+        step(option_batches[0])                                 # its compilation
+        times = {"option_s": [], "paper_s": []}
+        for batch, extended in zip(batches, option_batches):
+            for _ in range(settings.update_repeats):
+                started = time.perf_counter()
+                paper.update(batch)
+                times["paper_s"].append(time.perf_counter() - started)
+                started = time.perf_counter()
+                step(extended)
+                times["option_s"].append(time.perf_counter() - started)
+        timings[name] = {key: float(np.median(values)) for key, values in times.items()}
+        log(f"  option {name}: update {timings[name]['option_s']:.3f} s, the paper's {timings[name]['paper_s']:.3f} s")
+        del option, step
+        gc.collect()
+    return timings
+
+
+def time_annotation_calls(settings, data, repeats=3):
+    """Per call, in seconds (medians over the timing images and the first regions of a random walk):
+    ``rewarding_actions`` (``guided_exploration``) and ``upper_bound_q_values`` (``oracle``), which a training step
+    with the option makes on top of the paper's step."""
+    from reinforcement import TRIGGER, upper_bound_q_values
+    rng = np.random.default_rng(3)
+    times = {"rewarding_actions_s": [], "upper_bound_q_values_s": []}
+    for record in data.timing_records[:8]:
+        env = data.environment(record)
+        env.start_search()
+        for _ in range(3):
+            for _ in range(repeats):
+                started = time.perf_counter()
+                env.rewarding_actions()
+                times["rewarding_actions_s"].append(time.perf_counter() - started)
+                started = time.perf_counter()
+                upper_bound_q_values(env, settings.gamma, settings.number_of_steps)
+                times["upper_bound_q_values_s"].append(time.perf_counter() - started)
+            env.move(int(rng.integers(TRIGGER)))                 # a move (actions 0-4; 5 triggers): one level down
+    return {key: float(np.median(values)) for key, values in times.items()}
+
+
+def option_step_costs(train):
+    """Each learning option's added seconds per training step over the seconds of the project's training step."""
+    step_s = train["train_project"]["seconds"] / train["train_project"]["steps"]
+    updates, calls = train["option_updates"], train["annotation_calls"]
+    added = {name: timing["option_s"] - timing["paper_s"] for name, timing in updates.items()}
+    added["guided_exploration"] = calls["rewarding_actions_s"]
+    added["oracle"] = added.get("oracle", 0.0) + calls["upper_bound_q_values_s"]
+    return {name: seconds / step_s for name, seconds in added.items()}
+
+
 def time_overlap(forward, update, repeats):
     """A batch-1 VGG-16 forward and a replay update, one after the other as a training step does them, and at the
     same time in two threads (the most that overlapping them could give: TensorFlow releases the GIL while it
@@ -494,8 +588,17 @@ def training_phase(settings, work_dir):
     update_products = time_update_products(settings.batch_size, settings.update_repeats)
     log(f"update's first-layer products: float32 {update_products['float32']:.3f} s, bfloat16 "
         f"{update_products['bfloat16']:.3f} s")
+    del overlap_learner
+
+    # the learning options' extra work per step, against the paper's update on the same minibatches
+    log("learning options: each one's update against the paper's, alternating")
+    option_updates = time_option_updates(settings, start, [batch for batch, _ in learner_2016.updates])
+    annotation_calls = time_annotation_calls(settings, data)
+    log(f"  rewarding_actions {annotation_calls['rewarding_actions_s'] * 1e3:.2f} ms, upper_bound_q_values "
+        f"{annotation_calls['upper_bound_q_values_s'] * 1e3:.2f} ms per call")
     return {
         "overlap": overlap, "update_products": update_products,
+        "option_updates": option_updates, "annotation_calls": annotation_calls,
         "batch_size": settings.batch_size, "training_epochs": epochs, "training_peak_rss_mb": training_peak,
         "cache_used_mb": cache_used_mb, "replay_memory": memory.capacity,
         "update_2016_s": float(np.mean(update_2016)), "update_2016_times_s": update_2016,
@@ -617,6 +720,7 @@ def figures_of(train, test):
         "testing_peak_rss_mb": test["testing_peak_rss_mb"],
         **{f"vgg_bfloat16_speedup_{batch}": times["float32"] / times["bfloat16"]
            for batch, times in test["bfloat16"].items()},
+        **{f"option_{name}_step_cost": cost for name, cost in option_step_costs(train).items()},
     }
 
 
@@ -654,7 +758,22 @@ def how_measured(train, test):
         **{f"vgg_bfloat16_speedup_{batch}": f"option vgg_precision bfloat16: VGG-16 forward float32 "
                                             f"{times['float32']:.4f} s / bfloat16 {times['bfloat16']:.4f} s per image"
            for batch, times in test["bfloat16"].items()},
+        **option_how(train),
     }
+
+
+def option_how(train):
+    step_s = train["train_project"]["seconds"] / train["train_project"]["steps"]
+    updates, calls = train["option_updates"], train["annotation_calls"]
+    how = {f"option_{name}_step_cost": f"update {timing['option_s']:.3f} s - the paper's {timing['paper_s']:.3f} s "
+                                       f"(x{timing['option_s'] / timing['paper_s']:.2f}) per {step_s:.3f} s step"
+           for name, timing in updates.items()}
+    how["option_guided_exploration_step_cost"] = (f"rewarding_actions {calls['rewarding_actions_s'] * 1e3:.2f} ms "
+                                                  f"per {step_s:.3f} s step")
+    how["option_oracle_step_cost"] = (f"regression {updates['oracle']['option_s']:.3f} s - the paper's update "
+                                      f"{updates['oracle']['paper_s']:.3f} s + upper_bound_q_values "
+                                      f"{calls['upper_bound_q_values_s'] * 1e3:.2f} ms per {step_s:.3f} s step")
+    return how
 
 
 def print_table(figures, how):
@@ -680,7 +799,7 @@ def run_phase(phase, argv, work_dir):
 
 def extra_flags(parser):
     import argparse
-    parser.add_argument("--quick", action="store_true", help="smaller samples: under 5 minutes on a 2-core CPU")
+    parser.add_argument("--quick", action="store_true", help="smaller samples: 3-10 minutes on a 2-core CPU")
     parser.add_argument("--phase", choices=("all", "train", "test"), default="all", help=argparse.SUPPRESS)
     parser.add_argument("--work_dir", default="", help=argparse.SUPPRESS)
 

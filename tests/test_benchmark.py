@@ -4,6 +4,11 @@ import pytest
 import image_zooms_training
 from experiments import benchmark
 
+# a training phase's option timings: a 0.5 s step (10 steps in 5 s), the paper's update 0.1 s
+OPTIONS = {"option_updates": {"trigger_targets": {"option_s": 0.15, "paper_s": 0.1},
+                              "oracle": {"option_s": 0.08, "paper_s": 0.1}},
+           "annotation_calls": {"rewarding_actions_s": 0.001, "upper_bound_q_values_s": 0.07}}
+
 
 def test_benchmark_epochs_use_the_demo_settings():
     demo = image_zooms_training.DEMO
@@ -15,9 +20,9 @@ def test_benchmark_epochs_use_the_demo_settings():
 def test_later_epoch_ratio_is_last_over_first():
     rows = [{"vgg_forwards": 40}, {"vgg_forwards": 30}, {"vgg_forwards": 10}]
     train = {"training_epochs": rows, "update_2016_s": 2.0, "update_project_s": 0.5, "update_over_floor": 1.5,
-             "train_project": {"steps_per_s": 3.0, "over_floor": 1.4}, "train_2016": {"steps_per_s": 0.1},
+             "train_project": {"steps_per_s": 3.0, "over_floor": 1.4, "seconds": 5.0, "steps": 10}, "train_2016": {"steps_per_s": 0.1},
              "training_peak_rss_mb": 1.0, "overlap": {"serial_s": 0.2, "concurrent_s": 0.2},
-             "update_products": {"float32": 0.04, "bfloat16": 0.04}}
+             "update_products": {"float32": 0.04, "bfloat16": 0.04}, **OPTIONS}
     test = {"test_region_s": 0.2, "floor_image_s": 0.1, "testing_peak_rss_mb": 1.0,
             "bfloat16": {"batch_1": {"float32": 0.12, "bfloat16": 0.03}}}
     figures = benchmark.figures_of(train, test)
@@ -57,10 +62,33 @@ def test_update_products_in_both_precisions():
 def test_overlap_and_bfloat16_update_figures():
     rows = [{"vgg_forwards": 4}]
     train = {"training_epochs": rows, "update_2016_s": 2.0, "update_project_s": 0.5, "update_over_floor": 1.5,
-             "train_project": {"steps_per_s": 3.0, "over_floor": 1.4}, "train_2016": {"steps_per_s": 0.1},
+             "train_project": {"steps_per_s": 3.0, "over_floor": 1.4, "seconds": 5.0, "steps": 10}, "train_2016": {"steps_per_s": 0.1},
              "training_peak_rss_mb": 1.0, "overlap": {"serial_s": 0.3, "concurrent_s": 0.2},
-             "update_products": {"float32": 0.04, "bfloat16": 0.02}}
+             "update_products": {"float32": 0.04, "bfloat16": 0.02}, **OPTIONS}
     test = {"test_region_s": 0.2, "floor_image_s": 0.1, "testing_peak_rss_mb": 1.0, "bfloat16": {}}
     figures = benchmark.figures_of(train, test)
     assert figures["overlap_speedup"] == pytest.approx(1.5)
     assert figures["update_products_bfloat16_speedup"] == pytest.approx(2.0)
+
+
+def test_option_step_costs_are_added_seconds_over_the_step():
+    train = {"train_project": {"seconds": 5.0, "steps": 10}, **OPTIONS}
+    costs = benchmark.option_step_costs(train)
+    assert costs["trigger_targets"] == pytest.approx(0.1)                 # (0.15 - 0.1) / 0.5
+    assert costs["guided_exploration"] == pytest.approx(0.002)            # 0.001 / 0.5
+    assert costs["oracle"] == pytest.approx(0.1)                          # (0.08 - 0.1 + 0.07) / 0.5
+    assert set(benchmark.option_how(train)) == {f"option_{name}_step_cost" for name in costs}
+
+
+@pytest.mark.usefixtures("small_q_network")
+def test_option_updates_time_each_option_beside_the_paper():
+    import numpy as np
+    from types import SimpleNamespace
+    from reinforcement import STATE_SIZE, build_q_network
+    rng = np.random.default_rng(0)
+    batches = [(rng.normal(size=(4, STATE_SIZE)).astype(np.float32), rng.integers(0, 6, 4), rng.normal(size=4),
+                rng.normal(size=(4, STATE_SIZE)).astype(np.float32), rng.random(4) < 0.3)]
+    settings = SimpleNamespace(gamma=0.9, learning_rate=1e-4, update_repeats=2)
+    timings = benchmark.time_option_updates(settings, {"weights": build_q_network(seed=0).get_weights()}, batches)
+    assert set(timings) == set(benchmark.OPTION_LEARNERS)
+    assert all(timing["option_s"] > 0 and timing["paper_s"] > 0 for timing in timings.values())
