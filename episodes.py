@@ -106,17 +106,26 @@ def new_training_stats():
 # agents for testing
 
 class TrainedAgent:
-    """Greedy policy of a Q-network; a region's score is its trigger Q-value (the "sixth neuron")."""
+    """Greedy policy of a Q-network; a region's score is its trigger Q-value (the "sixth neuron").
+
+    ``trigger_bias`` (a test-time option, 0 by default: the paper's argmax) is added to the trigger's Q-value when
+    the action is chosen, not to the score: b > 0 triggers where the trigger is within b of the best move.
+    """
 
     needs_features = True
     uses_ground_truth = False
 
-    def __init__(self, learner):
+    def __init__(self, learner, trigger_bias=0.0):
         self.learner = learner
+        self.trigger_bias = float(trigger_bias)
 
     def decide(self, environments, states):
         q_values = self.learner.q_values(states)
-        return np.argmax(q_values, axis=1), q_values[:, TRIGGER], q_values
+        choice = q_values
+        if self.trigger_bias:
+            choice = q_values.copy()
+            choice[:, TRIGGER] += self.trigger_bias
+        return np.argmax(choice, axis=1), q_values[:, TRIGGER], q_values
 
 
 class RandomAgent:

@@ -30,6 +30,9 @@ model_name = ""                         # a weights file in path_model instead o
 weights_order = "auto"                  # its descriptor rows: auto (channels first if Theano or unsaid) |
                                         # channels_first | channels_last
 detections = "visited"                  # visited (every analysed region, the paper's) | triggered
+trigger_bias = 0.0                      # test-time option: added to the trigger's Q-value when choosing the
+                                        # action (not to its score); b > 0 triggers within b of the best move.
+                                        # 0: the paper's greedy argmax
 max_images = None                       # test on the first N images only
 seed = 0
 

@@ -26,6 +26,9 @@ def preflight(settings, model_label):
     if not own_images:
         check_dataset(settings.path_voc_test, "test", settings.class_object, "path_voc_test")
     if settings.agent != "trained":
+        if trigger_bias(settings):
+            raise UserError(f"trigger_bias {trigger_bias(settings):g} is for the trained agent (its Q-values); the "
+                            f"{settings.agent} agent has none: leave trigger_bias at 0")
         return
     if not Path(settings.path_model).is_dir():
         raise UserError(f"path_model {settings.path_model!r}: folder not found. Train first (python "
@@ -33,6 +36,14 @@ def preflight(settings, model_label):
     if (isinstance(settings.epoch, int) or settings.epoch == "best") and not several_classes(settings.class_object):
         trained_weights(settings, class_index(settings), model_label)
     check_path_vgg(settings.path_vgg)
+
+
+def trigger_bias(settings):
+    """The ``trigger_bias`` test-time option (0: the paper's greedy argmax; settings without it have 0)."""
+    value = float(getattr(settings, "trigger_bias", 0.0))
+    if not np.isfinite(value):
+        raise UserError(f"trigger_bias must be a finite number, got {value}")
+    return value
 
 
 def test(settings, make_features, model_label):
@@ -65,7 +76,8 @@ def test(settings, make_features, model_label):
         from detection import QNetworkPolicy, load_q_network
         epoch = settings.epoch
         weights = trained_weights(settings, class_idx, model_label)
-        agent = TrainedAgent(QNetworkPolicy(load_q_network(weights, weights_order(settings), verbose=True)))
+        agent = TrainedAgent(QNetworkPolicy(load_q_network(weights, weights_order(settings), verbose=True)),
+                             trigger_bias=trigger_bias(settings))
         if model_name(settings):        # a named file (the 2016 models): no epoch known
             epoch = None
         elif epoch == "best":
@@ -126,6 +138,7 @@ def test(settings, make_features, model_label):
         "scale_subregion": settings.scale_subregion, "epoch": epoch,
         "weights": None if weights is None else str(weights), "detections_protocol": settings.detections,
         "only_first_object": bool(settings.only_first_object), "number_of_steps": settings.number_of_steps,
+        "trigger_bias": trigger_bias(settings) if settings.agent == "trained" else None,
         "num_images": len(ground_truth), "num_objects": int(curve["num_positives"]),
         "precision": curve["precision"], "recall": curve["recall"], "ap": curve["ap"], "ap_voc07": curve["ap_voc07"],
         "max_recall": curve["max_recall"], "regions_per_found_object": regions,
