@@ -22,6 +22,9 @@ cumulative training seconds, mean over seeds with the min–max spread shaded); 
 also describe a region at test time (``path_vgg``, ``vgg_precision``, ``class_object``, ``scale_subregion``) go
 to the tests too. ``--variant`` (repeatable) compares settings side by side in one run, each over the same seeds
 (``--variant demo --variant flip=1 --variant target_update=100,double_dqn=1``); ``demo`` is no change.
+``--test_set name=value`` (repeatable) passes a testing setting to the trained agent's tests (``--test_set
+trigger_bias=1``), and ``--models_from OUTPUT`` trains nothing and tests the checkpoints an earlier run left in
+``OUTPUT/models`` (same models, variants and seeds): a test-time setting measured on agents already trained.
 
 Seeds and variants of a model share one descriptor cache for training and one for testing (``--cache_mb`` each):
 a region described once is not computed again. The caches are exact (the key names the crop's pixels) and
@@ -70,6 +73,11 @@ def parse_arguments(argv):
     parser.add_argument("--variant", action="append", default=None, metavar="NAME=VALUE[,NAME=VALUE]",
                         dest="variants", help="settings compared side by side, each over all seeds (repeatable); "
                                               "'demo' adds nothing (default: one variant, 'demo')")
+    parser.add_argument("--test_set", action="append", default=[], metavar="NAME=VALUE", dest="test_overrides",
+                        help="a testing setting for the trained agent's tests (repeatable; e.g. trigger_bias=1)")
+    parser.add_argument("--models_from", default=None, metavar="OUTPUT",
+                        help="train nothing: test the checkpoints an earlier run (its --output) left for the same "
+                             "models, variants and seeds, with this run's other flags")
     parser.add_argument("--splits", default=",".join(SPLITS),
                         help="what each epoch is tested on: test (the test split), train (the training images)")
     parser.add_argument("--test_every", type=int, default=1, metavar="K",
@@ -90,9 +98,10 @@ def parse_arguments(argv):
         parser.error("--first_seed cannot be negative")
     if arguments.seeds < 1:
         parser.error("--seeds must be 1 or more")
-    for override in arguments.overrides:
-        if "=" not in override:
-            parser.error(f"--set takes NAME=VALUE, got {override!r}")
+    for flag, overrides in (("--set", arguments.overrides), ("--test_set", arguments.test_overrides)):
+        for override in overrides:
+            if "=" not in override:
+                parser.error(f"{flag} takes NAME=VALUE, got {override!r}")
     arguments.variants = arguments.variants or ["demo"]
     for variant in arguments.variants:
         if variant != "demo" and any("=" not in part for part in variant.split(",")):
@@ -148,6 +157,8 @@ def testing_settings(arguments, module, training, split, agent, epoch, folder):
         "--path_model", str(training.path_model), "--path_testing_folder", str(folder), "--seed", str(training.seed),
         "--agent", agent, "--epoch", str(epoch)]
     argv += [f"--{name}={getattr(training, name)}" for name in SHARED_WITH_TESTING]
+    if agent == "trained":
+        argv += [f"--{override}" for override in arguments.test_overrides]
     settings = configure(script_settings(vars(module)), argv, module.__doc__, testing_flags)
     apply_demo(settings, module.DEMO)
     settings.path_voc_test = training.path_voc
@@ -207,14 +218,20 @@ def run_model(arguments, model, output, rows, baselines, after_run):
 
     for seed in range(arguments.first_seed, arguments.first_seed + arguments.seeds):
         for variant in arguments.variants:
-            path_model = output / "models" / model / variant_folder(variant) / f"seed{seed}"
-            if path_model.exists():     # a fresh run: a stale checkpoint would be tested as if trained now
-                import shutil
-                shutil.rmtree(path_model)
+            models = output if arguments.models_from is None else Path(arguments.models_from)
+            path_model = models / "models" / model / variant_folder(variant) / f"seed{seed}"
             training = training_settings(arguments, training_module, path_model, seed, variant)
-            started = time.perf_counter()
-            train(training, lambda settings: features_for("training", training_module, settings), model)
-            print(f"{model} {variant} seed {seed}: trained in {time.perf_counter() - started:.0f} s", flush=True)
+            if arguments.models_from is not None:
+                if not path_model.is_dir():
+                    raise UserError(f"--models_from {arguments.models_from}: no checkpoints of {model}, variant "
+                                    f"{variant}, seed {seed} (looked for {path_model})")
+            else:
+                if path_model.exists():     # a fresh run: a stale checkpoint would be tested as if trained now
+                    import shutil
+                    shutil.rmtree(path_model)
+                started = time.perf_counter()
+                train(training, lambda settings: features_for("training", training_module, settings), model)
+                print(f"{model} {variant} seed {seed}: trained in {time.perf_counter() - started:.0f} s", flush=True)
             run_tests(arguments, model, variant, seed, training, testing_module, output, rows, baselines,
                       lambda settings: features_for("testing", testing_module, settings))
             after_run()

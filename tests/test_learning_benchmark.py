@@ -6,6 +6,7 @@ import pytest
 import image_zooms_testing
 import image_zooms_training
 from conftest import tiny_backbone
+from errors import UserError
 from experiments import learning_benchmark
 
 pytestmark = pytest.mark.usefixtures("small_q_network")   # plumbing, not the paper's width (conftest.py)
@@ -152,6 +153,25 @@ def test_first_seed_adds_later_seeds(dataset, tmp_path, monkeypatch):
     report = json.loads((output / "learning.json").read_text())
     assert {row["seed"] for row in report["rows"]} == {2} and report["first_seed"] == 2
     assert (output / "models/image_zooms/demo/seed2/model0.weights.h5").is_file()
+
+
+@pytest.mark.slow
+def test_models_from_tests_earlier_checkpoints_with_the_test_settings(dataset, tmp_path, monkeypatch):
+    first, second = tmp_path / "first", tmp_path / "second"
+    tiny_run(dataset, first, monkeypatch, 1, 1, 3, "--splits", "test")
+    weights = first / "models/image_zooms/demo/seed0/model0.weights.h5"
+    trained = weights.read_bytes()
+    tiny_run(dataset, second, monkeypatch, 1, 1, 3, "--splits", "test", "--models_from", str(first),
+             "--test_set", "trigger_bias=100")
+    assert not (second / "models").exists() and weights.read_bytes() == trained        # nothing trained
+    results = json.loads((second / "tests/image_zooms/demo/seed0/epoch_0/test/results.json").read_text())
+    steps = [step for trajectory in results["trajectories"].values() for step in trajectory]
+    assert results["trigger_bias"] == 100.0 and steps and all(step["triggered"] for step in steps)
+    random = json.loads((second / "tests/image_zooms/seed0/random/test/results.json").read_text())
+    assert random["trigger_bias"] is None                    # the baselines take no test settings
+    assert len(json.loads((second / "learning.json").read_text())["rows"]) == 1
+    with pytest.raises(UserError, match="seed1"):
+        tiny_run(dataset, tmp_path / "third", monkeypatch, 2, 1, 3, "--splits", "test", "--models_from", str(first))
 
 
 def test_training_images_tested_leave_out_the_validation_images(dataset):
