@@ -245,7 +245,7 @@ def select_detections(trajectory, detections="triggered"):
 
 def detect_many(images, model, path_vgg="./vgg16_weights.h5", features=None, scale_subregion=0.75,
                 number_of_steps=10, only_first_object=False, detections="triggered", vgg_precision="float32",
-                weights_order="auto"):
+                weights_order="auto", trigger_bias=0.0):
     """``detect`` for several images at once (their searches advance in lockstep, regions described in batches);
     returns one ``(boxes, scores, trajectory)`` per image."""
     from episodes import TrainedAgent, run_searches
@@ -257,7 +257,7 @@ def detect_many(images, model, path_vgg="./vgg16_weights.h5", features=None, sca
     if detections not in DETECTION_PROTOCOLS:
         raise UserError(f"detections must be one of {DETECTION_PROTOCOLS}, got {detections!r}")
     arrays = [as_rgb_image(image) for image in images]
-    agent = TrainedAgent(QNetworkPolicy(load_q_network(model, weights_order)))
+    agent = TrainedAgent(QNetworkPolicy(load_q_network(model, weights_order)), trigger_bias=trigger_bias)
     if features is None:
         from features import ImageZoomsFeatures
         features = ImageZoomsFeatures(path_vgg, precision=vgg_precision)
@@ -268,7 +268,8 @@ def detect_many(images, model, path_vgg="./vgg16_weights.h5", features=None, sca
 
 
 def detect(image, model, path_vgg="./vgg16_weights.h5", features=None, scale_subregion=0.75, number_of_steps=10,
-           only_first_object=False, detections="triggered", vgg_precision="float32", weights_order="auto"):
+           only_first_object=False, detections="triggered", vgg_precision="float32", weights_order="auto",
+           trigger_bias=0.0):
     """Search ``image`` with a trained agent; returns ``(boxes, scores, trajectory)``.
 
     image: a file path or an RGB array (see :func:`as_rgb_image`). model: a Q-network weights file written by
@@ -279,7 +280,8 @@ def detect(image, model, path_vgg="./vgg16_weights.h5", features=None, scale_sub
     Image-Zooms features with VGG-16 weights ``path_vgg`` (the weights training used) in ``vgg_precision``
     (``float32``, or the ``bfloat16`` option). ``scale_subregion`` must be
     the training's. At most ``number_of_steps`` regions are analysed; after a trigger the region is painted with the
-    mean colour and a new search starts from the whole image, unless ``only_first_object``.
+    mean colour and a new search starts from the whole image, unless ``only_first_object``. ``trigger_bias`` (a
+    test-time option; 0 is the paper's greedy policy) is added to the trigger's Q-value when an action is chosen.
 
     boxes: float ``(n, 4)`` ``[x0, y0, x1, y1)`` in pixels of the image, best score first: the triggered regions,
     or every analysed region with ``detections='visited'``. scores: their trigger Q-values. trajectory: every
@@ -288,4 +290,5 @@ def detect(image, model, path_vgg="./vgg16_weights.h5", features=None, scale_sub
     """
     return detect_many([image], model, path_vgg=path_vgg, features=features, scale_subregion=scale_subregion,
                        number_of_steps=number_of_steps, only_first_object=only_first_object,
-                       detections=detections, vgg_precision=vgg_precision, weights_order=weights_order)[0]
+                       detections=detections, vgg_precision=vgg_precision, weights_order=weights_order,
+                       trigger_bias=trigger_bias)[0]

@@ -275,7 +275,8 @@ def search_own_images(settings, make_features, model_label):
         batch = images[start:start + chunk]
         found = detect_many([array for _, array in batch], model, features=features,
                             scale_subregion=settings.scale_subregion, number_of_steps=settings.number_of_steps,
-                            only_first_object=settings.only_first_object, detections=protocol)
+                            only_first_object=settings.only_first_object, detections=protocol,
+                            trigger_bias=trigger_bias(settings))
         for (path, array), (boxes, scores, trajectory) in zip(batch, found):
             stem, number = path.stem, 1
             while stem in figure_names:             # two photo.jpg from different folders
@@ -292,7 +293,7 @@ def search_own_images(settings, make_features, model_label):
     summary = {"model": model_label, "class_object": name, "weights": str(weights),
                "scale_subregion": settings.scale_subregion, "number_of_steps": settings.number_of_steps,
                "only_first_object": bool(settings.only_first_object), "detections_protocol": protocol,
-               "box_format": "[x0, y0, x1, y1) in pixels of the image", **report.as_json(), "images": entries}
+               "trigger_bias": trigger_bias(settings), "box_format": "[x0, y0, x1, y1) in pixels of the image", **report.as_json(), "images": entries}
     write_json(out_folder / "detections.json", summary)
     if report.summary():
         print(report.summary())
