@@ -346,13 +346,18 @@ def step_floor(features, timer, batch_size, repeats=3):
     return {"vgg_batch_1_s": vgg, "update_floor_s": update, "step_s": vgg + update}
 
 
-def time_updates(settings, start, batches):
-    """``QLearner.update`` on ``batches``, each time right after a matrix product that measures the machine's
-    rate under the same load; returns (update seconds, rates in FLOP/s)."""
+def learner_from(settings, start, **options):
+    """A ``QLearner`` (with learning ``options``) on a fresh Q-network holding the weights of ``start``."""
     from reinforcement import QLearner, build_q_network
     model = build_q_network()
     model.set_weights(start["weights"])
-    learner = QLearner(model, settings.gamma, settings.learning_rate)
+    return QLearner(model, settings.gamma, settings.learning_rate, **options)
+
+
+def time_updates(settings, start, batches):
+    """``QLearner.update`` on ``batches``, each time right after a matrix product that measures the machine's
+    rate under the same load; returns (update seconds, rates in FLOP/s)."""
+    learner = learner_from(settings, start)
     learner.update(batches[0])                                  # XLA compilation
     timer = MatmulTimer()
     seconds, rates = [], []
@@ -387,19 +392,12 @@ def time_option_updates(settings, start, batches, names=tuple(OPTION_LEARNERS)):
     the same minibatches ``settings.update_repeats`` times each, after a warm-up of both; medians in seconds:
     ``{name: {"option_s", "paper_s"}}``."""
     import gc
-    from reinforcement import QLearner, build_q_network
-
-    def learner(**options):
-        model = build_q_network()
-        model.set_weights(start["weights"])
-        return QLearner(model, settings.gamma, settings.learning_rate, **options)
-
     rng = np.random.default_rng(2)
-    paper = learner()
+    paper = learner_from(settings, start)
     paper.update(batches[0])                                    # XLA compilation
     timings = {}
     for name in names:
-        option = learner(**OPTION_LEARNERS[name])
+        option = learner_from(settings, start, **OPTION_LEARNERS[name])
         step = option.regress if name == "oracle" else option.update
         option_batches = [option_batch(name, batch, rng) for batch in batches]
         step(option_batches[0])                                 # its compilation
@@ -441,9 +439,14 @@ def time_annotation_calls(settings, data, repeats=3):
     return {key: float(np.median(values)) for key, values in times.items()}
 
 
+def step_seconds(train):
+    """Seconds per agent step of the project's training loop (the training-speed measurement)."""
+    return train["train_project"]["seconds"] / train["train_project"]["steps"]
+
+
 def option_step_costs(train):
     """Each learning option's added seconds per training step over the seconds of the project's training step."""
-    step_s = train["train_project"]["seconds"] / train["train_project"]["steps"]
+    step_s = step_seconds(train)
     updates, calls = train["option_updates"], train["annotation_calls"]
     added = {name: timing["option_s"] - timing["paper_s"] for name, timing in updates.items()}
     added["guided_exploration"] = calls["rewarding_actions_s"]
@@ -578,8 +581,7 @@ def training_phase(settings, work_dir):
     # two ways to a faster step that keep or nearly keep results: overlap the update with the next forward (same
     # arithmetic, two threads), and the update's products in bfloat16
     minibatch = learner_2016.updates[0][0]
-    overlap_learner = QLearner(build_q_network(), settings.gamma, settings.learning_rate)
-    overlap_learner.model.set_weights(start["weights"])
+    overlap_learner = learner_from(settings, start)
     crop = np.random.default_rng(0).uniform(0, 255, (1, 224, 224, 3)).astype(np.float32)
     overlap = time_overlap(lambda: features.forward(crop), lambda: overlap_learner.update(minibatch),
                            settings.update_repeats)
@@ -763,7 +765,7 @@ def how_measured(train, test):
 
 
 def option_how(train):
-    step_s = train["train_project"]["seconds"] / train["train_project"]["steps"]
+    step_s = step_seconds(train)
     updates, calls = train["option_updates"], train["annotation_calls"]
     how = {f"option_{name}_step_cost": f"update {timing['option_s']:.3f} s - the paper's {timing['paper_s']:.3f} s "
                                        f"(x{timing['option_s'] / timing['paper_s']:.2f}) per {step_s:.3f} s step"
