@@ -579,3 +579,68 @@ class Pool45CropsFeatures:
         while len(self._fingerprints) > self.FINGERPRINT_MEMO:
             self._fingerprints.popitem(last=False)
         return fingerprint
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ----- the `standardize` learning option (method.md §9)
+
+class DescriptorStandardization:
+    """Per-entry centring and scaling of the 25,088 descriptor values, fitted once on a sample of training regions.
+
+    ``scale = sqrt(std² + floor²)`` with ``floor`` the root mean square of the entries' standard deviations: an
+    entry that varies like a typical one is scaled to about unit spread, and one that barely varies in the sample
+    (most ReLU outputs are 0 in most regions) is not blown up by its tiny deviation. The Q-network's first layer
+    can absorb it (:meth:`fold`), so a checkpoint is a plain Q-network on raw descriptors.
+    """
+
+    def __init__(self, mean, scale):
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.scale = np.asarray(scale, dtype=np.float32)
+
+    @classmethod
+    def fit(cls, descriptors):
+        """From ``descriptors`` (n, 25088), n ≥ 2."""
+        descriptors = np.asarray(descriptors, dtype=np.float64)
+        std = descriptors.std(axis=0)
+        floor = np.sqrt(np.mean(std ** 2))
+        if not floor > 0:
+            raise UserError(f"standardize 1: the {len(descriptors)} sampled regions all have the same descriptor; "
+                            f"nothing to standardise by")
+        return cls(descriptors.mean(axis=0), np.sqrt(std ** 2 + floor ** 2))
+
+    def apply(self, descriptors):
+        return ((descriptors - self.mean) / self.scale).astype(np.float32)
+
+    def fold(self, kernel, bias):
+        """The first Dense layer on raw states that equals ``kernel``, ``bias`` on standardised ones (the rows after
+        the descriptor's, the action history, are left as they are)."""
+        size = len(self.mean)
+        rows = kernel[:size].astype(np.float64) / self.scale[:, None]
+        folded_bias = bias.astype(np.float64) - (self.mean.astype(np.float64) / self.scale) @ kernel[:size]
+        return (np.concatenate([rows, kernel[size:]]).astype(np.float32), folded_bias.astype(np.float32))
+
+    def unfold(self, kernel, bias):
+        """The inverse of :meth:`fold`: the first layer on standardised states that equals ``kernel``, ``bias`` on
+        raw ones (a raw-descriptor Q-network, such as ``initial_weights``, as the starting point)."""
+        size = len(self.mean)
+        rows = kernel[:size].astype(np.float64) * self.scale[:, None]
+        unfolded_bias = bias.astype(np.float64) + self.mean.astype(np.float64) @ kernel[:size]
+        return (np.concatenate([rows, kernel[size:]]).astype(np.float32), unfolded_bias.astype(np.float32))
+
+    def state_dict(self):
+        return {"mean": self.mean, "scale": self.scale}
+
+
+class StandardizedFeatures:
+    """A region describer whose descriptors are standardised; everything else (``forward_count``, ``cache``, …) is
+    the wrapped describer's."""
+
+    def __init__(self, features, standardization):
+        self.features = features
+        self.standardization = standardization
+
+    def describe(self, items):
+        return self.standardization.apply(self.features.describe(items))
+
+    def __getattr__(self, name):
+        return getattr(self.features, name)

@@ -54,6 +54,8 @@ oracle = 0                              # 1: a diagnostic, not the paper's metho
                                         # regress Q to its returns (the oracle ceiling; docs/learning.md)
 trigger_targets = 0                     # 1: every update also regresses the trigger's Q-value to the reward a trigger
                                         # would get in the sampled state (±3 by its IoU, from the annotations)
+standardize = 0                         # 1: centre and scale each descriptor entry by its spread over the training
+                                        # images' first regions (folded into the checkpoint's first layer)
 validation_images = 0                   # N > 0: hold out the last N training images, test the greedy agent on them
                                         # after every epoch; testing with --epoch best uses the best epoch
 seed = 0

@@ -122,11 +122,12 @@ def check_weights(path):
 RESUME_STATE_ATTRIBUTES = ("epoch", "epsilon", "numpy_rng", "settings")
 REPLAY_MEMORY_ARRAYS = ("states", "next_states", "actions", "rewards", "terminals", "pos", "full")
 OPTIONAL_REPLAY_ARRAYS = ("targets", "trigger_targets")   # the oracle's and the trigger_targets option's
+STANDARDIZATION_ARRAYS = ("mean", "scale", "kernel", "bias")   # the standardize option's, with the unfolded layer
 
 
 def write_resume_state(path, state):
-    """Write ``state`` (the keys :func:`read_resume_state` returns; ``target_network`` and ``replay_memory`` may be
-    None) to the HDF5 file ``path``."""
+    """Write ``state`` (the keys :func:`read_resume_state` returns; ``target_network``, ``replay_memory`` and
+    ``standardization`` may be None or absent) to the HDF5 file ``path``."""
     import h5py
     with h5py.File(path, "w") as handle:
         handle.attrs["epoch"] = state["epoch"]
@@ -148,12 +149,17 @@ def write_resume_state(path, state):
             replay = handle.create_group("replay_memory")
             for name, array in state["replay_memory"].items():
                 replay[name] = array
+        if state.get("standardization") is not None:
+            standardization = handle.create_group("standardization")
+            for name in STANDARDIZATION_ARRAYS:
+                standardization[name] = state["standardization"][name]
 
 
 def read_resume_state(path, epoch):
     """The resume state of ``epoch`` in memory: ``epoch``, ``epsilon``, ``numpy_rng`` and ``settings`` (dicts),
     ``optimizer`` and ``optimizer_paths``, ``target_network`` (None when not saved), ``seed_generators`` (lists of
-    arrays in variable order) and ``replay_memory`` (None when not saved). Everything is read before anything is
+    arrays in variable order), ``replay_memory`` (None when not saved) and ``standardization`` (the ``standardize``
+    option's mean, scale and unfolded first layer; None without it). Everything is read before anything is
     used, so a damaged file raises :class:`DamagedFile` and changes nothing."""
     import h5py
 
@@ -181,7 +187,8 @@ def read_resume_state(path, epoch):
                      "optimizer_paths": [str(handle["optimizer"][str(index)].attrs.get("path", ""))
                                          for index in range(len(handle["optimizer"]))],
                      "target_network": arrays(handle, "target_network"),
-                     "seed_generators": arrays(handle, "seed_generators"), "replay_memory": None}
+                     "seed_generators": arrays(handle, "seed_generators"), "replay_memory": None,
+                     "standardization": None}
             if "replay_memory" in handle:
                 replay = handle["replay_memory"]
                 missing = [name for name in REPLAY_MEMORY_ARRAYS if name not in replay]
@@ -189,6 +196,12 @@ def read_resume_state(path, epoch):
                     raise DamagedFile(path, f"incomplete (its replay memory has no {', '.join(missing)})")
                 state["replay_memory"] = {name: np.asarray(replay[name]) for name in
                                           REPLAY_MEMORY_ARRAYS + OPTIONAL_REPLAY_ARRAYS if name in replay}
+            if "standardization" in handle:
+                group = handle["standardization"]
+                missing = [name for name in STANDARDIZATION_ARRAYS if name not in group]
+                if missing:
+                    raise DamagedFile(path, f"incomplete (its standardisation has no {', '.join(missing)})")
+                state["standardization"] = {name: np.asarray(group[name]) for name in STANDARDIZATION_ARRAYS}
     except DamagedFile:
         raise
     except Exception as error:      # a damaged dataset, attribute or JSON text

@@ -66,7 +66,8 @@ def preflight(settings):
 # learning options (docs/method.md §9): off by default, the paper's method; a settings namespace without them
 # (an older checkpoint's, a library caller's) gets these values
 LEARNING_OPTIONS = {"target_update": 0, "double_dqn": 0, "loss": "mse", "weight_decay": 0.0, "flip": 0,
-                    "validation_images": 0, "guided_exploration": 0, "oracle": 0, "trigger_targets": 0}
+                    "validation_images": 0, "guided_exploration": 0, "oracle": 0, "trigger_targets": 0,
+                    "standardize": 0}
 # options that change how the searches are run (the rest change the update or the data); printed when on
 SEARCH_OPTIONS = ("flip", "guided_exploration", "oracle")
 
@@ -93,7 +94,7 @@ def check_learning_options(settings):
                                                 or learning_option(settings, "trigger_targets")):
         raise UserError("oracle 1 regresses Q to the upper bound's returns with the squared error: it takes no "
                         "target_update, double_dqn, loss huber or trigger_targets")
-    for name in (*SEARCH_OPTIONS, "trigger_targets"):         # the switches
+    for name in (*SEARCH_OPTIONS, "trigger_targets", "standardize"):         # the switches
         if learning_option(settings, name) not in (0, 1):
             raise UserError(f"{name} takes 0 or 1, got {learning_option(settings, name)}")
     if learning_option(settings, "validation_images") < 0:
@@ -141,6 +142,31 @@ def validate(records, name, settings, features, learner, report):
     return curve["ap"], curve["max_recall"]
 
 
+def fit_standardization(records, name, settings, features, report):
+    """The ``standardize`` option's descriptor mean and scale (features.DescriptorStandardization), from the regions
+    every search starts among: each training image's whole window and its five children. Each region is described
+    alone, as the searches describe theirs, so the descriptor cache holds what a search would have computed."""
+    from episodes import make_environment
+    from features import DescriptorStandardization
+    from reinforcement import child_regions
+    descriptors = []
+    for record in records:
+        image = load_record_image(record, report)
+        if image is None:
+            continue
+        env = make_environment(record, name, settings.scale_subregion, image)
+        whole = env.whole_image()
+        for region in (whole, *child_regions(whole, settings.scale_subregion)):
+            descriptors.append(features.describe([(env.image_key, image, region)])[0])
+    if len(descriptors) < 2:
+        raise UserError(f"standardize 1: none of the {len(records)} training images could be read; nothing to "
+                        f"fit the descriptor standardisation on")
+    standardization = DescriptorStandardization.fit(np.stack(descriptors))
+    print(f"standardize 1: descriptor mean and scale from {len(descriptors)} regions (whole window and its "
+          f"children) of {len(descriptors) // 6} training images")
+    return standardization
+
+
 def train(settings, make_features, model_label):
     """The training run: data → models → epochs of searches with Q-learning → a checkpoint and a log line each.
 
@@ -181,15 +207,23 @@ def train(settings, make_features, model_label):
         description = set_q_network_weights(model, initial_weights, getattr(settings, "weights_order", "auto"))
         print(f"starting from the Q-network weights {initial_weights} ({description})")
     learner = make_learner(settings, model)
-    search_options = {name: 1 for name in SEARCH_OPTIONS if learning_option(settings, name)}
-    if learner.options or search_options or validation:
-        extras = {**learner.options, **search_options, **({"validation_images": len(validation)} if validation else {})}
+    switched_on = {name: 1 for name in (*SEARCH_OPTIONS, "standardize") if learning_option(settings, name)}
+    if learner.options or switched_on or validation:
+        extras = {**learner.options, **switched_on, **({"validation_images": len(validation)} if validation else {})}
         print("learning options (not the paper's method): " + ", ".join(f"{k} {v}" for k, v in extras.items()))
     memory = ReplayMemory(settings.buffer_experience_replay)
-    log_rows = []
+    log_rows, standardization = [], None
     first_epoch = settings.n
     if first_epoch > 0:
-        log_rows = resume(settings, learner, memory, rng, class_idx)
+        log_rows, standardization = resume(settings, learner, memory, rng, class_idx)
+    elif learning_option(settings, "standardize"):
+        standardization = fit_standardization(records, name, settings, features, report)
+        if initial_weights is not None:     # the same function of the raw descriptors as the file's
+            first = model.layers[0]
+            first.set_weights(list(standardization.unfold(*first.get_weights())))
+    if standardization is not None:
+        from features import StandardizedFeatures
+        features = StandardizedFeatures(features, standardization)
 
     # loop
     last_saved = first_epoch - 1
@@ -247,7 +281,7 @@ def train(settings, make_features, model_label):
                     log_rows.append(row)
                     best = bool(validation) and row["validation_ap"] >= max(r.get("validation_ap") or 0.0
                                                                            for r in log_rows)
-                    save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best)
+                    save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best, standardization)
                     last_saved = epoch
                 print(f"epoch {epoch:3d}  eps {epsilon:.2f}  mean reward {row['mean_reward']:+.3f}  searches "
                       f"{row['searches']}  triggers {row['triggers']} (correct {row['correct_triggers']}, mean IoU "
@@ -331,7 +365,7 @@ def keeps_epoch_weights(settings, epoch):
     return (epoch + 1) % settings.checkpoint_every == 0 or epoch == settings.epochs - 1
 
 
-def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best):
+def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best, standardization=None):
     """The files of ``epoch``: the resume state (epoch, ε, optimiser, replay memory, random generators, settings),
     the weights (of the epoch, the latest and, when ``best``, the best epoch's) and the log, written together
     (``run_folder.write_together``: all of them, or none, replace the files before); then older resume states and
@@ -340,15 +374,20 @@ def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best)
     A write that fails part-way (disk full, permission, an exception in a writer) removes this epoch's temporary
     files and stops the run with a UserError naming the folder and the cause; the previous epoch's files are as
     they were.
+
+    With ``standardization`` (the ``standardize`` option) the weights files hold the Q-network folded onto raw
+    descriptors (``DescriptorStandardization.fold``): testing reads them as any checkpoint; the resume state keeps
+    the standardisation and the unfolded first layer, so ``-n`` continues exactly.
     """
     model = learner.model
     path_model = Path(settings.path_model)
-    state = resume_state(settings, learner, memory, rng, epoch)
+    state = resume_state(settings, learner, memory, rng, epoch, standardization)
+    save_weights = model.save_weights if standardization is None else folded_writer(model, standardization)
     writes = [(resume_state_path(path_model, class_idx, epoch), lambda temporary: write_resume_state(temporary, state)),
-              (checkpoint_path(path_model, class_idx, epoch), model.save_weights),
-              (checkpoint_path(path_model, class_idx), model.save_weights)]
+              (checkpoint_path(path_model, class_idx, epoch), save_weights),
+              (checkpoint_path(path_model, class_idx), save_weights)]
     if best:
-        writes.append((best_path(path_model, class_idx), model.save_weights))
+        writes.append((best_path(path_model, class_idx), save_weights))
     writes.append((log_path(path_model, class_idx), lambda temporary: write_log(temporary, log_rows)))
     try:
         write_together(writes)
@@ -370,9 +409,29 @@ def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best)
                           stacklevel=2)
 
 
-def resume_state(settings, learner, memory, rng, epoch):
+def folded_writer(model, standardization):
+    """Writes ``model`` folded onto raw descriptors (its first layer swapped for the folded one while it is saved,
+    then put back as it was)."""
+    first = model.layers[0]
+    kernel, bias = first.get_weights()
+    folded = list(standardization.fold(kernel, bias))
+
+    def save(path):
+        first.set_weights(folded)
+        try:
+            model.save_weights(path)
+        finally:
+            first.set_weights([kernel, bias])
+    return save
+
+
+def resume_state(settings, learner, memory, rng, epoch, standardization=None):
     """What ``run_folder.write_resume_state`` writes at the end of ``epoch``, besides the weights."""
     from reinforcement import epsilon_for_epoch
+    unfolded = None
+    if standardization is not None:
+        kernel, bias = learner.model.layers[0].get_weights()
+        unfolded = {**standardization.state_dict(), "kernel": kernel, "bias": bias}
     return {"epoch": epoch, "epsilon": epsilon_for_epoch(epoch, settings.epsilon),
             "numpy_rng": rng.bit_generator.state,
             "settings": {k: v for k, v in vars(settings).items() if k != "explicit"},
@@ -381,7 +440,8 @@ def resume_state(settings, learner, memory, rng, epoch):
             "target_network": None if learner.target_model is None else [np.asarray(variable) for variable in
                                                                          learner.target_model.weights],
             "seed_generators": [np.asarray(variable) for variable in _seed_variables(learner.model)],
-            "replay_memory": memory.state_dict() if settings.save_replay_memory else None}
+            "replay_memory": memory.state_dict() if settings.save_replay_memory else None,
+            "standardization": unfolded}
 
 
 def _seed_variables(model):
@@ -427,6 +487,12 @@ def resume(settings, learner, memory, rng, class_idx):
             raise UserError(f"{damage}; epoch {previous} cannot be resumed exactly. To continue from its weights "
                             f"alone (inexact: a fresh optimiser and replay memory, said so when it starts), delete "
                             f"{state_path.name} and run -n {settings.n} again") from None
+    saved_standardization = None if state is None else state["standardization"]
+    if learning_option(settings, "standardize") and saved_standardization is None:
+        raise UserError(f"-n {settings.n} with standardize 1: " + (
+            f"no resume state {state_path.name}, which holds the descriptor standardisation" if state is None else
+            f"{state_path.name} holds no descriptor standardisation (epoch {previous} was trained without "
+            f"standardize)") + "; resume with standardize 0, or train again from epoch 0")
     log = log_path(path_model, class_idx)
     try:
         log_rows = [row for row in read_log(log) if row["epoch"] < settings.n]
@@ -439,6 +505,11 @@ def resume(settings, learner, memory, rng, class_idx):
         raise UserError(f"{weights}: not a Q-network weights file of this project ({error}); epoch {previous} cannot "
                         f"be resumed: {resume_options(path_model, class_idx, previous)}") from None
 
+    standardization = None
+    if learning_option(settings, "standardize"):     # the weights file is folded: the run goes on unfolded
+        from features import DescriptorStandardization
+        standardization = DescriptorStandardization(saved_standardization["mean"], saved_standardization["scale"])
+        model.layers[0].set_weights([saved_standardization["kernel"], saved_standardization["bias"]])
     notes = []
     if state is not None:
         saved = state["settings"]
@@ -476,7 +547,7 @@ def resume(settings, learner, memory, rng, class_idx):
                      f"generators from the seed")
     print(f"resuming at epoch {settings.n} from {weights}" + (f" ({'; '.join(notes)}: not an exact continuation)"
                                                             if notes else ""))
-    return log_rows
+    return log_rows, standardization
 
 
 def check_state_fits(state, path, learner, memory):
@@ -492,6 +563,15 @@ def check_state_fits(state, path, learner, memory):
     compare("dropout seeds", state["seed_generators"], _seed_variables(learner.model))
     if learner.target_model is not None and state["target_network"] is not None:
         compare("target network", state["target_network"], learner.target_model.weights)
+    standardization = state["standardization"]
+    if standardization is not None:
+        from reinforcement import DESCRIPTOR_SIZE
+        first = learner.model.layers[0]
+        expected = {"mean": (DESCRIPTOR_SIZE,), "scale": (DESCRIPTOR_SIZE,), "kernel": tuple(first.kernel.shape),
+                    "bias": tuple(first.bias.shape)}
+        wrong = [name for name, shape in expected.items() if tuple(standardization[name].shape) != shape]
+        if wrong:
+            raise DamagedFile(path, f"incomplete (standardisation arrays {', '.join(wrong)} of other shapes)")
     replay = state["replay_memory"]
     if replay is not None and replay["actions"].shape[0] == memory.capacity:
         wrong = [name for name, array in memory.state_dict().items() if replay[name].shape != array.shape]

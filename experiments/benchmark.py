@@ -417,13 +417,16 @@ def time_option_updates(settings, start, batches, names=tuple(OPTION_LEARNERS)):
     return timings
 
 
-def time_annotation_calls(settings, data, repeats=3):
+def time_extra_calls(settings, data, repeats=3):
     """Per call, in seconds (medians over the timing images and the first regions of a random walk):
-    ``rewarding_actions`` (``guided_exploration``) and ``upper_bound_q_values`` (``oracle``), which a training step
-    with the option makes on top of the paper's step."""
-    from reinforcement import TRIGGER, upper_bound_q_values
+    ``rewarding_actions`` (``guided_exploration``), ``upper_bound_q_values`` (``oracle``) and the ``standardize``
+    option's transform of one descriptor, which a training step with the option makes on top of the paper's step."""
+    from features import DescriptorStandardization
+    from reinforcement import DESCRIPTOR_SIZE, TRIGGER, upper_bound_q_values
     rng = np.random.default_rng(3)
-    times = {"rewarding_actions_s": [], "upper_bound_q_values_s": []}
+    standardization = DescriptorStandardization.fit(rng.random((8, DESCRIPTOR_SIZE), dtype=np.float32))
+    descriptor = rng.random((1, DESCRIPTOR_SIZE), dtype=np.float32)
+    times = {"rewarding_actions_s": [], "upper_bound_q_values_s": [], "standardize_s": []}
     for record in data.timing_records[:8]:
         env = data.environment(record)
         env.start_search()
@@ -435,6 +438,9 @@ def time_annotation_calls(settings, data, repeats=3):
                 started = time.perf_counter()
                 upper_bound_q_values(env, settings.gamma, settings.number_of_steps)
                 times["upper_bound_q_values_s"].append(time.perf_counter() - started)
+                started = time.perf_counter()
+                standardization.apply(descriptor)
+                times["standardize_s"].append(time.perf_counter() - started)
             env.move(int(rng.integers(TRIGGER)))                 # a move (actions 0-4; 5 triggers): one level down
     return {key: float(np.median(values)) for key, values in times.items()}
 
@@ -447,9 +453,10 @@ def step_seconds(train):
 def option_step_costs(train):
     """Each learning option's added seconds per training step over the seconds of the project's training step."""
     step_s = step_seconds(train)
-    updates, calls = train["option_updates"], train["annotation_calls"]
+    updates, calls = train["option_updates"], train["extra_calls"]
     added = {name: timing["option_s"] - timing["paper_s"] for name, timing in updates.items()}
     added["guided_exploration"] = calls["rewarding_actions_s"]
+    added["standardize"] = calls["standardize_s"]
     added["oracle"] = added.get("oracle", 0.0) + calls["upper_bound_q_values_s"]
     return {name: seconds / step_s for name, seconds in added.items()}
 
@@ -595,12 +602,13 @@ def training_phase(settings, work_dir):
     # the learning options' extra work per step, against the paper's update on the same minibatches
     log("learning options: each one's update against the paper's, alternating")
     option_updates = time_option_updates(settings, start, [batch for batch, _ in learner_2016.updates])
-    annotation_calls = time_annotation_calls(settings, data)
-    log(f"  rewarding_actions {annotation_calls['rewarding_actions_s'] * 1e3:.2f} ms, upper_bound_q_values "
-        f"{annotation_calls['upper_bound_q_values_s'] * 1e3:.2f} ms per call")
+    extra_calls = time_extra_calls(settings, data)
+    log(f"  rewarding_actions {extra_calls['rewarding_actions_s'] * 1e3:.2f} ms, upper_bound_q_values "
+        f"{extra_calls['upper_bound_q_values_s'] * 1e3:.2f} ms, standardize {extra_calls['standardize_s'] * 1e6:.0f} "
+        f"µs per call")
     return {
         "overlap": overlap, "update_products": update_products,
-        "option_updates": option_updates, "annotation_calls": annotation_calls,
+        "option_updates": option_updates, "extra_calls": extra_calls,
         "batch_size": settings.batch_size, "training_epochs": epochs, "training_peak_rss_mb": training_peak,
         "cache_used_mb": cache_used_mb, "replay_memory": memory.capacity,
         "update_2016_s": float(np.mean(update_2016)), "update_2016_times_s": update_2016,
@@ -766,12 +774,15 @@ def how_measured(train, test):
 
 def option_how(train):
     step_s = step_seconds(train)
-    updates, calls = train["option_updates"], train["annotation_calls"]
+    updates, calls = train["option_updates"], train["extra_calls"]
     how = {f"option_{name}_step_cost": f"update {timing['option_s']:.3f} s - the paper's {timing['paper_s']:.3f} s "
                                        f"(x{timing['option_s'] / timing['paper_s']:.2f}) per {step_s:.3f} s step"
            for name, timing in updates.items()}
     how["option_guided_exploration_step_cost"] = (f"rewarding_actions {calls['rewarding_actions_s'] * 1e3:.2f} ms "
                                                   f"per {step_s:.3f} s step")
+    how["option_standardize_step_cost"] = (f"one descriptor standardised {calls['standardize_s'] * 1e6:.0f} µs per "
+                                           f"{step_s:.3f} s step (and, once, 6 regions of each training image "
+                                           f"described before epoch 0)")
     how["option_oracle_step_cost"] = (f"regression {updates['oracle']['option_s']:.3f} s - the paper's update "
                                       f"{updates['oracle']['paper_s']:.3f} s + upper_bound_q_values "
                                       f"{calls['upper_bound_q_values_s'] * 1e3:.2f} ms per {step_s:.3f} s step")

@@ -145,3 +145,72 @@ def test_options_off_leave_the_log_as_it_was(dataset, tmp_path, monkeypatch):
     header = (tmp_path / "training_log_model0.csv").read_text().splitlines()[0]
     assert header == ",".join(run_folder.LOG_FIELDS)
     assert not (tmp_path / "model0_best.weights.h5").exists()
+
+
+def test_standardization_folds_into_the_first_layer_and_unfolds_back():
+    from features import DescriptorStandardization
+    from reinforcement import DESCRIPTOR_SIZE
+    rng = np.random.default_rng(3)
+    sample = np.maximum(rng.normal(0, 1, (40, DESCRIPTOR_SIZE)) * rng.gamma(1, 30, DESCRIPTOR_SIZE), 0)
+    sample[:, :100] = 0.0                                   # entries that never fire in the sample
+    standardization = DescriptorStandardization.fit(sample)
+    floor = np.sqrt(np.mean(sample.std(axis=0) ** 2))
+    assert np.allclose(standardization.scale[:100], floor) and np.all(standardization.scale >= floor * (1 - 1e-6))
+    standardized = standardization.apply(sample)
+    assert np.allclose(standardized.mean(axis=0), 0, atol=1e-4)
+    # a near-constant entry stays near 0 instead of being blown up to unit spread
+    assert np.abs(standardized[:, :100]).max() == 0 and standardized.std(axis=0).max() < 1
+
+    model, folded = build_q_network(seed=0), build_q_network(seed=1)
+    kernel, bias = model.layers[0].get_weights()
+    folded.set_weights(model.get_weights())
+    folded.layers[0].set_weights(list(standardization.fold(kernel, bias)))
+    raw = np.concatenate([sample[:8], rng.random((8, STATE_SIZE - DESCRIPTOR_SIZE))], axis=1).astype(np.float32)
+    states = np.concatenate([standardization.apply(raw[:, :DESCRIPTOR_SIZE]), raw[:, DESCRIPTOR_SIZE:]], axis=1)
+    expected = np.asarray(model(states, training=False))
+    assert np.allclose(np.asarray(folded(raw, training=False)), expected, rtol=1e-3, atol=1e-5)
+    assert not np.allclose(np.asarray(model(raw, training=False)), expected, rtol=1e-3, atol=1e-5)
+    back_kernel, back_bias = standardization.unfold(*standardization.fold(kernel, bias))
+    assert np.allclose(back_kernel, kernel, rtol=1e-5, atol=1e-8) and np.allclose(back_bias, bias, atol=1e-4)
+    with pytest.raises(UserError, match="all have the same descriptor"):
+        DescriptorStandardization.fit(np.ones((3, DESCRIPTOR_SIZE)))
+
+
+def test_standardize_resumes_exactly_and_its_checkpoint_is_the_network_on_raw_descriptors(dataset, tmp_path,
+                                                                                         monkeypatch):
+    from features import DescriptorStandardization
+    from reinforcement import DESCRIPTOR_SIZE
+    monkeypatch.setattr(image_zooms_training, "make_features", tiny_features)
+
+    def train(folder, *extra):
+        image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(tmp_path / folder), *TINY,
+                                   "--standardize", "1", *extra])
+
+    train("straight", "--epochs", "3")
+    train("resumed", "--epochs", "2")
+    train("resumed", "--epochs", "3", "-n", "2")
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert same_weights(straight / "model0.weights.h5", resumed / "model0.weights.h5")
+    log = run_folder.read_log(straight / "training_log_model0.csv")
+    assert run_folder.read_log(resumed / "training_log_model0.csv")[-1]["mean_loss"] == log[-1]["mean_loss"]
+
+    # the checkpoint on raw descriptors gives the Q-values the trained network gives on standardised ones
+    state = run_folder.read_resume_state(straight / "resume_model0_epoch_2.h5", 2)["standardization"]
+    standardization = DescriptorStandardization(state["mean"], state["scale"])
+    checkpoint, trained = build_q_network(), build_q_network()
+    checkpoint.load_weights(straight / "model0.weights.h5")
+    trained.set_weights(checkpoint.get_weights())
+    trained.layers[0].set_weights([state["kernel"], state["bias"]])
+    assert not np.allclose(checkpoint.layers[0].get_weights()[0], state["kernel"])
+    features = tiny_features(SimpleNamespace(cache_mb=0))
+    image = np.random.default_rng(0).integers(0, 255, (80, 96, 3)).astype(np.uint8)
+    raw = features.describe([(None, image, np.array([0.0, 0, 96, 80])), (None, image, np.array([8.0, 4, 60, 50]))])
+    history = np.zeros((2, STATE_SIZE - DESCRIPTOR_SIZE), dtype=np.float32)
+    expected = np.asarray(trained(np.concatenate([standardization.apply(raw), history], axis=1), training=False))
+    got = np.asarray(checkpoint(np.concatenate([raw, history], axis=1), training=False))
+    assert np.allclose(got, expected, rtol=1e-3, atol=1e-5)
+
+    image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(tmp_path / "plain"), *TINY,
+                               "--epochs", "1"])
+    with pytest.raises(UserError, match="holds no descriptor standardisation"):
+        train("plain", "--epochs", "2", "-n", "1")
