@@ -13,8 +13,8 @@ detection) twice: on the dataset's test split and on the training images themsel
 random agent and the upper bound are tested once per seed on the same images (annotations only, cheap).
 
 Writes to ``--output``: ``learning.json`` (one row per model, seed, epoch and split: AP, AP-07, max recall, and
-from the training log the trigger hit rate, mean reward, mean loss and cumulative training seconds; the baselines;
-a summary of final and best values over seeds) and ``learning.png`` (AP and max recall against epoch and against
+from the training log the trigger hit rate, mean reward, mean loss, cumulative training seconds and steps
+(transitions); the baselines; a summary of final and best values over seeds) and ``learning.png`` (AP and max recall against epoch and against
 cumulative training seconds, mean over seeds with the min–max spread shaded); with several variants also
 ``variants.png`` (each variant's last tested epoch on the test split: every seed and the mean).
 
@@ -242,10 +242,11 @@ def run_tests(arguments, model, variant, seed, training, testing_module, output,
     from run_folder import best_epoch, existing_epochs, log_path, read_log
     class_idx = class_index(training)
     log = {row["epoch"]: row for row in read_log(log_path(training.path_model, class_idx))}
-    cumulative, seconds_by_epoch = 0.0, {}
+    cumulative, steps, seconds_by_epoch, steps_by_epoch = 0.0, 0, {}, {}
     for epoch in sorted(log):
         cumulative += log[epoch]["seconds"]
-        seconds_by_epoch[epoch] = cumulative
+        steps += int(log[epoch]["steps"])
+        seconds_by_epoch[epoch], steps_by_epoch[epoch] = cumulative, steps
     # baselines on the same images (annotations only): once per seed, as the random agent depends on it
     for split in arguments.splits:
         for agent in ("random", "upper_bound"):
@@ -271,7 +272,8 @@ def run_tests(arguments, model, variant, seed, training, testing_module, output,
                          "mean_loss": entry.get("mean_loss"), "epsilon": entry.get("epsilon"),
                          "validation_ap": entry.get("validation_ap"),
                          "validation_picked": None if picked is None else epoch == picked,
-                         "training_seconds": round(seconds_by_epoch.get(epoch, float("nan")), 2)})
+                         "training_seconds": round(seconds_by_epoch.get(epoch, float("nan")), 2),
+                         "training_steps": steps_by_epoch.get(epoch)})
             tested[split] = rows[-1]
         print(f"{model} {variant} seed {seed} epoch {epoch}: " + " | ".join(
             f"{split} AP {row['ap']:.3f} max recall {row['max_recall']:.3f}" for split, row in tested.items())

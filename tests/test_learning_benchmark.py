@@ -128,7 +128,7 @@ def test_tiny_run_writes_rows_for_every_seed_epoch_and_split(dataset, tmp_path, 
     assert [line.split(",")[5] for line in logs[0]] != [line.split(",")[5] for line in logs[1]]
     for row in rows:
         assert 0 <= row["ap"] <= 1 and 0 <= row["max_recall"] <= 1 and row["num_images"] == 2
-        assert row["training_seconds"] > 0 and row["hit_rate"] is not None
+        assert row["training_seconds"] > 0 and row["hit_rate"] is not None and row["training_steps"] > 0
     # cumulative training seconds grow with the epoch
     seed_zero = sorted((row["epoch"], row["training_seconds"]) for row in rows if row["seed"] == 0)
     assert seed_zero[-1][1] >= seed_zero[0][1]
