@@ -1,5 +1,5 @@
 """The learning options (off by default): target network, double DQN, Huber loss, weight decay, flipped images and
-a validation split that picks the epoch. Each is checked to do what it says, to resume exactly, and to leave the
+a validation split that picks the epoch, descriptor standardisation. Each is checked to do what it says, to resume exactly, and to leave the
 paper's update untouched when off."""
 import json
 from types import SimpleNamespace
@@ -106,12 +106,9 @@ def test_mirrored_environment_flips_the_image_and_its_boxes():
     assert np.allclose(plain.ious(region), mirrored.ious(mirror_boxes(region, 10)[0]))
 
 
-def test_options_on_resume_exactly_and_validation_picks_the_testing_epoch(dataset, tmp_path, monkeypatch):
-    monkeypatch.setattr(image_zooms_training, "make_features", tiny_features)
-    monkeypatch.setattr(image_zooms_testing, "make_features", lambda _: tiny_features(SimpleNamespace(cache_mb=16)))
-    options = ["--target_update", "3", "--double_dqn", "1", "--loss", "huber", "--weight_decay", "0.5",
-               "--flip", "1", "--validation_images", "1"]
-
+def train_straight_and_resumed(dataset, tmp_path, options):
+    """3 epochs straight, and 2 then ``-n 2`` to 3, with ``options``: the same last weights and loss (an exact
+    resume). Returns the straight run's folder and log."""
     def train(folder, *extra):
         image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(tmp_path / folder), *TINY,
                                    *options, *extra])
@@ -123,6 +120,15 @@ def test_options_on_resume_exactly_and_validation_picks_the_testing_epoch(datase
     assert same_weights(straight / "model0.weights.h5", resumed / "model0.weights.h5")
     log = run_folder.read_log(straight / "training_log_model0.csv")
     assert run_folder.read_log(resumed / "training_log_model0.csv")[-1]["mean_loss"] == log[-1]["mean_loss"]
+    return straight, log
+
+
+def test_options_on_resume_exactly_and_validation_picks_the_testing_epoch(dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr(image_zooms_training, "make_features", tiny_features)
+    monkeypatch.setattr(image_zooms_testing, "make_features", lambda _: tiny_features(SimpleNamespace(cache_mb=16)))
+    options = ["--target_update", "3", "--double_dqn", "1", "--loss", "huber", "--weight_decay", "0.5",
+               "--flip", "1", "--validation_images", "1"]
+    straight, log = train_straight_and_resumed(dataset, tmp_path, options)
     assert all(row["images"] == 3 and 0 <= row["validation_ap"] <= 1 for row in log)    # 4 images, 1 held out
     assert sum(row["updates"] for row in log) > 3       # the target network was copied more than once
 
@@ -181,18 +187,7 @@ def test_standardize_resumes_exactly_and_its_checkpoint_is_the_network_on_raw_de
     from features import DescriptorStandardization
     from reinforcement import DESCRIPTOR_SIZE
     monkeypatch.setattr(image_zooms_training, "make_features", tiny_features)
-
-    def train(folder, *extra):
-        image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(tmp_path / folder), *TINY,
-                                   "--standardize", "1", *extra])
-
-    train("straight", "--epochs", "3")
-    train("resumed", "--epochs", "2")
-    train("resumed", "--epochs", "3", "-n", "2")
-    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    assert same_weights(straight / "model0.weights.h5", resumed / "model0.weights.h5")
-    log = run_folder.read_log(straight / "training_log_model0.csv")
-    assert run_folder.read_log(resumed / "training_log_model0.csv")[-1]["mean_loss"] == log[-1]["mean_loss"]
+    straight, _ = train_straight_and_resumed(dataset, tmp_path, ["--standardize", "1"])
 
     # the checkpoint on raw descriptors gives the Q-values the trained network gives on standardised ones
     state = run_folder.read_resume_state(straight / "resume_model0_epoch_2.h5", 2)["standardization"]
@@ -213,4 +208,5 @@ def test_standardize_resumes_exactly_and_its_checkpoint_is_the_network_on_raw_de
     image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(tmp_path / "plain"), *TINY,
                                "--epochs", "1"])
     with pytest.raises(UserError, match="holds no descriptor standardisation"):
-        train("plain", "--epochs", "2", "-n", "1")
+        image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(tmp_path / "plain"), *TINY,
+                                   "--epochs", "2", "-n", "1", "--standardize", "1"])
