@@ -1,6 +1,6 @@
-"""The learning options (off by default): target network, double DQN, Huber loss, weight decay, flipped images and
-a validation split that picks the epoch, descriptor standardisation. Each is checked to do what it says, to resume exactly, and to leave the
-paper's update untouched when off."""
+"""The learning options (off by default): target network, double DQN, Huber loss, weight decay, flipped images, a
+validation split that picks the epoch and descriptor standardisation. Each is checked to do what it says, to resume
+exactly, and to leave the paper's update untouched when off."""
 import json
 from types import SimpleNamespace
 
