@@ -36,7 +36,7 @@ trigger_bias = 0.0                      # test-time option: added to the trigger
 max_images = None                       # test on the first N images only
 seed = 0
 
-DEMO = dict(path_voc_test="data/synthetic_voc", path_vgg="random", vgg_precision="auto")
+DEMO = dict(path_voc_test="data/synthetic_voc", path_vgg="hed", vgg_precision="auto")
 
 
 def make_features(settings):

@@ -38,7 +38,7 @@ max_images = None                       # test on the first N images only
 map_cache_mb = 2048                     # pool4/pool5 maps kept while the searches of an image go on (MiB)
 seed = 0
 
-DEMO = dict(path_voc_test="data/synthetic_voc", path_vgg="random", vgg_precision="auto")
+DEMO = dict(path_voc_test="data/synthetic_voc", path_vgg="hed", vgg_precision="auto")
 
 
 def main(argv=None):

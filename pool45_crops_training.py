@@ -61,8 +61,8 @@ validation_images = 0                   # N > 0: hold out the last N training im
 seed = 0
 
 # --demo: where the demo differs from the paper (listed in the README)
-DEMO = dict(path_voc="data/synthetic_voc", path_vgg="random", vgg_precision="auto", epochs=10, learning_rate=1e-4,
-            buffer_experience_replay=300, batch_size=32, max_images=50)
+DEMO = dict(path_voc="data/synthetic_voc", path_vgg="hed", vgg_precision="auto", epochs=10, learning_rate=1e-5,
+            buffer_experience_replay=300, batch_size=32, max_images=50, trigger_targets=1)
 
 
 def make_features(settings):

@@ -59,7 +59,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the top-level
 
 # data and models
 path_voc = "data/synthetic_voc"         # generated if absent (synthetic_dataset.ensure_synthetic_voc)
-path_vgg = "random"                     # fixed-seed random VGG-16: timings do not depend on the weights
+path_vgg = "hed"                        # the demo's (image_zooms_training.DEMO): the agent's searches, and so
+                                        # the descriptor cache's hits, depend on the weights; a step's cost does not
 class_object = 1                        # aeroplane
 scale_subregion = 3.0 / 4
 number_of_steps = 10
@@ -68,7 +69,7 @@ seed = 0
 training_images = 30
 training_epochs = 10
 cache_mb = 1024                         # image_zooms_training.py's default descriptor cache limit
-epochs_learning_rate = 1e-4              # the demo's (image_zooms_training.DEMO); 0 freezes the policy: what the cache
+epochs_learning_rate = 1e-5              # the demo's (image_zooms_training.DEMO); 0 freezes the policy: what the cache
                                         # saves when the agent never changes its mind
 # the paper's update, for the update and training-speed figures
 batch_size = 100
