@@ -82,6 +82,9 @@ def parse_arguments(argv):
                         help="what each epoch is tested on: test (the test split), train (the training images)")
     parser.add_argument("--test_every", type=int, default=1, metavar="K",
                         help="test every K-th epoch's checkpoint (and the last); 1: every epoch")
+    parser.add_argument("--keep_checkpoints", choices=("all", "tested"), default="all",
+                        help="all: every epoch's weights and the resume state stay in --output/models (about 1.5 GB "
+                             "a demo-sized run); tested: once a run is tested, only the tested epochs' weights stay")
     parser.add_argument("--cache_mb", type=int, default=4096,
                         help="descriptor cache (MiB) shared by all training runs of a model, and one as large for "
                              "its tests")
@@ -234,7 +237,29 @@ def run_model(arguments, model, output, rows, baselines, after_run):
                 print(f"{model} {variant} seed {seed}: trained in {time.perf_counter() - started:.0f} s", flush=True)
             run_tests(arguments, model, variant, seed, training, testing_module, output, rows, baselines,
                       lambda settings: features_for("testing", testing_module, settings))
+            if arguments.keep_checkpoints == "tested" and arguments.models_from is None:
+                drop_untested_checkpoints(training.path_model, class_index(training), arguments.test_every)
             after_run()
+
+
+def drop_untested_checkpoints(path_model, class_idx, test_every):
+    """``--keep_checkpoints tested``: the weights of the epochs that were not tested and the resume state go (a run
+    that is over is not resumed); the tested epochs' weights, the latest weights and the log stay."""
+    from run_folder import best_epoch, checkpoint_path, existing_epochs, log_path, read_log, resume_epochs, \
+        resume_state_path
+    epochs = existing_epochs(path_model, class_idx)
+    kept = set(tested_epochs(epochs, test_every))
+    picked = best_epoch(read_log(log_path(path_model, class_idx)))     # with validation_images: tested too
+    if picked is not None:
+        kept.add(picked)
+    freed = 0
+    paths = [checkpoint_path(path_model, class_idx, epoch) for epoch in epochs if epoch not in kept]
+    paths += [resume_state_path(path_model, class_idx, epoch) for epoch in resume_epochs(path_model, class_idx)]
+    for path in paths:
+        freed += path.stat().st_size
+        path.unlink()
+    print(f"{path_model}: {len(paths)} untested checkpoint and resume files removed ({freed / 2**20:.0f} MiB)",
+          flush=True)
 
 
 def run_tests(arguments, model, variant, seed, training, testing_module, output, rows, baselines, features_for):

@@ -156,6 +156,19 @@ def test_first_seed_adds_later_seeds(dataset, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+def test_keep_checkpoints_tested_leaves_only_the_tested_epochs(dataset, tmp_path, monkeypatch):
+    output = tmp_path / "learning"
+    tiny_run(dataset, output, monkeypatch, 1, 3, 3, "--splits", "test", "--test_every", "2",
+             "--keep_checkpoints", "tested")
+    folder = output / "models/image_zooms/demo/seed0"
+    assert sorted(path.name for path in folder.glob("model0_epoch_*")) == \
+        ["model0_epoch_1.weights.h5", "model0_epoch_2.weights.h5"]         # every 2nd epoch and the last
+    assert not list(folder.glob("resume_model0_*")) and (folder / "model0.weights.h5").is_file()
+    report = json.loads((output / "learning.json").read_text())
+    assert sorted(row["epoch"] for row in report["rows"]) == [1, 2]
+
+
+@pytest.mark.slow
 def test_models_from_tests_earlier_checkpoints_with_the_test_settings(dataset, tmp_path, monkeypatch):
     first, second = tmp_path / "first", tmp_path / "second"
     tiny_run(dataset, first, monkeypatch, 1, 1, 3, "--splits", "test")
