@@ -41,7 +41,7 @@ regions_per_image = 6                   # distinct regions sampled per image (6 
                                         # 2 CPU cores, at ~0.4 s a crop)
 iou_threshold = 0.5                     # a region is positive at IoU >= this with some object
 # features
-path_vgg = "random"                     # VGG-16 weights file, 'imagenet', 'hed' or 'random' (the demo's)
+path_vgg = "random"                     # VGG-16 weights file, 'imagenet', 'hed' (the demo's) or 'random'
 vgg_precision = "float32"
 layer = "block5_pool"                   # the descriptor's layer: block5_pool (pool5, the agent's), or block4_pool
                                         # averaged over 2x2 to the same 7x7x512 (a diagnostic: what a layer with
