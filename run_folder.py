@@ -1,7 +1,8 @@
 """What a training run leaves in ``path_model``, named, found and read in one place: the weights of each epoch and
 the latest (``model<k>_epoch_<E>.weights.h5``, ``model<k>.weights.h5``), the resume state of the latest epoch
-(``resume_model<k>_epoch_<E>.h5``), the training log (``training_log_model<k>.csv``) and, with
-``validation_images``, the weights of the best epoch (``model<k>_best.weights.h5``); ``k`` is the class index.
+(``resume_model<k>_epoch_<E>.h5``), the training log (``training_log_model<k>.csv``), the settings that made its
+descriptors (``features_model<k>.json``) and, with ``validation_images``, the weights of the best epoch
+(``model<k>_best.weights.h5``); ``k`` is the class index.
 
 Every file is read through checks: an unreadable, truncated, empty or incomplete file raises :class:`DamagedFile`
 (a UserError: one line naming the file and what is wrong with it), and the callers add the way on
@@ -46,6 +47,12 @@ def resume_state_path(path_model, class_idx, epoch):
 
 def log_path(path_model, class_idx):
     return Path(path_model) / f"training_log_model{class_idx}.csv"
+
+
+def features_path(path_model, class_idx):
+    """The settings that made the descriptors the Q-network was trained on (``path_vgg``, ``vgg_precision``,
+    ``scale_subregion``), written with every epoch: testing checks its own against them."""
+    return Path(path_model) / f"features_model{class_idx}.json"
 
 
 def best_path(path_model, class_idx):
@@ -229,6 +236,32 @@ def write_log(path, rows):
         for row in rows:
             writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value)
                              for key, value in row.items()})
+
+
+def write_features_file(path, settings):
+    """The describing settings of a training run (:func:`features_path`) as JSON in ``path``."""
+    describing = {name: getattr(settings, name) for name in DESCRIBING_SETTINGS if hasattr(settings, name)}
+    Path(path).write_text(json.dumps({key: str(value) if key == "path_vgg" else value
+                                      for key, value in describing.items()}, indent=1) + "\n")
+
+
+def read_features_file(path):
+    """The describing settings written by :func:`write_features_file`, or None where there is no such file (a run
+    of an earlier version, the 2016 files) or it cannot be read (a warning: it only serves a check)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        describing = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        warnings.warn(f"{path}: unreadable ({error}); the features it was trained on are not checked",
+                      UserWarning, stacklevel=2)
+        return None
+    return describing if isinstance(describing, dict) else None
+
+
+# the settings that decide what the Q-network reads: the VGG-16 weights, their arithmetic, the hierarchy
+DESCRIBING_SETTINGS = ("path_vgg", "vgg_precision", "scale_subregion")
 
 
 def read_log(path):

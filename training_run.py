@@ -25,9 +25,10 @@ import numpy as np
 from dataset import SkipReport, load_record_image
 from errors import UserError
 from parse_xml_annotations import class_ids, several_classes
-from run_folder import (DamagedFile, best_path, check_weights, checkpoint_path, existing_epochs, log_path,
-                        read_log, read_resume_state, remove_temporary_files, resume_epochs, resume_options,
-                        resume_state_path, write_log, write_resume_state, write_together)
+from run_folder import (DamagedFile, best_path, check_weights, checkpoint_path, existing_epochs, features_path,
+                        log_path, read_log, read_resume_state, remove_temporary_files, resume_epochs, resume_options,
+                        resume_state_path, write_features_file, write_log, write_resume_state,
+                        write_together)
 from runtime import Interrupted, StopSignals, seed_everything
 from settings import check_dataset, check_path_vgg, class_index
 
@@ -367,7 +368,8 @@ def keeps_epoch_weights(settings, epoch):
 
 def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best, standardization=None):
     """The files of ``epoch``: the resume state (epoch, ε, optimiser, replay memory, random generators, settings),
-    the weights (of the epoch, the latest and, when ``best``, the best epoch's) and the log, written together
+    the weights (of the epoch, the latest and, when ``best``, the best epoch's), the log and the describing settings
+    (``run_folder.features_path``: what testing checks its features against), written together
     (``run_folder.write_together``: all of them, or none, replace the files before); then older resume states and
     the previous epoch's weights, unless ``checkpoint_every`` keeps them, are removed.
 
@@ -389,6 +391,7 @@ def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best,
     if best:
         writes.append((best_path(path_model, class_idx), save_weights))
     writes.append((log_path(path_model, class_idx), lambda temporary: write_log(temporary, log_rows)))
+    writes.append((features_path(path_model, class_idx), lambda temporary: write_features_file(temporary, settings)))
     try:
         write_together(writes)
     except Exception as error:      # whatever stopped the write, the folder is as before: say so in one line

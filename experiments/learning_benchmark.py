@@ -4,6 +4,8 @@
     python experiments/learning_benchmark.py --seeds 3 --epochs 10 --max_images 15 --max_test_images 15
     python experiments/learning_benchmark.py --path_voc VOC2012 --set learning_rate=1e-5 --set batch_size=100
     python experiments/learning_benchmark.py --merge a/learning.json b/learning.json --output both  # side by side
+    python experiments/learning_benchmark.py --merge a/learning.json b/learning.json --label "50 images" \
+        --label "143 images" --output both                     # two runs of one variant, named apart
 
 For each model and seed it runs the training script's own run (``training_run.train``, a checkpoint per epoch) at
 the demo's settings (the ``DEMO`` dicts of image_zooms_training.py / pool45_crops_training.py) unless a flag says
@@ -92,7 +94,14 @@ def parse_arguments(argv):
     parser.add_argument("--merge", nargs="+", default=None, metavar="LEARNING_JSON",
                         help="train nothing: merge these learning.json files (e.g. one model each, run side by "
                              "side) into --output's learning.json and learning.png")
+    parser.add_argument("--label", action="append", default=None, metavar="NAME",
+                        help="with --merge, one per file in its order: the name its rows take in the summary and "
+                             "figures instead of their variant (a file of several variants: 'NAME: variant'), so "
+                             "two runs of one variant (e.g. demo on 50 and on 143 images) stay apart")
     arguments = parser.parse_args(argv)
+    if arguments.label is not None and (arguments.merge is None or len(arguments.label) != len(arguments.merge)):
+        parser.error(f"--label names each --merge file: {len(arguments.merge or [])} files, "
+                     f"{len(arguments.label)} labels")
     arguments.models = [name.strip() for name in arguments.models.split(",") if name.strip()]
     unknown = [name for name in arguments.models if name not in MODELS]
     if unknown or not arguments.models:
@@ -373,8 +382,9 @@ def format_summary(summary):
     return "\n".join(lines)
 
 
-def merge(paths, output):
-    """``--merge``: the rows and baselines of several learning.json files in one learning.json and figure."""
+def merge(paths, output, labels=None):
+    """``--merge``: the rows and baselines of several learning.json files in one learning.json and figure; with
+    ``labels`` (one per file) each file's rows are renamed by :func:`relabel`."""
     from visualization import plot_learning_curves
     reports = []
     for path in paths:
@@ -382,10 +392,15 @@ def merge(paths, output):
             reports.append(json.loads(Path(path).read_text()))
         except (OSError, ValueError) as error:
             raise UserError(f"cannot read {path}: {error}") from None
+        if not isinstance(reports[-1], dict) or not isinstance(reports[-1].get("rows"), list):
+            raise UserError(f"cannot read {path}: not a learning.json (no rows)")
+    for report, label in zip(reports, labels or []):
+        relabel(report["rows"], label)
     rows = [row for report in reports for row in report["rows"]]
     baselines = [baseline for report in reports for baseline in report["baselines"]]
-    merged = {"merged": [str(path) for path in paths], "commands": [report["command"] for report in reports],
-              "wall_seconds": [report["wall_seconds"] for report in reports],
+    merged = {"merged": [str(path) for path in paths], "labels": labels,
+              "commands": [command for report in reports for command in as_list(report, "command", "commands")],
+              "wall_seconds": [seconds for report in reports for seconds in as_list(report, "wall_seconds")],
               "summary": summarise(rows, baselines), "baselines": baselines, "rows": rows}
     write_json(Path(output) / "learning.json", merged)
     plot_learning_curves(rows, baselines, Path(output) / "learning.png")
@@ -397,11 +412,24 @@ def merge(paths, output):
     return merged
 
 
+def as_list(report, key, merged_key=None):
+    """A run's ``key`` as a one-item list, or a merged file's list of them (under ``merged_key`` or ``key``)."""
+    value = report.get(merged_key or key, report.get(key))
+    return value if isinstance(value, list) else [value]
+
+
+def relabel(rows, label):
+    """The rows' variant becomes ``label`` (``'label: variant'`` where the rows hold several variants)."""
+    variants = {variant_of(row) for row in rows}
+    for row in rows:
+        row["variant"] = label if len(variants) == 1 else f"{label}: {variant_of(row)}"
+
+
 def main(argv=None):
     arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
     output = Path(arguments.output)
     if arguments.merge:
-        return merge(arguments.merge, output)
+        return merge(arguments.merge, output, arguments.label)
     if arguments.path_voc is None:
         from synthetic_dataset import ensure_synthetic_voc
         ensure_synthetic_voc(DEMO_DATA)

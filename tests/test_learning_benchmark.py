@@ -78,6 +78,18 @@ def test_merge_joins_the_rows_of_two_runs(tmp_path):
         "image_zooms/demo/test", "image_zooms/demo/train", "pool45_crops/demo/test", "pool45_crops/demo/train"}
     assert merged["summary"]["pool45_crops/demo/test"]["final_ap"]["mean"] == pytest.approx(0.1)
     assert (tmp_path / "learning.png").stat().st_size > 0 and (tmp_path / "variants.png").stat().st_size > 0
+    # two runs of one variant kept apart by --label; a file of several variants keeps them inside its label
+    labelled = learning_benchmark.main(["--merge", str(tmp_path / "image_zooms" / "learning.json"),
+                                        str(tmp_path / "learning.json"), "--label", "first", "--label", "both",
+                                        "--output", str(tmp_path / "labelled")])
+    assert set(labelled["summary"]) == {"image_zooms/first/test", "image_zooms/first/train",
+                                        "image_zooms/both/test", "image_zooms/both/train",
+                                        "pool45_crops/both/test", "pool45_crops/both/train"}
+    two_variants = learning_benchmark.main(["--merge", str(tmp_path / "labelled" / "learning.json"), "--label", "x",
+                                            "--output", str(tmp_path / "again")])
+    assert {key.split("/")[1] for key in two_variants["summary"]} == {"x: first", "x: both"}
+    with pytest.raises(SystemExit):
+        learning_benchmark.main(["--merge", str(tmp_path / "learning.json"), "--label", "a", "--label", "b"])
 
 
 def test_bad_arguments_stop_with_exit_code_two():

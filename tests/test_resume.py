@@ -114,11 +114,12 @@ def test_resume_gives_bitwise_the_same_weights(straight_and_resumed):
 
 def test_checkpoint_files_after_each_epoch(straight_and_resumed):
     straight, _, first_epoch = straight_and_resumed
-    assert sorted(path.name for path in first_epoch.iterdir()) == ["model0.weights.h5", "model0_epoch_0.weights.h5", "resume_model0_epoch_0.h5",
-                           "training_log_model0.csv"]
+    assert sorted(path.name for path in first_epoch.iterdir()) == [
+        "features_model0.json", "model0.weights.h5", "model0_epoch_0.weights.h5", "resume_model0_epoch_0.h5",
+        "training_log_model0.csv"]
     # the resume state of the latest epoch only (it holds the replay memory: large)
     assert sorted(path.name for path in straight.iterdir()) == [
-        "model0.weights.h5", "model0_epoch_0.weights.h5", "model0_epoch_1.weights.h5", "resume_model0_epoch_1.h5",
+        "features_model0.json", "model0.weights.h5", "model0_epoch_0.weights.h5", "model0_epoch_1.weights.h5", "resume_model0_epoch_1.h5",
         "training_log_model0.csv"]
 
 

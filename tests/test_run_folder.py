@@ -216,6 +216,30 @@ def test_a_damaged_log_leaves_the_best_epoch_unnamed_with_a_warning(runs, datase
     assert results["epoch"] is None and results["weights"].endswith("model0_best.weights.h5")
 
 
+def test_testing_on_other_features_than_training_stops_in_one_line(runs, dataset, tmp_path, tiny, capsys):
+    """The describing settings written with every epoch: another path_vgg is an error before any search, another
+    scale_subregion a warning; a folder without the file (an earlier version) is tested unchecked."""
+    models = copy_of(runs[1], tmp_path)
+    written = models / "features_model0.json"
+    assert json.loads(written.read_text()) == {"path_vgg": "random", "vgg_precision": "float32",
+                                               "scale_subregion": 0.75}
+    written.write_text(json.dumps({"path_vgg": "hed", "vgg_precision": "float32", "scale_subregion": 0.75}))
+    error = one_line_error(lambda: run_test(dataset, models, tmp_path / "out"), capsys)
+    assert f"{models}/ was trained on path_vgg 'hed' (features_model0.json), this test uses path_vgg 'random'" in error
+    assert "--path_vgg hed" in error
+    error = one_line_error(lambda: run_test(dataset, models, tmp_path / "out", "--epoch", "all"), capsys)
+    assert "trained on path_vgg 'hed'" in error
+    assert not (tmp_path / "out").exists()
+    written.write_text(json.dumps({"path_vgg": "random", "vgg_precision": "float32", "scale_subregion": 0.5}))
+    with pytest.warns(UserWarning, match=r"trained with scale_subregion 0.5 \(features_model0.json\), this test "
+                                         r"searches with 0.75"):
+        run_test(dataset, models, tmp_path / "scale")
+    assert (tmp_path / "scale" / "results.json").is_file()
+    written.unlink()
+    run_test(dataset, models, tmp_path / "unchecked")
+    assert (tmp_path / "unchecked" / "results.json").is_file()
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # a save that fails part-way
 
