@@ -32,7 +32,7 @@ class NonFiniteLoss(ArithmeticError):
 
 
 def train_image(env, describer, learner, memory, rng, epsilon, number_of_steps, batch_size, stats,
-                trajectory=None, guided_exploration=False, oracle=False, trigger_targets=False):
+                trajectory=None, guided_exploration=False, oracle=False, trigger_targets=False, update_every=1):
     """All training searches on one image: one per target-class object, each from the whole image.
 
     ``stats`` (a dict of counters) is updated in place; ``trajectory``, if a list, receives the steps for drawing.
@@ -43,7 +43,8 @@ def train_image(env, describer, learner, memory, rng, epsilon, number_of_steps, 
     diagnostic, not Q-learning) acts like the upper bound where the agent would act greedily and regresses Q(s)
     to the upper bound's returns (:func:`reinforcement.upper_bound_q_values`) instead of Q-learning targets;
     ``trigger_targets`` stores with each transition the reward a trigger would get in its state, which the
-    learner (built with the same option) regresses the trigger output to at every update.
+    learner (built with the same option) regresses the trigger output to at every update; ``update_every`` k > 1
+    takes a minibatch step after every k-th agent step of the epoch (``stats["steps"]``) instead of after each.
     """
     for _ in range(len(env.boxes)):
         if not env.available.any():
@@ -81,8 +82,8 @@ def train_image(env, describer, learner, memory, rng, epsilon, number_of_steps, 
                                    "q_values": None if q_values is None else q_values.tolist(),
                                    "triggered": action == TRIGGER,
                                    "painted": [list(box) for box in env.painted_boxes[painted_before:]]})
-            # learn: one minibatch step per agent step once the memory is full
-            if memory.full:
+            # learn: one minibatch step per agent step (per update_every steps) once the memory is full
+            if memory.full and stats["steps"] % update_every == 0:
                 loss = (learner.regress(memory.sample_targets(batch_size, rng)) if oracle
                         else learner.update(memory.sample(batch_size, rng, trigger_targets)))
                 stats["updates"] += 1

@@ -68,7 +68,7 @@ def preflight(settings):
 # (an older checkpoint's, a library caller's) gets these values
 LEARNING_OPTIONS = {"target_update": 0, "double_dqn": 0, "loss": "mse", "weight_decay": 0.0, "flip": 0,
                     "validation_images": 0, "guided_exploration": 0, "oracle": 0, "trigger_targets": 0,
-                    "standardize": 0}
+                    "standardize": 0, "update_every": 1}
 # options that change how the searches are run (the rest change the update or the data); printed when on
 SEARCH_OPTIONS = ("flip", "guided_exploration", "oracle")
 
@@ -100,6 +100,10 @@ def check_learning_options(settings):
             raise UserError(f"{name} takes 0 or 1, got {learning_option(settings, name)}")
     if learning_option(settings, "validation_images") < 0:
         raise UserError(f"validation_images cannot be negative, got {learning_option(settings, 'validation_images')}")
+    update_every = learning_option(settings, "update_every")
+    if isinstance(update_every, bool) or not isinstance(update_every, int) or update_every < 1:
+        raise UserError(f"update_every must be a whole number of steps, 1 or more (1: a minibatch step after "
+                        f"every agent step, the paper's), got {update_every}")
 
 
 def make_learner(settings, model):
@@ -209,6 +213,8 @@ def train(settings, make_features, model_label):
         print(f"starting from the Q-network weights {initial_weights} ({description})")
     learner = make_learner(settings, model)
     switched_on = {name: 1 for name in (*SEARCH_OPTIONS, "standardize") if learning_option(settings, name)}
+    if learning_option(settings, "update_every") != 1:
+        switched_on["update_every"] = learning_option(settings, "update_every")
     if learner.options or switched_on or validation:
         extras = {**learner.options, **switched_on, **({"validation_images": len(validation)} if validation else {})}
         print("learning options (not the paper's method): " + ", ".join(f"{k} {v}" for k, v in extras.items()))
@@ -254,7 +260,8 @@ def train(settings, make_features, model_label):
                                     settings.batch_size, stats, trajectory,
                                     guided_exploration=bool(learning_option(settings, "guided_exploration")),
                                     oracle=bool(learning_option(settings, "oracle")),
-                                    trigger_targets=learner.trigger_targets)
+                                    trigger_targets=learner.trigger_targets,
+                                    update_every=learning_option(settings, "update_every"))
                     except NonFiniteLoss as error:
                         raise UserError(non_finite_message(settings, class_idx, epoch, str(error))) from None
                     if trajectory:

@@ -85,6 +85,7 @@ def test_bad_option_values_are_refused(dataset, tmp_path, monkeypatch):
                            (["--target_update", "-1"], "target_update must be 0"),
                            (["--weight_decay", "-0.1"], "weight_decay cannot be negative"),
                            (["--flip", "2"], "flip takes 0 or 1"),
+                           (["--update_every", "0"], "update_every must be a whole number of steps, 1 or more"),
                            (["--validation_images", "4"], "validation_images 4: only 4 training images")):
         with pytest.raises(UserError, match=message):
             image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(tmp_path / "m"), *TINY,
@@ -143,6 +144,16 @@ def test_options_on_resume_exactly_and_validation_picks_the_testing_epoch(datase
     with pytest.raises(UserError, match="--epoch best: no"):
         image_zooms_testing.main(["--path_voc_test", str(dataset), "--path_model", str(tmp_path / "no_validation"),
                                   "--path_vgg", "random", "--epoch", "best"])
+
+
+def test_update_every_takes_a_step_after_every_kth_agent_step_and_resumes_exactly(dataset, tmp_path, monkeypatch,
+                                                                                 capsys):
+    monkeypatch.setattr(image_zooms_training, "make_features", tiny_features)
+    straight, log = train_straight_and_resumed(dataset, tmp_path, ["--update_every", "3"])
+    assert "learning options (not the paper's method): update_every 3" in capsys.readouterr().out
+    # the memory (12 transitions) is full from epoch 1 on: steps 3, 6, 9, … of each epoch take a minibatch step
+    assert all(row["updates"] == row["steps"] // 3 for row in log[1:]) and log[1]["steps"] >= 3
+    assert log[0]["updates"] <= log[0]["steps"] // 3
 
 
 def test_options_off_leave_the_log_as_it_was(dataset, tmp_path, monkeypatch):
