@@ -62,8 +62,8 @@ def check_trained_features(settings, class_idx):
                             f"{used}, or train on {given} first")
         if Path(given).resolve() != Path(used).resolve():
             warnings.warn(f"{settings.path_model}/ was trained on path_vgg {used!r} ({path.name}), this test uses "
-                          f"{given!r}: unless the two files hold the same weights, its Q-network reads other descriptors", UserWarning,
-                          stacklevel=2)
+                          f"{given!r}: unless the two files hold the same weights, its Q-network reads other "
+                          f"descriptors", UserWarning, stacklevel=2)
     scale = trained.get("scale_subregion")
     if scale is not None and abs(float(scale) - float(settings.scale_subregion)) > 1e-9:
         warnings.warn(f"{settings.path_model}/ was trained with scale_subregion {scale} ({path.name}), this test "
