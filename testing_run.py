@@ -55,8 +55,7 @@ def check_trained_features(settings, class_idx):
         return
     given, used = str(settings.path_vgg), str(trained["path_vgg"])
     if given != used:
-        named = given in NAMED_VGG_WEIGHTS or used in NAMED_VGG_WEIGHTS
-        if named:
+        if given in NAMED_VGG_WEIGHTS or used in NAMED_VGG_WEIGHTS:
             raise UserError(f"{settings.path_model}/ was trained on path_vgg {used!r} ({path.name}), this test "
                             f"uses path_vgg {given!r}: its Q-network reads other descriptors. Test with --path_vgg "
                             f"{used}, or train on {given} first")

@@ -47,12 +47,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the top-level
 
 from errors import UserError
 from runtime import main_guard, write_json
+from run_folder import DESCRIBING_SETTINGS
 from settings import DEMO_DATA, apply_demo, class_index, configure, script_settings, testing_flags, training_flags
 
 MODELS = ("image_zooms", "pool45_crops")
 SPLITS = ("test", "train")
-# settings that change what a region's descriptor or target is: a test must use the training's values
-SHARED_WITH_TESTING = ("path_vgg", "vgg_precision", "class_object", "scale_subregion")
+# settings that change what a region's descriptor or target is: a test must use the training's values (the
+# describing settings that testing checks against features_model<k>.json, and the class)
+SHARED_WITH_TESTING = (*DESCRIBING_SETTINGS, "class_object")
 # the paper's test protocol (docs/method.md §7): 10 regions per image, all objects, every visited region a detection
 TEST_PROTOCOL = ["--number_of_steps", "10", "--only_first_object", "0", "--detections", "visited"]
 
