@@ -56,6 +56,8 @@ trigger_targets = 0                     # 1: every update also regresses the tri
 standardize = 0                         # 1: centre and scale each descriptor entry by its spread over the training
                                         # images' first regions (folded into the checkpoint's first layer)
 update_every = 1                        # k > 1: one minibatch step after every k-th agent step (1: after each)
+images_per_epoch = 0                    # N > 0: each epoch searches N training images drawn afresh from all of them
+                                        # (0: every image every epoch); more images at the same number of steps
 validation_images = 0                   # N > 0: hold out the last N training images, test the greedy agent on them
                                         # after every epoch; testing with --epoch best uses the best epoch
 seed = 0

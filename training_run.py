@@ -68,7 +68,7 @@ def preflight(settings):
 # (an older checkpoint's, a library caller's) gets these values
 LEARNING_OPTIONS = {"target_update": 0, "double_dqn": 0, "loss": "mse", "weight_decay": 0.0, "flip": 0,
                     "validation_images": 0, "guided_exploration": 0, "oracle": 0, "trigger_targets": 0,
-                    "standardize": 0, "update_every": 1}
+                    "standardize": 0, "update_every": 1, "images_per_epoch": 0}
 # options that change how the searches are run (the rest change the update or the data); printed when on
 SEARCH_OPTIONS = ("flip", "guided_exploration", "oracle")
 
@@ -104,6 +104,10 @@ def check_learning_options(settings):
     if isinstance(update_every, bool) or not isinstance(update_every, int) or update_every < 1:
         raise UserError(f"update_every must be a whole number of steps, 1 or more (1: a minibatch step after "
                         f"every agent step, the paper's), got {update_every}")
+    images_per_epoch = learning_option(settings, "images_per_epoch")
+    if isinstance(images_per_epoch, bool) or not isinstance(images_per_epoch, int) or images_per_epoch < 0:
+        raise UserError(f"images_per_epoch must be a whole number of images, 0 (every training image, the paper's) "
+                        f"or more, got {images_per_epoch}")
 
 
 def make_learner(settings, model):
@@ -215,6 +219,12 @@ def train(settings, make_features, model_label):
     switched_on = {name: 1 for name in (*SEARCH_OPTIONS, "standardize") if learning_option(settings, name)}
     if learning_option(settings, "update_every") != 1:
         switched_on["update_every"] = learning_option(settings, "update_every")
+    per_epoch = learning_option(settings, "images_per_epoch")
+    if per_epoch:
+        switched_on["images_per_epoch"] = per_epoch
+        if per_epoch >= len(records):
+            print(f"images_per_epoch {per_epoch}: only {len(records)} training images, so every epoch searches "
+                  f"all of them")
     if learner.options or switched_on or validation:
         extras = {**learner.options, **switched_on, **({"validation_images": len(validation)} if validation else {})}
         print("learning options (not the paper's method): " + ", ".join(f"{k} {v}" for k, v in extras.items()))
@@ -244,6 +254,8 @@ def train(settings, make_features, model_label):
                 started = time.perf_counter()
                 used = 0
                 order = rng.permutation(len(records))
+                if per_epoch:           # a fresh draw of the training images each epoch, the same stream of draws
+                    order = order[:per_epoch]
                 progress = tqdm(order, desc=f"epoch {epoch}", unit="img", leave=False,
                                 disable=not sys.stderr.isatty())
                 for index in progress:

@@ -86,6 +86,7 @@ def test_bad_option_values_are_refused(dataset, tmp_path, monkeypatch):
                            (["--weight_decay", "-0.1"], "weight_decay cannot be negative"),
                            (["--flip", "2"], "flip takes 0 or 1"),
                            (["--update_every", "0"], "update_every must be a whole number of steps, 1 or more"),
+                           (["--images_per_epoch", "-1"], "images_per_epoch must be a whole number of images"),
                            (["--validation_images", "4"], "validation_images 4: only 4 training images")):
         with pytest.raises(UserError, match=message):
             image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(tmp_path / "m"), *TINY,
@@ -154,6 +155,28 @@ def test_update_every_takes_a_step_after_every_kth_agent_step_and_resumes_exactl
     # the memory (12 transitions) is full from epoch 1 on: steps 3, 6, 9, … of each epoch take a minibatch step
     assert all(row["updates"] == row["steps"] // 3 for row in log[1:]) and log[1]["steps"] >= 3
     assert log[0]["updates"] <= log[0]["steps"] // 3
+
+
+def test_images_per_epoch_draws_that_many_images_afresh_each_epoch_and_resumes_exactly(dataset, tmp_path,
+                                                                                        monkeypatch, capsys):
+    import training_run
+    monkeypatch.setattr(image_zooms_training, "make_features", tiny_features)
+    searched = []
+    load = training_run.load_record_image
+    monkeypatch.setattr(training_run, "load_record_image",
+                        lambda record, report: searched.append(record.image_id) or load(record, report))
+    straight, log = train_straight_and_resumed(dataset, tmp_path, ["--images_per_epoch", "2"])
+    assert "learning options (not the paper's method): images_per_epoch 2" in capsys.readouterr().out
+    assert [row["images"] for row in log] == [2, 2, 2]
+    first_run = searched[:6]                              # the straight run's 3 epochs of 2 images
+    assert len(set(first_run)) > 2                        # not the same 2 images every epoch
+    # every image every epoch takes the same draws as the paper's loop: the same weights as without the option
+    image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(tmp_path / "all"), *TINY,
+                               "--epochs", "2", "--images_per_epoch", "4"])
+    image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(tmp_path / "off"), *TINY,
+                               "--epochs", "2"])
+    assert same_weights(tmp_path / "all" / "model0.weights.h5", tmp_path / "off" / "model0.weights.h5")
+    assert "only 4 training images, so every epoch searches all of them" in capsys.readouterr().out
 
 
 def test_options_off_leave_the_log_as_it_was(dataset, tmp_path, monkeypatch):

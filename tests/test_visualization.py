@@ -64,6 +64,8 @@ def test_animate_search_writes_one_frame_per_step(tmp_path):
         assert gif.format == 'GIF' and gif.is_animated and gif.n_frames == 4
         frames = [np.asarray(gif.seek(index) or gif.convert('RGB')) for index in range(gif.n_frames)]
     assert any(not np.array_equal(frames[0], frame) for frame in frames[1:])     # the region moves
+    # the 256-colour palette keeps the image's colours: the red block (rows 40-80, columns 60-120) at twice the size
+    assert np.abs(frames[0][100:140, 140:220].astype(int) - [220, 40, 40]).max() <= 24
     with Image.open(animate_search(make_image(dtype=np.float32), make_steps(1, with_q_values=False),
                                    tmp_path / 'one.gif')) as gif:
         assert gif.n_frames == 1
