@@ -216,10 +216,12 @@ def draw_training_search(image, steps, path, title=None):
     return draw_search(image, steps, path, title=title or 'training search', paint_triggers=False)
 
 
-def animate_search(image, steps, path, title=None, paint_triggers=True, frame_ms=ANIMATION_FRAME_MS):
+def animate_search(image, steps, path, title=None, paint_triggers=True, frame_ms=ANIMATION_FRAME_MS,
+                   fast_palette=True):
     """Write a search of one image as an animated GIF at ``path`` (one frame per step); returns the path.
 
-    Same arguments as ``draw_search``. Each frame shows, left, the image as the agent saw it at that step (regions
+    Same arguments as ``draw_search``; ``fast_palette`` False leaves each frame's 256 colours to PIL's default
+    (median cut, about 20× slower: the baseline of ``experiments/draw_benchmark.py``). Each frame shows, left, the image as the agent saw it at that step (regions
     triggered before it painted) with the earlier regions of its search thin and the step's region thick (red for a
     trigger); right, the step's region zoomed as the agent sees it; below, 'step k/N: action' and the trigger's
     Q-value when the agent has one. The last frame stays three times as long.
@@ -267,8 +269,8 @@ def animate_search(image, steps, path, title=None, paint_triggers=True, frame_ms
     if os.path.dirname(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
     durations = [frame_ms] * (len(frames) - 1) + [3 * frame_ms]
-    # a GIF frame holds 256 colours: a fast octree palette for each (PIL's default, median cut, takes ~0.14 s a frame)
-    frames = [frame.quantize(256, method=Image.Quantize.FASTOCTREE) for frame in frames]
+    if fast_palette:        # a GIF frame holds 256 colours: a fast octree palette for each
+        frames = [frame.quantize(256, method=Image.Quantize.FASTOCTREE) for frame in frames]
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0, optimize=False)
     return path
 
