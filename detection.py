@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -258,6 +259,11 @@ def detect_many(images, model, path_vgg="./vgg16_weights.h5", features=None, sca
         raise UserError(f"detections must be one of {DETECTION_PROTOCOLS}, got {detections!r}")
     arrays = [as_rgb_image(image) for image in images]
     agent = TrainedAgent(QNetworkPolicy(load_q_network(model, weights_order)), trigger_bias=trigger_bias)
+    trained_here = re.fullmatch(r"model(\d+)(_epoch_\d+|_best)?\.weights\.h5", Path(str(model)).name)
+    if features is None and isinstance(model, (str, os.PathLike)) and trained_here:
+        from run_folder import check_trained_features       # a training run's file: its features_model<k>.json
+        check_trained_features(Path(model).parent, int(trained_here.group(1)), path_vgg, scale_subregion,
+                               what="detect()")
     if features is None:
         from features import ImageZoomsFeatures
         features = ImageZoomsFeatures(path_vgg, precision=vgg_precision)

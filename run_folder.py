@@ -260,6 +260,35 @@ def read_features_file(path):
     return describing if isinstance(describing, dict) else None
 
 
+# path_vgg keywords: weights that are the same wherever they are read from
+NAMED_VGG_WEIGHTS = ("random", "imagenet", "hed")
+
+
+def check_trained_features(path_model, class_idx, path_vgg, scale_subregion, what="this test"):
+    """A trained agent is searched with the descriptors it was trained on: a ``path_vgg`` other than the training
+    run's (:func:`features_path` in ``path_model``) is a UserError where either is a keyword ('random', 'hed', …), a
+    warning where both are files (the same weights may have moved); another ``scale_subregion`` is a warning (a test
+    of the other hierarchy may be meant). Checkpoints without the file (earlier versions) are not checked."""
+    path = features_path(path_model, class_idx)
+    trained = read_features_file(path)
+    if trained is None or "path_vgg" not in trained:
+        return
+    given, used = str(path_vgg), str(trained["path_vgg"])
+    if given != used:
+        if given in NAMED_VGG_WEIGHTS or used in NAMED_VGG_WEIGHTS:
+            remedy = f"Test with --path_vgg {used}" if what == "this test" else f"Pass path_vgg={used!r}"
+            raise UserError(f"{path_model}/ was trained on path_vgg {used!r} ({path.name}), {what} uses path_vgg "
+                            f"{given!r}: its Q-network reads other descriptors. {remedy}, or train on {given} first")
+        if Path(given).resolve() != Path(used).resolve():
+            warnings.warn(f"{path_model}/ was trained on path_vgg {used!r} ({path.name}), {what} uses {given!r}: "
+                          f"unless the two files hold the same weights, its Q-network reads other descriptors",
+                          UserWarning, stacklevel=3)
+    scale = trained.get("scale_subregion")
+    if scale is not None and abs(float(scale) - float(scale_subregion)) > 1e-9:
+        warnings.warn(f"{path_model}/ was trained with scale_subregion {scale} ({path.name}), {what} searches with "
+                      f"{scale_subregion}", UserWarning, stacklevel=3)
+
+
 # the settings that decide what the Q-network reads: the VGG-16 weights, their arithmetic, the hierarchy
 DESCRIBING_SETTINGS = ("path_vgg", "vgg_precision", "scale_subregion")
 

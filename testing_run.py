@@ -12,7 +12,8 @@ import numpy as np
 from dataset import SkipReport, load_record_image
 from errors import UserError
 from parse_xml_annotations import class_ids, several_classes
-from run_folder import (DamagedFile, best_epoch, best_path, check_weights, checkpoint_path, existing_epochs,
+from run_folder import (DamagedFile, best_epoch, best_path, check_trained_features, check_weights,
+                        checkpoint_path, existing_epochs,
                         features_path, log_path, read_features_file, read_log, test_options)
 from runtime import seed_everything, write_json
 from settings import check_dataset, check_path_vgg, class_index
@@ -37,36 +38,8 @@ def preflight(settings, model_label):
         trained_weights(settings, class_index(settings), model_label)
     check_path_vgg(settings.path_vgg)
     if not several_classes(settings.class_object) and not model_name(settings):
-        check_trained_features(settings, class_index(settings))
-
-
-# path_vgg keywords: weights that are the same wherever they are read from
-NAMED_VGG_WEIGHTS = ("random", "imagenet", "hed")
-
-
-def check_trained_features(settings, class_idx):
-    """The trained agent is tested on the descriptors it was trained on: a ``path_vgg`` other than the training
-    run's (``run_folder.features_path``) is a UserError where either is a keyword ('random', 'hed', …), a warning
-    where both are files (the same weights may have moved); another ``scale_subregion`` is a warning (a test of the
-    other hierarchy may be meant). Checkpoints without the file (earlier versions) are not checked."""
-    path = features_path(settings.path_model, class_idx)
-    trained = read_features_file(path)
-    if trained is None or "path_vgg" not in trained:
-        return
-    given, used = str(settings.path_vgg), str(trained["path_vgg"])
-    if given != used:
-        if given in NAMED_VGG_WEIGHTS or used in NAMED_VGG_WEIGHTS:
-            raise UserError(f"{settings.path_model}/ was trained on path_vgg {used!r} ({path.name}), this test "
-                            f"uses path_vgg {given!r}: its Q-network reads other descriptors. Test with --path_vgg "
-                            f"{used}, or train on {given} first")
-        if Path(given).resolve() != Path(used).resolve():
-            warnings.warn(f"{settings.path_model}/ was trained on path_vgg {used!r} ({path.name}), this test uses "
-                          f"{given!r}: unless the two files hold the same weights, its Q-network reads other "
-                          f"descriptors", UserWarning, stacklevel=2)
-    scale = trained.get("scale_subregion")
-    if scale is not None and abs(float(scale) - float(settings.scale_subregion)) > 1e-9:
-        warnings.warn(f"{settings.path_model}/ was trained with scale_subregion {scale} ({path.name}), this test "
-                      f"searches with {settings.scale_subregion}", UserWarning, stacklevel=2)
+        check_trained_features(settings.path_model, class_index(settings), settings.path_vgg,
+                               settings.scale_subregion)
 
 
 def trigger_bias(settings):

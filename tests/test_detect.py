@@ -241,3 +241,12 @@ def test_detect_errors(tmp_path, features):
         detect(photo(), model, features=features, scale_subregion=1.5)
     with pytest.raises(UserError, match="detections"):
         detect(photo(), model, features=features, detections="all")
+
+
+def test_detect_on_a_training_runs_file_checks_the_weights_it_was_trained_on(trained):
+    # the tiny run trained on path_vgg random (its features_model0.json): another keyword stops before any VGG-16 is
+    # built, naming both, for the latest weights and an epoch's
+    for name in ("model0.weights.h5", "model0_epoch_0.weights.h5"):
+        with pytest.raises(UserError, match=r"was trained on path_vgg 'random' \(features_model0.json\), detect\(\) "
+                                            r"uses path_vgg 'hed'.*Pass path_vgg='random'"):
+            detect(photo(), trained / name, path_vgg="hed")
