@@ -13,8 +13,7 @@ from dataset import SkipReport, load_record_image
 from errors import UserError
 from parse_xml_annotations import class_ids, several_classes
 from run_folder import (DamagedFile, best_epoch, best_path, check_trained_features, check_weights,
-                        checkpoint_path, existing_epochs,
-                        features_path, log_path, read_features_file, read_log, test_options)
+                        checkpoint_path, existing_epochs, log_path, read_log, test_options)
 from runtime import seed_everything, write_json
 from settings import check_dataset, check_path_vgg, class_index
 

@@ -220,11 +220,12 @@ def animate_search(image, steps, path, title=None, paint_triggers=True, frame_ms
                    fast_palette=True):
     """Write a search of one image as an animated GIF at ``path`` (one frame per step); returns the path.
 
-    Same arguments as ``draw_search``; ``fast_palette`` False leaves each frame's 256 colours to PIL's default
-    (median cut, about 20× slower: the baseline of ``experiments/draw_benchmark.py``). Each frame shows, left, the image as the agent saw it at that step (regions
-    triggered before it painted) with the earlier regions of its search thin and the step's region thick (red for a
-    trigger); right, the step's region zoomed as the agent sees it; below, 'step k/N: action' and the trigger's
-    Q-value when the agent has one. The last frame stays three times as long.
+    Same arguments as ``draw_search``; ``fast_palette`` False leaves each frame's 256 colours to Pillow's default
+    (median cut, about 10× slower: the baseline of ``experiments/draw_benchmark.py``). Each frame shows, left, the
+    image as the agent saw it at that step (regions triggered before it painted) with the earlier regions of its
+    search thin and the step's region thick (red for a trigger); right, the step's region zoomed as the agent sees
+    it; below, 'step k/N: action' and the trigger's Q-value when the agent has one. The last frame stays three times
+    as long.
     """
     from PIL import Image, ImageDraw, ImageFont
 
