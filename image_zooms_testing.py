@@ -23,6 +23,7 @@ scale_subregion = 3.0 / 4               # must match training
 number_of_steps = 10                    # regions analysed per image, in all
 only_first_object = 0                   # 1: one search per image (the paper's protocol)
 bool_draw = 0                           # 1: one PNG per image with its whole search
+draw_images = 0                         # with bool_draw: the first N images' searches only; 0: all
 agent = "trained"                       # trained | random | upper_bound
 epoch = -1                              # checkpoint epoch; -1: the latest
 model_name = ""                         # a weights file in path_model instead of our checkpoints, as in 2016:

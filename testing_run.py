@@ -22,6 +22,7 @@ def preflight(settings, model_label):
     """The user's mistakes a test run can see without TensorFlow, each answered in one line (UserError) before
     the seconds TensorFlow takes to import: class, test dataset, the trained agent's checkpoint, VGG-16 weights."""
     class_ids(settings.class_object)
+    draw_images(settings)
     own_images = bool(getattr(settings, "image", None))
     if not own_images:
         check_dataset(settings.path_voc_test, "test", settings.class_object, "path_voc_test")
@@ -39,6 +40,14 @@ def preflight(settings, model_label):
     if not several_classes(settings.class_object) and not model_name(settings):
         check_trained_features(settings.path_model, class_index(settings), settings.path_vgg,
                                settings.scale_subregion)
+
+
+def draw_images(settings):
+    """With ``bool_draw``, how many images' searches are drawn (the first N in test order; 0: every image)."""
+    value = getattr(settings, "draw_images", 0)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise UserError(f"draw_images must be a whole number ≥ 0 (0: every image), got {value!r}")
+    return int(value)
 
 
 def trigger_bias(settings):
@@ -105,6 +114,7 @@ def test(settings, make_features, model_label):
     # searches, in lockstep over chunks of images (an unreadable image is left out of the evaluation)
     started = time.perf_counter()
     detections, ground_truth, all_trajectories = [], {}, {}
+    drawn, draw_limit = [], draw_images(settings)
     chunk = 16
     for start in range(0, len(records), chunk):
         pairs = [(r, load_record_image(r, report) if needs_pixels else None) for r in records[start:start + chunk]]
@@ -122,7 +132,8 @@ def test(settings, make_features, model_label):
                                        "search": step["search"], "step": step["step"],
                                        "triggered": step["triggered"]})
             all_trajectories[key] = trajectory
-            if settings.bool_draw:
+            if settings.bool_draw and (not draw_limit or len(drawn) < draw_limit):
+                drawn.append(key)
                 from visualization import animate_search, draw_search
                 title = f"{model_label} {settings.agent}: {key}"
                 draw_search(image, trajectory, out_folder / "searches" / f"{key}.png", title=title)

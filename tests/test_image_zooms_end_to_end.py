@@ -10,6 +10,7 @@ import pytest
 
 import image_zooms_testing
 import image_zooms_training
+from errors import UserError
 
 pytestmark = pytest.mark.usefixtures("small_q_network")   # plumbing, not the paper's width (conftest.py)
 
@@ -91,6 +92,18 @@ def test_testing_writes_results_with_the_documented_keys(trained, dataset, tmp_p
     assert [gif.stem for gif in gifs] == sorted(png.stem for png in (tmp_path / "searches").glob("*.png"))
     with Image.open(gifs[0]) as gif:
         assert gif.is_animated and gif.n_frames == counts[gifs[0].stem] > 1
+
+
+def test_draw_images_draws_the_first_searches_only_and_tests_every_image(trained, dataset, tmp_path):
+    models, _ = trained
+    every = run_test(dataset, models, tmp_path / "every")
+    first = run_test(dataset, models, tmp_path / "first", "--bool_draw", "1", "--draw_images", "2")
+    assert first["num_images"] == every["num_images"] > 2 and first["detections"] == every["detections"]
+    first_two = sorted(list(first["trajectories"])[:2])
+    assert sorted(png.stem for png in (tmp_path / "first" / "searches").glob("*.png")) == first_two
+    assert sorted(gif.stem for gif in (tmp_path / "first" / "searches").glob("*.gif")) == first_two
+    with pytest.raises(UserError, match="draw_images must be a whole number"):
+        run_test(dataset, models, tmp_path / "bad", "--bool_draw", "1", "--draw_images", "-1")
 
 
 def test_same_seed_same_results(trained, dataset, tmp_path):
