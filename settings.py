@@ -6,6 +6,7 @@ default's type; unknown flags and wrongly typed values stop with argparse's one-
 from __future__ import annotations
 
 import argparse
+import numbers
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -145,6 +146,11 @@ def class_index(settings):
 # checks of the user's settings before TensorFlow is imported (one line in under 2 s, not 7 lines after 5 s)
 
 PATH_VGG_KEYWORDS = ("random", "imagenet", "hed")
+
+
+def is_whole_number(value, least=0):
+    """Whether a setting's ``value`` is an integer (not a boolean) of at least ``least``."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= least
 
 
 def check_dataset(path_voc, set_name, class_object, setting_name):

@@ -15,7 +15,7 @@ from parse_xml_annotations import class_ids, several_classes
 from run_folder import (DamagedFile, best_epoch, best_path, check_trained_features, check_weights,
                         checkpoint_path, existing_epochs, log_path, read_log, test_options)
 from runtime import seed_everything, write_json
-from settings import check_dataset, check_path_vgg, class_index
+from settings import check_dataset, check_path_vgg, class_index, is_whole_number
 
 
 def preflight(settings, model_label):
@@ -45,7 +45,7 @@ def preflight(settings, model_label):
 def draw_images(settings):
     """With ``bool_draw``, how many images' searches are drawn (the first N in test order; 0: every image)."""
     value = getattr(settings, "draw_images", 0)
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+    if not is_whole_number(value):
         raise UserError(f"draw_images must be a whole number ≥ 0 (0: every image), got {value!r}")
     return int(value)
 
@@ -114,7 +114,7 @@ def test(settings, make_features, model_label):
     # searches, in lockstep over chunks of images (an unreadable image is left out of the evaluation)
     started = time.perf_counter()
     detections, ground_truth, all_trajectories = [], {}, {}
-    drawn, draw_limit = [], draw_images(settings)
+    drawn, draw_limit = 0, draw_images(settings)
     chunk = 16
     for start in range(0, len(records), chunk):
         pairs = [(r, load_record_image(r, report) if needs_pixels else None) for r in records[start:start + chunk]]
@@ -132,8 +132,8 @@ def test(settings, make_features, model_label):
                                        "search": step["search"], "step": step["step"],
                                        "triggered": step["triggered"]})
             all_trajectories[key] = trajectory
-            if settings.bool_draw and (not draw_limit or len(drawn) < draw_limit):
-                drawn.append(key)
+            if settings.bool_draw and (not draw_limit or drawn < draw_limit):
+                drawn += 1
                 from visualization import animate_search, draw_search
                 title = f"{model_label} {settings.agent}: {key}"
                 draw_search(image, trajectory, out_folder / "searches" / f"{key}.png", title=title)

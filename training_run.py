@@ -30,7 +30,7 @@ from run_folder import (DamagedFile, best_path, check_weights, checkpoint_path, 
                         resume_state_path, write_features_file, write_log, write_resume_state,
                         write_together)
 from runtime import Interrupted, StopSignals, seed_everything
-from settings import check_dataset, check_path_vgg, class_index
+from settings import check_dataset, check_path_vgg, class_index, is_whole_number
 
 
 def preflight(settings):
@@ -101,11 +101,11 @@ def check_learning_options(settings):
     if learning_option(settings, "validation_images") < 0:
         raise UserError(f"validation_images cannot be negative, got {learning_option(settings, 'validation_images')}")
     update_every = learning_option(settings, "update_every")
-    if isinstance(update_every, bool) or not isinstance(update_every, int) or update_every < 1:
+    if not is_whole_number(update_every, least=1):
         raise UserError(f"update_every must be a whole number of steps, 1 or more (1: a minibatch step after "
                         f"every agent step, the paper's), got {update_every}")
     images_per_epoch = learning_option(settings, "images_per_epoch")
-    if isinstance(images_per_epoch, bool) or not isinstance(images_per_epoch, int) or images_per_epoch < 0:
+    if not is_whole_number(images_per_epoch):
         raise UserError(f"images_per_epoch must be a whole number of images, 0 (every training image, the paper's) "
                         f"or more, got {images_per_epoch}")
 
