@@ -32,7 +32,8 @@ class NonFiniteLoss(ArithmeticError):
 
 
 def train_image(env, describer, learner, memory, rng, epsilon, number_of_steps, batch_size, stats,
-                trajectory=None, guided_exploration=False, oracle=False, trigger_targets=False, update_every=1):
+                trajectory=None, guided_exploration=False, oracle=False, trigger_targets=False, update_every=1,
+                expert_actions=False):
     """All training searches on one image: one per target-class object, each from the whole image.
 
     ``stats`` (a dict of counters) is updated in place; ``trajectory``, if a list, receives the steps for drawing.
@@ -44,7 +45,9 @@ def train_image(env, describer, learner, memory, rng, epsilon, number_of_steps, 
     to the upper bound's returns (:func:`reinforcement.upper_bound_q_values`) instead of Q-learning targets;
     ``trigger_targets`` stores with each transition the reward a trigger would get in its state, which the
     learner (built with the same option) regresses the trigger output to at every update; ``update_every`` k > 1
-    takes a minibatch step after every k-th agent step of the epoch (``stats["steps"]``) instead of after each.
+    takes a minibatch step after every k-th agent step of the epoch (``stats["steps"]``) instead of after each;
+    ``expert_actions`` stores with each transition the upper-bound agent's action in its state (the best of
+    :func:`reinforcement.upper_bound_q_values`), for a learner built with ``expert_margin``.
     """
     for _ in range(len(env.boxes)):
         if not env.available.any():
@@ -57,7 +60,8 @@ def train_image(env, describer, learner, memory, rng, epsilon, number_of_steps, 
             # act: forced trigger when the region already covers its target, else ε-greedy
             _, current_iou = env.target(env.region)
             q_values = None
-            targets = upper_bound_q_values(env, learner.gamma, number_of_steps) if oracle else None
+            targets = (upper_bound_q_values(env, learner.gamma, number_of_steps) if oracle or expert_actions
+                       else None)
             if current_iou > 0.5:
                 action = TRIGGER
             elif rng.random() < epsilon:
@@ -73,8 +77,9 @@ def train_image(env, describer, learner, memory, rng, epsilon, number_of_steps, 
             # the next state is only needed when the search goes on (a terminal target ignores it)
             next_state = state if done else make_states(describer, [env])[0]
             # store
-            memory.add(state, action, reward, next_state, done, targets,
-                       trigger_reward(current_iou) if trigger_targets else None)
+            memory.add(state, action, reward, next_state, done, targets if oracle else None,
+                       trigger_reward(current_iou) if trigger_targets else None,
+                       int(np.argmax(targets)) if expert_actions else None)
             stats["steps"] += 1
             stats["reward"] += reward
             if trajectory is not None:
@@ -85,7 +90,7 @@ def train_image(env, describer, learner, memory, rng, epsilon, number_of_steps, 
             # learn: one minibatch step per agent step (per update_every steps) once the memory is full
             if memory.full and stats["steps"] % update_every == 0:
                 loss = (learner.regress(memory.sample_targets(batch_size, rng)) if oracle
-                        else learner.update(memory.sample(batch_size, rng, trigger_targets)))
+                        else learner.update(memory.sample(batch_size, rng, trigger_targets, expert_actions)))
                 stats["updates"] += 1
                 if not np.isfinite(loss):
                     raise NonFiniteLoss(loss, stats["updates"])

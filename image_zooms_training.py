@@ -55,6 +55,8 @@ trigger_targets = 0                     # 1: every update also regresses the tri
                                         # would get in the sampled state (±3 by its IoU, from the annotations)
 standardize = 0                         # 1: centre and scale each descriptor entry by its spread over the training
                                         # images' first regions (folded into the checkpoint's first layer)
+expert_margin = 0.0                     # m > 0: DQfD's large-margin loss (Hester et al. 2018) towards the upper-bound
+                                        # agent's action in each sampled state is added to Q-learning's (0.8: DQfD's)
 update_every = 1                        # k > 1: one minibatch step after every k-th agent step (1: after each)
 images_per_epoch = 0                    # N > 0: each epoch searches N training images drawn afresh from all of them
                                         # (0: every image every epoch); more images at the same number of steps

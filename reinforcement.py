@@ -287,16 +287,21 @@ class ReplayMemory:
         self.terminals = np.zeros(self.capacity, dtype=np.float32)
         self.targets = np.zeros((self.capacity, NUM_ACTIONS), dtype=np.float32)   # the oracle diagnostic's only
         self.trigger_targets = np.zeros(self.capacity, dtype=np.float32)           # the trigger_targets option's
+        self.expert_actions = np.full(self.capacity, -1, dtype=np.int32)             # the expert_margin option's
         self.pos = 0
         self.full = False
 
     def __len__(self):
         return self.capacity if self.full else self.pos
 
-    def add(self, state, action, reward, next_state, terminal, targets=None, trigger_target=None):
+    def add(self, state, action, reward, next_state, terminal, targets=None, trigger_target=None,
+            expert_action=None):
         """Store a transition; ``targets``: the six regression targets of the ``oracle`` diagnostic, if any;
-        ``trigger_target``: the reward a trigger would get in ``state`` (the ``trigger_targets`` option), if any."""
+        ``trigger_target``: the reward a trigger would get in ``state`` (the ``trigger_targets`` option), if any;
+        ``expert_action``: the upper-bound agent's action in ``state`` (the ``expert_margin`` option), if any."""
         self.states[self.pos] = state
+        if expert_action is not None:
+            self.expert_actions[self.pos] = expert_action
         if targets is not None:
             self.targets[self.pos] = targets
         if trigger_target is not None:
@@ -308,13 +313,15 @@ class ReplayMemory:
         self.pos = (self.pos + 1) % self.capacity
         self.full = self.full or self.pos == 0
 
-    def sample(self, batch_size, rng, trigger_targets=False):
+    def sample(self, batch_size, rng, trigger_targets=False, expert_actions=False):
         """A uniformly random minibatch (without replacement) as a tuple of arrays ``(s, a, r, s′, terminal)``;
-        with ``trigger_targets`` the stored trigger targets of s follow (the same draw from ``rng``)."""
+        with ``trigger_targets`` the stored trigger targets of s follow, then with ``expert_actions`` the stored
+        upper-bound actions in s (the same draw from ``rng`` whichever follow)."""
         indices = rng.choice(len(self), size=batch_size, replace=False)
         batch = (self.states[indices], self.actions[indices], self.rewards[indices],
                  self.next_states[indices], self.terminals[indices])
-        return batch + (self.trigger_targets[indices],) if trigger_targets else batch
+        batch += (self.trigger_targets[indices],) if trigger_targets else ()
+        return batch + (self.expert_actions[indices],) if expert_actions else batch
 
     def sample_targets(self, batch_size, rng):
         """A uniformly random minibatch of ``(states, targets)`` (the ``oracle`` diagnostic's regression)."""
@@ -330,6 +337,8 @@ class ReplayMemory:
             arrays["targets"] = self.targets
         if self.trigger_targets.any():
             arrays["trigger_targets"] = self.trigger_targets
+        if (self.expert_actions >= 0).any():
+            arrays["expert_actions"] = self.expert_actions
         return arrays
 
     def load_state_dict(self, arrays):
@@ -337,6 +346,7 @@ class ReplayMemory:
             getattr(self, name)[...] = arrays[name]
         self.targets[...] = arrays["targets"] if "targets" in arrays else 0.0
         self.trigger_targets[...] = arrays["trigger_targets"] if "trigger_targets" in arrays else 0.0
+        self.expert_actions[...] = arrays["expert_actions"] if "expert_actions" in arrays else -1
         self.pos, self.full = int(arrays["pos"]), bool(arrays["full"])
 
 
@@ -365,6 +375,17 @@ def q_targets(q_states, q_next_states, actions, rewards, terminals, gamma, q_nex
     return targets * (1.0 - trigger) + trigger * ops.expand_dims(ops.cast(trigger_targets, q_states.dtype), 1)
 
 
+def margin_loss(q_values, expert_actions, margin):
+    """The large-margin loss of deep Q-learning from demonstrations (DQfD; Hester et al., AAAI 2018), averaged
+    over the minibatch: ``max_a [Q(s, a) + margin · (a ≠ a_E)] − Q(s, a_E)``, zero where the expert's action
+    a_E already leads every other by at least ``margin``. The ``expert_margin`` option adds it to Q-learning's
+    loss with a_E the upper-bound agent's action in s. Works on NumPy arrays and on tensors alike (keras.ops)."""
+    from keras import ops
+    expert = ops.one_hot(expert_actions, NUM_ACTIONS, dtype=q_values.dtype)
+    lead = ops.max(q_values + margin * (1.0 - expert), axis=1) - ops.sum(q_values * expert, axis=1)
+    return ops.mean(lead)
+
+
 def q_targets_reference(model, batch, gamma):
     """The 2016 pattern, kept as a slow obvious reference: one ``predict`` per sample for Q(s) and Q(s′)."""
     states, actions, rewards, next_states, terminals = batch
@@ -391,11 +412,12 @@ class QLearner:
     ``loss`` "huber": Huber loss (δ = 1) instead of MSE; ``weight_decay`` w > 0: AdamW, every update shrinks the
     weights by ``learning_rate · w`` (decoupled weight decay); ``trigger_targets``: every sampled state's trigger
     output is also regressed to the reward a trigger would get there (the minibatch carries them, see
-    :meth:`ReplayMemory.sample`).
+    :meth:`ReplayMemory.sample`); ``expert_margin`` m > 0: DQfD's large-margin loss (:func:`margin_loss`) towards
+    the upper-bound agent's action in each sampled state is added to the loss (the minibatch carries the actions).
     """
 
     def __init__(self, model, gamma=0.9, learning_rate=1e-6, target_update=0, double_dqn=False, loss="mse",
-                 weight_decay=0.0, trigger_targets=False):
+                 weight_decay=0.0, trigger_targets=False, expert_margin=0.0):
         import keras
         import tensorflow as tf
         if loss not in LOSSES:
@@ -409,6 +431,9 @@ class QLearner:
         self.loss = loss
         self.weight_decay = float(weight_decay)
         self.trigger_targets = bool(trigger_targets)
+        self.expert_margin = float(expert_margin)
+        if self.expert_margin < 0:
+            raise ValueError(f"expert_margin cannot be negative, got {expert_margin}")
         if self.weight_decay > 0:
             self.optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=self.weight_decay)
         else:
@@ -437,9 +462,12 @@ class QLearner:
             options["weight_decay"] = self.weight_decay
         if self.trigger_targets:
             options["trigger_targets"] = 1
+        if self.expert_margin:
+            options["expert_margin"] = self.expert_margin
         return options
 
-    def _update_graph(self, states, actions, rewards, next_states, terminals, trigger_targets=None):
+    def _update_graph(self, states, actions, rewards, next_states, terminals, trigger_targets=None,
+                      expert_actions=None):
         """Layer 1's product (25,112 × 1,024, nearly all the arithmetic) is computed once for the 2B states and
         shared by the target pass (inference mode) and the training pass on s (dropout comes after it); its weight
         gradient is taken by hand, sᵀ·δ, so that s′ does not enter the backward product. The same operations as
@@ -458,6 +486,8 @@ class QLearner:
             tape.watch(hidden_states)
             q_values = dense3(dropout2(dense2(dropout1(hidden_states, training=True)), training=True))
             loss = tf.reduce_mean(tf.square(targets - q_values))
+            if expert_actions is not None:
+                loss += margin_loss(q_values, expert_actions, self.expert_margin)
         hidden_gradient, *upper_gradients = tape.gradient(loss, [hidden_states, *upper])
         pre_gradient = hidden_gradient * tf.cast(pre_activation[:batch_size] > 0, hidden_gradient.dtype)  # ReLU′
         gradients = [tf.matmul(states, pre_gradient, transpose_a=True), tf.reduce_sum(pre_gradient, axis=0),
@@ -465,7 +495,8 @@ class QLearner:
         self.optimizer.apply_gradients(zip(gradients, [dense1.kernel, dense1.bias, *upper]))
         return loss
 
-    def _update_graph_options(self, states, actions, rewards, next_states, terminals, trigger_targets=None):
+    def _update_graph_options(self, states, actions, rewards, next_states, terminals, trigger_targets=None,
+                              expert_actions=None):
         """The update with learning options (target network, double DQN, Huber loss): plain Keras calls, as the
         target network's Q(s′) cannot share the online network's first-layer product."""
         import tensorflow as tf
@@ -479,12 +510,15 @@ class QLearner:
                                              q_next_online, trigger_targets))
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
-            error = targets - self.model(states, training=True)
+            q_values = self.model(states, training=True)
+            error = targets - q_values
             if self.loss == "huber":
                 absolute = tf.abs(error)
                 loss = tf.reduce_mean(tf.where(absolute <= 1.0, 0.5 * tf.square(error), absolute - 0.5))
             else:
                 loss = tf.reduce_mean(tf.square(error))
+            if expert_actions is not None:
+                loss += margin_loss(q_values, expert_actions, self.expert_margin)
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
 
@@ -496,7 +530,8 @@ class QLearner:
 
     def targets(self, batch):
         """The regression targets the update uses (for tests and the benchmark)."""
-        states, actions, rewards, next_states, terminals, *trigger_targets = batch
+        states, actions, rewards, next_states, terminals, *extras = batch
+        trigger_targets = extras[:1] if self.trigger_targets else []
         q_both = self.model(np.concatenate([states, next_states]), training=False)
         q_both = np.asarray(q_both)
         q_states, q_next, q_next_online = q_both[:len(states)], q_both[len(states):], None
@@ -508,13 +543,19 @@ class QLearner:
 
     def update(self, batch):
         """One gradient step on ``(s, a, r, s′, terminal)`` (with ``trigger_targets``: and the trigger targets of
-        s, which it then requires); returns the loss as a float."""
-        states, actions, rewards, next_states, terminals, *trigger_targets = batch
-        if self.trigger_targets != bool(trigger_targets):
-            raise ValueError("a learner with trigger_targets needs minibatches with them, and only it takes them")
+        s, with ``expert_margin``: then the expert's actions in s, which it then requires); returns the loss as a
+        float."""
+        states, actions, rewards, next_states, terminals, *extras = batch
+        if len(extras) != int(self.trigger_targets) + int(self.expert_margin > 0):
+            raise ValueError("a learner with trigger_targets (expert_margin) needs minibatches with the trigger "
+                             "targets (the expert's actions), and only it takes them")
+        trigger_targets = np.asarray(extras.pop(0), np.float32) if self.trigger_targets else None
+        expert_actions = np.asarray(extras.pop(0), np.int32) if self.expert_margin else None
+        if expert_actions is not None and (expert_actions < 0).any():
+            raise ValueError("a minibatch for expert_margin holds transitions stored without the expert's action")
         self.sync_target()
         loss = self._update(states, actions.astype(np.int32), rewards.astype(np.float32), next_states,
-                            terminals.astype(np.float32), *(np.asarray(t, np.float32) for t in trigger_targets))
+                            terminals.astype(np.float32), trigger_targets, expert_actions)
         return float(loss)
 
     def regress(self, batch):

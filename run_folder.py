@@ -128,7 +128,7 @@ def check_weights(path):
 
 RESUME_STATE_ATTRIBUTES = ("epoch", "epsilon", "numpy_rng", "settings")
 REPLAY_MEMORY_ARRAYS = ("states", "next_states", "actions", "rewards", "terminals", "pos", "full")
-OPTIONAL_REPLAY_ARRAYS = ("targets", "trigger_targets")   # the oracle's and the trigger_targets option's
+OPTIONAL_REPLAY_ARRAYS = ("targets", "trigger_targets", "expert_actions")   # the oracle's, trigger_targets', expert_margin's
 STANDARDIZATION_ARRAYS = ("mean", "scale", "kernel", "bias")   # the standardize option's, with the unfolded layer
 
 

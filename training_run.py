@@ -68,7 +68,7 @@ def preflight(settings):
 # (an older checkpoint's, a library caller's) gets these values
 LEARNING_OPTIONS = {"target_update": 0, "double_dqn": 0, "loss": "mse", "weight_decay": 0.0, "flip": 0,
                     "validation_images": 0, "guided_exploration": 0, "oracle": 0, "trigger_targets": 0,
-                    "standardize": 0, "update_every": 1, "images_per_epoch": 0}
+                    "standardize": 0, "update_every": 1, "images_per_epoch": 0, "expert_margin": 0.0}
 # options that change how the searches are run (the rest change the update or the data); printed when on
 SEARCH_OPTIONS = ("flip", "guided_exploration", "oracle")
 
@@ -92,9 +92,13 @@ def check_learning_options(settings):
     if learning_option(settings, "weight_decay") < 0:
         raise UserError(f"weight_decay cannot be negative, got {learning_option(settings, 'weight_decay')}")
     if learning_option(settings, "oracle") and (target_update or learning_option(settings, "loss") != "mse"
-                                                or learning_option(settings, "trigger_targets")):
+                                                or learning_option(settings, "trigger_targets")
+                                                or learning_option(settings, "expert_margin")):
         raise UserError("oracle 1 regresses Q to the upper bound's returns with the squared error: it takes no "
-                        "target_update, double_dqn, loss huber or trigger_targets")
+                        "target_update, double_dqn, loss huber, trigger_targets or expert_margin")
+    if not learning_option(settings, "expert_margin") >= 0:
+        raise UserError(f"expert_margin must be 0 (off, the paper's) or a margin > 0 (DQfD's is 0.8), got "
+                        f"{learning_option(settings, 'expert_margin')}")
     for name in (*SEARCH_OPTIONS, "trigger_targets", "standardize"):         # the switches
         if learning_option(settings, name) not in (0, 1):
             raise UserError(f"{name} takes 0 or 1, got {learning_option(settings, name)}")
@@ -117,7 +121,8 @@ def make_learner(settings, model):
                     target_update=learning_option(settings, "target_update"),
                     double_dqn=bool(learning_option(settings, "double_dqn")), loss=learning_option(settings, "loss"),
                     weight_decay=learning_option(settings, "weight_decay"),
-                    trigger_targets=bool(learning_option(settings, "trigger_targets")))
+                    trigger_targets=bool(learning_option(settings, "trigger_targets")),
+                    expert_margin=learning_option(settings, "expert_margin"))
 
 
 def split_validation(records, count):
@@ -273,7 +278,8 @@ def train(settings, make_features, model_label):
                                     guided_exploration=bool(learning_option(settings, "guided_exploration")),
                                     oracle=bool(learning_option(settings, "oracle")),
                                     trigger_targets=learner.trigger_targets,
-                                    update_every=learning_option(settings, "update_every"))
+                                    update_every=learning_option(settings, "update_every"),
+                                    expert_actions=learner.expert_margin > 0)
                     except NonFiniteLoss as error:
                         raise UserError(non_finite_message(settings, class_idx, epoch, str(error))) from None
                     if trajectory:

@@ -372,17 +372,20 @@ def time_updates(settings, start, batches):
 
 
 # the learning options whose update differs from the paper's (docs/method.md §9), as QLearner takes them
-OPTION_LEARNERS = {"trigger_targets": dict(trigger_targets=True), "target_update": dict(target_update=100),
+OPTION_LEARNERS = {"trigger_targets": dict(trigger_targets=True), "expert_margin": dict(expert_margin=0.8), "target_update": dict(target_update=100),
                    "double_dqn": dict(target_update=100, double_dqn=True), "huber": dict(loss="huber"),
                    "weight_decay": dict(weight_decay=1e-4), "oracle": {}}
 
 
 def option_batch(name, batch, rng):
-    """``batch`` as the option's update takes it: with trigger targets (±3), or the oracle's (states, targets);
+    """``batch`` as the option's update takes it: with trigger targets (±3), with the expert's actions, or the
+    oracle's (states, targets);
     the values do not change the time."""
     size = len(batch[0])
     if name == "trigger_targets":
         return batch + (np.where(rng.random(size) < 0.5, 3.0, -3.0).astype(np.float32),)
+    if name == "expert_margin":
+        return batch + (rng.integers(0, 6, size).astype(np.int32),)
     if name == "oracle":
         return batch[0], rng.uniform(-3, 3, (size, 6)).astype(np.float32)
     return batch

@@ -1,8 +1,10 @@
-"""Three options that use the annotations in training, off by default: exploration guided by them
+"""Four options that use the annotations in training, off by default: exploration guided by them
 (``guided_exploration``), the oracle ceiling (``oracle``: the upper bound's returns regressed instead of
-Q-learning) and the trigger's known value as a target at every update (``trigger_targets``). Each is checked
-against values worked out by hand or by a slow reference, and to resume exactly."""
+Q-learning), the trigger's known value as a target at every update (``trigger_targets``) and DQfD's large-margin
+loss towards the upper-bound agent's action (``expert_margin``). Each is checked against values worked out by hand
+or by a slow reference, and to resume exactly."""
 import copy
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ import image_zooms_training
 from episodes import UpperBoundAgent, new_training_stats, train_image
 from metrics import iou_many
 from reinforcement import (NUM_ACTIONS, STATE_SIZE, TRIGGER, QLearner, ReplayMemory, ZoomEnvironment,
-                           build_q_network, q_targets, upper_bound_q_values, upper_bound_return)
+                           build_q_network, margin_loss, q_targets, upper_bound_q_values, upper_bound_return)
 from test_resume import TINY, same_weights, tiny_features
 
 
@@ -193,3 +195,80 @@ def test_oracle_refuses_the_options_its_regression_ignores(dataset, tmp_path, sm
         with pytest.raises(UserError, match="oracle 1 regresses Q to the upper bound's returns"):
             image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(tmp_path), *TINY,
                                        "--epochs", "1", "--oracle", "1", *flags])
+
+
+def test_margin_loss_by_hand():
+    q_values = np.array([[1.0, 2.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0, 5.0]], np.float32)
+    # expert 1 leads every other action by ≥ 0.8: no loss; expert 0: max(1, 2 + 0.8, 0.8, ...) − 1 = 1.8
+    assert float(margin_loss(q_values[:1], np.array([1]), 0.8)) == pytest.approx(0.0)
+    assert float(margin_loss(q_values[:1], np.array([0]), 0.8)) == pytest.approx(1.8)
+    # the trigger (5) leads by 5; expert 2 on that row: 5 + 0.8 − 0 = 5.8; the mean over the minibatch
+    assert float(margin_loss(q_values, np.array([1, TRIGGER]), 0.8)) == pytest.approx(0.0)
+    assert float(margin_loss(q_values, np.array([0, 2]), 0.8)) == pytest.approx((1.8 + 5.8) / 2)
+
+
+def test_expert_actions_are_the_upper_bound_agents_best_action_in_each_stored_state():
+    memory, rng, trajectory = ReplayMemory(1000), np.random.default_rng(2), []
+    expected = []
+
+    for _ in range(10):             # the upper bound's best action in each state, recorded before each step
+        env = one_plane()
+        original_step = env.step
+
+        def step(action, env=env, original_step=original_step):
+            expected.append(int(np.argmax(upper_bound_q_values(env, 0.9, 10))))
+            return original_step(action)
+        env.step = step
+        train_image(env, ZeroDescriber(), SimpleNamespace(gamma=0.9), memory, rng, 1.0, 10, 4,
+                    new_training_stats(), trajectory, expert_actions=True)     # the memory never fills: no update
+    assert memory.pos == len(expected) > 0
+    assert np.array_equal(memory.expert_actions[:memory.pos], expected)
+    assert len(set(expected)) > 1                                      # moves and triggers both appear
+    assert (memory.expert_actions[memory.pos:] == -1).all()           # unused slots: no action
+    plain = memory.sample(8, np.random.default_rng(5))
+    with_experts = memory.sample(8, np.random.default_rng(5), expert_actions=True)
+    assert all(np.array_equal(a, b) for a, b in zip(plain, with_experts[:5])) and len(with_experts) == 6
+    restored = ReplayMemory(1000)
+    restored.load_state_dict(memory.state_dict())
+    assert np.array_equal(restored.expert_actions, memory.expert_actions)
+    assert "expert_actions" not in ReplayMemory(4).state_dict()       # the paper's resume state is unchanged
+
+
+def test_expert_margin_teaches_the_experts_action_and_needs_minibatches_with_it():
+    rng = np.random.default_rng(0)
+    states = rng.random((32, STATE_SIZE), dtype=np.float32)
+    experts = np.where(states[:, 0] > 0.5, 0, TRIGGER).astype(np.int32)
+    # every transition a terminal trigger with reward 0: Q-learning's target alone teaches no preference
+    base = (states, np.full(32, TRIGGER, np.int32), np.zeros(32, np.float32), states, np.ones(32, np.float32))
+    learner = QLearner(build_q_network(seed=0), 0.9, 1e-4, expert_margin=0.8)
+    assert learner.options == {"expert_margin": 0.8}
+    for _ in range(60):
+        learner.update(base + (experts,))
+    assert np.mean(np.argmax(learner.q_values(states), axis=1) == experts) > 0.9
+    with pytest.raises(ValueError, match="expert_margin"):
+        learner.update(base)
+    with pytest.raises(ValueError, match="without the expert's action"):
+        learner.update(base + (np.full(32, -1, np.int32),))
+    both = QLearner(build_q_network(seed=0), 0.9, 1e-4, trigger_targets=True, expert_margin=0.8)
+    both.update(base + (np.full(32, 3.0, np.float32), experts))       # trigger targets, then the actions
+    with pytest.raises(ValueError, match="negative"):
+        QLearner(build_q_network(seed=0), 0.9, 1e-4, expert_margin=-1)
+
+
+def test_expert_margin_trains_and_resumes_exactly(dataset, tmp_path, capsys, monkeypatch, small_q_network):
+    from errors import UserError
+    monkeypatch.setattr(image_zooms_training, "make_features", tiny_features)
+
+    def train(folder, *extra):
+        image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(tmp_path / folder), *TINY,
+                                   "--trigger_targets", "1", "--expert_margin", "0.8", *extra])
+
+    train("straight", "--epochs", "3")
+    assert "learning options (not the paper's method): trigger_targets 1, expert_margin 0.8" in capsys.readouterr().out
+    train("resumed", "--epochs", "2")
+    train("resumed", "--epochs", "3", "-n", "2")
+    assert same_weights(tmp_path / "straight" / "model0.weights.h5", tmp_path / "resumed" / "model0.weights.h5")
+    with pytest.raises(UserError, match="expert_margin must be 0"):
+        train("bad", "--epochs", "1", "--expert_margin", "-1")
+    with pytest.raises(UserError, match="oracle 1 regresses"):
+        train("bad", "--epochs", "1", "--trigger_targets", "0", "--oracle", "1")
