@@ -236,8 +236,10 @@ def test_expert_actions_are_the_upper_bound_agents_best_action_in_each_stored_st
 
 def test_expert_margin_teaches_the_experts_action_and_needs_minibatches_with_it():
     rng = np.random.default_rng(0)
-    states = rng.random((32, STATE_SIZE), dtype=np.float32)
-    experts = np.where(states[:, 0] > 0.5, 0, TRIGGER).astype(np.int32)
+    # two groups of states the network can tell apart (every input shifted), one expert action for each
+    group = np.arange(32) % 2
+    states = (rng.random((32, STATE_SIZE)) * 0.5 + group[:, None] * 0.5).astype(np.float32)
+    experts = np.where(group == 0, 0, TRIGGER).astype(np.int32)
     # every transition a terminal trigger with reward 0: Q-learning's target alone teaches no preference
     base = (states, np.full(32, TRIGGER, np.int32), np.zeros(32, np.float32), states, np.ones(32, np.float32))
     learner = QLearner(build_q_network(seed=0), 0.9, 1e-4, expert_margin=0.8)
