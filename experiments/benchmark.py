@@ -462,6 +462,8 @@ def option_step_costs(train):
     added["guided_exploration"] = calls["rewarding_actions_s"]
     added["standardize"] = calls["standardize_s"]
     added["oracle"] = added.get("oracle", 0.0) + calls["upper_bound_q_values_s"]
+    if "expert_margin" in added:                                # the upper-bound agent's values on every step too
+        added["expert_margin"] += calls["upper_bound_q_values_s"]
     return {name: seconds / step_s for name, seconds in added.items()}
 
 
@@ -787,6 +789,11 @@ def option_how(train):
     how["option_standardize_step_cost"] = (f"one descriptor standardised {calls['standardize_s'] * 1e6:.0f} µs per "
                                            f"{step_s:.3f} s step (and, once, 6 regions of each training image "
                                            f"described before epoch 0)")
+    if "expert_margin" in updates:                              # and the upper-bound agent's values on every step
+        margin = updates["expert_margin"]
+        how["option_expert_margin_step_cost"] = (f"update {margin['option_s']:.3f} s - the paper's "
+                                                 f"{margin['paper_s']:.3f} s + upper_bound_q_values "
+                                                 f"{calls['upper_bound_q_values_s'] * 1e3:.2f} ms per {step_s:.3f} s step")
     how["option_oracle_step_cost"] = (f"regression {updates['oracle']['option_s']:.3f} s - the paper's update "
                                       f"{updates['oracle']['paper_s']:.3f} s + upper_bound_q_values "
                                       f"{calls['upper_bound_q_values_s'] * 1e3:.2f} ms per {step_s:.3f} s step")

@@ -6,7 +6,8 @@ from experiments import benchmark
 
 # a training phase's option timings: a 0.5 s step (10 steps in 5 s), the paper's update 0.1 s
 OPTIONS = {"option_updates": {"trigger_targets": {"option_s": 0.15, "paper_s": 0.1},
-                              "oracle": {"option_s": 0.08, "paper_s": 0.1}},
+                              "oracle": {"option_s": 0.08, "paper_s": 0.1},
+                              "expert_margin": {"option_s": 0.12, "paper_s": 0.1}},
            "extra_calls": {"rewarding_actions_s": 0.001, "upper_bound_q_values_s": 0.07,
                            "standardize_s": 0.0005}}
 
@@ -78,6 +79,7 @@ def test_option_step_costs_are_added_seconds_over_the_step():
     assert costs["trigger_targets"] == pytest.approx(0.1)                 # (0.15 - 0.1) / 0.5
     assert costs["guided_exploration"] == pytest.approx(0.002)            # 0.001 / 0.5
     assert costs["oracle"] == pytest.approx(0.1)                          # (0.08 - 0.1 + 0.07) / 0.5
+    assert costs["expert_margin"] == pytest.approx(0.18)                  # (0.12 - 0.1 + 0.07) / 0.5
     assert costs["standardize"] == pytest.approx(0.001)                   # 0.0005 / 0.5
     assert set(benchmark.option_how(train)) == {f"option_{name}_step_cost" for name in costs}
 
