@@ -236,17 +236,20 @@ def test_expert_actions_are_the_upper_bound_agents_best_action_in_each_stored_st
 
 def test_expert_margin_teaches_the_experts_action_and_needs_minibatches_with_it():
     rng = np.random.default_rng(0)
-    # two groups of states the network can tell apart (every input shifted), one expert action for each
-    group = np.arange(32) % 2
-    states = (rng.random((32, STATE_SIZE)) * 0.5 + group[:, None] * 0.5).astype(np.float32)
-    experts = np.where(group == 0, 0, TRIGGER).astype(np.int32)
-    # every transition a terminal trigger with reward 0: Q-learning's target alone teaches no preference
+    states = rng.random((32, STATE_SIZE), dtype=np.float32)
+    experts = np.full(32, 2, np.int32)                                # the expert moves down-left everywhere
+    # every transition a terminal trigger with reward 0: Q-learning's target alone teaches no preference for it
     base = (states, np.full(32, TRIGGER, np.int32), np.zeros(32, np.float32), states, np.ones(32, np.float32))
     learner = QLearner(build_q_network(seed=0), 0.9, 1e-4, expert_margin=0.8)
     assert learner.options == {"expert_margin": 0.8}
+    before = float(margin_loss(learner.q_values(states), experts, 0.8))
     for _ in range(60):
         learner.update(base + (experts,))
-    assert np.mean(np.argmax(learner.q_values(states), axis=1) == experts) > 0.9
+    q_values = learner.q_values(states)
+    # the expert's action now leads every other by the margin in every state (without the option the loss stays
+    # about 0.8: measured with the paper's and the small network, 3 seeds each)
+    assert before > 0.5 and float(margin_loss(q_values, experts, 0.8)) < 0.1
+    assert (np.argmax(q_values, axis=1) == experts).all()
     with pytest.raises(ValueError, match="expert_margin"):
         learner.update(base)
     with pytest.raises(ValueError, match="without the expert's action"):
