@@ -126,12 +126,27 @@ def parse_epochs(text):
     return values[0] if len(values) == 1 and "," not in text else values
 
 
+# a learning option given explicitly with --demo drops the demo's options it cannot be combined with
+DEMO_OPTIONS_EXCLUDED_BY = {"oracle": ("trigger_targets", "expert_margin")}
+
+
 def apply_demo(settings, demo_values):
-    """``--demo``: the synthetic dataset (generated if absent) and demo budgets, except where a flag was given."""
+    """``--demo``: the synthetic dataset (generated if absent) and demo budgets, except where a flag was given,
+    and except the demo's learning options that an option given explicitly excludes (``oracle 1`` takes neither
+    ``trigger_targets`` nor ``expert_margin``: they stay off, the script's default)."""
     if not settings.demo:
         return
+    excluded = set()
+    for option, names in DEMO_OPTIONS_EXCLUDED_BY.items():
+        if option in settings.explicit and getattr(settings, option, 0):
+            dropped = [name for name in names if name in demo_values and name not in settings.explicit]
+            if dropped:
+                print(f"--demo with {option} {getattr(settings, option)}: the demo's "
+                      f"{', '.join(f'{name} {demo_values[name]}' for name in dropped)} not applied "
+                      f"({option} takes none of them)")
+            excluded.update(dropped)
     for name, value in demo_values.items():
-        if name not in settings.explicit:
+        if name not in settings.explicit and name not in excluded:
             setattr(settings, name, value)
     from synthetic_dataset import ensure_synthetic_voc
     ensure_synthetic_voc(DEMO_DATA)

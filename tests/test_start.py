@@ -187,3 +187,28 @@ def test_library_use_keeps_tensorflow_start_up_lines_off_the_terminal(tmp_path):
                                cwd=ROOT, capture_output=True, text=True, timeout=300, env=environment)
     assert completed.returncode == 0, completed.stderr
     assert not any(word in completed.stderr.lower() for word in TENSORFLOW_LOG_WORDS), completed.stderr
+
+
+def test_demo_with_an_explicit_oracle_leaves_the_options_it_excludes_off(monkeypatch, capsys):
+    import image_zooms_training
+    import settings as settings_module
+    from settings import apply_demo, configure, script_settings, training_flags
+    monkeypatch.setattr("synthetic_dataset.ensure_synthetic_voc", lambda folder: None)   # no dataset needed here
+
+    def demo_settings(*argv):
+        settings = configure(script_settings(vars(image_zooms_training)), ["--demo", *argv],
+                             image_zooms_training.__doc__, training_flags)
+        apply_demo(settings, image_zooms_training.DEMO)
+        return settings
+
+    assert settings_module.DEMO_OPTIONS_EXCLUDED_BY["oracle"] == ("trigger_targets", "expert_margin")
+    demo = demo_settings()
+    assert (demo.trigger_targets, demo.expert_margin, demo.learning_rate) == (1, 0.8, 1e-5)
+    capsys.readouterr()
+    oracle = demo_settings("--oracle", "1")
+    assert (oracle.oracle, oracle.trigger_targets, oracle.expert_margin) == (1, 0, 0)
+    assert oracle.learning_rate == 1e-5 and oracle.path_vgg == "hed"        # the rest of the demo still applies
+    assert "the demo's trigger_targets 1, expert_margin 0.8 not applied" in capsys.readouterr().out
+    # an option given explicitly beside the oracle stays given (training then stops: oracle takes none of them)
+    assert demo_settings("--oracle", "1", "--trigger_targets", "1").trigger_targets == 1
+    assert demo_settings("--oracle", "0").trigger_targets == 1
