@@ -232,7 +232,8 @@ def train(settings, make_features, model_label):
                   f"all of them")
     if learner.options or switched_on or validation:
         extras = {**learner.options, **switched_on, **({"validation_images": len(validation)} if validation else {})}
-        print("learning options (not the paper's method): " + ", ".join(f"{k} {v}" for k, v in extras.items()))
+        print("learning options (not the paper's method): " + ", ".join(f"{k} {v}" for k, v in extras.items())
+              + ("; the log's loss adds the margin's to Q-learning's" if extras.get("expert_margin") else ""))
     memory = ReplayMemory(settings.buffer_experience_replay)
     log_rows, standardization = [], None
     first_epoch = settings.n

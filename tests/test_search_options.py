@@ -269,7 +269,8 @@ def test_expert_margin_trains_and_resumes_exactly(dataset, tmp_path, capsys, mon
                                    "--trigger_targets", "1", "--expert_margin", "0.8", *extra])
 
     train("straight", "--epochs", "3")
-    assert "learning options (not the paper's method): trigger_targets 1, expert_margin 0.8" in capsys.readouterr().out
+    assert ("learning options (not the paper's method): trigger_targets 1, expert_margin 0.8; the log's loss adds "
+            "the margin's to Q-learning's") in capsys.readouterr().out
     train("resumed", "--epochs", "2")
     train("resumed", "--epochs", "3", "-n", "2")
     assert same_weights(tmp_path / "straight" / "model0.weights.h5", tmp_path / "resumed" / "model0.weights.h5")
