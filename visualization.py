@@ -408,26 +408,30 @@ def _mean_and_range(rows, x_key, y_key):
 
 
 def plot_learning_curves(rows, baselines, path, title='Learning curves (mean over seeds, min–max shaded)'):
-    """AP and max recall against epoch and against cumulative training seconds; returns the path.
+    """AP and max recall against epoch, against cumulative training seconds and, where the rows have it, against
+    cumulative training transitions (agent steps: runs of different budgets on one axis); returns the path.
 
     rows: dicts {'model', 'seed', 'epoch', 'split' ('test' or 'train'), 'ap', 'max_recall', 'training_seconds'}
-    and optionally 'variant' (the learning benchmark's). One colour per model (per model and variant when there are
+    and optionally 'training_steps' (rows without it are left out of that column) and 'variant' (the learning
+    benchmark's). One colour per model (per model and variant when there are
     several variants), solid on the test split and dashed on the training images;
     the shaded band is the min–max over seeds. baselines: dicts {'agent' ('random', 'upper_bound'), 'split', 'ap',
     'max_recall'}; their mean on the test split is drawn as horizontal lines (dotted: random, dash-dot: upper bound).
     """
-    figure = _new_figure(11.0, 8.0)
-    all_axes = figure.subplots(2, 2, squeeze=False)
+    x_axes = [('epoch', 'epoch'), ('training_seconds', 'cumulative training seconds')]
+    if any(row.get('training_steps') is not None for row in rows):
+        x_axes.append(('training_steps', 'cumulative training transitions'))
+    figure = _new_figure(5.5 * len(x_axes), 8.0)
+    all_axes = figure.subplots(2, len(x_axes), squeeze=False)
+    curves = sorted(dict.fromkeys((row['model'], row.get('variant', 'demo')) for row in rows))
+    several = len({variant for _, variant in curves}) > 1       # colours by curve, the same in every column
     for row_index, (metric, label) in enumerate((('ap', 'AP'), ('max_recall', 'max recall'))):
-        for column, (x_key, x_label) in enumerate((('epoch', 'epoch'),
-                                                   ('training_seconds', 'cumulative training seconds'))):
+        for column, (x_key, x_label) in enumerate(x_axes):
             axes = all_axes[row_index, column]
-            curves = list(dict.fromkeys((row['model'], row.get('variant', 'demo')) for row in rows))
-            several = len({variant for _, variant in curves}) > 1
-            for index, (model, variant) in enumerate(sorted(curves)):
+            for index, (model, variant) in enumerate(curves):
                 for split in ('test', 'train'):
                     mine = [row for row in rows if row['model'] == model and row.get('variant', 'demo') == variant
-                            and row['split'] == split]
+                            and row['split'] == split and row.get(x_key) is not None]
                     if not mine:
                         continue
                     xs, means, lows, highs = _mean_and_range(mine, x_key, metric)

@@ -16,8 +16,9 @@ random agent and the upper bound are tested once per seed on the same images (an
 
 Writes to ``--output``: ``learning.json`` (one row per model, seed, epoch and split: AP, AP-07, max recall, and
 from the training log the trigger hit rate, mean reward, mean loss, cumulative training seconds and steps
-(transitions); the baselines; a summary of final and best values over seeds) and ``learning.png`` (AP and max recall against epoch and against
-cumulative training seconds, mean over seeds with the min–max spread shaded); with several variants also
+(transitions); the baselines; a summary of final and best values over seeds) and ``learning.png`` (AP and max
+recall against epoch, against cumulative training seconds and against cumulative training transitions, mean over
+seeds with the min–max spread shaded); with several variants also
 ``variants.png`` (each variant's last tested epoch on the test split: every seed and the mean).
 
 ``--set name=value`` (repeatable) passes a training setting through (``--set learning_rate=1e-5``); settings that
