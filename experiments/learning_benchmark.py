@@ -49,7 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the top-level
 from errors import UserError
 from runtime import main_guard, write_json
 from run_folder import DESCRIBING_SETTINGS
-from settings import DEMO_DATA, apply_demo, class_index, configure, script_settings, testing_flags, training_flags
+from settings import (DEMO_DATA, DEMO_OPTIONS_EXCLUDED_BY, apply_demo, class_index, configure, script_settings,
+                      testing_flags, training_flags)
 
 MODELS = ("image_zooms", "pool45_crops")
 SPLITS = ("test", "train")
@@ -146,20 +147,28 @@ def script_modules(model):
     return importlib.import_module(f"{model}_training"), importlib.import_module(f"{model}_testing")
 
 
-def dataset_flags(arguments, demo_values, path_flag):
-    """``--demo`` on the synthetic dataset; on another folder, the demo's budgets with that folder."""
+def dataset_flags(arguments, demo_values, path_flag, given=()):
+    """``--demo`` on the synthetic dataset; on another folder, the demo's budgets with that folder, less the demo's
+    options that a setting in ``given`` (``name=value``: the variant's and ``--set``'s) excludes, as ``--demo``
+    leaves them (``oracle=1``: no ``trigger_targets``, no ``expert_margin``)."""
     if arguments.path_voc is None:
         return ["--demo"]
-    flags = [f"--{name}={value}" for name, value in demo_values.items() if name not in ("path_voc", "path_voc_test")]
+    values = dict(part.split("=", 1) if "=" in part else (part, "") for part in given)
+    excluded = {name for option, names in DEMO_OPTIONS_EXCLUDED_BY.items()
+                if values.get(option, "0").strip().lower() not in ("0", "0.0", "false", "no", "off", "")
+                for name in names}
+    flags = [f"--{name}={value}" for name, value in demo_values.items()
+             if name not in ("path_voc", "path_voc_test") and name not in excluded]
     return flags + [f"--{path_flag}", str(arguments.path_voc)]
 
 
 def training_settings(arguments, module, path_model, seed, variant="demo"):
-    argv = dataset_flags(arguments, module.DEMO, "path_voc") + ["--path_model", str(path_model), "--seed", str(seed),
-                                                                "--checkpoint_every", "1"]
+    given = arguments.overrides + variant_settings(variant)
+    argv = dataset_flags(arguments, module.DEMO, "path_voc", given) + [
+        "--path_model", str(path_model), "--seed", str(seed), "--checkpoint_every", "1"]
     argv += [] if arguments.epochs is None else ["--epochs", str(arguments.epochs)]
     argv += [] if arguments.max_images is None else ["--max_images", str(arguments.max_images)]
-    argv += [f"--{override}" for override in arguments.overrides + variant_settings(variant)]
+    argv += [f"--{setting}" for setting in given]
     settings = configure(script_settings(vars(module)), argv, module.__doc__, training_flags)
     apply_demo(settings, module.DEMO)
     return settings

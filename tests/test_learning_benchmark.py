@@ -209,3 +209,20 @@ def test_training_images_tested_leave_out_the_validation_images(dataset):
     assert learning_benchmark.trained_images(SimpleNamespace(**{**vars(run), "validation_images": 2})) == planes - 2
     capped = SimpleNamespace(**{**vars(run), "max_images": planes - 1, "validation_images": 1})
     assert learning_benchmark.trained_images(capped) == planes - 2
+
+
+@pytest.mark.parametrize("path_voc", [None, "dataset"])
+def test_an_oracle_variant_leaves_the_demos_trigger_targets_and_expert_margin_off(path_voc, dataset, tmp_path,
+                                                                                  monkeypatch):
+    monkeypatch.setattr("synthetic_dataset.ensure_synthetic_voc", lambda folder: None)   # settings only
+    flags = ["--models", "image_zooms"] + ([] if path_voc is None else ["--path_voc", str(dataset)])
+    arguments = learning_benchmark.parse_arguments(flags)
+
+    def settings(variant):
+        return learning_benchmark.training_settings(arguments, image_zooms_training, tmp_path / "m", 0, variant)
+
+    demo, oracle = settings("demo"), settings("oracle=1")
+    assert (demo.trigger_targets, demo.expert_margin) == (1, 0.8)
+    assert (oracle.oracle, oracle.trigger_targets, oracle.expert_margin, oracle.learning_rate) == (1, 0, 0, 1e-5)
+    assert settings("oracle=0").trigger_targets == 1
+    assert settings("oracle=1,trigger_targets=1").trigger_targets == 1    # given: training then says it cannot
