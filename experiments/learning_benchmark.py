@@ -409,7 +409,10 @@ def merge(paths, output, labels=None):
     for report, label in zip(reports, labels or []):
         relabel(report["rows"], label)
     rows = [row for report in reports for row in report["rows"]]
-    baselines = [baseline for report in reports for baseline in report["baselines"]]
+    baselines = []      # a baseline that two files share (the same seed's, in both runs) counts once in the means
+    for baseline in (baseline for report in reports for baseline in report["baselines"]):
+        if baseline not in baselines:
+            baselines.append(baseline)
     merged = {"merged": [str(path) for path in paths], "labels": labels,
               "commands": [command for report in reports for command in as_list(report, "command", "commands")],
               "wall_seconds": [seconds for report in reports for seconds in as_list(report, "wall_seconds")],

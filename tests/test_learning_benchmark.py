@@ -85,6 +85,7 @@ def test_merge_joins_the_rows_of_two_runs(tmp_path):
     assert set(labelled["summary"]) == {"image_zooms/first/test", "image_zooms/first/train",
                                         "image_zooms/both/test", "image_zooms/both/train",
                                         "pool45_crops/both/test", "pool45_crops/both/train"}
+    assert len(labelled["baselines"]) == 8      # image_zooms' four are in both files: each counted once
     two_variants = learning_benchmark.main(["--merge", str(tmp_path / "labelled" / "learning.json"), "--label", "x",
                                             "--output", str(tmp_path / "again")])
     assert {key.split("/")[1] for key in two_variants["summary"]} == {"x: first", "x: both"}
