@@ -441,6 +441,9 @@ def plot_learning_curves(rows, baselines, path, title='Learning curves (mean ove
                               linewidth=1.5, label=f'{name} {split}')
                     axes.fill_between(xs, lows, highs, color=colour, alpha=0.15 if split == 'test' else 0.07,
                                       linewidth=0)
+                    if len(xs) == 1:        # one tested epoch (a short run beside a long one): its spread as a bar
+                        axes.errorbar(xs, means, yerr=[means - lows, highs - means], color=colour, capsize=3,
+                                      linewidth=1.0)
             for agent, style in (('random', ':'), ('upper_bound', '-.')):
                 levels = [b[metric] for b in baselines if b['agent'] == agent and b['split'] == 'test']
                 if levels:

@@ -265,12 +265,12 @@ def test_cli_error_exits_2_with_one_line(tmp_path):
 def test_learning_curves_add_a_transitions_column_where_the_rows_have_training_steps(tmp_path):
     from visualization import plot_learning_curves
 
-    def rows(steps):        # two budgets: 2 epochs of 100 steps, 4 epochs of 300 (the second run without steps)
+    def rows(steps):        # budgets of 2 epochs of 100 steps, 4 of 300 ('some': without steps), 1 of 50
         return [{'model': 'image_zooms', 'variant': variant, 'seed': seed, 'epoch': epoch, 'split': 'test',
                  'ap': 0.1 * (epoch + 1), 'max_recall': 0.2, 'training_seconds': 10.0 * (epoch + 1),
                  'training_steps': None if steps is None or variant == 'long' and steps == 'some'
                  else size * (epoch + 1)}
-                for variant, size, epochs in (('short', 100, 2), ('long', 300, 4))
+                for variant, size, epochs in (('short', 100, 2), ('long', 300, 4), ('one epoch', 50, 1))
                 for seed in (0, 1) for epoch in range(epochs)]
 
     baselines = [{'agent': 'random', 'split': 'test', 'ap': 0.01, 'max_recall': 0.1}]
