@@ -131,11 +131,18 @@ DEMO_OPTIONS_EXCLUDED_BY = {"oracle": ("trigger_targets", "expert_margin")}
 
 
 def apply_demo(settings, demo_values):
-    """``--demo``: the synthetic dataset (generated if absent) and demo budgets, except where a flag was given,
-    and except the demo's learning options that an option given explicitly excludes (``oracle 1`` takes neither
-    ``trigger_targets`` nor ``expert_margin``: they stay off, the script's default)."""
+    """``--demo``: the synthetic dataset (generated if absent) and the demo's values (:func:`apply_demo_values`)."""
     if not settings.demo:
         return
+    apply_demo_values(settings, demo_values)
+    from synthetic_dataset import ensure_synthetic_voc
+    ensure_synthetic_voc(DEMO_DATA)
+
+
+def apply_demo_values(settings, demo_values):
+    """The demo's values, except where a flag was given, and except the demo's learning options that an option
+    given explicitly excludes (``oracle 1`` takes neither ``trigger_targets`` nor ``expert_margin``: they stay
+    off, the script's default)."""
     excluded = set()
     for option, names in DEMO_OPTIONS_EXCLUDED_BY.items():
         if option in settings.explicit and getattr(settings, option, 0):
@@ -148,8 +155,6 @@ def apply_demo(settings, demo_values):
     for name, value in demo_values.items():
         if name not in settings.explicit and name not in excluded:
             setattr(settings, name, value)
-    from synthetic_dataset import ensure_synthetic_voc
-    ensure_synthetic_voc(DEMO_DATA)
 
 
 def class_index(settings):

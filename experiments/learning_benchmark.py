@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the top-level
 from errors import UserError
 from runtime import main_guard, write_json
 from run_folder import DESCRIBING_SETTINGS
-from settings import (DEMO_DATA, DEMO_OPTIONS_EXCLUDED_BY, apply_demo, class_index, configure, script_settings,
+from settings import (DEMO_DATA, apply_demo, apply_demo_values, class_index, configure, script_settings,
                       testing_flags, training_flags)
 
 MODELS = ("image_zooms", "pool45_crops")
@@ -147,44 +147,45 @@ def script_modules(model):
     return importlib.import_module(f"{model}_training"), importlib.import_module(f"{model}_testing")
 
 
-def dataset_flags(arguments, demo_values, path_flag, given=()):
-    """``--demo`` on the synthetic dataset; on another folder, the demo's budgets with that folder, less the demo's
-    options that a setting in ``given`` (``name=value``: the variant's and ``--set``'s) excludes, as ``--demo``
-    leaves them (``oracle=1``: no ``trigger_targets``, no ``expert_margin``)."""
+def dataset_flags(arguments, path_flag):
+    """``--demo`` on the synthetic dataset; on another folder, that folder (:func:`apply_demo_budgets` adds the
+    demo's budgets)."""
+    return ["--demo"] if arguments.path_voc is None else [f"--{path_flag}", str(arguments.path_voc)]
+
+
+def apply_demo_budgets(arguments, settings, demo_values):
+    """The demo's values where no flag was given: ``--demo``'s own on the synthetic dataset, and on another folder
+    the same values less the demo's dataset paths (the excluded options left off alike: ``oracle=1`` takes no
+    ``trigger_targets`` or ``expert_margin``)."""
     if arguments.path_voc is None:
-        return ["--demo"]
-    values = dict(part.split("=", 1) if "=" in part else (part, "") for part in given)
-    excluded = {name for option, names in DEMO_OPTIONS_EXCLUDED_BY.items()
-                if values.get(option, "0").strip().lower() not in ("0", "0.0", "false", "no", "off", "")
-                for name in names}
-    flags = [f"--{name}={value}" for name, value in demo_values.items()
-             if name not in ("path_voc", "path_voc_test") and name not in excluded]
-    return flags + [f"--{path_flag}", str(arguments.path_voc)]
+        apply_demo(settings, demo_values)
+    else:
+        apply_demo_values(settings, {name: value for name, value in demo_values.items()
+                                     if name not in ("path_voc", "path_voc_test")})
 
 
 def training_settings(arguments, module, path_model, seed, variant="demo"):
-    given = arguments.overrides + variant_settings(variant)
-    argv = dataset_flags(arguments, module.DEMO, "path_voc", given) + [
-        "--path_model", str(path_model), "--seed", str(seed), "--checkpoint_every", "1"]
+    argv = dataset_flags(arguments, "path_voc") + ["--path_model", str(path_model), "--seed", str(seed),
+                                                   "--checkpoint_every", "1"]
     argv += [] if arguments.epochs is None else ["--epochs", str(arguments.epochs)]
     argv += [] if arguments.max_images is None else ["--max_images", str(arguments.max_images)]
-    argv += [f"--{setting}" for setting in given]
+    argv += [f"--{override}" for override in arguments.overrides + variant_settings(variant)]
     settings = configure(script_settings(vars(module)), argv, module.__doc__, training_flags)
-    apply_demo(settings, module.DEMO)
+    apply_demo_budgets(arguments, settings, module.DEMO)
     return settings
 
 
 def testing_settings(arguments, module, training, split, agent, epoch, folder):
     """The testing script's settings for one test: the training's dataset and descriptors, the paper's protocol,
     the test split or the training images (``image_set`` trainval, its first ``max_images`` are those trained on)."""
-    argv = dataset_flags(arguments, module.DEMO, "path_voc_test") + TEST_PROTOCOL + [
+    argv = dataset_flags(arguments, "path_voc_test") + TEST_PROTOCOL + [
         "--path_model", str(training.path_model), "--path_testing_folder", str(folder), "--seed", str(training.seed),
         "--agent", agent, "--epoch", str(epoch)]
     argv += [f"--{name}={getattr(training, name)}" for name in SHARED_WITH_TESTING]
     if agent == "trained":
         argv += [f"--{override}" for override in arguments.test_overrides]
     settings = configure(script_settings(vars(module)), argv, module.__doc__, testing_flags)
-    apply_demo(settings, module.DEMO)
+    apply_demo_budgets(arguments, settings, module.DEMO)
     settings.path_voc_test = training.path_voc
     limits = [arguments.max_test_images] + ([trained_images(training)] if split == "train" else [])
     limits = [limit for limit in limits if limit is not None]
