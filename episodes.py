@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reinforcement import NUM_ACTIONS, TRIGGER, ZoomEnvironment, child_regions, trigger_reward, upper_bound_q_values
+from reinforcement import NUM_ACTIONS, TRIGGER, ZoomEnvironment, child_regions
 
 # ---------------------------------------------------------------------------------------------------------------
 # states
@@ -31,76 +31,64 @@ class NonFiniteLoss(ArithmeticError):
         self.loss, self.update = loss, update
 
 
-def train_image(env, describer, learner, memory, rng, epsilon, number_of_steps, batch_size, stats,
-                trajectory=None, guided_exploration=False, oracle=False, trigger_targets=False, update_every=1,
-                expert_actions=False):
-    """All training searches on one image: one per target-class object, each from the whole image.
+def train_search(env, describer, learner, memory, rng, epsilon, number_of_steps, stats):
+    """One training search from the whole image, in the order of docs/method.md §6: describe the region, act
+    (forced trigger, else ε-greedy), step, store, learn. Returns its steps, for drawing.
 
-    ``stats`` (a dict of counters) is updated in place; ``trajectory``, if a list, receives the steps for drawing.
+    What a learning option stores with a transition (``learner.carries``) is computed from the annotations before
+    the step; what it changes in the update lives in the learner. ``stats`` (counters) is updated in place.
     Raises :class:`NonFiniteLoss` at the first NaN or infinite loss (the weights it produced are not to be kept).
-
-    Options, off by default (the paper's method): ``guided_exploration`` draws the ε-random actions among those
-    the annotations reward (:meth:`ZoomEnvironment.rewarding_actions`; uniformly when none is); ``oracle`` (a
-    diagnostic, not Q-learning) acts like the upper bound where the agent would act greedily and regresses Q(s)
-    to the upper bound's returns (:func:`reinforcement.upper_bound_q_values`) instead of Q-learning targets;
-    ``trigger_targets`` stores with each transition the reward a trigger would get in its state, which the
-    learner (built with the same option) regresses the trigger output to at every update; ``update_every`` k > 1
-    takes a minibatch step after every k-th agent step of the epoch (``stats["steps"]``) instead of after each;
-    ``expert_actions`` stores with each transition the upper-bound agent's action in its state (the best of
-    :func:`reinforcement.upper_bound_q_values`), for a learner built with ``expert_margin``.
     """
+    env.start_search()
+    state = make_states(describer, [env])[0]
+    stats["searches"] += 1
+    steps = []
+    for _ in range(number_of_steps):
+        # act: the forced trigger where the region already covers its target, else ε-greedy
+        carried = {field.name: field.compute(env, learner.gamma, number_of_steps) for field in learner.carries}
+        q_values = None
+        if env.target(env.region)[1] > 0.5:
+            action = TRIGGER
+        elif rng.random() < epsilon:
+            action = int(rng.integers(NUM_ACTIONS))
+        else:
+            action, q_values = learner.act(state, carried)
+        region, painted_before = env.region, len(env.painted_boxes)
+        reward, done, new_iou = env.step(action)
+        # the next state is only needed when the search goes on (a terminal transition ignores it)
+        next_state = state if done else make_states(describer, [env])[0]
+        # store
+        memory.add(state, action, reward, next_state, done, carried)
+        stats["steps"] += 1
+        stats["reward"] += reward
+        steps.append({"region": region.tolist(), "action": action, "search": stats["searches"],
+                      "q_values": None if q_values is None else q_values.tolist(), "triggered": done,
+                      "painted": [list(box) for box in env.painted_boxes[painted_before:]]})
+        # learn: one minibatch step per agent step once the memory is full
+        if memory.full:
+            loss = learner.update(memory.sample(learner.batch_size, rng))
+            stats["updates"] += 1
+            if not np.isfinite(loss):
+                raise NonFiniteLoss(loss, stats["updates"])
+            stats["loss"] += loss
+        state = next_state          # advance every step (2016 defect 1)
+        if done:
+            stats["triggers"] += 1
+            stats["trigger_iou"] += new_iou
+            stats["correct_triggers"] += int(new_iou >= 0.5)
+            break
+    return steps
+
+
+def train_image(env, describer, learner, memory, rng, epsilon, number_of_steps, stats):
+    """All training searches on one image: one per target-class object while any is available
+    (:func:`train_search`). Returns their steps, for drawing."""
+    steps = []
     for _ in range(len(env.boxes)):
         if not env.available.any():
             break
-        env.start_search()
-        state = make_states(describer, [env])[0]
-        stats["searches"] += 1
-        search = stats["searches"]
-        for _ in range(number_of_steps):
-            # act: forced trigger when the region already covers its target, else ε-greedy
-            _, current_iou = env.target(env.region)
-            q_values = None
-            targets = (upper_bound_q_values(env, learner.gamma, number_of_steps) if oracle or expert_actions
-                       else None)
-            if current_iou > 0.5:
-                action = TRIGGER
-            elif rng.random() < epsilon:
-                rewarded = env.rewarding_actions() if guided_exploration else []
-                action = int(rng.choice(rewarded)) if rewarded else int(rng.integers(NUM_ACTIONS))
-            elif oracle:
-                action = int(np.argmax(targets))
-            else:
-                q_values = learner.q_values(state[None])[0]
-                action = int(np.argmax(q_values))
-            region, painted_before = env.region, len(env.painted_boxes)
-            reward, done, new_iou = env.step(action)
-            # the next state is only needed when the search goes on (a terminal target ignores it)
-            next_state = state if done else make_states(describer, [env])[0]
-            # store
-            memory.add(state, action, reward, next_state, done, targets if oracle else None,
-                       trigger_reward(current_iou) if trigger_targets else None,
-                       int(np.argmax(targets)) if expert_actions else None)
-            stats["steps"] += 1
-            stats["reward"] += reward
-            if trajectory is not None:
-                trajectory.append({"region": region.tolist(), "action": action, "search": search,
-                                   "q_values": None if q_values is None else q_values.tolist(),
-                                   "triggered": action == TRIGGER,
-                                   "painted": [list(box) for box in env.painted_boxes[painted_before:]]})
-            # learn: one minibatch step per agent step (per update_every steps) once the memory is full
-            if memory.full and stats["steps"] % update_every == 0:
-                loss = (learner.regress(memory.sample_targets(batch_size, rng)) if oracle
-                        else learner.update(memory.sample(batch_size, rng, trigger_targets, expert_actions)))
-                stats["updates"] += 1
-                if not np.isfinite(loss):
-                    raise NonFiniteLoss(loss, stats["updates"])
-                stats["loss"] += loss
-            state = next_state          # advance every step (2016 defect 1)
-            if done:
-                stats["triggers"] += 1
-                stats["trigger_iou"] += new_iou
-                stats["correct_triggers"] += int(new_iou >= 0.5)
-                break
+        steps += train_search(env, describer, learner, memory, rng, epsilon, number_of_steps, stats)
+    return steps
 
 
 def new_training_stats():
@@ -112,26 +100,18 @@ def new_training_stats():
 # agents for testing
 
 class TrainedAgent:
-    """Greedy policy of a Q-network; a region's score is its trigger Q-value (the "sixth neuron").
-
-    ``trigger_bias`` (a test-time option, 0 by default: the paper's argmax) is added to the trigger's Q-value when
-    the action is chosen, not to the score: b > 0 triggers where the trigger is within b of the best move.
-    """
+    """Greedy policy of a Q-network (anything with ``q_values(states)``); a region's score is its trigger Q-value
+    (the "sixth neuron")."""
 
     needs_features = True
     uses_ground_truth = False
 
-    def __init__(self, learner, trigger_bias=0.0):
-        self.learner = learner
-        self.trigger_bias = float(trigger_bias)
+    def __init__(self, policy):
+        self.policy = policy
 
     def decide(self, environments, states):
-        q_values = self.learner.q_values(states)
-        choice = q_values
-        if self.trigger_bias:
-            choice = q_values.copy()
-            choice[:, TRIGGER] += self.trigger_bias
-        return np.argmax(choice, axis=1), q_values[:, TRIGGER], q_values
+        q_values = self.policy.q_values(states)
+        return np.argmax(q_values, axis=1), q_values[:, TRIGGER], q_values
 
 
 class RandomAgent:
@@ -214,12 +194,11 @@ def run_searches(environments, agent, describer, number_of_steps, only_first_obj
     return trajectories
 
 
-def make_environment(record, class_name, scale, image=None, mirror=False):
+def make_environment(record, class_name, scale, image=None):
     """The zoom environment of one annotated image for the target class (all its objects, difficult included).
 
     The image's own size wins over the annotation's ``<size>`` when the two differ (the caller warns); the boxes are
-    then clipped to the image. Without pixels (baselines) the annotation's size is used. ``mirror``: the image
-    flipped left-right and its boxes with it (the ``flip`` learning option), under its own descriptor-cache key.
+    then clipped to the image. Without pixels (baselines) the annotation's size is used.
     """
     annotation = record.annotation
     width, height = annotation.width, annotation.height
@@ -227,15 +206,4 @@ def make_environment(record, class_name, scale, image=None, mirror=False):
     if image is not None and image.shape[:2] != (height, width):
         height, width = image.shape[:2]
         boxes = np.clip(boxes, 0.0, [width, height, width, height])
-    image_id = f"{record.path_voc}/{record.image_id}"
-    if mirror:
-        boxes = mirror_boxes(boxes, width)
-        image = None if image is None else np.ascontiguousarray(image[:, ::-1])
-        image_id += "|mirrored"
-    return ZoomEnvironment(width, height, boxes, scale, image=image, image_id=image_id)
-
-
-def mirror_boxes(boxes, width):
-    """``[x0, y0, x1, y1)`` boxes of an image ``width`` pixels wide, flipped left-right."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    return np.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], axis=1)
+    return ZoomEnvironment(width, height, boxes, scale, image=image, image_id=f"{record.path_voc}/{record.image_id}")

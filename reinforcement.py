@@ -8,6 +8,10 @@ Actions are 0-based here: 0 up-left, 1 up-right, 2 down-left, 3 down-right, 4 ce
 """
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 
 from image_helper import paint_mean, round_box
@@ -16,6 +20,7 @@ from metrics import iou_many
 NUM_ACTIONS = 6
 TRIGGER = 5
 ACTION_NAMES = ("up-left", "up-right", "down-left", "down-right", "centre", "trigger")
+ACTION_SHORT_NAMES = ("UL", "UR", "DL", "DR", "C", "T")
 HISTORY_ACTIONS = 4
 HISTORY_SIZE = HISTORY_ACTIONS * NUM_ACTIONS        # 24
 DESCRIPTOR_SIZE = 7 * 7 * 512                        # 25,088
@@ -175,16 +180,6 @@ class ZoomEnvironment:
         index, new_iou = self.target(new_region)
         return movement_reward(self.previous_ious[index], new_iou) if index >= 0 else -MOVE_REWARD
 
-    def rewarding_actions(self):
-        """The actions ``step`` would reward now: the moves that raise the IoU with their target, and the trigger
-        when the region covers its target at IoU ≥ τ (the annotation-guided exploration of Caicedo & Lazebnik
-        2015 draws its random actions from these)."""
-        actions = [action for action, child in enumerate(child_regions(self.region, self.scale))
-                   if self.move_reward(child) > 0]
-        if self.target(self.region)[1] >= IOU_THRESHOLD:
-            actions.append(TRIGGER)
-        return actions
-
     def move(self, action):
         """Take ``action`` with no reward (testing): a movement changes the region, the trigger leaves it."""
         if action != TRIGGER:
@@ -246,7 +241,7 @@ def upper_bound_q_values(env, gamma, steps):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Q-network and learning
+# the Q-network
 
 def build_q_network(seed=None):
     """The paper's Q-network: 25,112 → 1024 → 1024 → 6, ReLU, dropout 0.2, N(0, 0.01) weights, zero biases
@@ -275,90 +270,122 @@ def build_q_network(seed=None):
     return model
 
 
-class ReplayMemory:
-    """Transitions ``(s, a, r, s′, terminal)`` in arrays allocated once and used as a ring (``pos``, ``full``)."""
+# ---------------------------------------------------------------------------------------------------------------
+# what a transition carries, the replay memory and its minibatches
 
-    def __init__(self, capacity, state_size=STATE_SIZE):
+@dataclass(frozen=True)
+class TransitionField:
+    """Something a learning option stores with each transition beyond ``(s, a, r, s′, terminal)``, computed from the
+    annotations in state s before the step: its replay-memory array (``dtype``, per-transition ``shape``, ``empty``
+    where not filled) and ``compute(env, gamma, number_of_steps)``. A learner lists the fields it needs in
+    ``carries``; the training search stores them and the minibatch returns them under ``name``."""
+
+    name: str
+    dtype: type
+    shape: tuple
+    empty: float
+    compute: Callable
+
+
+def _expert_action(env, gamma, number_of_steps):
+    return int(np.argmax(upper_bound_q_values(env, gamma, number_of_steps)))
+
+
+# trigger_targets: the reward a trigger would get in s (±η by its IoU), whatever the action taken
+TRIGGER_VALUE = TransitionField("trigger_values", np.float32, (), 0.0,
+                                lambda env, gamma, number_of_steps: trigger_reward(env.target(env.region)[1]))
+# expert_margin: the upper-bound agent's action in s (the demonstrator of DQfD's margin loss)
+EXPERT_ACTION = TransitionField("expert_actions", np.int32, (), -1, _expert_action)
+# oracle: the upper bound's Q-values in s (the diagnostic's regression values)
+UPPER_BOUND_VALUES = TransitionField("upper_bound_values", np.float32, (NUM_ACTIONS,), 0.0, upper_bound_q_values)
+TRANSITION_FIELDS = {field.name: field for field in (TRIGGER_VALUE, EXPERT_ACTION, UPPER_BOUND_VALUES)}
+# the names the replay arrays had in resume states written before the fields were named
+FORMER_FIELD_NAMES = {"trigger_targets": "trigger_values", "targets": "upper_bound_values"}
+
+
+@dataclass
+class Minibatch:
+    """A replay minibatch as a named record (Stable-Baselines3's ``ReplayBufferSamples``): the transitions, and
+    ``carried``, the arrays of the :class:`TransitionField` s the memory stores (by name; empty for the paper's)."""
+
+    states: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_states: np.ndarray
+    terminals: np.ndarray
+    carried: dict = dataclasses.field(default_factory=dict)
+
+
+class ReplayMemory:
+    """Transitions ``(s, a, r, s′, terminal)``, and the ``fields`` a learner needs stored with them, in arrays
+    allocated once and used as a ring (``pos``, ``full``)."""
+
+    CORE = ("states", "actions", "rewards", "next_states", "terminals")
+
+    def __init__(self, capacity, state_size=STATE_SIZE, fields=()):
         self.capacity = int(capacity)
         self.states = np.zeros((self.capacity, state_size), dtype=np.float32)
         self.next_states = np.zeros((self.capacity, state_size), dtype=np.float32)
         self.actions = np.zeros(self.capacity, dtype=np.int32)
         self.rewards = np.zeros(self.capacity, dtype=np.float32)
         self.terminals = np.zeros(self.capacity, dtype=np.float32)
-        self.targets = np.zeros((self.capacity, NUM_ACTIONS), dtype=np.float32)   # the oracle diagnostic's only
-        self.trigger_targets = np.zeros(self.capacity, dtype=np.float32)           # the trigger_targets option's
-        self.expert_actions = np.full(self.capacity, -1, dtype=np.int32)             # the expert_margin option's
+        self.fields = tuple(fields)
+        self.carried = {field.name: np.full((self.capacity, *field.shape), field.empty, dtype=field.dtype)
+                        for field in self.fields}
         self.pos = 0
         self.full = False
 
     def __len__(self):
         return self.capacity if self.full else self.pos
 
-    def add(self, state, action, reward, next_state, terminal, targets=None, trigger_target=None,
-            expert_action=None):
-        """Store a transition; ``targets``: the six regression targets of the ``oracle`` diagnostic, if any;
-        ``trigger_target``: the reward a trigger would get in ``state`` (the ``trigger_targets`` option), if any;
-        ``expert_action``: the upper-bound agent's action in ``state`` (the ``expert_margin`` option), if any."""
+    def add(self, state, action, reward, next_state, terminal, carried=None):
+        """Store a transition with the values of the memory's fields in ``state`` (``carried``, by name)."""
         self.states[self.pos] = state
-        if expert_action is not None:
-            self.expert_actions[self.pos] = expert_action
-        if targets is not None:
-            self.targets[self.pos] = targets
-        if trigger_target is not None:
-            self.trigger_targets[self.pos] = trigger_target
         self.actions[self.pos] = action
         self.rewards[self.pos] = reward
         self.next_states[self.pos] = next_state
         self.terminals[self.pos] = float(terminal)
+        for name, array in self.carried.items():
+            array[self.pos] = carried[name]
         self.pos = (self.pos + 1) % self.capacity
         self.full = self.full or self.pos == 0
 
-    def sample(self, batch_size, rng, trigger_targets=False, expert_actions=False):
-        """A uniformly random minibatch (without replacement) as a tuple of arrays ``(s, a, r, s′, terminal)``;
-        with ``trigger_targets`` the stored trigger targets of s follow, then with ``expert_actions`` the stored
-        upper-bound actions in s (the same draw from ``rng`` whichever follow)."""
+    def sample(self, batch_size, rng):
+        """A uniformly random :class:`Minibatch`, drawn without replacement."""
         indices = rng.choice(len(self), size=batch_size, replace=False)
-        batch = (self.states[indices], self.actions[indices], self.rewards[indices],
-                 self.next_states[indices], self.terminals[indices])
-        batch += (self.trigger_targets[indices],) if trigger_targets else ()
-        return batch + (self.expert_actions[indices],) if expert_actions else batch
+        return Minibatch(self.states[indices], self.actions[indices], self.rewards[indices],
+                         self.next_states[indices], self.terminals[indices],
+                         {name: array[indices] for name, array in self.carried.items()})
 
-    def sample_targets(self, batch_size, rng):
-        """A uniformly random minibatch of ``(states, targets)`` (the ``oracle`` diagnostic's regression)."""
-        indices = rng.choice(len(self), size=batch_size, replace=False)
-        return self.states[indices], self.targets[indices]
-
-    # checkpointing: the arrays and the ring position (the targets only where an option filled them)
+    # checkpointing: the arrays and the ring position
     def state_dict(self):
-        arrays = {"states": self.states, "next_states": self.next_states, "actions": self.actions,
-                  "rewards": self.rewards, "terminals": self.terminals,
-                  "pos": np.array(self.pos), "full": np.array(self.full)}
-        if self.targets.any():
-            arrays["targets"] = self.targets
-        if self.trigger_targets.any():
-            arrays["trigger_targets"] = self.trigger_targets
-        if (self.expert_actions >= 0).any():
-            arrays["expert_actions"] = self.expert_actions
-        return arrays
+        return {**{name: getattr(self, name) for name in self.CORE}, **self.carried,
+                "pos": np.array(self.pos), "full": np.array(self.full)}
 
     def load_state_dict(self, arrays):
-        for name in ("states", "next_states", "actions", "rewards", "terminals"):
+        """Arrays from :meth:`state_dict` (or an earlier version's, under their former names); a field the
+        arrays lack stays empty."""
+        arrays = {FORMER_FIELD_NAMES.get(name, name): array for name, array in arrays.items()}
+        for name in self.CORE:
             getattr(self, name)[...] = arrays[name]
-        self.targets[...] = arrays["targets"] if "targets" in arrays else 0.0
-        self.trigger_targets[...] = arrays["trigger_targets"] if "trigger_targets" in arrays else 0.0
-        self.expert_actions[...] = arrays["expert_actions"] if "expert_actions" in arrays else -1
+        for field in self.fields:
+            self.carried[field.name][...] = arrays.get(field.name, field.empty)
         self.pos, self.full = int(arrays["pos"]), bool(arrays["full"])
 
 
-def q_targets(q_states, q_next_states, actions, rewards, terminals, gamma, q_next_online=None,
-              trigger_targets=None):
-    """Q-learning regression targets: ``y = Q(s)`` with ``y[a] = r`` if terminal else ``r + γ·V(s′)``.
+# ---------------------------------------------------------------------------------------------------------------
+# Q-learning
+
+def regression_values(q_states, q_next_states, actions, rewards, terminals, gamma, q_next_online=None,
+                      trigger_values=None):
+    """What Q(s) is regressed to: ``y = Q(s)`` with ``y[a] = r`` if terminal else ``r + γ·V(s′)``.
 
     ``V(s′) = max Q(s′)`` over ``q_next_states`` (the paper's). Double DQN (an option): ``q_next_online`` is the
     online network's Q(s′), which picks ``a′ = argmax``, and ``q_next_states`` (the target network's) values it.
-    ``trigger_targets`` (an option): ``y[trigger]`` is the reward a trigger would get in s, whatever the action
-    taken (where the trigger was taken that is its target anyway: the trigger ends the search with that reward).
-    Works on NumPy arrays and on tensors alike (keras.ops), so the compiled update and the tests share it.
+    ``trigger_values`` (the ``trigger_targets`` option): ``y[trigger]`` is the reward a trigger would get in s,
+    whatever the action taken (where the trigger was taken that is its value anyway: the trigger ends the search
+    with that reward). Works on NumPy arrays and on tensors alike (keras.ops), so the compiled update and the
+    tests share it.
     """
     from keras import ops
     if q_next_online is None:
@@ -368,11 +395,11 @@ def q_targets(q_states, q_next_states, actions, rewards, terminals, gamma, q_nex
         next_values = ops.sum(q_next_states * picked, axis=1)
     bootstrap = rewards + gamma * (1.0 - terminals) * next_values
     chosen = ops.one_hot(actions, NUM_ACTIONS, dtype=q_states.dtype)
-    targets = q_states * (1.0 - chosen) + chosen * ops.expand_dims(bootstrap, 1)
-    if trigger_targets is None:
-        return targets
+    values = q_states * (1.0 - chosen) + chosen * ops.expand_dims(bootstrap, 1)
+    if trigger_values is None:
+        return values
     trigger = np.eye(NUM_ACTIONS, dtype=np.float32)[TRIGGER]          # broadcasts over the minibatch
-    return targets * (1.0 - trigger) + trigger * ops.expand_dims(ops.cast(trigger_targets, q_states.dtype), 1)
+    return values * (1.0 - trigger) + trigger * ops.expand_dims(ops.cast(trigger_values, q_states.dtype), 1)
 
 
 def margin_loss(q_values, expert_actions, margin):
@@ -386,87 +413,84 @@ def margin_loss(q_values, expert_actions, margin):
     return ops.mean(lead)
 
 
-def q_targets_reference(model, batch, gamma):
+def regression_values_reference(model, batch, gamma):
     """The 2016 pattern, kept as a slow obvious reference: one ``predict`` per sample for Q(s) and Q(s′)."""
-    states, actions, rewards, next_states, terminals = batch
-    targets = []
-    for state, action, reward, next_state, terminal in zip(states, actions, rewards, next_states, terminals):
+    values = []
+    for state, action, reward, next_state, terminal in zip(batch.states, batch.actions, batch.rewards,
+                                                           batch.next_states, batch.terminals):
         old_q = model.predict(state[None], verbose=0)[0]
         new_q = model.predict(next_state[None], verbose=0)[0]
         y = old_q.copy()
         y[action] = reward if terminal else reward + gamma * np.max(new_q)
-        targets.append(y)
-    return np.array(targets, dtype=np.float32)
+        values.append(y)
+    return np.array(values, dtype=np.float32)
+
+
+def q_values(model, states):
+    """Q-values of a batch of states, inference mode (training, testing and ``detect()`` all ask this)."""
+    return np.asarray(model(np.asarray(states, dtype=np.float32), training=False))
 
 
 LOSSES = ("mse", "huber")
 
 
 class QLearner:
-    """One gradient step on a replay minibatch, compiled: a single forward pass gives Q(s) and Q(s′) for the
-    whole batch (inference mode, as the targets are constants), then one MSE step with Adam in training mode.
+    """One gradient step on a replay :class:`Minibatch`, compiled: a single forward pass gives Q(s) and Q(s′) for
+    the whole batch (inference mode, as the regression values are constants), then one MSE step with Adam in
+    training mode. ``batch_size``: the minibatch it learns from.
 
     Learning options, all off by default (the paper's method; docs/method.md §9):
     ``target_update`` N > 0: a target network, a copy of the Q-network taken every N updates, values s′;
     ``double_dqn``: the online network picks a′ and the target network values it (needs ``target_update``);
-    ``loss`` "huber": Huber loss (δ = 1) instead of MSE; ``weight_decay`` w > 0: AdamW, every update shrinks the
-    weights by ``learning_rate · w`` (decoupled weight decay); ``trigger_targets``: every sampled state's trigger
-    output is also regressed to the reward a trigger would get there (the minibatch carries them, see
-    :meth:`ReplayMemory.sample`); ``expert_margin`` m > 0: DQfD's large-margin loss (:func:`margin_loss`) towards
-    the upper-bound agent's action in each sampled state is added to the loss (the minibatch carries the actions).
+    ``loss`` "huber": Huber loss (δ = 1) instead of MSE; ``trigger_targets``: every sampled state's trigger
+    output is also regressed to the reward a trigger would get there (the transitions carry
+    :data:`TRIGGER_VALUE`); ``expert_margin`` m > 0: DQfD's large-margin loss (:func:`margin_loss`) towards the
+    upper-bound agent's action in each sampled state is added to the loss (they carry :data:`EXPERT_ACTION`).
     """
 
-    def __init__(self, model, gamma=0.9, learning_rate=1e-6, target_update=0, double_dqn=False, loss="mse",
-                 weight_decay=0.0, trigger_targets=False, expert_margin=0.0):
+    def __init__(self, model, gamma=0.9, learning_rate=1e-6, batch_size=100, target_update=0, double_dqn=False,
+                 loss="mse", trigger_targets=False, expert_margin=0.0):
         import keras
         import tensorflow as tf
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
         if double_dqn and not target_update:
             raise ValueError("double_dqn needs a target network (target_update > 0)")
+        if expert_margin < 0:
+            raise ValueError(f"expert_margin cannot be negative, got {expert_margin}")
         self.model = model
         self.gamma = float(gamma)
+        self.batch_size = int(batch_size)
         self.target_update = int(target_update)
         self.double_dqn = bool(double_dqn)
         self.loss = loss
-        self.weight_decay = float(weight_decay)
         self.trigger_targets = bool(trigger_targets)
         self.expert_margin = float(expert_margin)
-        if self.expert_margin < 0:
-            raise ValueError(f"expert_margin cannot be negative, got {expert_margin}")
-        if self.weight_decay > 0:
-            self.optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=self.weight_decay)
-        else:
-            self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+        self.carries = (TRIGGER_VALUE,) * self.trigger_targets + (EXPERT_ACTION,) * (self.expert_margin > 0)
+        self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
         self.optimizer.build(model.trainable_variables)
         self.target_model = None
         if self.target_update > 0:
             self.target_model = keras.models.clone_model(model)
             self.target_model.set_weights(model.get_weights())
-        fused = self.target_model is None and loss == "mse"     # weight decay lives in the optimiser: fused too
+        fused = self.target_model is None and loss == "mse"
         graph = self._update_graph if fused else self._update_graph_options
         self._update = tf.function(graph, jit_compile=True, reduce_retracing=True)   # XLA: fused, ~1.5x faster
-        self._regress = None
 
     @property
     def options(self):
         """The learning options in use (empty: the paper's update)."""
-        options = {}
-        if self.target_update:
-            options["target_update"] = self.target_update
-        if self.double_dqn:
-            options["double_dqn"] = 1
-        if self.loss != "mse":
-            options["loss"] = self.loss
-        if self.weight_decay:
-            options["weight_decay"] = self.weight_decay
-        if self.trigger_targets:
-            options["trigger_targets"] = 1
-        if self.expert_margin:
-            options["expert_margin"] = self.expert_margin
-        return options
+        options = {"target_update": self.target_update, "double_dqn": int(self.double_dqn),
+                   "loss": "" if self.loss == "mse" else self.loss, "trigger_targets": int(self.trigger_targets),
+                   "expert_margin": self.expert_margin}
+        return {name: value for name, value in options.items() if value}
 
-    def _update_graph(self, states, actions, rewards, next_states, terminals, trigger_targets=None,
+    def act(self, state, carried):
+        """The greedy action in ``state`` and the Q-values it was chosen by."""
+        values = self.q_values(state[None])[0]
+        return int(np.argmax(values)), values
+
+    def _update_graph(self, states, actions, rewards, next_states, terminals, trigger_values=None,
                       expert_actions=None):
         """Layer 1's product (25,112 × 1,024, nearly all the arithmetic) is computed once for the 2B states and
         shared by the target pass (inference mode) and the training pass on s (dropout comes after it); its weight
@@ -478,16 +502,14 @@ class QLearner:
         pre_activation = tf.matmul(tf.concat([states, next_states], axis=0), dense1.kernel) + dense1.bias
         hidden = tf.nn.relu(pre_activation)
         q_both = dense3(dense2(hidden))                                  # inference mode: no dropout
-        targets = tf.stop_gradient(q_targets(q_both[:batch_size], q_both[batch_size:], actions, rewards,
-                                             terminals, self.gamma, trigger_targets=trigger_targets))
+        values = tf.stop_gradient(regression_values(q_both[:batch_size], q_both[batch_size:], actions, rewards,
+                                                    terminals, self.gamma, trigger_values=trigger_values))
         hidden_states = hidden[:batch_size]
         upper = [dense2.kernel, dense2.bias, dense3.kernel, dense3.bias]
         with tf.GradientTape() as tape:
             tape.watch(hidden_states)
-            q_values = dense3(dropout2(dense2(dropout1(hidden_states, training=True)), training=True))
-            loss = tf.reduce_mean(tf.square(targets - q_values))
-            if expert_actions is not None:
-                loss += margin_loss(q_values, expert_actions, self.expert_margin)
+            q_states = dense3(dropout2(dense2(dropout1(hidden_states, training=True)), training=True))
+            loss = tf.reduce_mean(tf.square(values - q_states)) + self._added_loss(q_states, expert_actions)
         hidden_gradient, *upper_gradients = tape.gradient(loss, [hidden_states, *upper])
         pre_gradient = hidden_gradient * tf.cast(pre_activation[:batch_size] > 0, hidden_gradient.dtype)  # ReLU′
         gradients = [tf.matmul(states, pre_gradient, transpose_a=True), tf.reduce_sum(pre_gradient, axis=0),
@@ -495,7 +517,7 @@ class QLearner:
         self.optimizer.apply_gradients(zip(gradients, [dense1.kernel, dense1.bias, *upper]))
         return loss
 
-    def _update_graph_options(self, states, actions, rewards, next_states, terminals, trigger_targets=None,
+    def _update_graph_options(self, states, actions, rewards, next_states, terminals, trigger_values=None,
                               expert_actions=None):
         """The update with learning options (target network, double DQN, Huber loss): plain Keras calls, as the
         target network's Q(s′) cannot share the online network's first-layer product."""
@@ -506,21 +528,24 @@ class QLearner:
         else:
             q_next = self.target_model(next_states, training=False)
             q_next_online = self.model(next_states, training=False) if self.double_dqn else None
-        targets = tf.stop_gradient(q_targets(q_states, q_next, actions, rewards, terminals, self.gamma,
-                                             q_next_online, trigger_targets))
+        values = tf.stop_gradient(regression_values(q_states, q_next, actions, rewards, terminals, self.gamma,
+                                                    q_next_online, trigger_values))
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
-            q_values = self.model(states, training=True)
-            error = targets - q_values
+            q_training = self.model(states, training=True)
+            error = values - q_training
             if self.loss == "huber":
                 absolute = tf.abs(error)
                 loss = tf.reduce_mean(tf.where(absolute <= 1.0, 0.5 * tf.square(error), absolute - 0.5))
             else:
                 loss = tf.reduce_mean(tf.square(error))
-            if expert_actions is not None:
-                loss += margin_loss(q_values, expert_actions, self.expert_margin)
+            loss += self._added_loss(q_training, expert_actions)
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
+
+    def _added_loss(self, q_states, expert_actions):
+        """What the options add to Q-learning's loss: ``expert_margin``'s margin loss (0.0 without it)."""
+        return 0.0 if expert_actions is None else margin_loss(q_states, expert_actions, self.expert_margin)
 
     def sync_target(self):
         """Copy the Q-network into the target network when the update count is a multiple of the period."""
@@ -528,51 +553,72 @@ class QLearner:
             for target, online in zip(self.target_model.weights, self.model.weights):
                 target.assign(online)
 
-    def targets(self, batch):
-        """The regression targets the update uses (for tests and the benchmark)."""
-        states, actions, rewards, next_states, terminals, *extras = batch
-        trigger_targets = extras[:1] if self.trigger_targets else []
-        q_both = self.model(np.concatenate([states, next_states]), training=False)
-        q_both = np.asarray(q_both)
+    def _carried(self, batch):
+        """The minibatch's arrays of this learner's fields, or a ValueError naming what is missing."""
+        missing = [field.name for field in self.carries if field.name not in batch.carried]
+        if missing:
+            raise ValueError(f"this learner's options need minibatches with {', '.join(missing)} (a replay memory "
+                             f"built with fields=learner.carries)")
+        trigger_values = batch.carried.get("trigger_values") if self.trigger_targets else None
+        expert_actions = batch.carried.get("expert_actions") if self.expert_margin else None
+        if expert_actions is not None and (expert_actions < 0).any():
+            raise ValueError("a minibatch for expert_margin holds transitions stored without the expert's action")
+        return (None if trigger_values is None else np.asarray(trigger_values, np.float32),
+                None if expert_actions is None else np.asarray(expert_actions, np.int32))
+
+    def regression_values(self, batch):
+        """What the update regresses Q(s) to on ``batch`` (for tests and the benchmark)."""
+        trigger_values, _ = self._carried(batch)
+        states, next_states = batch.states, batch.next_states
+        q_both = np.asarray(self.model(np.concatenate([states, next_states]), training=False))
         q_states, q_next, q_next_online = q_both[:len(states)], q_both[len(states):], None
         if self.target_model is not None:
             q_next_online = q_next if self.double_dqn else None
             q_next = np.asarray(self.target_model(next_states, training=False))
-        return np.asarray(q_targets(q_states, q_next, actions, rewards, terminals, self.gamma, q_next_online,
-                                    *trigger_targets))
+        return np.asarray(regression_values(q_states, q_next, batch.actions, batch.rewards, batch.terminals,
+                                            self.gamma, q_next_online, trigger_values))
 
     def update(self, batch):
-        """One gradient step on ``(s, a, r, s′, terminal)`` (with ``trigger_targets``: and the trigger targets of
-        s, with ``expert_margin``: then the expert's actions in s, which it then requires); returns the loss as a
-        float."""
-        states, actions, rewards, next_states, terminals, *extras = batch
-        if len(extras) != int(self.trigger_targets) + int(self.expert_margin > 0):
-            raise ValueError("a learner with trigger_targets (expert_margin) needs minibatches with the trigger "
-                             "targets (the expert's actions), and only it takes them")
-        trigger_targets = np.asarray(extras.pop(0), np.float32) if self.trigger_targets else None
-        expert_actions = np.asarray(extras.pop(0), np.int32) if self.expert_margin else None
-        if expert_actions is not None and (expert_actions < 0).any():
-            raise ValueError("a minibatch for expert_margin holds transitions stored without the expert's action")
+        """One gradient step on a :class:`Minibatch`; returns the loss as a float."""
+        trigger_values, expert_actions = self._carried(batch)
         self.sync_target()
-        loss = self._update(states, actions.astype(np.int32), rewards.astype(np.float32), next_states,
-                            terminals.astype(np.float32), trigger_targets, expert_actions)
+        loss = self._update(batch.states, batch.actions.astype(np.int32), batch.rewards.astype(np.float32),
+                            batch.next_states, batch.terminals.astype(np.float32), trigger_values, expert_actions)
         return float(loss)
-
-    def regress(self, batch):
-        """The ``oracle`` diagnostic's step instead of Q-learning's: Q(s) regressed to given targets for all six
-        actions (MSE, the same optimiser and learning rate); returns the loss as a float."""
-        import tensorflow as tf
-        if self._regress is None:
-            def graph(states, targets):
-                with tf.GradientTape() as tape:
-                    loss = tf.reduce_mean(tf.square(targets - self.model(states, training=True)))
-                variables = self.model.trainable_variables
-                self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-                return loss
-            self._regress = tf.function(graph, jit_compile=True, reduce_retracing=True)
-        states, targets = batch
-        return float(self._regress(states, targets.astype(np.float32)))
 
     def q_values(self, states):
         """Q-values of a batch of states, inference mode."""
-        return np.asarray(self.model(np.asarray(states, dtype=np.float32), training=False))
+        return q_values(self.model, states)
+
+
+class OracleLearner(QLearner):
+    """The ``oracle`` diagnostic, not Q-learning: the agent acts like the upper bound where it would act greedily,
+    and Q(s) is regressed to the upper bound's Q-values in s (:func:`upper_bound_q_values`) for all six actions
+    (MSE, the same optimiser). What it reaches is the ceiling of the network and features (docs/learning.md)."""
+
+    def __init__(self, model, gamma=0.9, learning_rate=1e-6, batch_size=100):
+        super().__init__(model, gamma, learning_rate, batch_size)
+        import tensorflow as tf
+        self.carries = (UPPER_BOUND_VALUES,)
+
+        def graph(states, values):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(tf.square(values - self.model(states, training=True)))
+            variables = self.model.trainable_variables
+            self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            return loss
+        self._regress = tf.function(graph, jit_compile=True, reduce_retracing=True)
+
+    @property
+    def options(self):
+        return {"oracle": 1}
+
+    def act(self, state, carried):
+        """The upper bound's action (its Q-values are carried with the transition)."""
+        return int(np.argmax(carried["upper_bound_values"])), None
+
+    def update(self, batch):
+        values = batch.carried.get("upper_bound_values")
+        if values is None:
+            raise ValueError("the oracle needs minibatches with upper_bound_values (fields=learner.carries)")
+        return float(self._regress(batch.states, np.asarray(values, np.float32)))

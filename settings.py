@@ -6,9 +6,14 @@ default's type; unknown flags and wrongly typed values stop with argparse's one-
 from __future__ import annotations
 
 import argparse
+import math
 import numbers
+import sys
+import tokenize
+from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
+from typing import Callable
 
 from errors import UserError
 
@@ -27,10 +32,52 @@ def parse_optional_int(text):
     return None if str(text).lower() in ("none", "") else int(text)
 
 
+class Defaults(dict):
+    """A script's settings (name → default) with their meanings (``comments``: name → the comment beside it)."""
+
+    def __init__(self, values, comments):
+        super().__init__(values)
+        self.comments = comments
+
+
 def script_settings(namespace):
-    """The plain settings a script defines at its top: lower-case names bound to numbers, strings or None."""
-    return {name: value for name, value in namespace.items()
-            if not name.startswith("_") and name.islower() and isinstance(value, (int, float, str, type(None)))}
+    """The plain settings a script defines at its top (lower-case names bound to numbers, strings or None), those
+    it imports from a shared ``*_settings`` module included, with the comments beside them (:func:`read_comments`):
+    the one description of each setting that ``--help``, the checks and the README's tables derive from."""
+    values = {name: value for name, value in namespace.items()
+              if not name.startswith("_") and name.islower() and isinstance(value, (int, float, str, type(None)))}
+    comments = {}
+    own = read_comments(namespace["__file__"]) if namespace.get("__file__") else {}
+    values = {**{name: value for name, value in values.items() if name in own},
+              **{name: value for name, value in values.items() if name not in own}}     # the script's own first
+    sources = [module.__file__ for module in namespace.values()
+               if isinstance(module, ModuleType) and module.__name__.endswith("_settings")]
+    for source in sources:
+        comments.update(read_comments(source))
+    return Defaults(values, {**comments, **own})       # the script's own comment wins
+
+
+def read_comments(path):
+    """``{name: comment}`` for the top-level ``name = value  # comment`` lines of the Python file ``path``; comment
+    lines that follow, indented to the same column, continue the comment."""
+    comments, current, column = {}, None, None
+    with open(path, encoding="utf-8") as handle:
+        tokens = list(tokenize.generate_tokens(handle.readline))
+    for index, token in enumerate(tokens):
+        if token.type != tokenize.COMMENT:
+            continue
+        line_tokens = [t for t in tokens[:index] if t.start[0] == token.start[0] and t.type not in
+                       (tokenize.INDENT, tokenize.DEDENT, tokenize.NL, tokenize.NEWLINE)]
+        text = token.string.lstrip("#").strip()
+        if line_tokens and line_tokens[0].type == tokenize.NAME and line_tokens[0].start[1] == 0 and \
+                len(line_tokens) > 1 and line_tokens[1].string == "=":
+            current, column = line_tokens[0].string, token.start[1]
+            comments[current] = text
+        elif not line_tokens and current is not None and token.start[1] == column:
+            comments[current] += " " + text
+        else:
+            current = None
+    return comments
 
 
 def _type_of(value):
@@ -43,30 +90,44 @@ def _type_of(value):
     return str
 
 
+def help_text(name, value, comments):
+    """What ``--help`` says of a setting: its meaning, the values it takes and its default."""
+    rule = RULES.get(name)
+    accepts = f"takes {rule.accepts}; " if rule is not None else "a path; " if name.startswith("path") else ""
+    meaning = comments.get(name, "").rstrip(".")
+    return f"{meaning} ({accepts}default: {value!r})".replace("%", "%%").strip()
+
+
 def configure(defaults, argv=None, description=None, extra=None):
     """Parse ``argv`` against ``defaults`` (name → default value) and return a namespace of settings.
 
     ``extra``: a function ``extra(parser)`` that adds flags not listed in ``defaults`` (``-n``, ``--demo`` …).
     A default of ``None`` takes an optional integer (``--max_images``) unless ``extra`` declares it;
-    ``class_object`` is a string (an id or a class name).
+    ``class_object`` is a string (an id or a class name). A removed option on the command line is a UserError
+    naming where its measurement is kept.
     """
+    check_removed(sys.argv[1:] if argv is None else argv)
+    comments = getattr(defaults, "comments", {})
     epilog = None
     if "path_vgg" in defaults:
         from features import PATH_VGG_HELP     # features imports TensorFlow only inside its functions
         epilog = PATH_VGG_HELP
     parser = argparse.ArgumentParser(description=description, epilog=epilog,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     if extra is not None:
         extra(parser)
-    declared = {action.dest for action in parser._actions}
-    # a flag declared by ``extra`` still takes its default from the script's variable
+    declared = {action.dest: action for action in parser._actions}
+    # a flag declared by ``extra`` still takes its default from the script's variable, and its meaning
     parser.set_defaults(**{name: value for name, value in defaults.items() if name in declared})
     for name, value in defaults.items():
         if name in declared:
+            if name in comments:
+                declared[name].help = help_text(name, value, comments)
             continue
         kind = str if name == "class_object" else parse_optional_int if value is None else _type_of(value)
-        parser.add_argument(f"--{name}", type=kind, default=value, metavar=type(value).__name__.upper()
-                            if value is not None else "INT")
+        metavar = "CLASS" if name == "class_object" else "INT" if value is None else type(value).__name__.upper()
+        parser.add_argument(f"--{name}", type=kind, default=value, help=help_text(name, value, comments),
+                            metavar=metavar)
     arguments = parser.parse_args(argv)
     settings = SimpleNamespace(**vars(arguments))
     settings.explicit = {name for name in vars(arguments) if _given(name, argv)}
@@ -75,7 +136,6 @@ def configure(defaults, argv=None, description=None, extra=None):
 
 def _given(name, argv):
     """Whether the flag ``--name`` (or ``--name=``) appears on the command line (demo defaults yield to it)."""
-    import sys
     argv = sys.argv[1:] if argv is None else argv
     flag = f"--{name}"
     return any(arg == flag or arg.startswith(flag + "=") for arg in argv)
@@ -90,20 +150,23 @@ DEMO_DATA = Path("data/synthetic_voc")
 def training_flags(parser):
     """Flags of the training scripts beyond their settings."""
     parser.add_argument("-n", "--n", type=int, default=0, metavar="N",
-                        help="start at epoch N, resuming from the checkpoint of epoch N-1")
-    parser.add_argument("--demo", action="store_true", help="synthetic dataset and demo budgets")
+                        help="start at epoch N, resuming from the checkpoint of epoch N-1 (default: 0, a fresh run)")
+    parser.add_argument("--demo", action="store_true", help="the demo: the synthetic dataset (generated if absent) "
+                        "and the values of the script's DEMO, where no flag sets them (default: off)")
 
 
 def testing_flags(parser):
     """Flags of the testing scripts beyond their settings (choices checked here)."""
-    parser.add_argument("--demo", action="store_true", help="the synthetic dataset")
+    parser.add_argument("--demo", action="store_true", help="the demo: the synthetic dataset's test split and the "
+                        "values of the script's DEMO, where no flag sets them (default: off)")
     parser.add_argument("--agent", choices=("trained", "random", "upper_bound"), default="trained")
     parser.add_argument("--detections", choices=("visited", "triggered"), default="visited",
                         help="visited: every analysed region is a detection (the paper's); triggered: only triggers")
     parser.add_argument("--image", action="append", default=None, metavar="FILE",
                         help="search this image (repeat for more) with the trained agent instead of testing on a "
                              "dataset: no annotations needed; writes <path_testing_folder>/images/<name>.png and "
-                             "detections.json. Detections are the triggered regions unless --detections is given")
+                             "detections.json. Detections are the triggered regions unless --detections is given "
+                             "(default: none, the dataset is tested)")
     parser.add_argument("--epoch", type=parse_epochs, default=-1, metavar="E[,E...]",
                         help="checkpoint epoch (-1: the latest); a comma-separated list or 'all' tests each and "
                              "compares them (the paper's Figure 7); 'best': the epoch with the best validation "
@@ -201,3 +264,131 @@ def check_path_vgg(path_vgg):
         return
     if not Path(path_vgg).is_file():
         raise UserError(f"path_vgg={str(path_vgg)!r}: no such file. path_vgg takes {PATH_VGG_OPTIONS}.")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# what each setting takes, checked before TensorFlow is imported (detect() applies the same rules)
+
+@dataclass(frozen=True)
+class Rule:
+    """The values a setting takes: ``accepts`` says it (``--help``, the README, the error), ``holds(value)`` checks."""
+
+    accepts: str
+    holds: Callable
+
+
+def _finite(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def whole(least):
+    return Rule(f"a whole number ≥ {least}", lambda value: is_whole_number(value, least))
+
+
+def between(low, high, low_open=False, high_open=False):
+    text = f"a number {'>' if low_open else '≥'} {low:g} and {'<' if high_open else '≤'} {high:g}"
+    return Rule(text, lambda value: _finite(value) and (low < value if low_open else low <= value)
+                and (value < high if high_open else value <= high))
+
+
+def one_of(*values):
+    names = [str(value) for value in values]
+    return Rule(f"{', '.join(names[:-1])} or {names[-1]}", lambda value: value in values)
+
+
+SWITCH = one_of(0, 1)
+RULES = {
+    "two_databases": SWITCH, "max_images": Rule("a whole number ≥ 1, or None (all)",
+                                                lambda value: value is None or is_whole_number(value, 1)),
+    "vgg_precision": one_of("float32", "bfloat16", "auto"),
+    "weights_order": one_of("auto", "channels_first", "channels_last"),
+    "scale_subregion": between(0, 1, low_open=True, high_open=True), "number_of_steps": whole(1),
+    "bool_draw": SWITCH, "draw_every": whole(1), "epochs": whole(1), "gamma": between(0, 1),
+    "epsilon": between(0, 1), "batch_size": whole(1), "buffer_experience_replay": whole(1),
+    "learning_rate": Rule("a number > 0", lambda value: _finite(value) and value > 0), "seed": whole(0),
+    "save_replay_memory": SWITCH, "checkpoint_every": whole(1), "cache_mb": whole(0), "map_cache_mb": whole(0),
+    "target_update": whole(0), "double_dqn": SWITCH, "loss": one_of("mse", "huber"), "trigger_targets": SWITCH,
+    "expert_margin": Rule("a number ≥ 0", lambda value: _finite(value) and value >= 0), "oracle": SWITCH,
+    "validation_images": whole(0), "only_first_object": SWITCH, "agent": one_of("trained", "random", "upper_bound"),
+    "detections": one_of("visited", "triggered"), "draw_images": whole(0),
+    "class_object": Rule("a VOC id 1-20 or class name, all, or a comma list", lambda value: True),
+}
+
+
+def check_settings(settings):
+    """Every setting with a rule holds it, and the settings fit together; else a UserError naming the setting."""
+    for name, rule in RULES.items():
+        if hasattr(settings, name) and not rule.holds(getattr(settings, name)):
+            raise UserError(f"{name} must be {rule.accepts}, got {getattr(settings, name)!r}")
+    if hasattr(settings, "batch_size") and settings.batch_size > settings.buffer_experience_replay:
+        raise UserError(f"batch_size {settings.batch_size} is larger than the replay memory "
+                        f"(buffer_experience_replay {settings.buffer_experience_replay}): a minibatch is drawn from it")
+    if getattr(settings, "double_dqn", 0) and not settings.target_update:
+        raise UserError("double_dqn 1 needs a target network: give target_update N (e.g. 100: copy the Q-network "
+                        "every 100 updates)")
+    if getattr(settings, "oracle", 0) and (settings.target_update or settings.loss != "mse"
+                                           or settings.trigger_targets or settings.expert_margin):
+        raise UserError("oracle 1 regresses Q to the upper bound's values with the squared error: it takes no "
+                        "target_update, double_dqn, loss huber, trigger_targets or expert_margin")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# options that measurements showed did not help: removed, their figures kept in docs/learning.md
+
+REMOVED_AT = "08670f3"
+REMOVED_OPTIONS = {"flip": 0, "update_every": 1, "images_per_epoch": 0, "guided_exploration": 0, "standardize": 0,
+                   "weight_decay": 0.0, "trigger_bias": 0.0}      # each with the value that meant "off"
+
+
+def removed_message(name):
+    return (f"{name} was removed: measured, it did not help (docs/learning.md#removed-options keeps its figures and "
+            f"command; the last commit with it is {REMOVED_AT})")
+
+
+def check_removed(argv):
+    """A removed option on the command line: a UserError saying where its measurement is."""
+    for argument in argv:
+        name = str(argument)[2:].split("=")[0] if str(argument).startswith("--") else None
+        if name in REMOVED_OPTIONS:
+            raise UserError(removed_message(name))
+
+
+def check_removed_in(saved, what):
+    """A removed option switched on in ``saved`` (the settings a resume state or results file recorded)."""
+    for name, off in REMOVED_OPTIONS.items():
+        if name in saved and saved[name] != off:
+            raise UserError(f"{what} was made with {name} {saved[name]!r}: {removed_message(name)}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the README's settings tables, from the same description
+
+SCRIPT_GROUPS = (("Training", ("image_zooms_training", "pool45_crops_training")),
+                 ("Testing", ("image_zooms_testing", "pool45_crops_testing")))
+
+
+def settings_tables():
+    """The README's settings tables (Markdown): every setting of the four scripts with its meaning, the values it
+    takes and its default (``a / b`` where the Image-Zooms and Pool45-Crops scripts differ)."""
+    import importlib
+    lines = []
+    for title, names in SCRIPT_GROUPS:
+        scripts = [script_settings(vars(importlib.import_module(name))) for name in names]
+        lines += [f"**{title}** (`{names[0]}.py`, `{names[1]}.py`)", "",
+                  "| setting | meaning | takes | default |", "| --- | --- | --- | --- |"]
+        for name in dict.fromkeys(name for script in scripts for name in script):
+            defaults = [repr(script[name]) if name in script else "—" for script in scripts]
+            default = defaults[0] if len(set(defaults)) == 1 else " / ".join(defaults)
+            comment = next(script.comments.get(name) for script in scripts if name in script)
+            rule = RULES.get(name)
+            accepts = rule.accepts if rule else "a path" if name.startswith("path") else "text"
+            cells = [f"`{name}`", comment, accepts, f"`{default}`".replace("`'", "`").replace("'`", "`")]
+            lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--markdown"]:
+        sys.exit("usage: python settings.py --markdown   (prints the README's settings tables)")
+    print(settings_tables(), end="")

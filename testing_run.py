@@ -12,24 +12,25 @@ import numpy as np
 from dataset import SkipReport, load_record_image
 from errors import UserError
 from parse_xml_annotations import class_ids, several_classes
+from parse_xml_annotations import VOC2007_TEST_FOLDER, ensure_voc2007_test_annotations
 from run_folder import (DamagedFile, best_epoch, best_path, check_trained_features, check_weights,
-                        checkpoint_path, existing_epochs, log_path, read_log, test_options)
+                        checkpoint_path, existing_epochs, log_path, missing_checkpoint, read_log, test_options)
 from runtime import seed_everything, write_json
-from settings import check_dataset, check_path_vgg, class_index, is_whole_number
+from settings import (apply_demo, check_dataset, check_path_vgg, check_settings, class_index, configure,
+                      script_settings, testing_flags)
 
 
 def preflight(settings, model_label):
     """The user's mistakes a test run can see without TensorFlow, each answered in one line (UserError) before
     the seconds TensorFlow takes to import: class, test dataset, the trained agent's checkpoint, VGG-16 weights."""
+    check_settings(settings)
     class_ids(settings.class_object)
-    draw_images(settings)
     own_images = bool(getattr(settings, "image", None))
     if not own_images:
+        if Path(settings.path_voc_test) == VOC2007_TEST_FOLDER:     # the annotations the repository carries
+            ensure_voc2007_test_annotations()
         check_dataset(settings.path_voc_test, "test", settings.class_object, "path_voc_test")
     if settings.agent != "trained":
-        if trigger_bias(settings):
-            raise UserError(f"trigger_bias {trigger_bias(settings):g} is for the trained agent (its Q-values); the "
-                            f"{settings.agent} agent has none: leave trigger_bias at 0")
         return
     if not Path(settings.path_model).is_dir():
         raise UserError(f"path_model {settings.path_model!r}: folder not found. Train first (python "
@@ -42,20 +43,44 @@ def preflight(settings, model_label):
                                settings.scale_subregion)
 
 
-def draw_images(settings):
-    """With ``bool_draw``, how many images' searches are drawn (the first N in test order; 0: every image)."""
-    value = getattr(settings, "draw_images", 0)
-    if not is_whole_number(value):
-        raise UserError(f"draw_images must be a whole number ≥ 0 (0: every image), got {value!r}")
-    return int(value)
+def run_script(script, argv, model_label):
+    """A testing script's main: the settings at its top (and flags) → ``--demo`` → one class, or each class of
+    ``all`` or a list and their mean AP."""
+    from classes_run import test_classes
+    settings = configure(script_settings(script), argv, script["__doc__"], testing_flags)
+    apply_demo(settings, script["DEMO"])
+    if several_classes(settings.class_object):
+        test_classes(settings, script["make_features"], model_label, test)
+    else:
+        test(settings, script["make_features"], model_label)
 
 
-def trigger_bias(settings):
-    """The ``trigger_bias`` test-time option (0: the paper's greedy argmax; settings without it have 0)."""
-    value = float(getattr(settings, "trigger_bias", 0.0))
-    if not np.isfinite(value):
-        raise UserError(f"trigger_bias must be a finite number, got {value}")
-    return value
+def search_records(records, name, agent, features, settings, report, only_first_object, needs_pixels=True,
+                   visit=None):
+    """The searches of ``agent`` on annotated ``records`` (testing, and validation during training), in lockstep
+    over chunks of 16 images; an unreadable image is left out. Returns ``(detections, ground_truth, trajectories)``
+    for :func:`metrics.precision_recall`: every analysed region is a detection (the paper's protocol), with its
+    search, step and whether it was triggered. ``visit(record, image, trajectory)`` is called after each image."""
+    from episodes import make_environment, run_searches
+    detections, ground_truth, trajectories = [], {}, {}
+    chunk = 16
+    for start in range(0, len(records), chunk):
+        pairs = [(r, load_record_image(r, report) if needs_pixels else None) for r in records[start:start + chunk]]
+        pairs = [(record, image) for record, image in pairs if image is not None or not needs_pixels]
+        environments = [make_environment(r, name, settings.scale_subregion, image) for r, image in pairs]
+        for (record, image), trajectory in zip(pairs, run_searches(environments, agent, features,
+                                                                   settings.number_of_steps, only_first_object)):
+            key = record.image_id
+            ground_truth[key] = {"boxes": record.annotation.boxes_of(name),
+                                 "difficult": record.annotation.difficult_of(name)}
+            detections += [{"image": key, "box": step["region"], "score": step["score"], "search": step["search"],
+                            "step": step["step"], "triggered": step["triggered"]} for step in trajectory]
+            trajectories[key] = trajectory
+            if visit is not None:
+                visit(record, image, trajectory)
+        if len(records) > chunk:
+            print(f"  {min(start + chunk, len(records))}/{len(records)} images", flush=True)
+    return detections, ground_truth, trajectories
 
 
 def test(settings, make_features, model_label):
@@ -64,7 +89,7 @@ def test(settings, make_features, model_label):
     With ``--image`` it searches the user's own images instead (:func:`search_own_images`).
     """
     preflight(settings, model_label)
-    from episodes import RandomAgent, TrainedAgent, UpperBoundAgent, make_environment, run_searches
+    from episodes import RandomAgent, TrainedAgent, UpperBoundAgent
     from metrics import precision_recall, regions_per_found_object
     from parse_xml_annotations import class_name, load_records
 
@@ -88,8 +113,7 @@ def test(settings, make_features, model_label):
         from detection import QNetworkPolicy, load_q_network
         epoch = settings.epoch
         weights = trained_weights(settings, class_idx, model_label)
-        agent = TrainedAgent(QNetworkPolicy(load_q_network(weights, weights_order(settings), verbose=True)),
-                             trigger_bias=trigger_bias(settings))
+        agent = TrainedAgent(QNetworkPolicy(load_q_network(weights, settings.weights_order, verbose=True)))
         if model_name(settings):        # a named file (the 2016 models): no epoch known
             epoch = None
         elif epoch == "best":
@@ -113,32 +137,19 @@ def test(settings, make_features, model_label):
 
     # searches, in lockstep over chunks of images (an unreadable image is left out of the evaluation)
     started = time.perf_counter()
-    detections, ground_truth, all_trajectories = [], {}, {}
-    drawn, draw_limit = 0, draw_images(settings)
-    chunk = 16
-    for start in range(0, len(records), chunk):
-        pairs = [(r, load_record_image(r, report) if needs_pixels else None) for r in records[start:start + chunk]]
-        pairs = [(record, image) for record, image in pairs if image is not None or not needs_pixels]
-        environments = [make_environment(r, name, settings.scale_subregion, image) for r, image in pairs]
-        trajectories = run_searches(environments, agent, features, settings.number_of_steps,
-                                    settings.only_first_object)
-        for (record, image), trajectory in zip(pairs, trajectories):
-            key = record.image_id
-            ground_truth[key] = {"boxes": record.annotation.boxes_of(name),
-                                 "difficult": record.annotation.difficult_of(name)}
-            for step in trajectory:
-                if settings.detections == "visited" or step["triggered"]:
-                    detections.append({"image": key, "box": step["region"], "score": step["score"],
-                                       "search": step["search"], "step": step["step"],
-                                       "triggered": step["triggered"]})
-            all_trajectories[key] = trajectory
-            if settings.bool_draw and (not draw_limit or drawn < draw_limit):
-                drawn += 1
-                from visualization import animate_search, draw_search
-                title = f"{model_label} {settings.agent}: {key}"
-                draw_search(image, trajectory, out_folder / "searches" / f"{key}.png", title=title)
-                animate_search(image, trajectory, out_folder / "searches" / f"{key}.gif", title=title)
-        print(f"  {min(start + chunk, len(records))}/{len(records)} images", flush=True)
+    drawn = []
+
+    def draw(record, image, trajectory):
+        if settings.bool_draw and (not settings.draw_images or len(drawn) < settings.draw_images):
+            drawn.append(record.image_id)
+            from visualization import animate_search, draw_search
+            title = f"{model_label} {settings.agent}: {record.image_id}"
+            draw_search(image, trajectory, out_folder / "searches" / f"{record.image_id}.png", title=title)
+            animate_search(image, trajectory, out_folder / "searches" / f"{record.image_id}.gif", title=title)
+    detections, ground_truth, all_trajectories = search_records(
+        records, name, agent, features, settings, report, settings.only_first_object, needs_pixels, visit=draw)
+    if settings.detections == "triggered":
+        detections = [detection for detection in detections if detection["triggered"]]
     if not ground_truth:
         raise UserError(f"none of the {len(records)} test images could be read (first: "
                         f"{next(iter(report.images.values()))}); nothing to test on")
@@ -152,7 +163,6 @@ def test(settings, make_features, model_label):
         "scale_subregion": settings.scale_subregion, "epoch": epoch,
         "weights": None if weights is None else str(weights), "detections_protocol": settings.detections,
         "only_first_object": bool(settings.only_first_object), "number_of_steps": settings.number_of_steps,
-        "trigger_bias": trigger_bias(settings) if settings.agent == "trained" else None,
         "num_images": len(ground_truth), "num_objects": int(curve["num_positives"]),
         "precision": curve["precision"], "recall": curve["recall"], "ap": curve["ap"], "ap_voc07": curve["ap_voc07"],
         "max_recall": curve["max_recall"], "regions_per_found_object": regions,
@@ -205,16 +215,12 @@ def model_name(settings):
     return None if name in (None, "", "None") else str(name)
 
 
-def weights_order(settings):
-    return getattr(settings, "weights_order", "auto")
-
-
 def trained_weights(settings, class_idx, model_label):
     """The Q-network weights a test uses: the file ``model_name`` in ``path_model`` when it is set (any layout
     ``detection.read_q_network_weights`` reads, such as the 2016 ``model_image_zooms_2``), else this project's
     checkpoint of epoch ``settings.epoch``, or the latest when it is -1."""
     from detection import check_weights_order
-    check_weights_order(weights_order(settings))
+    check_weights_order(settings.weights_order)
     epoch = settings.epoch
     if epoch == "best" and not model_name(settings):
         weights = best_path(settings.path_model, class_idx)
@@ -240,9 +246,8 @@ def trained_weights(settings, class_idx, model_label):
         return weights
     weights = checkpoint_path(settings.path_model, class_idx, epoch if epoch >= 0 else None)
     if not weights.is_file():
-        found = existing_epochs(settings.path_model, class_idx)
-        raise UserError(f"no checkpoint {weights}; epochs saved in {settings.path_model}: "
-                        f"{found if found else 'none'}. Train first (python {model_label}_training.py).")
+        raise UserError(f"{missing_checkpoint(settings.path_model, class_idx, weights)}. Train first (python "
+                        f"{model_label}_training.py).")
     try:
         check_weights(weights)
     except DamagedFile as damage:
@@ -279,7 +284,7 @@ def search_own_images(settings, make_features, model_label):
     if not images:
         raise UserError(f"none of the {len(settings.image)} images could be read (first: "
                         f"{next(iter(report.images.values()))})")
-    model, features = load_q_network(weights, weights_order(settings), verbose=True), make_features(settings)
+    model, features = load_q_network(weights, settings.weights_order, verbose=True), make_features(settings)
     print(f"{model_label}: the {name} agent of {weights} searches {len(images)} image"
           f"{'s' if len(images) != 1 else ''}, scale {settings.scale_subregion}")
 
@@ -290,7 +295,7 @@ def search_own_images(settings, make_features, model_label):
         found = detect_many([array for _, array in batch], model, features=features,
                             scale_subregion=settings.scale_subregion, number_of_steps=settings.number_of_steps,
                             only_first_object=settings.only_first_object, detections=protocol,
-                            trigger_bias=trigger_bias(settings))
+)
         for (path, array), (boxes, scores, trajectory) in zip(batch, found):
             stem, number = path.stem, 1
             while stem in figure_names:             # two photo.jpg from different folders
@@ -307,7 +312,7 @@ def search_own_images(settings, make_features, model_label):
     summary = {"model": model_label, "class_object": name, "weights": str(weights),
                "scale_subregion": settings.scale_subregion, "number_of_steps": settings.number_of_steps,
                "only_first_object": bool(settings.only_first_object), "detections_protocol": protocol,
-               "trigger_bias": trigger_bias(settings), "box_format": "[x0, y0, x1, y1) in pixels of the image", **report.as_json(), "images": entries}
+               "box_format": "[x0, y0, x1, y1) in pixels of the image", **report.as_json(), "images": entries}
     write_json(out_folder / "detections.json", summary)
     if report.summary():
         print(report.summary())

@@ -18,9 +18,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-ACTION_NAMES = ['up-left', 'up-right', 'down-left', 'down-right', 'centre', 'trigger']
-ACTION_SHORT_NAMES = ['UL', 'UR', 'DL', 'DR', 'C', 'T']
-TRIGGER_ACTION = 5
+from reinforcement import ACTION_NAMES, ACTION_SHORT_NAMES, TRIGGER
+
 DPI = 120
 TRIGGER_COLOUR = 'red'
 SEARCH_COLOURS = ['yellow', 'cyan', 'lime', 'magenta', 'orange']  # movement regions, one colour per search
@@ -71,7 +70,7 @@ def _crop(image, region):
 
 
 def _is_trigger(step):
-    return bool(step.get('triggered', step.get('action') == TRIGGER_ACTION))
+    return bool(step.get('triggered', step.get('action') == TRIGGER))
 
 
 def _region_colour(step):
@@ -90,7 +89,7 @@ def _draw_q_values(axes, q_values, action):
     q_values = np.asarray(q_values, dtype=np.float64).reshape(-1)
     colours = ['lightgray'] * len(q_values)
     if 0 <= action < len(q_values):
-        colours[action] = TRIGGER_COLOUR if action == TRIGGER_ACTION else 'tab:blue'
+        colours[action] = TRIGGER_COLOUR if action == TRIGGER else 'tab:blue'
     positions = np.arange(len(q_values))
     axes.bar(positions, q_values, color=colours, edgecolor='black', linewidth=0.4)
     axes.axhline(0.0, color='black', linewidth=0.5)
@@ -252,7 +251,7 @@ def animate_search(image, steps, path, title=None, paint_triggers=True, frame_ms
         frame.paste(crop, (left, (ANIMATION_HEIGHT - crop.height) // 2))
         caption = f'step {index + 1}/{len(steps)}: {_action_name(step.get("action", -1))}'
         if step.get('q_values') is not None:
-            caption += f'   trigger Q {float(np.asarray(step["q_values"]).reshape(-1)[TRIGGER_ACTION]):.2f}'
+            caption += f'   trigger Q {float(np.asarray(step["q_values"]).reshape(-1)[TRIGGER]):.2f}'
         if title:
             caption = f'{title}\n{caption}'
         draw.multiline_text((4, ANIMATION_HEIGHT + 3), caption, fill=TRIGGER_COLOUR if _is_trigger(step) else 'black',
