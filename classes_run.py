@@ -20,6 +20,19 @@ from errors import UserError
 from runtime import Interrupted, write_json
 
 
+def run_classes_script(script, argv, model_label, flags, run_one, run_each):
+    """A script's main: the settings at its top (``script``: its globals) and the flags → ``--demo`` →
+    ``run_one(settings, make_features, model_label)`` for one class, ``run_each(…, run_one)`` for ``all`` or a list."""
+    from parse_xml_annotations import several_classes
+    from settings import apply_demo, configure, script_settings
+    settings = configure(script_settings(script), argv, script["__doc__"], flags)
+    apply_demo(settings, script["DEMO"])
+    if several_classes(settings.class_object):
+        run_each(settings, script["make_features"], model_label, run_one)
+    else:
+        run_one(settings, script["make_features"], model_label)
+
+
 def one_class(settings, identifier):
     """A copy of ``settings`` for the class ``identifier`` alone (the loop runs the unchanged single-class code)."""
     settings = copy.copy(settings)

@@ -1,13 +1,11 @@
-"""Test an agent with the Pool45-Crops model (docs/method.md §7): greedy searches, VOC precision-recall, results.json.
+"""Test an agent with the Pool45-Crops model: the same searches and evaluation as image_zooms_testing.py, with
+regions cropped from the pool4/pool5 maps as in training.
 
 examples:
-  python pool45_crops_testing.py          # the latest checkpoint on VOC 2007 test
-  python pool45_crops_testing.py --demo   # the demo's synthetic test split
-  python pool45_crops_testing.py --agent upper_bound --path_voc_test data/VOC2007_test_annotations
-                                  # the upper bound on the VOC 2007 test annotations the repository carries
+  python pool45_crops_testing.py --demo --epoch all   # every saved epoch on one precision-recall plot
+  python pool45_crops_testing.py --image photo.jpg    # your own image, no annotations
 
-Every setting can be given as a flag of the same name. The settings both testing scripts share are in
-testing_settings.py.
+Settings: the paths here, the rest in testing_settings.py, each also a flag.
 """
 import testing_settings  # noqa: F401 (its comments are the shared settings' help)
 from testing_settings import *  # noqa: F401,F403 (the shared settings, each a flag too)

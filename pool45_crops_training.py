@@ -1,12 +1,11 @@
-"""Train the Pool45-Crops agent (docs/method.md §6): one VGG-16 forward per image (and per mask), every visited
-region cropped from its pool4 or pool5 map.
+"""Train the Pool45-Crops agent (docs/method.md §6): VGG-16 runs once per image (and once more after each trigger
+paints an object), and each visited region is cropped from the pool4 or pool5 map, ROI-pooled to 7×7.
 
 examples:
-  python pool45_crops_training.py -n 0     # the paper's setup: edit the paths below or pass them as flags
-  python pool45_crops_training.py --demo   # the synthetic dataset and hed VGG-16 weights, minutes on a CPU
+  python pool45_crops_training.py -n 0 --class_object cat
+  python pool45_crops_training.py --demo --epochs 3   # a shorter demo
 
-Every setting can be given as a flag of the same name (--class_object cat). The settings both training scripts
-share (Q-learning, the hierarchy, the learning options) are in training_settings.py.
+Settings as in image_zooms_training.py: the paths here, the rest in training_settings.py, each also a flag.
 """
 import training_settings  # noqa: F401 (its comments are the shared settings' help)
 from training_settings import *  # noqa: F401,F403 (the shared settings, each a flag too)

@@ -207,7 +207,7 @@ class ZoomEnvironment:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# the upper bound's returns (the oracle ceiling's targets)
+# the upper bound's returns (what the oracle and expert_margin learn from)
 
 def upper_bound_return(env, region, gamma, steps):
     """The discounted return of the upper-bound policy (docs/method.md §7) from ``region`` for at most ``steps``
@@ -218,9 +218,9 @@ def upper_bound_return(env, region, gamma, steps):
     for _ in range(steps):
         current = env.target(region)[1]
         children = child_regions(region, env.scale)
-        targets = [env.target(child) for child in children]
-        best = int(np.argmax([iou for _, iou in targets]))
-        index, best_iou = targets[best]
+        found = [env.target(child) for child in children]
+        best = int(np.argmax([iou for _, iou in found]))
+        index, best_iou = found[best]
         if best_iou <= current:
             return total + discount * trigger_reward(current)
         total += discount * movement_reward(ious[index], best_iou)
@@ -232,7 +232,7 @@ def upper_bound_return(env, region, gamma, steps):
 def upper_bound_q_values(env, gamma, steps):
     """Q-values of ``env``'s current region when every action is followed by the upper-bound policy: the
     trigger's reward, and each move's reward plus γ times the upper bound's return from that child (``steps`` − 1
-    steps). The regression targets of the ``oracle`` diagnostic (supervised, not Q-learning)."""
+    steps). What the ``oracle`` diagnostic regresses Q(s) to (supervised, not Q-learning)."""
     q_values = np.empty(NUM_ACTIONS, dtype=np.float32)
     q_values[TRIGGER] = trigger_reward(env.target(env.region)[1])
     for action, child in enumerate(child_regions(env.region, env.scale)):
@@ -493,7 +493,7 @@ class QLearner:
     def _update_graph(self, states, actions, rewards, next_states, terminals, trigger_values=None,
                       expert_actions=None):
         """Layer 1's product (25,112 × 1,024, nearly all the arithmetic) is computed once for the 2B states and
-        shared by the target pass (inference mode) and the training pass on s (dropout comes after it); its weight
+        shared by the pass that gives the regression values (inference mode) and the training pass on s (dropout comes after it); its weight
         gradient is taken by hand, sᵀ·δ, so that s′ does not enter the backward product. The same operations as
         ``model(s, s′)`` then ``model(s, training=True)``: bit-identical results, about 20% faster."""
         import tensorflow as tf

@@ -16,8 +16,7 @@ from parse_xml_annotations import VOC2007_TEST_FOLDER, ensure_voc2007_test_annot
 from run_folder import (DamagedFile, best_epoch, best_path, check_trained_features, check_weights,
                         checkpoint_path, existing_epochs, log_path, missing_checkpoint, read_log, test_options)
 from runtime import seed_everything, write_json
-from settings import (apply_demo, check_dataset, check_path_vgg, check_settings, class_index, configure,
-                      script_settings, testing_flags)
+from settings import check_dataset, check_path_vgg, check_settings, class_index, testing_flags
 
 
 def preflight(settings, model_label):
@@ -44,15 +43,10 @@ def preflight(settings, model_label):
 
 
 def run_script(script, argv, model_label):
-    """A testing script's main: the settings at its top (and flags) → ``--demo`` → one class, or each class of
-    ``all`` or a list and their mean AP."""
-    from classes_run import test_classes
-    settings = configure(script_settings(script), argv, script["__doc__"], testing_flags)
-    apply_demo(settings, script["DEMO"])
-    if several_classes(settings.class_object):
-        test_classes(settings, script["make_features"], model_label, test)
-    else:
-        test(settings, script["make_features"], model_label)
+    """A testing script's main (``script``: its globals): one class, or each class of ``all`` or a list and their
+    mean AP."""
+    from classes_run import run_classes_script, test_classes
+    run_classes_script(script, argv, model_label, testing_flags, test, test_classes)
 
 
 def search_records(records, name, agent, features, settings, report, only_first_object, needs_pixels=True,

@@ -31,8 +31,8 @@ from run_folder import (DamagedFile, best_path, check_weights, checkpoint_path, 
                         resume_state_path, write_features_file, write_log, write_resume_state,
                         write_together)
 from runtime import Interrupted, StopSignals, seed_everything
-from settings import (REMOVED_OPTIONS, apply_demo, check_dataset, check_path_vgg, check_removed_in, check_settings,
-                      class_index, configure, script_settings, training_flags)
+from settings import (REMOVED_OPTIONS, check_dataset, check_path_vgg, check_removed_in, check_settings, class_index,
+                      training_flags)
 
 
 def preflight(settings):
@@ -92,13 +92,9 @@ def validate(records, name, settings, features, learner, report):
 
 
 def run_script(script, argv, model_label):
-    """A training script's main: the settings at its top (and flags) → ``--demo`` → one class, or one agent for
-    each class of ``all`` or a list."""
-    from classes_run import train_classes
-    settings = configure(script_settings(script), argv, script["__doc__"], training_flags)
-    apply_demo(settings, script["DEMO"])
-    run = train_classes if several_classes(settings.class_object) else train
-    run(settings, script["make_features"], model_label)
+    """A training script's main (``script``: its globals): one agent, or one for each class of ``all`` or a list."""
+    from classes_run import run_classes_script, train_classes
+    run_classes_script(script, argv, model_label, training_flags, train, train_classes)
 
 
 def train(settings, make_features, model_label):

@@ -137,11 +137,11 @@ def test_training_with_the_cache_stores_the_same_transitions(backbone):
     memories = []
     for cache_mb in (64, 0):
         features = ImageZoomsFeatures(backbone=backbone, cache_mb=cache_mb)
-        learner = QLearner(build_q_network(seed=1), learning_rate=1e-4)
+        learner = QLearner(build_q_network(seed=1), learning_rate=1e-4, batch_size=3)
         memory, rng, stats = ReplayMemory(12), np.random.default_rng(0), new_training_stats()
         for _ in range(2):
             env = environment(7, boxes=[[10, 10, 70, 60], [60, 40, 115, 90]], image_id="trained")
-            train_image(env, features, learner, memory, rng, 1.0, 4, 3, stats)   # ε = 1: actions from rng only
+            train_image(env, features, learner, memory, rng, 1.0, 4, stats)   # ε = 1: actions from rng only
         memories.append(memory)
         if cache_mb:
             assert features.cache.hits > 0
@@ -276,12 +276,11 @@ def test_states_of_many_environments_equal_their_single_states(backbone):
 def test_training_trajectory_names_the_painted_object(backbone):
     """A drawn training search knows what the image looked like: a correct trigger lists the object it painted."""
     features = ImageZoomsFeatures(backbone=backbone, cache_mb=0)
-    learner = QLearner(build_q_network(seed=1), learning_rate=1e-4)
+    learner = QLearner(build_q_network(seed=1), learning_rate=1e-4, batch_size=3)
     big, small = [2, 2, 118, 94], [80, 60, 100, 80]       # the whole image covers the big one: a forced trigger
     env = environment(5, boxes=[big, small])
-    trajectory = []
-    train_image(env, features, learner, ReplayMemory(50), np.random.default_rng(0), 1.0, 2, 3,
-                new_training_stats(), trajectory)
+    trajectory = train_image(env, features, learner, ReplayMemory(50), np.random.default_rng(0), 1.0, 2,
+                             new_training_stats())
     first = trajectory[0]
     assert first["triggered"] and first["painted"] == [list(env.painted_boxes[0])]
     assert env.painted_boxes[0] == (2, 2, 118, 94)

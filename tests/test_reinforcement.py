@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from reinforcement import (HISTORY_SIZE, STATE_SIZE, TRIGGER, QLearner, ReplayMemory, ZoomEnvironment,
-                           build_q_network, child_regions, epsilon_for_epoch, movement_reward, q_targets_reference,
+from reinforcement import (Minibatch, HISTORY_SIZE, STATE_SIZE, TRIGGER, QLearner, ReplayMemory, ZoomEnvironment,
+                           build_q_network, child_regions, epsilon_for_epoch, movement_reward, regression_values_reference,
                            trigger_reward, update_history)
 
 
@@ -136,7 +136,7 @@ def test_replay_memory_is_a_ring():
     np.testing.assert_array_equal(memory.states[:, 0], [3, 4, 2])      # slots 0, 1 overwritten by 3, 4
     np.testing.assert_array_equal(memory.terminals, [0, 1, 0])
     batch = memory.sample(3, np.random.default_rng(0))
-    assert sorted(batch[0][:, 0]) == [2, 3, 4]
+    assert sorted(batch.states[:, 0]) == [2, 3, 4] and batch.carried == {}
     assert memory.states.shape == (3, 2)                               # allocated once
 
 
@@ -144,11 +144,11 @@ def test_batched_targets_equal_one_sample_at_a_time_reference():
     rng = np.random.default_rng(0)
     model = build_q_network(seed=3)
     learner = QLearner(model, gamma=0.9)
-    batch = (rng.standard_normal((8, STATE_SIZE)).astype(np.float32), rng.integers(6, size=8),
-             rng.standard_normal(8).astype(np.float32), rng.standard_normal((8, STATE_SIZE)).astype(np.float32),
-             (rng.random(8) < 0.5).astype(np.float32))
-    np.testing.assert_allclose(learner.targets(batch), q_targets_reference(model, batch, 0.9), rtol=1e-5,
-                               atol=1e-6)
+    batch = Minibatch(rng.standard_normal((8, STATE_SIZE)).astype(np.float32), rng.integers(6, size=8),
+                      rng.standard_normal(8).astype(np.float32), rng.standard_normal((8, STATE_SIZE)).astype(np.float32),
+                      (rng.random(8) < 0.5).astype(np.float32))
+    np.testing.assert_allclose(learner.regression_values(batch), regression_values_reference(model, batch, 0.9),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_update_moves_the_taken_action_toward_its_target():
@@ -156,8 +156,8 @@ def test_update_moves_the_taken_action_toward_its_target():
     model = build_q_network(seed=4)
     learner = QLearner(model, gamma=0.9, learning_rate=1e-3)
     states = rng.standard_normal((16, STATE_SIZE)).astype(np.float32)
-    batch = (states, np.full(16, TRIGGER), np.full(16, 3.0, dtype=np.float32), states,
-             np.ones(16, dtype=np.float32))
+    batch = Minibatch(states, np.full(16, TRIGGER), np.full(16, 3.0, dtype=np.float32), states,
+                      np.ones(16, dtype=np.float32))
     before = learner.q_values(states)[:, TRIGGER].mean()
     losses = [learner.update(batch) for _ in range(20)]
     after = learner.q_values(states)[:, TRIGGER].mean()

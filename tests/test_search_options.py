@@ -1,7 +1,7 @@
-"""Four options that use the annotations in training, off by default: exploration guided by them
-(``guided_exploration``), the oracle ceiling (``oracle``: the upper bound's returns regressed instead of
-Q-learning), the trigger's known value as a target at every update (``trigger_targets``) and DQfD's large-margin
-loss towards the upper-bound agent's action (``expert_margin``). Each is checked against values worked out by hand
+"""Three options that use the annotations in training, off by default: the oracle ceiling (``oracle``: the upper
+bound's values regressed instead of Q-learning), the trigger's known value regressed at every update
+(``trigger_targets``) and DQfD's large-margin loss towards the upper-bound agent's action (``expert_margin``).
+What each stores with a transition is a named field of the replay memory (``learner.carries``). Each is checked against values worked out by hand
 or by a slow reference, and to resume exactly."""
 import copy
 from types import SimpleNamespace
@@ -12,25 +12,15 @@ import pytest
 import image_zooms_training
 from episodes import UpperBoundAgent, new_training_stats, train_image
 from metrics import iou_many
-from reinforcement import (NUM_ACTIONS, STATE_SIZE, TRIGGER, QLearner, ReplayMemory, ZoomEnvironment,
-                           build_q_network, margin_loss, q_targets, upper_bound_q_values, upper_bound_return)
+from reinforcement import (EXPERT_ACTION, NUM_ACTIONS, STATE_SIZE, TRIGGER, TRIGGER_VALUE, UPPER_BOUND_VALUES,
+                           Minibatch, OracleLearner, QLearner, ReplayMemory, ZoomEnvironment, build_q_network,
+                           margin_loss, regression_values, upper_bound_q_values, upper_bound_return)
 from test_resume import TINY, same_weights, tiny_features
 
 
 def one_plane():
     """100×100 px, one object in the top-left quarter."""
     return ZoomEnvironment(100, 100, [[0, 0, 50, 50]], 0.75)
-
-
-def test_rewarding_actions_by_hand():
-    env = one_plane()
-    env.start_search()
-    # whole image: IoU 0.25; up-left (0, 0, 75, 75) 0.444; up-right and down-left 0.182; down-right 0.083;
-    # centre 0.209: only up-left raises it, and 0.25 is no trigger
-    assert env.rewarding_actions() == [0]
-    env.step(0)
-    env.step(0)                     # (0, 0, 56.25, 56.25): IoU 0.790, a rewarded trigger
-    assert TRIGGER in env.rewarding_actions()
 
 
 def reference_return(env, action, gamma, steps):
@@ -73,55 +63,38 @@ class ZeroDescriber:
         return np.zeros((len(items), STATE_SIZE - 24), np.float32)
 
 
-def test_guided_exploration_draws_rewarded_actions_where_there_are_some(monkeypatch):
-    """ε = 1: every action not forced is a random draw; guided, it is among the rewarded ones whenever some exist,
-    and the searches earn more than uniform draws do."""
-    draws, pending = [], []
-    original_rewarding, original_step = ZoomEnvironment.rewarding_actions, ZoomEnvironment.step
-
-    def rewarding(self):
-        pending.append(original_rewarding(self))
-        return pending[-1]
-
-    def step(self, action):
-        if pending:
-            draws.append((pending.pop(), action))
-        return original_step(self, action)
-    monkeypatch.setattr(ZoomEnvironment, "rewarding_actions", rewarding)
-    monkeypatch.setattr(ZoomEnvironment, "step", step)
-    mean_rewards = {}
-    for guided in (False, True):
-        memory, rng = ReplayMemory(1000), np.random.default_rng(1)
-        for _ in range(20):
-            train_image(one_plane(), ZeroDescriber(), None, memory, rng, 1.0, 10, 4, new_training_stats(),
-                        guided_exploration=guided)
-        mean_rewards[guided] = memory.rewards[:memory.pos].mean()
-    assert len(draws) > 20 and any(rewarded for rewarded, _ in draws)
-    assert all(action in rewarded for rewarded, action in draws if rewarded)
-    assert mean_rewards[True] > mean_rewards[False] + 0.5
-
-
-def test_regress_fits_given_targets():
+def test_the_oracle_regresses_to_the_carried_upper_bound_values_and_acts_by_them():
     rng = np.random.default_rng(0)
     states = rng.random((16, STATE_SIZE), dtype=np.float32)
-    targets = rng.choice([-3.0, 1.0, 3.0], size=(16, NUM_ACTIONS)).astype(np.float32)
-    learner = QLearner(build_q_network(seed=0), 0.9, 1e-4)
-    first = learner.regress((states, targets))
+    values = rng.choice([-3.0, 1.0, 3.0], size=(16, NUM_ACTIONS)).astype(np.float32)
+    minibatch = Minibatch(states, np.zeros(16, np.int32), np.zeros(16, np.float32), states, np.zeros(16, np.float32),
+                          {"upper_bound_values": values})
+    learner = OracleLearner(build_q_network(seed=0), 0.9, 1e-4)
+    assert learner.carries == (UPPER_BOUND_VALUES,) and learner.options == {"oracle": 1}
+    first = learner.update(minibatch)
     for _ in range(60):
-        last = learner.regress((states, targets))
+        last = learner.update(minibatch)
     assert last < 0.2 * first
-    assert np.mean(np.sign(learner.q_values(states)) == np.sign(targets)) > 0.9
+    assert np.mean(np.sign(learner.q_values(states)) == np.sign(values)) > 0.9
+    assert learner.act(states[0], {"upper_bound_values": np.eye(NUM_ACTIONS)[3]}) == (3, None)
+    with pytest.raises(ValueError, match="upper_bound_values"):
+        learner.update(Minibatch(states, minibatch.actions, minibatch.rewards, states, minibatch.terminals))
 
 
-def test_the_replay_memory_keeps_the_oracle_targets_through_a_resume_state():
-    memory = ReplayMemory(4)
-    memory.add(np.ones(STATE_SIZE), 1, 1.0, np.ones(STATE_SIZE), False, np.arange(6))
-    restored = ReplayMemory(4)
+def test_the_replay_memory_keeps_its_fields_through_a_resume_state_and_reads_their_former_names():
+    memory = ReplayMemory(4, fields=(UPPER_BOUND_VALUES,))
+    memory.add(np.ones(STATE_SIZE), 1, 1.0, np.ones(STATE_SIZE), False, {"upper_bound_values": np.arange(6)})
+    restored = ReplayMemory(4, fields=(UPPER_BOUND_VALUES,))
     restored.load_state_dict(memory.state_dict())
-    assert np.array_equal(restored.targets[0], np.arange(6))
+    assert np.array_equal(restored.carried["upper_bound_values"][0], np.arange(6))
+    former = {("targets" if name == "upper_bound_values" else name): array
+              for name, array in memory.state_dict().items()}       # a resume state written before the fields
+    older = ReplayMemory(4, fields=(UPPER_BOUND_VALUES,))
+    older.load_state_dict(former)
+    assert np.array_equal(older.carried["upper_bound_values"], memory.carried["upper_bound_values"])
     plain = ReplayMemory(4)
     plain.add(np.ones(STATE_SIZE), 1, 1.0, np.ones(STATE_SIZE), False)
-    assert "targets" not in plain.state_dict()               # the paper's resume state is unchanged
+    assert set(plain.state_dict()) == {*ReplayMemory.CORE, "pos", "full"}   # the paper's resume state: no field
 
 
 def test_trigger_targets_replace_the_trigger_column_whatever_the_action():
@@ -129,50 +102,57 @@ def test_trigger_targets_replace_the_trigger_column_whatever_the_action():
     q_next = np.full((3, NUM_ACTIONS), 2.0, dtype=np.float32)
     actions, rewards = np.array([0, TRIGGER, 4]), np.array([1.0, 3.0, -1.0], np.float32)
     terminals, triggers = np.array([0.0, 1.0, 0.0], np.float32), np.array([-3.0, 3.0, 3.0], np.float32)
-    plain = np.asarray(q_targets(q_states, q_next, actions, rewards, terminals, 0.9))
-    with_triggers = np.asarray(q_targets(q_states, q_next, actions, rewards, terminals, 0.9,
-                                         trigger_targets=triggers))
+    plain = np.asarray(regression_values(q_states, q_next, actions, rewards, terminals, 0.9))
+    with_triggers = np.asarray(regression_values(q_states, q_next, actions, rewards, terminals, 0.9,
+                                         trigger_values=triggers))
     assert np.array_equal(with_triggers[:, TRIGGER], triggers)
     moves = [a for a in range(NUM_ACTIONS) if a != TRIGGER]
     assert np.array_equal(with_triggers[:, moves], plain[:, moves])       # the taken moves' targets unchanged
     assert plain[1, TRIGGER] == with_triggers[1, TRIGGER] == 3.0            # a taken trigger: the same target
 
 
+def learner_storing(*fields):
+    """What ``train_image`` asks of a learner whose memory never fills (no update): γ, its fields, a batch size."""
+    return SimpleNamespace(gamma=0.9, carries=fields, batch_size=4)
+
+
 def test_trigger_targets_are_the_reward_a_trigger_would_get_in_each_stored_state():
-    memory, rng, trajectory = ReplayMemory(1000), np.random.default_rng(2), []
-    for _ in range(20):
-        train_image(one_plane(), ZeroDescriber(), None, memory, rng, 1.0, 10, 4, new_training_stats(), trajectory,
-                    guided_exploration=True, trigger_targets=True)         # guided: some searches reach the plane
+    memory, rng, trajectory = ReplayMemory(1000, fields=(TRIGGER_VALUE,)), np.random.default_rng(2), []
+    for _ in range(20):             # a plane that the up-left child covers: random searches reach it often
+        env = ZoomEnvironment(100, 100, [[0, 0, 60, 60]], 0.75)
+        trajectory += train_image(env, ZeroDescriber(), learner_storing(TRIGGER_VALUE), memory, rng, 1.0, 10,
+                                  new_training_stats())
     assert len(trajectory) == memory.pos
-    ious = np.array([iou_many(np.array([[0, 0, 50, 50]], float), np.array(step["region"]))[0] for step in trajectory])
-    assert np.array_equal(memory.trigger_targets[:memory.pos], np.where(ious >= 0.5, 3.0, -3.0))
+    ious = np.array([iou_many(np.array([[0, 0, 60, 60]], float), np.array(step["region"]))[0] for step in trajectory])
+    assert np.array_equal(memory.carried["trigger_values"][:memory.pos], np.where(ious >= 0.5, 3.0, -3.0))
     assert (ious >= 0.5).any() and (ious < 0.5).any()
-    # sampled with the same draw as the plain minibatch; kept through a resume state
-    plain, with_triggers = memory.sample(8, np.random.default_rng(5)), memory.sample(8, np.random.default_rng(5), True)
-    assert all(np.array_equal(a, b) for a, b in zip(plain, with_triggers[:5]))
-    restored = ReplayMemory(1000)
+    # sampled with the same draw as a memory without the field; kept through a resume state
+    plain = ReplayMemory(1000)
+    plain.load_state_dict({name: array for name, array in memory.state_dict().items() if name != "trigger_values"})
+    ours, theirs = memory.sample(8, np.random.default_rng(5)), plain.sample(8, np.random.default_rng(5))
+    assert all(np.array_equal(getattr(ours, name), getattr(theirs, name)) for name in ReplayMemory.CORE)
+    assert list(ours.carried) == ["trigger_values"] and theirs.carried == {}
+    restored = ReplayMemory(1000, fields=(TRIGGER_VALUE,))
     restored.load_state_dict(memory.state_dict())
-    assert np.array_equal(restored.trigger_targets, memory.trigger_targets)
+    assert np.array_equal(restored.carried["trigger_values"], memory.carried["trigger_values"])
 
 
 def test_trigger_targets_teach_the_trigger_output_which_states_to_trigger_in():
     rng = np.random.default_rng(0)
     states = rng.random((32, STATE_SIZE), dtype=np.float32)
     triggers = np.where(states[:, 0] > 0.5, 3.0, -3.0).astype(np.float32)
-    minibatch = (states, np.zeros(32, np.int32), np.full(32, -1.0, np.float32), states, np.zeros(32, np.float32),
-                 triggers)
+    plain = Minibatch(states, np.zeros(32, np.int32), np.full(32, -1.0, np.float32), states, np.zeros(32, np.float32))
+    minibatch = Minibatch(**{**plain.__dict__, "carried": {"trigger_values": triggers}})
     learner = QLearner(build_q_network(seed=0), 0.9, 1e-4, trigger_targets=True)
-    assert learner.options == {"trigger_targets": 1}
+    assert learner.options == {"trigger_targets": 1} and learner.carries == (TRIGGER_VALUE,)
     for _ in range(60):
         learner.update(minibatch)
     assert np.mean(np.sign(learner.q_values(states)[:, TRIGGER]) == np.sign(triggers)) > 0.9
-    with pytest.raises(ValueError, match="trigger_targets"):
-        learner.update(minibatch[:5])
-    with pytest.raises(ValueError, match="trigger_targets"):
-        QLearner(build_q_network(seed=0), 0.9, 1e-4).update(minibatch)
+    with pytest.raises(ValueError, match="trigger_values"):
+        learner.update(plain)
 
 
-@pytest.mark.parametrize("option", ["guided_exploration", "oracle", "trigger_targets"])
+@pytest.mark.parametrize("option", ["oracle", "trigger_targets"])
 def test_each_option_trains_and_resumes_exactly(option, dataset, tmp_path, monkeypatch, capsys, small_q_network):
     monkeypatch.setattr(image_zooms_training, "make_features", tiny_features)
 
@@ -185,14 +165,14 @@ def test_each_option_trains_and_resumes_exactly(option, dataset, tmp_path, monke
     train("resumed", "--epochs", "2")
     train("resumed", "--epochs", "3", "-n", "2")
     assert same_weights(tmp_path / "straight" / "model0.weights.h5", tmp_path / "resumed" / "model0.weights.h5")
-    with pytest.raises(Exception, match=f"{option} takes 0 or 1"):
+    with pytest.raises(Exception, match=f"{option} must be 0 or 1"):
         train("bad", "--epochs", "1", f"--{option}", "2")
 
 
 def test_oracle_refuses_the_options_its_regression_ignores(dataset, tmp_path, small_q_network):
     from errors import UserError
     for flags in (["--loss", "huber"], ["--target_update", "10"], ["--trigger_targets", "1"]):
-        with pytest.raises(UserError, match="oracle 1 regresses Q to the upper bound's returns"):
+        with pytest.raises(UserError, match="oracle 1 regresses Q to the upper bound's values"):
             image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(tmp_path), *TINY,
                                        "--epochs", "1", "--oracle", "1", *flags])
 
@@ -208,7 +188,7 @@ def test_margin_loss_by_hand():
 
 
 def test_expert_actions_are_the_upper_bound_agents_best_action_in_each_stored_state():
-    memory, rng, trajectory = ReplayMemory(1000), np.random.default_rng(2), []
+    memory, rng = ReplayMemory(1000, fields=(EXPERT_ACTION,)), np.random.default_rng(2)
     expected = []
 
     for _ in range(10):             # the upper bound's best action in each state, recorded before each step
@@ -219,19 +199,18 @@ def test_expert_actions_are_the_upper_bound_agents_best_action_in_each_stored_st
             expected.append(int(np.argmax(upper_bound_q_values(env, 0.9, 10))))
             return original_step(action)
         env.step = step
-        train_image(env, ZeroDescriber(), SimpleNamespace(gamma=0.9), memory, rng, 1.0, 10, 4,
-                    new_training_stats(), trajectory, expert_actions=True)     # the memory never fills: no update
+        train_image(env, ZeroDescriber(), learner_storing(EXPERT_ACTION), memory, rng, 1.0, 10,
+                    new_training_stats())     # the memory never fills: no update
+    stored = memory.carried["expert_actions"]
     assert memory.pos == len(expected) > 0
-    assert np.array_equal(memory.expert_actions[:memory.pos], expected)
+    assert np.array_equal(stored[:memory.pos], expected)
     assert len(set(expected)) > 1                                      # moves and triggers both appear
-    assert (memory.expert_actions[memory.pos:] == -1).all()           # unused slots: no action
-    plain = memory.sample(8, np.random.default_rng(5))
-    with_experts = memory.sample(8, np.random.default_rng(5), expert_actions=True)
-    assert all(np.array_equal(a, b) for a, b in zip(plain, with_experts[:5])) and len(with_experts) == 6
-    restored = ReplayMemory(1000)
+    assert (stored[memory.pos:] == -1).all()                          # unused slots: no action
+    assert np.array_equal(memory.sample(8, np.random.default_rng(5)).carried["expert_actions"],
+                          stored[np.random.default_rng(5).choice(memory.pos, size=8, replace=False)])
+    restored = ReplayMemory(1000, fields=(EXPERT_ACTION,))
     restored.load_state_dict(memory.state_dict())
-    assert np.array_equal(restored.expert_actions, memory.expert_actions)
-    assert "expert_actions" not in ReplayMemory(4).state_dict()       # the paper's resume state is unchanged
+    assert np.array_equal(restored.carried["expert_actions"], stored)
 
 
 def test_expert_margin_teaches_the_experts_action_and_needs_minibatches_with_it():
@@ -239,23 +218,28 @@ def test_expert_margin_teaches_the_experts_action_and_needs_minibatches_with_it(
     states = rng.random((32, STATE_SIZE), dtype=np.float32)
     experts = np.full(32, 2, np.int32)                                # the expert moves down-left everywhere
     # every transition a terminal trigger with reward 0: Q-learning's target alone teaches no preference for it
-    base = (states, np.full(32, TRIGGER, np.int32), np.zeros(32, np.float32), states, np.ones(32, np.float32))
+    base = Minibatch(states, np.full(32, TRIGGER, np.int32), np.zeros(32, np.float32), states,
+                     np.ones(32, np.float32))
+
+    def carrying(**carried):
+        return Minibatch(**{**base.__dict__, "carried": carried})
     learner = QLearner(build_q_network(seed=0), 0.9, 1e-4, expert_margin=0.8)
     assert learner.options == {"expert_margin": 0.8}
     before = float(margin_loss(learner.q_values(states), experts, 0.8))
     for _ in range(60):
-        learner.update(base + (experts,))
+        learner.update(carrying(expert_actions=experts))
     q_values = learner.q_values(states)
     # the expert's action now leads every other by the margin in every state (without the option the loss stays
     # about 0.8: measured with the paper's and the small network, 3 seeds each)
     assert before > 0.5 and float(margin_loss(q_values, experts, 0.8)) < 0.1
     assert (np.argmax(q_values, axis=1) == experts).all()
-    with pytest.raises(ValueError, match="expert_margin"):
+    with pytest.raises(ValueError, match="expert_actions"):
         learner.update(base)
     with pytest.raises(ValueError, match="without the expert's action"):
-        learner.update(base + (np.full(32, -1, np.int32),))
+        learner.update(carrying(expert_actions=np.full(32, -1, np.int32)))
     both = QLearner(build_q_network(seed=0), 0.9, 1e-4, trigger_targets=True, expert_margin=0.8)
-    both.update(base + (np.full(32, 3.0, np.float32), experts))       # trigger targets, then the actions
+    assert both.carries == (TRIGGER_VALUE, EXPERT_ACTION)
+    both.update(carrying(trigger_values=np.full(32, 3.0, np.float32), expert_actions=experts))
     with pytest.raises(ValueError, match="negative"):
         QLearner(build_q_network(seed=0), 0.9, 1e-4, expert_margin=-1)
 
@@ -274,7 +258,7 @@ def test_expert_margin_trains_and_resumes_exactly(dataset, tmp_path, capsys, mon
     train("resumed", "--epochs", "2")
     train("resumed", "--epochs", "3", "-n", "2")
     assert same_weights(tmp_path / "straight" / "model0.weights.h5", tmp_path / "resumed" / "model0.weights.h5")
-    with pytest.raises(UserError, match="expert_margin must be 0"):
+    with pytest.raises(UserError, match="expert_margin must be a number ≥ 0"):
         train("bad", "--epochs", "1", "--expert_margin", "-1")
     with pytest.raises(UserError, match="oracle 1 regresses"):
         train("bad", "--epochs", "1", "--trigger_targets", "0", "--oracle", "1")
