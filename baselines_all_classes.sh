@@ -3,12 +3,13 @@
 # alone (the paper's protocol: first object per image, the images with the class). Usage:
 #   bash baselines_all_classes.sh [annotations folder] [output folder] [figure]     ~3 minutes on a CPU
 # Writes <output>/<agent>_<scale>/results.json (per-class table and means; one folder per class beside it),
-# prints the four tables and draws the per-class AP bars (default docs/figures/baselines_all_classes.png).
+# prints the four tables and draws the per-class AP bars (default <output>/baselines_all_classes.png; the figure in
+# docs/ is regenerated with: bash baselines_all_classes.sh "" results/baselines_all_classes docs/figures/baselines_all_classes.png).
 set -euo pipefail
 cd "$(dirname "$0")"
 voc=${1:-$(python -c "from parse_xml_annotations import ensure_voc2007_test_annotations as e; print(e())")}
 out=${2:-results/baselines_all_classes}
-figure=${3:-docs/figures/baselines_all_classes.png}
+figure=${3:-$out/baselines_all_classes.png}
 runs=()
 for scale in 0.75 0.5; do
   for agent in upper_bound random; do

@@ -6,6 +6,7 @@ A single-class results.json is what one testing run writes; a combined one adds 
 ``absent_classes`` and the means ``map``, ``mean_ap_voc07`` and ``mean_max_recall``.
 """
 import json
+import math
 from pathlib import Path
 
 from errors import UserError
@@ -15,33 +16,52 @@ REQUIRED_KEYS = ['model', 'agent', 'scale_subregion', 'precision', 'recall', 'ap
                  'regions_per_found_object']
 
 
-def load_results(path):
-    """Read one results.json and check it has what a comparison needs; UserError naming the file otherwise."""
+# a count of regions analysed before an object was found: far above any search's number_of_steps, low enough that
+# the histogram's bins fit in memory
+MAX_REGIONS = 100_000
+
+
+def _read_json(path):
+    """The JSON content of ``path``; UserError naming the file when it cannot be read or parsed."""
     try:
         with open(path, encoding='utf-8') as file:
-            results = json.load(file)
+            return json.load(file)
     except FileNotFoundError:
         raise UserError(f'{path}: results file not found') from None
     except IsADirectoryError:
         raise UserError(f'{path}: is a folder, not a results.json file') from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise UserError(f'{path}: not a valid JSON file ({error})') from None
+    except RecursionError:
+        raise UserError(f'{path}: not a results file of the testing scripts (JSON nested too deeply)') from None
     except OSError as error:
         raise UserError(f'{path}: cannot be read ({error.strerror or error})') from None
+
+
+def load_results(path):
+    """Read one results.json and check it has what a comparison needs (types, lengths, finite values in their
+    ranges); UserError naming the file and the field otherwise."""
+    results = _read_json(path)
     if not isinstance(results, dict):
         raise UserError(f'{path}: expected a JSON object with the test results, found {type(results).__name__}')
     missing = [key for key in REQUIRED_KEYS if key not in results]
     if missing:
         raise UserError(f'{path}: not a results file of the testing scripts, missing key(s) {", ".join(missing)}')
-    for key in ['precision', 'recall', 'regions_per_found_object']:
-        if not isinstance(results[key], list) or not all(_is_number(value) for value in results[key]):
-            raise UserError(f'{path}: {key!r} must be a list of numbers')
+    for key in ['precision', 'recall']:
+        _check_list(path, key, results[key], low=0.0, high=1.0)
+    _check_list(path, 'regions_per_found_object', results['regions_per_found_object'], low=0, high=MAX_REGIONS,
+                whole=True)
     if len(results['precision']) != len(results['recall']):
         raise UserError(f'{path}: precision has {len(results["precision"])} values but recall '
                         f'{len(results["recall"])}')
     for key in ['ap', 'ap_voc07', 'max_recall']:
-        if not _is_number(results[key]):
-            raise UserError(f'{path}: {key!r} must be a number, found {results[key]!r}')
+        _check_number(path, key, results[key], low=0.0, high=1.0)
+    _check_label_fields(path, results)
+    for key in ['num_images', 'num_objects']:
+        if results.get(key) is not None:
+            _check_number(path, key, results[key], low=0, whole=True)
+    if 'class_object' in results and not isinstance(results['class_object'], (str, int)):
+        raise UserError(f"{path}: 'class_object' must be a class name or id, found {results['class_object']!r}")
     return results
 
 
@@ -49,14 +69,109 @@ def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _problem(value, low=None, high=None, whole=False):
+    """What keeps ``value`` from being a finite number (a whole one with ``whole``) in ``low..high``, or None."""
+    if not _is_number(value):
+        return f'found {value!r}' if not isinstance(value, (dict, list)) else f'found a {type(value).__name__}'
+    if not math.isfinite(value):
+        return f'found {value}'
+    if whole and value != int(value):
+        return f'found {value!r}, not a whole number'
+    if (low is not None and value < low) or (high is not None and value > high + 1e-9):   # a sum's rounding
+        return f'found {value!r}, outside {low}..{"" if high is None else high}'
+    return None
+
+
+def _kind(low, high, whole, plural=False):
+    """'a number in 0.0..1.0', 'whole numbers in 0..', 'a finite number', … for the messages."""
+    kind = ('whole number' if whole else 'number') + ('s' if plural else '')
+    where = f' in {low}..{"" if high is None else high}' if low is not None or high is not None else ''
+    return f'{"" if plural else "a "}{"" if where else "finite "}{kind}{where}'
+
+
+def _check_number(path, field, value, low=None, high=None, whole=False):
+    problem = _problem(value, low, high, whole)
+    if problem:
+        raise UserError(f'{path}: {field!r} must be {_kind(low, high, whole)}, {problem}')
+
+
+def _check_list(path, field, values, low=None, high=None, whole=False):
+    if not isinstance(values, list):
+        raise UserError(f'{path}: {field!r} must be a list of {_kind(low, high, whole, plural=True)}, found '
+                        f'{type(values).__name__}')
+    for index, value in enumerate(values):
+        problem = _problem(value, low, high, whole)
+        if problem:
+            raise UserError(f'{path}: {field!r} must be a list of {_kind(low, high, whole, plural=True)}, item '
+                            f'{index}: {problem}')
+
+
+def _check_label_fields(path, results):
+    """The fields a comparison's legend names (``default_label``)."""
+    for key in ['model', 'agent']:
+        if not isinstance(results[key], str):
+            raise UserError(f'{path}: {key!r} must be a text, found {results[key]!r}')
+    _check_number(path, 'scale_subregion', results['scale_subregion'])
+    if results.get('epoch') is not None and not isinstance(results['epoch'], (int, str)):
+        raise UserError(f"{path}: 'epoch' must be a number or a text, found {results['epoch']!r}")
+
+
 def load_combined(path):
-    """The content of a combined (several-class) results.json, or None for a single-class one."""
+    """The content of a combined (several-class) results.json, checked (UserError naming the file and the field), or
+    None for a single-class one and for a file that cannot be read (:func:`load_results` names its problem)."""
     try:
-        with open(path, encoding='utf-8') as file:
-            results = json.load(file)
-    except (OSError, ValueError):
-        return None     # load_results names the problem
-    return results if isinstance(results, dict) and 'classes' in results else None
+        results = _read_json(path)
+    except UserError:
+        return None
+    if not isinstance(results, dict) or 'classes' not in results:
+        return None
+    missing = [key for key in COMBINED_KEYS if key not in results]
+    if missing:
+        raise UserError(f'{path}: not a combined results file of the testing scripts, missing key(s) '
+                        f'{", ".join(missing)}')
+    _check_label_fields(path, results)
+    from parse_xml_annotations import VOC_CLASSES
+    rows = results['classes']
+    if not isinstance(rows, list) or not rows or not all(isinstance(row, dict) for row in rows):
+        raise UserError(f"{path}: 'classes' must be a list of rows (one JSON object per class), found "
+                        f"{rows!r:.60}")
+    for index, row in enumerate(rows):
+        field = f'classes[{index}]'
+        if row.get('class_object') not in VOC_CLASSES:
+            raise UserError(f"{path}: {field}.class_object must be a VOC class name, found "
+                            f"{row.get('class_object')!r:.60}")
+        for key in ['ap', 'ap_voc07', 'max_recall']:
+            _check_number(path, f'{field}.{key}', row.get(key), low=0.0, high=1.0)
+        if row.get('mean_regions_per_found_object') is not None:
+            _check_number(path, f'{field}.mean_regions_per_found_object', row['mean_regions_per_found_object'],
+                          low=0, high=MAX_REGIONS)
+        for key in ['num_images', 'num_objects']:
+            _check_number(path, f'{field}.{key}', row.get(key), low=0, whole=True)
+    absent = results['absent_classes']
+    if not isinstance(absent, list) or not all(name in VOC_CLASSES for name in absent if isinstance(name, str)) \
+            or not all(isinstance(name, str) for name in absent):
+        raise UserError(f"{path}: 'absent_classes' must be a list of VOC class names, found {absent!r:.60}")
+    for key in ['map', 'mean_ap_voc07', 'mean_max_recall']:
+        if results[key] is not None:
+            _check_number(path, key, results[key], low=0.0, high=1.0)
+    return results
+
+
+# what a combined results.json holds besides the label fields (``combine``)
+COMBINED_KEYS = ['model', 'agent', 'scale_subregion', 'classes', 'absent_classes', 'map', 'mean_ap_voc07',
+                 'mean_max_recall']
+
+
+def json_ready(data):
+    """``data`` with every non-finite float (NaN, infinity) replaced by None: JSON has no such numbers, and
+    ``json.dump`` would write the non-standard literals ``NaN`` and ``Infinity``."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: json_ready(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [json_ready(value) for value in data]
+    return data
 
 
 # the per-class numbers of a combined results.json, in the order of the printed table
@@ -106,12 +221,21 @@ def format_class_table(combined):
 
 
 def merge(paths, output):
-    """Merge single-class results.json files (separate jobs) into one combined results.json; returns it."""
+    """Merge single-class results.json files (separate jobs) into one combined results.json (valid JSON: no NaN
+    literals); returns it."""
+    from parse_xml_annotations import class_name
     per_class, seen = [], {}
     for path in paths:
         results = load_results(path)
         if "class_object" not in results:
             raise UserError(f"{path}: names no class_object; not a single-class results file")
+        try:
+            results = {**results, "class_object": class_name(results["class_object"])}
+        except UserError as error:
+            raise UserError(f"{path}: {error}") from None
+        for key in ("num_images", "num_objects"):
+            if results.get(key) is None:
+                raise UserError(f"{path}: {key!r} must be a whole number in 0.., found {results.get(key)!r}")
         if results["class_object"] in seen:
             raise UserError(f"{path}: class {results['class_object']} is also in {seen[results['class_object']]}")
         seen[results["class_object"]] = path
@@ -119,7 +243,10 @@ def merge(paths, output):
     if not per_class:
         raise UserError("no results.json given to merge")
     combined = combine(per_class)
-    write_json(Path(output), combined)
+    try:
+        write_json(Path(output), json_ready(combined))
+    except OSError as error:
+        raise UserError(f"{output}: cannot write the merged results ({error.strerror or error})") from None
     return combined
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from class_results import format_class_table, load_combined, load_results, merge, plot_class_bars
 from errors import UserError
-from runtime import write_json
 from visualization import plot_precision_recall, plot_regions_histogram
 
 def default_label(results):
@@ -118,7 +117,12 @@ def main(argv=None):
         if all(combined):
             # combined (several-class) results: per-class AP bars side by side
             labels = args.labels or [default_label(results) for results in combined]
-            plot_class_bars(combined, labels, args.output, args.title)
+            if len(labels) != len(combined):
+                raise UserError(f'{len(labels)} labels given for {len(combined)} results files')
+            try:
+                plot_class_bars(combined, labels, args.output, args.title)
+            except (OSError, ValueError) as error:  # as in compare()
+                raise UserError(f'{args.output}: cannot write the figure ({error})') from None
             for label, results in zip(labels, combined):
                 print(f'{label}\n{format_class_table(results)}\n')
             print(f'per-class AP: {args.output}')

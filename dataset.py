@@ -1,8 +1,8 @@
 """Loading a run's annotated images, and the report of what could not be used.
 
-An image that is missing or unreadable, or whose annotation is missing or does not parse, is skipped with a
-warning and counted (end-of-run summary, ``skipped_images`` in results.json); the runs raise UserError when
-nothing is left.
+An image that is missing, unreadable or too large (``image_helper.MAX_PIXELS``), or whose annotation is missing or
+does not parse, is skipped with a warning and counted (end-of-run summary, ``skipped_images`` in results.json); the
+runs raise UserError when nothing is left.
 """
 from __future__ import annotations
 
@@ -46,14 +46,15 @@ class SkipReport:
                 "skipped": [{"image": key, "problem": problem} for key, problem in self.images.items()]}
 
 
-def load_record_image(record, report):
-    """The pixels of an annotated image, or None (recorded in ``report``, warned once) when the file is missing or
-    unreadable. An image whose size differs from its annotation's ``<size>`` is used at its own size, with a
+def load_record_image(record, report, max_pixels=None):
+    """The pixels of an annotated image, or None (recorded in ``report``, warned once) when the file is missing,
+    unreadable, a decompression bomb or larger than ``max_pixels`` (``image_helper.MAX_PIXELS`` when None; checked
+    before decoding). An image whose size differs from its annotation's ``<size>`` is used at its own size, with a
     warning (the boxes are clipped to it)."""
     from image_helper import image_path, load_image
     key = f"{record.path_voc}/{record.image_id}"
     try:
-        image = load_image(image_path(record.path_voc, record.image_id))
+        image = load_image(image_path(record.path_voc, record.image_id), max_pixels)
     except UserError as error:
         report.skip_image(key, str(error))
         return None

@@ -16,12 +16,12 @@ import os
 import re
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from errors import UserError
 
-DETECTION_PROTOCOLS = ("triggered", "visited")
 
 
 class QNetworkPolicy:
@@ -31,7 +31,8 @@ class QNetworkPolicy:
         self.model = model
 
     def q_values(self, states):
-        return np.asarray(self.model(np.asarray(states, dtype=np.float32), training=False))
+        from reinforcement import q_values
+        return q_values(self.model, states)
 
 
 def load_q_network(model, weights_order="auto", verbose=False):
@@ -198,15 +199,16 @@ def _keras3_layers(layers_group):
     return layers
 
 
-def as_rgb_image(image) -> np.ndarray:
-    """Float32 ``(H, W, 3)`` RGB 0..255 from a path (any format Pillow reads) or an array.
+def as_rgb_image(image, max_pixels=None) -> np.ndarray:
+    """Float32 ``(H, W, 3)`` RGB 0..255 from a path (any format Pillow reads, at most ``max_pixels`` pixels:
+    ``image_helper.MAX_PIXELS`` when None, checked before decoding) or an array.
 
     Arrays: ``(H, W)`` gray, ``(H, W, 1)``, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA (alpha dropped), uint8 or
     float in 0..255.
     """
     from image_helper import load_image
     if isinstance(image, (str, os.PathLike)):
-        return load_image(image)
+        return load_image(image, max_pixels)
     array = np.asarray(image)
     if array.ndim == 3 and array.shape[2] in (1, 3, 4):
         array = array[:, :, :3] if array.shape[2] != 1 else array[:, :, 0]
@@ -240,25 +242,22 @@ def select_detections(trajectory, detections="triggered"):
     """
     steps = [step for step in trajectory if detections == "visited" or step["triggered"]]
     steps.sort(key=lambda step: -step["score"])
-    boxes = np.array([step["region"] for step in steps], dtype=np.float64).reshape(-1, 4)
+    boxes = np.array([step.get("refined", step["region"]) for step in steps], dtype=np.float64).reshape(-1, 4)
     return boxes, np.array([step["score"] for step in steps], dtype=np.float64)
 
 
 def detect_many(images, model, path_vgg="./vgg16_weights.h5", features=None, scale_subregion=0.75,
                 number_of_steps=10, only_first_object=False, detections="triggered", vgg_precision="float32",
-                weights_order="auto", trigger_bias=0.0):
+                weights_order="auto", max_pixels=None, refiner=None):
     """``detect`` for several images at once (their searches advance in lockstep, regions described in batches);
     returns one ``(boxes, scores, trajectory)`` per image."""
     from episodes import TrainedAgent, run_searches
     from reinforcement import ZoomEnvironment
-    if not 0.0 < float(scale_subregion) < 1.0:
-        raise UserError(f"scale_subregion must be between 0 and 1, got {scale_subregion}")
-    if int(number_of_steps) < 1:
-        raise UserError(f"number_of_steps must be at least 1, got {number_of_steps}")
-    if detections not in DETECTION_PROTOCOLS:
-        raise UserError(f"detections must be one of {DETECTION_PROTOCOLS}, got {detections!r}")
-    arrays = [as_rgb_image(image) for image in images]
-    agent = TrainedAgent(QNetworkPolicy(load_q_network(model, weights_order)), trigger_bias=trigger_bias)
+    from settings import check_settings     # the scripts' rules for the same settings
+    check_settings(SimpleNamespace(scale_subregion=scale_subregion, number_of_steps=number_of_steps,
+                                   detections=detections, vgg_precision=vgg_precision, weights_order=weights_order))
+    arrays = [as_rgb_image(image, max_pixels) for image in images]
+    agent = TrainedAgent(QNetworkPolicy(load_q_network(model, weights_order)))
     trained_here = re.fullmatch(r"model(\d+)(_epoch_\d+|_best)?\.weights\.h5", Path(str(model)).name)
     if features is None and isinstance(model, (str, os.PathLike)) and trained_here:
         from run_folder import check_trained_features       # a training run's file: its features_model<k>.json
@@ -269,13 +268,17 @@ def detect_many(images, model, path_vgg="./vgg16_weights.h5", features=None, sca
         features = ImageZoomsFeatures(path_vgg, precision=vgg_precision)
     environments = [ZoomEnvironment(array.shape[1], array.shape[0], np.zeros((0, 4)), scale_subregion, image=array,
                                     image_id=content_key(array)) for array in arrays]
-    trajectories = run_searches(environments, agent, features, int(number_of_steps), bool(only_first_object))
+    if isinstance(refiner, (str, os.PathLike)):
+        from refinement import BoxRefiner
+        refiner = BoxRefiner.load(refiner)
+    trajectories = run_searches(environments, agent, features, int(number_of_steps), bool(only_first_object),
+                                refiner)
     return [(*select_detections(trajectory, detections), trajectory) for trajectory in trajectories]
 
 
 def detect(image, model, path_vgg="./vgg16_weights.h5", features=None, scale_subregion=0.75, number_of_steps=10,
            only_first_object=False, detections="triggered", vgg_precision="float32", weights_order="auto",
-           trigger_bias=0.0):
+           max_pixels=None, refiner=None):
     """Search ``image`` with a trained agent; returns ``(boxes, scores, trajectory)``.
 
     image: a file path or an RGB array (see :func:`as_rgb_image`). model: a Q-network weights file written by
@@ -286,8 +289,11 @@ def detect(image, model, path_vgg="./vgg16_weights.h5", features=None, scale_sub
     Image-Zooms features with VGG-16 weights ``path_vgg`` (the weights training used) in ``vgg_precision``
     (``float32``, or the ``bfloat16`` option). ``scale_subregion`` must be
     the training's. At most ``number_of_steps`` regions are analysed; after a trigger the region is painted with the
-    mean colour and a new search starts from the whole image, unless ``only_first_object``. ``trigger_bias`` (a
-    test-time option; 0 is the paper's greedy policy) is added to the trigger's Q-value when an action is chosen.
+    mean colour and a new search starts from the whole image, unless ``only_first_object``.
+    An image file of more than ``max_pixels`` pixels (``image_helper.MAX_PIXELS`` when None; read from its header,
+    before decoding), a decompression bomb or a file Pillow cannot read is a UserError naming it. ``refiner`` (the
+    ``refine`` option, beyond the paper): a ``refinement.BoxRefiner`` or the path of one a training with refine 1
+    saved (``refiner_model<k>….npz``); the boxes are then the refined ones, each step has ``refined`` too.
 
     boxes: float ``(n, 4)`` ``[x0, y0, x1, y1)`` in pixels of the image, best score first: the triggered regions,
     or every analysed region with ``detections='visited'``. scores: their trigger Q-values. trajectory: every
@@ -297,4 +303,4 @@ def detect(image, model, path_vgg="./vgg16_weights.h5", features=None, scale_sub
     return detect_many([image], model, path_vgg=path_vgg, features=features, scale_subregion=scale_subregion,
                        number_of_steps=number_of_steps, only_first_object=only_first_object,
                        detections=detections, vgg_precision=vgg_precision, weights_order=weights_order,
-                       trigger_bias=trigger_bias)[0]
+                       max_pixels=max_pixels, refiner=refiner)[0]

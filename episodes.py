@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reinforcement import NUM_ACTIONS, TRIGGER, ZoomEnvironment, child_regions
+from reinforcement import DESCRIPTOR_SIZE, NUM_ACTIONS, TRIGGER, ZoomEnvironment, child_regions
 
 # ---------------------------------------------------------------------------------------------------------------
 # states
@@ -149,13 +149,14 @@ class UpperBoundAgent:
 # ---------------------------------------------------------------------------------------------------------------
 # testing
 
-def run_searches(environments, agent, describer, number_of_steps, only_first_object):
+def run_searches(environments, agent, describer, number_of_steps, only_first_object, refiner=None):
     """Greedy test searches on many images in lockstep; returns one list of visited steps per environment.
 
     Each analysed region is one step ``{'region', 'score', 'action', 'q_values', 'search', 'step', 'triggered'}``
     (``step`` counts regions analysed in that search, from 1). At most ``number_of_steps`` regions per image in
     all. After a trigger the region is painted with the mean colour and, unless ``only_first_object``, a new
-    search starts from the whole image.
+    search starts from the whole image. With a ``refiner`` (:class:`refinement.BoxRefiner`, the ``refine`` option)
+    each step also has ``refined``, the box the head fits to the region; the search itself is unchanged.
     """
     trajectories = [[] for _ in environments]
     search_index = [0] * len(environments)
@@ -167,8 +168,10 @@ def run_searches(environments, agent, describer, number_of_steps, only_first_obj
         if not active:
             break
         current = [environments[i] for i in active]
-        states = make_states(describer, current) if agent.needs_features else None
+        states = make_states(describer, current) if agent.needs_features or refiner else None
         actions, scores, q_values = agent.decide(current, states)
+        refined = None if refiner is None else refiner.refine(states[:, :DESCRIPTOR_SIZE],
+                                                               np.stack([env.region for env in current]))
         still_active = []
         for position, i in enumerate(active):
             env, action = environments[i], int(actions[position])
@@ -177,6 +180,8 @@ def run_searches(environments, agent, describer, number_of_steps, only_first_obj
                 "region": env.region.tolist(), "score": float(scores[position]), "action": action,
                 "q_values": None if q_values is None else q_values[position].tolist(),
                 "search": search_index[i], "step": step_in_search[i], "triggered": action == TRIGGER})
+            if refined is not None:
+                trajectories[i][-1]["refined"] = np.clip(refined[position], 0, [env.width, env.height] * 2).tolist()
             if action == TRIGGER:
                 # an agent guided by the ground truth has found its target (even below IoU 0.5: it will not do
                 # better), so that object leaves the search and the next search cannot loop back to it

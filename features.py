@@ -49,9 +49,9 @@ def build_vgg16(path_vgg="random", input_shape=(None, None, 3), precision="float
     weights from a fixed seed: the same backbone in every process, so a Q-network trained on it stays valid at test
     time; not paper quality); or a weights file.
     ``precision``: 'float32' (the paper's), or 'bfloat16' (an option: float32 weights, bfloat16 arithmetic, about
-    1% relative change in the features; several times faster on CPUs with AMX or AVX-512 BF16 and on recent GPUs,
-    slower on CPUs without them), or 'auto' (bfloat16 where the machine has native bfloat16 arithmetic, float32
-    elsewhere; the demo's choice). Outputs are float32 either way (see :func:`float32_outputs`).
+    1% relative change in the features; several times faster on CPUs with AMX or AVX-512 BF16 and on GPUs of
+    compute capability 8.0 or newer, slower on CPUs and GPUs without them), or 'auto' (bfloat16 where the machine
+    has native bfloat16 arithmetic, float32 elsewhere, saying which: :func:`native_bfloat16`; the demo's choice). Outputs are float32 either way (see :func:`float32_outputs`).
     """
     import keras
     precision = resolve_precision(precision)
@@ -96,15 +96,17 @@ def hed_weights_path():
 
 VGG_DTYPE_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 NATIVE_BFLOAT16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+NATIVE_BFLOAT16_GPU_CAPABILITY = (8, 0)     # NVIDIA Ampere and newer (A100, RTX 30xx, L4, H100); T4 (7.5) and
+                                            # V100 (7.0) have no bfloat16 arithmetic and emulate it, slower
 
 
 def resolve_precision(precision):
-    """``'auto'`` → 'bfloat16' where :func:`has_native_bfloat16`, else 'float32' (the choice is printed); any other
-    value unchanged."""
+    """``'auto'`` → 'bfloat16' where :func:`native_bfloat16` finds native bfloat16 arithmetic, else 'float32' (the
+    choice and why are printed); any other value unchanged."""
     if precision != "auto":
         return precision
-    chosen = "bfloat16" if has_native_bfloat16() else "float32"
-    reason = "native bfloat16 arithmetic" if chosen == "bfloat16" else "no native bfloat16 arithmetic"
+    native, reason = native_bfloat16()
+    chosen = "bfloat16" if native else "float32"
     print(f"vgg_precision auto: {chosen} ({reason})")
     return chosen
 
@@ -112,22 +114,59 @@ def resolve_precision(precision):
 def check_precision(precision):
     if precision not in VGG_DTYPE_POLICIES:
         raise UserError(f"vgg_precision must be one of {', '.join(VGG_DTYPE_POLICIES)} or auto, got {precision!r}")
-    if precision == "bfloat16" and not has_native_bfloat16():
-        print("warning: vgg_precision bfloat16 on a machine without native bfloat16 arithmetic (no GPU, no "
-              f"{' or '.join(NATIVE_BFLOAT16_CPU_FLAGS)} CPU flag found): it may be slower than float32.",
-              file=sys.stderr)
+    if precision == "bfloat16":
+        native, reason = native_bfloat16()
+        if not native:
+            print(f"warning: vgg_precision bfloat16 without native bfloat16 arithmetic ({reason}): it may be slower "
+                  "than float32.", file=sys.stderr)
 
 
-def has_native_bfloat16():
-    """A GPU, or a CPU whose flags (Linux ``/proc/cpuinfo``) include AMX or AVX-512 bfloat16."""
+def gpu_descriptions():
+    """``[(name, compute capability (major, minor) or None), …]`` of the GPUs TensorFlow sees, from
+    ``tf.config``'s device details (no compute capability: not a CUDA GPU, or not reported)."""
     import tensorflow as tf
-    if tf.config.list_physical_devices("GPU"):
-        return True
+    described = []
+    for device in tf.config.list_physical_devices("GPU"):
+        try:
+            details = tf.config.experimental.get_device_details(device)
+        except (ValueError, RuntimeError):
+            details = {}
+        capability = details.get("compute_capability")
+        described.append((details.get("device_name", device.name), tuple(capability) if capability else None))
+    return described
+
+
+def native_bfloat16():
+    """``(native, reason)``: whether VGG-16 would run bfloat16 arithmetic natively, and why in words.
+
+    With a GPU, VGG-16 runs there: native where every visible GPU has CUDA compute capability 8.0 or newer (not on
+    T4, V100 or older, nor where the capability is unknown). Without one, a CPU whose flags (Linux
+    ``/proc/cpuinfo``) include AMX or AVX-512 bfloat16."""
+    gpus = gpu_descriptions()
+    if gpus:
+        needed = ".".join(map(str, NATIVE_BFLOAT16_GPU_CAPABILITY))
+        for name, capability in gpus:
+            if capability is None:
+                return False, f"GPU {name}: compute capability unknown, native bfloat16 needs {needed} or newer"
+            if tuple(capability) < NATIVE_BFLOAT16_GPU_CAPABILITY:
+                return False, (f"GPU {name}: compute capability {'.'.join(map(str, capability))}, native bfloat16 "
+                               f"needs {needed} or newer")
+        described = ", ".join(f"{name} ({'.'.join(map(str, capability))})" for name, capability in gpus)
+        return True, f"native bfloat16 arithmetic on GPU {described}"
     try:
         flags = Path("/proc/cpuinfo").read_text().split()
     except OSError:
-        return False
-    return any(flag in flags for flag in NATIVE_BFLOAT16_CPU_FLAGS)
+        flags = []
+    found = [flag for flag in NATIVE_BFLOAT16_CPU_FLAGS if flag in flags]
+    if found:
+        return True, f"native bfloat16 arithmetic: no GPU, CPU flag {' and '.join(found)}"
+    return False, f"no native bfloat16 arithmetic: no GPU, no {' or '.join(NATIVE_BFLOAT16_CPU_FLAGS)} CPU flag"
+
+
+def has_native_bfloat16():
+    """Whether :func:`native_bfloat16` finds native bfloat16 arithmetic (a GPU of compute capability 8.0 or newer,
+    or a CPU with AMX or AVX-512 bfloat16)."""
+    return native_bfloat16()[0]
 
 
 def float32_outputs(model):
@@ -579,68 +618,3 @@ class Pool45CropsFeatures:
         while len(self._fingerprints) > self.FINGERPRINT_MEMO:
             self._fingerprints.popitem(last=False)
         return fingerprint
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# ----- the `standardize` learning option (method.md §9)
-
-class DescriptorStandardization:
-    """Per-entry centring and scaling of the 25,088 descriptor values, fitted once on a sample of training regions.
-
-    ``scale = sqrt(std² + floor²)`` with ``floor`` the root mean square of the entries' standard deviations: an
-    entry that varies like a typical one is scaled to about unit spread, and one that barely varies in the sample
-    (most ReLU outputs are 0 in most regions) is not blown up by its tiny deviation. The Q-network's first layer
-    can absorb it (:meth:`fold`), so a checkpoint is a plain Q-network on raw descriptors.
-    """
-
-    def __init__(self, mean, scale):
-        self.mean = np.asarray(mean, dtype=np.float32)
-        self.scale = np.asarray(scale, dtype=np.float32)
-
-    @classmethod
-    def fit(cls, descriptors):
-        """From ``descriptors`` (n, 25088), n ≥ 2."""
-        descriptors = np.asarray(descriptors, dtype=np.float64)
-        std = descriptors.std(axis=0)
-        floor = np.sqrt(np.mean(std ** 2))
-        if not floor > 0:
-            raise UserError(f"standardize 1: the {len(descriptors)} sampled regions all have the same descriptor; "
-                            f"nothing to standardise by")
-        return cls(descriptors.mean(axis=0), np.sqrt(std ** 2 + floor ** 2))
-
-    def apply(self, descriptors):
-        return ((descriptors - self.mean) / self.scale).astype(np.float32)
-
-    def fold(self, kernel, bias):
-        """The first Dense layer on raw states that equals ``kernel``, ``bias`` on standardised ones (the rows after
-        the descriptor's, the action history, are left as they are)."""
-        size = len(self.mean)
-        rows = kernel[:size].astype(np.float64) / self.scale[:, None]
-        folded_bias = bias.astype(np.float64) - (self.mean.astype(np.float64) / self.scale) @ kernel[:size]
-        return (np.concatenate([rows, kernel[size:]]).astype(np.float32), folded_bias.astype(np.float32))
-
-    def unfold(self, kernel, bias):
-        """The inverse of :meth:`fold`: the first layer on standardised states that equals ``kernel``, ``bias`` on
-        raw ones (a raw-descriptor Q-network, such as ``initial_weights``, as the starting point)."""
-        size = len(self.mean)
-        rows = kernel[:size].astype(np.float64) * self.scale[:, None]
-        unfolded_bias = bias.astype(np.float64) + self.mean.astype(np.float64) @ kernel[:size]
-        return (np.concatenate([rows, kernel[size:]]).astype(np.float32), unfolded_bias.astype(np.float32))
-
-    def state_dict(self):
-        return {"mean": self.mean, "scale": self.scale}
-
-
-class StandardizedFeatures:
-    """A region describer whose descriptors are standardised; everything else (``forward_count``, ``cache``, …) is
-    the wrapped describer's."""
-
-    def __init__(self, features, standardization):
-        self.features = features
-        self.standardization = standardization
-
-    def describe(self, items):
-        return self.standardization.apply(self.features.describe(items))
-
-    def __getattr__(self, name):
-        return getattr(self.features, name)

@@ -6,6 +6,7 @@ pixels of the image (half-open corners); :func:`round_box` turns them into whole
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -47,22 +48,46 @@ def _to_rgb_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image, dtype=np.float32)
 
 
-def load_image(path) -> np.ndarray:
+# The most pixels an image may have, checked from the file's header before a pixel is decoded. A search holds
+# float32 RGB copies of its image (12 bytes a pixel each: the image, the mean-painted copy, the region being
+# resized): loading a 50-megapixel image, resizing it whole and painting it peaks at 1.2 GB, and testing's chunk of
+# 16 such images would hold 9.6 GB, both within a 24 GB machine (a 12000 x 12000 search, 144 megapixels, peaked
+# at 11.9 GB). Pillow's own decompression-bomb check (about 89 megapixels) applies above it.
+MAX_PIXELS = 50_000_000
+
+
+def load_image(path, max_pixels=None) -> np.ndarray:
     """Read an image file as float32 ``(H, W, 3)`` RGB in 0..255, whatever its mode (gray, palette, alpha,
     CMYK, 16-bit gray scaled to 0..255).
 
     The pixels are used as stored: EXIF orientation is not applied, because VOC boxes refer to the stored
-    pixels. A missing, unreadable, corrupt or truncated file raises UserError naming it.
+    pixels. A missing file, one that Pillow refuses (unreadable, corrupt, truncated, a decompression bomb), or one
+    whose header declares more than ``max_pixels`` pixels (:data:`MAX_PIXELS` when None; checked before decoding)
+    raises UserError naming it.
     """
     path = Path(path)
+    limit = MAX_PIXELS if max_pixels is None else int(max_pixels)
     if not path.is_file():
         raise UserError(f"image file not found: {path}")
     try:
-        with Image.open(path) as image:
-            image.load()  # decode now: a truncated file fails here, not later
-            array = _to_rgb_array(image)
+        with warnings.catch_warnings():
+            # Pillow warns above its own limit and raises above twice that: both are refusals here
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > limit:
+                    raise UserError(f"image file {path} is {width} x {height} pixels ({width * height / 1e6:.0f} "
+                                    f"megapixels), more than the limit of {limit / 1e6:g} megapixels (max_pixels)")
+                image.load()  # decode now: a truncated file fails here, not later
+                array = _to_rgb_array(image)
+    except UserError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise UserError(f"cannot read image file {path}: a decompression bomb ({error})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise UserError(f"cannot read image file {path}: {error}") from None
+    except Exception as error:      # any other refusal of Pillow's decoders (struct.error, IndexError, …)
+        raise UserError(f"cannot read image file {path}: {type(error).__name__}: {error}") from None
     return np.ascontiguousarray(array, dtype=np.float32)
 
 

@@ -22,7 +22,7 @@ import os
 import warnings
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Iterable
 
 import numpy as np
@@ -211,21 +211,38 @@ def _image_sets_folder(path_voc) -> Path:
     return path_voc / "ImageSets" / "Main"
 
 
-def _read_lines(path: Path) -> list[str]:
-    """Non-empty stripped lines of an image-set file; UserError if the file is missing."""
+def _numbered_lines(path: Path) -> list[tuple[int, str]]:
+    """``(line number, stripped line)`` of the non-empty lines of an image-set file; UserError if it is missing."""
     if not path.is_file():
         raise UserError(f"image set file not found: {path}")
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"cannot read image set file {path}: {error}") from None
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    return [(number, line.strip()) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+def _read_lines(path: Path) -> list[str]:
+    """Non-empty stripped lines of an image-set file; UserError if the file is missing."""
+    return [line for _, line in _numbered_lines(path)]
+
+
+def check_image_id(image_id, where) -> str:
+    """``image_id`` when it names a file inside its folder (``JPEGImages/<id>.jpg``, ``Annotations/<id>.xml``, the
+    drawn ``searches/<id>.png``); UserError naming ``where`` (the file and line it came from) for an id with a path
+    separator, ``..``, a drive or a NUL, which would read or write outside the folder."""
+    if ("/" in image_id or "\\" in image_id or "\0" in image_id or image_id in (".", "..")
+            or PureWindowsPath(image_id).drive):
+        raise UserError(f"{where}: image id {image_id!r} is not a file name (a path separator, '..' or a drive): "
+                        f"it would lead outside the dataset and output folders")
+    return image_id
 
 
 def read_image_set(path_voc, set_name) -> list[str]:
     """Image ids listed in ``ImageSets/Main/<set_name>.txt`` (first column), in file order."""
     path = _image_sets_folder(path_voc) / f"{set_name}.txt"
-    image_ids = [line.split()[0] for line in _read_lines(path)]
+    image_ids = [check_image_id(line.split()[0], f"{path}, line {number}")
+                 for number, line in _numbered_lines(path)]
     if not image_ids:
         raise UserError(f"image set file {path} lists no images")
     return image_ids
@@ -239,12 +256,13 @@ def read_class_image_set(path_voc, class_object, set_name, labels: Iterable[int]
     labels = tuple(int(label) for label in labels)
     path = _image_sets_folder(path_voc) / f"{class_name(class_object)}_{set_name}.txt"
     image_ids = []
-    for number, line in enumerate(_read_lines(path), start=1):
+    for number, line in _numbered_lines(path):
         columns = line.split()
         try:
             image_id, label = columns[0], int(columns[1])
         except (IndexError, ValueError):
             raise UserError(f"{path}, line {number}: expected '<image id> <label>', got {line!r}") from None
+        check_image_id(image_id, f"{path}, line {number}")
         if label in labels:
             image_ids.append(image_id)
     if not image_ids:
@@ -367,8 +385,11 @@ def unpack_compact_annotations(compact_file, path_voc, set_name="test") -> Path:
     if tuple(header) != COMPACT_COLUMNS:
         raise UserError(f"{compact_file}: expected the columns {', '.join(COMPACT_COLUMNS)}")
     images: dict[str, dict] = {}
-    for row in rows:
+    for number, row in enumerate(rows, start=2):
+        if len(row) != len(COMPACT_COLUMNS):
+            raise UserError(f"{compact_file}, line {number}: {len(row)} columns, expected {len(COMPACT_COLUMNS)}")
         image_id, width, height, depth, name, xmin, ymin, xmax, ymax, difficult = row
+        check_image_id(image_id, f"{compact_file}, line {number}")
         image = images.setdefault(image_id, {"size": (width, height, depth), "objects": []})
         image["objects"].append((name, xmin, ymin, xmax, ymax, difficult))
     path_voc.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,11 @@ write or copy leaves there, is dropped with a warning.
 
 Writing a set of files (one epoch's) goes through :func:`write_together`: all or none of them replace the files
 before, so a save that fails part-way leaves the folder as it was.
+
+A training holds ``lock_model<k>`` in ``path_model`` while it runs (:func:`training_lock`): a second training of
+the same class into the same folder stops at once with one line naming the other run; a lock left by a run that
+died is taken over with a warning. Testing can ask whether a training is writing (:func:`training_holder`); it
+still reads whole epochs, since every file is renamed into place.
 """
 from __future__ import annotations
 
@@ -20,7 +25,10 @@ import io
 import json
 import os
 import re
+import socket
+import time
 import warnings
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +79,12 @@ def existing_epochs(path_model, class_idx, prefix="model", suffix=WEIGHTS_SUFFIX
                   if (match := pattern.fullmatch(path.name)))
 
 
+def missing_checkpoint(path_model, class_idx, weights):
+    """What to say of a checkpoint ``weights`` that is not there: which epochs ``path_model`` holds."""
+    found = existing_epochs(path_model, class_idx) if Path(path_model).is_dir() else []
+    return f"no checkpoint {weights}; epochs saved in {path_model}: {found if found else 'none'}"
+
+
 def resume_epochs(path_model, class_idx):
     """Epochs with a resume state in ``path_model`` (normally only the latest), sorted."""
     return existing_epochs(path_model, class_idx, prefix="resume_model", suffix=".h5")
@@ -79,7 +93,8 @@ def resume_epochs(path_model, class_idx):
 def remove_temporary_files(path_model, class_idx):
     """Half-written files a killed run of this class left behind (never read: the real files are intact)."""
     pattern = re.compile(rf"{re.escape(TEMPORARY_PREFIX)}(model{class_idx}(_epoch_\d+|_best)?\.weights\.h5|"
-                         rf"resume_model{class_idx}_epoch_\d+\.h5|training_log_model{class_idx}\.csv)")
+                         rf"refiner_model{class_idx}(_epoch_\d+|_best)?\.npz|resume_model{class_idx}_epoch_\d+\.h5|"
+                         rf"training_log_model{class_idx}\.csv)")
     for path in Path(path_model).glob(f"{TEMPORARY_PREFIX}*"):
         if pattern.fullmatch(path.name):
             path.unlink(missing_ok=True)
@@ -128,13 +143,15 @@ def check_weights(path):
 
 RESUME_STATE_ATTRIBUTES = ("epoch", "epsilon", "numpy_rng", "settings")
 REPLAY_MEMORY_ARRAYS = ("states", "next_states", "actions", "rewards", "terminals", "pos", "full")
-OPTIONAL_REPLAY_ARRAYS = ("targets", "trigger_targets", "expert_actions")   # the oracle's, trigger_targets', expert_margin's
-STANDARDIZATION_ARRAYS = ("mean", "scale", "kernel", "bias")   # the standardize option's, with the unfolded layer
+# what the learning options store with each transition (reinforcement.TRANSITION_FIELDS), and the names the
+# oracle's and trigger_targets' arrays had before
+REFINE_SAMPLE_ARRAYS = ("descriptors", "windows", "boxes", "seen", "keys", "rng")    # refinement.WindowSample
+OPTIONAL_REPLAY_ARRAYS = ("upper_bound_values", "trigger_values", "expert_actions", "targets", "trigger_targets")
 
 
 def write_resume_state(path, state):
-    """Write ``state`` (the keys :func:`read_resume_state` returns; ``target_network``, ``replay_memory`` and
-    ``standardization`` may be None or absent) to the HDF5 file ``path``."""
+    """Write ``state`` (the keys :func:`read_resume_state` returns; ``target_network`` and ``replay_memory`` may be
+    None) to the HDF5 file ``path``."""
     import h5py
     with h5py.File(path, "w") as handle:
         handle.attrs["epoch"] = state["epoch"]
@@ -152,21 +169,17 @@ def write_resume_state(path, state):
         seeds = handle.create_group("seed_generators")
         for index, array in enumerate(state["seed_generators"]):
             seeds[str(index)] = array
-        if state["replay_memory"] is not None:
-            replay = handle.create_group("replay_memory")
-            for name, array in state["replay_memory"].items():
-                replay[name] = array
-        if state.get("standardization") is not None:
-            standardization = handle.create_group("standardization")
-            for name in STANDARDIZATION_ARRAYS:
-                standardization[name] = state["standardization"][name]
+        for group in ("replay_memory", "refine_sample"):
+            if state.get(group) is not None:
+                arrays = handle.create_group(group)
+                for name, array in state[group].items():
+                    arrays[name] = array
 
 
 def read_resume_state(path, epoch):
     """The resume state of ``epoch`` in memory: ``epoch``, ``epsilon``, ``numpy_rng`` and ``settings`` (dicts),
     ``optimizer`` and ``optimizer_paths``, ``target_network`` (None when not saved), ``seed_generators`` (lists of
-    arrays in variable order), ``replay_memory`` (None when not saved) and ``standardization`` (the ``standardize``
-    option's mean, scale and unfolded first layer; None without it). Everything is read before anything is
+    arrays in variable order) and ``replay_memory`` (None when not saved). Everything is read before anything is
     used, so a damaged file raises :class:`DamagedFile` and changes nothing."""
     import h5py
 
@@ -195,7 +208,7 @@ def read_resume_state(path, epoch):
                                          for index in range(len(handle["optimizer"]))],
                      "target_network": arrays(handle, "target_network"),
                      "seed_generators": arrays(handle, "seed_generators"), "replay_memory": None,
-                     "standardization": None}
+                     "refine_sample": None}
             if "replay_memory" in handle:
                 replay = handle["replay_memory"]
                 missing = [name for name in REPLAY_MEMORY_ARRAYS if name not in replay]
@@ -203,12 +216,12 @@ def read_resume_state(path, epoch):
                     raise DamagedFile(path, f"incomplete (its replay memory has no {', '.join(missing)})")
                 state["replay_memory"] = {name: np.asarray(replay[name]) for name in
                                           REPLAY_MEMORY_ARRAYS + OPTIONAL_REPLAY_ARRAYS if name in replay}
-            if "standardization" in handle:
-                group = handle["standardization"]
-                missing = [name for name in STANDARDIZATION_ARRAYS if name not in group]
+            if "refine_sample" in handle:
+                sample = handle["refine_sample"]
+                missing = [name for name in REFINE_SAMPLE_ARRAYS if name not in sample]
                 if missing:
-                    raise DamagedFile(path, f"incomplete (its standardisation has no {', '.join(missing)})")
-                state["standardization"] = {name: np.asarray(group[name]) for name in STANDARDIZATION_ARRAYS}
+                    raise DamagedFile(path, f"incomplete (its window sample has no {', '.join(missing)})")
+                state["refine_sample"] = {name: np.asarray(sample[name]) for name in REFINE_SAMPLE_ARRAYS}
     except DamagedFile:
         raise
     except Exception as error:      # a damaged dataset, attribute or JSON text
@@ -384,3 +397,161 @@ def write_together(writes):
         raise
     for temporary, path in temporaries:
         os.replace(temporary, path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the lock: one training per class and folder
+
+def lock_path(path_model, class_idx):
+    """The lock of a training of class ``class_idx`` in ``path_model``: JSON ``{pid, host, started, ticks}``."""
+    return Path(path_model) / f"lock_model{class_idx}"
+
+
+# a takeover marker older than this was left by a process killed while taking over a stale lock (which takes ms)
+TAKEOVER_SECONDS = 30
+
+
+def _process_ticks(pid):
+    """When process ``pid`` started (clock ticks after boot, field 22 of ``/proc/<pid>/stat``), or None without
+    /proc: with the pid it tells the run that wrote a lock from a later process that was given the same pid."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _this_run():
+    return {"pid": os.getpid(), "host": socket.gethostname(),
+            "started": datetime.now().astimezone().isoformat(timespec="seconds"), "ticks": _process_ticks(os.getpid())}
+
+
+def _read_holder(path):
+    """The run recorded in the lock ``path``: a dict, ``{}`` when the file cannot be read as one, None without it."""
+    try:
+        holder = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):       # ValueError: not UTF-8, not JSON
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def _holder_alive(holder):
+    """Whether the run a lock records may still be running: its process is alive on this host (and is the same
+    process, not a later one given its pid). A run on another host cannot be checked and counts as alive."""
+    pid = holder.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or not isinstance(holder.get("host"), str):
+        return False                # not a lock this project wrote in full
+    if holder["host"] != socket.gethostname() or os.name == "nt":  # Windows' os.kill(pid, 0) would end the process
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:         # alive, another user's process
+        pass
+    except OSError:
+        return True
+    ticks, now = holder.get("ticks"), _process_ticks(pid)
+    return ticks is None or now is None or ticks == now
+
+
+def describe_holder(holder):
+    """``process 1234 on host, started 2024-05-01T10:00:00+02:00`` for the lines that name a run."""
+    return (f"process {holder.get('pid', '?')} on {holder.get('host', '?')}, "
+            f"started {holder.get('started', 'at an unknown time')}")
+
+
+def _write_lock(path, record, replace=False):
+    """Put ``record`` in the lock ``path`` whole: written under a temporary name, then linked (fails if a lock is
+    there: False) or, with ``replace``, renamed over the stale one. A reader never sees half a lock."""
+    temporary = path.with_name(f"{TEMPORARY_PREFIX}{path.name}_{os.getpid()}")
+    temporary.write_text(json.dumps(record) + "\n")
+    try:
+        if replace:
+            os.replace(temporary, path)
+            return True
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return False
+        except OSError:             # a file system without hard links: create it exclusively, then write
+            try:
+                descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(json.dumps(record) + "\n")
+        return True
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _take_over(path, stale, ours):
+    """Replace the stale lock ``path`` (holding ``stale``) with ``ours``, one process at a time: False when another
+    process is taking it over or already has."""
+    marker = path.with_name(f"{path.name}.takeover")
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        with contextlib.suppress(OSError):
+            if time.time() - marker.stat().st_mtime > TAKEOVER_SECONDS:
+                marker.unlink()
+        return False
+    try:
+        if _read_holder(path) != stale:
+            return False
+        return _write_lock(path, ours, replace=True)
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def training_lock(path_model, class_idx):
+    """Hold ``lock_model<k>`` in ``path_model`` for the block: a UserError (one line naming the folder and the other
+    run) when a live run holds it; a lock whose run is no longer running (killed, or a lock that cannot be read)
+    is taken over with a warning. Released when the block ends, by an exception or Ctrl-C too. Yields the path."""
+    path = lock_path(path_model, class_idx)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        blocking = next((parent for parent in (path.parent, *path.parent.parents) if parent.exists()), None)
+        why = f"{blocking} is a file" if blocking is not None and not blocking.is_dir() else error.strerror or error
+        raise UserError(f"path_model {path_model}: cannot create the folder ({why})") from None
+    ours = _this_run()
+    for _ in range(20):
+        try:
+            if _write_lock(path, ours):
+                break
+        except OSError as error:
+            raise UserError(f"path_model {path_model}/: cannot write its lock {path.name} "
+                            f"({error.strerror or error})") from None
+        holder = _read_holder(path)
+        if holder is None:          # released meanwhile
+            continue
+        if _holder_alive(holder):
+            raise UserError(f"{path_model}/ is in use by another training of class {class_idx}: "
+                            f"{describe_holder(holder)} ({path.name}). Wait for it to end or train into another "
+                            f"path_model" + ("" if holder.get("host") == socket.gethostname() else
+                                             f"; if that run is gone, delete {path}"))
+        if _take_over(path, holder, ours):
+            what = describe_holder(holder) if holder else "a run that left it unreadable"
+            warnings.warn(f"{path_model}/: the lock {path.name} of {what} is stale (that run is no longer "
+                          f"running); taken over", UserWarning, stacklevel=3)
+            break
+        time.sleep(0.05)            # another process is taking it over: look again
+    else:
+        raise UserError(f"{path_model}/: could not take its lock {path.name} (other runs keep taking it); "
+                        f"try again")
+    try:
+        yield path
+    finally:
+        if _read_holder(path) == ours:      # never remove the lock of a run that took ours over
+            path.unlink(missing_ok=True)
+
+
+def training_holder(path_model, class_idx):
+    """Who holds the training lock of class ``class_idx`` in ``path_model`` (:func:`describe_holder`), or None when
+    no live run does. A test run can say that a training is writing; what it reads is still whole epochs."""
+    holder = _read_holder(lock_path(path_model, class_idx))
+    return describe_holder(holder) if holder and _holder_alive(holder) else None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import numbers
 import sys
 import tokenize
@@ -310,7 +311,7 @@ RULES = {
     "target_update": whole(0), "double_dqn": SWITCH, "loss": one_of("mse", "huber"), "trigger_targets": SWITCH,
     "expert_margin": Rule("a number ≥ 0", lambda value: _finite(value) and value >= 0), "oracle": SWITCH,
     "validation_images": whole(0), "only_first_object": SWITCH, "agent": one_of("trained", "random", "upper_bound"),
-    "detections": one_of("visited", "triggered"), "draw_images": whole(0),
+    "detections": one_of("visited", "triggered"), "draw_images": whole(0), "refine": SWITCH,
     "class_object": Rule("a VOC id 1-20 or class name, all, or a comma list", lambda value: True),
 }
 
@@ -367,28 +368,43 @@ SCRIPT_GROUPS = (("Training", ("image_zooms_training", "pool45_crops_training"))
                  ("Testing", ("image_zooms_testing", "pool45_crops_testing")))
 
 
-def settings_tables():
-    """The README's settings tables (Markdown): every setting of the four scripts with its meaning, the values it
-    takes and its default (``a / b`` where the Image-Zooms and Pool45-Crops scripts differ)."""
+def short_meaning(comment):
+    """A comment's first clause, for the README's one-line rows."""
+    words = re.split(r"; | \(", comment)[0].split()
+    return " ".join(words[:9]) + (" …" if len(words) > 9 else "")
+
+
+def settings_tables(short=False):
+    """The settings tables (Markdown): every setting of the four scripts with its meaning, the values it takes and
+    its default (``a / b`` where the Image-Zooms and Pool45-Crops scripts differ); ``short``: the README's, a first
+    clause of the meaning and the default (docs/settings.md has the whole)."""
     import importlib
     lines = []
     for title, names in SCRIPT_GROUPS:
         scripts = [script_settings(vars(importlib.import_module(name))) for name in names]
         lines += [f"**{title}** (`{names[0]}.py`, `{names[1]}.py`)", "",
-                  "| setting | meaning | takes | default |", "| --- | --- | --- | --- |"]
+                  *(["| setting | meaning | default |", "| --- | --- | --- |"] if short else
+                    ["| setting | meaning | takes | default |", "| --- | --- | --- | --- |"])]
         for name in dict.fromkeys(name for script in scripts for name in script):
-            defaults = [repr(script[name]) if name in script else "—" for script in scripts]
+            defaults = [(script[name] if isinstance(script[name], str) else repr(script[name])) if name in script
+                        else "—" for script in scripts]
             default = defaults[0] if len(set(defaults)) == 1 else " / ".join(defaults)
             comment = next(script.comments.get(name) for script in scripts if name in script)
             rule = RULES.get(name)
             accepts = rule.accepts if rule else "a path" if name.startswith("path") else "text"
-            cells = [f"`{name}`", comment, accepts, f"`{default}`".replace("`'", "`").replace("'`", "`")]
+            cells = [f"`{name}`", short_meaning(comment) if short else comment, *([] if short else [accepts]),
+                     f"`{default}`" if default else '`""`']
             lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] != ["--markdown"]:
-        sys.exit("usage: python settings.py --markdown   (prints the README's settings tables)")
-    print(settings_tables(), end="")
+    parser = argparse.ArgumentParser(description="The settings of the four scripts, described once.")
+    parser.add_argument("--markdown", choices=("readme", "docs"), default=None,
+                        help="print the README's short settings tables or docs/settings.md's whole ones (default: none)")
+    kind = parser.parse_args().markdown
+    if kind:
+        print(settings_tables(short=kind == "readme"), end="")
+    else:
+        parser.print_help()

@@ -50,11 +50,12 @@ def run_script(script, argv, model_label):
 
 
 def search_records(records, name, agent, features, settings, report, only_first_object, needs_pixels=True,
-                   visit=None):
+                   visit=None, refiner=None):
     """The searches of ``agent`` on annotated ``records`` (testing, and validation during training), in lockstep
     over chunks of 16 images; an unreadable image is left out. Returns ``(detections, ground_truth, trajectories)``
     for :func:`metrics.precision_recall`: every analysed region is a detection (the paper's protocol), with its
-    search, step and whether it was triggered. ``visit(record, image, trajectory)`` is called after each image."""
+    search, step and whether it was triggered. ``visit(record, image, trajectory)`` is called after each image.
+    With a ``refiner`` (the ``refine`` option) a detection's ``box`` is the refined one and ``window`` the region."""
     from episodes import make_environment, run_searches
     detections, ground_truth, trajectories = [], {}, {}
     chunk = 16
@@ -63,12 +64,14 @@ def search_records(records, name, agent, features, settings, report, only_first_
         pairs = [(record, image) for record, image in pairs if image is not None or not needs_pixels]
         environments = [make_environment(r, name, settings.scale_subregion, image) for r, image in pairs]
         for (record, image), trajectory in zip(pairs, run_searches(environments, agent, features,
-                                                                   settings.number_of_steps, only_first_object)):
+                                                                   settings.number_of_steps, only_first_object,
+                                                                   refiner)):
             key = record.image_id
             ground_truth[key] = {"boxes": record.annotation.boxes_of(name),
                                  "difficult": record.annotation.difficult_of(name)}
-            detections += [{"image": key, "box": step["region"], "score": step["score"], "search": step["search"],
-                            "step": step["step"], "triggered": step["triggered"]} for step in trajectory]
+            detections += [{"image": key, "box": step.get("refined", step["region"]), "score": step["score"],
+                            "search": step["search"], "step": step["step"], "triggered": step["triggered"],
+                            **({"window": step["region"]} if "refined" in step else {})} for step in trajectory]
             trajectories[key] = trajectory
             if visit is not None:
                 visit(record, image, trajectory)
@@ -125,7 +128,14 @@ def test(settings, make_features, model_label):
         agent = RandomAgent(np.random.default_rng(settings.seed))
     else:
         agent = UpperBoundAgent()
-    needs_pixels = agent.needs_features or settings.bool_draw
+    refiner = None
+    if settings.refine:         # the head trained beside the weights tested (the latest, for the baselines)
+        from refinement import load_refiner
+        refiner = load_refiner(weights if weights is not None else trained_weights(settings, class_idx, model_label))
+        features = features or make_features(settings)
+        print(f"refine 1: each analysed window is reported as its refined box (head fitted on {refiner.samples} "
+              f"training windows)")
+    needs_pixels = agent.needs_features or settings.bool_draw or refiner is not None
     print(f"{model_label} testing: agent {settings.agent}, class {name}, {len(records)} images, scale "
           f"{settings.scale_subregion}" + ("" if needs_pixels else " (annotations only)"))
 
@@ -141,7 +151,8 @@ def test(settings, make_features, model_label):
             draw_search(image, trajectory, out_folder / "searches" / f"{record.image_id}.png", title=title)
             animate_search(image, trajectory, out_folder / "searches" / f"{record.image_id}.gif", title=title)
     detections, ground_truth, all_trajectories = search_records(
-        records, name, agent, features, settings, report, settings.only_first_object, needs_pixels, visit=draw)
+        records, name, agent, features, settings, report, settings.only_first_object, needs_pixels, visit=draw,
+        refiner=refiner)
     if settings.detections == "triggered":
         detections = [detection for detection in detections if detection["triggered"]]
     if not ground_truth:
@@ -157,7 +168,7 @@ def test(settings, make_features, model_label):
         "scale_subregion": settings.scale_subregion, "epoch": epoch,
         "weights": None if weights is None else str(weights), "detections_protocol": settings.detections,
         "only_first_object": bool(settings.only_first_object), "number_of_steps": settings.number_of_steps,
-        "num_images": len(ground_truth), "num_objects": int(curve["num_positives"]),
+        "refine": bool(settings.refine), "num_images": len(ground_truth), "num_objects": int(curve["num_positives"]),
         "precision": curve["precision"], "recall": curve["recall"], "ap": curve["ap"], "ap_voc07": curve["ap_voc07"],
         "max_recall": curve["max_recall"], "regions_per_found_object": regions,
         "regions_analysed": int(sum(len(t) for t in all_trajectories.values())),
@@ -279,6 +290,10 @@ def search_own_images(settings, make_features, model_label):
         raise UserError(f"none of the {len(settings.image)} images could be read (first: "
                         f"{next(iter(report.images.values()))})")
     model, features = load_q_network(weights, settings.weights_order, verbose=True), make_features(settings)
+    refiner = None
+    if settings.refine:
+        from refinement import load_refiner
+        refiner = load_refiner(weights)
     print(f"{model_label}: the {name} agent of {weights} searches {len(images)} image"
           f"{'s' if len(images) != 1 else ''}, scale {settings.scale_subregion}")
 
@@ -289,7 +304,7 @@ def search_own_images(settings, make_features, model_label):
         found = detect_many([array for _, array in batch], model, features=features,
                             scale_subregion=settings.scale_subregion, number_of_steps=settings.number_of_steps,
                             only_first_object=settings.only_first_object, detections=protocol,
-)
+                            refiner=refiner)
         for (path, array), (boxes, scores, trajectory) in zip(batch, found):
             stem, number = path.stem, 1
             while stem in figure_names:             # two photo.jpg from different folders

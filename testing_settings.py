@@ -3,7 +3,7 @@
 Edit them here, or pass any of them as a flag of the same name to either script (``--only_first_object 1``).
 Each comment is the setting's meaning, shown by ``--help`` and in the README's settings table.
 """
-vgg_precision = "float32"               # float32 | bfloat16 | auto (bfloat16 where native): best as in training
+vgg_precision = "float32"               # VGG-16's arithmetic: float32, bfloat16 or auto; best as in training
 scale_subregion = 3.0 / 4               # size of a sub-window relative to its parent; as in training
 number_of_steps = 10                    # regions analysed per image, in all searches together
 only_first_object = 0                   # 1: one search per image, as the paper's comparisons; 0: a new search
@@ -12,6 +12,9 @@ agent = "trained"                       # trained | random (the lower baseline) 
                                         # annotations)
 epoch = -1                              # checkpoint epoch, -1: the latest; a list 0,4,9 or all compares epochs;
                                         # best: the best validation AP (training with validation_images)
+refine = 0                              # 1: report each analysed window as the box the refinement head fits to
+                                        # it (beyond the paper; needs a training with refine 1); the search is
+                                        # unchanged
 detections = "visited"                  # visited (every analysed region, the paper's) | triggered
 bool_draw = 0                           # 1: one PNG and one GIF per image with its whole search
 draw_images = 0                         # with bool_draw: draw the first N images' searches only; 0: all

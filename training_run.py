@@ -26,10 +26,12 @@ from dataset import SkipReport, load_record_image
 from errors import UserError
 from parse_xml_annotations import class_ids, several_classes
 from run_folder import (DamagedFile, best_path, check_weights, checkpoint_path, existing_epochs, features_path,
+                        training_lock,
                         missing_checkpoint,
                         log_path, read_log, read_resume_state, remove_temporary_files, resume_epochs, resume_options,
                         resume_state_path, write_features_file, write_log, write_resume_state,
                         write_together)
+from refinement import refiner_path
 from runtime import Interrupted, StopSignals, seed_everything
 from settings import (REMOVED_OPTIONS, check_dataset, check_path_vgg, check_removed_in, check_settings, class_index,
                       training_flags)
@@ -101,13 +103,20 @@ def train(settings, make_features, model_label):
     """The training run: data → models → epochs of searches with Q-learning → a checkpoint and a log line each.
 
     Ctrl-C / SIGTERM: the epoch in progress is dropped and the run stops with a message naming the last saved
-    epoch and the ``-n`` that continues it.
+    epoch and the ``-n`` that continues it. One training at a time per class and folder: a second one stops at once
+    (``run_folder.training_lock``).
     """
     preflight(settings)
+    with training_lock(settings.path_model, class_index(settings)):
+        _train(settings, make_features, model_label)
+
+
+def _train(settings, make_features, model_label):
     from tqdm import tqdm
 
     from episodes import NonFiniteLoss, make_environment, new_training_stats, train_image
     from parse_xml_annotations import class_name, load_records
+    from refinement import WindowSample
     from reinforcement import ReplayMemory, build_q_network, epsilon_for_epoch
 
     initial_weights = check_initial_weights(settings)
@@ -137,15 +146,18 @@ def train(settings, make_features, model_label):
         description = set_q_network_weights(model, initial_weights, settings.weights_order)
         print(f"starting from the Q-network weights {initial_weights} ({description})")
     learner = make_learner(settings, model)
-    if learner.options or validation:
-        extras = {**learner.options, **({"validation_images": len(validation)} if validation else {})}
+    if learner.options or validation or settings.refine:
+        extras = {**learner.options, **({"validation_images": len(validation)} if validation else {}),
+                  **({"refine": 1} if settings.refine else {})}
         print("learning options (not the paper's method): " + ", ".join(f"{k} {v}" for k, v in extras.items())
               + ("; the log's loss adds the margin's to Q-learning's" if extras.get("expert_margin") else ""))
     memory = ReplayMemory(settings.buffer_experience_replay, fields=learner.carries)
+    # the refine option: distinct visited windows that overlap an object, for the box-refinement head
+    sample = WindowSample(seed=settings.seed) if settings.refine else None
     log_rows = []
     first_epoch = settings.n
     if first_epoch > 0:
-        log_rows = resume(settings, learner, memory, rng, class_idx)
+        log_rows = resume(settings, learner, memory, rng, class_idx, sample)
 
     # loop
     last_saved = first_epoch - 1
@@ -172,6 +184,8 @@ def train(settings, make_features, model_label):
                                             stats)
                     except NonFiniteLoss as error:
                         raise UserError(non_finite_message(settings, class_idx, epoch, str(error))) from None
+                    if sample is not None:
+                        sample.add_search_steps(steps, memory, env.boxes)
                     if draws_epoch(settings, epoch) and steps:
                         from visualization import draw_training_search
                         draw_training_search(image, steps, Path(settings.path_testing_folder) / "training" /
@@ -196,7 +210,7 @@ def train(settings, make_features, model_label):
                     log_rows.append(row)
                     best = bool(validation) and row["validation_ap"] >= max(r.get("validation_ap") or 0.0
                                                                            for r in log_rows)
-                    save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best)
+                    save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best, sample)
                     last_saved = epoch
                 print(f"epoch {epoch:3d}  eps {epsilon:.2f}  mean reward {row['mean_reward']:+.3f}  searches "
                       f"{row['searches']}  triggers {row['triggers']} (correct {row['correct_triggers']}, mean IoU "
@@ -280,7 +294,7 @@ def keeps_epoch_weights(settings, epoch):
     return (epoch + 1) % settings.checkpoint_every == 0 or epoch == settings.epochs - 1
 
 
-def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best):
+def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best, sample=None):
     """The files of ``epoch``: the resume state (epoch, ε, optimiser, replay memory, random generators, settings),
     the weights (of the epoch, the latest and, when ``best``, the best epoch's), the log and the describing settings
     (``run_folder.features_path``: what testing checks its features against), written together
@@ -290,16 +304,20 @@ def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best)
     A write that fails part-way (disk full, permission, an exception in a writer) removes this epoch's temporary
     files and stops the run with a UserError naming the folder and the cause; the previous epoch's files are as
     they were.
+
+    With a window ``sample`` (the ``refine`` option) the refinement head fitted on it is saved beside each weights
+    file (``refinement.refiner_path``), and the sample goes into the resume state.
     """
     model = learner.model
     path_model = Path(settings.path_model)
-    state = resume_state(settings, learner, memory, rng, epoch)
-    save_weights = model.save_weights
-    writes = [(resume_state_path(path_model, class_idx, epoch), lambda temporary: write_resume_state(temporary, state)),
-              (checkpoint_path(path_model, class_idx, epoch), save_weights),
-              (checkpoint_path(path_model, class_idx), save_weights)]
-    if best:
-        writes.append((best_path(path_model, class_idx), save_weights))
+    state = resume_state(settings, learner, memory, rng, epoch, sample)
+    weights_files = [checkpoint_path(path_model, class_idx, epoch), checkpoint_path(path_model, class_idx)] + \
+        [best_path(path_model, class_idx)] * best
+    writes = [(resume_state_path(path_model, class_idx, epoch), lambda temporary: write_resume_state(temporary, state))]
+    writes += [(path, model.save_weights) for path in weights_files]
+    refiner = None if sample is None else sample.fit()
+    if refiner is not None:
+        writes += [(refiner_path(path), refiner.save) for path in weights_files]
     writes.append((log_path(path_model, class_idx), lambda temporary: write_log(temporary, log_rows)))
     writes.append((features_path(path_model, class_idx), lambda temporary: write_features_file(temporary, settings)))
     try:
@@ -313,7 +331,8 @@ def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best)
     stale = [resume_state_path(path_model, class_idx, older) for older in resume_epochs(path_model, class_idx)
              if older != epoch]
     if epoch > 0 and not keeps_epoch_weights(settings, epoch - 1):
-        stale.append(checkpoint_path(path_model, class_idx, epoch - 1))
+        stale += [checkpoint_path(path_model, class_idx, epoch - 1),
+                  refiner_path(checkpoint_path(path_model, class_idx, epoch - 1))]
     for path in stale:
         try:
             path.unlink(missing_ok=True)
@@ -322,7 +341,7 @@ def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best)
                           stacklevel=2)
 
 
-def resume_state(settings, learner, memory, rng, epoch):
+def resume_state(settings, learner, memory, rng, epoch, sample=None):
     """What ``run_folder.write_resume_state`` writes at the end of ``epoch``, besides the weights."""
     from reinforcement import epsilon_for_epoch
     return {"epoch": epoch, "epsilon": epsilon_for_epoch(epoch, settings.epsilon),
@@ -333,7 +352,8 @@ def resume_state(settings, learner, memory, rng, epoch):
             "target_network": None if learner.target_model is None else [np.asarray(variable) for variable in
                                                                          learner.target_model.weights],
             "seed_generators": [np.asarray(variable) for variable in _seed_variables(learner.model)],
-            "replay_memory": memory.state_dict() if settings.save_replay_memory else None}
+            "replay_memory": memory.state_dict() if settings.save_replay_memory else None,
+            "refine_sample": None if sample is None else sample.state_dict()}
 
 
 def _seed_variables(model):
@@ -347,7 +367,7 @@ def _seed_variables(model):
     return variables
 
 
-def resume(settings, learner, memory, rng, class_idx):
+def resume(settings, learner, memory, rng, class_idx, sample=None):
     """``-n N``: load the checkpoint of epoch N−1 — weights and, when its resume state is there, the optimiser,
     replay memory and random generators, which makes the rest of the run the same as an uninterrupted one — and
     return the log rows of the epochs before N.
@@ -422,6 +442,12 @@ def resume(settings, learner, memory, rng, class_idx):
                          f"buffer_experience_replay is {memory.capacity}: it starts empty")
         else:
             memory.load_state_dict(replay)
+        if sample is not None:
+            if state["refine_sample"] is None:
+                notes.append("the resume state has no window sample for the refinement head (trained without "
+                             "refine): it starts empty")
+            else:
+                sample.load_state_dict(state["refine_sample"])
     else:
         notes.append(f"no resume state {state_path.name}: optimiser and replay memory start empty, random "
                      f"generators from the seed")

@@ -7,8 +7,8 @@ comment is the setting's meaning, shown by ``--help`` and in the README's settin
 path_voc2 = "./VOC2007/"                # second PASCAL VOC root, used when two_databases = 1
 two_databases = 0                       # 1: train on VOC 2012 + VOC 2007 trainval (the paper's second setup)
 max_images = None                       # use only the first N training images (None: all)
-vgg_precision = "float32"               # float32 (the paper's) | bfloat16 (fast with AVX-512 BF16, AMX, recent
-                                        # GPUs) | auto (bfloat16 where it is native, else float32)
+vgg_precision = "float32"               # VGG-16's arithmetic: float32 (the paper's), bfloat16 (fast with AVX-512
+                                        # BF16, AMX, recent GPUs) or auto (bfloat16 where it is native)
 initial_weights = ""                    # Q-network weights to start epoch 0 from (fine-tuning: a checkpoint of ours
                                         # or a 2016 Keras 1/2 file such as model_image_zooms_2); "": random
 weights_order = "auto"                  # initial_weights' descriptor rows: auto | channels_first | channels_last
@@ -41,3 +41,5 @@ oracle = 0                              # 1: a diagnostic, not Q-learning: act l
                                         # to its values (the ceiling of network and features; docs/learning.md)
 validation_images = 0                   # N > 0: hold out the last N training images and test the greedy agent
                                         # on them after every epoch; testing with --epoch best uses the best epoch
+refine = 0                              # 1: also train the box-refinement head (beyond the paper: refinement.py) on
+                                        # the windows the searches visit; the agent is trained as without it

@@ -152,6 +152,10 @@ def draw_search(image, steps, path, title=None, paint_triggers=True):
         colour = _region_colour(step)
         overview.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour,
                                      linewidth=2.5 if _is_trigger(step) else 1.5))
+        if step.get('refined') is not None:        # the refine option: the box the head fits to the region
+            rx0, ry0, rx1, ry1 = (float(value) for value in step['refined'])
+            overview.add_patch(Rectangle((rx0, ry0), rx1 - rx0, ry1 - ry0, fill=False, edgecolor=colour,
+                                         linewidth=1.5, linestyle='--'))
         # nested regions often share a corner: move the number right until it does not cover an earlier one
         label_x, label_y = x0 + 2, y0 + 2
         while any(abs(label_x - x) < label_width and abs(label_y - y) < label_height for x, y in placed_labels):
@@ -168,6 +172,9 @@ def draw_search(image, steps, path, title=None, paint_triggers=True):
         colour = SEARCH_COLOURS[search % len(SEARCH_COLOURS)]
         label = f'search {search}' if len(searches) > 1 else 'visited region'
         legend_handles.append(Rectangle((0, 0), 1, 1, fill=False, edgecolor=colour, linewidth=1.5, label=label))
+    if any(step.get('refined') is not None for step in steps):
+        legend_handles.append(Rectangle((0, 0), 1, 1, fill=False, edgecolor='black', linewidth=1.5, linestyle='--',
+                                        label='refined box'))
     if num_steps:
         legend_axes.legend(handles=legend_handles, loc='upper left', bbox_to_anchor=(0.0, 1.0), fontsize=8,
                            frameon=False, borderaxespad=0.0)
@@ -243,6 +250,8 @@ def animate_search(image, steps, path, title=None, paint_triggers=True, frame_ms
             if int(earlier.get('search', 0) or 0) == search:
                 draw.rectangle([value * scale for value in earlier['region']], outline=_region_colour(earlier), width=1)
         draw.rectangle([value * scale for value in step['region']], outline=_region_colour(step), width=4)
+        if step.get('refined') is not None:        # the refine option: the refined box, thin and white
+            draw.rectangle([value * scale for value in step['refined']], outline='white', width=2)
         # the crop, fitted into a square panel without changing its aspect
         crop = Image.fromarray(_crop(seen, step['region']))
         fit = ANIMATION_HEIGHT / max(crop.size)

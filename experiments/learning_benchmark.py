@@ -24,10 +24,12 @@ seeds with the min–max spread shaded); with several variants also
 ``--set name=value`` (repeatable) passes a training setting through (``--set learning_rate=1e-5``); settings that
 also describe a region at test time (``path_vgg``, ``vgg_precision``, ``class_object``, ``scale_subregion``) go
 to the tests too. ``--variant`` (repeatable) compares settings side by side in one run, each over the same seeds
-(``--variant demo --variant flip=1 --variant target_update=100,double_dqn=1``); ``demo`` is no change.
+(``--variant demo --variant loss=huber --variant target_update=100,double_dqn=1``); ``demo`` is no change.
 ``--test_set name=value`` (repeatable) passes a testing setting to the trained agent's tests (``--test_set
-trigger_bias=1``), and ``--models_from OUTPUT`` trains nothing and tests the checkpoints an earlier run left in
-``OUTPUT/models`` (same models, variants and seeds): a test-time setting measured on agents already trained.
+only_first_object=1``), and ``--models_from OUTPUT`` trains nothing and tests the checkpoints an earlier run left in
+``OUTPUT/models`` (same models, variants and seeds): a test-time setting measured on agents already trained. A
+removed option (``settings.REMOVED_OPTIONS``) in any of them stops the run with one line saying where its
+measurement is kept.
 
 Seeds and variants of a model share one descriptor cache for training and one for testing (``--cache_mb`` each):
 a region described once is not computed again. The caches are exact (the key names the crop's pixels) and
@@ -49,8 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the top-level
 from errors import UserError
 from runtime import main_guard, write_json
 from run_folder import DESCRIBING_SETTINGS
-from settings import (DEMO_DATA, apply_demo, apply_demo_values, class_index, configure, script_settings,
-                      testing_flags, training_flags)
+from settings import (DEMO_DATA, REMOVED_OPTIONS, apply_demo, apply_demo_values, class_index, configure,
+                      removed_message, script_settings, testing_flags, training_flags)
 
 MODELS = ("image_zooms", "pool45_crops")
 SPLITS = ("test", "train")
@@ -80,7 +82,7 @@ def parse_arguments(argv):
                         dest="variants", help="settings compared side by side, each over all seeds (repeatable); "
                                               "'demo' adds nothing (default: one variant, 'demo')")
     parser.add_argument("--test_set", action="append", default=[], metavar="NAME=VALUE", dest="test_overrides",
-                        help="a testing setting for the trained agent's tests (repeatable; e.g. trigger_bias=1)")
+                        help="a testing setting for the trained agent's tests (repeatable; e.g. only_first_object=1)")
     parser.add_argument("--models_from", default=None, metavar="OUTPUT",
                         help="train nothing: test the checkpoints an earlier run (its --output) left for the same "
                              "models, variants and seeds, with this run's other flags")
@@ -114,11 +116,17 @@ def parse_arguments(argv):
         parser.error("--first_seed cannot be negative")
     if arguments.seeds < 1:
         parser.error("--seeds must be 1 or more")
+    arguments.variants = arguments.variants or ["demo"]
+    named = [override.split("=")[0].strip() for override in arguments.overrides + arguments.test_overrides]
+    named += [part.split("=")[0].strip() for variant in arguments.variants if variant != "demo"
+              for part in variant.split(",")]
+    for name in named:
+        if name in REMOVED_OPTIONS:         # measured dead ends: one line saying where the measurement is
+            raise UserError(removed_message(name))
     for flag, overrides in (("--set", arguments.overrides), ("--test_set", arguments.test_overrides)):
         for override in overrides:
             if "=" not in override:
                 parser.error(f"{flag} takes NAME=VALUE, got {override!r}")
-    arguments.variants = arguments.variants or ["demo"]
     for variant in arguments.variants:
         if variant != "demo" and any("=" not in part for part in variant.split(",")):
             parser.error(f"--variant takes 'demo' or NAME=VALUE[,NAME=VALUE], got {variant!r}")
@@ -133,7 +141,7 @@ def parse_arguments(argv):
 
 
 def variant_settings(variant):
-    """``flip=1,loss=huber`` → ``["flip=1", "loss=huber"]``; ``demo`` → ``[]``."""
+    """``loss=huber,target_update=100`` → ``["loss=huber", "target_update=100"]``; ``demo`` → ``[]``."""
     return [] if variant == "demo" else [part.strip() for part in variant.split(",") if part.strip()]
 
 
@@ -197,8 +205,7 @@ def testing_settings(arguments, module, training, split, agent, epoch, folder):
 def trained_images(training):
     """How many of the first trainval images of the class the run trained on: ``max_images`` less the last
     ``validation_images``, which were held out (testing them as training images would mix the two)."""
-    from training_run import learning_option
-    held_out = learning_option(training, "validation_images")
+    held_out = training.validation_images
     if not held_out:
         return training.max_images
     from parse_xml_annotations import class_name, load_records

@@ -5,11 +5,10 @@ import image_zooms_training
 from experiments import benchmark
 
 # a training phase's option timings: a 0.5 s step (10 steps in 5 s), the paper's update 0.1 s
-OPTIONS = {"option_updates": {"trigger_targets": {"option_s": 0.15, "paper_s": 0.1},
-                              "oracle": {"option_s": 0.08, "paper_s": 0.1},
-                              "expert_margin": {"option_s": 0.12, "paper_s": 0.1}},
-           "extra_calls": {"rewarding_actions_s": 0.001, "upper_bound_q_values_s": 0.07,
-                           "standardize_s": 0.0005}}
+OPTIONS = {"option_updates": {"trigger_targets": {"option_s": 0.15, "paper_s": 0.1, "carries": ["trigger_values"]},
+                              "oracle": {"option_s": 0.08, "paper_s": 0.1, "carries": ["upper_bound_values"]},
+                              "expert_margin": {"option_s": 0.12, "paper_s": 0.1, "carries": ["expert_actions"]}},
+           "carried_fields_s": {"trigger_values": 0.0, "upper_bound_values": 0.07, "expert_actions": 0.07}}
 
 
 def test_benchmark_epochs_use_the_demo_settings():
@@ -77,10 +76,8 @@ def test_option_step_costs_are_added_seconds_over_the_step():
     train = {"train_project": {"seconds": 5.0, "steps": 10}, **OPTIONS}
     costs = benchmark.option_step_costs(train)
     assert costs["trigger_targets"] == pytest.approx(0.1)                 # (0.15 - 0.1) / 0.5
-    assert costs["guided_exploration"] == pytest.approx(0.002)            # 0.001 / 0.5
     assert costs["oracle"] == pytest.approx(0.1)                          # (0.08 - 0.1 + 0.07) / 0.5
     assert costs["expert_margin"] == pytest.approx(0.18)                  # (0.12 - 0.1 + 0.07) / 0.5
-    assert costs["standardize"] == pytest.approx(0.001)                   # 0.0005 / 0.5
     assert set(benchmark.option_how(train)) == {f"option_{name}_step_cost" for name in costs}
 
 
@@ -88,13 +85,59 @@ def test_option_step_costs_are_added_seconds_over_the_step():
 def test_option_updates_time_each_option_beside_the_paper():
     import numpy as np
     from types import SimpleNamespace
-    from reinforcement import STATE_SIZE, build_q_network
+    from reinforcement import STATE_SIZE, Minibatch, build_q_network
     rng = np.random.default_rng(0)
-    batches = [(rng.normal(size=(4, STATE_SIZE)).astype(np.float32), rng.integers(0, 6, 4), rng.normal(size=4),
-                rng.normal(size=(4, STATE_SIZE)).astype(np.float32), rng.random(4) < 0.3)]
+    batches = [Minibatch(rng.normal(size=(4, STATE_SIZE)).astype(np.float32), rng.integers(0, 6, 4),
+                         rng.normal(size=4), rng.normal(size=(4, STATE_SIZE)).astype(np.float32),
+                         (rng.random(4) < 0.3).astype(np.float32))]
     settings = SimpleNamespace(gamma=0.9, learning_rate=1e-4, update_repeats=2)
     names = ("trigger_targets", "oracle")      # the two whose minibatches differ (each option compiles: seconds)
     timings = benchmark.time_option_updates(settings, {"weights": build_q_network(seed=0).get_weights()}, batches,
                                             names)
     assert set(timings) == set(names)
     assert all(timing["option_s"] > 0 and timing["paper_s"] > 0 for timing in timings.values())
+    assert timings["trigger_targets"]["carries"] == ["trigger_values"]
+    assert timings["oracle"]["carries"] == ["upper_bound_values"]
+
+
+def test_option_batches_carry_the_fields_of_each_learner():
+    import numpy as np
+    from types import SimpleNamespace
+    from reinforcement import EXPERT_ACTION, NUM_ACTIONS, TRIGGER_VALUE, UPPER_BOUND_VALUES, Minibatch
+    rng = np.random.default_rng(0)
+    batch = Minibatch(np.zeros((5, 3), np.float32), np.zeros(5, np.int32), np.zeros(5, np.float32),
+                      np.zeros((5, 3), np.float32), np.zeros(5, np.float32))
+    assert benchmark.option_batch(SimpleNamespace(carries=()), batch, rng).carried == {}     # the paper's
+    extended = benchmark.option_batch(SimpleNamespace(carries=(TRIGGER_VALUE, EXPERT_ACTION, UPPER_BOUND_VALUES)),
+                                      batch, rng)
+    assert extended.states is batch.states and batch.carried == {}
+    for field in (TRIGGER_VALUE, EXPERT_ACTION, UPPER_BOUND_VALUES):
+        values = extended.carried[field.name]
+        assert values.shape == (5, *field.shape) and values.dtype == field.dtype
+    assert ((extended.carried["expert_actions"] >= 0) & (extended.carried["expert_actions"] < NUM_ACTIONS)).all()
+
+
+def test_carried_fields_are_timed_each():
+    from types import SimpleNamespace
+    from reinforcement import TRANSITION_FIELDS, ZoomEnvironment
+    data = SimpleNamespace(timing_records=["a", "b"],
+                           environment=lambda record: ZoomEnvironment(100, 80, [[10, 10, 60, 50]], 0.75))
+    times = benchmark.time_carried_fields(SimpleNamespace(gamma=0.9, number_of_steps=10), data, repeats=1)
+    assert set(times) == set(TRANSITION_FIELDS) and all(seconds > 0 for seconds in times.values())
+
+
+@pytest.mark.usefixtures("small_q_network")
+def test_the_2016_learner_takes_minibatches_and_acts_greedily():
+    import numpy as np
+    from reinforcement import NUM_ACTIONS, STATE_SIZE, ReplayMemory, build_q_network
+    rng = np.random.default_rng(0)
+    memory = ReplayMemory(6)
+    for _ in range(6):
+        memory.add(rng.normal(size=STATE_SIZE), int(rng.integers(NUM_ACTIONS)), 1.0, rng.normal(size=STATE_SIZE),
+                   False, {})
+    learner = benchmark.Learner2016(build_q_network(seed=0), 0.9, 1e-4, batch_size=4)
+    batch = memory.sample(learner.batch_size, rng)
+    learner.warm_up(batch)
+    assert np.isfinite(learner.update(batch)) and learner.updates[0][0] is batch and learner.carries == ()
+    action, q_values = learner.act(batch.states[0], {})
+    assert q_values.shape == (NUM_ACTIONS,) and action == int(np.argmax(q_values))

@@ -188,15 +188,6 @@ def test_detect_follows_the_hierarchy_down_to_below_a_pixel(features):
         assert visited == trajectory
 
 
-def test_detect_trigger_bias_triggers_within_the_bias_of_the_best_move(features):
-    model = constant_q_network(ALWAYS_UP_LEFT)                       # the trigger 3 below the best move
-    _, _, trajectory = detect(photo(), model, features=features, number_of_steps=3, trigger_bias=2.9)
-    assert not any(step["triggered"] for step in trajectory)
-    boxes, scores, trajectory = detect(photo(), model, features=features, number_of_steps=3, trigger_bias=3.1)
-    assert all(step["triggered"] for step in trajectory) and len(boxes) == 3
-    np.testing.assert_allclose(scores, [-1.0] * 3, rtol=1e-6)         # the score is the trigger's own Q-value
-
-
 def test_detect_image_kinds(features):
     model = constant_q_network(ALWAYS_UP_LEFT)
     rgb = photo(7).astype(np.float32)

@@ -32,12 +32,12 @@ def test_summary_is_last_and_best_epoch_over_seeds():
 
 def test_summary_keeps_variants_apart():
     rows = [{"model": "image_zooms", "variant": variant, "split": "test", "seed": 0, "epoch": 0, "ap": ap,
-             "max_recall": ap} for variant, ap in (("demo", 0.1), ("flip=1", 0.3))]
+             "max_recall": ap} for variant, ap in (("demo", 0.1), ("loss=huber", 0.3))]
     baselines = [{"model": "image_zooms", "split": "test", "seed": 0, "agent": agent, "ap": 0.0, "max_recall": 0.0}
                  for agent in ("random", "upper_bound")]
     summary = learning_benchmark.summarise(rows, baselines)
     assert summary["image_zooms/demo/test"]["final_ap"]["mean"] == pytest.approx(0.1)
-    assert summary["image_zooms/flip=1/test"]["final_ap"]["mean"] == pytest.approx(0.3)
+    assert summary["image_zooms/loss=huber/test"]["final_ap"]["mean"] == pytest.approx(0.3)
 
 
 def test_summary_reports_the_epochs_validation_picked():
@@ -59,7 +59,7 @@ def test_summary_reports_the_epochs_validation_picked():
 def test_tested_epochs_are_every_kth_and_the_last():
     assert learning_benchmark.tested_epochs(list(range(10)), 1) == list(range(10))
     assert learning_benchmark.tested_epochs(list(range(10)), 4) == [3, 7, 9]
-    assert learning_benchmark.variant_settings("flip=1,loss=huber") == ["flip=1", "loss=huber"]
+    assert learning_benchmark.variant_settings("target_update=100,loss=huber") == ["target_update=100", "loss=huber"]
     assert learning_benchmark.variant_settings("demo") == []
 
 
@@ -95,11 +95,29 @@ def test_merge_joins_the_rows_of_two_runs(tmp_path):
 
 def test_bad_arguments_stop_with_exit_code_two():
     for argv in (["--models", "image_zooms,nope"], ["--set", "learning_rate"], ["--seeds", "0"],
-                 ["--variant", "flip"], ["--variant", "demo", "--variant", "demo"], ["--splits", "validation"],
+                 ["--variant", "loss"], ["--variant", "demo", "--variant", "demo"], ["--splits", "validation"],
                  ["--test_every", "0"], ["--first_seed", "-1"]):
         with pytest.raises(SystemExit) as exit_info:
             learning_benchmark.parse_arguments(argv)
         assert exit_info.value.code == 2
+
+
+def test_a_removed_option_stops_with_one_line_and_exit_code_two():
+    import subprocess
+    import sys
+    from pathlib import Path
+    from settings import removed_message
+    for argv, name in ((["--variant", "flip=1"], "flip"), (["--variant", "loss=huber,update_every=2"], "update_every"),
+                       (["--set", "weight_decay=1e-4"], "weight_decay"), (["--variant", "standardize"], "standardize"),
+                       (["--test_set", "trigger_bias=1"], "trigger_bias")):
+        with pytest.raises(UserError) as error:
+            learning_benchmark.parse_arguments(argv)
+        assert str(error.value) == removed_message(name)
+    script = Path(learning_benchmark.__file__)
+    completed = subprocess.run([sys.executable, str(script), "--variant", "guided_exploration=1"],
+                               capture_output=True, text=True, cwd=script.parent.parent)
+    assert completed.returncode == 2 and completed.stdout == ""
+    assert completed.stderr.splitlines() == [f"error: {removed_message('guided_exploration')}"]
 
 
 def tiny_run(dataset, output, monkeypatch, seeds, epochs, max_images, *flags):
@@ -129,15 +147,15 @@ def test_a_run_with_validation_tests_the_epoch_validation_picked(dataset, tmp_pa
 @pytest.mark.slow
 def test_tiny_run_writes_rows_for_every_seed_epoch_and_split(dataset, tmp_path, monkeypatch):
     output = tmp_path / "learning"
-    tiny_run(dataset, output, monkeypatch, 2, 2, 3, "--variant", "demo", "--variant", "flip=1")
+    tiny_run(dataset, output, monkeypatch, 2, 2, 3, "--variant", "demo", "--variant", "scale_subregion=0.5")
     report = json.loads((output / "learning.json").read_text())
     rows = report["rows"]
     assert {(row["variant"], row["seed"], row["epoch"], row["split"]) for row in rows} == \
-        {(variant, seed, epoch, split) for variant in ("demo", "flip=1") for seed in (0, 1) for epoch in (0, 1)
-         for split in ("test", "train")}
-    # each variant trained with its settings: the flipped run's log differs from the plain one's
+        {(variant, seed, epoch, split) for variant in ("demo", "scale_subregion=0.5") for seed in (0, 1)
+         for epoch in (0, 1) for split in ("test", "train")}
+    # each variant trained with its settings: the half-scale run's log differs from the plain one's
     logs = [(output / f"models/image_zooms/{folder}/seed0/training_log_model0.csv").read_text().splitlines()[1:]
-            for folder in ("demo", "flip_1")]
+            for folder in ("demo", "scale_subregion_0.5")]
     assert [line.split(",")[5] for line in logs[0]] != [line.split(",")[5] for line in logs[1]]
     for row in rows:
         assert 0 <= row["ap"] <= 1 and 0 <= row["max_recall"] <= 1 and row["num_images"] == 2
@@ -155,7 +173,7 @@ def test_tiny_run_writes_rows_for_every_seed_epoch_and_split(dataset, tmp_path, 
     assert max(len(trajectory) for trajectory in test_results["trajectories"].values()) <= 10
     assert report["overrides"] == ["buffer_experience_replay=8", "batch_size=4", "number_of_steps=3"]
     assert {baseline["agent"] for baseline in report["baselines"]} == {"random", "upper_bound"}
-    assert report["summary"]["image_zooms/flip=1/test"]["final_ap"]["n"] == 2
+    assert report["summary"]["image_zooms/scale_subregion=0.5/test"]["final_ap"]["n"] == 2
     assert (output / "learning.png").stat().st_size > 0 and (output / "variants.png").stat().st_size > 0
 
 
@@ -188,13 +206,14 @@ def test_models_from_tests_earlier_checkpoints_with_the_test_settings(dataset, t
     weights = first / "models/image_zooms/demo/seed0/model0.weights.h5"
     trained = weights.read_bytes()
     tiny_run(dataset, second, monkeypatch, 1, 1, 3, "--splits", "test", "--models_from", str(first),
-             "--test_set", "trigger_bias=100")
+             "--test_set", "number_of_steps=1")
     assert not (second / "models").exists() and weights.read_bytes() == trained        # nothing trained
     results = json.loads((second / "tests/image_zooms/demo/seed0/epoch_0/test/results.json").read_text())
     steps = [step for trajectory in results["trajectories"].values() for step in trajectory]
-    assert results["trigger_bias"] == 100.0 and steps and all(step["triggered"] for step in steps)
+    assert results["number_of_steps"] == 1 and steps and all(len(trajectory) == 1
+                                                             for trajectory in results["trajectories"].values())
     random = json.loads((second / "tests/image_zooms/seed0/random/test/results.json").read_text())
-    assert random["trigger_bias"] is None                    # the baselines take no test settings
+    assert random["number_of_steps"] == 10                   # the baselines take no test settings
     assert len(json.loads((second / "learning.json").read_text())["rows"]) == 1
     with pytest.raises(UserError, match="seed1"):
         tiny_run(dataset, tmp_path / "third", monkeypatch, 2, 1, 3, "--splits", "test", "--models_from", str(first))

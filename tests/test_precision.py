@@ -1,6 +1,6 @@
 """The bfloat16 option of the VGG-16 backbone (``vgg_precision``): off by default, the same features to about 1%,
-float32 out, plumbed through the scripts; ``auto`` picks it only on machines with native bfloat16; a bad value is a
-clear error."""
+float32 out, plumbed through the scripts; ``auto`` picks it only on machines with native bfloat16 (a GPU of
+compute capability 8.0 or newer, or a CPU with AMX / AVX-512 BF16) and says which; a bad value is a clear error."""
 from types import SimpleNamespace
 
 import keras
@@ -74,8 +74,55 @@ def test_an_unknown_precision_is_a_clear_error():
 
 @pytest.mark.parametrize("native, chosen", [(True, "bfloat16"), (False, "float32")])
 def test_auto_is_bfloat16_only_where_the_machine_has_it(monkeypatch, capsys, native, chosen):
-    monkeypatch.setattr(features, "has_native_bfloat16", lambda: native)
+    monkeypatch.setattr(features, "native_bfloat16", lambda: (native, "faked"))
     backbone = build_vgg16("random", (32, 32, 3), precision="auto")
     assert backbone.get_layer("block1_conv1").compute_dtype == chosen
     assert f"vgg_precision auto: {chosen}" in capsys.readouterr().out
     assert features.resolve_precision("float32") == "float32"          # explicit choices are kept as given
+
+
+def fake_gpus(monkeypatch, devices):
+    """TensorFlow's device description faked: ``devices`` is ``[(name, compute capability or None), …]``."""
+    import tensorflow as tf
+    physical = [SimpleNamespace(name=f"/physical_device:GPU:{index}", device_type="GPU")
+                for index in range(len(devices))]
+    details = {device.name: ({"device_name": name, "compute_capability": capability} if capability else {})
+               for device, (name, capability) in zip(physical, devices)}
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda kind=None: physical if kind in (None, "GPU") else [])
+    monkeypatch.setattr(tf.config.experimental, "get_device_details", lambda device: details[device.name])
+
+
+@pytest.mark.parametrize("devices, chosen, said", [
+    ([("NVIDIA H100 80GB HBM3", (9, 0))], "bfloat16", "NVIDIA H100 80GB HBM3 (9.0)"),
+    ([("NVIDIA A100-SXM4-40GB", (8, 0))], "bfloat16", "NVIDIA A100-SXM4-40GB (8.0)"),
+    ([("Tesla T4", (7, 5))], "float32", "GPU Tesla T4: compute capability 7.5, native bfloat16 needs 8.0"),
+    ([("Tesla V100-SXM2-16GB", (7, 0))], "float32", "compute capability 7.0"),
+    ([("NVIDIA A100-SXM4-40GB", (8, 0)), ("Tesla T4", (7, 5))], "float32", "Tesla T4"),    # every GPU must have it
+    ([("a GPU without CUDA details", None)], "float32", "compute capability unknown"),
+])
+def test_auto_on_a_gpu_is_bfloat16_from_compute_capability_8(monkeypatch, capsys, devices, chosen, said):
+    fake_gpus(monkeypatch, devices)
+    assert features.resolve_precision("auto") == chosen
+    line = capsys.readouterr().out
+    assert f"vgg_precision auto: {chosen} (" in line and said in line
+    assert features.has_native_bfloat16() == (chosen == "bfloat16")
+
+
+@pytest.mark.parametrize("cpuinfo, chosen", [("flags : fpu avx2 avx512_bf16", "bfloat16"),
+                                             ("flags : fpu amx_bf16", "bfloat16"),
+                                             ("flags : fpu sse2 avx2", "float32")])
+def test_auto_without_a_gpu_reads_the_cpu_flags(monkeypatch, capsys, cpuinfo, chosen):
+    fake_gpus(monkeypatch, [])
+    real_read_text = features.Path.read_text
+    monkeypatch.setattr(features.Path, "read_text",
+                        lambda path, *args, **kwargs: cpuinfo if str(path) == "/proc/cpuinfo"
+                        else real_read_text(path, *args, **kwargs))
+    assert features.resolve_precision("auto") == chosen
+    assert "no GPU" in capsys.readouterr().out
+
+
+def test_bfloat16_on_a_gpu_without_it_warns(monkeypatch, capsys):
+    fake_gpus(monkeypatch, [("Tesla T4", (7, 5))])
+    features.check_precision("bfloat16")
+    assert "warning: vgg_precision bfloat16 without native bfloat16 arithmetic (GPU Tesla T4" in capsys.readouterr().err

@@ -75,12 +75,19 @@ def test_read_comments_joins_continuation_lines(tmp_path):
     assert settings.read_comments(source) == {"a": "first line and its continuation", "b": "bee"}
 
 
-def test_the_readme_settings_tables_are_the_ones_the_description_makes():
+def test_the_readme_and_docs_settings_tables_are_the_ones_the_description_makes():
     readme = (ROOT / "README.md").read_text()
     start = readme.index("<!-- settings tables:")
     block = readme[readme.index("\n", start) + 1:readme.index("<!-- end of settings tables -->")]
-    assert block.strip() == settings.settings_tables().strip(), \
-        "README settings tables are stale: paste the output of `python settings.py --markdown`"
+    assert block.strip() == settings.settings_tables(short=True).strip(), \
+        "README settings tables are stale: paste the output of `python settings.py --markdown readme`"
+    docs = (ROOT / "docs" / "settings.md").read_text()
+    assert settings.settings_tables().strip() in docs, \
+        "docs/settings.md is stale: paste the output of `python settings.py --markdown docs`"
+    for script in SCRIPTS:                       # every setting, with its whole comment, in docs/settings.md
+        described = settings.script_settings(vars(__import__(script)))
+        assert all(f"| `{name}` | {described.comments[name].replace('|', chr(92) + '|')} |" in docs
+                   for name in described)
 
 
 @pytest.mark.parametrize("name, value, message", [

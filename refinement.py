@@ -1,0 +1,212 @@
+"""The box-refinement stage, an option beyond the paper (``refine 1``): a head that fits each detection to its object.
+
+The hierarchy can only report its own windows (four corners and a centre at ``scale_subregion`` of their parent,
+always with the image's aspect ratio), which caps recall: many searches end near an object with a window of the
+wrong shape. As R-CNN's bounding-box regression does on pool5 features, a linear head predicts from a window's
+descriptor the box of the object it overlaps, in R-CNN's parameterisation: centre offsets relative to the window's
+size, log width and height ratios (:func:`box_deltas`).
+
+- Training (``refine 1`` in a training script): the windows the training searches visit anyway, with their
+  descriptors taken from the replay memory (no extra VGG-16 forward), teach the head wherever they overlap an object
+  of the class at IoU ≥ :data:`REFINE_IOU`. Distinct windows are kept in a :class:`WindowSample` of at most
+  :data:`SAMPLE_SIZE` (a reservoir, with its own random generator: the agent's training is unchanged), and after
+  every epoch the head is fitted afresh by ridge regression on it, the penalty chosen by leave-one-out error
+  (:meth:`BoxRefiner.fit`). The head is saved beside each epoch's weights (:func:`refiner_path`); the sample is part
+  of the resume state, so ``-n`` continues exactly.
+- Testing (``refine 1`` in a testing script, ``detect(..., refiner=...)``): the search is unchanged (the same windows
+  are visited, with the same scores); each analysed window is reported as its refined box. ``results.json`` keeps
+  both (``box`` the refined one, ``window`` the hierarchy's).
+
+Boxes are float ``[x0, y0, x1, y1)`` in pixels, the project's one format.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from errors import UserError
+
+REFINE_IOU = 0.3            # a visited window teaches the head where it overlaps an object at IoU ≥ this
+SAMPLE_SIZE = 2000          # distinct windows kept (about 50 KB each, float16): 100 MB at most
+RIDGE_GRID = np.logspace(-3, 2, 11)     # ridge penalties tried, relative to the mean squared descriptor norm
+MAX_LOG_RATIO = np.log(4.0)             # a refined box is at most 4 times wider or taller than its window, or 1/4
+
+
+def box_deltas(windows, boxes):
+    """R-CNN's regression values of ``boxes`` relative to ``windows`` (both ``(n, 4)``): ``((gx − wx) / ww,
+    (gy − wy) / wh, log(gw / ww), log(gh / wh))`` with centres ``g·``, ``w·`` and sizes."""
+    windows, boxes = np.asarray(windows, np.float64).reshape(-1, 4), np.asarray(boxes, np.float64).reshape(-1, 4)
+    window_size = windows[:, 2:] - windows[:, :2]
+    box_size = boxes[:, 2:] - boxes[:, :2]
+    centre_shift = (boxes[:, :2] + box_size / 2) - (windows[:, :2] + window_size / 2)
+    return np.concatenate([centre_shift / window_size, np.log(box_size / window_size)], axis=1)
+
+
+def apply_deltas(windows, deltas, width=None, height=None):
+    """The boxes that ``deltas`` (:func:`box_deltas`) make of ``windows``, clipped to the image when its size is
+    given; size ratios are clipped to [1/4, 4]."""
+    windows, deltas = np.asarray(windows, np.float64).reshape(-1, 4), np.asarray(deltas, np.float64).reshape(-1, 4)
+    window_size = windows[:, 2:] - windows[:, :2]
+    centre = windows[:, :2] + window_size / 2 + deltas[:, :2] * window_size
+    size = window_size * np.exp(np.clip(deltas[:, 2:], -MAX_LOG_RATIO, MAX_LOG_RATIO))
+    boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1)
+    if width is not None:
+        boxes = np.clip(boxes, 0.0, [width, height, width, height])
+    return boxes
+
+
+def best_objects(windows, boxes):
+    """For each window, the index of the object box it overlaps most and that IoU (−1 and 0 without objects)."""
+    from metrics import iou_many
+    windows = np.asarray(windows, np.float64).reshape(-1, 4)
+    if len(boxes) == 0:
+        return np.full(len(windows), -1), np.zeros(len(windows))
+    ious = np.stack([iou_many(np.asarray(boxes, np.float64).reshape(-1, 4), window) for window in windows])
+    return ious.argmax(axis=1), ious.max(axis=1)
+
+
+class WindowSample:
+    """Distinct visited windows that overlap an object (descriptor, window, object box), at most ``capacity``: once
+    full, the n-th window seen replaces a random one with probability capacity / n (a uniform sample of all seen)."""
+
+    def __init__(self, capacity=SAMPLE_SIZE, seed=0, descriptor_size=None):
+        from reinforcement import DESCRIPTOR_SIZE
+        self.capacity = int(capacity)
+        self.descriptors = np.zeros((self.capacity, descriptor_size or DESCRIPTOR_SIZE), np.float16)
+        self.windows = np.zeros((self.capacity, 4))
+        self.boxes = np.zeros((self.capacity, 4))
+        self.seen = 0
+        self.keys = set()
+        self.rng = np.random.default_rng([int(seed), 7])     # its own stream: the agent's draws are untouched
+
+    def __len__(self):
+        return min(self.seen, self.capacity)
+
+    def add_search_steps(self, steps, memory, boxes):
+        """The windows of a training image's ``steps`` (as ``episodes.train_image`` returns them, the last transitions
+        stored in ``memory``), each with its descriptor from the memory, where it overlaps one of ``boxes``."""
+        count = min(len(steps), memory.capacity)
+        positions = (memory.pos - count + np.arange(count)) % memory.capacity
+        windows = np.array([step["region"] for step in steps[len(steps) - count:]]).reshape(-1, 4)
+        objects, ious = best_objects(windows, boxes)
+        size = self.descriptors.shape[1]
+        for position, window, index, iou in zip(positions, windows, objects, ious):
+            if iou >= REFINE_IOU:
+                self.add(memory.states[position, :size], window, np.asarray(boxes)[index])
+
+    def add(self, descriptor, window, box):
+        descriptor = np.asarray(descriptor, np.float16)
+        key = hashlib.blake2b(descriptor.tobytes() + np.asarray(window, np.float64).tobytes(), digest_size=16).digest()
+        if key in self.keys:            # the same window of the same image, visited again
+            return
+        self.keys.add(key)
+        self.seen += 1
+        slot = self.seen - 1 if self.seen <= self.capacity else int(self.rng.integers(self.seen))
+        if slot < self.capacity:
+            self.descriptors[slot], self.windows[slot], self.boxes[slot] = descriptor, window, box
+
+    def state_dict(self):
+        return {"descriptors": self.descriptors[:len(self)], "windows": self.windows[:len(self)],
+                "boxes": self.boxes[:len(self)], "seen": np.array(self.seen),
+                "keys": np.frombuffer(b"".join(sorted(self.keys)), np.uint8),
+                "rng": np.frombuffer(repr(self.rng.bit_generator.state).encode(), np.uint8)}
+
+    def load_state_dict(self, arrays):
+        import ast
+        count = len(arrays["windows"])
+        if count > self.capacity or arrays["descriptors"].shape[1:] != self.descriptors.shape[1:]:
+            raise ValueError(f"a window sample of {count} windows of {arrays['descriptors'].shape[1:]} values does "
+                             f"not fit this one")
+        self.descriptors[:count], self.windows[:count], self.boxes[:count] = (
+            arrays["descriptors"], arrays["windows"], arrays["boxes"])
+        self.seen = int(arrays["seen"])
+        keys = bytes(np.asarray(arrays["keys"], np.uint8))
+        self.keys = {keys[start:start + 16] for start in range(0, len(keys), 16)}
+        self.rng.bit_generator.state = ast.literal_eval(bytes(np.asarray(arrays["rng"], np.uint8)).decode())
+
+    def fit(self):
+        """The head fitted on the sample (None while it holds fewer than 10 windows)."""
+        count = len(self)
+        if count < 10:
+            return None
+        return BoxRefiner.fit(self.descriptors[:count], box_deltas(self.windows[:count], self.boxes[:count]))
+
+
+class BoxRefiner:
+    """A linear head from standardised descriptors to :func:`box_deltas`: ``((d − mean) / scale) · weights + bias``."""
+
+    def __init__(self, mean, scale, weights, bias, ridge=0.0, samples=0):
+        self.mean, self.scale = np.asarray(mean, np.float32), float(scale)
+        self.weights, self.bias = np.asarray(weights, np.float32), np.asarray(bias, np.float32)
+        self.ridge, self.samples = float(ridge), int(samples)
+
+    @classmethod
+    def fit(cls, descriptors, deltas):
+        """Ridge regression in its dual form (n windows ≪ 25,088 values), the penalty chosen from
+        :data:`RIDGE_GRID` by the exact leave-one-out error, which needs one eigendecomposition of the n × n kernel."""
+        features = np.asarray(descriptors, np.float64)
+        mean = features.mean(axis=0)
+        centred = features - mean
+        scale = float(np.sqrt((centred ** 2).sum(axis=1).mean())) or 1.0
+        centred /= scale                                   # unit mean squared norm: the grid is relative to it
+        targets = np.asarray(deltas, np.float64)
+        bias = targets.mean(axis=0)
+        eigenvalues, eigenvectors = np.linalg.eigh(centred @ centred.T)
+        projected = eigenvectors.T @ (targets - bias)
+        best = None
+        for ridge in RIDGE_GRID:
+            shrink = eigenvalues / (eigenvalues + ridge)
+            fitted = eigenvectors @ (shrink[:, None] * projected)
+            leverage = (eigenvectors ** 2) @ shrink
+            error = float((((targets - bias - fitted) / (1.0 - leverage)[:, None]) ** 2).mean())
+            if best is None or error < best[0]:
+                best = (error, ridge)
+        ridge = best[1]
+        dual = eigenvectors @ (projected / (eigenvalues + ridge)[:, None])
+        return cls(mean, scale, centred.T @ dual, bias, ridge, len(features))
+
+    def deltas(self, descriptors):
+        features = (np.asarray(descriptors, np.float32) - self.mean) / self.scale
+        return features @ self.weights + self.bias
+
+    def refine(self, descriptors, windows, width=None, height=None):
+        """The refined boxes of ``windows`` (``(n, 4)``) from their descriptors (``(n, 25,088)``; a state's first
+        values), clipped to the image when its size is given."""
+        return apply_deltas(windows, self.deltas(descriptors), width, height)
+
+    def save(self, path):
+        with open(path, "wb") as handle:    # a file handle: np.savez would add .npz to a temporary name
+            np.savez(handle, mean=self.mean, scale=self.scale, weights=self.weights, bias=self.bias,
+                     ridge=self.ridge, samples=self.samples)
+
+    @classmethod
+    def load(cls, path):
+        """The head saved in ``path``; a UserError naming the file if it cannot be read."""
+        try:
+            with np.load(path) as arrays:
+                refiner = cls(arrays["mean"], arrays["scale"], arrays["weights"], arrays["bias"], arrays["ridge"],
+                              arrays["samples"])
+        except Exception as error:      # a missing, truncated or foreign file
+            raise UserError(f"{path}: not a refinement head of this project ({type(error).__name__}: {error})") \
+                from None
+        if refiner.weights.shape != (len(refiner.mean), 4) or not np.all(np.isfinite(refiner.weights)):
+            raise UserError(f"{path}: a refinement head of other shapes or non-finite weights")
+        return refiner
+
+
+def refiner_path(weights_path):
+    """The refinement head saved beside a Q-network weights file: ``model0_epoch_3.weights.h5`` →
+    ``refiner_model0_epoch_3.npz``."""
+    weights_path = Path(weights_path)
+    return weights_path.with_name("refiner_" + weights_path.name.replace(".weights.h5", "") + ".npz")
+
+
+def load_refiner(weights_path):
+    """The head trained beside ``weights_path``, or a UserError saying how to get one."""
+    path = refiner_path(weights_path)
+    if not path.is_file():
+        raise UserError(f"refine 1: no refinement head {path} beside {Path(weights_path).name}; it is written by a "
+                        f"training run with refine 1 (the agent is the same with it: retrain with --refine 1)")
+    return BoxRefiner.load(path)
