@@ -306,7 +306,7 @@ RULES = {
     "scale_subregion": between(0, 1, low_open=True, high_open=True), "number_of_steps": whole(1),
     "bool_draw": SWITCH, "draw_every": whole(1), "epochs": whole(1), "gamma": between(0, 1),
     "epsilon": between(0, 1), "batch_size": whole(1), "buffer_experience_replay": whole(1),
-    "learning_rate": Rule("a number > 0", lambda value: _finite(value) and value > 0), "seed": whole(0),
+    "learning_rate": Rule("a number ≥ 0 (0: frozen)", lambda value: _finite(value) and value >= 0), "seed": whole(0),
     "save_replay_memory": SWITCH, "checkpoint_every": whole(1), "cache_mb": whole(0), "map_cache_mb": whole(0),
     "target_update": whole(0), "double_dqn": SWITCH, "loss": one_of("mse", "huber"), "trigger_targets": SWITCH,
     "expert_margin": Rule("a number ≥ 0", lambda value: _finite(value) and value >= 0), "oracle": SWITCH,

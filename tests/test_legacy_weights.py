@@ -280,7 +280,7 @@ def test_model_name_errors(trained, dataset, tmp_path, capsys):
     from runtime import main_guard
     cases = [(["--path_model", str(tmp_path), "--model_name", "model0h5"], "no file"),
              (["--path_model", str(trained), "--model_name", "model0.weights.h5", "--epoch", "0"], "give one of them"),
-             (["--path_model", str(trained), "--weights_order", "theano"], "weights_order must be one of")]
+             (["--path_model", str(trained), "--weights_order", "theano"], "weights_order must be auto, channels_first or channels_last")]
     for args, message in cases:
         with pytest.raises(SystemExit) as exit_info:
             main_guard(lambda: run_test(dataset, tmp_path / "out", *args))

@@ -97,7 +97,7 @@ def test_the_readme_and_docs_settings_tables_are_the_ones_the_description_makes(
     ("buffer_experience_replay", 0, "buffer_experience_replay must be a whole number ≥ 1"),
     ("batch_size", 0, "batch_size must be a whole number ≥ 1"),
     ("gamma", float("nan"), "gamma must be a number ≥ 0 and ≤ 1"),
-    ("learning_rate", -1e-5, "learning_rate must be a number > 0"),
+    ("learning_rate", -1e-5, "learning_rate must be a number ≥ 0"),
     ("loss", "l1", "loss must be mse or huber"),
     ("batch_size", 2000, "batch_size 2000 is larger than the replay memory"),
 ])
