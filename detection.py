@@ -234,28 +234,36 @@ def content_key(image: np.ndarray) -> str:
     return f"pixels:{digest.hexdigest()}"
 
 
-def select_detections(trajectory, detections="triggered"):
+def select_detections(trajectory, detections="triggered", duplicates="keep"):
     """``(boxes (n, 4), scores (n,))`` of a search trajectory, best score first.
 
     ``detections``: 'triggered' (the regions the agent triggered on) or 'visited' (every analysed region, the
-    paper's evaluation protocol).
+    paper's evaluation protocol). ``duplicates='demote'`` (beyond the paper): a box that repeats a better one
+    (:func:`metrics.mark_duplicates`) comes after all the others.
     """
+    from metrics import mark_duplicates
     steps = [step for step in trajectory if detections == "visited" or step["triggered"]]
     steps.sort(key=lambda step: -step["score"])
+    if duplicates == "demote":
+        repeated = mark_duplicates([{"image": "", "box": step.get("refined", step["region"]), "score": step["score"]}
+                                    for step in steps])
+        steps = [step for step, duplicate in zip(steps, repeated) if not duplicate] + \
+            [step for step, duplicate in zip(steps, repeated) if duplicate]
     boxes = np.array([step.get("refined", step["region"]) for step in steps], dtype=np.float64).reshape(-1, 4)
     return boxes, np.array([step["score"] for step in steps], dtype=np.float64)
 
 
 def detect_many(images, model, path_vgg="./vgg16_weights.h5", features=None, scale_subregion=0.75,
                 number_of_steps=10, only_first_object=False, detections="triggered", vgg_precision="float32",
-                weights_order="auto", max_pixels=None, refiner=None):
+                weights_order="auto", max_pixels=None, refiner=None, duplicates="keep"):
     """``detect`` for several images at once (their searches advance in lockstep, regions described in batches);
     returns one ``(boxes, scores, trajectory)`` per image."""
     from episodes import TrainedAgent, run_searches
     from reinforcement import ZoomEnvironment
     from settings import check_settings     # the scripts' rules for the same settings
     check_settings(SimpleNamespace(scale_subregion=scale_subregion, number_of_steps=number_of_steps,
-                                   detections=detections, vgg_precision=vgg_precision, weights_order=weights_order))
+                                   detections=detections, vgg_precision=vgg_precision, weights_order=weights_order,
+                                   duplicates=duplicates))
     arrays = [as_rgb_image(image, max_pixels) for image in images]
     agent = TrainedAgent(QNetworkPolicy(load_q_network(model, weights_order)))
     trained_here = re.fullmatch(r"model(\d+)(_epoch_\d+|_best)?\.weights\.h5", Path(str(model)).name)
@@ -273,12 +281,12 @@ def detect_many(images, model, path_vgg="./vgg16_weights.h5", features=None, sca
         refiner = BoxRefiner.load(refiner)
     trajectories = run_searches(environments, agent, features, int(number_of_steps), bool(only_first_object),
                                 refiner)
-    return [(*select_detections(trajectory, detections), trajectory) for trajectory in trajectories]
+    return [(*select_detections(trajectory, detections, duplicates), trajectory) for trajectory in trajectories]
 
 
 def detect(image, model, path_vgg="./vgg16_weights.h5", features=None, scale_subregion=0.75, number_of_steps=10,
            only_first_object=False, detections="triggered", vgg_precision="float32", weights_order="auto",
-           max_pixels=None, refiner=None):
+           max_pixels=None, refiner=None, duplicates="keep"):
     """Search ``image`` with a trained agent; returns ``(boxes, scores, trajectory)``.
 
     image: a file path or an RGB array (see :func:`as_rgb_image`). model: a Q-network weights file written by
@@ -294,6 +302,7 @@ def detect(image, model, path_vgg="./vgg16_weights.h5", features=None, scale_sub
     before decoding), a decompression bomb or a file Pillow cannot read is a UserError naming it. ``refiner`` (the
     ``refine`` option, beyond the paper): a ``refinement.BoxRefiner`` or the path of one a training with refine 1
     saved (``refiner_model<k>….npz``); the boxes are then the refined ones, each step has ``refined`` too.
+    ``duplicates='demote'`` (beyond the paper): a box repeating a better one (IoU ≥ 0.5) comes after all others.
 
     boxes: float ``(n, 4)`` ``[x0, y0, x1, y1)`` in pixels of the image, best score first: the triggered regions,
     or every analysed region with ``detections='visited'``. scores: their trigger Q-values. trajectory: every
@@ -303,4 +312,4 @@ def detect(image, model, path_vgg="./vgg16_weights.h5", features=None, scale_sub
     return detect_many([image], model, path_vgg=path_vgg, features=features, scale_subregion=scale_subregion,
                        number_of_steps=number_of_steps, only_first_object=only_first_object,
                        detections=detections, vgg_precision=vgg_precision, weights_order=weights_order,
-                       max_pixels=max_pixels, refiner=refiner)[0]
+                       max_pixels=max_pixels, refiner=refiner, duplicates=duplicates)[0]

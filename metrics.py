@@ -8,6 +8,10 @@ to the ground-truth object of its image with the highest IoU; at IoU >= 0.5 it i
 is not yet matched, a false positive if it is (a duplicate), and ignored if the object is ``difficult``. Below the
 threshold it is a false positive. Average precision is reported both ways VOC has defined it: all-point (VOC 2010
 and later) and 11-point (VOC 2007).
+
+The ``duplicates demote`` option (beyond the paper, off by default) changes the ranking only: a detection that
+repeats a better one of its image (:func:`mark_duplicates`) carries ``'duplicate': True`` and is ranked after every
+other detection. It is still counted; nothing is removed, so the recall reached after the whole ranking is the same.
 """
 
 import numpy as np
@@ -61,7 +65,8 @@ def match_detections(detections, ground_truth, iou_threshold=0.5):
     ground_truth: dict image -> {'boxes': (n, 4) array, 'difficult': (n,) bool array}; an image missing from it
     has no objects, so every detection on it is a false positive.
 
-    Detections are sorted by descending score (stable: ties keep their input order). Each takes the ground-truth
+    Detections are sorted by descending score (stable: ties keep their input order), those marked ``'duplicate'``
+    (the ``duplicates demote`` option) after all others. Each takes the ground-truth
     object of its image with the highest IoU; at IoU >= ``iou_threshold`` it is ignored if that object is
     difficult, a true positive if the object is not matched yet (the object becomes matched), and a false positive
     (duplicate) otherwise. Below the threshold it is a false positive.
@@ -70,7 +75,8 @@ def match_detections(detections, ground_truth, iou_threshold=0.5):
     0/1 arrays aligned with ``order``; an ignored detection has 0 in both.
     """
     scores = np.array([float(detection['score']) for detection in detections], dtype=np.float64)
-    order = np.argsort(-scores, kind='stable')
+    demoted = np.array([bool(detection.get('duplicate', False)) for detection in detections])
+    order = np.lexsort((-scores, demoted)) if len(detections) else np.zeros(0, dtype=np.int64)   # stable
     tp = np.zeros(len(order))
     fp = np.zeros(len(order))
     objects = {}  # image -> (boxes, difficult), converted once
@@ -98,6 +104,29 @@ def match_detections(detections, ground_truth, iou_threshold=0.5):
                 tp[rank] = 1.0
                 image_matched[best] = True
     return order, tp, fp
+
+
+DUPLICATE_IOU = 0.5     # the duplicates demote option: a box overlapping a better one of its image this much repeats it
+
+
+def mark_duplicates(detections, iou_threshold=DUPLICATE_IOU):
+    """The ``duplicates demote`` option (beyond the paper): one bool per detection, in the input order, True where
+    its box overlaps a better-scored detection of the same image that is not itself a duplicate at IoU ≥
+    ``iou_threshold`` (greedy non-maximum suppression, whose suppressed boxes are ranked last instead of removed)."""
+    duplicate = np.zeros(len(detections), dtype=bool)
+    by_image = {}
+    for index, detection in enumerate(detections):
+        by_image.setdefault(detection['image'], []).append(index)
+    for indices in by_image.values():
+        indices.sort(key=lambda index: -float(detections[index]['score']))     # stable: ties keep input order
+        kept = []
+        for index in indices:
+            box = np.asarray(detections[index]['box'], dtype=np.float64)
+            if kept and iou_many(np.asarray(kept), box).max() >= iou_threshold:
+                duplicate[index] = True
+            else:
+                kept.append(box)
+    return duplicate
 
 
 def average_precision(recall, precision):

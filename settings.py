@@ -311,7 +311,7 @@ RULES = {
     "target_update": whole(0), "double_dqn": SWITCH, "loss": one_of("mse", "huber"), "trigger_targets": SWITCH,
     "expert_margin": Rule("a number ≥ 0", lambda value: _finite(value) and value >= 0), "oracle": SWITCH,
     "validation_images": whole(0), "only_first_object": SWITCH, "agent": one_of("trained", "random", "upper_bound"),
-    "detections": one_of("visited", "triggered"), "draw_images": whole(0), "refine": SWITCH,
+    "detections": one_of("visited", "triggered"), "duplicates": one_of("keep", "demote"), "draw_images": whole(0), "refine": SWITCH,
     "class_object": Rule("a VOC id 1-20 or class name, all, or a comma list", lambda value: True),
 }
 

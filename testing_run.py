@@ -155,6 +155,10 @@ def test(settings, make_features, model_label):
         refiner=refiner)
     if settings.detections == "triggered":
         detections = [detection for detection in detections if detection["triggered"]]
+    if settings.duplicates == "demote":     # beyond the paper: a repeat of a better detection is ranked last
+        from metrics import mark_duplicates
+        for detection, duplicate in zip(detections, mark_duplicates(detections)):
+            detection["duplicate"] = bool(duplicate)
     if not ground_truth:
         raise UserError(f"none of the {len(records)} test images could be read (first: "
                         f"{next(iter(report.images.values()))}); nothing to test on")
@@ -168,7 +172,7 @@ def test(settings, make_features, model_label):
         "scale_subregion": settings.scale_subregion, "epoch": epoch,
         "weights": None if weights is None else str(weights), "detections_protocol": settings.detections,
         "only_first_object": bool(settings.only_first_object), "number_of_steps": settings.number_of_steps,
-        "refine": bool(settings.refine), "num_images": len(ground_truth), "num_objects": int(curve["num_positives"]),
+        "refine": bool(settings.refine), "duplicates": settings.duplicates, "num_images": len(ground_truth), "num_objects": int(curve["num_positives"]),
         "precision": curve["precision"], "recall": curve["recall"], "ap": curve["ap"], "ap_voc07": curve["ap_voc07"],
         "max_recall": curve["max_recall"], "regions_per_found_object": regions,
         "regions_analysed": int(sum(len(t) for t in all_trajectories.values())),
@@ -304,7 +308,7 @@ def search_own_images(settings, make_features, model_label):
         found = detect_many([array for _, array in batch], model, features=features,
                             scale_subregion=settings.scale_subregion, number_of_steps=settings.number_of_steps,
                             only_first_object=settings.only_first_object, detections=protocol,
-                            refiner=refiner)
+                            refiner=refiner, duplicates=settings.duplicates)
         for (path, array), (boxes, scores, trajectory) in zip(batch, found):
             stem, number = path.stem, 1
             while stem in figure_names:             # two photo.jpg from different folders
@@ -321,6 +325,7 @@ def search_own_images(settings, make_features, model_label):
     summary = {"model": model_label, "class_object": name, "weights": str(weights),
                "scale_subregion": settings.scale_subregion, "number_of_steps": settings.number_of_steps,
                "only_first_object": bool(settings.only_first_object), "detections_protocol": protocol,
+               "refine": bool(settings.refine), "duplicates": settings.duplicates,
                "box_format": "[x0, y0, x1, y1) in pixels of the image", **report.as_json(), "images": entries}
     write_json(out_folder / "detections.json", summary)
     if report.summary():

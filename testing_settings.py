@@ -15,6 +15,8 @@ epoch = -1                              # checkpoint epoch, -1: the latest; a li
 refine = 0                              # 1: report each analysed window as the box the refinement head fits to
                                         # it (beyond the paper; needs a training with refine 1); the search is
                                         # unchanged
+duplicates = "keep"                     # demote: rank a detection that repeats a better one of its image
+                                        # (IoU ≥ 0.5) after all others (beyond the paper) | keep: the paper's
 detections = "visited"                  # visited (every analysed region, the paper's) | triggered
 bool_draw = 0                           # 1: one PNG and one GIF per image with its whole search
 draw_images = 0                         # with bool_draw: draw the first N images' searches only; 0: all

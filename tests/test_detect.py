@@ -14,7 +14,7 @@ from PIL import Image
 
 import image_zooms_testing
 import image_zooms_training
-from detection import detect, detect_many
+from detection import detect, detect_many, select_detections
 from errors import UserError
 from runtime import main_guard
 from conftest import tiny_backbone
@@ -241,3 +241,19 @@ def test_detect_on_a_training_runs_file_checks_the_weights_it_was_trained_on(tra
         with pytest.raises(UserError, match=r"was trained on path_vgg 'random' \(features_model0.json\), detect\(\) "
                                             r"uses path_vgg 'hed'.*Pass path_vgg='random'"):
             detect(photo(), trained / name, path_vgg="hed")
+
+
+def test_select_detections_demotes_repeats_only_when_asked():
+    step = lambda region, score, triggered=True: {"region": region, "score": score, "triggered": triggered}
+    trajectory = [step([20, 20, 30, 30], 0.5), step([0, 0, 10, 9], 0.9), step([40, 40, 60, 60], 0.7),
+                  step([0, 0, 50, 50], 2.0, triggered=False)]
+    boxes, scores = select_detections(trajectory)
+    assert scores.tolist() == [0.9, 0.7, 0.5]              # triggered regions, best first
+    boxes, scores = select_detections(trajectory, duplicates="demote")
+    assert scores.tolist() == [0.9, 0.7, 0.5] and boxes[2].tolist() == [20, 20, 30, 30]   # no repeat: unchanged
+    boxes, scores = select_detections(trajectory, "visited", duplicates="demote")
+    assert scores.tolist() == [2.0, 0.9, 0.7, 0.5]
+    trajectory[2]["region"] = [0, 1, 10, 10]               # now a repeat of the 0.9 box: after the 0.5 one
+    assert select_detections(trajectory, duplicates="demote")[1].tolist() == [0.9, 0.5, 0.7]
+    with pytest.raises(UserError, match="duplicates"):
+        detect(np.zeros((32, 32, 3), np.uint8), "unused.weights.h5", duplicates="drop")

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metrics import (average_precision, average_precision_voc07, box_area, iou, iou_many, match_detections,
-                     precision_recall, regions_per_found_object)
+from metrics import (average_precision, average_precision_voc07, box_area, iou, iou_many, mark_duplicates,
+                     match_detections, precision_recall, regions_per_found_object)
 
 
 def detection(image, box, score, **extra):
@@ -71,6 +71,34 @@ def test_duplicate_is_false_positive():
     assert order.tolist() == [1, 0]
     assert tp.tolist() == [1, 0]
     assert fp.tolist() == [0, 1]
+
+
+def test_duplicates_demote_ranks_repeats_last_without_losing_recall():
+    # two objects in 'a'; the second-best box repeats the best one, and would push the second object down the list
+    ground_truth = {'a': truth([[0, 0, 10, 10], [50, 50, 60, 60]]), 'b': truth([[0, 0, 10, 10]])}
+    detections = [detection('a', [0, 0, 10, 10], 0.9), detection('a', [0, 0, 10, 9], 0.8),    # IoU 0.9: a repeat
+                  detection('a', [0, 0, 10, 4], 0.75),       # IoU 0.4 with the best: not a repeat (and a miss)
+                  detection('b', [0, 0, 10, 9], 0.7),        # another image: never a repeat of 'a'
+                  detection('a', [50, 50, 60, 60], 0.6)]
+    assert mark_duplicates(detections).tolist() == [False, True, False, False, False]
+    assert mark_duplicates(detections, iou_threshold=0.3).tolist() == [False, True, True, False, False]
+    kept = precision_recall(detections, ground_truth)
+    demoted = precision_recall([dict(d, duplicate=bool(flag)) for d, flag in zip(detections,
+                                                                                 mark_duplicates(detections))],
+                               ground_truth)
+    order, _, _ = match_detections([dict(d, duplicate=bool(flag)) for d, flag in zip(detections,
+                                                                                      mark_duplicates(detections))],
+                                   ground_truth)
+    assert order.tolist() == [0, 2, 3, 4, 1]             # the repeat after all others, the rest by score
+    assert demoted['max_recall'] == kept['max_recall'] == 1.0
+    assert demoted['ap'] > kept['ap']
+    assert demoted['true_positive'] == kept['true_positive']     # the same detections are right or wrong
+
+
+def test_a_repeat_of_a_repeat_is_judged_against_the_kept_boxes_only():
+    detections = [detection('a', [0, 0, 10, 10], 0.9), detection('a', [3, 0, 13, 10], 0.8),    # IoU 0.54: repeat
+                  detection('a', [6, 0, 16, 10], 0.7)]       # IoU 0.25 with the kept one, 0.54 with the repeat
+    assert mark_duplicates(detections).tolist() == [False, True, False]
 
 
 def test_difficult_object_is_ignored():

@@ -111,6 +111,11 @@ def test_refine_trains_resumes_exactly_and_tests_with_both_boxes(dataset, tmp_pa
     assert [d["window"] for d in refined["detections"]] == [d["box"] for d in plain["detections"]]
     assert [d["score"] for d in refined["detections"]] == [d["score"] for d in plain["detections"]]
     assert any(d["box"] != d["window"] for d in refined["detections"])
+    demoted = test("demoted", "--refine", "1", "--duplicates", "demote")   # the ranking only: the same boxes
+    assert [d["box"] for d in demoted["detections"]] == [d["box"] for d in refined["detections"]]
+    assert demoted["duplicates"] == "demote" and refined["duplicates"] == "keep"
+    assert demoted["max_recall"] == refined["max_recall"]
+    assert all(isinstance(d["duplicate"], bool) for d in demoted["detections"])
     upper = test("upper", "--refine", "1", "--agent", "upper_bound")     # the ceiling refined by the same head
     assert all("window" in d for d in upper["detections"])
     with pytest.raises(UserError, match="no refinement head"):

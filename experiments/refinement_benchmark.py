@@ -1,0 +1,217 @@
+"""Does the box-refinement stage help? Both boxes of the same searches, over seeds, datasets and both models.
+
+    python experiments/refinement_benchmark.py                                   # the demo's data, 3 seeds
+    python experiments/refinement_benchmark.py --datasets synthetic,plain,cluttered --models image_zooms
+    python experiments/refinement_benchmark.py --figure_only                     # redraw from refinement.json
+
+For each dataset, model and seed it trains the demo's run with ``refine 1`` (``training_run.train`` at the demo's
+settings, as ``experiments/learning_benchmark.py`` does; the agent's training is the same as without it, only the
+refinement head is fitted beside it), unless ``OUTPUT/models/<dataset>/<model>/seed<S>`` already holds that run's
+last epoch (an interrupted benchmark goes on where it stopped). Then it tests the last epoch on the dataset's test
+split with the paper's protocol (all objects, 10 regions per image, every visited region a detection), for the
+trained agent and the upper bound, four ways each: the windows (``refine 0``, the paper's) and the refined boxes
+(``refine 1``), each with ``duplicates keep`` (the paper's) and ``duplicates demote``. The searches are the same
+four times (the refinement does not change them; the descriptor cache serves the repeats).
+
+Datasets: ``synthetic`` (the demo's, ``synthetic_dataset.py``), ``plain`` and ``cluttered``
+(``experiments/other_voc.py``'s, drawn into ``data/other_voc_<kind>`` if absent).
+
+Writes to ``--output``: ``refinement.json`` (a row per dataset, model, seed, agent, refine and duplicates: AP,
+AP-07, max recall and the precision–recall curve; a summary of means over seeds) and ``refinement.png`` (the
+precision–recall curves of the trained agents, every seed, one panel per dataset and model).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the top-level modules
+
+from errors import UserError
+from runtime import main_guard, write_json
+
+DATASETS = {"synthetic": None, "plain": "data/other_voc_plain", "cluttered": "data/other_voc_cluttered"}
+MODELS = ("image_zooms", "pool45_crops")
+AGENTS = ("trained", "upper_bound")
+WAYS = ((0, "keep"), (0, "demote"), (1, "keep"), (1, "demote"))     # (refine, duplicates); (0, keep): the paper's
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--datasets", default="synthetic", help=f"comma-separated: {','.join(DATASETS)}")
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated: {','.join(MODELS)}")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1")
+    parser.add_argument("--output", default="results/refinement", help="folder for refinement.json, the figure, runs")
+    parser.add_argument("--figure_only", action="store_true", help="train and test nothing: redraw the figure")
+    arguments = parser.parse_args(argv)
+    arguments.datasets = [name.strip() for name in arguments.datasets.split(",") if name.strip()]
+    arguments.models = [name.strip() for name in arguments.models.split(",") if name.strip()]
+    for flag, names, known in (("--datasets", arguments.datasets, DATASETS), ("--models", arguments.models, MODELS)):
+        if not names or any(name not in known for name in names):
+            parser.error(f"{flag} takes {','.join(known)}, got {','.join(names) or 'none'}")
+    if arguments.seeds < 1:
+        parser.error("--seeds must be 1 or more")
+    return arguments
+
+
+def dataset_folder(dataset):
+    """The dataset's VOC folder (None: the synthetic one, ``--demo``'s), drawn first if absent."""
+    folder = DATASETS[dataset]
+    if folder is None:
+        from settings import DEMO_DATA
+        from synthetic_dataset import ensure_synthetic_voc
+        ensure_synthetic_voc(DEMO_DATA)
+    elif not (Path(folder) / "Annotations").is_dir():
+        from experiments.other_voc import generate
+        print(generate(folder, dataset))
+    return folder
+
+
+def trained_run(module, path_model, seed, path_voc, model, features_for):
+    """The demo's training with ``refine 1`` into ``path_model``, unless its last epoch is there already."""
+    from experiments.learning_benchmark import training_settings
+    from run_folder import checkpoint_path
+    from refinement import refiner_path
+    from settings import class_index
+    benchmark = SimpleNamespace(path_voc=path_voc, epochs=None, max_images=None, overrides=["refine=1"])
+    training = training_settings(benchmark, module, path_model, seed)
+    last = checkpoint_path(path_model, class_index(training), training.epochs - 1)
+    if last.is_file() and refiner_path(last).is_file():
+        print(f"{path_model}: trained already (epoch {training.epochs - 1} and its head are there)", flush=True)
+        return training
+    from training_run import train
+    started = time.perf_counter()
+    train(training, features_for, model)
+    print(f"{path_model}: trained in {time.perf_counter() - started:.0f} s", flush=True)
+    return training
+
+
+def test_ways(training, module, model, agent, folder, features_for, path_voc):
+    """The last epoch tested four ways (:data:`WAYS`): one row each."""
+    from experiments.learning_benchmark import testing_settings
+    from testing_run import test
+    import contextlib
+    import io
+    benchmark = SimpleNamespace(path_voc=path_voc, max_test_images=None, test_overrides=[])
+    rows = []
+    for refine, duplicates in WAYS:
+        settings = testing_settings(benchmark, module, training, "test", agent, -1,
+                                    folder / f"refine{refine}_{duplicates}")
+        settings.refine, settings.duplicates = refine, duplicates
+        with contextlib.redirect_stdout(io.StringIO()):
+            results = test(settings, features_for if agent == "trained" or refine else None, model)
+        rows.append({"agent": agent, "refine": refine, "duplicates": duplicates, "ap": results["ap"],
+                     "ap_voc07": results["ap_voc07"], "max_recall": results["max_recall"],
+                     "num_objects": results["num_objects"], "recall": results["recall"],
+                     "precision": results["precision"]})
+    return rows
+
+
+def summarise(rows):
+    """Means (and min–max) over seeds of each dataset, model, agent and way."""
+    groups = {}
+    for row in rows:
+        key = (row["dataset"], row["model"], row["agent"], row["refine"], row["duplicates"])
+        groups.setdefault(key, []).append(row)
+    summary = []
+    for (dataset, model, agent, refine, duplicates), group in groups.items():
+        entry = {"dataset": dataset, "model": model, "agent": agent, "refine": refine, "duplicates": duplicates,
+                 "seeds": sorted(row["seed"] for row in group)}
+        for metric in ("ap", "ap_voc07", "max_recall"):
+            values = [row[metric] for row in group]
+            entry[metric] = {"mean": float(np.mean(values)), "min": float(np.min(values)),
+                             "max": float(np.max(values))}
+        summary.append(entry)
+    return summary
+
+
+def format_summary(summary):
+    lines = [f"{'dataset':10} {'model':13} {'agent':12} {'refine':>6} {'duplicates':>10}   AP (min-max)        "
+             f"AP-07   max recall (min-max)"]
+    for entry in summary:
+        ap, ap07, recall = entry["ap"], entry["ap_voc07"], entry["max_recall"]
+        lines.append(f"{entry['dataset']:10} {entry['model']:13} {entry['agent']:12} {entry['refine']:>6} "
+                     f"{entry['duplicates']:>10}   {ap['mean']:.3f} ({ap['min']:.3f}-{ap['max']:.3f})  "
+                     f"{ap07['mean']:.3f}   {recall['mean']:.3f} ({recall['min']:.3f}-{recall['max']:.3f})")
+    return "\n".join(lines)
+
+
+def plot(rows, path):
+    """Precision–recall curves of the trained agents: a panel per dataset and model, every seed a thin line."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    panels = sorted({(row["dataset"], row["model"]) for row in rows if row["agent"] == "trained"},
+                    key=lambda panel: (list(DATASETS).index(panel[0]), MODELS.index(panel[1])))
+    if not panels:
+        return
+    styles = {(0, "keep"): ("tab:grey", "windows (the paper's)"), (1, "keep"): ("tab:blue", "refine 1"),
+              (1, "demote"): ("tab:orange", "refine 1, duplicates demote")}
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
+    for axis, (dataset, model) in zip(axes[0], panels):
+        for way, (colour, label) in styles.items():
+            chosen = [row for row in rows if (row["dataset"], row["model"], row["agent"]) == (dataset, model, "trained")
+                      and (row["refine"], row["duplicates"]) == way]
+            for index, row in enumerate(chosen):
+                mean_ap = np.mean([other["ap"] for other in chosen])
+                axis.plot(row["recall"], row["precision"], color=colour, linewidth=1.0, alpha=0.8,
+                          label=f"{label}: AP {mean_ap:.3f}" if index == 0 else None)
+        axis.set(title=f"{model.replace('_', '-')}, {dataset} ({len({r['seed'] for r in rows})} seeds)",
+                 xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7, loc="upper right")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(argv=None):
+    arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
+    output = Path(arguments.output)
+    report_path = output / "refinement.json"
+    if arguments.figure_only:
+        import json
+        if not report_path.is_file():
+            raise UserError(f"{report_path}: no such file (run the benchmark first)")
+        plot(json.loads(report_path.read_text())["rows"], output / "refinement.png")
+        return print(f"figure in {output / 'refinement.png'}")
+    from experiments.learning_benchmark import script_modules, shared_features
+    started, rows = time.perf_counter(), []
+    command = "python experiments/refinement_benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    for model in arguments.models:
+        training_module, testing_module = script_modules(model)
+        shared = {}
+
+        def features_for(kind, module):
+            return lambda settings: shared.setdefault(kind, shared_features(module, settings, 4096))
+        for dataset in arguments.datasets:
+            path_voc = dataset_folder(dataset)
+            for seed in range(arguments.seeds):
+                path_model = output / "models" / dataset / model / f"seed{seed}"
+                training = trained_run(training_module, path_model, seed, path_voc, model,
+                                       features_for("training", training_module))
+                for agent in AGENTS:
+                    folder = output / "tests" / dataset / model / f"seed{seed}" / agent
+                    for row in test_ways(training, testing_module, model, agent, folder,
+                                         features_for("testing", testing_module), path_voc):
+                        rows.append({"dataset": dataset, "model": model, "seed": seed, **row})
+                        print(f"{dataset} {model} seed {seed} {agent} refine {row['refine']} duplicates "
+                              f"{row['duplicates']}: AP {row['ap']:.3f} AP-07 {row['ap_voc07']:.3f} max recall "
+                              f"{row['max_recall']:.3f}", flush=True)
+                summary = summarise(rows)
+                write_json(report_path, {"command": command, "wall_seconds": round(time.perf_counter() - started, 1),
+                                         "summary": summary, "rows": rows})
+                plot(rows, output / "refinement.png")
+    print(format_summary(summarise(rows)))
+    print(f"results in {report_path} and {output / 'refinement.png'} ({time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main_guard(main)
