@@ -30,8 +30,8 @@ def _read_json(path):
         raise UserError(f'{path}: results file not found') from None
     except IsADirectoryError:
         raise UserError(f'{path}: is a folder, not a results.json file') from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f'{path}: not a valid JSON file ({error})') from None
+    except (ValueError, UnicodeDecodeError) as error:    # ValueError: JSON syntax, or an integer of over 4300 digits
+        raise UserError(f'{path}: not a valid JSON file ({str(error)[:200]})') from None
     except RecursionError:
         raise UserError(f'{path}: not a results file of the testing scripts (JSON nested too deeply)') from None
     except OSError as error:
@@ -61,7 +61,7 @@ def load_results(path):
         if results.get(key) is not None:
             _check_number(path, key, results[key], low=0, whole=True)
     if 'class_object' in results and not isinstance(results['class_object'], (str, int)):
-        raise UserError(f"{path}: 'class_object' must be a class name or id, found {results['class_object']!r}")
+        raise UserError(f"{path}: 'class_object' must be a class name or id, found {results['class_object']!r:.60}")
     return results
 
 
@@ -72,7 +72,7 @@ def _is_number(value):
 def _problem(value, low=None, high=None, whole=False):
     """What keeps ``value`` from being a finite number (a whole one with ``whole``) in ``low..high``, or None."""
     if not _is_number(value):
-        return f'found {value!r}' if not isinstance(value, (dict, list)) else f'found a {type(value).__name__}'
+        return f'found {value!r:.60}' if not isinstance(value, (dict, list)) else f'found a {type(value).__name__}'
     if not math.isfinite(value):
         return f'found {value}'
     if whole and value != int(value):
@@ -110,10 +110,10 @@ def _check_label_fields(path, results):
     """The fields a comparison's legend names (``default_label``)."""
     for key in ['model', 'agent']:
         if not isinstance(results[key], str):
-            raise UserError(f'{path}: {key!r} must be a text, found {results[key]!r}')
+            raise UserError(f'{path}: {key!r} must be a text, found {results[key]!r:.60}')
     _check_number(path, 'scale_subregion', results['scale_subregion'])
     if results.get('epoch') is not None and not isinstance(results['epoch'], (int, str)):
-        raise UserError(f"{path}: 'epoch' must be a number or a text, found {results['epoch']!r}")
+        raise UserError(f"{path}: 'epoch' must be a number or a text, found {results['epoch']!r:.60}")
 
 
 def load_combined(path):
@@ -221,8 +221,11 @@ def format_class_table(combined):
 
 
 def merge(paths, output):
-    """Merge single-class results.json files (separate jobs) into one combined results.json (valid JSON: no NaN
-    literals); returns it."""
+    """Merge single-class results.json files (separate jobs) into one combined results.json; returns it.
+
+    The file is standard JSON: a number that is not finite is written as null (:func:`json_ready`), never as the
+    ``NaN`` or ``Infinity`` that ``json.dump`` would write and strict readers refuse. The files merged are checked
+    finite where read (:func:`load_results`), so null only stands for a mean that has no values."""
     from parse_xml_annotations import class_name
     per_class, seen = [], {}
     for path in paths:

@@ -5,6 +5,11 @@ Each class keeps exactly the files, seed and results of its single-class run (``
 ``<path_testing_folder>/<class>/results.json``), so classes can also run as separate jobs (``--class_object 7``)
 into one ``path_model`` and be merged afterwards (``python compare_results.py --merge``).
 
+Training several classes runs each class in a fresh Python process (:func:`in_fresh_process`): a Keras optimiser
+step compiled in a ``tf.function`` keeps every Q-network it trained alive until its process ends (about 320 MB each,
+with Adam's state; tensorflow/tensorflow#80895), so twenty classes in one process would hold twenty. This process
+reads the settings and the class lists and never imports TensorFlow.
+
 Resume with several classes: the same command with ``-n 1`` (any N > 0) continues each class from its own files —
 a class whose last epoch is saved is skipped, a class with saved epochs resumes after the latest one, a class with
 none starts at epoch 0. Without ``-n`` every class starts at epoch 0, as a single-class run does.
@@ -12,12 +17,19 @@ none starts at epoch 0. Without ``-n`` every class starts at epoch 0, as a singl
 from __future__ import annotations
 
 import copy
+import os
+import signal
 import sys
+import traceback
+import warnings
 from pathlib import Path
 
 from class_results import combine, format_class_table
 from errors import UserError
 from runtime import Interrupted, write_json
+
+# each class of a several-class training in its own process (tests that monkeypatch the training set it False)
+CLASSES_APART = True
 
 
 def run_classes_script(script, argv, model_label, flags, run_one, run_each):
@@ -78,6 +90,74 @@ def resume_epoch(settings, class_idx):
     return saved[-1] + 1 if saved else 0
 
 
+def in_fresh_process(function, *arguments):
+    """``function(*arguments)`` in a fresh Python process (multiprocessing's ``spawn``); its return value. What
+    ends it comes back as it would here: a UserError as a UserError, Ctrl-C or SIGTERM as :class:`Interrupted`
+    (the child saves what a single-class run saves); a bug as a RuntimeError with the child's traceback. The child
+    has its own process group, and this process passes on SIGINT and SIGTERM, so one Ctrl-C reaches it once."""
+    import multiprocessing
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_run_child, args=(sender, function, arguments))
+    received = []
+
+    def pass_on(signal_number, frame):
+        received.append(signal_number)
+        if child.pid is not None:
+            os.kill(child.pid, signal_number)
+    previous = {number: signal.signal(number, pass_on) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        child.start()
+        sender.close()
+        try:
+            outcome, value = receiver.recv()
+        except EOFError:            # killed before it could answer (SIGKILL, out of memory)
+            child.join()
+            if received:
+                raise Interrupted(received[0]) from None
+            raise RuntimeError(f"the process of this class ended without a result (exit code {child.exitcode}: "
+                               f"{'killed by signal ' + str(-child.exitcode) if (child.exitcode or 0) < 0 else 'an error'})") \
+                from None
+        child.join()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if outcome == "user_error":
+        raise UserError(value)
+    if outcome == "interrupted":
+        raise Interrupted(value)
+    if outcome == "error":
+        raise RuntimeError(f"in the process of this class:\n{value}")
+    return value
+
+
+def _run_child(sender, function, arguments):
+    """The child of :func:`in_fresh_process`: warnings as one line (as ``main_guard`` prints them), the outcome
+    sent back."""
+    os.setpgrp()            # a Ctrl-C in the terminal reaches the parent only, which passes it on
+    show_warning = warnings.showwarning
+
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, UserWarning):
+            print(f"warning: {message}", file=sys.stderr if file is None else file, flush=True)
+        else:
+            show_warning(message, category, filename, lineno, file, line)
+    warnings.showwarning = one_line
+    try:
+        outcome = ("done", function(*arguments))
+    except UserError as error:
+        outcome = ("user_error", str(error))
+    except Interrupted as interrupt:
+        outcome = ("interrupted", interrupt.signal_number)
+    except KeyboardInterrupt:
+        outcome = ("interrupted", int(signal.SIGINT))
+    except BaseException:       # a bug: its traceback goes to the parent, which raises it
+        outcome = ("error", traceback.format_exc())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sender.send(outcome)
+
+
 def train_classes(settings, make_features, model_label, train):
     """Train one agent per class of ``settings.class_object`` (``all`` or a list), one after the other."""
     from parse_xml_annotations import class_ids, class_name
@@ -100,7 +180,10 @@ def train_classes(settings, make_features, model_label, train):
             finished.append(name)
             continue
         try:
-            train(one, make_features, model_label)
+            if CLASSES_APART:
+                in_fresh_process(train, one, make_features, model_label)
+            else:
+                train(one, make_features, model_label)
         except Interrupted:
             print(f"stopped during class {number}/{len(identifiers)} ({name}); continue every class with the same "
                   f"command and -n 1 (each class resumes from its own files)", file=sys.stderr, flush=True)

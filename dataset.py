@@ -1,6 +1,6 @@
 """Loading a run's annotated images, and the report of what could not be used.
 
-An image that is missing, unreadable or too large (``image_helper.MAX_PIXELS``), or whose annotation is missing or
+An image that is missing, unreadable or larger than the ``max_pixels`` setting, or whose annotation is missing or
 does not parse, is skipped with a warning and counted (end-of-run summary, ``skipped_images`` in results.json); the
 runs raise UserError when nothing is left.
 """

@@ -200,15 +200,13 @@ def read_resume_state(path, epoch):
                 [group for group in ("optimizer", "seed_generators") if group not in handle]
             if missing:
                 raise DamagedFile(path, f"incomplete (no {', '.join(missing)}): not a resume state of this project")
-            state = {"epoch": int(handle.attrs["epoch"]), "epsilon": float(handle.attrs["epsilon"]),
-                     "numpy_rng": json.loads(handle.attrs["numpy_rng"]),
-                     "settings": json.loads(handle.attrs["settings"]),
-                     "optimizer": arrays(handle, "optimizer"),
-                     "optimizer_paths": [str(handle["optimizer"][str(index)].attrs.get("path", ""))
-                                         for index in range(len(handle["optimizer"]))],
-                     "target_network": arrays(handle, "target_network"),
-                     "seed_generators": arrays(handle, "seed_generators"), "replay_memory": None,
-                     "refine_sample": None}
+            state = {name: read_attribute(path, handle.attrs, name) for name in RESUME_STATE_ATTRIBUTES}
+            state.update({"optimizer": arrays(handle, "optimizer"),
+                          "optimizer_paths": [str(handle["optimizer"][str(index)].attrs.get("path", ""))
+                                              for index in range(len(handle["optimizer"]))],
+                          "target_network": arrays(handle, "target_network"),
+                          "seed_generators": arrays(handle, "seed_generators"), "replay_memory": None,
+                          "refine_sample": None})
             if "replay_memory" in handle:
                 replay = handle["replay_memory"]
                 missing = [name for name in REPLAY_MEMORY_ARRAYS if name not in replay]
@@ -229,6 +227,31 @@ def read_resume_state(path, epoch):
     if state["epoch"] != epoch:
         raise DamagedFile(path, f"holds epoch {state['epoch']}, its name says epoch {epoch}")
     return state
+
+
+def read_attribute(path, attributes, name):
+    """The resume state's attribute ``name`` (one of :data:`RESUME_STATE_ATTRIBUTES`), checked: ``epoch`` a whole
+    number ≥ 0, ``epsilon`` a number in 0..1, ``numpy_rng`` a state NumPy's default generator takes (what ``-n``
+    gives it), ``settings`` a JSON object. Anything else raises :class:`DamagedFile` naming the attribute."""
+    value = attributes[name]
+    try:
+        if name in ("epoch", "epsilon"):
+            number = float(value)       # a 0-d array or a number; text or a longer array raise here
+            if name == "epoch" and not (number >= 0 and number == int(number)):
+                raise ValueError(f"{number} is not a whole number ≥ 0")
+            if name == "epsilon" and not 0 <= number <= 1:
+                raise ValueError(f"{number} is not a number in 0..1")
+            return int(number) if name == "epoch" else number
+        value = json.loads(value)
+        if name == "numpy_rng":
+            np.random.default_rng().bit_generator.state = value    # as -n sets it: a wrong state raises here
+        elif not isinstance(value, dict):
+            raise ValueError(f"a JSON {type(value).__name__}, not an object naming each setting")
+        return value
+    except Exception as error:      # float(), json.loads (RecursionError too) and NumPy's state setter
+        meaning = {"numpy_rng": " (the random generator's state)", "settings": " (the run's settings)"}.get(name, "")
+        raise DamagedFile(path, f"its attribute {name}{meaning} is damaged ({type(error).__name__}: "
+                                f"{str(error)[:200]})") from None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -260,17 +283,32 @@ def write_features_file(path, settings):
 
 def read_features_file(path):
     """The describing settings written by :func:`write_features_file`, or None where there is no such file (a run
-    of an earlier version, the 2016 files) or it cannot be read (a warning: it only serves a check)."""
+    of an earlier version, the 2016 files). The file only serves a check, so damage is a warning naming the file and
+    what is wrong, and what is damaged goes unchecked: a file that cannot be read gives None, a value that is not
+    what training writes (``path_vgg`` a text, ``vgg_precision`` and ``scale_subregion`` as their settings'
+    rules) is left out."""
+    from settings import RULES
     path = Path(path)
     if not path.is_file():
         return None
     try:
         describing = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        warnings.warn(f"{path}: unreadable ({error}); the features it was trained on are not checked",
-                      UserWarning, stacklevel=2)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:  # RecursionError: nested too deeply
+        warnings.warn(f"{path}: unreadable ({type(error).__name__}: {str(error)[:200]}); the features it was trained "
+                      f"on are not checked", UserWarning, stacklevel=2)
         return None
-    return describing if isinstance(describing, dict) else None
+    if not isinstance(describing, dict):
+        warnings.warn(f"{path}: a JSON {type(describing).__name__}, not an object naming the describing settings; the "
+                      f"features it was trained on are not checked", UserWarning, stacklevel=2)
+        return None
+    rules = {"path_vgg": lambda value: isinstance(value, str) and value != "",
+             "vgg_precision": RULES["vgg_precision"].holds, "scale_subregion": RULES["scale_subregion"].holds}
+    for name, holds in rules.items():
+        if name in describing and not holds(describing[name]):
+            warnings.warn(f"{path}: {name} is {describing[name]!r:.60}, not a value training writes; it is not "
+                          f"checked", UserWarning, stacklevel=2)
+            del describing[name]
+    return describing
 
 
 # path_vgg keywords: weights that are the same wherever they are read from
@@ -281,12 +319,11 @@ def check_trained_features(path_model, class_idx, path_vgg, scale_subregion, wha
     """A trained agent is searched with the descriptors it was trained on: a ``path_vgg`` other than the training
     run's (:func:`features_path` in ``path_model``) is a UserError where either is a keyword ('random', 'hed', …), a
     warning where both are files (the same weights may have moved); another ``scale_subregion`` is a warning (a test
-    of the other hierarchy may be meant). Checkpoints without the file (earlier versions) are not checked."""
+    of the other hierarchy may be meant). Checkpoints without the file (earlier versions) are not checked, nor is a
+    damaged value of it (a warning: :func:`read_features_file`)."""
     path = features_path(path_model, class_idx)
-    trained = read_features_file(path)
-    if trained is None or "path_vgg" not in trained:
-        return
-    given, used = str(path_vgg), str(trained["path_vgg"])
+    trained = read_features_file(path) or {}
+    given, used = str(path_vgg), str(trained.get("path_vgg", path_vgg))
     if given != used:
         if given in NAMED_VGG_WEIGHTS or used in NAMED_VGG_WEIGHTS:
             remedy = f"Test with --path_vgg {used}" if what == "this test" else f"Pass path_vgg={used!r}"
@@ -297,7 +334,7 @@ def check_trained_features(path_model, class_idx, path_vgg, scale_subregion, wha
                           f"unless the two files hold the same weights, its Q-network reads other descriptors",
                           UserWarning, stacklevel=3)
     scale = trained.get("scale_subregion")
-    if scale is not None and abs(float(scale) - float(scale_subregion)) > 1e-9:
+    if scale is not None and abs(scale - float(scale_subregion)) > 1e-9:
         warnings.warn(f"{path_model}/ was trained with scale_subregion {scale} ({path.name}), {what} searches with "
                       f"{scale_subregion}", UserWarning, stacklevel=3)
 

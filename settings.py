@@ -9,6 +9,7 @@ import argparse
 import math
 import re
 import numbers
+import os
 import sys
 import tokenize
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from types import ModuleType, SimpleNamespace
 from typing import Callable
 
 from errors import UserError
+from runtime import TEMPORARY_PREFIX
 
 
 def parse_bool(text):
@@ -267,6 +269,27 @@ def check_path_vgg(path_vgg):
         raise UserError(f"path_vgg={str(path_vgg)!r}: no such file. path_vgg takes {PATH_VGG_OPTIONS}.")
 
 
+def check_output_folder(folder, setting_name):
+    """The run can write its files in ``folder`` (the setting ``setting_name``): checked before the work, so that a
+    run does not lose its searches to a folder it cannot write at the end. A file is written and removed in the
+    folder, or, where it does not exist yet, in the nearest folder above it, where it will be created; nothing is
+    left behind. A file in its place or above it, or a folder that cannot be written, is a UserError naming it."""
+    folder = Path(folder)
+    try:
+        nearest = next(path for path in (folder, *folder.parents) if path.exists())
+    except OSError as error:        # a folder above it that cannot be looked into
+        raise UserError(f"{setting_name} {folder}: cannot reach the folder ({error.strerror or error})") from None
+    if not nearest.is_dir():
+        raise UserError(f"{setting_name} {folder}: cannot create the folder ({nearest} is a file)")
+    trial = nearest / f"{TEMPORARY_PREFIX}write_check_{os.getpid()}"
+    try:
+        trial.write_bytes(b"")
+        trial.unlink()
+    except OSError as error:
+        where = "it" if nearest == folder else f"{nearest}, where it would be created"
+        raise UserError(f"{setting_name} {folder}: cannot write in {where} ({error.strerror or error})") from None
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # what each setting takes, checked before TensorFlow is imported (detect() applies the same rules)
 
@@ -301,6 +324,7 @@ SWITCH = one_of(0, 1)
 RULES = {
     "two_databases": SWITCH, "max_images": Rule("a whole number ≥ 1, or None (all)",
                                                 lambda value: value is None or is_whole_number(value, 1)),
+    "max_pixels": whole(1),
     "vgg_precision": one_of("float32", "bfloat16", "auto"),
     "weights_order": one_of("auto", "channels_first", "channels_last"),
     "scale_subregion": between(0, 1, low_open=True, high_open=True), "number_of_steps": whole(1),

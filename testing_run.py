@@ -14,14 +14,18 @@ from errors import UserError
 from parse_xml_annotations import class_ids, several_classes
 from parse_xml_annotations import VOC2007_TEST_FOLDER, ensure_voc2007_test_annotations
 from run_folder import (DamagedFile, best_epoch, best_path, check_trained_features, check_weights,
-                        checkpoint_path, existing_epochs, log_path, missing_checkpoint, read_log, test_options)
+                        checkpoint_path, existing_epochs, log_path, missing_checkpoint, read_log, test_options,
+                        training_holder)
 from runtime import seed_everything, write_json
-from settings import check_dataset, check_path_vgg, check_settings, class_index, testing_flags
+from settings import (check_dataset, check_output_folder, check_path_vgg, check_settings, class_index,
+                      testing_flags)
 
 
 def preflight(settings, model_label):
     """The user's mistakes a test run can see without TensorFlow, each answered in one line (UserError) before
-    the seconds TensorFlow takes to import: class, test dataset, the trained agent's checkpoint, VGG-16 weights."""
+    the seconds TensorFlow takes to import: class, test dataset, the trained agent's checkpoint, VGG-16 weights,
+    and last the output folder, which must take files before the first search (a run that cannot write its
+    results would lose its searches at the end)."""
     check_settings(settings)
     class_ids(settings.class_object)
     own_images = bool(getattr(settings, "image", None))
@@ -29,17 +33,18 @@ def preflight(settings, model_label):
         if Path(settings.path_voc_test) == VOC2007_TEST_FOLDER:     # the annotations the repository carries
             ensure_voc2007_test_annotations()
         check_dataset(settings.path_voc_test, "test", settings.class_object, "path_voc_test")
-    if settings.agent != "trained":
-        return
-    if not Path(settings.path_model).is_dir():
-        raise UserError(f"path_model {settings.path_model!r}: folder not found. Train first (python "
-                        f"{model_label}_training.py) or point path_model at the checkpoints")
-    if (isinstance(settings.epoch, int) or settings.epoch == "best") and not several_classes(settings.class_object):
-        trained_weights(settings, class_index(settings), model_label)
-    check_path_vgg(settings.path_vgg)
-    if not several_classes(settings.class_object) and not model_name(settings):
-        check_trained_features(settings.path_model, class_index(settings), settings.path_vgg,
-                               settings.scale_subregion)
+    if settings.agent == "trained":
+        if not Path(settings.path_model).is_dir():
+            raise UserError(f"path_model {settings.path_model!r}: folder not found. Train first (python "
+                            f"{model_label}_training.py) or point path_model at the checkpoints")
+        if (isinstance(settings.epoch, int) or settings.epoch == "best") and \
+                not several_classes(settings.class_object):
+            trained_weights(settings, class_index(settings), model_label)
+        check_path_vgg(settings.path_vgg)
+        if not several_classes(settings.class_object) and not model_name(settings):
+            check_trained_features(settings.path_model, class_index(settings), settings.path_vgg,
+                                   settings.scale_subregion)
+    check_output_folder(settings.path_testing_folder, "path_testing_folder")
 
 
 def run_script(script, argv, model_label):
@@ -52,15 +57,17 @@ def run_script(script, argv, model_label):
 def search_records(records, name, agent, features, settings, report, only_first_object, needs_pixels=True,
                    visit=None, refiner=None):
     """The searches of ``agent`` on annotated ``records`` (testing, and validation during training), in lockstep
-    over chunks of 16 images; an unreadable image is left out. Returns ``(detections, ground_truth, trajectories)``
-    for :func:`metrics.precision_recall`: every analysed region is a detection (the paper's protocol), with its
-    search, step and whether it was triggered. ``visit(record, image, trajectory)`` is called after each image.
-    With a ``refiner`` (the ``refine`` option) a detection's ``box`` is the refined one and ``window`` the region."""
+    over chunks of 16 images; an unreadable image, or one of more than ``settings.max_pixels`` pixels, is left out.
+    Returns ``(detections, ground_truth, trajectories)`` for :func:`metrics.precision_recall`: every analysed region
+    is a detection (the paper's protocol), with its search, step and whether it was triggered. ``visit(record,
+    image, trajectory)`` is called after each image. With a ``refiner`` (the ``refine`` option) a detection's
+    ``box`` is the refined one and ``window`` the region."""
     from episodes import make_environment, run_searches
     detections, ground_truth, trajectories = [], {}, {}
     chunk = 16
     for start in range(0, len(records), chunk):
-        pairs = [(r, load_record_image(r, report) if needs_pixels else None) for r in records[start:start + chunk]]
+        pairs = [(r, load_record_image(r, report, settings.max_pixels) if needs_pixels else None)
+                 for r in records[start:start + chunk]]
         pairs = [(record, image) for record, image in pairs if image is not None or not needs_pixels]
         environments = [make_environment(r, name, settings.scale_subregion, image) for r, image in pairs]
         for (record, image), trajectory in zip(pairs, run_searches(environments, agent, features,
@@ -110,6 +117,7 @@ def test(settings, make_features, model_label):
         from detection import QNetworkPolicy, load_q_network
         epoch = settings.epoch
         weights = trained_weights(settings, class_idx, model_label)
+        weights = while_training(settings, class_idx, weights)
         agent = TrainedAgent(QNetworkPolicy(load_q_network(weights, settings.weights_order, verbose=True)))
         if model_name(settings):        # a named file (the 2016 models): no epoch known
             epoch = None
@@ -224,6 +232,22 @@ def model_name(settings):
     return None if name in (None, "", "None") else str(name)
 
 
+def while_training(settings, class_idx, weights):
+    """The weights to test while a training holds ``path_model`` (its lock, ``run_folder.training_lock``): every
+    file is written whole and renamed into place, so any file read is a complete epoch; but the latest weights
+    (``model<k>.weights.h5``) and their refinement head are replaced at each epoch, so the latest epoch is read from
+    its own numbered file, which is not rewritten. Says so in one line."""
+    holder = None if model_name(settings) else training_holder(settings.path_model, class_idx)
+    if holder is None:
+        return weights
+    saved = existing_epochs(settings.path_model, class_idx)
+    if settings.epoch == -1 and saved and checkpoint_path(settings.path_model, class_idx, saved[-1]).is_file():
+        weights = checkpoint_path(settings.path_model, class_idx, saved[-1])
+    print(f"note: a training is writing {settings.path_model}/ ({holder}); this test reads {weights.name}, a "
+          f"complete epoch (later epochs are not seen)")
+    return weights
+
+
 def trained_weights(settings, class_idx, model_label):
     """The Q-network weights a test uses: the file ``model_name`` in ``path_model`` when it is set (any layout
     ``detection.read_q_network_weights`` reads, such as the 2016 ``model_image_zooms_2``), else this project's
@@ -269,7 +293,8 @@ def search_own_images(settings, make_features, model_label):
     search and its detections, and ``detections.json``, in ``path_testing_folder``. Returns that JSON's content.
 
     Detections are the triggered regions unless ``--detections`` is given (``visited``: every analysed region).
-    An unreadable image is skipped with a warning; UserError when none can be read.
+    An unreadable image, or one of more than ``max_pixels`` pixels, is skipped with a warning; UserError when none
+    can be read.
     """
     from detection import as_rgb_image, detect_many, load_q_network
     from parse_xml_annotations import class_name
@@ -287,7 +312,7 @@ def search_own_images(settings, make_features, model_label):
     images = []
     for path in settings.image:
         try:
-            images.append((Path(path), as_rgb_image(path)))
+            images.append((Path(path), as_rgb_image(path, settings.max_pixels)))
         except UserError as error:
             report.skip_image(str(path), str(error))
     if not images:

@@ -25,4 +25,6 @@ model_name = ""                         # a weights file in path_model instead o
 weights_order = "auto"                  # model_name's descriptor rows: auto (channels first if Theano or unsaid)
                                         # | channels_first | channels_last
 max_images = None                       # test on the first N images only (None: all)
+max_pixels = 50_000_000                 # most pixels an image may have (read from its header, before decoding);
+                                        # a larger one is skipped with a warning (image_helper.MAX_PIXELS: why)
 seed = 0                                # the random agent's seed

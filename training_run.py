@@ -33,13 +33,15 @@ from run_folder import (DamagedFile, best_path, check_weights, checkpoint_path, 
                         write_together)
 from refinement import refiner_path
 from runtime import Interrupted, StopSignals, seed_everything
-from settings import (REMOVED_OPTIONS, check_dataset, check_path_vgg, check_removed_in, check_settings, class_index,
-                      training_flags)
+from settings import (REMOVED_OPTIONS, check_dataset, check_output_folder, check_path_vgg, check_removed_in,
+                      check_settings, class_index, training_flags)
 
 
 def preflight(settings):
     """The user's mistakes a training run can see without TensorFlow, each answered in one line (UserError) before
-    the seconds TensorFlow takes to import: class, dataset folders, VGG-16 weights, ``-n`` and its checkpoint."""
+    the seconds TensorFlow takes to import: class, dataset folders, VGG-16 weights, the drawings' folder
+    (``bool_draw``), ``-n`` and its checkpoint. ``path_model`` is created and written when its lock is taken
+    (``run_folder.training_lock``), before any epoch."""
     check_settings(settings)
     if settings.n < 0:
         raise UserError(f"-n {settings.n}: the first epoch to train cannot be negative (0 starts afresh, N resumes "
@@ -54,6 +56,8 @@ def preflight(settings):
     if settings.two_databases:
         check_dataset(settings.path_voc2, "trainval", settings.class_object, "path_voc2")
     check_path_vgg(settings.path_vgg)
+    if settings.bool_draw:      # the drawings of the searches, written during the epochs
+        check_output_folder(Path(settings.path_testing_folder) / "training", "path_testing_folder")
     if settings.n > 0 and not several_classes(settings.class_object):
         class_idx = class_index(settings)
         weights = checkpoint_path(settings.path_model, class_idx, settings.n - 1)
@@ -174,7 +178,7 @@ def _train(settings, make_features, model_label):
                                 disable=not sys.stderr.isatty())
                 for index in progress:
                     record = records[index]
-                    image = load_record_image(record, report)
+                    image = load_record_image(record, report, settings.max_pixels)
                     if image is None:
                         continue
                     used += 1
@@ -394,6 +398,12 @@ def resume(settings, learner, memory, rng, class_idx, sample=None):
             state = read_resume_state(state_path, previous)
             check_removed_in(state["settings"], state_path)
             check_state_fits(state, state_path, learner, memory)
+            if sample is not None and state["refine_sample"] is not None:
+                try:        # the window sample reads its own arrays and random state: loading is its check
+                    sample.load_state_dict(state["refine_sample"])
+                except Exception as error:
+                    raise DamagedFile(state_path, f"damaged (its window sample: {type(error).__name__}: "
+                                                  f"{str(error)[:200]})") from None
         except DamagedFile as damage:
             raise UserError(f"{damage}; epoch {previous} cannot be resumed exactly. To continue from its weights "
                             f"alone (inexact: a fresh optimiser and replay memory, said so when it starts), delete "
@@ -442,12 +452,9 @@ def resume(settings, learner, memory, rng, class_idx, sample=None):
                          f"buffer_experience_replay is {memory.capacity}: it starts empty")
         else:
             memory.load_state_dict(replay)
-        if sample is not None:
-            if state["refine_sample"] is None:
-                notes.append("the resume state has no window sample for the refinement head (trained without "
-                             "refine): it starts empty")
-            else:
-                sample.load_state_dict(state["refine_sample"])
+        if sample is not None and state["refine_sample"] is None:
+            notes.append("the resume state has no window sample for the refinement head (trained without refine): "
+                         "it starts empty")
     else:
         notes.append(f"no resume state {state_path.name}: optimiser and replay memory start empty, random "
                      f"generators from the seed")
@@ -458,18 +465,25 @@ def resume(settings, learner, memory, rng, class_idx, sample=None):
 
 def check_state_fits(state, path, learner, memory):
     """Raise ``DamagedFile`` unless the resume state's arrays fit this run's optimiser, dropout seeds, target network
-    and replay memory (a file that reads but holds fewer or other arrays is incomplete)."""
+    and replay memory (a file that reads but holds fewer or other arrays is incomplete) and hold numbers (the
+    replay memory's position within it, its actions among the six)."""
     def compare(what, arrays, variables):
         shapes = [tuple(array.shape) for array in arrays]
         expected = [tuple(variable.shape) for variable in variables]
         if shapes != expected:
             raise DamagedFile(path, f"incomplete ({what}: {len(shapes)} arrays where this run has {len(expected)}"
                                     + ("" if len(shapes) != len(expected) else ", of other shapes") + ")")
+        numbers(what, dict(enumerate(arrays)))
+
+    def numbers(what, arrays):
+        wrong = [(name, array.dtype) for name, array in arrays.items() if array.dtype.kind not in "biuf"]
+        if wrong:
+            raise DamagedFile(path, f"damaged ({what} array {wrong[0][0]} holds {wrong[0][1]}, not numbers)")
     compare("optimiser", state["optimizer"], learner.optimizer.variables)
     compare("dropout seeds", state["seed_generators"], _seed_variables(learner.model))
     if learner.target_model is not None and state["target_network"] is not None:
         compare("target network", state["target_network"], learner.target_model.weights)
-    from reinforcement import FORMER_FIELD_NAMES
+    from reinforcement import FORMER_FIELD_NAMES, NUM_ACTIONS
     replay = state["replay_memory"]
     if replay is not None and replay["actions"].shape[0] == memory.capacity:
         saved = {FORMER_FIELD_NAMES.get(name, name): array for name, array in replay.items()}
@@ -477,3 +491,8 @@ def check_state_fits(state, path, learner, memory):
                  if name in saved and saved[name].shape != array.shape]
         if wrong:
             raise DamagedFile(path, f"incomplete (replay memory arrays {', '.join(wrong)} of other shapes)")
+        numbers("replay memory", saved)
+        if not 0 <= saved["pos"] < memory.capacity:
+            raise DamagedFile(path, f"damaged (replay memory position {saved['pos']} outside 0..{memory.capacity - 1})")
+        if np.any((saved["actions"] < 0) | (saved["actions"] >= NUM_ACTIONS)):
+            raise DamagedFile(path, f"damaged (replay memory actions outside 0..{NUM_ACTIONS - 1})")

@@ -7,6 +7,8 @@ comment is the setting's meaning, shown by ``--help`` and in the README's settin
 path_voc2 = "./VOC2007/"                # second PASCAL VOC root, used when two_databases = 1
 two_databases = 0                       # 1: train on VOC 2012 + VOC 2007 trainval (the paper's second setup)
 max_images = None                       # use only the first N training images (None: all)
+max_pixels = 50_000_000                 # most pixels an image may have (read from its header, before decoding);
+                                        # a larger one is skipped with a warning (image_helper.MAX_PIXELS: why)
 vgg_precision = "float32"               # VGG-16's arithmetic: float32 (the paper's), bfloat16 (fast with AVX-512
                                         # BF16, AMX, recent GPUs) or auto (bfloat16 where it is native)
 initial_weights = ""                    # Q-network weights to start epoch 0 from (fine-tuning: a checkpoint of ours

@@ -39,6 +39,12 @@ figure is measured in this run, the baseline and the project side by side on the
   carry (``learner.carries``: ``trigger_values``, ``expert_actions``, ``upper_bound_values``), which the training
   search makes on every step. ``validation_images`` is not a per-step cost (validation tests after each epoch) and
   is not timed.
+- ``option_refine_step_cost`` (no target): what the ``refine`` option (docs/method.md §9) adds to a training step
+  over the seconds of the project's training step: keeping a step's window in the window sample, plus the head's
+  fit on a full sample (:data:`refinement.SAMPLE_SIZE` windows) once per epoch, shared by the steps of one of the
+  demo's epochs (``max_images`` × ``number_of_steps``).
+- ``option_refine_region_cost`` (no target): what ``refine 1`` adds to a test region over the test time per region
+  (that measurement): the head applied to a chunk of regions' descriptors, per region.
 
 Every setting below can be given as a flag of the same name (``--training_images 40``).
 """
@@ -449,6 +455,47 @@ def time_carried_fields(settings, data, repeats=3):
     return {name: float(np.median(values)) for name, values in times.items()}
 
 
+def time_refine(settings, data, repeats=3):
+    """The ``refine`` option's work: keeping one training step's window in the sample (``add_s``, median), the
+    head's fit on a full sample once per epoch (``fit_s``) and applying the head per test region
+    (``apply_region_s``, a chunk of 32 regions at a time). Descriptors are random (the time does not depend on
+    them); windows and objects come from the timing images."""
+    import image_zooms_training
+    from refinement import SAMPLE_SIZE, WindowSample, best_objects
+    from reinforcement import DESCRIPTOR_SIZE
+    rng = np.random.default_rng(5)
+    sample = WindowSample(seed=5)
+    adds = []
+    for record in data.timing_records[:8]:
+        env = data.environment(record)
+        env.start_search()
+        for _ in range(3):
+            window, descriptor = np.asarray(env.region, np.float64), rng.random(DESCRIPTOR_SIZE, np.float32)
+            started = time.perf_counter()
+            objects, _ = best_objects(window[None], env.boxes)        # what add_search_steps does per step
+            sample.add(descriptor, window, env.boxes[objects[0]] if len(env.boxes) else window)
+            adds.append(time.perf_counter() - started)
+            env.move(int(rng.integers(5)))
+    full = WindowSample(capacity=SAMPLE_SIZE, seed=5)
+    full.descriptors[:] = rng.random(full.descriptors.shape, np.float32)
+    windows = rng.uniform(0, 100, (SAMPLE_SIZE, 2))
+    full.windows[:] = np.concatenate([windows, windows + rng.uniform(20, 100, (SAMPLE_SIZE, 2))], axis=1)
+    full.boxes[:] = full.windows + rng.uniform(-10, 10, (SAMPLE_SIZE, 4))
+    full.seen = SAMPLE_SIZE
+    started = time.perf_counter()
+    head = full.fit()
+    fit_s = time.perf_counter() - started
+    chunk = full.descriptors[:32].astype(np.float32)
+    applies = []
+    for _ in range(repeats * 5):
+        started = time.perf_counter()
+        head.refine(chunk, full.windows[:32])
+        applies.append((time.perf_counter() - started) / 32)
+    demo = image_zooms_training.DEMO
+    return {"add_s": float(np.median(adds)), "fit_s": fit_s, "apply_region_s": float(np.median(applies)),
+            "epoch_steps": demo["max_images"] * settings.number_of_steps}
+
+
 def step_seconds(train):
     """Seconds per agent step of the project's training loop (the training-speed measurement)."""
     return train["train_project"]["seconds"] / train["train_project"]["steps"]
@@ -605,11 +652,14 @@ def training_phase(settings, work_dir):
     log("learning options: each one's update against the paper's, alternating")
     option_updates = time_option_updates(settings, start, [batch for batch, _ in learner_2016.updates])
     carried_fields = time_carried_fields(settings, data)
+    refine = time_refine(settings, data)
+    log(f"  refine: {refine['add_s'] * 1e3:.2f} ms per step, head fit {refine['fit_s']:.1f} s per epoch, applying it "
+        f"{refine['apply_region_s'] * 1e3:.3f} ms per region")
     log("  carried fields: " + ", ".join(f"{name} {seconds * 1e3:.2f} ms" for name, seconds in carried_fields.items())
         + " per step")
     return {
         "overlap": overlap, "update_products": update_products,
-        "option_updates": option_updates, "carried_fields_s": carried_fields,
+        "option_updates": option_updates, "carried_fields_s": carried_fields, "refine": refine,
         "batch_size": settings.batch_size, "training_epochs": epochs, "training_peak_rss_mb": training_peak,
         "cache_used_mb": cache_used_mb, "replay_memory": memory.capacity,
         "update_2016_s": float(np.mean(update_2016)), "update_2016_times_s": update_2016,
@@ -733,6 +783,9 @@ def figures_of(train, test):
         **{f"vgg_bfloat16_speedup_{batch}": times["float32"] / times["bfloat16"]
            for batch, times in test["bfloat16"].items()},
         **{f"option_{name}_step_cost": cost for name, cost in option_step_costs(train).items()},
+        "option_refine_step_cost": (train["refine"]["add_s"] + train["refine"]["fit_s"]
+                                    / train["refine"]["epoch_steps"]) / step_seconds(train),
+        "option_refine_region_cost": train["refine"]["apply_region_s"] / test["test_region_s"],
     }
 
 
@@ -771,6 +824,11 @@ def how_measured(train, test):
                                             f"{times['float32']:.4f} s / bfloat16 {times['bfloat16']:.4f} s per image"
            for batch, times in test["bfloat16"].items()},
         **option_how(train),
+        "option_refine_step_cost": f"keeping a window {train['refine']['add_s'] * 1e3:.2f} ms + head fit "
+                                   f"{train['refine']['fit_s']:.1f} s / {train['refine']['epoch_steps']} steps of a "
+                                   f"demo epoch, per {step_seconds(train):.3f} s step",
+        "option_refine_region_cost": f"head applied {train['refine']['apply_region_s'] * 1e3:.3f} ms per region / "
+                                     f"{test['test_region_s']:.3f} s per test region",
     }
 
 

@@ -16,7 +16,8 @@ four times (the refinement does not change them; the descriptor cache serves the
 Datasets: ``synthetic`` (the demo's, ``synthetic_dataset.py``), ``plain`` and ``cluttered``
 (``experiments/other_voc.py``'s, drawn into ``data/other_voc_<kind>`` if absent).
 
-Writes to ``--output``: ``refinement.json`` (a row per dataset, model, seed, agent, refine and duplicates: AP,
+Writes to ``--output``: ``refinement.json`` (rows of earlier runs into the same folder are kept, but for the
+datasets, models and seeds run again; a row per dataset, model, seed, agent, refine and duplicates: AP,
 AP-07, max recall and the precision–recall curve; a summary of means over seeds) and ``refinement.png`` (the
 precision–recall curves of the trained agents, every seed, one panel per dataset and model).
 """
@@ -113,6 +114,20 @@ def test_ways(training, module, model, agent, folder, features_for, path_voc):
     return rows
 
 
+def earlier_rows(report_path, arguments):
+    """The rows of an earlier run into the same folder, less those this run tests again."""
+    import json
+    if not report_path.is_file():
+        return []
+    try:
+        rows = json.loads(report_path.read_text())["rows"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise UserError(f"{report_path}: not a refinement benchmark report ({error}); move it away") from None
+    again = {(dataset, model, seed) for dataset in arguments.datasets for model in arguments.models
+             for seed in range(arguments.seeds)}
+    return [row for row in rows if (row["dataset"], row["model"], row["seed"]) not in again]
+
+
 def summarise(rows):
     """Means (and min–max) over seeds of each dataset, model, agent and way."""
     groups = {}
@@ -183,7 +198,7 @@ def main(argv=None):
         plot(json.loads(report_path.read_text())["rows"], output / "refinement.png")
         return print(f"figure in {output / 'refinement.png'}")
     from experiments.learning_benchmark import script_modules, shared_features
-    started, rows = time.perf_counter(), []
+    started, rows = time.perf_counter(), earlier_rows(report_path, arguments)
     command = "python experiments/refinement_benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv)
     for model in arguments.models:
         training_module, testing_module = script_modules(model)

@@ -40,10 +40,13 @@ def small_q_network():
     """Q-networks 25,112 → 32 → 32 → 6 instead of the paper's 1024-wide ones, for test modules of what does not
     depend on the width (checkpoints, resume, folders, options, scripts): building, updating and saving the paper's
     26 M weights is most of such a test's time. Tests of the paper's network itself (its shapes, the 2016 files, the
-    learning test) do not use it; a subprocess does not see it (a launcher sets ``reinforcement.HIDDEN_UNITS``)."""
+    learning test) do not use it; a subprocess does not see it (a launcher sets ``reinforcement.HIDDEN_UNITS``), so
+    several classes train in this process (``classes_run.CLASSES_APART`` off)."""
+    import classes_run
     import reinforcement
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(reinforcement, "HIDDEN_UNITS", SMALL_HIDDEN_UNITS)
+        patch.setattr(classes_run, "CLASSES_APART", False)     # a class's own process would build the paper's
         yield SMALL_HIDDEN_UNITS
 
 

@@ -3,6 +3,7 @@ annotations, multi-class training and testing on the synthetic dataset, resume a
 class, and merging the results of separate jobs."""
 import argparse
 import json
+import os
 import signal
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 import class_results
 import classes_run
 import compare_results
+import reinforcement
 import image_zooms_testing
 import image_zooms_training
 import run_folder
@@ -150,3 +152,47 @@ def test_all_classes_train_test_and_resume_after_an_interruption_in_class_two(da
     combined = json.loads((tmp_path / "testing" / "results.json").read_text())
     tested = [identifier for identifier in present_classes(dataset, "test") if identifier in trained]
     assert len(combined["classes"]) == len(tested)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# each class of a several-class training in a fresh process (memory flat over classes)
+
+def answer(value):
+    return os.getpid(), value
+
+
+def fail_with(kind):
+    if kind == "user":
+        raise UserError("path_model x/: a user's mistake")
+    if kind == "interrupt":
+        raise Interrupted(signal.SIGTERM)
+    return [][1]                                    # a bug
+
+
+def test_a_fresh_process_returns_the_value_and_every_ending_as_it_would_here():
+    pid, value = classes_run.in_fresh_process(answer, {"ap": 0.5})
+    assert value == {"ap": 0.5} and pid != os.getpid()
+    with pytest.raises(UserError, match="a user's mistake"):
+        classes_run.in_fresh_process(fail_with, "user")
+    with pytest.raises(Interrupted) as interrupted:
+        classes_run.in_fresh_process(fail_with, "interrupt")
+    assert interrupted.value.signal_number == signal.SIGTERM
+    with pytest.raises(RuntimeError, match="IndexError"):
+        classes_run.in_fresh_process(fail_with, "bug")
+
+
+@pytest.mark.slow
+def test_classes_trained_apart_have_the_files_of_one_process(dataset, tmp_path, monkeypatch):
+    # the children build the paper's network with the script's own features (random VGG-16): so does this process
+    monkeypatch.setattr(reinforcement, "HIDDEN_UNITS", 1024)
+    monkeypatch.setattr(classes_run, "CLASSES_APART", True)
+    classes = ",".join(str(identifier) for identifier in present_classes(dataset, "trainval")[:2])
+    train = ["--path_voc", str(dataset), "--class_object", classes, "--epochs", "1", *TINY]
+    image_zooms_training.main([*train, "--path_model", str(tmp_path / "apart")])
+    monkeypatch.setattr(classes_run, "CLASSES_APART", False)
+    image_zooms_training.main([*train, "--path_model", str(tmp_path / "together")])
+    names = sorted(path.name for path in (tmp_path / "together").iterdir() if path.name.endswith(".weights.h5"))
+    assert len(names) >= 4 and names == sorted(path.name for path in (tmp_path / "apart").iterdir()
+                                              if path.name.endswith(".weights.h5"))
+    for name in names:
+        assert same_weights(tmp_path / "apart" / name, tmp_path / "together" / name), name

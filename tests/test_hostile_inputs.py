@@ -3,11 +3,19 @@ pixels than the limit, or a decompression bomb, skipped with one warning before 
 that would lead outside their folder refused with one line; results files with NaN, wrong shapes or deep nesting
 refused with one line naming the file and the field, and merged results written as valid JSON.
 
+Shared folders and hostile inputs: the ``max_pixels`` setting in training, validation, testing and ``--image``;
+output folders that cannot be created or written refused in one line before the first search or epoch; a damaged
+``features_model<k>.json`` a warning naming the field, a damaged resume state one line naming the file and the
+field, with nothing written.
+
 The lock on ``path_model`` is tested in test_lock.py.
 """
+import contextlib
 import io
 import json
+import os
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -15,6 +23,7 @@ import warnings
 import zlib
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from PIL import Image
@@ -22,13 +31,19 @@ from PIL import Image
 import class_results
 import compare_results
 import image_zooms_testing
+import image_zooms_training
+import testing_settings
+import training_settings
+from conftest import tiny_backbone
 from dataset import SkipReport, load_record_image
 from detection import as_rgb_image
 from errors import UserError
-from image_helper import MAX_PIXELS, load_image
-from parse_xml_annotations import (ImageRecord, annotation_path, class_ids, parse_annotation, read_class_image_set,
-                                   read_image_set)
+from image_helper import MAX_PIXELS, image_path, load_image
+from parse_xml_annotations import (ImageRecord, annotation_path, class_ids, load_records, parse_annotation,
+                                   read_class_image_set, read_image_set)
+from run_folder import check_trained_features, read_log
 from runtime import main_guard
+from settings import check_output_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -210,6 +225,10 @@ DAMAGED = [
     ("deep", "[" * 100_000 + "]" * 100_000, r"JSON nested too deeply"),
     ("deep_field", json.dumps(results()).replace('"ap": 0.41', '"ap": ' + "[" * 100_000 + "]" * 100_000),
      r"JSON nested too deeply"),
+    ("huge_integer", json.dumps(results()).replace('"num_images": 10', '"num_images": ' + "9" * 5000),
+     r"not a valid JSON file \(Exceeds the limit \(4300 digits\)"),
+    ("long_label", json.dumps(results(model=[[["x" * 10_000]]])),     # the value is cut at 60 characters
+     r"'model' must be a text, found \[\[\['x{56}$"),
 ]
 
 
@@ -224,6 +243,19 @@ def test_a_damaged_results_file_is_one_line_naming_the_file_and_the_field(tmp_pa
     assert len(error.strip().splitlines()) == 1 and error.startswith(f"error: {path}: ")
     assert re.search(problem, error), error
     assert not (tmp_path / "cmp.png").exists()
+
+
+@pytest.mark.parametrize("name", ["nan_regions", "classes_not_rows", "deep", "huge_integer"])
+def test_merging_a_damaged_results_file_is_one_line_and_writes_nothing(tmp_path, capsys, name):
+    content = dict((case[0], case[1]) for case in DAMAGED)[name]
+    path = tmp_path / f"{name}.json"
+    path.write_text(content)
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(results(class_object="bird")))
+    assert compare_results.main([str(good), str(path), "--merge", str(tmp_path / "merged.json")]) == 2
+    error = capsys.readouterr().err
+    assert len(error.strip().splitlines()) == 1 and error.startswith(f"error: {path}: ")
+    assert not (tmp_path / "merged.json").exists()
 
 
 def test_the_command_line_exits_2_with_one_line_on_nan(tmp_path):
@@ -254,3 +286,273 @@ def test_merged_results_are_valid_json(tmp_path):
     paths[0].write_text(json.dumps(results(class_object="../bird")))
     with pytest.raises(UserError, match=r"bird.json: class_object '../bird' is not a VOC class"):
         class_results.merge(paths, tmp_path / "again.json")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the max_pixels setting, in training, validation and testing
+
+# pixels: between the synthetic dataset's image sizes (64-96 px a side), so that each split has images over it
+LIMIT = 5700
+TINY_TRAINING = ["--path_vgg", "random", "--buffer_experience_replay", "12", "--batch_size", "4",
+                 "--number_of_steps", "3", "--learning_rate", "1e-4", "--refine", "1", "--validation_images", "2"]
+
+
+def tiny_features(settings):
+    from features import ImageZoomsFeatures
+    return ImageZoomsFeatures(backbone=tiny_backbone(), cache_mb=0)
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    monkeypatch.setattr(image_zooms_training, "make_features", tiny_features)
+    monkeypatch.setattr(image_zooms_testing, "make_features", tiny_features)
+
+
+def over_limit(dataset, split):
+    """The ids of the split's aeroplane images above LIMIT pixels, by their annotations' sizes, and all ids in order."""
+    records = load_records([dataset], "aeroplane", split, skipped=[])
+    return ({record.image_id for record in records if record.annotation.width * record.annotation.height > LIMIT},
+            [record.image_id for record in records])
+
+
+@pytest.fixture(scope="module")
+def trained(dataset, small_q_network, tmp_path_factory):
+    """One epoch of a tiny training (refine 1, two validation images) with max_pixels LIMIT: its path_model, its
+    warnings and its output."""
+    models = tmp_path_factory.mktemp("trained") / "models"
+    output = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings(record=True) as caught, \
+            contextlib.redirect_stdout(output):
+        patch.setattr(image_zooms_training, "make_features", tiny_features)
+        warnings.simplefilter("always")
+        image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(models), *TINY_TRAINING,
+                                   "--max_pixels", str(LIMIT), "--epochs", "1"])
+    return models, [str(warning.message) for warning in caught if issubclass(warning.category, UserWarning)], \
+        output.getvalue()
+
+
+def run_guarded(main, argv, capsys):
+    """A script's main as the command line runs it (main_guard): (exit code, stderr lines, stdout)."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main_guard(lambda: main(argv))
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    return exit_info.value.code, captured.err.strip().splitlines(), captured.out
+
+
+def test_max_pixels_is_a_setting_of_the_scripts_with_the_library_default(tmp_path, capsys):
+    assert training_settings.max_pixels == testing_settings.max_pixels == MAX_PIXELS
+    code, error, _ = run_guarded(image_zooms_testing.main, ["--max_pixels", "0", "--path_testing_folder",
+                                                            str(tmp_path / "out")], capsys)
+    assert code == 2 and error == ["error: max_pixels must be a whole number ≥ 1, got 0"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_training_and_validation_skip_images_over_max_pixels_with_one_warning_each(trained, dataset):
+    models, messages, output = trained
+    over, ids = over_limit(dataset, "trainval")
+    training_ids, validation_ids = ids[:-2], ids[-2:]
+    assert over & set(training_ids) and over & set(validation_ids)         # the case each part is tested on
+    skipped = [message for message in messages if "(max_pixels)" in message]
+    assert len(skipped) == len(over) and all(any(f"{image_id}.jpg is " in message for message in skipped)
+                                             for image_id in over)
+    assert all(f"more than the limit of {LIMIT / 1e6:g} megapixels (max_pixels); skipped" in message
+               for message in skipped)
+    assert f"skipped {len(over)} image" in output
+    log = read_log(models / "training_log_model0.csv")
+    assert log[0]["images"] == len(set(training_ids) - over) and log[0]["validation_ap"] is not None
+
+
+def test_testing_skips_dataset_images_over_max_pixels_and_counts_them(dataset, tmp_path):
+    over, ids = over_limit(dataset, "test")
+    assert over and len(over) < len(ids)
+    with pytest.warns(UserWarning, match=r"\(max_pixels\); skipped") as caught:
+        image_zooms_testing.main(["--path_voc_test", str(dataset), "--agent", "random", "--bool_draw", "1",
+                                  "--number_of_steps", "2", "--max_pixels", str(LIMIT), "--path_testing_folder",
+                                  str(tmp_path / "out")])
+    assert sum("(max_pixels)" in str(warning.message) for warning in caught) == len(over)
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["skipped_images"] == len(over) and results["num_images"] == len(ids) - len(over)
+    assert set(results["trajectories"]) == set(ids) - over
+
+
+def test_own_images_over_max_pixels_are_skipped_and_counted(trained, dataset, tmp_path, tiny):
+    models = trained[0]
+    over, ids = over_limit(dataset, "test")
+    big = image_path(dataset, sorted(over)[0])
+    small = image_path(dataset, sorted(set(ids) - over)[0])
+    with pytest.warns(UserWarning, match=rf"{big.name} is .*\(max_pixels\); skipped") as caught:
+        image_zooms_testing.main(["--path_model", str(models), "--path_vgg", "random", "--number_of_steps", "2",
+                                  "--max_pixels", str(LIMIT), "--path_testing_folder", str(tmp_path / "own"),
+                                  "--image", str(big), "--image", str(small)])
+    assert sum("(max_pixels)" in str(warning.message) for warning in caught) == 1
+    found = json.loads((tmp_path / "own" / "detections.json").read_text())
+    assert found["skipped_images"] == 1 and [entry["image"] for entry in found["images"]] == [str(small)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# output folders checked before the work
+
+def test_testing_into_a_folder_it_cannot_create_stops_before_the_first_search(trained, dataset, tmp_path, tiny,
+                                                                               capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("kept")
+    image = image_path(dataset, over_limit(dataset, "test")[1][0])
+    common = ["--path_voc_test", str(dataset), "--path_model", str(trained[0]), "--path_vgg", "random"]
+    for folder, extra in [(blocker, []), (blocker / "deeper" / "still", ["--agent", "random", "--bool_draw", "1"]),
+                          (blocker, ["--image", str(image)]), (blocker, ["--epoch", "all"])]:
+        code, error, output = run_guarded(image_zooms_testing.main,
+                                          [*common, "--path_testing_folder", str(folder), *extra], capsys)
+        assert code == 2 and error == [f"error: path_testing_folder {folder}: cannot create the folder ({blocker} is "
+                                       f"a file)"], extra
+        assert "testing:" not in output and "searches" not in output        # no search was started
+    assert blocker.read_text() == "kept" and sorted(tmp_path.iterdir()) == [blocker]
+
+
+def test_training_into_folders_it_cannot_create_stops_before_the_first_epoch(dataset, tmp_path, tiny, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("kept")
+    training = ["--path_voc", str(dataset), *TINY_TRAINING, "--epochs", "1"]
+    code, error, output = run_guarded(image_zooms_training.main, [*training, "--path_model", str(blocker / "models")],
+                                      capsys)
+    assert code == 2 and error == [f"error: path_model {blocker / 'models'}: cannot create the folder ({blocker} is a "
+                                   f"file)"]
+    code, error, output = run_guarded(image_zooms_training.main, [
+        *training, "--path_model", str(tmp_path / "models"), "--bool_draw", "1", "--path_testing_folder", str(blocker)],
+        capsys)
+    assert code == 2 and error == [f"error: path_testing_folder {blocker / 'training'}: cannot create the folder "
+                                   f"({blocker} is a file)"]
+    assert "epoch" not in output and not (tmp_path / "models").exists()     # not even the lock was taken
+    assert blocker.read_text() == "kept"
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes in any folder")
+def test_a_folder_that_cannot_be_written_is_one_line_naming_it(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        with pytest.raises(UserError, match=rf"path_testing_folder {locked}: cannot write in it \(Permission denied"):
+            check_output_folder(locked, "path_testing_folder")
+        with pytest.raises(UserError, match=rf"path_testing_folder {locked / 'new'}: cannot write in {locked}, "
+                                            rf"where it would be created"):
+            check_output_folder(locked / "new", "path_testing_folder")
+    finally:
+        locked.chmod(0o700)
+    assert list(locked.iterdir()) == []
+
+
+def test_the_output_check_leaves_nothing_behind(tmp_path):
+    check_output_folder(tmp_path / "new" / "deeper", "path_testing_folder")
+    check_output_folder(tmp_path, "path_testing_folder")
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# what is read from a run folder: the describing settings and the resume state
+
+FEATURES = {"path_vgg": "random", "vgg_precision": "float32", "scale_subregion": 0.75}
+DAMAGED_FEATURES = [
+    ("scale_text", json.dumps({**FEATURES, "scale_subregion": "abc"}), r"scale_subregion is 'abc', not a value"),
+    ("scale_nan", json.dumps({**FEATURES, "scale_subregion": float("nan")}), r"scale_subregion is nan, not a value"),
+    ("scale_list", json.dumps({**FEATURES, "scale_subregion": [0.5]}), r"scale_subregion is \[0.5\], not a value"),
+    ("path_list", json.dumps({**FEATURES, "path_vgg": ["random"]}), r"path_vgg is \['random'\], not a value"),
+    ("precision_null", json.dumps({**FEATURES, "vgg_precision": None}), r"vgg_precision is None, not a value"),
+    ("not_an_object", json.dumps([FEATURES]), r"a JSON list, not an object"),
+    ("deep", "[" * 100_000 + "]" * 100_000, r"unreadable \(RecursionError"),
+    ("huge_integer", json.dumps(FEATURES).replace("0.75", "9" * 5000), r"unreadable \(ValueError: Exceeds the limit"),
+]
+
+
+@pytest.mark.parametrize("name, content, problem", DAMAGED_FEATURES, ids=[case[0] for case in DAMAGED_FEATURES])
+def test_a_damaged_features_file_is_one_warning_naming_the_file_and_the_field(tmp_path, name, content, problem):
+    """The file only serves a check: its damage is a warning and the damaged value goes unchecked."""
+    (tmp_path / "features_model0.json").write_text(content)
+    with pytest.warns(UserWarning) as caught:
+        check_trained_features(tmp_path, 0, "random", 0.75)
+    assert len(caught) == 1 and str(caught[0].message).startswith(f"{tmp_path / 'features_model0.json'}: ")
+    assert re.search(problem, str(caught[0].message)) and "\n" not in str(caught[0].message)
+
+
+def test_a_damaged_field_leaves_the_other_fields_checked(tmp_path):
+    (tmp_path / "features_model0.json").write_text(json.dumps({**FEATURES, "path_vgg": "hed", "scale_subregion": "x"}))
+    with pytest.warns(UserWarning, match="scale_subregion is 'x'"), \
+            pytest.raises(UserError, match=r"was trained on path_vgg 'hed' \(features_model0.json\)"):
+        check_trained_features(tmp_path, 0, "random", 0.75)
+
+
+def test_testing_goes_on_with_a_damaged_features_file(trained, dataset, tmp_path, tiny, capsys):
+    models = Path(shutil.copytree(trained[0], tmp_path / "models"))
+    (models / "features_model0.json").write_text(json.dumps({**FEATURES, "scale_subregion": [0.5]}))
+    capsys.readouterr()
+    main_guard(lambda: image_zooms_testing.main(["--path_voc_test", str(dataset), "--path_model", str(models),
+                                                 "--path_vgg", "random", "--number_of_steps", "2",
+                                                 "--path_testing_folder", str(tmp_path / "out")]))
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: {models / 'features_model0.json'}: scale_subregion is [0.5], not a value training writes; it is "
+        f"not checked"]
+    assert (tmp_path / "out" / "results.json").is_file()
+
+
+def set_attribute(name, value):
+    def damage(handle):
+        del handle.attrs[name]
+        handle.attrs[name] = value
+    return damage
+
+
+def set_array(group, name, value):
+    def damage(handle):
+        del handle[group][name]
+        handle[group][name] = value
+    return damage
+
+
+def change_numpy_rng(**changes):
+    """A damage: the saved random generator's state with ``changes``."""
+    def damage(handle):
+        set_attribute("numpy_rng", json.dumps({**json.loads(handle.attrs["numpy_rng"]), **changes}))(handle)
+    return damage
+
+
+DAMAGED_RESUME_STATES = [
+    ("rng_list", set_attribute("numpy_rng", "[1, 2]"),
+     r"attribute numpy_rng \(the random generator's state\) is damaged \(TypeError: state must be a dict\)"),
+    ("rng_other_generator", change_numpy_rng(bit_generator="MT19937"),
+     r"attribute numpy_rng .* is damaged \(ValueError: state must be for a PCG64 RNG\)"),
+    ("rng_nan", change_numpy_rng(state={"state": float("nan"), "inc": 1}),
+     r"attribute numpy_rng .* is damaged \(ValueError"),
+    ("rng_deep", set_attribute("numpy_rng", "[" * 100_000 + "]" * 100_000),
+     r"attribute numpy_rng .* is damaged \(RecursionError"),
+    ("settings_list", set_attribute("settings", "[1, 2]"),
+     r"attribute settings \(the run's settings\) is damaged \(ValueError: a JSON list, not an object"),
+    ("settings_text", set_attribute("settings", "{broken"), r"attribute settings .* is damaged \(JSONDecodeError"),
+    ("epoch_text", set_attribute("epoch", "zero"), r"attribute epoch is damaged \(ValueError"),
+    ("epsilon_nan", set_attribute("epsilon", float("nan")), r"attribute epsilon is damaged \(ValueError: nan is not"),
+    ("optimiser_text", set_array("optimizer", "0", np.bytes_("ab")), r"damaged \(optimiser array 0 holds \|S2"),
+    ("replay_position", set_array("replay_memory", "pos", np.array(10 ** 9)),
+     r"damaged \(replay memory position 1000000000 outside 0..11\)"),
+    ("replay_actions", set_array("replay_memory", "actions", np.full(12, 99, np.int32)),
+     r"damaged \(replay memory actions outside 0..5\)"),
+    ("window_sample_rng", set_array("refine_sample", "rng", np.frombuffer(b"{garbage", np.uint8)),
+     r"damaged \(its window sample: SyntaxError"),
+]
+
+
+@pytest.mark.parametrize("name, damage, problem", DAMAGED_RESUME_STATES,
+                         ids=[case[0] for case in DAMAGED_RESUME_STATES])
+def test_a_damaged_resume_state_is_one_line_naming_the_file_and_the_field(trained, dataset, tmp_path, tiny, capsys,
+                                                                           name, damage, problem):
+    models = Path(shutil.copytree(trained[0], tmp_path / "models"))
+    state = models / "resume_model0_epoch_0.h5"
+    with h5py.File(state, "a") as handle:
+        damage(handle)
+    before = {path.name: path.read_bytes() for path in models.iterdir()}
+    code, error, output = run_guarded(image_zooms_training.main, [
+        "--path_voc", str(dataset), "--path_model", str(models), *TINY_TRAINING, "--max_pixels", str(LIMIT),
+        "--epochs", "2", "-n", "1"], capsys)
+    assert code == 2 and len(error) == 1 and error[0].startswith(f"error: {state}: "), error
+    assert re.search(problem, error[0]), error[0]
+    assert f"delete {state.name} and run -n 1 again" in error[0]          # the way on
+    assert "epoch   1" not in output and "resuming at epoch" not in output
+    assert {path.name: path.read_bytes() for path in models.iterdir()} == before     # nothing written

@@ -129,3 +129,61 @@ def test_of_runs_started_together_on_a_stale_lock_one_holds_it(tmp_path):
     answers = sorted(run.communicate(timeout=60)[0].strip() for run in runs)
     assert answers == ["held"] + ["refused"] * 5
     assert not lock_path(tmp_path, 0).exists()
+
+
+@pytest.mark.slow
+def test_two_trainings_into_one_folder_the_second_stops_at_once_the_first_keeps_its_own_files(dataset, tmp_path):
+    import time
+    import run_folder
+    from test_resume import LEARNING_COLUMNS, TINY, same_weights
+    command = [sys.executable, "image_zooms_training.py", "--path_voc", str(dataset), *TINY, "--epochs", "3"]
+    subprocess.run([*command, "--path_model", str(tmp_path / "alone")], cwd=ROOT, check=True, capture_output=True)
+    shared = tmp_path / "shared"
+    first = subprocess.Popen([*command, "--path_model", str(shared)], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    waited = time.monotonic()
+    while not lock_path(shared, 0).exists():
+        assert first.poll() is None and time.monotonic() - waited < 120, first.communicate()
+        time.sleep(0.05)
+    started = time.monotonic()
+    second = subprocess.run([*command, "--path_model", str(shared), "--seed", "1"], cwd=ROOT, capture_output=True,
+                            text=True)
+    elapsed = time.monotonic() - started
+    assert first.poll() is None                         # the second met a live run
+    assert second.returncode == 2 and elapsed < 5, (second.returncode, elapsed)   # the 2 s on a quiet machine
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(shared) in lines[0] and f"process {first.pid}" in lines[0], lines
+    assert first.wait(timeout=300) == 0, first.communicate()
+    names = sorted(path.name for path in shared.iterdir())
+    assert names == sorted(path.name for path in (tmp_path / "alone").iterdir())       # the lock is gone too
+    for name in names:
+        if name.endswith(".weights.h5"):
+            assert same_weights(shared / name, tmp_path / "alone" / name), name
+        elif name.endswith(".csv"):
+            rows = [[{key: row[key] for key in LEARNING_COLUMNS} for row in run_folder.read_log(folder / name)]
+                    for folder in (shared, tmp_path / "alone")]
+            assert rows[0] == rows[1], name
+
+
+@pytest.mark.usefixtures("small_q_network")
+def test_a_test_while_a_training_writes_reads_the_latest_complete_epoch_and_says_so(dataset, tmp_path, monkeypatch,
+                                                                                    capsys):
+    import image_zooms_testing
+    import image_zooms_training
+    from test_resume import TINY, tiny_features
+    monkeypatch.setattr(image_zooms_training, "make_features", tiny_features)
+    monkeypatch.setattr(image_zooms_testing, "make_features", tiny_features)
+    models = tmp_path / "models"
+    image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(models), *TINY, "--epochs", "2"])
+
+    def test(folder):
+        image_zooms_testing.main(["--path_voc_test", str(dataset), "--path_model", str(models), "--path_vgg", "random",
+                                  "--path_testing_folder", str(tmp_path / folder), "--number_of_steps", "3"])
+        return json.loads((tmp_path / folder / "results.json").read_text()), capsys.readouterr().out
+    alone, output = test("alone")
+    assert "note: a training is writing" not in output and alone["weights"].endswith("model0.weights.h5")
+    with training_lock(models, 0):          # a training of this class holds the folder
+        during, output = test("during")
+    assert f"note: a training is writing {models}/ (process {os.getpid()}" in output
+    assert during["weights"].endswith("model0_epoch_1.weights.h5") and during["epoch"] == 1
+    assert during["ap"] == alone["ap"] and during["detections"] == alone["detections"]     # the same epoch
