@@ -130,7 +130,8 @@ class RandomAgent:
 
 class UpperBoundAgent:
     """Guided by the ground truth: moves to the child with the highest IoU with any available object and
-    triggers when no child improves on the current region; a region's score is its IoU."""
+    triggers when no child improves on the current region; a region's score is its IoU (with ``refine 1``, the
+    refined box's: :func:`run_searches`)."""
 
     needs_features = False
     uses_ground_truth = True
@@ -156,7 +157,8 @@ def run_searches(environments, agent, describer, number_of_steps, only_first_obj
     (``step`` counts regions analysed in that search, from 1). At most ``number_of_steps`` regions per image in
     all. After a trigger the region is painted with the mean colour and, unless ``only_first_object``, a new
     search starts from the whole image. With a ``refiner`` (:class:`refinement.BoxRefiner`, the ``refine`` option)
-    each step also has ``refined``, the box the head fits to the region; the search itself is unchanged.
+    each step also has ``refined``, the box the head fits to the region; the search itself is unchanged (the upper
+    bound, whose score is the IoU of what it reports, then scores the refined box).
     """
     trajectories = [[] for _ in environments]
     search_index = [0] * len(environments)
@@ -181,7 +183,10 @@ def run_searches(environments, agent, describer, number_of_steps, only_first_obj
                 "q_values": None if q_values is None else q_values[position].tolist(),
                 "search": search_index[i], "step": step_in_search[i], "triggered": action == TRIGGER})
             if refined is not None:
-                trajectories[i][-1]["refined"] = np.clip(refined[position], 0, [env.width, env.height] * 2).tolist()
+                box = np.clip(refined[position], 0, [env.width, env.height] * 2)
+                trajectories[i][-1]["refined"] = box.tolist()
+                if agent.uses_ground_truth:     # the upper bound scores what it reports: the refined box's IoU
+                    trajectories[i][-1]["score"] = float(env.target(box)[1])
             if action == TRIGGER:
                 # an agent guided by the ground truth has found its target (even below IoU 0.5: it will not do
                 # better), so that object leaves the search and the next search cannot loop back to it

@@ -118,6 +118,9 @@ def test_refine_trains_resumes_exactly_and_tests_with_both_boxes(dataset, tmp_pa
     assert all(isinstance(d["duplicate"], bool) for d in demoted["detections"])
     upper = test("upper", "--refine", "1", "--agent", "upper_bound")     # the ceiling refined by the same head
     assert all("window" in d for d in upper["detections"])
+    upper_windows = test("upper_windows", "--agent", "upper_bound")     # the same search, scored by its windows
+    assert [d["window"] for d in upper["detections"]] == [d["box"] for d in upper_windows["detections"]]
+    assert any(a["score"] != b["score"] for a, b in zip(upper["detections"], upper_windows["detections"]))
     with pytest.raises(UserError, match="no refinement head"):
         image_zooms_testing.main(["--path_voc_test", str(dataset), "--path_model", str(tmp_path / "plain"),
                                   "--path_vgg", "random", "--refine", "1"])
