@@ -101,6 +101,13 @@ def help_text(name, value, comments):
     return f"{meaning} ({accepts}default: {value!r})".replace("%", "%%").strip()
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A mistyped flag or value is one line naming it (argparse would print the whole usage of ~40 flags first)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (--help lists every setting)\n")
+
+
 def configure(defaults, argv=None, description=None, extra=None):
     """Parse ``argv`` against ``defaults`` (name → default value) and return a namespace of settings.
 
@@ -115,8 +122,8 @@ def configure(defaults, argv=None, description=None, extra=None):
     if "path_vgg" in defaults:
         from features import PATH_VGG_HELP     # features imports TensorFlow only inside its functions
         epilog = PATH_VGG_HELP
-    parser = argparse.ArgumentParser(description=description, epilog=epilog,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=description, epilog=epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     if extra is not None:
         extra(parser)
     declared = {action.dest: action for action in parser._actions}

@@ -309,27 +309,26 @@ def search_own_images(settings, make_features, model_label):
     protocol = settings.detections if "detections" in settings.explicit else "triggered"
     out_folder = Path(settings.path_testing_folder)
     report = SkipReport()
-    images = []
-    for path in settings.image:
-        try:
-            images.append((Path(path), as_rgb_image(path, settings.max_pixels)))
-        except UserError as error:
-            report.skip_image(str(path), str(error))
-    if not images:
-        raise UserError(f"none of the {len(settings.image)} images could be read (first: "
-                        f"{next(iter(report.images.values()))})")
     model, features = load_q_network(weights, settings.weights_order, verbose=True), make_features(settings)
     refiner = None
     if settings.refine:
         from refinement import load_refiner
         refiner = load_refiner(weights)
-    print(f"{model_label}: the {name} agent of {weights} searches {len(images)} image"
-          f"{'s' if len(images) != 1 else ''}, scale {settings.scale_subregion}")
+    count = len(settings.image)
+    print(f"{model_label}: the {name} agent of {weights} searches {count} image{'s' if count != 1 else ''}, "
+          f"scale {settings.scale_subregion}")
 
     entries, figure_names = [], set()
-    chunk = 16
-    for start in range(0, len(images), chunk):
-        batch = images[start:start + chunk]
+    chunk = 16      # images are decoded a chunk at a time: a long list of large images is not held at once
+    for start in range(0, count, chunk):
+        batch = []
+        for path in settings.image[start:start + chunk]:
+            try:
+                batch.append((Path(path), as_rgb_image(path, settings.max_pixels)))
+            except UserError as error:
+                report.skip_image(str(path), str(error))
+        if not batch:
+            continue
         found = detect_many([array for _, array in batch], model, features=features,
                             scale_subregion=settings.scale_subregion, number_of_steps=settings.number_of_steps,
                             only_first_object=settings.only_first_object, detections=protocol,
@@ -347,6 +346,8 @@ def search_own_images(settings, make_features, model_label):
                             "boxes": boxes.tolist(), "scores": scores.tolist(), "figure": str(figure),
                             "trajectory": trajectory})
             print(f"  {detections_title(path.name, trajectory, protocol)} -> {figure}", flush=True)
+    if not entries:
+        raise UserError(f"none of the {count} images could be read (first: {next(iter(report.images.values()))})")
     summary = {"model": model_label, "class_object": name, "weights": str(weights),
                "scale_subregion": settings.scale_subregion, "number_of_steps": settings.number_of_steps,
                "only_first_object": bool(settings.only_first_object), "detections_protocol": protocol,

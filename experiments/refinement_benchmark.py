@@ -47,7 +47,8 @@ def parse_arguments(argv):
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--datasets", default="synthetic", help=f"comma-separated: {','.join(DATASETS)}")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated: {','.join(MODELS)}")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds first_seed .. first_seed + N - 1")
+    parser.add_argument("--first_seed", type=int, default=0, help="the first seed (a later run adds seeds)")
     parser.add_argument("--output", default="results/refinement", help="folder for refinement.json, the figure, runs")
     parser.add_argument("--figure_only", action="store_true", help="train and test nothing: redraw the figure")
     arguments = parser.parse_args(argv)
@@ -56,8 +57,9 @@ def parse_arguments(argv):
     for flag, names, known in (("--datasets", arguments.datasets, DATASETS), ("--models", arguments.models, MODELS)):
         if not names or any(name not in known for name in names):
             parser.error(f"{flag} takes {','.join(known)}, got {','.join(names) or 'none'}")
-    if arguments.seeds < 1:
-        parser.error("--seeds must be 1 or more")
+    if arguments.seeds < 1 or arguments.first_seed < 0:
+        parser.error("--seeds must be 1 or more, --first_seed 0 or more")
+    arguments.seed_list = list(range(arguments.first_seed, arguments.first_seed + arguments.seeds))
     return arguments
 
 
@@ -124,7 +126,7 @@ def earlier_rows(report_path, arguments):
     except (ValueError, KeyError, TypeError) as error:
         raise UserError(f"{report_path}: not a refinement benchmark report ({error}); move it away") from None
     again = {(dataset, model, seed) for dataset in arguments.datasets for model in arguments.models
-             for seed in range(arguments.seeds)}
+             for seed in arguments.seed_list}
     return [row for row in rows if (row["dataset"], row["model"], row["seed"]) not in again]
 
 
@@ -208,7 +210,7 @@ def main(argv=None):
             return lambda settings: shared.setdefault(kind, shared_features(module, settings, 4096))
         for dataset in arguments.datasets:
             path_voc = dataset_folder(dataset)
-            for seed in range(arguments.seeds):
+            for seed in arguments.seed_list:
                 path_model = output / "models" / dataset / model / f"seed{seed}"
                 training = trained_run(training_module, path_model, seed, path_voc, model,
                                        features_for("training", training_module))

@@ -116,3 +116,15 @@ def test_scripts_stop_on_impossible_numbers_before_tensorflow_loads(flags, tmp_p
                            *flags], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and flags[0][2:] in done.stderr
     assert "Traceback" not in done.stderr and not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("argv, named", [(["--epochs", "1.5"], "--epochs: invalid int value: '1.5'"),
+                                         (["--agent", "bogus"], "--agent: invalid choice: 'bogus'"),
+                                         (["--no_such_flag", "3"], "unrecognized arguments: --no_such_flag 3")])
+def test_a_mistyped_flag_or_value_is_one_line_not_the_usage(argv, named):
+    script = "image_zooms_testing.py" if argv[0] == "--agent" else "image_zooms_training.py"
+    run = subprocess.run([sys.executable, script, *argv], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 2 and run.stdout == ""
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], lines
+    assert lines[0].endswith("(--help lists every setting)")
