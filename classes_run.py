@@ -21,12 +21,11 @@ import os
 import signal
 import sys
 import traceback
-import warnings
 from pathlib import Path
 
 from class_results import combine, format_class_table
 from errors import UserError
-from runtime import Interrupted, write_json
+from runtime import Interrupted, one_line_warnings, write_json
 
 # each class of a several-class training in its own process (tests that monkeypatch the training set it False)
 CLASSES_APART = True
@@ -135,14 +134,7 @@ def _run_child(sender, function, arguments):
     """The child of :func:`in_fresh_process`: warnings as one line (as ``main_guard`` prints them), the outcome
     sent back."""
     os.setpgrp()            # a Ctrl-C in the terminal reaches the parent only, which passes it on
-    show_warning = warnings.showwarning
-
-    def one_line(message, category, filename, lineno, file=None, line=None):
-        if issubclass(category, UserWarning):
-            print(f"warning: {message}", file=sys.stderr if file is None else file, flush=True)
-        else:
-            show_warning(message, category, filename, lineno, file, line)
-    warnings.showwarning = one_line
+    one_line_warnings()
     try:
         outcome = ("done", function(*arguments))
     except UserError as error:

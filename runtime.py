@@ -116,9 +116,9 @@ def write_json(path, data):
     write_atomically(path, write)
 
 
-def main_guard(function):
-    """Run a script's main: user errors become one line on stderr and exit code 2; Ctrl-C exits with 130, SIGTERM
-    with 143 (128 + the signal number); user warnings print as one line ``warning: ...``."""
+def one_line_warnings():
+    """From now on a user warning prints as one line ``warning: ...`` (others as Python prints them); returns the
+    printer it replaced."""
     show_warning = warnings.showwarning
 
     def one_line(message, category, filename, lineno, file=None, line=None):
@@ -127,6 +127,13 @@ def main_guard(function):
         else:
             show_warning(message, category, filename, lineno, file, line)
     warnings.showwarning = one_line
+    return show_warning
+
+
+def main_guard(function):
+    """Run a script's main: user errors become one line on stderr and exit code 2; Ctrl-C exits with 130, SIGTERM
+    with 143 (128 + the signal number); user warnings print as one line ``warning: ...``."""
+    show_warning = one_line_warnings()
     try:
         function()
     except UserError as error:

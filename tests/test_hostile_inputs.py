@@ -34,7 +34,7 @@ import image_zooms_testing
 import image_zooms_training
 import testing_settings
 import training_settings
-from conftest import tiny_backbone
+from test_robustness import tiny, tiny_features  # noqa: F401 (a fixture)
 from dataset import SkipReport, load_record_image
 from detection import as_rgb_image
 from errors import UserError
@@ -297,15 +297,6 @@ TINY_TRAINING = ["--path_vgg", "random", "--buffer_experience_replay", "12", "--
                  "--number_of_steps", "3", "--learning_rate", "1e-4", "--refine", "1", "--validation_images", "2"]
 
 
-def tiny_features(settings):
-    from features import ImageZoomsFeatures
-    return ImageZoomsFeatures(backbone=tiny_backbone(), cache_mb=0)
-
-
-@pytest.fixture
-def tiny(monkeypatch):
-    monkeypatch.setattr(image_zooms_training, "make_features", tiny_features)
-    monkeypatch.setattr(image_zooms_testing, "make_features", tiny_features)
 
 
 def over_limit(dataset, split):
