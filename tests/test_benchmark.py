@@ -8,7 +8,8 @@ from experiments import benchmark
 OPTIONS = {"option_updates": {"trigger_targets": {"option_s": 0.15, "paper_s": 0.1, "carries": ["trigger_values"]},
                               "oracle": {"option_s": 0.08, "paper_s": 0.1, "carries": ["upper_bound_values"]},
                               "expert_margin": {"option_s": 0.12, "paper_s": 0.1, "carries": ["expert_actions"]}},
-           "carried_fields_s": {"trigger_values": 0.0, "upper_bound_values": 0.07, "expert_actions": 0.07}}
+           "carried_fields_s": {"trigger_values": 0.0, "upper_bound_values": 0.07, "expert_actions": 0.07},
+           "refine": {"add_s": 0.0002, "fit_s": 4.0, "epoch_steps": 400, "apply_region_s": 0.0004}}
 
 
 def test_benchmark_epochs_use_the_demo_settings():
@@ -31,6 +32,9 @@ def test_later_epoch_ratio_is_last_over_first():
     assert figures["update_speedup_vs_2016"] == 4.0 and figures["test_region_over_floor"] == 2.0
     assert figures["vgg_bfloat16_speedup_batch_1"] == pytest.approx(4.0)
     assert figures["train_step_over_floor"] == 1.4
+    # refine: (0.2 ms kept per step + a 4 s fit shared by 400 steps) over a 0.5 s step; 0.4 ms over a 0.2 s region
+    assert figures["option_refine_step_cost"] == pytest.approx(0.0204)
+    assert figures["option_refine_region_cost"] == pytest.approx(0.002)
 
 
 def test_step_floor_is_a_vgg_forward_plus_the_update_floor():
