@@ -19,8 +19,9 @@ python -m pip install -q -r requirements.txt
 out=results/demo
 python image_zooms_training.py --demo
 python image_zooms_testing.py --demo --path_testing_folder $out/image_zooms_trained --bool_draw 1
-python image_zooms_testing.py --demo --agent random --path_testing_folder $out/random
-python image_zooms_testing.py --demo --agent upper_bound --path_testing_folder $out/upper_bound
+# the baselines report the hierarchy's windows (refine 0): annotations only, no VGG-16
+python image_zooms_testing.py --demo --agent random --refine 0 --path_testing_folder $out/random
+python image_zooms_testing.py --demo --agent upper_bound --refine 0 --path_testing_folder $out/upper_bound
 results=($out/image_zooms_trained/results.json)
 labels=("Image-Zooms, trained")
 if [ "$both" = 1 ]; then

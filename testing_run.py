@@ -93,6 +93,11 @@ def test(settings, make_features, model_label):
     With ``--image`` it searches the user's own images instead (:func:`search_own_images`).
     """
     preflight(settings, model_label)
+    if settings.refine and settings.agent != "trained" and getattr(settings, "demo", False) \
+            and "refine" not in settings.explicit:
+        settings.refine = 0     # the demo's refine 1 is its trained agent's; the baselines need no training
+        print(f"--demo: the {settings.agent} agent reports the hierarchy's windows (--refine 1 refines them with the "
+              f"trained agent's head)")
     from episodes import RandomAgent, TrainedAgent, UpperBoundAgent
     from metrics import precision_recall, regions_per_found_object
     from parse_xml_annotations import class_name, load_records
