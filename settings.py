@@ -400,22 +400,26 @@ SCRIPT_GROUPS = (("Training", ("image_zooms_training", "pool45_crops_training"))
 
 
 def short_meaning(comment):
-    """A comment's first clause, for the README's one-line rows."""
-    words = re.split(r"; | \(", comment)[0].split()
-    return " ".join(words[:9]) + (" …" if len(words) > 9 else "")
+    """A comment's first clause without its asides, for the README's one-line rows."""
+    while (shorter := re.sub(r"\s*\([^()]*\)", "", comment)) != comment:
+        comment = shorter
+    words = comment.split("; ")[0].split()
+    return " ".join(words[:8]) + (" …" if len(words) > 8 else "")
 
 
 def settings_tables(short=False):
     """The settings tables (Markdown): every setting of the four scripts with its meaning, the values it takes and
     its default (``a / b`` where the Image-Zooms and Pool45-Crops scripts differ); ``short``: the README's, a first
-    clause of the meaning and the default (docs/settings.md has the whole)."""
+    clause of the meaning and the default, a testing setting that reads as its training row named once, not repeated
+    (docs/settings.md has the whole)."""
     import importlib
-    lines = []
+    lines, rows_before = [], {}
     for title, names in SCRIPT_GROUPS:
         scripts = [script_settings(vars(importlib.import_module(name))) for name in names]
         lines += [f"**{title}** (`{names[0]}.py`, `{names[1]}.py`)", "",
                   *(["| setting | meaning | default |", "| --- | --- | --- |"] if short else
                     ["| setting | meaning | takes | default |", "| --- | --- | --- | --- |"])]
+        rows, repeated = {}, []
         for name in dict.fromkeys(name for script in scripts for name in script):
             defaults = [(script[name] if isinstance(script[name], str) else repr(script[name])) if name in script
                         else "—" for script in scripts]
@@ -425,10 +429,16 @@ def settings_tables(short=False):
             accepts = rule.accepts if rule else "a path" if name.startswith("path") else "text"
             cells = [f"`{name}`", short_meaning(comment) if short else comment, *([] if short else [accepts]),
                      f"`{default}`" if default else '`""`']
-            lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+            rows[name] = row = "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+            if short and rows_before.get(name) == row:
+                repeated.append(f"`{name}`")
+            else:
+                lines.append(row)
+        if repeated:
+            lines += ["", f"and, as in the table above, {', '.join(repeated)}."]
+        rows_before = rows
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
-
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="The settings of the four scripts, described once.")
