@@ -440,6 +440,7 @@ def settings_tables(short=False):
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="The settings of the four scripts, described once.")
     parser.add_argument("--markdown", choices=("readme", "docs"), default=None,
