@@ -117,17 +117,18 @@ def test_ways(training, module, model, agent, folder, features_for, path_voc):
 
 
 def earlier_rows(report_path, arguments):
-    """The rows of an earlier run into the same folder, less those this run tests again."""
+    """The rows of earlier runs into the same folder, less those this run tests again, and those runs' commands."""
     import json
     if not report_path.is_file():
-        return []
+        return [], []
     try:
-        rows = json.loads(report_path.read_text())["rows"]
-    except (ValueError, KeyError, TypeError) as error:
+        report = json.loads(report_path.read_text())
+        rows, commands = report["rows"], report.get("commands", [report.get("command")])
+        again = {(dataset, model, seed) for dataset in arguments.datasets for model in arguments.models
+                 for seed in arguments.seed_list}
+        return [row for row in rows if (row["dataset"], row["model"], row["seed"]) not in again], list(commands)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise UserError(f"{report_path}: not a refinement benchmark report ({error}); move it away") from None
-    again = {(dataset, model, seed) for dataset in arguments.datasets for model in arguments.models
-             for seed in arguments.seed_list}
-    return [row for row in rows if (row["dataset"], row["model"], row["seed"]) not in again]
 
 
 def summarise(rows):
@@ -200,8 +201,9 @@ def main(argv=None):
         plot(json.loads(report_path.read_text())["rows"], output / "refinement.png")
         return print(f"figure in {output / 'refinement.png'}")
     from experiments.learning_benchmark import script_modules, shared_features
-    started, rows = time.perf_counter(), earlier_rows(report_path, arguments)
-    command = "python experiments/refinement_benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    rows, commands = earlier_rows(report_path, arguments)
+    started = time.perf_counter()
+    commands.append("python experiments/refinement_benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv))
     for model in arguments.models:
         training_module, testing_module = script_modules(model)
         shared = {}
@@ -223,7 +225,7 @@ def main(argv=None):
                               f"{row['duplicates']}: AP {row['ap']:.3f} AP-07 {row['ap_voc07']:.3f} max recall "
                               f"{row['max_recall']:.3f}", flush=True)
                 summary = summarise(rows)
-                write_json(report_path, {"command": command, "wall_seconds": round(time.perf_counter() - started, 1),
+                write_json(report_path, {"commands": commands, "wall_seconds": round(time.perf_counter() - started, 1),
                                          "summary": summary, "rows": rows})
                 plot(rows, output / "refinement.png")
     print(format_summary(summarise(rows)))

@@ -131,3 +131,18 @@ def test_a_damaged_head_file_is_one_line(tmp_path):
     path.write_bytes(b"not numpy")
     with pytest.raises(UserError, match="not a refinement head"):
         BoxRefiner.load(path)
+
+
+def test_the_refinement_benchmark_keeps_earlier_runs_rows_and_commands(tmp_path):
+    from types import SimpleNamespace
+    from experiments.refinement_benchmark import earlier_rows
+    report = tmp_path / "refinement.json"
+    rows = [{"dataset": dataset, "model": "image_zooms", "seed": 0} for dataset in ("synthetic", "plain")]
+    report.write_text(json.dumps({"command": "python experiments/refinement_benchmark.py --datasets synthetic,plain",
+                                  "rows": rows}))
+    again = SimpleNamespace(datasets=["plain"], models=["image_zooms"], seed_list=[0])
+    kept, commands = earlier_rows(report, again)
+    assert kept == rows[:1] and commands == ["python experiments/refinement_benchmark.py --datasets synthetic,plain"]
+    report.write_text(json.dumps({"rows": "not rows"}))
+    with pytest.raises(UserError, match="not a refinement benchmark report"):
+        earlier_rows(report, again)
