@@ -20,6 +20,7 @@ still reads whole epochs, since every file is renamed into place.
 from __future__ import annotations
 
 import contextlib
+import errno
 import csv
 import io
 import json
@@ -427,6 +428,9 @@ def write_together(writes):
             path.parent.mkdir(parents=True, exist_ok=True)
             temporaries.append((path.with_name(TEMPORARY_PREFIX + path.name), path))   # keeps the suffix Keras checks
             write(temporaries[-1][0])
+        for _, path in temporaries:     # a rename over a folder would fail after the renames before it
+            if path.is_dir():
+                raise IsADirectoryError(errno.EISDIR, "a folder is in the way", str(path))
     except BaseException:
         for temporary, _ in temporaries:
             with contextlib.suppress(OSError):      # the write's own error is the one to report

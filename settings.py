@@ -276,12 +276,19 @@ def check_path_vgg(path_vgg):
         raise UserError(f"path_vgg={str(path_vgg)!r}: no such file. path_vgg takes {PATH_VGG_OPTIONS}.")
 
 
-def check_output_folder(folder, setting_name):
+def check_output_folder(folder, setting_name, files=()):
     """The run can write its files in ``folder`` (the setting ``setting_name``): checked before the work, so that a
     run does not lose its searches to a folder it cannot write at the end. A file is written and removed in the
     folder, or, where it does not exist yet, in the nearest folder above it, where it will be created; nothing is
-    left behind. A file in its place or above it, or a folder that cannot be written, is a UserError naming it."""
+    left behind. A file in its place or above it, a folder that cannot be written, or something other than a file
+    where one of ``files`` (names in ``folder``) will be written is a UserError naming it."""
     folder = Path(folder)
+    for name in files:
+        path = folder / name
+        if path.is_symlink() or path.exists() and not path.is_file():
+            kind = "a link" if path.is_symlink() else "a folder" if path.is_dir() else "not a file"
+            raise UserError(f"{setting_name} {folder}: {path} is {kind}, and the run writes its {name} there; "
+                            f"move it away")
     try:
         nearest = next(path for path in (folder, *folder.parents) if path.exists())
     except OSError as error:        # a folder above it that cannot be looked into

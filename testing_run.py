@@ -44,7 +44,9 @@ def preflight(settings, model_label):
         if not several_classes(settings.class_object) and not model_name(settings):
             check_trained_features(settings.path_model, class_index(settings), settings.path_vgg,
                                    settings.scale_subregion)
-    check_output_folder(settings.path_testing_folder, "path_testing_folder")
+    check_output_folder(settings.path_testing_folder, "path_testing_folder",
+                        ("detections.json",) if own_images else
+                        ("results.json", *([] if several_classes(settings.class_object) else OUTPUT_FIGURES)))
 
 
 def run_script(script, argv, model_label):
@@ -377,9 +379,12 @@ def detections_title(name, trajectory, protocol, shown=4):
         (", ..." if len(numbered) > shown else "")
 
 
+OUTPUT_FIGURES = ("precision_recall.png", "regions_per_object.png")       # what write_figures writes
+
+
 def write_figures(results, out_folder):
     from visualization import plot_precision_recall, plot_regions_histogram
     label = f"{results['model']} {results['agent']} s={results['scale_subregion']}"
     plot_precision_recall([{"label": label, "recall": results["recall"], "precision": results["precision"],
-                            "ap": results["ap"]}], Path(out_folder) / "precision_recall.png")
-    plot_regions_histogram({label: results["regions_per_found_object"]}, Path(out_folder) / "regions_per_object.png")
+                            "ap": results["ap"]}], Path(out_folder) / OUTPUT_FIGURES[0])
+    plot_regions_histogram({label: results["regions_per_found_object"]}, Path(out_folder) / OUTPUT_FIGURES[1])

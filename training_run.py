@@ -40,7 +40,8 @@ from settings import (REMOVED_OPTIONS, check_dataset, check_output_folder, check
 def preflight(settings):
     """The user's mistakes a training run can see without TensorFlow, each answered in one line (UserError) before
     the seconds TensorFlow takes to import: class, dataset folders, VGG-16 weights, the drawings' folder
-    (``bool_draw``), ``-n`` and its checkpoint. ``path_model`` is created and written when its lock is taken
+    (``bool_draw``), ``-n`` and its checkpoint, and ``path_model``: writable, with nothing but files where the run
+    will write its own (a folder there would stop the first save). It is created when its lock is taken
     (``run_folder.training_lock``), before any epoch."""
     check_settings(settings)
     if settings.n < 0:
@@ -58,11 +59,24 @@ def preflight(settings):
     check_path_vgg(settings.path_vgg)
     if settings.bool_draw:      # the drawings of the searches, written during the epochs
         check_output_folder(Path(settings.path_testing_folder) / "training", "path_testing_folder")
-    if settings.n > 0 and not several_classes(settings.class_object):
-        class_idx = class_index(settings)
+    if several_classes(settings.class_object):
+        return
+    class_idx = class_index(settings)
+    if settings.n > 0:
         weights = checkpoint_path(settings.path_model, class_idx, settings.n - 1)
         if not weights.is_file():
             raise UserError(f"-n {settings.n}: {missing_checkpoint(settings.path_model, class_idx, weights)}")
+    epochs = range(settings.n, settings.epochs)
+    check_output_folder(settings.path_model, "path_model",
+                        [path.name for path in run_files(settings.path_model, class_idx, epochs)])
+
+
+def run_files(path_model, class_idx, epochs):
+    """Every file a training of ``epochs`` writes in ``path_model``."""
+    weights = [checkpoint_path(path_model, class_idx, epoch) for epoch in epochs]
+    weights += [checkpoint_path(path_model, class_idx), best_path(path_model, class_idx)]
+    return [*weights, *map(refiner_path, weights), *(resume_state_path(path_model, class_idx, epoch) for epoch in epochs),
+            log_path(path_model, class_idx), features_path(path_model, class_idx)]
 
 
 def make_learner(settings, model):

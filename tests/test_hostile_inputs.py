@@ -418,6 +418,37 @@ def test_training_into_folders_it_cannot_create_stops_before_the_first_epoch(dat
     assert blocker.read_text() == "kept"
 
 
+def test_a_folder_where_a_run_writes_a_file_stops_it_before_the_work(trained, dataset, tmp_path, tiny, capsys):
+    common = ["--path_voc_test", str(dataset), "--path_model", str(trained[0]), "--path_vgg", "random"]
+    for name, extra in [("results.json", ["--agent", "random"]), ("regions_per_object.png", []),
+                        ("detections.json", ["--image", str(image_path(dataset, over_limit(dataset, "test")[1][0]))])]:
+        folder = tmp_path / name.split(".")[0]
+        (folder / name).mkdir(parents=True)
+        code, error, output = run_guarded(image_zooms_testing.main,
+                                          [*common, "--path_testing_folder", str(folder), *extra], capsys)
+        assert code == 2 and error == [f"error: path_testing_folder {folder}: {folder / name} is a folder, and the run "
+                                       f"writes its {name} there; move it away"], name
+        assert "searches" not in output and [path.name for path in folder.iterdir()] == [name]
+    models = tmp_path / "models"
+    (models / "refiner_model0_epoch_1.npz").mkdir(parents=True)
+    training = ["--path_voc", str(dataset), *TINY_TRAINING, "--epochs", "2", "--refine", "1"]
+    code, error, output = run_guarded(image_zooms_training.main, [*training, "--path_model", str(models)], capsys)
+    assert code == 2 and error == [f"error: path_model {models}: {models / 'refiner_model0_epoch_1.npz'} is a folder, "
+                                   f"and the run writes its refiner_model0_epoch_1.npz there; move it away"]
+    assert "epoch" not in output and [path.name for path in models.iterdir()] == ["refiner_model0_epoch_1.npz"]
+
+
+def test_a_save_with_a_folder_in_the_way_changes_none_of_the_files(tmp_path):
+    from run_folder import write_together
+    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+    first.write_text("before")
+    second.mkdir()
+    with pytest.raises(IsADirectoryError, match="second.txt"):
+        write_together([(first, lambda path: Path(path).write_text("after")),
+                        (second, lambda path: Path(path).write_text("after"))])
+    assert first.read_text() == "before" and sorted(tmp_path.iterdir()) == [first, second]
+
+
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes in any folder")
 def test_a_folder_that_cannot_be_written_is_one_line_naming_it(tmp_path):
     locked = tmp_path / "locked"
