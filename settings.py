@@ -351,6 +351,9 @@ RULES = {
     "validation_images": whole(0), "only_first_object": SWITCH, "agent": one_of("trained", "random", "upper_bound"),
     "detections": one_of("visited", "triggered"), "duplicates": one_of("keep", "demote"), "draw_images": whole(0), "refine": SWITCH,
     "class_object": Rule("a VOC id 1-20 or class name, all, or a comma list", lambda value: True),
+    "epoch": Rule("-1 (the latest), an epoch ≥ 0, a comma list of them, all or best",
+                  lambda value: value in (-1, "all", "best") or all(is_whole_number(epoch, 0) for epoch in (
+                      value if isinstance(value, list) and value else [value]))),
 }
 
 

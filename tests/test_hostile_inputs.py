@@ -438,6 +438,20 @@ def test_a_folder_where_a_run_writes_a_file_stops_it_before_the_work(trained, da
     assert "epoch" not in output and [path.name for path in models.iterdir()] == ["refiner_model0_epoch_1.npz"]
 
 
+def test_a_file_where_the_drawings_go_stops_the_run_before_the_work(trained, dataset, tmp_path, tiny, capsys):
+    common = ["--path_voc_test", str(dataset), "--path_model", str(trained[0]), "--path_vgg", "random"]
+    image = str(image_path(dataset, over_limit(dataset, "test")[1][0]))
+    for drawings, extra in [("searches", ["--agent", "random", "--bool_draw", "1"]), ("images", ["--image", image])]:
+        folder = tmp_path / drawings
+        folder.mkdir()
+        (folder / drawings).write_text("kept")
+        code, error, output = run_guarded(image_zooms_testing.main,
+                                          [*common, "--path_testing_folder", str(folder), *extra], capsys)
+        assert code == 2 and error == [f"error: path_testing_folder {folder / drawings}: cannot create the folder "
+                                       f"({folder / drawings} is a file)"]
+        assert "searches" not in output and [path.name for path in folder.iterdir()] == [drawings]
+
+
 def test_a_save_with_a_folder_in_the_way_changes_none_of_the_files(tmp_path):
     from run_folder import write_together
     first, second = tmp_path / "first.txt", tmp_path / "second.txt"

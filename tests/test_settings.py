@@ -109,6 +109,19 @@ def test_impossible_numbers_are_refused_in_one_line_naming_the_setting(name, val
         settings.check_settings(SimpleNamespace(**{**values, name: value}))
 
 
+@pytest.mark.parametrize("value, holds", [(-1, True), (0, True), ([0, 4, 9], True), ("all", True), ("best", True),
+                                          (-5, False), ([3, -2], False), ([], False), (True, False), ("x", False)])
+def test_the_testing_epoch_is_the_latest_a_saved_one_a_list_all_or_best(value, holds):
+    import image_zooms_testing
+    values = dict(settings.script_settings(vars(image_zooms_testing)))
+    check = lambda: settings.check_settings(SimpleNamespace(**{**values, "epoch": value}))   # noqa: E731
+    if holds:
+        check()
+    else:
+        with pytest.raises(UserError, match=r"epoch must be -1 \(the latest\), an epoch ≥ 0"):
+            check()
+
+
 @pytest.mark.parametrize("flags", [["--scale_subregion", "nan"], ["--number_of_steps", "-3"],
                                    ["--buffer_experience_replay", "0"], ["--gamma", "nan"]])
 def test_scripts_stop_on_impossible_numbers_before_tensorflow_loads(flags, tmp_path):
