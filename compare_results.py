@@ -4,8 +4,9 @@ paper's Figure 8) beside it, and a table of the numbers that matter.
     python compare_results.py OUT/results.json other/results.json ... [--labels a b ...] [--output compare.png]
                               [--title ...]
 
-Each results.json is written by a testing script (trained agent or a baseline). The curves go to ``--output``, the
-histogram to ``<output stem>_regions<suffix>`` beside it, the table to standard output.
+Each results.json is written by a testing script (trained agent or a baseline). The curves go to ``--output`` (in a
+folder: its ``comparison.png``), the histogram to ``<output stem>_regions<suffix>`` beside it, the table to standard
+output.
 """
 
 import argparse
@@ -26,8 +27,11 @@ def default_label(results):
 
 
 def figure_paths(output):
-    """The two figures' paths: ``output`` (a PNG when it has no suffix) and ``<output stem>_regions<suffix>``."""
+    """The two figures' paths: ``output`` (a PNG when it has no suffix; ``comparison.png`` in it when it is a
+    folder) and ``<output stem>_regions<suffix>``."""
     output = Path(output)
+    if output.is_dir():
+        output = output / 'comparison.png'
     if not output.suffix:
         output = output.with_suffix('.png')
     return output, output.with_name(f'{output.stem}_regions{output.suffix}')
@@ -102,7 +106,8 @@ def main(argv=None):
     parser.add_argument('results', nargs='+', help='results.json files')
     parser.add_argument('--labels', nargs='+', default=None, help='one legend label per results file')
     parser.add_argument('--output', default='comparison.png',
-                        help='precision-recall figure; the histogram goes to <stem>_regions.png beside it')
+                        help='precision-recall figure (a folder: its comparison.png); the histogram goes to '
+                             '<stem>_regions.png beside it')
     parser.add_argument('--title', default=None, help='title of the figures')
     parser.add_argument('--merge', default=None, metavar='OUT',
                         help='merge single-class results.json files (one job per class) into one combined OUT with '
@@ -119,13 +124,14 @@ def main(argv=None):
             labels = args.labels or [default_label(results) for results in combined]
             if len(labels) != len(combined):
                 raise UserError(f'{len(labels)} labels given for {len(combined)} results files')
+            bars = figure_paths(args.output)[0]
             try:
-                plot_class_bars(combined, labels, args.output, args.title)
+                plot_class_bars(combined, labels, bars, args.title)
             except (OSError, ValueError) as error:  # as in compare()
-                raise UserError(f'{args.output}: cannot write the figure ({error})') from None
+                raise UserError(f'{bars}: cannot write the figure ({error})') from None
             for label, results in zip(labels, combined):
                 print(f'{label}\n{format_class_table(results)}\n')
-            print(f'per-class AP: {args.output}')
+            print(f'per-class AP: {bars}')
             return 0
         rows = compare(args.results, labels=args.labels, output=args.output, title=args.title)
     except UserError as error:

@@ -99,6 +99,7 @@ def test_the_readme_and_docs_settings_tables_are_the_ones_the_description_makes(
     ("gamma", float("nan"), "gamma must be a number ≥ 0 and ≤ 1"),
     ("learning_rate", -1e-5, "learning_rate must be a number ≥ 0"),
     ("loss", "l1", "loss must be mse or huber"),
+    ("seed", 2 ** 32, "seed must be a whole number from 0 to 4294967295, got 4294967296"),
     ("batch_size", 2000, "batch_size 2000 is larger than the replay memory"),
 ])
 def test_impossible_numbers_are_refused_in_one_line_naming_the_setting(name, value, message):

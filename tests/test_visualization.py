@@ -194,6 +194,14 @@ def test_compare_two_runs(tmp_path):
     assert table[3].rstrip().endswith('-')
 
 
+def test_compare_into_a_folder_writes_its_figures_inside_it(tmp_path):
+    folder = tmp_path / 'figures'
+    folder.mkdir()
+    compare([write_results(tmp_path / 'a' / 'results.json')], output=folder)
+    assert sorted(path.name for path in folder.iterdir()) == ['comparison.png', 'comparison_regions.png']
+    assert not (tmp_path / 'figures.png').exists()
+
+
 def test_compare_labels_and_duplicates(tmp_path):
     first = write_results(tmp_path / 'a' / 'results.json')
     second = write_results(tmp_path / 'b' / 'results.json')
