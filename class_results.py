@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 
 from errors import UserError
-from runtime import write_json
+from runtime import json_ready, write_json
 
 REQUIRED_KEYS = ['model', 'agent', 'scale_subregion', 'precision', 'recall', 'ap', 'ap_voc07', 'max_recall',
                  'regions_per_found_object']
@@ -162,18 +162,6 @@ COMBINED_KEYS = ['model', 'agent', 'scale_subregion', 'classes', 'absent_classes
                  'mean_max_recall']
 
 
-def json_ready(data):
-    """``data`` with every non-finite float (NaN, infinity) replaced by None: JSON has no such numbers, and
-    ``json.dump`` would write the non-standard literals ``NaN`` and ``Infinity``."""
-    if isinstance(data, float):
-        return data if math.isfinite(data) else None
-    if isinstance(data, dict):
-        return {key: json_ready(value) for key, value in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [json_ready(value) for value in data]
-    return data
-
-
 # the per-class numbers of a combined results.json, in the order of the printed table
 TABLE_KEYS = ("ap", "ap_voc07", "max_recall", "mean_regions_per_found_object", "num_images", "num_objects")
 
@@ -247,7 +235,7 @@ def merge(paths, output):
         raise UserError("no results.json given to merge")
     combined = combine(per_class)
     try:
-        write_json(Path(output), json_ready(combined))
+        write_json(Path(output), combined)
     except OSError as error:
         raise UserError(f"{output}: cannot write the merged results ({error.strerror or error})") from None
     return combined

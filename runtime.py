@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import sys
@@ -109,10 +110,23 @@ def write_atomically(path, write):
     os.replace(temporary, path)
 
 
+def json_ready(data):
+    """``data`` with every non-finite float (NaN, infinity) replaced by None: JSON has no such numbers, and
+    ``json.dump`` would write the non-standard literals ``NaN`` and ``Infinity``."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: json_ready(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [json_ready(value) for value in data]
+    return data
+
+
 def write_json(path, data):
+    """Write ``data`` to ``path`` atomically, as standard JSON: a number that is not finite becomes null."""
     def write(temporary):
         with open(temporary, "w") as handle:
-            json.dump(data, handle, indent=1)
+            json.dump(json_ready(data), handle, indent=1, allow_nan=False)
     write_atomically(path, write)
 
 

@@ -32,6 +32,7 @@ import class_results
 import compare_results
 import image_zooms_testing
 import image_zooms_training
+import runtime
 import testing_settings
 import training_settings
 from test_robustness import tiny, tiny_features  # noqa: F401 (a fixture)
@@ -100,6 +101,13 @@ def test_the_pixel_limit_is_a_parameter(tmp_path):
     assert load_image(path, max_pixels=64).shape == (8, 8, 3)
     with pytest.raises(UserError, match="more than the limit"):
         as_rgb_image(path, max_pixels=10)
+
+
+def test_a_folder_given_as_an_image_is_named_as_a_folder(tmp_path):
+    with pytest.raises(UserError, match=f"image {re.escape(str(tmp_path))}: a folder, not an image file"):
+        load_image(tmp_path)
+    with pytest.raises(UserError, match="image file not found"):
+        load_image(tmp_path / "absent.png")
 
 
 def write_annotation(root, image_id, width, height):
@@ -281,8 +289,9 @@ def test_merged_results_are_valid_json(tmp_path):
     written = json.loads((tmp_path / "merged.json").read_text(), parse_constant=refuse)
     assert written["classes"][0]["mean_regions_per_found_object"] is None
     assert class_results.load_combined(tmp_path / "merged.json") == written     # and it reads back, checked
-    assert class_results.json_ready({"a": [float("nan"), 1.0, float("-inf")], "b": (float("inf"),)}) == \
-        {"a": [None, 1.0, None], "b": [None]}
+    runtime.write_json(tmp_path / "any.json", {"a": [float("nan"), 1.0, float("-inf")], "b": (float("inf"),)})
+    assert json.loads((tmp_path / "any.json").read_text(), parse_constant=refuse) == \
+        {"a": [None, 1.0, None], "b": [None]}                                  # every JSON the project writes
     paths[0].write_text(json.dumps(results(class_object="../bird")))
     with pytest.raises(UserError, match=r"bird.json: class_object '../bird' is not a VOC class"):
         class_results.merge(paths, tmp_path / "again.json")
