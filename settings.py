@@ -204,10 +204,14 @@ DEMO_OPTIONS_EXCLUDED_BY = {"oracle": ("trigger_targets", "expert_margin")}
 
 
 def apply_demo(settings, demo_values):
-    """``--demo``: the synthetic dataset (generated if absent) and the demo's values (:func:`apply_demo_values`)."""
+    """``--demo``: the synthetic dataset (generated if absent, once the settings are checked) and the demo's values
+    (:func:`apply_demo_values`)."""
     if not settings.demo:
         return
     apply_demo_values(settings, demo_values)
+    from parse_xml_annotations import class_ids
+    check_settings(settings)
+    class_ids(settings.class_object)
     from synthetic_dataset import ensure_synthetic_voc
     ensure_synthetic_voc(DEMO_DATA)
 

@@ -51,8 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the top-level
 from errors import UserError
 from runtime import main_guard, write_json
 from run_folder import DESCRIBING_SETTINGS
-from settings import (DEMO_DATA, REMOVED_OPTIONS, apply_demo, apply_demo_values, class_index, configure,
-                      removed_message, script_settings, testing_flags, training_flags)
+from settings import (DEMO_DATA, REMOVED_OPTIONS, apply_demo, apply_demo_values, check_settings, class_index,
+                      configure, removed_message, script_settings, testing_flags, training_flags)
 
 MODELS = ("image_zooms", "pool45_crops")
 SPLITS = ("test", "train")
@@ -164,12 +164,13 @@ def dataset_flags(arguments, path_flag):
 def apply_demo_budgets(arguments, settings, demo_values):
     """The demo's values where no flag was given: ``--demo``'s own on the synthetic dataset, and on another folder
     the same values less the demo's dataset paths (the excluded options left off alike: ``oracle=1`` takes no
-    ``trigger_targets`` or ``expert_margin``)."""
+    ``trigger_targets`` or ``expert_margin``), checked (:func:`settings.check_settings`)."""
     if arguments.path_voc is None:
         apply_demo(settings, demo_values)
     else:
         apply_demo_values(settings, {name: value for name, value in demo_values.items()
                                      if name not in ("path_voc", "path_voc_test")})
+        check_settings(settings)        # as apply_demo does: a variant that cannot run stops here
 
 
 def training_settings(arguments, module, path_model, seed, variant="demo"):

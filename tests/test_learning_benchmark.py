@@ -245,4 +245,5 @@ def test_an_oracle_variant_leaves_the_demos_trigger_targets_and_expert_margin_of
     assert (demo.trigger_targets, demo.expert_margin) == (1, 0.8)
     assert (oracle.oracle, oracle.trigger_targets, oracle.expert_margin, oracle.learning_rate) == (1, 0, 0, 1e-5)
     assert settings("oracle=0").trigger_targets == 1
-    assert settings("oracle=1,trigger_targets=1").trigger_targets == 1    # given: training then says it cannot
+    with pytest.raises(UserError, match="oracle 1 regresses"):            # given: the variant cannot run
+        settings("oracle=1,trigger_targets=1")

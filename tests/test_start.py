@@ -193,7 +193,8 @@ def test_demo_with_an_explicit_oracle_leaves_the_options_it_excludes_off(monkeyp
     import image_zooms_training
     import settings as settings_module
     from settings import apply_demo, configure, script_settings, training_flags
-    monkeypatch.setattr("synthetic_dataset.ensure_synthetic_voc", lambda folder: None)   # no dataset needed here
+    generated = []
+    monkeypatch.setattr("synthetic_dataset.ensure_synthetic_voc", generated.append)   # no dataset needed here
 
     def demo_settings(*argv):
         settings = configure(script_settings(vars(image_zooms_training)), ["--demo", *argv],
@@ -209,6 +210,12 @@ def test_demo_with_an_explicit_oracle_leaves_the_options_it_excludes_off(monkeyp
     assert (oracle.oracle, oracle.trigger_targets, oracle.expert_margin) == (1, 0, 0)
     assert oracle.learning_rate == 1e-5 and oracle.path_vgg == "hed"        # the rest of the demo still applies
     assert "the demo's trigger_targets 1, expert_margin 0.8 not applied" in capsys.readouterr().out
-    # an option given explicitly beside the oracle stays given (training then stops: oracle takes none of them)
-    assert demo_settings("--oracle", "1", "--trigger_targets", "1").trigger_targets == 1
+    # an option given explicitly beside the oracle stays given, and the run stops (oracle takes none of them)
+    with pytest.raises(UserError, match="oracle 1 regresses Q to the upper bound's values"):
+        demo_settings("--oracle", "1", "--trigger_targets", "1")
     assert demo_settings("--oracle", "0").trigger_targets == 1
+    generated.clear()
+    for argv in (["--gamma", "2"], ["--class_object", "0"]):   # settings are checked before the dataset is made
+        with pytest.raises(UserError, match="gamma must be|class_object '0' is not a VOC class"):
+            demo_settings(*argv)
+    assert generated == []
