@@ -30,6 +30,7 @@ from errors import UserError
 
 REFINE_IOU = 0.3            # a visited window teaches the head where it overlaps an object at IoU ≥ this
 SAMPLE_SIZE = 2000          # distinct windows kept (about 50 KB each, float16): 100 MB at most
+MIN_WINDOWS = 10            # the head is fitted once the sample holds this many windows
 RIDGE_GRID = np.logspace(-3, 2, 11)     # ridge penalties tried, relative to the mean squared descriptor norm
 MAX_LOG_RATIO = np.log(4.0)             # a refined box is at most 4 times wider or taller than its window, or 1/4
 
@@ -127,9 +128,9 @@ class WindowSample:
         self.rng.bit_generator.state = ast.literal_eval(bytes(np.asarray(arrays["rng"], np.uint8)).decode())
 
     def fit(self):
-        """The head fitted on the sample (None while it holds fewer than 10 windows)."""
+        """The head fitted on the sample (None while it holds fewer than :data:`MIN_WINDOWS` windows)."""
         count = len(self)
-        if count < 10:
+        if count < MIN_WINDOWS:
             return None
         return BoxRefiner.fit(self.descriptors[:count], box_deltas(self.windows[:count], self.boxes[:count]))
 
@@ -208,5 +209,6 @@ def load_refiner(weights_path):
     path = refiner_path(weights_path)
     if not path.is_file():
         raise UserError(f"refine 1: no refinement head {path} beside {Path(weights_path).name}; it is written by a "
-                        f"training run with refine 1 (the agent is the same with it: retrain with --refine 1)")
+                        f"training run with refine 1 once {MIN_WINDOWS} visited windows have overlapped an object "
+                        f"(the agent is the same with it: retrain with --refine 1)")
     return BoxRefiner.load(path)

@@ -31,7 +31,7 @@ from run_folder import (DamagedFile, best_path, check_weights, checkpoint_path, 
                         log_path, read_log, read_resume_state, remove_temporary_files, resume_epochs, resume_options,
                         resume_state_path, write_features_file, write_log, write_resume_state,
                         write_together)
-from refinement import refiner_path
+from refinement import MIN_WINDOWS, refiner_path
 from runtime import Interrupted, StopSignals, seed_everything
 from settings import (REMOVED_OPTIONS, check_dataset, check_output_folder, check_path_vgg, check_removed_in,
                       check_settings, class_index, training_flags)
@@ -336,6 +336,10 @@ def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best,
     refiner = None if sample is None else sample.fit()
     if refiner is not None:
         writes += [(refiner_path(path), refiner.save) for path in weights_files]
+    elif sample is not None:
+        warnings.warn(f"refine 1: {len(sample)} visited windows overlapped an object so far, fewer than the "
+                      f"{MIN_WINDOWS} the refinement head needs; epoch {epoch} is saved without one (train on more "
+                      f"images or epochs)", UserWarning, stacklevel=2)
     writes.append((log_path(path_model, class_idx), lambda temporary: write_log(temporary, log_rows)))
     writes.append((features_path(path_model, class_idx), lambda temporary: write_features_file(temporary, settings)))
     try:
@@ -348,6 +352,8 @@ def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best,
                         f"{kept}") from None
     stale = [resume_state_path(path_model, class_idx, older) for older in resume_epochs(path_model, class_idx)
              if older != epoch]
+    if sample is not None and refiner is None:      # an earlier run's heads would not match these weights
+        stale += [refiner_path(path) for path in weights_files]
     if epoch > 0 and not keeps_epoch_weights(settings, epoch - 1):
         stale += [checkpoint_path(path_model, class_idx, epoch - 1),
                   refiner_path(checkpoint_path(path_model, class_idx, epoch - 1))]

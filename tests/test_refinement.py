@@ -126,6 +126,21 @@ def test_refine_trains_resumes_exactly_and_tests_with_both_boxes(dataset, tmp_pa
                                   "--path_vgg", "random", "--refine", "1"])
 
 
+def test_an_epoch_with_too_few_windows_for_a_head_says_so_and_keeps_no_earlier_head(dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr(image_zooms_training, "make_features", tiny_features)
+    folder = tmp_path / "m"
+    folder.mkdir()
+    earlier = refiner_path(folder / "model0.weights.h5")         # another run's head, for other weights
+    BoxRefiner(np.zeros(3), 1.0, np.zeros((3, 4)), np.zeros(4)).save(earlier)
+    monkeypatch.setattr("training_run.MIN_WINDOWS", 10 ** 6)
+    monkeypatch.setattr("refinement.MIN_WINDOWS", 10 ** 6)
+    with pytest.warns(UserWarning, match="fewer than the 1000000 the refinement head needs; epoch 0 is saved "
+                                         "without one"):
+        image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(folder), *TINY, "--epochs", "1",
+                                   "--refine", "1"])
+    assert (folder / "model0.weights.h5").is_file() and not earlier.exists()
+
+
 def test_a_damaged_head_file_is_one_line(tmp_path):
     path = tmp_path / "refiner_model0.npz"
     path.write_bytes(b"not numpy")
