@@ -192,8 +192,17 @@ class BoxRefiner:
         except Exception as error:      # a missing, truncated or foreign file
             raise UserError(f"{path}: not a refinement head of this project ({type(error).__name__}: {error})") \
                 from None
-        if refiner.weights.shape != (len(refiner.mean), 4) or not np.all(np.isfinite(refiner.weights)):
-            raise UserError(f"{path}: a refinement head of other shapes or non-finite weights")
+        from reinforcement import DESCRIPTOR_SIZE
+        shapes = {"mean": (refiner.mean.shape, (DESCRIPTOR_SIZE,)), "weights": (refiner.weights.shape,
+                  (DESCRIPTOR_SIZE, 4)), "bias": (refiner.bias.shape, (4,))}
+        for name, (shape, expected) in shapes.items():
+            if shape != expected:
+                raise UserError(f"{path}: {name} has shape {shape}, not {expected}; not a refinement head of this "
+                                f"project")
+            if not np.all(np.isfinite(getattr(refiner, name))):
+                raise UserError(f"{path}: {name} holds a value that is not finite; the head is damaged")
+        if not (np.isfinite(refiner.scale) and refiner.scale > 0):
+            raise UserError(f"{path}: scale is {refiner.scale}, not a positive number; the head is damaged")
         return refiner
 
 

@@ -11,6 +11,7 @@ import refinement
 from errors import UserError
 from metrics import iou_many
 from refinement import BoxRefiner, WindowSample, apply_deltas, box_deltas, refiner_path
+from reinforcement import DESCRIPTOR_SIZE
 from test_resume import TINY, same_weights, tiny_features
 
 pytestmark = pytest.mark.usefixtures("small_q_network")
@@ -141,8 +142,31 @@ def test_an_epoch_with_too_few_windows_for_a_head_says_so_and_keeps_no_earlier_h
     assert (folder / "model0.weights.h5").is_file() and not earlier.exists()
 
 
-def test_a_damaged_head_file_is_one_line(tmp_path):
+@pytest.mark.parametrize("damage, problem", [
+    (lambda head: None, None),
+    (lambda head: head.update(bias=head["bias"] * np.nan), "bias holds a value that is not finite"),
+    (lambda head: head.update(bias=np.zeros(7)), r"bias has shape \(7,\), not \(4,\)"),
+    (lambda head: head.update(mean=head["mean"][:5], weights=head["weights"][:5]), "mean has shape"),
+    (lambda head: head.update(scale=np.array(0.0)), "scale is 0.0, not a positive number"),
+    (lambda head: head.update(scale=np.zeros(3)), "not a refinement head"),
+    (lambda head: head.pop("ridge"), "not a refinement head"),
+])
+def test_a_damaged_head_file_is_one_line(tmp_path, damage, problem):
     path = tmp_path / "refiner_model0.npz"
+    descriptors, windows, boxes = tiny_problem(0, 40)
+    descriptors = np.pad(descriptors, ((0, 0), (0, DESCRIPTOR_SIZE - descriptors.shape[1])))   # a VGG-16 descriptor's
+    BoxRefiner.fit(descriptors, box_deltas(windows, boxes)).save(path)
+    with np.load(path) as arrays:
+        head = dict(arrays)
+    damage(head)
+    with open(path, "wb") as handle:
+        np.savez(handle, **head)
+    if problem is None:
+        assert BoxRefiner.load(path).weights.shape == (DESCRIPTOR_SIZE, 4)
+        return
+    with pytest.raises(UserError, match=problem) as caught:
+        BoxRefiner.load(path)
+    assert str(caught.value).startswith(str(path)) and "\n" not in str(caught.value)
     path.write_bytes(b"not numpy")
     with pytest.raises(UserError, match="not a refinement head"):
         BoxRefiner.load(path)
