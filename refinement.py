@@ -120,6 +120,12 @@ class WindowSample:
         if count > self.capacity or arrays["descriptors"].shape[1:] != self.descriptors.shape[1:]:
             raise ValueError(f"a window sample of {count} windows of {arrays['descriptors'].shape[1:]} values does "
                              f"not fit this one")
+        for name, shape in (("descriptors", (count, *self.descriptors.shape[1:])), ("windows", (count, 4)),
+                            ("boxes", (count, 4))):
+            if arrays[name].shape != shape or not np.all(np.isfinite(arrays[name])):
+                raise ValueError(f"its {name} are not {count} rows of finite numbers")
+        if int(arrays["seen"]) < count or len(arrays["keys"]) % 16:
+            raise ValueError("its counts do not fit its windows")
         self.descriptors[:count], self.windows[:count], self.boxes[:count] = (
             arrays["descriptors"], arrays["windows"], arrays["boxes"])
         self.seen = int(arrays["seen"])

@@ -79,6 +79,13 @@ def test_the_sample_keeps_distinct_windows_up_to_its_size_and_survives_a_resume_
         for descriptor, window, box in zip(more, more_windows, more_boxes):
             one.add(descriptor, window, box)
     assert restored.seen == sample.seen and np.array_equal(restored.descriptors, sample.descriptors)
+    damaged = dict(sample.state_dict(), windows=sample.state_dict()["windows"].copy())
+    damaged["windows"][0, 0] = np.nan   # a damaged resume state: refused, not a head fitted to NaN
+    with pytest.raises(ValueError, match="its windows are not 16 rows of finite numbers"):
+        WindowSample(capacity=16, descriptor_size=64).load_state_dict(damaged)
+    with pytest.raises(ValueError, match="its boxes are not 16 rows"):
+        WindowSample(capacity=16, descriptor_size=64).load_state_dict(dict(sample.state_dict(),
+                                                                          boxes=np.zeros((16, 3))))
 
 
 def test_refine_trains_resumes_exactly_and_tests_with_both_boxes(dataset, tmp_path, monkeypatch, capsys):
