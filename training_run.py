@@ -499,6 +499,10 @@ def check_state_fits(state, path, learner, memory):
         wrong = [(name, array.dtype) for name, array in arrays.items() if array.dtype.kind not in "biuf"]
         if wrong:
             raise DamagedFile(path, f"damaged ({what} array {wrong[0][0]} holds {wrong[0][1]}, not numbers)")
+        infinite = [name for name, array in arrays.items() if array.dtype.kind == "f" and
+                    not np.all(np.isfinite(array))]
+        if infinite:
+            raise DamagedFile(path, f"damaged ({what} array {infinite[0]} holds a value that is not finite)")
     compare("optimiser", state["optimizer"], learner.optimizer.variables)
     compare("dropout seeds", state["seed_generators"], _seed_variables(learner.model))
     if learner.target_model is not None and state["target_network"] is not None:

@@ -579,6 +579,8 @@ DAMAGED_RESUME_STATES = [
      r"damaged \(replay memory position 1000000000 outside 0..11\)"),
     ("replay_actions", set_array("replay_memory", "actions", np.full(12, 99, np.int32)),
      r"damaged \(replay memory actions outside 0..5\)"),
+    ("replay_rewards_nan", set_array("replay_memory", "rewards", np.full(12, np.nan, np.float32)),
+     r"damaged \(replay memory array rewards holds a value that is not finite\)"),
     ("window_sample_rng", set_array("refine_sample", "rng", np.frombuffer(b"{garbage", np.uint8)),
      r"damaged \(its window sample: SyntaxError"),
 ]
