@@ -135,6 +135,9 @@ def read_q_network_weights(path, weights_order="auto"):
         if kernels[0].shape != kernel_shape or biases[0].shape != bias_shape:
             raise UserError(f"{path}: layer {name} has kernel {kernels[0].shape} and bias {biases[0].shape}, "
                             f"the Q-network's Dense layer {number} needs {kernel_shape} and {bias_shape}")
+        if not (np.all(np.isfinite(kernels[0])) and np.all(np.isfinite(biases[0]))):
+            raise UserError(f"{path}: layer {name} holds a value that is not finite (NaN or infinity): a damaged "
+                            f"file, or a training that diverged")
         arrays += [kernels[0].astype(np.float32), biases[0].astype(np.float32)]
     order = file_order if weights_order == "auto" else weights_order
     if order == "channels_first":

@@ -127,7 +127,7 @@ def hdf5_problem(path, error):
 
 
 def check_weights(path):
-    """Raise :class:`DamagedFile` unless every array of the HDF5 weights file ``path`` can be read."""
+    """Raise :class:`DamagedFile` unless every array of the HDF5 weights file ``path`` can be read and is finite."""
     import h5py
     arrays = []
     try:
@@ -137,6 +137,8 @@ def check_weights(path):
         raise DamagedFile(path, hdf5_problem(path, error)) from None
     if not arrays:
         raise DamagedFile(path, "incomplete (an HDF5 file without any weights)")
+    if not all(np.all(np.isfinite(array)) for array in arrays if np.asarray(array).dtype.kind == "f"):
+        raise DamagedFile(path, "damaged (a weight that is not finite: NaN or infinity)")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -181,7 +181,9 @@ def test_broken_files_give_one_line_user_errors(network, tmp_path):
     write_keras1(tmp_path / "missing_dataset", arrays)
     with h5py.File(tmp_path / "missing_dataset", "a") as handle:
         del handle["dense_5"]["dense_5_b"]
+    write_keras1(tmp_path / "diverged", [arrays[0], arrays[1] * np.nan, *arrays[2:]])
     cases = [("absent", "Q-network weights file not found"), ("text", "not HDF5"),
+             ("diverged", "layer dense_4 holds a value that is not finite"),
              ("empty.h5", "neither Keras 1/2 'layer_names' nor Keras 3 'layers'"),
              ("no_history", r"layer dense_4 has kernel \(25088, 1024\) .* needs \(25112, 1024\)"),
              ("transposed", r"layer dense_3 has kernel \(6, 1024\)"),

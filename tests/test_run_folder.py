@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import h5py
+import numpy as np
 import pytest
 
 import classes_run
@@ -100,10 +101,18 @@ def damage_resume_state_arrays(path):
         del handle["optimizer"]["3"]
 
 
+def poison_weights(path):
+    with h5py.File(path, "r+") as handle:
+        kernel = handle["layers"]["dense"]["vars"]["0"]
+        kernel[0, 0] = np.nan
+
+
 RESUME_DAMAGE = {
     "truncated weights": ("model0_epoch_0.weights.h5", truncate, r"model0_epoch_0.weights.h5: truncated \(100,000 "
                           r"of its .* bytes\); epoch 0 cannot be resumed: no earlier epoch .* -n 0"),
     "empty weights": ("model0_epoch_0.weights.h5", lambda path: path.write_bytes(b""), r"empty \(0 bytes\)"),
+    "weights with NaN": ("model0_epoch_0.weights.h5", poison_weights,
+                         r"model0_epoch_0.weights.h5: damaged \(a weight that is not finite: NaN or infinity\)"),
     "truncated resume state": ("resume_model0_epoch_0.h5", truncate, r"resume_model0_epoch_0.h5: truncated .*cannot "
                                r"be resumed exactly.*delete resume_model0_epoch_0.h5 and run -n 1 again"),
     "resume state not HDF5": ("resume_model0_epoch_0.h5", lambda path: path.write_text("synced badly"),
