@@ -67,9 +67,12 @@ def load_image(path, max_pixels=None) -> np.ndarray:
     """
     path = Path(path)
     limit = MAX_PIXELS if max_pixels is None else int(max_pixels)
-    if not path.is_file():
-        raise UserError(f"image {path}: a folder, not an image file" if path.is_dir()
-                        else f"image file not found: {path}")
+    try:
+        found, folder = path.is_file(), path.is_dir()
+    except OSError as error:        # a name too long, a folder that cannot be looked into
+        raise UserError(f"cannot read image file {path}: {error.strerror or error}") from None
+    if not found:
+        raise UserError(f"image {path}: a folder, not an image file" if folder else f"image file not found: {path}")
     try:
         with warnings.catch_warnings():
             # Pillow warns above its own limit and raises above twice that: both are refusals here

@@ -216,7 +216,7 @@ def _numbered_lines(path: Path) -> list[tuple[int, str]]:
     if not path.is_file():
         raise UserError(f"image set file not found: {path}")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")     # UTF-8, with or without the byte-order mark of Windows
     except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"cannot read image set file {path}: {error}") from None
     return [(number, line.strip()) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
@@ -227,14 +227,21 @@ def _read_lines(path: Path) -> list[str]:
     return [line for _, line in _numbered_lines(path)]
 
 
+MAX_IMAGE_ID_BYTES = 200        # a file name holds 255 bytes: room for ``.jpg``, ``.xml``, ``.png``, ``.gif`` and more
+
+
 def check_image_id(image_id, where) -> str:
     """``image_id`` when it names a file inside its folder (``JPEGImages/<id>.jpg``, ``Annotations/<id>.xml``, the
     drawn ``searches/<id>.png``); UserError naming ``where`` (the file and line it came from) for an id with a path
-    separator, ``..``, a drive or a NUL, which would read or write outside the folder."""
+    separator, ``..``, a drive or a NUL, which would read or write outside the folder, or longer than a file name
+    allows."""
     if ("/" in image_id or "\\" in image_id or "\0" in image_id or image_id in (".", "..")
             or PureWindowsPath(image_id).drive):
         raise UserError(f"{where}: image id {image_id!r} is not a file name (a path separator, '..' or a drive): "
                         f"it would lead outside the dataset and output folders")
+    if len(os.fsencode(image_id)) > MAX_IMAGE_ID_BYTES:
+        raise UserError(f"{where}: image id {image_id[:40]!r}... is {len(os.fsencode(image_id))} bytes long, more "
+                        f"than the {MAX_IMAGE_ID_BYTES} that leave room for its files' suffixes in a file name")
     return image_id
 
 
@@ -261,7 +268,7 @@ def read_class_image_set(path_voc, class_object, set_name, labels: Iterable[int]
         try:
             image_id, label = columns[0], int(columns[1])
         except (IndexError, ValueError):
-            raise UserError(f"{path}, line {number}: expected '<image id> <label>', got {line!r}") from None
+            raise UserError(f"{path}, line {number}: expected '<image id> <label>', got {line[:80]!r}") from None
         check_image_id(image_id, f"{path}, line {number}")
         if label in labels:
             image_ids.append(image_id)

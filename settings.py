@@ -363,8 +363,28 @@ RULES = {
 }
 
 
+# the settings that name files or folders (``image``: a list of files); each of their names must fit the filesystem
+PATH_SETTINGS = ("path_voc", "path_voc2", "path_voc_test", "path_model", "path_testing_folder", "path_vgg", "image")
+NAME_MAX = 255          # bytes in one file or folder name (Linux, macOS, Windows)
+
+
+def check_path_names(name, value):
+    """Every file or folder name in the path ``value`` (the setting ``name``) fits the filesystem: a longer one
+    is a UserError here, not an OSError from the first look at it."""
+    for part in Path(value).parts:
+        size = len(os.fsencode(part))
+        if size > NAME_MAX:
+            raise UserError(f"{name}: the name {part[:40]!r}... in it is {size} bytes long, more than a file or "
+                            f"folder name may be ({NAME_MAX})")
+
+
 def check_settings(settings):
-    """Every setting with a rule holds it, and the settings fit together; else a UserError naming the setting."""
+    """Every setting with a rule holds it, the paths' names fit the filesystem and the settings fit together; else a
+    UserError naming the setting."""
+    for name in PATH_SETTINGS:
+        value = getattr(settings, name, None)
+        for path in value if isinstance(value, (list, tuple)) else [] if value is None else [value]:
+            check_path_names(name, path)
     for name, rule in RULES.items():
         if hasattr(settings, name) and not rule.holds(getattr(settings, name)):
             raise UserError(f"{name} must be {rule.accepts}, got {getattr(settings, name)!r}")

@@ -22,6 +22,7 @@ import sys
 import warnings
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import h5py
 import numpy as np
@@ -33,6 +34,7 @@ import compare_results
 import image_zooms_testing
 import image_zooms_training
 import runtime
+import settings as settings_module
 import testing_settings
 import training_settings
 from test_robustness import tiny, tiny_features  # noqa: F401 (a fixture)
@@ -164,6 +166,26 @@ def test_an_image_id_that_leaves_its_folder_is_one_line_naming_the_file_and_line
     assert repr(image_id) in str(caught.value) and "\n" not in str(caught.value)
     with pytest.raises(UserError, match=r"test.txt, line 2: image id"):
         read_image_set(tmp_path, "test")
+
+
+def test_an_image_id_longer_than_a_file_name_allows_is_one_line_and_a_byte_order_mark_is_read_as_utf8(tmp_path):
+    main_folder = tmp_path / "ImageSets" / "Main"
+    main_folder.mkdir(parents=True)
+    (main_folder / "test.txt").write_text(f"000001\n{'a' * 300}\n")
+    with pytest.raises(UserError, match=r"test.txt, line 2: image id 'a+'... is 300 bytes long, more than the 200"):
+        read_image_set(tmp_path, "test")
+    (main_folder / "aeroplane_test.txt").write_bytes("\ufeff000001  1\r\n000002 -1\r\n".encode("utf-8"))
+    assert read_class_image_set(tmp_path, "aeroplane", "test") == ["000001"]   # Windows Notepad's UTF-8
+
+
+def test_a_path_setting_with_a_name_longer_than_a_file_name_allows_is_one_line(tmp_path):
+    values = dict(settings_module.script_settings(vars(image_zooms_testing)))
+    long_name = "b" * 256
+    for name, value in (("path_testing_folder", str(tmp_path / long_name / "out")), ("image", ["x.png", long_name])):
+        with pytest.raises(UserError, match=f"{name}: the name 'b+'... in it is 256 bytes long, more than a file"):
+            settings_module.check_settings(SimpleNamespace(**{**values, name: value}))
+    with pytest.raises(UserError, match="cannot read image file .*: File name too long"):
+        load_image(tmp_path / f"{long_name}.png")       # detect() reads paths through it, without the settings
 
 
 @pytest.mark.parametrize("name", ["../aeroplane", "/etc", "aeroplane/..", "a\\b"])
