@@ -352,7 +352,7 @@ def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best,
                         f"{kept}") from None
     stale = [resume_state_path(path_model, class_idx, older) for older in resume_epochs(path_model, class_idx)
              if older != epoch]
-    if sample is not None and refiner is None:      # an earlier run's heads would not match these weights
+    if refiner is None:         # a head an earlier run left beside these weights' names is not this run's
         stale += [refiner_path(path) for path in weights_files]
     if epoch > 0 and not keeps_epoch_weights(settings, epoch - 1):
         stale += [checkpoint_path(path_model, class_idx, epoch - 1),

@@ -134,7 +134,7 @@ def test_refine_trains_resumes_exactly_and_tests_with_both_boxes(dataset, tmp_pa
                                   "--path_vgg", "random", "--refine", "1"])
 
 
-def test_an_epoch_with_too_few_windows_for_a_head_says_so_and_keeps_no_earlier_head(dataset, tmp_path, monkeypatch):
+def test_an_epoch_without_a_head_says_so_and_keeps_no_earlier_head(dataset, tmp_path, monkeypatch):
     monkeypatch.setattr(image_zooms_training, "make_features", tiny_features)
     folder = tmp_path / "m"
     folder.mkdir()
@@ -147,6 +147,11 @@ def test_an_epoch_with_too_few_windows_for_a_head_says_so_and_keeps_no_earlier_h
         image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(folder), *TINY, "--epochs", "1",
                                    "--refine", "1"])
     assert (folder / "model0.weights.h5").is_file() and not earlier.exists()
+    plain = tmp_path / "plain"              # and a run without refine leaves no earlier head beside its weights
+    plain.mkdir()
+    BoxRefiner(np.zeros(3), 1.0, np.zeros((3, 4)), np.zeros(4)).save(refiner_path(plain / "model0.weights.h5"))
+    image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(plain), *TINY, "--epochs", "1"])
+    assert not list(plain.glob("refiner_*"))
 
 
 @pytest.mark.parametrize("damage, problem", [
