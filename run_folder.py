@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from errors import UserError
+from parse_xml_annotations import VOC_CLASSES
 from runtime import TEMPORARY_PREFIX
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -573,7 +574,7 @@ def training_lock(path_model, class_idx):
         if holder is None:          # released meanwhile
             continue
         if _holder_alive(holder):
-            raise UserError(f"{path_model}/ is in use by another training of class {class_idx}: "
+            raise UserError(f"{path_model}/ is in use by another training of class {VOC_CLASSES[class_idx]}: "
                             f"{describe_holder(holder)} ({path.name}). Wait for it to end or train into another "
                             f"path_model" + ("" if holder.get("host") == socket.gethostname() else
                                              f"; if that run is gone, delete {path}"))
