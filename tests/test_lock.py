@@ -50,7 +50,7 @@ def test_another_process_holding_the_lock_is_named_then_its_lock_is_taken_over_o
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(UserError, match=rf"is in use by another training of class aeroplane: process {holder.pid} "):
+        with pytest.raises(UserError, match=rf"in use by another training of class aeroplane: process {holder.pid} "):
             with training_lock(tmp_path, 0):
                 pass
         assert training_holder(tmp_path, 0).startswith(f"process {holder.pid} ")
