@@ -7,6 +7,7 @@ is done. Files are written to a temporary name and renamed, so even SIGKILL neve
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -104,8 +105,10 @@ def write_atomically(path, write):
     temporary = path.with_name(TEMPORARY_PREFIX + path.name)     # keeps the suffix, which Keras checks
     try:
         write(temporary)
-    except BaseException:
+    except BaseException as error:
         temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename is None:
+            error.filename = str(path)      # a failed write() names no file: the one that was being written
         raise
     os.replace(temporary, path)
 
@@ -144,9 +147,14 @@ def one_line_warnings():
     return show_warning
 
 
+# a write the disk refused: full, over quota, read-only, a file too large
+FULL_OR_READ_ONLY = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+
+
 def main_guard(function):
-    """Run a script's main: user errors become one line on stderr and exit code 2; Ctrl-C exits with 130, SIGTERM
-    with 143 (128 + the signal number); user warnings print as one line ``warning: ...``."""
+    """Run a script's main: user errors, and a write the disk refused (:data:`FULL_OR_READ_ONLY`), become one line on
+    stderr and exit code 2; Ctrl-C exits with 130, SIGTERM with 143 (128 + the signal number); user warnings print
+    as one line ``warning: ...``."""
     show_warning = one_line_warnings()
     try:
         function()
@@ -156,6 +164,13 @@ def main_guard(function):
     except KeyboardInterrupt as interrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(128 + getattr(interrupt, "signal_number", signal.SIGINT))
+    except OSError as error:
+        if error.errno not in FULL_OR_READ_ONLY:
+            raise
+        where = f" {error.filename}" if error.filename else ""
+        print(f"error: could not write{where}: {error.strerror}; the files written before are kept. Free space (or "
+              f"choose another folder) and run again", file=sys.stderr)
+        sys.exit(2)
     finally:
         warnings.showwarning = show_warning
 

@@ -199,10 +199,10 @@ def test(settings, make_features, model_label):
         "detections": [dict(d, true_positive=bool(tp)) for d, tp in zip(detections, curve["true_positive"])],
         "trajectories": all_trajectories,
     }
-    write_json(out_folder / "results.json", results)
-    write_figures(results, out_folder)
     print(f"AP {results['ap']:.3f}  AP-07 {results['ap_voc07']:.3f}  max recall {results['max_recall']:.3f}  "
           f"objects {results['num_objects']}  regions analysed {results['regions_analysed']}  ({seconds:.1f} s)")
+    write_json(out_folder / "results.json", results)
+    write_figures(results, out_folder)
     if report.summary():
         print(report.summary())
     print(f"results in {out_folder / 'results.json'}")

@@ -11,6 +11,7 @@ field, with nothing written.
 The lock on ``path_model`` is tested in test_lock.py.
 """
 import contextlib
+import errno
 import io
 import json
 import os
@@ -361,6 +362,21 @@ def run_guarded(main, argv, capsys):
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err
     return exit_info.value.code, captured.err.strip().splitlines(), captured.out
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_other_os_errors_are_not_hidden(tmp_path, capsys):
+    target = tmp_path / "results.json"
+
+    def write(temporary):
+        temporary.write_text("half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    code, error, _ = run_guarded(lambda argv: runtime.write_atomically(target, write), [], capsys)
+    assert code == 2 and error == [f"error: could not write {target}: No space left on device; the files written "
+                                   f"before are kept. Free space (or choose another folder) and run again"]
+    assert not list(tmp_path.iterdir())         # no half-written file left
+    with pytest.raises(OSError, match="Input/output error"):
+        main_guard(lambda: runtime.write_atomically(target, lambda temporary: (_ for _ in ()).throw(
+            OSError(errno.EIO, "Input/output error"))))
 
 
 def test_max_pixels_is_a_setting_of_the_scripts_with_the_library_default(tmp_path, capsys):
