@@ -262,11 +262,17 @@ def detect_many(images, model, path_vgg="./vgg16_weights.h5", features=None, sca
     """``detect`` for several images at once (their searches advance in lockstep, regions described in batches);
     returns one ``(boxes, scores, trajectory)`` per image."""
     from episodes import TrainedAgent, run_searches
+    from refinement import BoxRefiner
     from reinforcement import ZoomEnvironment
     from settings import check_settings     # the scripts' rules for the same settings
     check_settings(SimpleNamespace(scale_subregion=scale_subregion, number_of_steps=number_of_steps,
                                    detections=detections, vgg_precision=vgg_precision, weights_order=weights_order,
-                                   duplicates=duplicates))
+                                   duplicates=duplicates, **({} if max_pixels is None else {"max_pixels": max_pixels})))
+    if isinstance(refiner, (str, os.PathLike)):
+        refiner = BoxRefiner.load(refiner)
+    elif refiner is not None and not isinstance(refiner, BoxRefiner):
+        raise UserError(f"refiner must be None, a refinement.BoxRefiner or the path of a saved one, got "
+                        f"{type(refiner).__name__}")
     arrays = [as_rgb_image(image, max_pixels) for image in images]
     agent = TrainedAgent(QNetworkPolicy(load_q_network(model, weights_order)))
     trained_here = re.fullmatch(r"model(\d+)(_epoch_\d+|_best)?\.weights\.h5", Path(str(model)).name)
@@ -279,9 +285,6 @@ def detect_many(images, model, path_vgg="./vgg16_weights.h5", features=None, sca
         features = ImageZoomsFeatures(path_vgg, precision=vgg_precision)
     environments = [ZoomEnvironment(array.shape[1], array.shape[0], np.zeros((0, 4)), scale_subregion, image=array,
                                     image_id=content_key(array)) for array in arrays]
-    if isinstance(refiner, (str, os.PathLike)):
-        from refinement import BoxRefiner
-        refiner = BoxRefiner.load(refiner)
     trajectories = run_searches(environments, agent, features, int(number_of_steps), bool(only_first_object),
                                 refiner)
     return [(*select_detections(trajectory, detections, duplicates), trajectory) for trajectory in trajectories]

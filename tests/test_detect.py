@@ -232,6 +232,10 @@ def test_detect_errors(tmp_path, features):
         detect(photo(), model, features=features, scale_subregion=1.5)
     with pytest.raises(UserError, match="detections"):
         detect(photo(), model, features=features, detections="all")
+    with pytest.raises(UserError, match="max_pixels must be a whole number"):
+        detect(photo(), model, features=features, max_pixels=-1)
+    with pytest.raises(UserError, match="refiner must be None, a refinement.BoxRefiner or the path of a saved one"):
+        detect(photo(), model, features=features, refiner=5)
 
 
 def test_detect_on_a_training_runs_file_checks_the_weights_it_was_trained_on(trained):
