@@ -369,8 +369,10 @@ NAME_MAX = 255          # bytes in one file or folder name (Linux, macOS, Window
 
 
 def check_path_names(name, value):
-    """Every file or folder name in the path ``value`` (the setting ``name``) fits the filesystem: a longer one
-    is a UserError here, not an OSError from the first look at it."""
+    """``value`` (the setting ``name``) is a path, and every file or folder name in it fits the filesystem: a
+    longer one is a UserError here, not an OSError from the first look at it."""
+    if not isinstance(value, (str, os.PathLike)) or str(value) == "":
+        raise UserError(f"{name} must be a path (a text naming a file or folder), got {value!r}")
     for part in Path(value).parts:
         size = len(os.fsencode(part))
         if size > NAME_MAX:
@@ -381,9 +383,12 @@ def check_path_names(name, value):
 def check_settings(settings):
     """Every setting with a rule holds it, the paths' names fit the filesystem and the settings fit together; else a
     UserError naming the setting."""
+    optional = {"image", *(() if getattr(settings, "two_databases", 0) else ("path_voc2",))}    # None: not used
     for name in PATH_SETTINGS:
         value = getattr(settings, name, None)
-        for path in value if isinstance(value, (list, tuple)) else [] if value is None else [value]:
+        if not hasattr(settings, name) or name in optional and value is None:
+            continue
+        for path in value if name == "image" and isinstance(value, (list, tuple)) else [value]:
             check_path_names(name, path)
     for name, rule in RULES.items():
         if hasattr(settings, name) and not rule.holds(getattr(settings, name)):

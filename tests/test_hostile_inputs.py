@@ -179,7 +179,7 @@ def test_an_image_id_longer_than_a_file_name_allows_is_one_line_and_a_byte_order
     assert read_class_image_set(tmp_path, "aeroplane", "test") == ["000001"]   # Windows Notepad's UTF-8
 
 
-def test_a_path_setting_with_a_name_longer_than_a_file_name_allows_is_one_line(tmp_path):
+def test_a_path_setting_that_is_not_a_path_or_has_a_name_too_long_is_one_line(tmp_path):
     values = dict(settings_module.script_settings(vars(image_zooms_testing)))
     long_name = "b" * 256
     for name, value in (("path_testing_folder", str(tmp_path / long_name / "out")), ("image", ["x.png", long_name])):
@@ -187,6 +187,13 @@ def test_a_path_setting_with_a_name_longer_than_a_file_name_allows_is_one_line(t
             settings_module.check_settings(SimpleNamespace(**{**values, name: value}))
     with pytest.raises(UserError, match="cannot read image file .*: File name too long"):
         load_image(tmp_path / f"{long_name}.png")       # detect() reads paths through it, without the settings
+
+    training = dict(settings_module.script_settings(vars(image_zooms_training)))
+    for name, value in (("path_voc", 5), ("path_model", None), ("path_vgg", ""), ("path_voc2", None)):
+        both = {**training, "two_databases": 1, name: value}    # a path edited at the top of a script
+        with pytest.raises(UserError, match=f"{name} must be a path \\(a text naming a file or folder\\), got "):
+            settings_module.check_settings(SimpleNamespace(**both))
+    settings_module.check_settings(SimpleNamespace(**{**training, "path_voc2": None}))   # not used: may be None
 
 
 @pytest.mark.parametrize("name", ["../aeroplane", "/etc", "aeroplane/..", "a\\b"])
