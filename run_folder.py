@@ -455,18 +455,21 @@ def lock_path(path_model, class_idx):
 TAKEOVER_SECONDS = 30
 
 
-def _process_ticks(pid):
-    """When process ``pid`` started (clock ticks after boot, field 22 of ``/proc/<pid>/stat``), or None without
-    /proc: with the pid it tells the run that wrote a lock from a later process that was given the same pid."""
+def _process_stat(pid):
+    """``(state, ticks)`` of process ``pid`` from ``/proc/<pid>/stat`` (fields 3 and 22: ``Z`` for a process that
+    has ended but is not yet reaped; when it started, in clock ticks after boot: with the pid it tells the run that
+    wrote a lock from a later process given the same pid), or None without /proc."""
     try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[0], int(fields[19])
     except (OSError, ValueError, IndexError):
         return None
 
 
 def _this_run():
     return {"pid": os.getpid(), "host": socket.gethostname(),
-            "started": datetime.now().astimezone().isoformat(timespec="seconds"), "ticks": _process_ticks(os.getpid())}
+            "started": datetime.now().astimezone().isoformat(timespec="seconds"),
+            "ticks": (_process_stat(os.getpid()) or (None, None))[1]}
 
 
 def _read_holder(path):
@@ -496,8 +499,11 @@ def _holder_alive(holder):
         pass
     except OSError:
         return True
-    ticks, now = holder.get("ticks"), _process_ticks(pid)
-    return ticks is None or now is None or ticks == now
+    stat = _process_stat(pid)
+    if stat is None:
+        return True
+    state, ticks = stat
+    return state not in ("Z", "X") and holder.get("ticks") in (None, ticks)    # ended (a zombie), or a later process
 
 
 def describe_holder(holder):

@@ -6,10 +6,12 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+import run_folder
 from errors import UserError
 from run_folder import lock_path, training_holder, training_lock
 
@@ -56,7 +58,12 @@ def test_another_process_holding_the_lock_is_named_then_its_lock_is_taken_over_o
         assert training_holder(tmp_path, 0).startswith(f"process {holder.pid} ")
     finally:
         holder.send_signal(signal.SIGKILL)      # dies without releasing: the lock stays, stale
-        holder.wait()
+    for _ in range(200):                        # ended, not yet reaped by its parent (this test): a zombie
+        if run_folder._process_stat(holder.pid)[0] == "Z":
+            break
+        time.sleep(0.05)
+    assert training_holder(tmp_path, 0) is None     # a zombie is a run that has ended
+    holder.wait()
     assert lock_path(tmp_path, 0).is_file() and training_holder(tmp_path, 0) is None
     with pytest.warns(UserWarning, match=rf"lock_model0 of process {holder.pid} .* is stale .*taken over"):
         with training_lock(tmp_path, 0) as path:
