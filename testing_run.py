@@ -45,8 +45,8 @@ def preflight(settings, model_label):
             check_trained_features(settings.path_model, class_index(settings), settings.path_vgg,
                                    settings.scale_subregion)
     one_class = not several_classes(settings.class_object)
-    check_output_folder(settings.path_testing_folder, "path_testing_folder",
-                        ("detections.json",) if own_images else ("results.json", *(OUTPUT_FIGURES if one_class else ())))
+    outputs = ("detections.json",) if own_images else ("results.json", *(OUTPUT_FIGURES if one_class else ()))
+    check_output_folder(settings.path_testing_folder, "path_testing_folder", outputs)
     drawings = "images" if own_images else "searches" if settings.bool_draw and one_class else None
     if drawings:
         check_output_folder(Path(settings.path_testing_folder) / drawings, "path_testing_folder")

@@ -75,8 +75,9 @@ def run_files(path_model, class_idx, epochs):
     """Every file a training of ``epochs`` writes in ``path_model``."""
     weights = [checkpoint_path(path_model, class_idx, epoch) for epoch in epochs]
     weights += [checkpoint_path(path_model, class_idx), best_path(path_model, class_idx)]
-    return [*weights, *map(refiner_path, weights), *(resume_state_path(path_model, class_idx, epoch) for epoch in epochs),
-            log_path(path_model, class_idx), features_path(path_model, class_idx)]
+    states = [resume_state_path(path_model, class_idx, epoch) for epoch in epochs]
+    return [*weights, *map(refiner_path, weights), *states, log_path(path_model, class_idx),
+            features_path(path_model, class_idx)]
 
 
 def make_learner(settings, model):
