@@ -39,6 +39,10 @@ def run_classes_script(script, argv, model_label, flags, run_one, run_each):
     settings = configure(script_settings(script), argv, script["__doc__"], flags)
     apply_demo(settings, script["DEMO"])
     if several_classes(settings.class_object):
+        from parse_xml_annotations import class_ids
+        from settings import ensure_demo_dataset
+        class_ids(settings.class_object)
+        ensure_demo_dataset(settings, getattr(settings, "path_voc", None) or settings.path_voc_test)
         run_each(settings, script["make_features"], model_label, run_one)
     else:
         run_one(settings, script["make_features"], model_label)
@@ -156,6 +160,9 @@ def train_classes(settings, make_features, model_label, train):
     identifiers = class_ids(settings.class_object)
     roots = [settings.path_voc] + ([settings.path_voc2] if settings.two_databases else [])
     resuming = settings.n > 0
+    if resuming:
+        print(f"-n {settings.n} with several classes: each class continues after its own latest saved epoch, a class "
+              f"with none starts at epoch 0")
     present = classes_present(roots, identifiers, "trainval")
     trained, absent, finished = [], [], []
     for number, identifier in enumerate(identifiers, start=1):
@@ -171,6 +178,9 @@ def train_classes(settings, make_features, model_label, train):
             print(f"  {name}: all {settings.epochs} epochs already saved, skipped")
             finished.append(name)
             continue
+        if resuming:
+            print(f"  {name}: " + (f"continues at epoch {one.n} (its latest saved epoch is {one.n - 1})" if one.n
+                                   else f"no saved epoch in {settings.path_model}/: starts at epoch 0"), flush=True)
         try:
             if CLASSES_APART:
                 in_fresh_process(train, one, make_features, model_label)

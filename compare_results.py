@@ -26,6 +26,16 @@ def default_label(results):
     return label
 
 
+def refinement_label(label, results):
+    """``label`` saying whether the boxes were refined: ', refined' added where the results are and the label does
+    not say so; ', windows (no refinement head)' where refine was asked for and the run had no head."""
+    if results.get('refine_missing'):
+        return f'{label}, windows (no refinement head)'
+    if results.get('refine') and 'refine' not in label.lower():
+        return f'{label}, refined'
+    return label
+
+
 def figure_paths(output):
     """The two figures' paths: ``output`` (a PNG when it has no suffix; ``comparison.png`` in it when it is a
     folder) and ``<output stem>_regions<suffix>``."""
@@ -56,6 +66,7 @@ def compare(paths, labels=None, output='comparison.png', title=None):
         for index, label in enumerate(labels):
             if labels.count(label) > 1:
                 labels[index] = f'{label} ({paths[index]})'
+    labels = [refinement_label(label, results) for label, results in zip(labels, all_results)]
 
     curves_path, regions_path = figure_paths(output)
     runs, counts_by_label, rows = [], {}, []

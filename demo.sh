@@ -23,12 +23,12 @@ python image_zooms_testing.py --demo --path_testing_folder $out/image_zooms_trai
 python image_zooms_testing.py --demo --agent random --refine 0 --path_testing_folder $out/random
 python image_zooms_testing.py --demo --agent upper_bound --refine 0 --path_testing_folder $out/upper_bound
 results=($out/image_zooms_trained/results.json)
-labels=("Image-Zooms, trained, refined")
+labels=("Image-Zooms, trained")   # compare_results adds whether its boxes are refined
 if [ "$both" = 1 ]; then
   python pool45_crops_training.py --demo
   python pool45_crops_testing.py --demo --path_testing_folder $out/pool45_crops_trained
   results+=($out/pool45_crops_trained/results.json)
-  labels+=("Pool45-Crops, trained, refined")
+  labels+=("Pool45-Crops, trained")
 fi
 python compare_results.py "${results[@]}" $out/random/results.json $out/upper_bound/results.json \
   --output $out/comparison.png --labels "${labels[@]}" "random agent" "upper bound" \

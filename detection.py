@@ -269,6 +269,10 @@ def detect_many(images, model, path_vgg="./vgg16_weights.h5", features=None, sca
                                    detections=detections, vgg_precision=vgg_precision, weights_order=weights_order,
                                    duplicates=duplicates, **({} if max_pixels is None else {"max_pixels": max_pixels})))
     if isinstance(refiner, (str, os.PathLike)):
+        if not Path(refiner).is_file():
+            raise UserError(f"refiner {os.fspath(refiner)!r}: no such file (a training with refine 1 writes "
+                            f"refiner_model<k>.npz beside each weights file once enough visited windows have "
+                            f"overlapped an object); refiner=None reports the hierarchy's windows")
         refiner = BoxRefiner.load(refiner)
     elif refiner is not None and not isinstance(refiner, BoxRefiner):
         raise UserError(f"refiner must be None, a refinement.BoxRefiner or the path of a saved one, got "

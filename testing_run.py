@@ -18,7 +18,7 @@ from run_folder import (DamagedFile, best_epoch, best_path, check_trained_featur
                         training_holder)
 from runtime import seed_everything, write_json
 from settings import (check_dataset, check_output_folder, check_path_vgg, check_settings, class_index,
-                      testing_flags)
+                      ensure_demo_dataset, testing_flags)
 
 
 def preflight(settings, model_label):
@@ -29,9 +29,17 @@ def preflight(settings, model_label):
     check_settings(settings)
     class_ids(settings.class_object)
     own_images = bool(getattr(settings, "image", None))
-    if not own_images:
+    if own_images:
+        missing = [str(path) for path in settings.image if not Path(path).is_file()]
+        if missing:
+            raise UserError(f"--image {missing[0]}: " + ("a folder; give the image files in it (e.g. folder/*.jpg)"
+                                                        if Path(missing[0]).is_dir() else "no such file")
+                            + (f" (and {len(missing) - 1} more of the {len(settings.image)} images)"
+                               if len(missing) > 1 else ""))
+    else:
         if Path(settings.path_voc_test) == VOC2007_TEST_FOLDER:     # the annotations the repository carries
             ensure_voc2007_test_annotations()
+        ensure_demo_dataset(settings, settings.path_voc_test)
         check_dataset(settings.path_voc_test, "test", settings.class_object, "path_voc_test")
     if settings.agent == "trained":
         if not Path(settings.path_model).is_dir():
@@ -44,6 +52,9 @@ def preflight(settings, model_label):
         if not several_classes(settings.class_object) and not model_name(settings):
             check_trained_features(settings.path_model, class_index(settings), settings.path_vgg,
                                    settings.scale_subregion)
+    if settings.refine and (isinstance(settings.epoch, int) or settings.epoch == "best") and \
+            not several_classes(settings.class_object):
+        check_refinement_head(settings, class_index(settings), model_label)
     one_class = not several_classes(settings.class_object)
     outputs = ("detections.json",) if own_images else ("results.json", *(OUTPUT_FIGURES if one_class else ()))
     check_output_folder(settings.path_testing_folder, "path_testing_folder", outputs)
@@ -97,12 +108,11 @@ def test(settings, make_features, model_label):
 
     With ``--image`` it searches the user's own images instead (:func:`search_own_images`).
     """
-    preflight(settings, model_label)
-    if settings.refine and settings.agent != "trained" and getattr(settings, "demo", False) \
-            and "refine" not in settings.explicit:
+    if settings.refine and settings.agent != "trained" and refine_from_demo(settings):
         settings.refine = 0     # the demo's refine 1 is its trained agent's; the baselines need no training
         print(f"--demo: the {settings.agent} agent reports the hierarchy's windows (--refine 1 refines them with the "
               f"trained agent's head)")
+    preflight(settings, model_label)
     from episodes import RandomAgent, TrainedAgent, UpperBoundAgent
     from metrics import precision_recall, regions_per_found_object
     from parse_xml_annotations import class_name, load_records
@@ -190,7 +200,8 @@ def test(settings, make_features, model_label):
         "scale_subregion": settings.scale_subregion, "epoch": epoch,
         "weights": None if weights is None else str(weights), "detections_protocol": settings.detections,
         "only_first_object": bool(settings.only_first_object), "number_of_steps": settings.number_of_steps,
-        "refine": bool(settings.refine), "duplicates": settings.duplicates, "num_images": len(ground_truth), "num_objects": int(curve["num_positives"]),
+        "refine": bool(settings.refine), "refine_missing": getattr(settings, "refine_missing", None),
+        "duplicates": settings.duplicates, "num_images": len(ground_truth), "num_objects": int(curve["num_positives"]),
         "precision": curve["precision"], "recall": curve["recall"], "ap": curve["ap"], "ap_voc07": curve["ap_voc07"],
         "max_recall": curve["max_recall"], "regions_per_found_object": regions,
         "regions_analysed": int(sum(len(t) for t in all_trajectories.values())),
@@ -234,6 +245,37 @@ def test_epochs(settings, make_features, model_label):
     print(format_table(rows))
     print(f"comparison of epochs in {out_folder / 'epochs.png'}")
     return rows
+
+
+def refine_from_demo(settings):
+    """Whether ``refine 1`` comes from ``--demo`` rather than the command line."""
+    return bool(getattr(settings, "demo", False)) and "refine" not in settings.explicit
+
+
+def check_refinement_head(settings, class_idx, model_label):
+    """``refine 1`` needs the refinement head saved beside the weights tested (the latest, for the baselines).
+    Without one, where ``refine`` comes from ``--demo`` (a short demo training may have none), one warning and the
+    hierarchy's windows are reported: ``settings.refine`` becomes 0 and ``settings.refine_missing`` says why (it goes
+    into the results). Asked for on the command line, it is a UserError with the way on."""
+    from refinement import MIN_WINDOWS, refiner_path
+    weights = trained_weights(settings, class_idx, model_label)
+    if refiner_path(weights).is_file():
+        return
+    if model_name(settings):
+        why = (f"model_name {model_name(settings)!r} is a weights file without a refinement head (the 2016 files "
+               f"have none)")
+        way = "test it with --refine 0"
+    else:
+        why = (f"no refinement head {refiner_path(weights).name} beside {weights.name} (a training with refine 1 "
+               f"writes one once {MIN_WINDOWS} visited windows have overlapped an object)")
+        way = ("train on more images or epochs with --refine 1 for one, or test the hierarchy's windows with "
+               "--refine 0")
+    if not refine_from_demo(settings):
+        raise UserError(f"refine 1: {why}; {way}")
+    warnings.warn(f"--demo: {why}; the hierarchy's windows are reported, not refined boxes", UserWarning,
+                  stacklevel=2)
+    settings.refine = 0
+    settings.refine_missing = why
 
 
 def model_name(settings):
@@ -361,7 +403,8 @@ def search_own_images(settings, make_features, model_label):
     summary = {"model": model_label, "class_object": name, "weights": str(weights),
                "scale_subregion": settings.scale_subregion, "number_of_steps": settings.number_of_steps,
                "only_first_object": bool(settings.only_first_object), "detections_protocol": protocol,
-               "refine": bool(settings.refine), "duplicates": settings.duplicates,
+               "refine": bool(settings.refine), "refine_missing": getattr(settings, "refine_missing", None),
+               "duplicates": settings.duplicates,
                "box_format": "[x0, y0, x1, y1) in pixels of the image", **report.as_json(), "images": entries}
     write_json(out_folder / "detections.json", summary)
     if report.summary():
@@ -387,7 +430,8 @@ OUTPUT_FIGURES = ("precision_recall.png", "regions_per_object.png")       # what
 
 def write_figures(results, out_folder):
     from visualization import plot_precision_recall, plot_regions_histogram
-    label = f"{results['model']} {results['agent']} s={results['scale_subregion']}"
+    from compare_results import refinement_label
+    label = refinement_label(f"{results['model']} {results['agent']} s={results['scale_subregion']}", results)
     plot_precision_recall([{"label": label, "recall": results["recall"], "precision": results["precision"],
                             "ap": results["ap"]}], Path(out_folder) / OUTPUT_FIGURES[0])
     plot_regions_histogram({label: results["regions_per_found_object"]}, Path(out_folder) / OUTPUT_FIGURES[1])

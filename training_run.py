@@ -34,7 +34,7 @@ from run_folder import (DamagedFile, best_path, check_weights, checkpoint_path, 
 from refinement import MIN_WINDOWS, refiner_path
 from runtime import Interrupted, StopSignals, seed_everything
 from settings import (REMOVED_OPTIONS, check_dataset, check_output_folder, check_path_vgg, check_removed_in,
-                      check_settings, class_index, training_flags)
+                      check_settings, class_index, ensure_demo_dataset, training_flags)
 
 
 def preflight(settings):
@@ -53,19 +53,22 @@ def preflight(settings):
                         f"epochs, not epochs to add (unlike the 2016 script); to train k more epochs pass "
                         f"-n {settings.n} --epochs {settings.n}+k, e.g. --epochs {settings.n + 10}")
     class_ids(settings.class_object)
+    one_class = not several_classes(settings.class_object)
+    if one_class and settings.n > 0:
+        class_idx = class_index(settings)
+        weights = checkpoint_path(settings.path_model, class_idx, settings.n - 1)
+        if not weights.is_file():
+            raise UserError(f"-n {settings.n}: {missing_checkpoint(settings.path_model, class_idx, weights)}")
+    ensure_demo_dataset(settings, settings.path_voc)
     check_dataset(settings.path_voc, "trainval", settings.class_object, "path_voc")
     if settings.two_databases:
         check_dataset(settings.path_voc2, "trainval", settings.class_object, "path_voc2")
     check_path_vgg(settings.path_vgg)
     if settings.bool_draw:      # the drawings of the searches, written during the epochs
         check_output_folder(Path(settings.path_testing_folder) / "training", "path_testing_folder")
-    if several_classes(settings.class_object):
+    if not one_class:
         return
     class_idx = class_index(settings)
-    if settings.n > 0:
-        weights = checkpoint_path(settings.path_model, class_idx, settings.n - 1)
-        if not weights.is_file():
-            raise UserError(f"-n {settings.n}: {missing_checkpoint(settings.path_model, class_idx, weights)}")
     epochs = range(settings.n, settings.epochs)
     check_output_folder(settings.path_model, "path_model",
                         [path.name for path in run_files(settings.path_model, class_idx, epochs)])
