@@ -3,6 +3,7 @@ log kept off the terminal, one device line of our own, and ``-n`` checked agains
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -219,3 +220,47 @@ def test_demo_with_an_explicit_oracle_leaves_the_options_it_excludes_off(monkeyp
         with pytest.raises(UserError, match="gamma must be|class_object '0' is not a VOC class"):
             demo_settings(*argv)
     assert generated == []
+
+
+@pytest.mark.parametrize("script, args, expected", [
+    ("image_zooms_training.py", ["--path_voc", "{dataset}", "--path_vgg", "{tmp}/notes.txt"], "not an HDF5 file"),
+    ("image_zooms_testing.py", ["--path_voc_test", "{dataset}", "--path_vgg", "{tmp}/notes.txt", "--path_model",
+                                "{tmp}"], "not an HDF5 file"),
+    ("image_zooms_testing.py", ["--image", "{tmp}/absent.jpg", "--path_vgg", "random", "--path_model", "{tmp}"],
+     "--image {tmp}/absent.jpg: no such file"),
+    ("image_zooms_testing.py", ["--path_voc_test", "{dataset}", "--path_vgg", "random", "--path_model", "{tmp}",
+                                "--refine", "1"], "refine 1: no refinement head refiner_model0.npz"),
+    ("pool45_crops_testing.py", ["--image", "{tmp}", "--path_vgg", "random", "--path_model", "{tmp}"],
+     "a folder; give the image files in it"),
+])
+def test_the_readmes_early_mistakes_are_one_line_before_tensorflow(script, args, expected, dataset, tmp_path):
+    """Each mistake the README calls early, answered before TensorFlow loads (the time is reported, not asserted)."""
+    (tmp_path / "notes.txt").write_text("not weights")
+    with h5py.File(tmp_path / "model0.weights.h5", "w") as handle:
+        handle["weights"] = [0.0]
+    args = [arg.format(dataset=dataset, tmp=tmp_path) for arg in args]
+    started = time.perf_counter()
+    completed = run_script(script, *args)
+    print(f"{script} {expected!r}: {time.perf_counter() - started:.2f} s")
+    line, = own_lines(completed.stderr)
+    assert completed.returncode == 2 and line.startswith("error: ") and expected.format(tmp=tmp_path) in line, line
+    assert "tensorflow" not in imported_modules(completed.stderr) and "keras" not in imported_modules(completed.stderr)
+
+
+def test_demo_resume_without_a_checkpoint_stops_before_the_dataset_is_generated(tmp_path):
+    """``--demo -n 5`` on a fresh clone: one line about the checkpoint; no dataset generated, no TensorFlow."""
+    completed = run_script(str(ROOT / "image_zooms_training.py"), "--demo", "-n", "5", "--path_model",
+                           str(tmp_path / "models"), cwd=tmp_path)
+    line, = own_lines(completed.stderr)
+    assert completed.returncode == 2 and line.startswith("error: -n 5: no checkpoint"), line
+    assert not (tmp_path / "data").exists() and completed.stdout == ""
+    assert "tensorflow" not in imported_modules(completed.stderr)
+
+
+def test_demo_with_another_dataset_generates_none(dataset, tmp_path):
+    """``--demo --path_voc_test DIR`` reads DIR: the synthetic dataset is not generated in the working folder."""
+    completed = run_script(str(ROOT / "image_zooms_testing.py"), "--demo", "--agent", "upper_bound",
+                           "--path_voc_test", str(dataset), "--path_testing_folder", str(tmp_path / "out"),
+                           "--max_images", "2", cwd=tmp_path)
+    assert completed.returncode == 0, own_lines(completed.stderr)
+    assert not (tmp_path / "data").exists() and (tmp_path / "out" / "results.json").is_file()
