@@ -14,8 +14,8 @@ import os
 import sys
 from pathlib import Path
 
-from class_results import format_class_table, load_combined, load_results, merge, plot_class_bars
-from errors import UserError
+from runs.class_results import format_class_table, load_combined, load_results, merge, plot_class_bars
+from runs.errors import UserError
 from visualization import plot_precision_recall, plot_regions_histogram
 
 def default_label(results):

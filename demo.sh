@@ -34,6 +34,6 @@ python compare_results.py "${results[@]}" $out/random/results.json $out/upper_bo
   --output $out/comparison.png --labels "${labels[@]}" "random agent" "upper bound" \
   --title "Synthetic VOC test split, aeroplane, overlapped hierarchy (3/4)"
 python -c "
-from run_folder import read_log; from visualization import plot_training_log
+from runs.run_folder import read_log; from visualization import plot_training_log
 plot_training_log(read_log('models_image_zooms/training_log_model0.csv'), '$out/training_image_zooms.png')"
 echo "demo figures and results in $out/; each search drawn and animated in $out/image_zooms_trained/searches/"

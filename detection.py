@@ -20,7 +20,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from errors import UserError
+from runs.errors import UserError
 
 
 
@@ -35,17 +35,19 @@ class QNetworkPolicy:
         return q_values(self.model, states)
 
 
-def load_q_network(model, weights_order="auto", verbose=False):
-    """A Q-network from a Keras model (returned as is) or a weights file: this project's checkpoints, or a Keras 1.x
-    / 2.x ``save_weights`` file such as the authors' 2016 ``model_image_zooms_2`` (see :func:`read_q_network_weights`;
-    ``weights_order`` is its setting). ``verbose``: print one line on a 2016 file's layout and row order."""
-    from runtime import import_tensorflow
+def load_q_network(model, state_size, weights_order="auto", verbose=False):
+    """A Q-network from a Keras model (returned as is) or a weights file, into the network
+    ``reinforcement.build_q_network(state_size)`` builds (``state_size``: ``reinforcement.state_size`` of the
+    describer's ``descriptor_size``): this project's checkpoints, or a Keras 1.x / 2.x ``save_weights`` file such as
+    the authors' 2016 ``model_image_zooms_2`` (see :func:`set_q_network_weights`; ``weights_order`` is its setting).
+    ``verbose``: print one line on a 2016 file's layout and row order."""
+    from runs.runtime import import_tensorflow
     import_tensorflow()             # TensorFlow's C++ start-up lines stay off a library user's terminal too
     import keras
     if isinstance(model, keras.Model):
         return model
     from reinforcement import build_q_network
-    network = build_q_network()
+    network = build_q_network(state_size)
     description = set_q_network_weights(network, model, weights_order)
     if verbose and not description.startswith(PROJECT_LAYOUT):
         print(f"Q-network weights {model}: {description}")
@@ -56,14 +58,14 @@ def load_q_network(model, weights_order="auto", verbose=False):
 # Q-network weights files: this project's (Keras 3) and the 2016 release's (Keras 1.x / 2.x ``save_weights``)
 #
 # Layouts, told apart by the content, never by the name (the 2016 files are ``model<k>h5``, ``model_image_zooms``):
-# - Keras 3 ``.weights.h5`` (this project): ``layers/dense/vars/0`` (kernel), ``.../1`` (bias), then ``dense_1``,
-#   ``dense_2``; the dropout layers have empty ``vars``.
-# - Keras 1.x and 2.x ``save_weights``: root attribute ``layer_names`` lists every layer in model order (dense_1,
-#   activation_1, dropout_1, dense_2, ...; the numbers depend on what the process built before, so only the order
-#   counts); each layer's group lists its datasets in the attribute ``weight_names``: ``dense_1_W``, ``dense_1_b``
-#   in Keras 1, ``dense_1/kernel:0``, ``dense_1/bias:0`` (datasets ``dense_1/dense_1/kernel:0``) in Keras 2.
-#   Full-model files keep the same under ``model_weights``. Keras 1.2 and 2.x write ``keras_version`` and
-#   ``backend``; Keras 1.0/1.1 wrote neither.
+# - Keras 3 ``.weights.h5`` (this project): ``layers/<layer>/vars/<i>``, read by Keras into the network
+#   ``build_q_network`` builds, whatever it is.
+# - Keras 1.x and 2.x ``save_weights`` (the paper's Q-network, three Dense layers): root attribute ``layer_names``
+#   lists every layer in model order (dense_1, activation_1, dropout_1, dense_2, ...; the numbers depend on what the
+#   process built before, so only the order counts); each layer's group lists its datasets in the attribute
+#   ``weight_names``: ``dense_1_W``, ``dense_1_b`` in Keras 1, ``dense_1/kernel:0``, ``dense_1/bias:0`` (datasets
+#   ``dense_1/dense_1/kernel:0``) in Keras 2. Full-model files keep the same under ``model_weights``. Keras 1.2 and
+#   2.x write ``keras_version`` and ``backend``; Keras 1.0/1.1 wrote neither.
 # A Keras 1 Dense layer holds W as (input, output) on Theano and TensorFlow alike (``K.dot(x, W)``; only
 # convolution kernels differ between the backends), as Keras 2 and 3 hold their kernels: no transposition. What
 # differs is the input: the 2016 Image-Zooms descriptor is Theano's pool5 map flattened channels first, (512, 7, 7),
@@ -80,25 +82,15 @@ def check_weights_order(weights_order):
 
 
 def set_q_network_weights(network, path, weights_order="auto"):
-    """Load the weights file ``path`` (any layout :func:`read_q_network_weights` reads) into ``network``; returns
-    the file's description."""
-    arrays, description = read_q_network_weights(path, weights_order)
-    network.set_weights(arrays)
-    return description
+    """Load the weights file ``path`` into ``network``; returns one line saying what the file is.
 
-
-def read_q_network_weights(path, weights_order="auto"):
-    """``(arrays, description)``: the six arrays of a Q-network weights file (kernel and bias of its three Dense
-    layers, float32, descriptor rows in this project's (7, 7, 512) order) and one line saying what the file is.
-
-    ``weights_order``: the order of the file's 25,088 descriptor rows. 'auto': channels first for a Keras 1.x / 2.x
-    file whose ``backend`` attribute is 'theano' or absent (the 2016 release: Theano, channels first), channels last
-    for any other backend and for this project's files; 'channels_first' or 'channels_last' say it outright.
-    A missing file, a file that is not HDF5, an unknown layout or wrong shapes raise ``UserError``.
+    ``weights_order``: the order of the first kernel's descriptor rows in the file. 'auto': channels first for a
+    Keras 1.x / 2.x file whose ``backend`` attribute is 'theano' or absent (the 2016 release: Theano, channels
+    first), channels last for any other backend and for this project's files; 'channels_first' or
+    'channels_last' say it outright. A missing file, a file that is not HDF5, an unknown layout, weights that do not
+    fit ``network`` or are not finite raise ``UserError`` naming the file.
     """
     import h5py
-
-    from reinforcement import DESCRIPTOR_SIZE, HIDDEN_UNITS, NUM_ACTIONS, STATE_SIZE
     check_weights_order(weights_order)
     path = Path(path)
     if not path.is_file():
@@ -112,40 +104,67 @@ def read_q_network_weights(path, weights_order="auto"):
         if "layer_names" in root.attrs:
             layers, layout, backend = _legacy_layers(path, root, handle)
             file_order = "channels_first" if backend in (None, "theano") else "channels_last"
-            backend_note = f"backend {backend}" if backend else "no backend attribute"
-            layout = f"{layout} save_weights file, {backend_note}"
+            layout = f"{layout} save_weights file, {f'backend {backend}' if backend else 'no backend attribute'}"
         elif isinstance(root.get("layers"), h5py.Group):
-            layers, layout, file_order = _keras3_layers(root["layers"]), PROJECT_LAYOUT, "channels_last"
+            layers, layout, file_order = None, PROJECT_LAYOUT, "channels_last"
         else:
             raise UserError(f"{path}: not a Q-network weights file (an HDF5 file with neither Keras 1/2 "
                             f"'layer_names' nor Keras 3 'layers')")
-    hidden = HIDDEN_UNITS
-    expected = [(STATE_SIZE, hidden), (hidden,), (hidden, hidden), (hidden,), (hidden, NUM_ACTIONS), (NUM_ACTIONS,)]
-    if len(layers) != 3:
-        raise UserError(f"{path}: {len(layers)} layers with weights, the Q-network has 3 Dense layers "
-                        f"({STATE_SIZE:,} -> {hidden} -> {hidden} -> {NUM_ACTIONS})")
+    weighted = [layer for layer in network.layers if layer.weights]
+    if layers is None:
+        _load_keras3_weights(network, path)
+        layers = [(layer.name, [np.asarray(weight) for weight in layer.weights]) for layer in weighted]
+    elif len(layers) != len(weighted):
+        raise UserError(f"{path}: {len(layers)} layers with weights, the Q-network has {len(weighted)} "
+                        f"({network_summary(network)})")
     arrays = []
-    for number, (name, weights) in enumerate(layers, start=1):
-        kernels = [array for array in weights if array.ndim == 2]
-        biases = [array for array in weights if array.ndim == 1]
-        if len(weights) != 2 or len(kernels) != 1 or len(biases) != 1:
-            raise UserError(f"{path}: layer {name} holds {len(weights)} arrays of shapes "
-                            f"{[array.shape for array in weights]}, a Dense layer holds a kernel and a bias")
-        kernel_shape, bias_shape = expected[2 * number - 2], expected[2 * number - 1]
-        if kernels[0].shape != kernel_shape or biases[0].shape != bias_shape:
-            raise UserError(f"{path}: layer {name} has kernel {kernels[0].shape} and bias {biases[0].shape}, "
-                            f"the Q-network's Dense layer {number} needs {kernel_shape} and {bias_shape}")
-        if not (np.all(np.isfinite(kernels[0])) and np.all(np.isfinite(biases[0]))):
+    for number, ((name, weights), layer) in enumerate(zip(layers, weighted), start=1):
+        expected = [tuple(weight.shape) for weight in layer.weights]
+        if len(weights) == 2 == len(expected) and weights[0].ndim < weights[1].ndim:
+            weights = weights[::-1]                         # a kernel listed after its bias
+        if [array.shape for array in weights] != expected:
+            shapes = " and ".join(f"{kind} {array.shape}" for kind, array in zip(("kernel", "bias"), weights)) \
+                if len(weights) == 2 else f"{len(weights)} arrays of shapes {[array.shape for array in weights]}"
+            raise UserError(f"{path}: layer {name} has {shapes}, the Q-network's layer {number} ({layer.name}) "
+                            f"needs {' and '.join(map(str, expected))}")
+        if not all(np.all(np.isfinite(array)) for array in weights):
             raise UserError(f"{path}: layer {name} holds a value that is not finite (NaN or infinity): a damaged "
                             f"file, or a training that diverged")
-        arrays += [kernels[0].astype(np.float32), biases[0].astype(np.float32)]
+        arrays += [array.astype(np.float32) for array in weights]
     order = file_order if weights_order == "auto" else weights_order
     if order == "channels_first":
-        arrays[0] = descriptor_rows_channels_last(arrays[0], DESCRIPTOR_SIZE)
+        arrays[0] = descriptor_rows_channels_last(arrays[0], arrays[0].shape[0] - HISTORY_ROWS)
+    network.set_weights(arrays)
     how = "set by weights_order" if weights_order != "auto" else "from the file"
     rows = "descriptor rows reordered from channels first (512, 7, 7)" if order == "channels_first" else \
         "descriptor rows channels last (7, 7, 512), as they are"
-    return arrays, f"{layout}: {rows} ({how})"
+    return f"{layout}: {rows} ({how})"
+
+
+HISTORY_ROWS = 24       # the 2016 state's last rows: four one-hot actions of six
+
+
+def network_summary(network):
+    """``25,112 -> 1024 -> 1024 -> 6`` for a chain of Dense layers, else the layers with weights by name."""
+    from reinforcement import NUM_ACTIONS
+    dense = [layer for layer in network.layers if layer.weights]
+    if all(hasattr(layer, "units") for layer in dense):
+        return " -> ".join([f"{network.inputs[0].shape[-1]:,}"] + [str(layer.units) for layer in dense])
+    return f"{', '.join(layer.name for layer in dense)} -> {NUM_ACTIONS}"
+
+
+def _load_keras3_weights(network, path):
+    """Keras' own reader on a Keras 3 weights file of any name (Keras reads only names ending in .weights.h5)."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as folder:
+        named = Path(folder) / "q_network.weights.h5"
+        named.symlink_to(path.resolve())
+        try:
+            network.load_weights(named)
+        except Exception as error:      # Keras raises ValueError and others for weights of another network
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise UserError(f"{path}: its weights do not fit the Q-network build_q_network builds "
+                            f"({network_summary(network)}): {first[:300]}") from None
 
 
 def descriptor_rows_channels_last(kernel, descriptor_size=25088, channels=512):
@@ -186,20 +205,6 @@ def _legacy_layers(path, root, handle):
     generation = f"Keras {version}" if version else "Keras 2.x" if keras_2_names else "Keras 1.x"
     backend = _text(attributes["backend"]).lower() if "backend" in attributes else None
     return layers, generation, backend
-
-
-def _keras3_layers(layers_group):
-    """``[(layer name, [arrays])]`` of a Keras 3 weights file, the layers with variables in model order (Keras names
-    them by class: dense, dense_1, dense_2)."""
-    def model_order(name):
-        suffix = name.rsplit("_", 1)[-1]
-        return (name.rsplit("_", 1)[0] if suffix.isdigit() else name, int(suffix) if suffix.isdigit() else 0)
-    layers = []
-    for name in sorted(layers_group.keys(), key=model_order):
-        variables = layers_group[name].get("vars")
-        if variables is not None and len(variables):
-            layers.append((name, [np.asarray(variables[key]) for key in sorted(variables.keys(), key=int)]))
-    return layers
 
 
 def as_rgb_image(image, max_pixels=None) -> np.ndarray:
@@ -263,7 +268,7 @@ def detect_many(images, model, path_vgg="./vgg16_weights.h5", features=None, sca
     returns one ``(boxes, scores, trajectory)`` per image."""
     from episodes import TrainedAgent, run_searches
     from refinement import BoxRefiner
-    from reinforcement import ZoomEnvironment
+    from reinforcement import ZoomEnvironment, state_size
     from settings import check_settings     # the scripts' rules for the same settings
     check_settings(SimpleNamespace(scale_subregion=scale_subregion, number_of_steps=number_of_steps,
                                    detections=detections, vgg_precision=vgg_precision, weights_order=weights_order,
@@ -278,15 +283,16 @@ def detect_many(images, model, path_vgg="./vgg16_weights.h5", features=None, sca
         raise UserError(f"refiner must be None, a refinement.BoxRefiner or the path of a saved one, got "
                         f"{type(refiner).__name__}")
     arrays = [as_rgb_image(image, max_pixels) for image in images]
-    agent = TrainedAgent(QNetworkPolicy(load_q_network(model, weights_order)))
     trained_here = re.fullmatch(r"model(\d+)(_epoch_\d+|_best)?\.weights\.h5", Path(str(model)).name)
-    if features is None and isinstance(model, (str, os.PathLike)) and trained_here:
-        from run_folder import check_trained_features       # a training run's file: its features_model<k>.json
-        check_trained_features(Path(model).parent, int(trained_here.group(1)), path_vgg, scale_subregion,
-                               what="detect()")
+    if isinstance(model, (str, os.PathLike)) and trained_here:
+        from runs.run_folder import check_trained_features       # a training run's file: its features_model<k>.json
+        check_trained_features(Path(model).parent, int(trained_here.group(1)), path_vgg if features is None else None,
+                               scale_subregion, what="detect()",
+                               model="image_zooms" if features is None else getattr(features, "name", None))
     if features is None:
         from features import ImageZoomsFeatures
         features = ImageZoomsFeatures(path_vgg, precision=vgg_precision)
+    agent = TrainedAgent(QNetworkPolicy(load_q_network(model, state_size(features.descriptor_size), weights_order)))
     environments = [ZoomEnvironment(array.shape[1], array.shape[0], np.zeros((0, 4)), scale_subregion, image=array,
                                     image_id=content_key(array)) for array in arrays]
     trajectories = run_searches(environments, agent, features, int(number_of_steps), bool(only_first_object),

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from reinforcement import DESCRIPTOR_SIZE, NUM_ACTIONS, TRIGGER, ZoomEnvironment, child_regions
+from reinforcement import (HISTORY_SIZE, IOU_THRESHOLD, NUM_ACTIONS, TRIGGER, ZoomEnvironment,
+                           upper_bound_action)
 
 # ---------------------------------------------------------------------------------------------------------------
 # states
@@ -22,6 +23,37 @@ def make_states(describer, environments):
 
 # ---------------------------------------------------------------------------------------------------------------
 # training
+
+def train(settings, make_features, model_label):
+    """The training run (docs/method.md §6): data → models → epochs of images, searches, steps and Q-learning
+    updates, each epoch saved. What surrounds the method — checks, the lock, resume, saving, signals, validation,
+    drawings — is the run's service (``runs.training_run.TrainingRun``), one call each."""
+    from refinement import WindowSample
+    from reinforcement import ReplayMemory, build_q_network, epsilon_for_epoch, state_size
+    from runs.training_run import TrainingRun, make_learner
+
+    with TrainingRun(settings, model_label) as run:         # checks, the lock, the seed, the data
+        # models: the sizes come from the backbone
+        features = make_features(settings)
+        model = build_q_network(state_size(features.descriptor_size), seed=settings.seed)
+        learner = make_learner(settings, model)
+        memory = ReplayMemory(settings.buffer_experience_replay, state_size(features.descriptor_size),
+                              fields=learner.carries)
+        # the refine option: distinct visited windows that overlap an object, for the box-refinement head
+        sample = WindowSample(features.descriptor_size, seed=settings.seed) if settings.refine else None
+        rng = run.start(learner, memory, sample)            # epoch n: afresh, or exactly where epoch n − 1 ended
+        # loop: epochs → images → searches → steps (train_search: act, step, store, learn)
+        for epoch in range(settings.n, settings.epochs):
+            epsilon = epsilon_for_epoch(epoch, settings.epsilon)
+            stats = new_training_stats()
+            for record, image in run.images(epoch, stats, features):
+                env = make_environment(record, run.class_name, settings.scale_subregion, image)
+                steps = train_image(env, features, learner, memory, rng, epsilon, settings.number_of_steps, stats)
+                if sample is not None:
+                    sample.add_search_steps(steps, memory, env.boxes)
+                run.draw(epoch, record, image, steps)
+            run.end_epoch(epoch, epsilon, features, learner, memory, sample)   # validation, save, log line
+
 
 class NonFiniteLoss(ArithmeticError):
     """A Q-learning update gave a NaN or infinite loss: the network is broken from here on, training must stop."""
@@ -47,7 +79,7 @@ def train_search(env, describer, learner, memory, rng, epsilon, number_of_steps,
         # act: the forced trigger where the region already covers its target, else ε-greedy
         carried = {field.name: field.compute(env, learner.gamma, number_of_steps) for field in learner.carries}
         q_values = None
-        if env.target(env.region)[1] > 0.5:
+        if env.target(env.region)[1] > IOU_THRESHOLD:
             action = TRIGGER
         elif rng.random() < epsilon:
             action = int(rng.integers(NUM_ACTIONS))
@@ -75,7 +107,7 @@ def train_search(env, describer, learner, memory, rng, epsilon, number_of_steps,
         if done:
             stats["triggers"] += 1
             stats["trigger_iou"] += new_iou
-            stats["correct_triggers"] += int(new_iou >= 0.5)
+            stats["correct_triggers"] += int(new_iou >= IOU_THRESHOLD)
             break
     return steps
 
@@ -137,13 +169,7 @@ class UpperBoundAgent:
     uses_ground_truth = True
 
     def decide(self, environments, states):
-        actions, scores = [], []
-        for env in environments:
-            _, current_iou = env.target(env.region)
-            child_ious = [env.target(child)[1] for child in child_regions(env.region, env.scale)]
-            best = int(np.argmax(child_ious))
-            actions.append(best if child_ious[best] > current_iou else TRIGGER)
-            scores.append(current_iou)
+        actions, scores = zip(*(upper_bound_action(env, env.region) for env in environments))
         return np.array(actions), np.array(scores), None
 
 
@@ -172,7 +198,7 @@ def run_searches(environments, agent, describer, number_of_steps, only_first_obj
         current = [environments[i] for i in active]
         states = make_states(describer, current) if agent.needs_features or refiner else None
         actions, scores, q_values = agent.decide(current, states)
-        refined = None if refiner is None else refiner.refine(states[:, :DESCRIPTOR_SIZE],
+        refined = None if refiner is None else refiner.refine(states[:, :-HISTORY_SIZE],
                                                                np.stack([env.region for env in current]))
         still_active = []
         for position, i in enumerate(active):

@@ -17,8 +17,8 @@ from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Callable
 
-from errors import UserError
-from runtime import TEMPORARY_PREFIX
+from runs.errors import UserError
+from runs.runtime import TEMPORARY_PREFIX
 
 
 def parse_bool(text):

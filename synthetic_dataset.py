@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from errors import UserError
+from runs.errors import UserError
 from image_helper import resize
 from parse_xml_annotations import VOC_CLASSES
 

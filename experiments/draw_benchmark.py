@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from episodes import UpperBoundAgent, make_environment, run_searches   # noqa: E402
-from runtime import main_guard                                         # noqa: E402
+from runs.runtime import main_guard                                         # noqa: E402
 from image_helper import image_path, load_image                        # noqa: E402
 from parse_xml_annotations import load_records                         # noqa: E402
 from visualization import animate_search, draw_search                  # noqa: E402

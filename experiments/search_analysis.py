@@ -34,8 +34,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the top-level modules
 
-from errors import UserError
-from runtime import main_guard, write_json
+from runs.errors import UserError
+from runs.runtime import main_guard, write_json
 from settings import DEMO_DATA
 
 

@@ -11,8 +11,8 @@ import image_zooms_testing
 import image_zooms_training
 import pool45_crops_testing
 import pool45_crops_training
-from conftest import tiny_backbone
-from errors import UserError
+from conftest import STATE_SIZE, tiny_backbone
+from runs.errors import UserError
 from test_legacy_weights import write_keras1
 
 SCRIPTS = {"image_zooms": (image_zooms_training, image_zooms_testing),
@@ -85,7 +85,7 @@ def test_a_2016_weights_file_tests_with_demo(dataset, tmp_path):
     """The authors' Q-network file can never have a head: ``--demo --model_name`` reports the windows."""
     from reinforcement import build_q_network
     arrays = [np.random.default_rng(3).normal(0, 0.01, array.shape).astype(np.float32)
-              for array in build_q_network(seed=0).get_weights()]
+              for array in build_q_network(STATE_SIZE, seed=0).get_weights()]
     write_keras1(tmp_path / "model_image_zooms_2", arrays)
     messages = demo_test("pool45_crops", dataset, tmp_path, tmp_path / "out", "--model_name", "model_image_zooms_2")
     assert len(messages) == 1 and "model_name 'model_image_zooms_2' is a weights file without a refinement head" \

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-import run_folder
-from errors import UserError
-from run_folder import lock_path, training_holder, training_lock
+from runs import run_folder
+from runs.errors import UserError
+from runs.run_folder import lock_path, training_holder, training_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -141,7 +141,7 @@ def test_of_runs_started_together_on_a_stale_lock_one_holds_it(tmp_path):
 @pytest.mark.slow
 def test_two_trainings_into_one_folder_the_second_stops_at_once_the_first_keeps_its_own_files(dataset, tmp_path):
     import time
-    import run_folder
+    from runs import run_folder
     from test_resume import LEARNING_COLUMNS, TINY, same_weights
     command = [sys.executable, "image_zooms_training.py", "--path_voc", str(dataset), *TINY, "--epochs", "3"]
     subprocess.run([*command, "--path_model", str(tmp_path / "alone")], cwd=ROOT, check=True, capture_output=True)

@@ -17,15 +17,15 @@ import h5py
 import numpy as np
 import pytest
 
-import classes_run
+from runs import classes_run
 import image_zooms_testing
 import image_zooms_training
-import run_folder
-import testing_run
-import training_run
-from errors import UserError
+from runs import run_folder
+from runs import testing_run
+from runs import training_run
+from runs.errors import UserError
 from parse_xml_annotations import class_name
-from runtime import main_guard
+from runs.runtime import main_guard
 from test_resume import same_weights, tiny_features
 
 pytestmark = pytest.mark.usefixtures("small_q_network")   # plumbing, not the paper's width (conftest.py)

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 import settings
-from errors import UserError
+from runs.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ("image_zooms_training", "pool45_crops_training", "image_zooms_testing", "pool45_crops_testing")
@@ -103,7 +103,7 @@ def test_the_readme_and_docs_settings_tables_are_the_ones_the_description_makes(
     ("batch_size", 2000, "batch_size 2000 is larger than the replay memory"),
 ])
 def test_impossible_numbers_are_refused_in_one_line_naming_the_setting(name, value, message):
-    import training_run  # noqa: F401 (the scripts' defaults)
+    from runs import training_run  # noqa: F401 (the scripts' defaults)
     import image_zooms_training
     values = dict(settings.script_settings(vars(image_zooms_training)))
     with pytest.raises(UserError, match=re.escape(message)):

@@ -9,8 +9,8 @@ from pathlib import Path
 import h5py
 import pytest
 
-import runtime
-from errors import UserError
+from runs import runtime
+from runs.errors import UserError
 from parse_xml_annotations import class_ids
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,7 +138,8 @@ def test_stderr_descriptor_is_restored_and_shown_when_the_block_fails(tmp_path):
     """Run in a child whose descriptor 2 is a file, so that what reaches it can be read back exactly."""
     code = """
 import os, sys
-import runtime
+from runs import runtime
+from conftest import STATE_SIZE
 with runtime.quiet_stderr_descriptor():
     os.write(2, b"hidden chatter\\n")
 os.write(2, b"after the quiet block\\n")
@@ -182,9 +183,9 @@ def test_library_use_keeps_tensorflow_start_up_lines_off_the_terminal(tmp_path):
     """``detection.load_q_network`` (and so ``detect``) imports TensorFlow as the scripts do: no C++ start-up log."""
     from reinforcement import build_q_network
     weights = tmp_path / "q.weights.h5"
-    build_q_network(seed=0).save_weights(weights)
+    build_q_network(STATE_SIZE, seed=0).save_weights(weights)
     environment = {name: value for name, value in os.environ.items() if name != "TF_CPP_MIN_LOG_LEVEL"}
-    completed = subprocess.run([sys.executable, "-c", f"import detection; detection.load_q_network({str(weights)!r})"],
+    completed = subprocess.run([sys.executable, "-c", f"import detection; detection.load_q_network({str(weights)!r}, {STATE_SIZE})"],
                                cwd=ROOT, capture_output=True, text=True, timeout=300, env=environment)
     assert completed.returncode == 0, completed.stderr
     assert not any(word in completed.stderr.lower() for word in TENSORFLOW_LOG_WORDS), completed.stderr

@@ -17,7 +17,7 @@ import threading
 import warnings
 from pathlib import Path
 
-from errors import UserError
+from runs.errors import UserError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")     # TensorFlow's start-up chatter hides the progress lines
 

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset import SkipReport, load_record_image
-from errors import UserError
+from runs.dataset import SkipReport, load_record_image
+from runs.errors import UserError
 from parse_xml_annotations import class_ids, several_classes
 from parse_xml_annotations import VOC2007_TEST_FOLDER, ensure_voc2007_test_annotations
-from run_folder import (DamagedFile, best_epoch, best_path, check_trained_features, check_weights,
+from runs.run_folder import (DamagedFile, best_epoch, best_path, check_trained_features, check_weights,
                         checkpoint_path, existing_epochs, log_path, missing_checkpoint, read_log, test_options,
                         training_holder)
-from runtime import seed_everything, write_json
+from runs.runtime import seed_everything, write_json
 from settings import (check_dataset, check_output_folder, check_path_vgg, check_settings, class_index,
-                      ensure_demo_dataset, testing_flags)
+                      ensure_demo_dataset)
 
 
 def preflight(settings, model_label):
@@ -51,7 +51,7 @@ def preflight(settings, model_label):
         check_path_vgg(settings.path_vgg)
         if not several_classes(settings.class_object) and not model_name(settings):
             check_trained_features(settings.path_model, class_index(settings), settings.path_vgg,
-                                   settings.scale_subregion)
+                                   settings.scale_subregion, model=model_label)
     if settings.refine and (isinstance(settings.epoch, int) or settings.epoch == "best") and \
             not several_classes(settings.class_object):
         check_refinement_head(settings, class_index(settings), model_label)
@@ -62,12 +62,6 @@ def preflight(settings, model_label):
     if drawings:
         check_output_folder(Path(settings.path_testing_folder) / drawings, "path_testing_folder")
 
-
-def run_script(script, argv, model_label):
-    """A testing script's main (``script``: its globals): one class, or each class of ``all`` or a list and their
-    mean AP."""
-    from classes_run import run_classes_script, test_classes
-    run_classes_script(script, argv, model_label, testing_flags, test, test_classes)
 
 
 def search_records(records, name, agent, features, settings, report, only_first_object, needs_pixels=True,
@@ -135,10 +129,13 @@ def test(settings, make_features, model_label):
     features, agent, epoch, weights = None, None, None, None
     if settings.agent == "trained":
         from detection import QNetworkPolicy, load_q_network
+        from reinforcement import state_size
         epoch = settings.epoch
         weights = trained_weights(settings, class_idx, model_label)
         weights = while_training(settings, class_idx, weights)
-        agent = TrainedAgent(QNetworkPolicy(load_q_network(weights, settings.weights_order, verbose=True)))
+        features = make_features(settings)      # first: the Q-network reads states of its descriptor's size
+        agent = TrainedAgent(QNetworkPolicy(load_q_network(weights, state_size(features.descriptor_size),
+                                                           settings.weights_order, verbose=True)))
         if model_name(settings):        # a named file (the 2016 models): no epoch known
             epoch = None
         elif epoch == "best":
@@ -151,7 +148,6 @@ def test(settings, make_features, model_label):
                 epoch = None
         elif epoch < 0:     # the latest weights are those of the last saved epoch
             epoch = max(existing_epochs(settings.path_model, class_idx), default=None)
-        features = make_features(settings)
     elif settings.agent == "random":
         agent = RandomAgent(np.random.default_rng(settings.seed))
     else:
@@ -349,6 +345,7 @@ def search_own_images(settings, make_features, model_label):
     can be read.
     """
     from detection import as_rgb_image, detect_many, load_q_network
+    from reinforcement import state_size
     from parse_xml_annotations import class_name
     from visualization import animate_search, draw_search
 
@@ -361,7 +358,8 @@ def search_own_images(settings, make_features, model_label):
     protocol = settings.detections if "detections" in settings.explicit else "triggered"
     out_folder = Path(settings.path_testing_folder)
     report = SkipReport()
-    model, features = load_q_network(weights, settings.weights_order, verbose=True), make_features(settings)
+    features = make_features(settings)
+    model = load_q_network(weights, state_size(features.descriptor_size), settings.weights_order, verbose=True)
     refiner = None
     if settings.refine:
         from refinement import load_refiner
