@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from reinforcement import (HISTORY_SIZE, IOU_THRESHOLD, NUM_ACTIONS, TRIGGER, ZoomEnvironment,
-                           upper_bound_action)
+from reinforcement import (HISTORY_SIZE, IOU_THRESHOLD, NUM_ACTIONS, TRIGGER, NonFiniteLoss,  # noqa: F401
+                           ZoomEnvironment, upper_bound_action)
+from runs.dataset import load_record_image
 
 # ---------------------------------------------------------------------------------------------------------------
 # states
@@ -52,15 +53,10 @@ def train(settings, make_features, model_label):
                 if sample is not None:
                     sample.add_search_steps(steps, memory, env.boxes)
                 run.draw(epoch, record, image, steps)
-            run.end_epoch(epoch, epsilon, features, learner, memory, sample)   # validation, save, log line
-
-
-class NonFiniteLoss(ArithmeticError):
-    """A Q-learning update gave a NaN or infinite loss: the network is broken from here on, training must stop."""
-
-    def __init__(self, loss, update):
-        super().__init__(f"the loss became {loss} at update {update}")
-        self.loss, self.update = loss, update
+            # validation_images: the greedy agent on the held-out images, then the epoch saved and its log line
+            validation = validate(run.validation, run.class_name, settings, features, learner, run.report) \
+                if run.validation else None
+            run.end_epoch(epoch, epsilon, features, learner, memory, sample, validation)
 
 
 def train_search(env, describer, learner, memory, rng, epsilon, number_of_steps, stats):
@@ -243,3 +239,45 @@ def make_environment(record, class_name, scale, image=None):
         height, width = image.shape[:2]
         boxes = np.clip(boxes, 0.0, [width, height, width, height])
     return ZoomEnvironment(width, height, boxes, scale, image=image, image_id=f"{record.path_voc}/{record.image_id}")
+
+
+def search_records(records, name, agent, features, settings, report, only_first_object, needs_pixels=True,
+                   visit=None, refiner=None):
+    """The searches of ``agent`` on annotated ``records`` (testing, and validation during training), in lockstep
+    over chunks of 16 images; an unreadable image, or one of more than ``settings.max_pixels`` pixels, is left out.
+    Returns ``(detections, ground_truth, trajectories)`` for :func:`metrics.precision_recall`: every analysed region
+    is a detection (the paper's protocol), with its search, step and whether it was triggered. ``visit(record,
+    image, trajectory)`` is called after each image. With a ``refiner`` (the ``refine`` option) a detection's
+    ``box`` is the refined one and ``window`` the region."""
+    detections, ground_truth, trajectories = [], {}, {}
+    chunk = 16
+    for start in range(0, len(records), chunk):
+        pairs = [(r, load_record_image(r, report, settings.max_pixels) if needs_pixels else None)
+                 for r in records[start:start + chunk]]
+        pairs = [(record, image) for record, image in pairs if image is not None or not needs_pixels]
+        environments = [make_environment(r, name, settings.scale_subregion, image) for r, image in pairs]
+        for (record, image), trajectory in zip(pairs, run_searches(environments, agent, features,
+                                                                   settings.number_of_steps, only_first_object,
+                                                                   refiner)):
+            key = record.image_id
+            ground_truth[key] = {"boxes": record.annotation.boxes_of(name),
+                                 "difficult": record.annotation.difficult_of(name)}
+            detections += [{"image": key, "box": step.get("refined", step["region"]), "score": step["score"],
+                            "search": step["search"], "step": step["step"], "triggered": step["triggered"],
+                            **({"window": step["region"]} if "refined" in step else {})} for step in trajectory]
+            trajectories[key] = trajectory
+            if visit is not None:
+                visit(record, image, trajectory)
+        if len(records) > chunk:
+            print(f"  {min(start + chunk, len(records))}/{len(records)} images", flush=True)
+    return detections, ground_truth, trajectories
+
+
+def validate(records, name, settings, features, learner, report):
+    """The greedy agent on the held-out images with the paper's test protocol (every visited region a detection,
+    ``number_of_steps`` regions per image, all objects): (AP, max recall)."""
+    from metrics import precision_recall
+    detections, ground_truth, _ = search_records(records, name, TrainedAgent(learner), features, settings, report,
+                                                 only_first_object=False)
+    curve = precision_recall(detections, ground_truth)
+    return curve["ap"], curve["max_recall"]

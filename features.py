@@ -369,7 +369,7 @@ class ImageZoomsFeatures:
         import tensorflow as tf
         self.backbone = backbone if backbone is not None else build_backbone(path_vgg, (ZOOM_SIZE, ZOOM_SIZE, 3),
                                                                              precision)
-        self.descriptor_size = int(np.prod(self.backbone.output.shape[1:]))
+        self.descriptor_size = int(np.prod(self.backbone.compute_output_shape((1, ZOOM_SIZE, ZOOM_SIZE, 3))[1:]))
         self._forward = tf.function(float32_outputs(self.backbone), reduce_retracing=True)
         self.cache = DescriptorCache(cache_mb)
         self.batch_size = int(batch_size)

@@ -192,8 +192,9 @@ class BoxRefiner:
                      ridge=self.ridge, samples=self.samples)
 
     @classmethod
-    def load(cls, path):
-        """The head saved in ``path``; a UserError naming the file if it cannot be read."""
+    def load(cls, path, descriptor_size=None):
+        """The head saved in ``path``, for descriptors of ``descriptor_size`` values (the describer's; None: any); a
+        UserError naming the file if it cannot be read or fits other descriptors."""
         try:
             with np.load(path) as arrays:
                 refiner = cls(arrays["mean"], arrays["scale"], arrays["weights"], arrays["bias"], arrays["ridge"],
@@ -201,7 +202,7 @@ class BoxRefiner:
         except Exception as error:      # a missing, truncated or foreign file
             raise UserError(f"{path}: not a refinement head of this project ({type(error).__name__}: {error})") \
                 from None
-        size = refiner.mean.shape[0] if refiner.mean.ndim == 1 else -1     # the descriptor it was fitted on
+        size = descriptor_size or (refiner.weights.shape[0] if refiner.weights.ndim == 2 else -1)
         shapes = {"mean": (refiner.mean.shape, (size,)), "weights": (refiner.weights.shape, (size, 4)),
                   "bias": (refiner.bias.shape, (4,))}
         for name, (shape, expected) in shapes.items():
@@ -222,11 +223,11 @@ def refiner_path(weights_path):
     return weights_path.with_name("refiner_" + weights_path.name.replace(".weights.h5", "") + ".npz")
 
 
-def load_refiner(weights_path):
+def load_refiner(weights_path, descriptor_size):
     """The head trained beside ``weights_path``, or a UserError saying how to get one."""
     path = refiner_path(weights_path)
     if not path.is_file():
         raise UserError(f"refine 1: no refinement head {path} beside {Path(weights_path).name}; it is written by a "
                         f"training run with refine 1 once {MIN_WINDOWS} visited windows have overlapped an object "
                         f"(the agent is the same with it: retrain with --refine 1)")
-    return BoxRefiner.load(path)
+    return BoxRefiner.load(path, descriptor_size)

@@ -435,6 +435,14 @@ def q_values(model, states):
     return np.asarray(model(np.asarray(states, dtype=np.float32), training=False))
 
 
+class NonFiniteLoss(ArithmeticError):
+    """A Q-learning update gave a NaN or infinite loss: the network is broken from here on, training must stop."""
+
+    def __init__(self, loss, update):
+        super().__init__(f"the loss became {loss} at update {update}")
+        self.loss, self.update = loss, update
+
+
 LOSSES = ("mse", "huber")
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from episodes import search_records
 from runs.dataset import SkipReport, load_record_image
 from runs.errors import UserError
 from parse_xml_annotations import class_ids, several_classes
@@ -31,11 +32,10 @@ def preflight(settings, model_label):
     own_images = bool(getattr(settings, "image", None))
     if own_images:
         missing = [str(path) for path in settings.image if not Path(path).is_file()]
-        if missing:
+        if len(missing) == len(settings.image):     # with some images there, the others are skipped with a warning
             raise UserError(f"--image {missing[0]}: " + ("a folder; give the image files in it (e.g. folder/*.jpg)"
                                                         if Path(missing[0]).is_dir() else "no such file")
-                            + (f" (and {len(missing) - 1} more of the {len(settings.image)} images)"
-                               if len(missing) > 1 else ""))
+                            + (f" (nor any of the other {len(missing) - 1} images)" if len(missing) > 1 else ""))
     else:
         if Path(settings.path_voc_test) == VOC2007_TEST_FOLDER:     # the annotations the repository carries
             ensure_voc2007_test_annotations()
@@ -62,39 +62,6 @@ def preflight(settings, model_label):
     if drawings:
         check_output_folder(Path(settings.path_testing_folder) / drawings, "path_testing_folder")
 
-
-
-def search_records(records, name, agent, features, settings, report, only_first_object, needs_pixels=True,
-                   visit=None, refiner=None):
-    """The searches of ``agent`` on annotated ``records`` (testing, and validation during training), in lockstep
-    over chunks of 16 images; an unreadable image, or one of more than ``settings.max_pixels`` pixels, is left out.
-    Returns ``(detections, ground_truth, trajectories)`` for :func:`metrics.precision_recall`: every analysed region
-    is a detection (the paper's protocol), with its search, step and whether it was triggered. ``visit(record,
-    image, trajectory)`` is called after each image. With a ``refiner`` (the ``refine`` option) a detection's
-    ``box`` is the refined one and ``window`` the region."""
-    from episodes import make_environment, run_searches
-    detections, ground_truth, trajectories = [], {}, {}
-    chunk = 16
-    for start in range(0, len(records), chunk):
-        pairs = [(r, load_record_image(r, report, settings.max_pixels) if needs_pixels else None)
-                 for r in records[start:start + chunk]]
-        pairs = [(record, image) for record, image in pairs if image is not None or not needs_pixels]
-        environments = [make_environment(r, name, settings.scale_subregion, image) for r, image in pairs]
-        for (record, image), trajectory in zip(pairs, run_searches(environments, agent, features,
-                                                                   settings.number_of_steps, only_first_object,
-                                                                   refiner)):
-            key = record.image_id
-            ground_truth[key] = {"boxes": record.annotation.boxes_of(name),
-                                 "difficult": record.annotation.difficult_of(name)}
-            detections += [{"image": key, "box": step.get("refined", step["region"]), "score": step["score"],
-                            "search": step["search"], "step": step["step"], "triggered": step["triggered"],
-                            **({"window": step["region"]} if "refined" in step else {})} for step in trajectory]
-            trajectories[key] = trajectory
-            if visit is not None:
-                visit(record, image, trajectory)
-        if len(records) > chunk:
-            print(f"  {min(start + chunk, len(records))}/{len(records)} images", flush=True)
-    return detections, ground_truth, trajectories
 
 
 def test(settings, make_features, model_label):
@@ -155,8 +122,9 @@ def test(settings, make_features, model_label):
     refiner = None
     if settings.refine:         # the head trained beside the weights tested (the latest, for the baselines)
         from refinement import load_refiner
-        refiner = load_refiner(weights if weights is not None else trained_weights(settings, class_idx, model_label))
         features = features or make_features(settings)
+        refiner = load_refiner(weights if weights is not None else trained_weights(settings, class_idx, model_label),
+                               features.descriptor_size)
         print(f"refine 1: each analysed window is reported as its refined box (head fitted on {refiner.samples} "
               f"training windows)")
     needs_pixels = agent.needs_features or settings.bool_draw or refiner is not None
@@ -363,7 +331,7 @@ def search_own_images(settings, make_features, model_label):
     refiner = None
     if settings.refine:
         from refinement import load_refiner
-        refiner = load_refiner(weights)
+        refiner = load_refiner(weights, features.descriptor_size)
     count = len(settings.image)
     print(f"{model_label}: the {name} agent of {weights} searches {count} image{'s' if count != 1 else ''}, "
           f"scale {settings.scale_subregion}")

@@ -104,18 +104,6 @@ def split_validation(records, count):
     return records[:-count], records[-count:]
 
 
-def validate(records, name, settings, features, learner, report):
-    """The greedy agent on the held-out images with the paper's test protocol (every visited region a detection,
-    ``number_of_steps`` regions per image, all objects): (AP, max recall)."""
-    from episodes import TrainedAgent
-    from metrics import precision_recall
-    from runs.testing_run import search_records
-    detections, ground_truth, _ = search_records(records, name, TrainedAgent(learner), features, settings, report,
-                                                 only_first_object=False)
-    curve = precision_recall(detections, ground_truth)
-    return curve["ap"], curve["max_recall"]
-
-
 class TrainingRun:
     """What surrounds the training loop (``episodes.train``), one call each: the checks (:func:`preflight`) and the
     lock on ``path_model``, the seed, the data, resume (:meth:`start`), the images of an epoch with a progress bar
@@ -136,11 +124,19 @@ class TrainingRun:
         self.log_rows = []
 
     def __enter__(self):
-        from parse_xml_annotations import load_records
-        settings = self.settings
         self._stack = ExitStack()
         self._stack.enter_context(training_lock(self.path_model, self.class_idx))
         self.signals = self._stack.enter_context(StopSignals())
+        try:
+            self._prepare()
+        except BaseException:       # the lock and the signal handlers are released as after any run
+            self._stack.close()
+            raise
+        return self
+
+    def _prepare(self):
+        from parse_xml_annotations import load_records
+        settings = self.settings
         self.initial_weights = check_initial_weights(settings)
         seed_everything(settings.seed)
         self.rng = np.random.default_rng(settings.seed)
@@ -156,10 +152,9 @@ class TrainingRun:
               f"{len(self.records)} images" + (f" (+{len(self.validation)} held out for validation)"
                                               if self.validation else "")
               + f", scale {settings.scale_subregion}, {settings.epochs} epochs")
-        return self
 
     def __exit__(self, kind, error, traceback):
-        from episodes import NonFiniteLoss
+        from reinforcement import NonFiniteLoss
         try:
             if isinstance(error, NonFiniteLoss):
                 raise UserError(non_finite_message(self.settings, self.class_idx, self.epoch, str(error))) from None
@@ -179,7 +174,7 @@ class TrainingRun:
         (:func:`resume`); says which learning options are on. Returns the random generator of the loop."""
         settings = self.settings
         if self.initial_weights is not None:     # fine-tuning: epoch 0 starts from these weights, not N(0, 0.01)
-            from detection import set_q_network_weights
+            from runs.q_network_files import set_q_network_weights
             description = set_q_network_weights(learner.model, self.initial_weights, settings.weights_order)
             print(f"starting from the Q-network weights {self.initial_weights} ({description})")
         extras = {**learner.options, **({"validation_images": len(self.validation)} if self.validation else {}),
@@ -209,6 +204,9 @@ class TrainingRun:
         if self.used == 0:
             raise UserError(f"none of the {len(self.records)} training images could be read (first: "
                             f"{next(iter(self.report.images.values()))}); nothing to train on")
+        # the epoch's own VGG-16 forwards, cache hits and seconds (validation's come after)
+        self.counts = (features.forward_count - self.forwards, features.cache.hits - self.hits,
+                       time.perf_counter() - self.started)
 
     def draw(self, epoch, record, image, steps):
         """The searches of an image as a PNG, with ``bool_draw`` (every ``draw_every``-th epoch and the last)."""
@@ -217,15 +215,13 @@ class TrainingRun:
             draw_training_search(image, steps, Path(self.settings.path_testing_folder) / "training" /
                                  f"epoch{epoch}_{record.image_id}.png", title=f"epoch {epoch} {record.image_id}")
 
-    def end_epoch(self, epoch, epsilon, features, learner, memory, sample):
-        """The epoch's log row and validation, then its files, all or none (a signal now waits until they are
-        written), and one progress line."""
+    def end_epoch(self, epoch, epsilon, features, learner, memory, sample, validation=None):
+        """The epoch's log row (with ``validation``'s AP and max recall), then its files, all or none (a signal now
+        waits until they are written), and one progress line."""
         settings, stats = self.settings, self.stats
-        row = epoch_row(epoch, epsilon, self.used, stats, features.forward_count - self.forwards,
-                        features.cache.hits - self.hits, time.perf_counter() - self.started)
-        if self.validation:
-            row["validation_ap"], row["validation_max_recall"] = validate(
-                self.validation, self.class_name, settings, features, learner, self.report)
+        row = epoch_row(epoch, epsilon, self.used, stats, *self.counts)
+        if validation is not None:
+            row["validation_ap"], row["validation_max_recall"] = validation
         with self.signals.deferred():
             if not weights_are_finite(learner.model):
                 raise UserError(non_finite_message(settings, self.class_idx, epoch, "the weights became NaN or "
@@ -249,7 +245,7 @@ def check_initial_weights(settings):
     path = getattr(settings, "initial_weights", "")
     if path in (None, "", "None"):
         return None
-    from detection import check_weights_order
+    from runs.q_network_files import check_weights_order
     check_weights_order(getattr(settings, "weights_order", "auto"))
     if settings.n > 0:
         if "initial_weights" in settings.explicit:

@@ -120,7 +120,7 @@ def test_image_flag_errors(trained, tmp_path, capsys):
     Image.fromarray(photo()).save(tmp_path / "good.png")
     cases = [
         (["--image", str(tmp_path / "absent.jpg"), "--path_model", str(trained), "--path_vgg", "random"],
-         "none of the 1 images could be read"),
+         "absent.jpg: no such file"),
         (["--image", str(tmp_path / "good.png"), "--path_model", str(trained)], "path_vgg='./vgg16_weights.h5': no such"),
         (["--image", str(tmp_path / "good.png"), "--path_model", str(trained), "--agent", "random"],
          "--agent random needs annotations"),

@@ -47,7 +47,7 @@ def test_a_second_holder_stops_with_one_line_naming_the_folder_and_the_run(tmp_p
 
 def test_another_process_holding_the_lock_is_named_then_its_lock_is_taken_over_once_it_is_killed(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom run_folder import training_lock\n"
+        [sys.executable, "-c", "import sys, time\nfrom runs.run_folder import training_lock\n"
          f"with training_lock({str(tmp_path)!r}, 0):\n    print('held', flush=True)\n    time.sleep(60)"],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
@@ -123,7 +123,7 @@ def test_a_path_model_that_is_a_file_is_one_line(tmp_path):
 def test_of_runs_started_together_on_a_stale_lock_one_holds_it(tmp_path):
     lock_path(tmp_path, 0).write_text(json.dumps({"pid": dead_pid(), "host": socket.gethostname(),
                                                   "started": "2016-01-01T00:00:00+00:00"}))
-    script = ("import sys, time, warnings\nfrom errors import UserError\nfrom run_folder import training_lock\n"
+    script = ("import sys, time, warnings\nfrom runs.errors import UserError\nfrom runs.run_folder import training_lock\n"
               "warnings.simplefilter('ignore')\nprint('ready', flush=True)\nsys.stdin.readline()\n"
               f"try:\n    with training_lock({str(tmp_path)!r}, 0):\n        print('held', flush=True)\n"
               "        time.sleep(3)\nexcept UserError:\n    print('refused', flush=True)\n")

@@ -8,9 +8,8 @@ import pytest
 
 from episodes import TrainedAgent, make_states, new_training_stats, run_searches, train_image
 from features import DescriptorCache, ImageZoomsFeatures, build_vgg16
-from reinforcement import TRIGGER, QLearner, ReplayMemory, ZoomEnvironment, build_q_network
+from reinforcement import TRIGGER, QLearner, ReplayMemory, ZoomEnvironment, build_q_network, child_regions
 from conftest import STATE_SIZE, DESCRIPTOR_SIZE
-                           child_regions)
 from synthetic_dataset import draw_scene
 
 

@@ -174,14 +174,14 @@ def test_a_damaged_head_file_is_one_line(tmp_path, damage, problem):
     with open(path, "wb") as handle:
         np.savez(handle, **head)
     if problem is None:
-        assert BoxRefiner.load(path).weights.shape == (DESCRIPTOR_SIZE, 4)
+        assert BoxRefiner.load(path, DESCRIPTOR_SIZE).weights.shape == (DESCRIPTOR_SIZE, 4)
         return
     with pytest.raises(UserError, match=problem) as caught:
-        BoxRefiner.load(path)
+        BoxRefiner.load(path, DESCRIPTOR_SIZE)
     assert str(caught.value).startswith(str(path)) and "\n" not in str(caught.value)
     path.write_bytes(b"not numpy")
     with pytest.raises(UserError, match="not a refinement head"):
-        BoxRefiner.load(path)
+        BoxRefiner.load(path, DESCRIPTOR_SIZE)
 
 
 def test_the_refinement_benchmark_keeps_earlier_runs_rows_and_commands(tmp_path):
