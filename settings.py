@@ -18,7 +18,7 @@ from types import ModuleType, SimpleNamespace
 from typing import Callable
 
 from errors import UserError
-from runtime import TEMPORARY_PREFIX
+from runtime import TEMPORARY_PREFIX, OneLineParser, main_guard
 
 
 def parse_bool(text):
@@ -99,13 +99,6 @@ def help_text(name, value, comments):
     accepts = f"takes {rule.accepts}; " if rule is not None else "a path; " if name.startswith("path") else ""
     meaning = comments.get(name, "").rstrip(".")
     return f"{meaning} ({accepts}default: {value!r})".replace("%", "%%").strip()
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """A mistyped flag or value is one line naming it (argparse would print the whole usage of ~40 flags first)."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message} (--help lists every setting)\n")
 
 
 def configure(defaults, argv=None, description=None, extra=None):
@@ -482,12 +475,17 @@ def settings_tables(short=False):
     return "\n".join(lines).rstrip() + "\n"
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="The settings of the four scripts, described once.")
+def main(argv=None):
+    parser = OneLineParser(description="The settings of the four scripts, described once.", listed="option")
     parser.add_argument("--markdown", choices=("readme", "docs"), default=None,
-                        help="print the README's short settings tables or docs/settings.md's whole ones (default: none)")
-    kind = parser.parse_args().markdown
+                        help="print the README's short settings tables or docs/settings.md's whole ones "
+                             "(default: none)")
+    kind = parser.parse_args(argv).markdown
     if kind:
         print(settings_tables(short=kind == "readme"), end="")
     else:
         parser.print_help()
+
+
+if __name__ == "__main__":
+    main_guard(main)
