@@ -1,6 +1,6 @@
 """What the README tells a newcomer that the code can check in a second: the ``detect()`` call it shows gives the
-boxes of ``--demo --image`` (the demo's testing values), and its VOC commands use the folders the VOC archives
-unpack to."""
+boxes of ``--demo --image`` (the demo's testing values), its VOC commands use the folders the VOC archives unpack
+to, and it and docs/performance.md stay within their word budgets."""
 import ast
 import inspect
 import re
@@ -10,7 +10,8 @@ import image_zooms_testing
 from detection import detect
 from refinement import refiner_path
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def readme_detect_call():
@@ -40,3 +41,9 @@ def test_the_voc_commands_use_the_folders_the_archives_unpack_to():
     assert "--path_voc VOCdevkit/VOC2012" in section and "--path_voc_test VOCdevkit/VOC2007" in section
     assert "--path_voc2 VOCdevkit/VOC2007" in section
     assert not re.search(r"VOC2007_test/|--path_voc2? VOC20", section)
+
+
+def test_the_readme_and_the_performance_page_keep_to_their_word_budgets():
+    # words as `wc -w` counts them: the README reads in minutes; docs/performance.md holds today's figures only
+    assert len(README.split()) <= 2500
+    assert len((ROOT / "docs" / "performance.md").read_text(encoding="utf-8").split()) <= 1800
