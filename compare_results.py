@@ -9,13 +9,13 @@ folder: its ``comparison.png``), the histogram to ``<output stem>_regions<suffix
 output.
 """
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
 from runs.class_results import format_class_table, load_combined, load_results, merge, plot_class_bars
 from runs.errors import UserError
+from runs.runtime import OneLineParser, main_guard
 from visualization import plot_precision_recall, plot_regions_histogram
 
 def default_label(results):
@@ -112,8 +112,8 @@ def format_table(rows):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description='Compare precision-recall and regions per found object of test '
-                                                 'runs (results.json files written by the testing scripts).')
+    parser = OneLineParser(description='Compare precision-recall and regions per found object of test runs '
+                                       '(results.json files written by the testing scripts).', listed='option')
     parser.add_argument('results', nargs='+', help='results.json files')
     parser.add_argument('--labels', nargs='+', default=None, help='one legend label per results file')
     parser.add_argument('--output', default='comparison.png',
@@ -155,4 +155,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    main_guard(lambda: sys.exit(main()))

@@ -18,7 +18,7 @@ from types import ModuleType, SimpleNamespace
 from typing import Callable
 
 from runs.errors import UserError
-from runs.runtime import TEMPORARY_PREFIX
+from runs.runtime import TEMPORARY_PREFIX, OneLineParser, main_guard
 
 
 def parse_bool(text):
@@ -99,13 +99,6 @@ def help_text(name, value, comments):
     accepts = f"takes {rule.accepts}; " if rule is not None else "a path; " if name.startswith("path") else ""
     meaning = comments.get(name, "").rstrip(".")
     return f"{meaning} ({accepts}default: {value!r})".replace("%", "%%").strip()
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """A mistyped flag or value is one line naming it (argparse would print the whole usage of ~40 flags first)."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message} (--help lists every setting)\n")
 
 
 def configure(defaults, argv=None, description=None, extra=None):
@@ -450,56 +443,65 @@ def check_removed_in(saved, what):
 
 SCRIPT_GROUPS = (("Training", ("image_zooms_training", "pool45_crops_training")),
                  ("Testing", ("image_zooms_testing", "pool45_crops_testing")))
+MODEL_NAMES = {"image_zooms": "Image-Zooms", "pool45_crops": "Pool45-Crops"}
+# the README's tables: the settings a newcomer sets first, in this order (docs/settings.md has every setting)
+README_SETTINGS = {
+    "Training": ("path_voc", "two_databases", "path_voc2", "path_vgg", "vgg_precision", "path_model", "class_object",
+                 "epochs", "checkpoint_every", "max_images", "refine"),
+    "Testing": ("path_voc_test", "path_model", "path_testing_folder", "class_object", "epoch", "agent",
+                "only_first_object", "refine", "duplicates", "bool_draw"),
+}
 
 
-def short_meaning(comment):
-    """A comment's first clause without its asides, for the README's one-line rows."""
-    while (shorter := re.sub(r"\s*\([^()]*\)", "", comment)) != comment:
-        comment = shorter
-    words = comment.split("; ")[0].split()
-    return " ".join(words[:8]) + (" …" if len(words) > 8 else "")
+def default_cell(script_names, scripts, name):
+    """A setting's default as the tables show it: one value where the scripts agree, else each script's value
+    named by its model (``1024`` (Image-Zooms only) where the other script has no such setting)."""
+    def shown(value):
+        return f"`{value}`" if isinstance(value, str) and value else '`""`' if value == "" else f"`{value!r}`"
+    values = {MODEL_NAMES[script.rsplit("_", 1)[0]]: script_values[name]
+              for script, script_values in zip(script_names, scripts) if name in script_values}
+    if len(values) == len(scripts) and len({repr(value) for value in values.values()}) == 1:
+        return shown(next(iter(values.values())))
+    if len(values) == 1:
+        model, value = next(iter(values.items()))
+        return f"{shown(value)} ({model} only)"
+    return ", ".join(f"{shown(value)} ({model})" for model, value in values.items())
 
 
 def settings_tables(short=False):
-    """The settings tables (Markdown): every setting of the four scripts with its meaning, the values it takes and
-    its default (``a / b`` where the Image-Zooms and Pool45-Crops scripts differ); ``short``: the README's, a first
-    clause of the meaning and the default, a testing setting that reads as its training row named once, not repeated
-    (docs/settings.md has the whole)."""
+    """The settings tables (Markdown), every meaning whole, as written beside the variable: docs/settings.md's
+    (every setting of the four scripts with its meaning, the values it takes and its default) or, ``short``, the
+    README's (the settings of :data:`README_SETTINGS`, with their meaning and default). A default that differs
+    between the Image-Zooms and Pool45-Crops scripts is given for each, named."""
     import importlib
-    lines, rows_before = [], {}
+    lines = []
     for title, names in SCRIPT_GROUPS:
         scripts = [script_settings(vars(importlib.import_module(name))) for name in names]
         lines += [f"**{title}** (`{names[0]}.py`, `{names[1]}.py`)", "",
                   *(["| setting | meaning | default |", "| --- | --- | --- |"] if short else
                     ["| setting | meaning | takes | default |", "| --- | --- | --- | --- |"])]
-        rows, repeated = {}, []
-        for name in dict.fromkeys(name for script in scripts for name in script):
-            defaults = [(script[name] if isinstance(script[name], str) else repr(script[name])) if name in script
-                        else "—" for script in scripts]
-            default = defaults[0] if len(set(defaults)) == 1 else " / ".join(defaults)
+        every = list(dict.fromkeys(name for script in scripts for name in script))
+        for name in README_SETTINGS[title] if short else every:
             comment = next(script.comments.get(name) for script in scripts if name in script)
             rule = RULES.get(name)
             accepts = rule.accepts if rule else "a path" if name.startswith("path") else "text"
-            cells = [f"`{name}`", short_meaning(comment) if short else comment, *([] if short else [accepts]),
-                     f"`{default}`" if default else '`""`']
-            rows[name] = row = "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
-            if short and rows_before.get(name) == row:
-                repeated.append(f"`{name}`")
-            else:
-                lines.append(row)
-        if repeated:
-            lines += ["", f"and, as in the table above, {', '.join(repeated)}."]
-        rows_before = rows
+            cells = [f"`{name}`", comment, *([] if short else [accepts]), default_cell(names, scripts, name)]
+            lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="The settings of the four scripts, described once.")
+def main(argv=None):
+    parser = OneLineParser(description="The settings of the four scripts, described once.", listed="option")
     parser.add_argument("--markdown", choices=("readme", "docs"), default=None,
-                        help="print the README's short settings tables or docs/settings.md's whole ones (default: none)")
-    kind = parser.parse_args().markdown
+                        help="print the README's settings tables (the settings a newcomer sets first) or "
+                             "docs/settings.md's (every setting) (default: none)")
+    kind = parser.parse_args(argv).markdown
     if kind:
         print(settings_tables(short=kind == "readme"), end="")
     else:
         parser.print_help()
+
+
+if __name__ == "__main__":
+    main_guard(main)

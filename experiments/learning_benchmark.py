@@ -49,7 +49,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the top-level modules
 
 from runs.errors import UserError
-from runs.runtime import main_guard, write_json
+from runs.runtime import OneLineParser, main_guard, write_json
 from runs.run_folder import DESCRIBING_SETTINGS
 from settings import (DEMO_DATA, REMOVED_OPTIONS, apply_demo, apply_demo_values, check_settings, class_index,
                       configure, removed_message, script_settings, testing_flags, training_flags)
@@ -64,8 +64,8 @@ TEST_PROTOCOL = ["--number_of_steps", "10", "--only_first_object", "0", "--detec
 
 
 def parse_arguments(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = OneLineParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                           listed="option")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated: image_zooms,pool45_crops")
     parser.add_argument("--seeds", type=int, default=3, help="seeds first_seed .. first_seed + N - 1")
     parser.add_argument("--first_seed", type=int, default=0,

@@ -34,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the top-level modules
 
 from runs.errors import UserError
-from runs.runtime import main_guard, write_json
+from runs.runtime import OneLineParser, main_guard, write_json
 
 DATASETS = {"synthetic": None, "plain": "data/other_voc_plain", "cluttered": "data/other_voc_cluttered"}
 MODELS = ("image_zooms", "pool45_crops")
@@ -43,8 +43,8 @@ WAYS = ((0, "keep"), (0, "demote"), (1, "keep"), (1, "demote"))     # (refine, d
 
 
 def parse_arguments(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = OneLineParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                           listed="option")
     parser.add_argument("--datasets", default="synthetic", help=f"comma-separated: {','.join(DATASETS)}")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated: {','.join(MODELS)}")
     parser.add_argument("--seeds", type=int, default=3, help="seeds first_seed .. first_seed + N - 1")

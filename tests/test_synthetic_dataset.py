@@ -139,5 +139,5 @@ def test_command_line(tmp_path, capsys):
     assert main(["--root", str(tmp_path / "cli"), "--num_trainval", "3", "--num_test", "2", "--seed", "4"]) == 0
     assert "3 trainval + 2 test" in capsys.readouterr().out
     assert len(read_image_set(tmp_path / "cli", "test")) == 2
-    assert main(["--root", str(tmp_path / "bad"), "--num_trainval", "0"]) == 1
+    assert main(["--root", str(tmp_path / "bad"), "--num_trainval", "0"]) == 2
     assert "num_trainval" in capsys.readouterr().err
