@@ -9,6 +9,7 @@ from pathlib import Path
 import h5py
 import pytest
 
+from conftest import STATE_SIZE
 from runs import runtime
 from runs.errors import UserError
 from parse_xml_annotations import class_ids
@@ -109,7 +110,8 @@ def test_class_lists_and_all_pass_the_check():
 
 def test_the_scripts_modules_import_no_tensorflow():
     code = ("import sys, image_zooms_training, image_zooms_testing, pool45_crops_training, pool45_crops_testing, "
-            "training_run, testing_run, run_folder, settings, runtime, episodes, reinforcement, features, detection; "
+            "runs.training_run, runs.testing_run, runs.run_folder, settings, runs.runtime, episodes, reinforcement, "
+            "features, detection; "
             "print(sorted(name for name in ('tensorflow', 'keras') if name in sys.modules))")
     completed = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr
@@ -139,7 +141,6 @@ def test_stderr_descriptor_is_restored_and_shown_when_the_block_fails(tmp_path):
     code = """
 import os, sys
 from runs import runtime
-from conftest import STATE_SIZE
 with runtime.quiet_stderr_descriptor():
     os.write(2, b"hidden chatter\\n")
 os.write(2, b"after the quiet block\\n")
