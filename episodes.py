@@ -49,7 +49,8 @@ def train(settings, make_features, model_label):
             stats = new_training_stats()
             for record, image in run.images(epoch, stats, features):
                 env = make_environment(record, run.class_name, settings.scale_subregion, image)
-                steps = train_image(env, features, learner, memory, rng, epsilon, settings.number_of_steps, stats)
+                steps = train_image(env, features, learner, memory, rng, epsilon, settings.number_of_steps, stats,
+                                    run.searched)
                 if sample is not None:
                     sample.add_search_steps(steps, memory, env.boxes)
                 run.draw(epoch, record, image, steps)
@@ -108,14 +109,17 @@ def train_search(env, describer, learner, memory, rng, epsilon, number_of_steps,
     return steps
 
 
-def train_image(env, describer, learner, memory, rng, epsilon, number_of_steps, stats):
+def train_image(env, describer, learner, memory, rng, epsilon, number_of_steps, stats, searched=None):
     """All training searches on one image: one per target-class object while any is available
-    (:func:`train_search`). Returns their steps, for drawing."""
+    (:func:`train_search`); ``searched(count, objects)`` is told after each (progress on an image of thousands of
+    objects). Returns their steps, for drawing."""
     steps = []
-    for _ in range(len(env.boxes)):
+    for count in range(1, len(env.boxes) + 1):
         if not env.available.any():
             break
         steps += train_search(env, describer, learner, memory, rng, epsilon, number_of_steps, stats)
+        if searched is not None:
+            searched(count, len(env.boxes))
     return steps
 
 

@@ -61,7 +61,8 @@ def load_image(path, max_pixels=None) -> np.ndarray:
     CMYK, 16-bit gray scaled to 0..255).
 
     The pixels are used as stored: EXIF orientation is not applied, because VOC boxes refer to the stored
-    pixels. A missing file, one that Pillow refuses (unreadable, corrupt, truncated, a decompression bomb), or one
+    pixels. A file of several frames (an animated GIF, a multi-page TIFF) is read as its first, with a warning
+    naming it (once). A missing file, one that Pillow refuses (unreadable, corrupt, truncated, a decompression bomb), or one
     whose header declares more than ``max_pixels`` pixels (:data:`MAX_PIXELS` when None; checked before decoding)
     raises UserError naming it.
     """
@@ -83,7 +84,7 @@ def load_image(path, max_pixels=None) -> np.ndarray:
                     raise UserError(f"image file {path} is {width} x {height} pixels ({width * height / 1e6:.0f} "
                                     f"megapixels), more than the limit of {limit / 1e6:g} megapixels (max_pixels)")
                 image.load()  # decode now: a truncated file fails here, not later
-                array = _to_rgb_array(image)
+                array, frames = _to_rgb_array(image), getattr(image, "n_frames", 1)
     except UserError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -92,7 +93,14 @@ def load_image(path, max_pixels=None) -> np.ndarray:
         raise UserError(f"cannot read image file {path}: {error}") from None
     except Exception as error:      # any other refusal of Pillow's decoders (struct.error, IndexError, …)
         raise UserError(f"cannot read image file {path}: {type(error).__name__}: {error}") from None
+    if frames > 1 and path not in _SEVERAL_FRAMES:      # said once per file: training reads it every epoch
+        _SEVERAL_FRAMES.add(path)
+        warnings.warn(f"image file {path} holds {frames} frames (an animation or several pages): only the first is "
+                      f"searched", UserWarning, stacklevel=2)
     return np.ascontiguousarray(array, dtype=np.float32)
+
+
+_SEVERAL_FRAMES = set()     # the files with several frames warned about
 
 
 def round_box(box, width: int, height: int) -> tuple[int, int, int, int]:

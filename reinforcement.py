@@ -379,6 +379,14 @@ class ReplayMemory:
         return {**{name: getattr(self, name) for name in self.CORE}, **self.carried,
                 "pos": np.array(self.pos), "full": np.array(self.full)}
 
+    def lacking(self, arrays):
+        """The fields of this memory that the arrays of a :meth:`state_dict` lack, or hold empty for a stored
+        transition: a memory saved with other learning options, which cannot fill a minibatch of this one."""
+        arrays = {FORMER_FIELD_NAMES.get(name, name): array for name, array in arrays.items()}
+        stored = len(arrays["actions"]) if bool(arrays["full"]) else int(arrays["pos"])
+        return [field.name for field in self.fields if field.name not in arrays or np.any(np.all(
+            arrays[field.name][:stored] == field.empty, axis=tuple(range(1, 1 + len(field.shape)))))]
+
     def load_state_dict(self, arrays):
         """Arrays from :meth:`state_dict` (or an earlier version's, under their former names); a field the
         arrays lack stays empty."""

@@ -289,8 +289,9 @@ def check_output_folder(folder, setting_name, files=()):
     """The run can write its files in ``folder`` (the setting ``setting_name``): checked before the work, so that a
     run does not lose its searches to a folder it cannot write at the end. A file is written and removed in the
     folder, or, where it does not exist yet, in the nearest folder above it, where it will be created; nothing is
-    left behind. A file in its place or above it, a folder that cannot be written, or something other than a file
-    where one of ``files`` (names in ``folder``) will be written is a UserError naming it."""
+    left behind. A file, a link to nothing or a device, pipe or socket in its place or above it, a folder that cannot
+    be written, or something other than a file where one of ``files`` (names in ``folder``) will be written is a
+    UserError naming it."""
     folder = Path(folder)
     for name in files:
         path = folder / name
@@ -298,12 +299,14 @@ def check_output_folder(folder, setting_name, files=()):
             kind = "a link" if path.is_symlink() else "a folder" if path.is_dir() else "not a file"
             raise UserError(f"{setting_name} {folder}: {path} is {kind}, and the run writes its {name} there; "
                             f"move it away")
-    try:
-        nearest = next(path for path in (folder, *folder.parents) if path.exists())
+    try:        # a link whose target is missing is there too: the folder cannot be created in its place
+        nearest = next(path for path in (folder, *folder.parents) if path.exists() or path.is_symlink())
     except OSError as error:        # a folder above it that cannot be looked into
         raise UserError(f"{setting_name} {folder}: cannot reach the folder ({error.strerror or error})") from None
     if not nearest.is_dir():
-        raise UserError(f"{setting_name} {folder}: cannot create the folder ({nearest} is a file)")
+        kind = (f"a link to {os.readlink(nearest)}, which does not exist" if not nearest.exists() else
+                "a file" if nearest.is_file() else "a device, a pipe or a socket, not a folder")
+        raise UserError(f"{setting_name} {folder}: cannot create the folder ({nearest} is {kind})")
     trial = nearest / f"{TEMPORARY_PREFIX}write_check_{os.getpid()}"
     try:
         trial.write_bytes(b"")

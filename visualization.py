@@ -4,7 +4,8 @@ regions-per-object histogram (the paper's Figure 8) and training curves.
 Every function writes one PNG (or another format matplotlib knows, chosen by the file's suffix) and returns its
 path; ``animate_search`` writes a GIF with Pillow. Figures are built on matplotlib's Agg canvas directly, without
 pyplot: no window, no global figure state, nothing left open between calls, so these functions are safe to call in
-long training and test loops.
+long training and test loops. Each file is written under a temporary name and renamed (``runtime.write_atomically``):
+two runs drawing into one folder at once leave whole files.
 
 Regions are float ``[x0, y0, x1, y1)`` corners in pixels of the image, the project's one box format.
 """
@@ -19,6 +20,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from reinforcement import ACTION_NAMES, ACTION_SHORT_NAMES, TRIGGER
+from runs.runtime import write_atomically
 
 DPI = 120
 TRIGGER_COLOUR = 'red'
@@ -41,10 +43,9 @@ def _save(figure, path, tight=True):
     """Write ``figure`` to ``path`` (creating its folder) and return the path. ``tight`` crops the figure to what it
     shows and keeps outside legends whole, at the cost of a second rendering (a figure laid out to fit can skip it)."""
     path = os.fspath(path)
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    figure.savefig(path, dpi=DPI, bbox_inches='tight' if tight else None)
+    file_format = os.path.splitext(path)[1][1:] or 'png'
+    write_atomically(path, lambda temporary: figure.savefig(temporary, dpi=DPI, format=file_format,
+                                                            bbox_inches='tight' if tight else None))
     return path
 
 
@@ -275,12 +276,12 @@ def animate_search(image, steps, path, title=None, paint_triggers=True, frame_ms
     if not frames:
         frames = [Image.fromarray(image)]
     path = os.fspath(path)
-    if os.path.dirname(path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
     durations = [frame_ms] * (len(frames) - 1) + [3 * frame_ms]
     if fast_palette:        # a GIF frame holds 256 colours: a fast octree palette for each
         frames = [frame.quantize(256, method=Image.Quantize.FASTOCTREE) for frame in frames]
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0, optimize=False)
+    write_atomically(path, lambda temporary: frames[0].save(temporary, format='GIF', save_all=True, loop=0,
+                                                            append_images=frames[1:], duration=durations,
+                                                            optimize=False))
     return path
 
 

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 
 from runs.errors import UserError
-from runs.runtime import json_ready, write_json
+from runs.runtime import json_ready, write_atomically, write_json
 
 REQUIRED_KEYS = ['model', 'agent', 'scale_subregion', 'precision', 'recall', 'ap', 'ap_voc07', 'max_recall',
                  'regions_per_found_object']
@@ -264,6 +264,6 @@ def plot_class_bars(combined_list, labels, output, title=None):
     if title:
         axes.set_title(title)
     figure.tight_layout()
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(output, dpi=120)
+    write_atomically(Path(output), lambda temporary: figure.savefig(temporary, dpi=120,
+                                                                     format=Path(output).suffix[1:] or "png"))
     plt.close(figure)

@@ -100,10 +100,12 @@ def classes_present(roots, identifiers, set_name):
 
 
 def resume_epoch(settings, class_idx):
-    """Where a resumed several-class run continues this class: after its latest saved epoch, or 0 with none."""
-    from runs.run_folder import existing_epochs
+    """Where a resumed several-class run continues this class: after its latest saved epoch, or 0 with none; at the
+    epoch whose save was interrupted, if one was."""
+    from runs.run_folder import existing_epochs, interrupted_save
     saved = existing_epochs(settings.path_model, class_idx)
-    return saved[-1] + 1 if saved else 0
+    interrupted = interrupted_save(settings.path_model, class_idx)
+    return interrupted[0] if interrupted else saved[-1] + 1 if saved else 0
 
 
 def in_fresh_process(function, *arguments):

@@ -36,7 +36,7 @@ import numpy as np
 
 from runs.errors import UserError
 from parse_xml_annotations import VOC_CLASSES
-from runs.runtime import TEMPORARY_PREFIX
+from runs.runtime import TEMPORARY_PREFIX, fsync, temporary_path, write_atomically
 
 # ---------------------------------------------------------------------------------------------------------------
 # names
@@ -63,6 +63,12 @@ def features_path(path_model, class_idx):
     """The settings that made the descriptors the Q-network was trained on (``path_vgg``, ``vgg_precision``,
     ``scale_subregion``), written with every epoch: testing checks its own against them."""
     return Path(path_model) / f"features_model{class_idx}.json"
+
+
+def saving_path(path_model, class_idx):
+    """There only while an epoch's files are renamed into place (:func:`write_together`'s marker), holding the
+    epoch: left behind, it says that a kill or a power cut stopped the save, and the latest files disagree."""
+    return Path(path_model) / f"saving_model{class_idx}"
 
 
 def best_path(path_model, class_idx):
@@ -94,9 +100,8 @@ def resume_epochs(path_model, class_idx):
 
 def remove_temporary_files(path_model, class_idx):
     """Half-written files a killed run of this class left behind (never read: the real files are intact)."""
-    pattern = re.compile(rf"{re.escape(TEMPORARY_PREFIX)}(model{class_idx}(_epoch_\d+|_best)?\.weights\.h5|"
-                         rf"refiner_model{class_idx}(_epoch_\d+|_best)?\.npz|resume_model{class_idx}_epoch_\d+\.h5|"
-                         rf"training_log_model{class_idx}\.csv)")
+    pattern = re.compile(rf"{re.escape(TEMPORARY_PREFIX)}([0-9a-f]{{8}}_)?(refiner_|resume_|features_|training_log_|"
+                         rf"saving_)?model{class_idx}(\D.*)?")
     for path in Path(path_model).glob(f"{TEMPORARY_PREFIX}*"):
         if pattern.fullmatch(path.name):
             path.unlink(missing_ok=True)
@@ -403,6 +408,18 @@ def best_epoch(log_rows):
 # ---------------------------------------------------------------------------------------------------------------
 # the way on
 
+def interrupted_save(path_model, class_idx):
+    """``(epoch, problem)`` where the save of ``epoch`` was stopped between the renames of its files
+    (:func:`saving_path` left behind; not while a live training is saving), else None."""
+    path = saving_path(path_model, class_idx)
+    if not path.is_file() or training_holder(path_model, class_idx):
+        return None
+    text = path.read_text(errors="replace").strip()
+    epoch = int(text) if text.isdigit() else 0
+    return epoch, (f"{path_model}/: the save of epoch {epoch} was stopped between the renames of its files (a kill or "
+                   f"a power cut; {path.name} is left), so its files and the latest ones disagree")
+
+
 def resume_options(path_model, class_idx, before):
     """How to go on when epoch ``before`` cannot be resumed: an earlier epoch that can be resumed exactly (its
     resume state kept), else one whose weights alone are kept, else a fresh start."""
@@ -431,17 +448,20 @@ def test_options(path_model, class_idx, damaged):
 # ---------------------------------------------------------------------------------------------------------------
 # writing a set of files
 
-def write_together(writes):
+def write_together(writes, marker=None):
     """``writes``: ``[(path, write)]``. Each ``write(temporary_path)`` writes its file under a temporary name in the
-    same folder; once all are written they are renamed over their paths, in order. If any write fails, the
-    temporary files are removed and the error is raised: the files before are all still there, unchanged."""
+    same folder; once all are written and flushed to the disk they are renamed over their paths, in order. If any
+    write fails, the temporary files are removed and the error is raised: the files before are all still there,
+    unchanged. ``marker``: ``(path, text)``, a file that is there only while the renames are under way, so that a
+    kill or a power cut between two of them is found (:func:`interrupted_save`)."""
     temporaries = []
     try:
         for path, write in writes:
             path = Path(path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            temporaries.append((path.with_name(TEMPORARY_PREFIX + path.name), path))   # keeps the suffix Keras checks
+            temporaries.append((temporary_path(path), path))
             write(temporaries[-1][0])
+            fsync(temporaries[-1][0])
         for _, path in temporaries:     # a rename over a folder would fail after the renames before it
             if path.is_dir():
                 raise IsADirectoryError(errno.EISDIR, "a folder is in the way", str(path))
@@ -450,8 +470,16 @@ def write_together(writes):
             with contextlib.suppress(OSError):      # the write's own error is the one to report
                 temporary.unlink(missing_ok=True)
         raise
+    folders = {path.parent for _, path in temporaries}
+    if marker is not None:
+        write_atomically(marker[0], lambda temporary: Path(temporary).write_text(marker[1]))
     for temporary, path in temporaries:
         os.replace(temporary, path)
+    for folder in folders:
+        fsync(folder)
+    if marker is not None:
+        Path(marker[0]).unlink()
+        fsync(Path(marker[0]).parent)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 that turns user errors into one line, and signals that end a run the way Ctrl-C does.
 
 SIGTERM is handled like Ctrl-C; inside ``StopSignals.deferred()`` (saving an epoch) a signal waits until the block
-is done. Files are written to a temporary name and renamed, so even SIGKILL never leaves half a file.
+is done. Files are written to a unique temporary name, flushed to the disk and renamed, so even SIGKILL or a power
+cut never leaves half a file.
 """
 from __future__ import annotations
 
@@ -99,19 +100,37 @@ def describe_device(tf, gpus):
 TEMPORARY_PREFIX = ".tmp_"
 
 
+def temporary_path(path):
+    """A name beside ``path`` to write it under before the rename: ``.tmp_<random>_<name>``, unique, so that two runs
+    writing the same file at once never write or rename each other's (and the suffix, which Keras checks, is kept)."""
+    return path.with_name(f"{TEMPORARY_PREFIX}{os.urandom(4).hex()}_{path.name}")
+
+
+def fsync(path):
+    """Flush the file or folder ``path`` to the disk: a file before it is renamed, its folder after (the rename)."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def write_atomically(path, write):
-    """Call ``write(temporary_path)`` then rename over ``path``: an interrupted run never leaves half a file."""
+    """Call ``write(temporary_path)``, flush it to the disk, then rename it over ``path``: an interrupted run, even
+    a power cut, never leaves half a file, and two runs writing ``path`` at once leave one of theirs whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(TEMPORARY_PREFIX + path.name)     # keeps the suffix, which Keras checks
+    temporary = temporary_path(path)
     try:
         write(temporary)
+        fsync(temporary)
     except BaseException as error:
         temporary.unlink(missing_ok=True)
         if isinstance(error, OSError) and error.filename is None:
             error.filename = str(path)      # a failed write() names no file: the one that was being written
         raise
     os.replace(temporary, path)
+    fsync(path.parent)
 
 
 def json_ready(data):

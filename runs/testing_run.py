@@ -15,8 +15,8 @@ from runs.errors import UserError
 from parse_xml_annotations import class_ids, several_classes
 from parse_xml_annotations import VOC2007_TEST_FOLDER, ensure_voc2007_test_annotations
 from runs.run_folder import (DamagedFile, best_epoch, best_path, check_trained_features, check_weights,
-                        checkpoint_path, existing_epochs, log_path, missing_checkpoint, read_log, test_options,
-                        training_holder)
+                             checkpoint_path, existing_epochs, interrupted_save, log_path, missing_checkpoint, read_log,
+                             test_options, training_holder)
 from runs.runtime import seed_everything, write_json
 from settings import (check_dataset, check_output_folder, check_path_vgg, check_settings, class_index,
                       ensure_demo_dataset)
@@ -271,6 +271,12 @@ def trained_weights(settings, class_idx, model_label):
     from detection import check_weights_order
     check_weights_order(settings.weights_order)
     epoch = settings.epoch
+    interrupted = None if model_name(settings) else interrupted_save(settings.path_model, class_idx)
+    if interrupted and not (isinstance(epoch, int) and 0 <= epoch < interrupted[0]):
+        earlier = [saved for saved in existing_epochs(settings.path_model, class_idx) if saved < interrupted[0]]
+        raise UserError(f"{interrupted[1]}. " + (f"Test an earlier epoch with --epoch {earlier[-1]}, or t" if earlier
+                                                else "T") + f"rain epoch {interrupted[0]} again with -n "
+                        f"{interrupted[0]}")
     if epoch == "best" and not model_name(settings):
         weights = best_path(settings.path_model, class_idx)
         if not weights.is_file():

@@ -4,9 +4,11 @@ line each, and ``-n`` resuming from a checkpoint.
 - SIGTERM is handled like Ctrl-C. The epoch in progress is dropped; the checkpoint of the last complete epoch is the
   resume point, and ``-n`` continues from it as the uninterrupted run would have (the checkpoint holds weights,
   optimiser, ε, random generators, settings and replay memory). A signal that arrives while an epoch is being saved
-  waits until it is saved. An epoch's files are all written to temporary names, then renamed, the resume state
-  before the weights, and the previous epoch's removed last, so even SIGKILL leaves the last complete epoch
-  resumable, and a save that fails (disk full, permission) leaves the folder as the previous epoch left it;
+  waits until it is saved. An epoch's files are all written to temporary names and flushed to the disk, then
+  renamed, and the previous epoch's removed last, so even SIGKILL leaves the last complete epoch resumable, and a
+  save that fails (disk full, permission) leaves the folder as the previous epoch left it. A kill or a power cut
+  between two renames leaves ``saving_model<k>`` (``run_folder.saving_path``): ``-n`` and testing then name the
+  epoch to train again rather than use files of two epochs together;
 - a damaged file that ``-n`` reads stops the run in one line naming the file and the way on, before anything is
   used (a torn last line of the log is dropped with a warning); see ``run_folder``;
 - a NaN or infinite loss stops training at once; non-finite weights are never saved.
@@ -27,11 +29,9 @@ from runs.dataset import SkipReport, load_record_image
 from runs.errors import UserError
 from parse_xml_annotations import class_ids, several_classes
 from runs.run_folder import (DamagedFile, best_path, check_weights, checkpoint_path, existing_epochs, features_path,
-                        training_lock,
-                        missing_checkpoint,
-                        log_path, read_log, read_resume_state, remove_temporary_files, resume_epochs, resume_options,
-                        resume_state_path, write_features_file, write_log, write_resume_state,
-                        write_together)
+                             interrupted_save, log_path, missing_checkpoint, read_log, read_resume_state,
+                             remove_temporary_files, resume_epochs, resume_options, resume_state_path, saving_path,
+                             training_lock, write_features_file, write_log, write_resume_state, write_together)
 from refinement import MIN_WINDOWS, refiner_path
 from runs.runtime import Interrupted, StopSignals, seed_everything
 from settings import (REMOVED_OPTIONS, check_dataset, check_output_folder, check_path_vgg, check_removed_in,
@@ -57,6 +57,11 @@ def preflight(settings):
     one_class = not several_classes(settings.class_object)
     if one_class and settings.n > 0:
         class_idx = class_index(settings)
+        interrupted = interrupted_save(settings.path_model, class_idx)
+        if interrupted and settings.n > interrupted[0]:
+            epoch = interrupted[0]
+            raise UserError(f"-n {settings.n}: {interrupted[1]}. " + (f"-n {epoch} trains epoch {epoch} again from "
+                            f"epoch {epoch - 1}" if epoch else "-n 0 starts afresh"))
         weights = checkpoint_path(settings.path_model, class_idx, settings.n - 1)
         if not weights.is_file():
             raise UserError(f"-n {settings.n}: {missing_checkpoint(settings.path_model, class_idx, weights)}")
@@ -81,7 +86,7 @@ def run_files(path_model, class_idx, epochs):
     weights += [checkpoint_path(path_model, class_idx), best_path(path_model, class_idx)]
     states = [resume_state_path(path_model, class_idx, epoch) for epoch in epochs]
     return [*weights, *map(refiner_path, weights), *states, log_path(path_model, class_idx),
-            features_path(path_model, class_idx)]
+            features_path(path_model, class_idx), saving_path(path_model, class_idx)]
 
 
 def make_learner(settings, model):
@@ -192,10 +197,10 @@ class TrainingRun:
         from tqdm import tqdm
         self.epoch, self.stats, self.used = epoch, stats, 0
         self.forwards, self.hits, self.started = features.forward_count, features.cache.hits, time.perf_counter()
-        progress = tqdm(self.rng.permutation(len(self.records)), desc=f"epoch {epoch}", unit="img", leave=False,
-                        disable=not sys.stderr.isatty())
+        progress = self.progress = tqdm(self.rng.permutation(len(self.records)), desc=f"epoch {epoch}", unit="img",
+                                        leave=False, disable=not sys.stderr.isatty())
         for index in progress:
-            record = self.records[index]
+            record = self.record = self.records[index]
             image = load_record_image(record, self.report, self.settings.max_pixels)
             if image is not None:
                 self.used += 1
@@ -207,6 +212,16 @@ class TrainingRun:
         # the epoch's own VGG-16 forwards, cache hits and seconds (validation's come after)
         self.counts = (features.forward_count - self.forwards, features.cache.hits - self.hits,
                        time.perf_counter() - self.started)
+
+    def searched(self, count, objects):
+        """Progress within an image of many objects: every :data:`SEARCHES_PER_LINE` searches, in the progress bar or,
+        where stderr is not a terminal (a log file), as a line."""
+        if count % SEARCHES_PER_LINE == 0:
+            where = f"image {self.record.image_id}: {count} of {objects} objects searched"
+            if self.progress.disable:
+                print(f"  epoch {self.epoch}, {where}", flush=True)
+            else:
+                self.progress.set_postfix_str(where)
 
     def draw(self, epoch, record, image, steps):
         """The searches of an image as a PNG, with ``bool_draw`` (every ``draw_every``-th epoch and the last)."""
@@ -237,6 +252,9 @@ class TrainingRun:
               f"{row['mean_trigger_iou']:.2f})  loss {row['mean_loss']:.4f}  vgg forwards "
               f"{row['vgg_forwards']}  {row['steps_per_s']:.1f} steps/s"
               + (f"  validation AP {row['validation_ap']:.3f}" if self.validation else ""), flush=True)
+
+
+SEARCHES_PER_LINE = 100     # an image with more objects than this says how far its searches are
 
 
 def check_initial_weights(settings):
@@ -328,19 +346,19 @@ def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best,
     weights_files = [checkpoint_path(path_model, class_idx, epoch), checkpoint_path(path_model, class_idx)] + \
         [best_path(path_model, class_idx)] * best
     writes = [(resume_state_path(path_model, class_idx, epoch), lambda temporary: write_resume_state(temporary, state))]
-    writes += [(path, model.save_weights) for path in weights_files]
     refiner = None if sample is None else sample.fit()
-    if refiner is not None:
+    if refiner is not None:     # before the weights: a test during the training finds the head of the weights it reads
         writes += [(refiner_path(path), refiner.save) for path in weights_files]
     elif sample is not None:
         warnings.warn(f"refine 1: {len(sample)} visited windows overlapped an object so far, fewer than the "
                       f"{MIN_WINDOWS} the refinement head needs; epoch {epoch} is saved without one (train on more "
                       f"images or epochs)", UserWarning, stacklevel=2)
+    writes += [(path, model.save_weights) for path in weights_files]
     writes.append((log_path(path_model, class_idx), lambda temporary: write_log(temporary, log_rows)))
     writes.append((features_path(path_model, class_idx),
                    lambda temporary: write_features_file(temporary, settings, features)))
     try:
-        write_together(writes)
+        write_together(writes, marker=(saving_path(path_model, class_idx), f"{epoch}\n"))
     except Exception as error:      # whatever stopped the write, the folder is as before: say so in one line
         cause = str(error) if isinstance(error, OSError) else f"{type(error).__name__}: {error}"
         kept = (f"epoch {epoch - 1} is kept as it was (-n {epoch} resumes it)"
@@ -467,6 +485,9 @@ def resume(settings, learner, memory, rng, class_idx, sample=None):
         elif replay["actions"].shape[0] != memory.capacity:
             notes.append(f"the saved replay memory holds {replay['actions'].shape[0]} transitions, "
                          f"buffer_experience_replay is {memory.capacity}: it starts empty")
+        elif lacking := memory.lacking(replay):
+            notes.append(f"the saved replay memory has no {', '.join(lacking)} (it was saved without the learning "
+                         f"option that stores it): it starts empty")
         else:
             memory.load_state_dict(replay)
         if sample is not None and state["refine_sample"] is None:
