@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from episodes import search_records
-from runs.dataset import SkipReport, load_record_image
+from runs.dataset import SkipReport
 from runs.errors import UserError
 from parse_xml_annotations import class_ids, several_classes
 from parse_xml_annotations import VOC2007_TEST_FOLDER, ensure_voc2007_test_annotations
@@ -268,7 +268,7 @@ def trained_weights(settings, class_idx, model_label):
     """The Q-network weights a test uses: the file ``model_name`` in ``path_model`` when it is set (any layout
     ``detection.read_q_network_weights`` reads, such as the 2016 ``model_image_zooms_2``), else this project's
     checkpoint of epoch ``settings.epoch``, or the latest when it is -1."""
-    from detection import check_weights_order
+    from runs.q_network_files import check_weights_order
     check_weights_order(settings.weights_order)
     epoch = settings.epoch
     if epoch == "best" and not model_name(settings):
