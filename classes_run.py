@@ -25,6 +25,7 @@ from pathlib import Path
 
 from class_results import combine, format_class_table
 from errors import UserError
+from results_page import write_classes_page
 from runtime import Interrupted, one_line_warnings, write_json
 
 # each class of a several-class training in its own process (tests that monkeypatch the training set it False)
@@ -224,6 +225,7 @@ def test_classes(settings, make_features, model_label, test):
                             f"combined results were written") from None
     combined = combine(per_class, absent)
     write_json(out_folder / "results.json", combined)
+    write_classes_page(combined, out_folder)
     print(format_class_table(combined))
     print(f"per-class results in {out_folder}/<class>/results.json, the table in {out_folder / 'results.json'}")
     return combined

@@ -5,8 +5,8 @@ paper's Figure 8) beside it, and a table of the numbers that matter.
                               [--title ...]
 
 Each results.json is written by a testing script (trained agent or a baseline). The curves go to ``--output`` (in a
-folder: its ``comparison.png``), the histogram to ``<output stem>_regions<suffix>`` beside it, the table to standard
-output.
+folder: its ``comparison.png``), the histogram to ``<output stem>_regions<suffix>`` beside it, a page that shows the
+runs side by side, per image too, to ``<output stem>.html`` (results_page), the table to standard output.
 """
 
 import argparse
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from class_results import format_class_table, load_combined, load_results, merge, plot_class_bars
 from errors import UserError
+from results_page import write_comparison_page
 from visualization import plot_precision_recall, plot_regions_histogram
 
 def default_label(results):
@@ -24,6 +25,11 @@ def default_label(results):
     if results.get('epoch') is not None:
         label += f' epoch {results["epoch"]}'
     return label
+
+
+def page_path(output):
+    """The comparison page: ``<output stem>.html`` beside the figures."""
+    return figure_paths(output)[0].with_suffix('.html')
 
 
 def figure_paths(output):
@@ -82,6 +88,7 @@ def compare(paths, labels=None, output='comparison.png', title=None):
                                else 'Regions analysed per found object')
     except (OSError, ValueError) as error:  # unwritable folder, or a suffix matplotlib cannot write
         raise UserError(f'{curves_path}: cannot write the figures ({error})') from None
+    write_comparison_page(rows, all_results, page_path(output), (curves_path, regions_path), title)
     return rows
 
 
@@ -139,7 +146,8 @@ def main(argv=None):
         return 2
     curves_path, regions_path = figure_paths(args.output)
     print(format_table(rows))
-    print(f'\nprecision-recall: {curves_path}\nregions per found object: {regions_path}')
+    print(f'\nprecision-recall: {curves_path}\nregions per found object: {regions_path}\n'
+          f'to browse, side by side: {page_path(args.output)}')
     return 0
 
 
