@@ -41,7 +41,8 @@ def rounded(value, digits=3):
     if value is None:
         return None
     if isinstance(value, (list, tuple, np.ndarray)):
-        return [rounded(item, digits) for item in value]
+        return [round(float(item), digits) if not isinstance(item, (list, tuple, np.ndarray)) else
+                rounded(item, digits) for item in value]
     return round(float(value), digits)
 
 
@@ -105,20 +106,20 @@ def image_summary(image_id, trajectory, detections, ground_truth):
     known = ground_truth is not None
     boxes = np.asarray((ground_truth or {}).get("boxes", []), dtype=np.float64).reshape(-1, 4)
     difficult = np.asarray((ground_truth or {}).get("difficult") or [False] * len(boxes), dtype=bool).reshape(-1)
-    object_iou = np.zeros(len(boxes))
+    reported = np.asarray([detection["box"] for detection in detections], dtype=np.float64).reshape(-1, 4)
+    # overlaps[d, o]: IoU of detection d with object o
+    overlaps = np.stack([iou_many(reported, box) for box in boxes], axis=1) if len(boxes) else \
+        np.zeros((len(detections), 0))
+    object_iou = overlaps.max(axis=0) if len(detections) else np.zeros(len(boxes))
     found = np.zeros(len(boxes), dtype=bool)
     rated = []
-    for detection in detections:
-        overlap, best = None, None
+    for detection, overlap_row in zip(detections, overlaps):
+        overlap, best = (0.0 if known else None), None
         if len(boxes):
-            overlaps = iou_many(boxes, np.asarray(detection["box"], dtype=np.float64))
-            best = int(np.argmax(overlaps))
-            overlap = float(overlaps[best])
-            object_iou = np.maximum(object_iou, overlaps)
+            best = int(np.argmax(overlap_row))
+            overlap = float(overlap_row[best])
             if detection.get("true_positive"):
                 found[best] = True      # a true positive took the object it overlaps most (the VOC rule)
-        elif known:
-            overlap = 0.0
         status = detection_status(detection.get("true_positive"), overlap, best is not None and difficult[best])
         rated.append((detection, status, overlap))
     rated.sort(key=lambda item: -float(item[0]["score"]))

@@ -31,8 +31,8 @@ def find_chromium():
 
 
 class Chromium:
-    """One headless Chromium with one tab of ``width`` × ``height`` CSS pixels. ``errors`` lists what the pages
-    opened wrote to the console as errors, threw uncaught, or failed to load."""
+    """One headless Chromium with one tab of ``width`` × ``height`` CSS pixels. ``errors`` lists what the page
+    opened last wrote to the console as errors, threw uncaught, or failed to load."""
 
     def __init__(self, executable=None, width=1280, height=900, timeout=30.0):
         executable = executable or find_chromium()
@@ -133,6 +133,7 @@ class Chromium:
         url = page if "://" in str(page) or str(page).startswith("about:") else Path(page).resolve().as_uri()
         started = time.perf_counter()
         self.events.clear()
+        self.errors = []
         self.send("Page.navigate", url=url)
         self.wait_for_event("Page.loadEventFired")
         self.wait_until(ready)

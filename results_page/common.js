@@ -1,5 +1,5 @@
 "use strict";
-// What the pages share: their data (inlined JSON: browsers refuse fetch() of local files), building elements,
+// What the pages share: their data (inlined JSON: browsers refuse to fetch local files), building elements,
 // numbers, the page's state in its address (#filter=missed&sort=score&image=000297: a link or a reload keeps it),
 // long lists shown a page at a time, and the sketch of an image's objects and detections where it was not drawn.
 
