@@ -24,7 +24,7 @@ import numpy as np
 
 from errors import UserError
 from metrics import iou_many
-from reinforcement import ACTION_NAMES
+from reinforcement import ACTION_NAMES, ACTION_SHORT_NAMES
 from runtime import write_atomically
 
 PAGE_NAME = "index.html"        # a test run's page, in its path_testing_folder
@@ -186,6 +186,7 @@ def run_page_data(results, out_folder, figures=()):
     images, steps = image_summaries(results, out_folder, out_folder)
     return {"kind": "run", "title": run_title(results), "metrics": metrics_of(results),
             "settings": settings_of(results), "actions": list(ACTION_NAMES),
+            "action_short": list(ACTION_SHORT_NAMES),
             "figures": [{"src": quote(name), "caption": Path(name).stem.replace("_", " ")}
                         for name in figures if (Path(out_folder) / name).is_file()],
             "objects_known": "ground_truth" in results, "images": images}, steps

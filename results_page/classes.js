@@ -5,7 +5,8 @@ function showClasses() {
   for (const row of pageData.classes) {
     body.append(el("tr", {},
       el("td", {}, row.page ? el("a", {href: row.page, text: row.class_object}) : row.class_object),
-      el("td", {text: number(row.ap)}), el("td", {text: number(row.ap_voc07)}), el("td", {text: number(row.max_recall)}),
+      el("td", {text: number(row.ap)}), el("td", {text: number(row.ap_voc07)}),
+      el("td", {text: number(row.max_recall)}),
       el("td", {text: number(row.mean_regions_per_found_object, 1)}),
       el("td", {text: String(row.num_images)}), el("td", {text: String(row.num_objects)})));
   }

@@ -35,7 +35,8 @@ function showRuns() {
   for (const run of runs) {
     body.append(el("tr", {},
       el("td", {}, run.page ? el("a", {href: run.page, text: run.label}) : run.label),
-      el("td", {text: number(run.ap)}), el("td", {text: number(run.ap_voc07)}), el("td", {text: number(run.max_recall)}),
+      el("td", {text: number(run.ap)}), el("td", {text: number(run.ap_voc07)}),
+      el("td", {text: number(run.max_recall)}),
       el("td", {text: number(run.mean_regions_per_found_object, 1)}),
       el("td", {text: `${run.found_objects} / ${run.num_objects === null ? "?" : run.num_objects}`}),
       el("td", {text: run.num_images === null ? "–" : String(run.num_images)})));
@@ -44,9 +45,10 @@ function showRuns() {
 
 function cell(image, result, run) {
   if (result === null) return el("td", {class: "absent", text: "not tested"});
-  const objects = result.objects_counted === null ? `${result.found} found` : `${result.found}/${result.objects_counted}`;
-  const facts = el("div", {class: "cell-facts"},
-    el("span", {class: `badge ${complete(result) ? "complete" : result.found > 0 ? "partly" : "missed"}`, text: objects}),
+  const objects = result.objects_counted === null ? `${result.found} found`
+    : `${result.found}/${result.objects_counted}`;
+  const kind = complete(result) ? "complete" : result.found > 0 ? "partly" : "missed";
+  const facts = el("div", {class: "cell-facts"}, el("span", {class: `badge ${kind}`, text: objects}),
     ` IoU ${number(result.best_iou, 2)}`,
     result.first_trigger ? ` · trigger @${result.first_trigger}` : " · no trigger",
     result.false_positives > 0 ? el("span", {class: "badge fp", text: `${result.false_positives} FP`}) : null);

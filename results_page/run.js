@@ -23,8 +23,10 @@ const SORTS = {
   id: byId,
 };
 
-const STATUS = {tp: "found an object", fp: "false positive", repeat: "false positive (an object found before)",
-                ignored: "a difficult object (ignored)"};
+const STATUS = {tp: "found an object", fp: "false positive: no object",
+                repeat: "false positive: an object found before",
+                ignored: "on a difficult object: neither found nor false"};
+const STATUS_SHORT = {tp: "found", fp: "FP", repeat: "FP, repeat", ignored: "ignored"};
 
 function showMetrics() {
   const metrics = pageData.metrics;
@@ -97,18 +99,21 @@ function objectsTable(image) {
 function stepsTable(image) {
   const steps = allSteps()[image.id] || [];
   const withQ = steps.some((step) => step.q);
-  const head = ["region", "search", "step", "action", ...(withQ ? pageData.actions.map((name) => `Q ${name}`) : []),
-                "score", "detection", "IoU"];
+  const head = [["region", "its number in the drawings"], ["search, step", "the step in its search"], ["action", ""],
+                ...(withQ ? pageData.actions.map((name, action) => [`Q ${pageData.action_short[action]}`,
+                                                                    `Q-value of ${name}`]) : []),
+                ["score", "the detection's score"], ["detection", "by the VOC rule"],
+                ["IoU", "of the reported box with the nearest object"]];
   return el("table", {class: "steps"},
-    el("thead", {}, el("tr", {}, head.map((text) => el("th", {text})))),
+    el("thead", {}, el("tr", {}, head.map(([text, title]) => el("th", {text, title: title || null})))),
     el("tbody", {}, steps.map((step, index) => el("tr", {class: step.trigger ? "trigger" : ""},
-      el("td", {text: String(index + 1)}), el("td", {text: String(step.search)}), el("td", {text: String(step.step)}),
+      el("td", {text: String(index + 1)}), el("td", {text: `${step.search}, ${step.step}`}),
       el("td", {text: pageData.actions[step.action] || String(step.action)}),
       withQ ? (step.q || []).map((value, action) => el("td", {class: action === step.action ? "chosen" : "",
                                                               text: number(value, 2)})) : [],
       el("td", {text: number(step.score, 3)}),
-      el("td", {class: step.status === "tp" ? "good" : step.status ? "bad" : "",
-                text: step.status ? STATUS[step.status] : "–"}),
+      el("td", {class: step.status === "tp" ? "good" : step.status === "ignored" ? "" : step.status ? "bad" : "",
+                title: STATUS[step.status] || null, text: step.status ? STATUS_SHORT[step.status] : "–"}),
       el("td", {text: number(step.iou, 2)})))));
 }
 

@@ -62,7 +62,8 @@ def test_an_images_summary_as_worked_out_by_hand():
     assert [(item["score"], item["status"]) for item in a["detections"]] == \
         [(2.0, "tp"), (1.5, "repeat"), (1.0, "ignored"), (0.5, "fp")]
     assert [(item["status"], item["iou"], item["box"]) for item in steps["a"]] == \
-        [("fp", 0.16, None), ("tp", 1.0, [10, 10, 50, 50]), ("repeat", 0.902, None), ("ignored", 1.0, None)]   # 1444 / 1600
+        [("fp", 0.16, None), ("tp", 1.0, [10, 10, 50, 50]), ("repeat", 0.902, None), ("ignored", 1.0, None)]
+    # region 3 on object 0: 38² / 40² = 0.9025 (rounded half to even); region 1 on it: 40² / 100²
     assert steps["a"][1]["q"] == [0.1, 0.2, 0.3, 0.4, 0.5, 2.0] and steps["a"][1]["trigger"]
     # image b: a region of 80 × 60 against an object of 30 × 30 inside it
     assert (b["found"], b["missed"], b["false_positives"], b["first_trigger"], b["best_iou"]) == \
