@@ -48,8 +48,11 @@ def rounded(value, digits=3):
 
 def link(path, page_folder):
     """The relative URL of ``path`` from a page in ``page_folder`` (each part percent-encoded: an id or folder
-    with '#', '?', '%' or a space still links)."""
-    return quote(Path(os.path.relpath(Path(path).resolve(), Path(page_folder).resolve())).as_posix())
+    with '#', '?', '%' or a space still links); its file:// URL where no relative path leads there (another drive)."""
+    try:
+        return quote(Path(os.path.relpath(Path(path).resolve(), Path(page_folder).resolve())).as_posix())
+    except ValueError:
+        return Path(path).resolve().as_uri()
 
 
 def detection_status(true_positive, overlap, difficult):
@@ -68,8 +71,9 @@ def image_summaries(results, folder=None, page_folder=None):
     each image's search step by step.
 
     A summary holds the image's ``id``, ``size`` ``[w, h]`` (from its first region), its ``objects`` (each: ``box``,
-    ``difficult``, ``found``, ``best_iou`` of a detection), the counts ``found``, ``missed`` and ``difficult`` of its
-    objects (``objects`` and ``missed`` None when ``results`` holds no ``ground_truth``, as before it did),
+    ``difficult``, ``found``, ``best_iou`` of a detection), the counts ``found``, ``missed``, ``objects_counted``
+    (those not difficult) and ``difficult`` (``objects`` empty, ``missed`` and ``objects_counted`` None when
+    ``results`` holds no ``ground_truth``, as results.json did before the pages),
     ``best_iou`` over its detections, ``false_positives`` (triggered detections that found nothing: a false
     trigger), ``triggers``, ``first_trigger`` (the 1-based region number of its first trigger, as the drawings number
     them; None without one), ``regions``, ``top_score`` and its best ``detections`` (score, status, box). With
@@ -134,7 +138,7 @@ def image_summary(image_id, trajectory, detections, ground_truth):
                             "step": step.get("step"), "status": status, "iou": rounded(overlap), "box": refined})
     triggers = [number for number, step in enumerate(trajectory, start=1) if step.get("triggered")]
     counted = ~difficult
-    overlaps = [overlap for _, _, overlap in rated if overlap is not None]
+    known_overlaps = [overlap for _, _, overlap in rated if overlap is not None]
     if trajectory:
         size = rounded(trajectory[0]["region"][2:], 1)
     else:
@@ -147,7 +151,7 @@ def image_summary(image_id, trajectory, detections, ground_truth):
         "missed": int((~found[counted]).sum()) if known else None,
         "objects_counted": int(counted.sum()) if known else None,
         "difficult": int(difficult.sum()),
-        "best_iou": rounded(max(overlaps)) if overlaps else None,
+        "best_iou": rounded(max(known_overlaps)) if known_overlaps else None,
         "false_positives": sum(status in ("fp", "repeat") and bool(detection.get("triggered"))
                                for detection, status, _ in rated),
         "triggers": len(triggers), "first_trigger": triggers[0] if triggers else None, "regions": len(trajectory),
