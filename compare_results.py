@@ -9,14 +9,14 @@ folder: its ``comparison.png``), the histogram to ``<output stem>_regions<suffix
 runs side by side, per image too, to ``<output stem>.html`` (results_page), the table to standard output.
 """
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
-from class_results import format_class_table, load_combined, load_results, merge, plot_class_bars
-from errors import UserError
 from results_page import write_comparison_page
+from runs.class_results import format_class_table, load_combined, load_results, merge, plot_class_bars
+from runs.errors import UserError
+from runs.runtime import OneLineParser, main_guard
 from visualization import plot_precision_recall, plot_regions_histogram
 
 def default_label(results):
@@ -24,6 +24,16 @@ def default_label(results):
     label = f'{results["model"]} {results["agent"]} s={results["scale_subregion"]}'
     if results.get('epoch') is not None:
         label += f' epoch {results["epoch"]}'
+    return label
+
+
+def refinement_label(label, results):
+    """``label`` saying whether the boxes were refined: ', refined' added where the results are and the label does
+    not say so; ', windows (no refinement head)' where refine was asked for and the run had no head."""
+    if results.get('refine_missing'):
+        return f'{label}, windows (no refinement head)'
+    if results.get('refine') and 'refine' not in label.lower():
+        return f'{label}, refined'
     return label
 
 
@@ -62,6 +72,7 @@ def compare(paths, labels=None, output='comparison.png', title=None):
         for index, label in enumerate(labels):
             if labels.count(label) > 1:
                 labels[index] = f'{label} ({paths[index]})'
+    labels = [refinement_label(label, results) for label, results in zip(labels, all_results)]
 
     curves_path, regions_path = figure_paths(output)
     runs, counts_by_label, rows = [], {}, []
@@ -108,8 +119,8 @@ def format_table(rows):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description='Compare precision-recall and regions per found object of test '
-                                                 'runs (results.json files written by the testing scripts).')
+    parser = OneLineParser(description='Compare precision-recall and regions per found object of test runs '
+                                       '(results.json files written by the testing scripts).', listed='option')
     parser.add_argument('results', nargs='+', help='results.json files')
     parser.add_argument('--labels', nargs='+', default=None, help='one legend label per results file')
     parser.add_argument('--output', default='comparison.png',
@@ -152,4 +163,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    main_guard(lambda: sys.exit(main()))

@@ -23,18 +23,18 @@ python image_zooms_testing.py --demo --path_testing_folder $out/image_zooms_trai
 python image_zooms_testing.py --demo --agent random --refine 0 --path_testing_folder $out/random
 python image_zooms_testing.py --demo --agent upper_bound --refine 0 --path_testing_folder $out/upper_bound
 results=($out/image_zooms_trained/results.json)
-labels=("Image-Zooms, trained, refined")
+labels=("Image-Zooms, trained")   # compare_results adds whether its boxes are refined
 if [ "$both" = 1 ]; then
   python pool45_crops_training.py --demo
   python pool45_crops_testing.py --demo --path_testing_folder $out/pool45_crops_trained
   results+=($out/pool45_crops_trained/results.json)
-  labels+=("Pool45-Crops, trained, refined")
+  labels+=("Pool45-Crops, trained")
 fi
 python compare_results.py "${results[@]}" $out/random/results.json $out/upper_bound/results.json \
   --output $out/comparison.png --labels "${labels[@]}" "random agent" "upper bound" \
   --title "Synthetic VOC test split, aeroplane, overlapped hierarchy (3/4)"
 python -c "
-from run_folder import read_log; from visualization import plot_training_log
+from runs.run_folder import read_log; from visualization import plot_training_log
 plot_training_log(read_log('models_image_zooms/training_log_model0.csv'), '$out/training_image_zooms.png')"
 echo "demo figures and results in $out/; each search drawn and animated in $out/image_zooms_trained/searches/"
 echo "browse them, the agents side by side (opens from disk in a browser, no server): $out/comparison.html"

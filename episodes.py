@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from reinforcement import DESCRIPTOR_SIZE, NUM_ACTIONS, TRIGGER, ZoomEnvironment, child_regions
+from reinforcement import (HISTORY_SIZE, IOU_THRESHOLD, NUM_ACTIONS, TRIGGER, NonFiniteLoss,  # noqa: F401
+                           ZoomEnvironment, upper_bound_action)
+from runs.dataset import load_record_image
 
 # ---------------------------------------------------------------------------------------------------------------
 # states
@@ -23,12 +25,38 @@ def make_states(describer, environments):
 # ---------------------------------------------------------------------------------------------------------------
 # training
 
-class NonFiniteLoss(ArithmeticError):
-    """A Q-learning update gave a NaN or infinite loss: the network is broken from here on, training must stop."""
+def train(settings, make_features, model_label):
+    """The training run (docs/method.md §6): data → models → epochs of images, searches, steps and Q-learning
+    updates, each epoch saved. What surrounds the method — checks, the lock, resume, saving, signals, validation,
+    drawings — is the run's service (``runs.training_run.TrainingRun``), one call each."""
+    from refinement import WindowSample
+    from reinforcement import ReplayMemory, build_q_network, epsilon_for_epoch, state_size
+    from runs.training_run import TrainingRun, make_learner
 
-    def __init__(self, loss, update):
-        super().__init__(f"the loss became {loss} at update {update}")
-        self.loss, self.update = loss, update
+    with TrainingRun(settings, model_label) as run:         # checks, the lock, the seed, the data
+        # models: the sizes come from the backbone
+        features = make_features(settings)
+        model = build_q_network(state_size(features.descriptor_size), seed=settings.seed)
+        learner = make_learner(settings, model)
+        memory = ReplayMemory(settings.buffer_experience_replay, state_size(features.descriptor_size),
+                              fields=learner.carries)
+        # the refine option: distinct visited windows that overlap an object, for the box-refinement head
+        sample = WindowSample(features.descriptor_size, seed=settings.seed) if settings.refine else None
+        rng = run.start(learner, memory, sample)            # epoch n: afresh, or exactly where epoch n − 1 ended
+        # loop: epochs → images → searches → steps (train_search: act, step, store, learn)
+        for epoch in range(settings.n, settings.epochs):
+            epsilon = epsilon_for_epoch(epoch, settings.epsilon)
+            stats = new_training_stats()
+            for record, image in run.images(epoch, stats, features):
+                env = make_environment(record, run.class_name, settings.scale_subregion, image)
+                steps = train_image(env, features, learner, memory, rng, epsilon, settings.number_of_steps, stats)
+                if sample is not None:
+                    sample.add_search_steps(steps, memory, env.boxes)
+                run.draw(epoch, record, image, steps)
+            # validation_images: the greedy agent on the held-out images, then the epoch saved and its log line
+            validation = validate(run.validation, run.class_name, settings, features, learner, run.report) \
+                if run.validation else None
+            run.end_epoch(epoch, epsilon, features, learner, memory, sample, validation)
 
 
 def train_search(env, describer, learner, memory, rng, epsilon, number_of_steps, stats):
@@ -47,7 +75,7 @@ def train_search(env, describer, learner, memory, rng, epsilon, number_of_steps,
         # act: the forced trigger where the region already covers its target, else ε-greedy
         carried = {field.name: field.compute(env, learner.gamma, number_of_steps) for field in learner.carries}
         q_values = None
-        if env.target(env.region)[1] > 0.5:
+        if env.target(env.region)[1] > IOU_THRESHOLD:
             action = TRIGGER
         elif rng.random() < epsilon:
             action = int(rng.integers(NUM_ACTIONS))
@@ -75,7 +103,7 @@ def train_search(env, describer, learner, memory, rng, epsilon, number_of_steps,
         if done:
             stats["triggers"] += 1
             stats["trigger_iou"] += new_iou
-            stats["correct_triggers"] += int(new_iou >= 0.5)
+            stats["correct_triggers"] += int(new_iou >= IOU_THRESHOLD)
             break
     return steps
 
@@ -137,13 +165,7 @@ class UpperBoundAgent:
     uses_ground_truth = True
 
     def decide(self, environments, states):
-        actions, scores = [], []
-        for env in environments:
-            _, current_iou = env.target(env.region)
-            child_ious = [env.target(child)[1] for child in child_regions(env.region, env.scale)]
-            best = int(np.argmax(child_ious))
-            actions.append(best if child_ious[best] > current_iou else TRIGGER)
-            scores.append(current_iou)
+        actions, scores = zip(*(upper_bound_action(env, env.region) for env in environments))
         return np.array(actions), np.array(scores), None
 
 
@@ -172,7 +194,7 @@ def run_searches(environments, agent, describer, number_of_steps, only_first_obj
         current = [environments[i] for i in active]
         states = make_states(describer, current) if agent.needs_features or refiner else None
         actions, scores, q_values = agent.decide(current, states)
-        refined = None if refiner is None else refiner.refine(states[:, :DESCRIPTOR_SIZE],
+        refined = None if refiner is None else refiner.refine(states[:, :-HISTORY_SIZE],
                                                                np.stack([env.region for env in current]))
         still_active = []
         for position, i in enumerate(active):
@@ -217,3 +239,45 @@ def make_environment(record, class_name, scale, image=None):
         height, width = image.shape[:2]
         boxes = np.clip(boxes, 0.0, [width, height, width, height])
     return ZoomEnvironment(width, height, boxes, scale, image=image, image_id=f"{record.path_voc}/{record.image_id}")
+
+
+def search_records(records, name, agent, features, settings, report, only_first_object, needs_pixels=True,
+                   visit=None, refiner=None):
+    """The searches of ``agent`` on annotated ``records`` (testing, and validation during training), in lockstep
+    over chunks of 16 images; an unreadable image, or one of more than ``settings.max_pixels`` pixels, is left out.
+    Returns ``(detections, ground_truth, trajectories)`` for :func:`metrics.precision_recall`: every analysed region
+    is a detection (the paper's protocol), with its search, step and whether it was triggered. ``visit(record,
+    image, trajectory)`` is called after each image. With a ``refiner`` (the ``refine`` option) a detection's
+    ``box`` is the refined one and ``window`` the region."""
+    detections, ground_truth, trajectories = [], {}, {}
+    chunk = 16
+    for start in range(0, len(records), chunk):
+        pairs = [(r, load_record_image(r, report, settings.max_pixels) if needs_pixels else None)
+                 for r in records[start:start + chunk]]
+        pairs = [(record, image) for record, image in pairs if image is not None or not needs_pixels]
+        environments = [make_environment(r, name, settings.scale_subregion, image) for r, image in pairs]
+        for (record, image), trajectory in zip(pairs, run_searches(environments, agent, features,
+                                                                   settings.number_of_steps, only_first_object,
+                                                                   refiner)):
+            key = record.image_id
+            ground_truth[key] = {"boxes": record.annotation.boxes_of(name),
+                                 "difficult": record.annotation.difficult_of(name)}
+            detections += [{"image": key, "box": step.get("refined", step["region"]), "score": step["score"],
+                            "search": step["search"], "step": step["step"], "triggered": step["triggered"],
+                            **({"window": step["region"]} if "refined" in step else {})} for step in trajectory]
+            trajectories[key] = trajectory
+            if visit is not None:
+                visit(record, image, trajectory)
+        if len(records) > chunk:
+            print(f"  {min(start + chunk, len(records))}/{len(records)} images", flush=True)
+    return detections, ground_truth, trajectories
+
+
+def validate(records, name, settings, features, learner, report):
+    """The greedy agent on the held-out images with the paper's test protocol (every visited region a detection,
+    ``number_of_steps`` regions per image, all objects): (AP, max recall)."""
+    from metrics import precision_recall
+    detections, ground_truth, _ = search_records(records, name, TrainedAgent(learner), features, settings, report,
+                                                 only_first_object=False)
+    curve = precision_recall(detections, ground_truth)
+    return curve["ap"], curve["max_recall"]

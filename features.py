@@ -1,8 +1,9 @@
 """VGG-16 and the region descriptors (method.md §5).
 
-A region descriptor turns ``(image, region)`` pairs into 7×7×512 = 25,088 values. Both feature models sit
-behind one interface, ``describe(items)`` with items ``(image_key, image, region)``: the episode loop never
-knows which model it drives. Regions are float ``[x0, y0, x1, y1]`` boxes in pixels of the original image.
+A region descriptor turns ``(image, region)`` pairs into ``descriptor_size`` values (VGG-16's pool5: 7×7×512 =
+25,088). Both feature models sit behind one interface, ``describe(items)`` with items ``(image_key, image, region)``
+and ``descriptor_size``: the episode loop never knows which model it drives. Image-Zooms' backbone is built in one
+place, :func:`build_backbone`; everything else reads its size from what it builds. Regions are float ``[x0, y0, x1, y1]`` boxes in pixels of the original image.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from errors import UserError
+from runs.errors import UserError
 from image_helper import crop, resize, round_box, vgg_preprocess
 
 ZOOM_SIZE = 224
@@ -77,6 +78,13 @@ def build_vgg16(path_vgg="random", input_shape=(None, None, 3), precision="float
     elif weights is None:
         load_vgg_weights(backbone, path_vgg)
     return backbone
+
+
+def build_backbone(path_vgg, input_shape, precision):
+    """Image-Zooms' backbone: ``(n, 224, 224, 3)`` crops → a feature map per crop, flattened into the descriptor.
+    The paper's is VGG-16 to pool5 (:func:`build_vgg16`); another Keras model may replace it (the descriptor's size
+    is read from its output), Pool45-Crops stays on VGG-16's pool4 and pool5 by design."""
+    return build_vgg16(path_vgg, input_shape, precision)
 
 
 def hed_weights_path():
@@ -359,20 +367,21 @@ class ImageZoomsFeatures:
 
     def __init__(self, path_vgg="random", cache_mb=0, batch_size=32, backbone=None, precision="float32"):
         import tensorflow as tf
-        self.backbone = backbone if backbone is not None else build_vgg16(path_vgg, (ZOOM_SIZE, ZOOM_SIZE, 3),
-                                                                          precision)
+        self.backbone = backbone if backbone is not None else build_backbone(path_vgg, (ZOOM_SIZE, ZOOM_SIZE, 3),
+                                                                             precision)
+        self.descriptor_size = int(np.prod(self.backbone.compute_output_shape((1, ZOOM_SIZE, ZOOM_SIZE, 3))[1:]))
         self._forward = tf.function(float32_outputs(self.backbone), reduce_retracing=True)
         self.cache = DescriptorCache(cache_mb)
         self.batch_size = int(batch_size)
         self.forward_count = 0
 
     def describe(self, items):
-        """``items``: list of ``(image_key, image, region)``; returns float32 ``(len(items), 25088)``.
+        """``items``: list of ``(image_key, image, region)``; returns float32 ``(len(items), descriptor_size)``.
 
         ``image_key`` is ``(image_id, painted_boxes)`` (:attr:`ZoomEnvironment.image_key`), the whole-pixel boxes
         painted on the image so far; ``None`` bypasses the cache.
         """
-        out = np.empty((len(items), 7 * 7 * 512), dtype=np.float32)
+        out = np.empty((len(items), self.descriptor_size), dtype=np.float32)
         keys = [None if image_key is None else self.region_key(image_key, image, region)
                 for image_key, image, region in items]
         pending = []
@@ -406,7 +415,7 @@ class ImageZoomsFeatures:
         return image_id, (x0, y0, x1, y1), inside
 
     def forward(self, crops):
-        """VGG-16 pool5 of RGB crops (n, 224, 224, 3), flattened to (n, 25088)."""
+        """The backbone's maps of RGB crops (n, 224, 224, 3), flattened to (n, descriptor_size)."""
         self.forward_count += len(crops)
         maps = self._forward(vgg_preprocess(crops))
         return np.asarray(maps).reshape(len(crops), -1)
@@ -565,6 +574,7 @@ class Pool45CropsFeatures:
         self.backbone = backbone if backbone is not None else build_vgg16(path_vgg, (None, None, 3), precision)
         self.conv_model = keras.Model(self.backbone.inputs, [self.backbone.get_layer("block4_pool").output,
                                                              self.backbone.get_layer("block5_pool").output])
+        self.descriptor_size = POOL_SIZE * POOL_SIZE * int(self.conv_model.outputs[1].shape[-1])
         self._forward = tf.function(float32_outputs(self.conv_model),
                                     input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
         self.cache = FeatureMapCache(map_cache_mb)
@@ -572,11 +582,11 @@ class Pool45CropsFeatures:
         self._fingerprints = OrderedDict()
 
     def describe(self, items):
-        """``items``: list of ``(image_key, image, region)``; returns float32 ``(len(items), 25088)``.
+        """``items``: list of ``(image_key, image, region)``; returns float32 ``(len(items), descriptor_size)``.
 
         ``image_key`` identifies the pixels (image id and mask version); ``None`` bypasses the map cache.
         """
-        out = np.empty((len(items), POOL_SIZE * POOL_SIZE * 512), dtype=np.float32)
+        out = np.empty((len(items), self.descriptor_size), dtype=np.float32)
         for index, (image_key, image, region) in enumerate(items):
             out[index] = describe_region(*self.maps(image_key, image), region).reshape(-1)
         return out

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from errors import UserError
+from runs.errors import UserError
 
 # ImageNet mean colour, RGB order. Painting a region with it makes the region exactly zero after vgg_preprocess.
 MEAN_RGB = np.array([123.68, 116.779, 103.939], dtype=np.float32)

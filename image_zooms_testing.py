@@ -12,8 +12,9 @@ testing_settings.py.
 import testing_settings  # noqa: F401 (its comments are the shared settings' help)
 from testing_settings import *  # noqa: F401,F403 (the shared settings, each a flag too)
 from image_zooms_training import make_features  # noqa: F401 (the features are built as in training)
-from runtime import main_guard
-from testing_run import run_script
+from runs.classes_run import run_testing
+from runs.runtime import main_guard
+from runs.testing_run import test
 
 path_voc_test = "./VOC2007_test/"       # PASCAL VOC root with the test images
 path_model = "./models_image_zooms"     # where training wrote the checkpoints
@@ -26,7 +27,7 @@ DEMO = dict(path_voc_test="data/synthetic_voc", path_vgg="hed", vgg_precision="a
 
 
 def main(argv=None):
-    run_script(globals(), argv, "image_zooms")
+    run_testing(test, globals(), argv, "image_zooms")      # test: searches, metrics, results.json, for one class or each
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from typing import Iterable
 
 import numpy as np
 
-from errors import UserError
+from runs.errors import UserError
 
 # The 20 PASCAL VOC classes; a class id is the index + 1 (aeroplane = 1 ... tvmonitor = 20).
 VOC_CLASSES: tuple[str, ...] = (

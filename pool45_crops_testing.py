@@ -10,8 +10,9 @@ Settings: the paths here, the rest in testing_settings.py, each also a flag.
 import testing_settings  # noqa: F401 (its comments are the shared settings' help)
 from testing_settings import *  # noqa: F401,F403 (the shared settings, each a flag too)
 from pool45_crops_training import make_features  # noqa: F401 (the features are built as in training)
-from runtime import main_guard
-from testing_run import run_script
+from runs.classes_run import run_testing
+from runs.runtime import main_guard
+from runs.testing_run import test
 
 path_voc_test = "./VOC2007_test/"       # PASCAL VOC root with the test images
 path_model = "./models_pool45_crops"    # where training wrote the checkpoints
@@ -24,7 +25,7 @@ DEMO = dict(path_voc_test="data/synthetic_voc", path_vgg="hed", vgg_precision="a
 
 
 def main(argv=None):
-    run_script(globals(), argv, "pool45_crops")
+    run_testing(test, globals(), argv, "pool45_crops")      # test: searches, metrics, results.json, for one class or each
 
 
 if __name__ == "__main__":

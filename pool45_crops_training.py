@@ -9,8 +9,9 @@ Settings as in image_zooms_training.py: the paths here, the rest in training_set
 """
 import training_settings  # noqa: F401 (its comments are the shared settings' help)
 from training_settings import *  # noqa: F401,F403 (the shared settings, each a flag too)
-from runtime import main_guard
-from training_run import run_script
+from runs.classes_run import run_training
+from episodes import train
+from runs.runtime import main_guard
 
 path_voc = "./VOC2012/"                 # PASCAL VOC root (Annotations/, JPEGImages/, ImageSets/Main/)
 path_model = "./models_pool45_crops"    # checkpoints, resume state and training log
@@ -31,7 +32,7 @@ def make_features(settings):
 
 
 def main(argv=None):
-    run_script(globals(), argv, "pool45_crops")
+    run_training(train, globals(), argv, "pool45_crops")    # train: the loop (episodes.py), for one class or each
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from errors import UserError
+from runs.errors import UserError
 
 REFINE_IOU = 0.3            # a visited window teaches the head where it overlaps an object at IoU ≥ this
 SAMPLE_SIZE = 2000          # distinct windows kept (about 50 KB each, float16): 100 MB at most
@@ -72,10 +72,9 @@ class WindowSample:
     """Distinct visited windows that overlap an object (descriptor, window, object box), at most ``capacity``: once
     full, the n-th window seen replaces a random one with probability capacity / n (a uniform sample of all seen)."""
 
-    def __init__(self, capacity=SAMPLE_SIZE, seed=0, descriptor_size=None):
-        from reinforcement import DESCRIPTOR_SIZE
+    def __init__(self, descriptor_size, capacity=SAMPLE_SIZE, seed=0):
         self.capacity = int(capacity)
-        self.descriptors = np.zeros((self.capacity, descriptor_size or DESCRIPTOR_SIZE), np.float16)
+        self.descriptors = np.zeros((self.capacity, descriptor_size), np.float16)
         self.windows = np.zeros((self.capacity, 4))
         self.boxes = np.zeros((self.capacity, 4))
         self.seen = 0
@@ -151,7 +150,7 @@ class BoxRefiner:
 
     @classmethod
     def fit(cls, descriptors, deltas):
-        """Ridge regression in its dual form (n windows ≪ 25,088 values), the penalty chosen from
+        """Ridge regression in its dual form (n windows ≪ descriptor values), the penalty chosen from
         :data:`RIDGE_GRID` by the exact leave-one-out error, which needs one eigendecomposition of the n × n kernel."""
         features = np.asarray(descriptors, np.float64)
         mean = features.mean(axis=0)
@@ -175,12 +174,16 @@ class BoxRefiner:
         return cls(mean, scale, centred.T @ dual, bias, ridge, len(features))
 
     def deltas(self, descriptors):
-        features = (np.asarray(descriptors, np.float32) - self.mean) / self.scale
+        descriptors = np.asarray(descriptors, np.float32)
+        if descriptors.shape[-1] != self.mean.shape[0]:
+            raise UserError(f"the refinement head was fitted on descriptors of {self.mean.shape[0]:,} values, these "
+                            f"have {descriptors.shape[-1]:,} (another backbone or feature model than its training's)")
+        features = (descriptors - self.mean) / self.scale
         return features @ self.weights + self.bias
 
     def refine(self, descriptors, windows, width=None, height=None):
-        """The refined boxes of ``windows`` (``(n, 4)``) from their descriptors (``(n, 25,088)``; a state's first
-        values), clipped to the image when its size is given."""
+        """The refined boxes of ``windows`` (``(n, 4)``) from their descriptors (``(n, descriptor_size)``; a state's
+        first values), clipped to the image when its size is given."""
         return apply_deltas(windows, self.deltas(descriptors), width, height)
 
     def save(self, path):
@@ -189,8 +192,9 @@ class BoxRefiner:
                      ridge=self.ridge, samples=self.samples)
 
     @classmethod
-    def load(cls, path):
-        """The head saved in ``path``; a UserError naming the file if it cannot be read."""
+    def load(cls, path, descriptor_size=None):
+        """The head saved in ``path``, for descriptors of ``descriptor_size`` values (the describer's; None: any); a
+        UserError naming the file if it cannot be read or fits other descriptors."""
         try:
             with np.load(path) as arrays:
                 refiner = cls(arrays["mean"], arrays["scale"], arrays["weights"], arrays["bias"], arrays["ridge"],
@@ -198,9 +202,9 @@ class BoxRefiner:
         except Exception as error:      # a missing, truncated or foreign file
             raise UserError(f"{path}: not a refinement head of this project ({type(error).__name__}: {error})") \
                 from None
-        from reinforcement import DESCRIPTOR_SIZE
-        shapes = {"mean": (refiner.mean.shape, (DESCRIPTOR_SIZE,)), "weights": (refiner.weights.shape,
-                  (DESCRIPTOR_SIZE, 4)), "bias": (refiner.bias.shape, (4,))}
+        size = descriptor_size or (refiner.weights.shape[0] if refiner.weights.ndim == 2 else -1)
+        shapes = {"mean": (refiner.mean.shape, (size,)), "weights": (refiner.weights.shape, (size, 4)),
+                  "bias": (refiner.bias.shape, (4,))}
         for name, (shape, expected) in shapes.items():
             if shape != expected:
                 raise UserError(f"{path}: {name} has shape {shape}, not {expected}; not a refinement head of this "
@@ -219,11 +223,11 @@ def refiner_path(weights_path):
     return weights_path.with_name("refiner_" + weights_path.name.replace(".weights.h5", "") + ".npz")
 
 
-def load_refiner(weights_path):
+def load_refiner(weights_path, descriptor_size):
     """The head trained beside ``weights_path``, or a UserError saying how to get one."""
     path = refiner_path(weights_path)
     if not path.is_file():
         raise UserError(f"refine 1: no refinement head {path} beside {Path(weights_path).name}; it is written by a "
                         f"training run with refine 1 once {MIN_WINDOWS} visited windows have overlapped an object "
                         f"(the agent is the same with it: retrain with --refine 1)")
-    return BoxRefiner.load(path)
+    return BoxRefiner.load(path, descriptor_size)

@@ -4,7 +4,9 @@ Box format everywhere in this module: float numpy ``[x0, y0, x1, y1]`` (half-ope
 original image). The paper's ``(x, y, w, h)`` regions are the same boxes with ``w = x1 - x0``, ``h = y1 - y0``.
 
 Actions are 0-based here: 0 up-left, 1 up-right, 2 down-left, 3 down-right, 4 centre, 5 trigger
-(the paper's actions 1–6).
+(the paper's actions 1–6). What a researcher changes is defined once here and read by everything else: the action
+set (:data:`MOVES`), the rewards (:func:`movement_reward`, :func:`trigger_reward`) and the Q-network
+(:func:`build_q_network`); the descriptor's size comes from the backbone (``features.py``).
 """
 from __future__ import annotations
 
@@ -17,14 +19,16 @@ import numpy as np
 from image_helper import paint_mean, round_box
 from metrics import iou_many
 
-NUM_ACTIONS = 6
-TRIGGER = 5
-ACTION_NAMES = ("up-left", "up-right", "down-left", "down-right", "centre", "trigger")
-ACTION_SHORT_NAMES = ("UL", "UR", "DL", "DR", "C", "T")
+# the action set: each movement's sub-window as its offset from the parent's top-left corner, in units of the room
+# the parent leaves it, ((1 − s)·w, (1 − s)·h) (method.md §3); the trigger comes after the movements
+MOVES = {"up-left": (0.0, 0.0), "up-right": (1.0, 0.0), "down-left": (0.0, 1.0), "down-right": (1.0, 1.0),
+         "centre": (0.5, 0.5)}
+ACTION_NAMES = (*MOVES, "trigger")
+ACTION_SHORT_NAMES = tuple("".join(word[0].upper() for word in name.split("-")) for name in ACTION_NAMES)  # UL … T
+NUM_ACTIONS = len(ACTION_NAMES)
+TRIGGER = NUM_ACTIONS - 1
 HISTORY_ACTIONS = 4
 HISTORY_SIZE = HISTORY_ACTIONS * NUM_ACTIONS        # 24
-DESCRIPTOR_SIZE = 7 * 7 * 512                        # 25,088
-STATE_SIZE = DESCRIPTOR_SIZE + HISTORY_SIZE          # 25,112
 HIDDEN_UNITS = 1024         # the paper's; tests of the plumbing patch a smaller one (tests/conftest.py)
 
 MOVE_REWARD = 1.0
@@ -36,18 +40,23 @@ UNAVAILABLE_COVERAGE = 0.6  # an object covered more than this by painted area i
 # ---------------------------------------------------------------------------------------------------------------
 # hierarchy
 
-def child_regions(region, scale):
-    """The five children of ``region`` ``[x0, y0, x1, y1]`` for sub-region scale ``scale`` (0 < s < 1).
+def state_size(descriptor_size):
+    """The Q-network's input: a region's descriptor followed by the action history."""
+    return int(descriptor_size) + HISTORY_SIZE
 
-    Returns a (5, 4) array in action order: up-left, up-right, down-left, down-right, centre. Every child has
-    size ``(s*w, s*h)``; offsets follow method.md §3 (the centre uses each axis' own size: 2016 defect 2).
+
+def child_regions(region, scale):
+    """The children of ``region`` ``[x0, y0, x1, y1]`` for sub-region scale ``scale`` (0 < s < 1), one per movement.
+
+    Returns a (len(MOVES), 4) array in action order (the paper's: up-left, up-right, down-left, down-right, centre).
+    Every child has size ``(s*w, s*h)``; offsets follow :data:`MOVES` (the centre uses each axis' own size: 2016
+    defect 2).
     """
     x0, y0, x1, y1 = (float(v) for v in region)
     width, height = x1 - x0, y1 - y0
     child_w, child_h = scale * width, scale * height
-    free_w, free_h = width - child_w, height - child_h       # (1 - s) * w, (1 - s) * h
-    offsets = np.array([[0.0, 0.0], [free_w, 0.0], [0.0, free_h], [free_w, free_h], [free_w / 2, free_h / 2]])
-    children = np.empty((5, 4))
+    offsets = np.array(list(MOVES.values())) * [width - child_w, height - child_h]    # (1 - s) * w, (1 - s) * h
+    children = np.empty((len(MOVES), 4))
     children[:, 0] = x0 + offsets[:, 0]
     children[:, 1] = y0 + offsets[:, 1]
     children[:, 2] = children[:, 0] + child_w
@@ -209,22 +218,29 @@ class ZoomEnvironment:
 # ---------------------------------------------------------------------------------------------------------------
 # the upper bound's returns (what the oracle and expert_margin learn from)
 
+def upper_bound_action(env, region):
+    """The upper-bound policy (docs/method.md §7) in ``region`` with ``env``'s available objects: the child with the
+    highest IoU with its target when that improves on the region's, else the trigger. Returns ``(action, the
+    region's IoU with its target)``. Annotations only."""
+    current = env.target(region)[1]
+    child_ious = [env.target(child)[1] for child in child_regions(region, env.scale)]
+    best = int(np.argmax(child_ious))
+    return (best if child_ious[best] > current else TRIGGER), current
+
+
 def upper_bound_return(env, region, gamma, steps):
-    """The discounted return of the upper-bound policy (docs/method.md §7) from ``region`` for at most ``steps``
-    steps, with ``env``'s available objects: it moves to the child with the highest IoU while that improves on
-    the region, then triggers; rewards as ``ZoomEnvironment.step`` gives them. Annotations only."""
+    """The discounted return of the upper-bound policy (:func:`upper_bound_action`) from ``region`` for at most
+    ``steps`` steps, rewards as ``ZoomEnvironment.step`` gives them."""
     total, discount = 0.0, 1.0
     ious = env.ious(region)
     for _ in range(steps):
-        current = env.target(region)[1]
-        children = child_regions(region, env.scale)
-        found = [env.target(child) for child in children]
-        best = int(np.argmax([iou for _, iou in found]))
-        index, best_iou = found[best]
-        if best_iou <= current:
+        action, current = upper_bound_action(env, region)
+        if action == TRIGGER:
             return total + discount * trigger_reward(current)
+        child = child_regions(region, env.scale)[action]
+        index, best_iou = env.target(child)
         total += discount * movement_reward(ious[index], best_iou)
-        region, ious = children[best], env.ious(children[best])
+        region, ious = child, env.ious(child)
         discount *= gamma
     return total
 
@@ -243,12 +259,13 @@ def upper_bound_q_values(env, gamma, steps):
 # ---------------------------------------------------------------------------------------------------------------
 # the Q-network
 
-def build_q_network(seed=None):
-    """The paper's Q-network: 25,112 → 1024 → 1024 → 6, ReLU, dropout 0.2, N(0, 0.01) weights, zero biases
-    (``HIDDEN_UNITS`` wide).
+def build_q_network(state_size, seed=None):
+    """The paper's Q-network: state (25,112 with VGG-16) → 1024 → 1024 → 6, ReLU, dropout 0.2, N(0, 0.01) weights,
+    zero biases (``HIDDEN_UNITS`` wide).
 
-    Not compiled: the loss (MSE) and the optimiser (Adam) live in ``QLearner``, so a weights checkpoint holds the
-    network alone and the optimiser state goes into the resume state.
+    Any Keras model from ``state_size`` inputs to ``NUM_ACTIONS`` outputs may replace it: training, resume, testing,
+    ``detect()`` and the weights loader build it here. Not compiled: the loss (MSE) and the optimiser (Adam) live in
+    ``QLearner``, so a weights checkpoint holds the network alone and the optimiser state goes into the resume state.
     """
     import keras
     from keras import layers
@@ -258,7 +275,7 @@ def build_q_network(seed=None):
 
     model = keras.Sequential(
         [
-            keras.Input(shape=(STATE_SIZE,)),
+            keras.Input(shape=(state_size,)),
             layers.Dense(HIDDEN_UNITS, activation="relu", kernel_initializer=init(0), bias_initializer="zeros"),
             layers.Dropout(0.2, seed=seed),
             layers.Dense(HIDDEN_UNITS, activation="relu", kernel_initializer=init(1), bias_initializer="zeros"),
@@ -322,7 +339,7 @@ class ReplayMemory:
 
     CORE = ("states", "actions", "rewards", "next_states", "terminals")
 
-    def __init__(self, capacity, state_size=STATE_SIZE, fields=()):
+    def __init__(self, capacity, state_size, fields=()):
         self.capacity = int(capacity)
         self.states = np.zeros((self.capacity, state_size), dtype=np.float32)
         self.next_states = np.zeros((self.capacity, state_size), dtype=np.float32)
@@ -413,31 +430,26 @@ def margin_loss(q_values, expert_actions, margin):
     return ops.mean(lead)
 
 
-def regression_values_reference(model, batch, gamma):
-    """The 2016 pattern, kept as a slow obvious reference: one ``predict`` per sample for Q(s) and Q(s′)."""
-    values = []
-    for state, action, reward, next_state, terminal in zip(batch.states, batch.actions, batch.rewards,
-                                                           batch.next_states, batch.terminals):
-        old_q = model.predict(state[None], verbose=0)[0]
-        new_q = model.predict(next_state[None], verbose=0)[0]
-        y = old_q.copy()
-        y[action] = reward if terminal else reward + gamma * np.max(new_q)
-        values.append(y)
-    return np.array(values, dtype=np.float32)
-
-
 def q_values(model, states):
     """Q-values of a batch of states, inference mode (training, testing and ``detect()`` all ask this)."""
     return np.asarray(model(np.asarray(states, dtype=np.float32), training=False))
+
+
+class NonFiniteLoss(ArithmeticError):
+    """A Q-learning update gave a NaN or infinite loss: the network is broken from here on, training must stop."""
+
+    def __init__(self, loss, update):
+        super().__init__(f"the loss became {loss} at update {update}")
+        self.loss, self.update = loss, update
 
 
 LOSSES = ("mse", "huber")
 
 
 class QLearner:
-    """One gradient step on a replay :class:`Minibatch`, compiled: a single forward pass gives Q(s) and Q(s′) for
-    the whole batch (inference mode, as the regression values are constants), then one MSE step with Adam in
-    training mode. ``batch_size``: the minibatch it learns from.
+    """One gradient step on a replay :class:`Minibatch` (:meth:`_update_graph`): Q(s) and Q(s′) in inference mode
+    give the regression values (constants), then one MSE step with Adam in training mode, for any Q-network.
+    ``batch_size``: the minibatch it learns from.
 
     Learning options, all off by default (the paper's method; docs/method.md §9):
     ``target_update`` N > 0: a target network, a copy of the Q-network taken every N updates, values s′;
@@ -473,9 +485,7 @@ class QLearner:
         if self.target_update > 0:
             self.target_model = keras.models.clone_model(model)
             self.target_model.set_weights(model.get_weights())
-        fused = self.target_model is None and loss == "mse"
-        graph = self._update_graph if fused else self._update_graph_options
-        self._update = tf.function(graph, jit_compile=True, reduce_retracing=True)   # XLA: fused, ~1.5x faster
+        self._update = tf.function(self._update_graph, jit_compile=True, reduce_retracing=True)  # XLA: ~1.5x faster
 
     @property
     def options(self):
@@ -492,45 +502,14 @@ class QLearner:
 
     def _update_graph(self, states, actions, rewards, next_states, terminals, trigger_values=None,
                       expert_actions=None):
-        """Layer 1's product (25,112 × 1,024, nearly all the arithmetic) is computed once for the 2B states and
-        shared by the pass that gives the regression values (inference mode) and the training pass on s (dropout comes after it); its weight
-        gradient is taken by hand, sᵀ·δ, so that s′ does not enter the backward product. The same operations as
-        ``model(s, s′)`` then ``model(s, training=True)``: bit-identical results, about 20% faster."""
-        import tensorflow as tf
-        dense1, dropout1, dense2, dropout2, dense3 = self.model.layers
-        batch_size = tf.shape(states)[0]
-        pre_activation = tf.matmul(tf.concat([states, next_states], axis=0), dense1.kernel) + dense1.bias
-        hidden = tf.nn.relu(pre_activation)
-        q_both = dense3(dense2(hidden))                                  # inference mode: no dropout
-        values = tf.stop_gradient(regression_values(q_both[:batch_size], q_both[batch_size:], actions, rewards,
-                                                    terminals, self.gamma, trigger_values=trigger_values))
-        hidden_states = hidden[:batch_size]
-        upper = [dense2.kernel, dense2.bias, dense3.kernel, dense3.bias]
-        with tf.GradientTape() as tape:
-            tape.watch(hidden_states)
-            q_states = dense3(dropout2(dense2(dropout1(hidden_states, training=True)), training=True))
-            loss = tf.reduce_mean(tf.square(values - q_states)) + self._added_loss(q_states, expert_actions)
-        hidden_gradient, *upper_gradients = tape.gradient(loss, [hidden_states, *upper])
-        pre_gradient = hidden_gradient * tf.cast(pre_activation[:batch_size] > 0, hidden_gradient.dtype)  # ReLU′
-        gradients = [tf.matmul(states, pre_gradient, transpose_a=True), tf.reduce_sum(pre_gradient, axis=0),
-                     *upper_gradients]
-        self.optimizer.apply_gradients(zip(gradients, [dense1.kernel, dense1.bias, *upper]))
-        return loss
-
-    def _update_graph_options(self, states, actions, rewards, next_states, terminals, trigger_values=None,
-                              expert_actions=None):
-        """The update with learning options (target network, double DQN, Huber loss): plain Keras calls, as the
-        target network's Q(s′) cannot share the online network's first-layer product."""
+        """One Q-learning step (compiled by XLA): the regression values from Q(s) and Q(s′) in inference mode,
+        then the loss of Q(s) in training mode (dropout) against them, and one Adam step."""
         import tensorflow as tf
         q_states = self.model(states, training=False)
-        if self.target_model is None:
-            q_next, q_next_online = self.model(next_states, training=False), None
-        else:
-            q_next = self.target_model(next_states, training=False)
-            q_next_online = self.model(next_states, training=False) if self.double_dqn else None
+        q_next = (self.model if self.target_model is None else self.target_model)(next_states, training=False)
+        q_next_online = self.model(next_states, training=False) if self.double_dqn else None
         values = tf.stop_gradient(regression_values(q_states, q_next, actions, rewards, terminals, self.gamma,
                                                     q_next_online, trigger_values))
-        variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             q_training = self.model(states, training=True)
             error = values - q_training
@@ -540,6 +519,7 @@ class QLearner:
             else:
                 loss = tf.reduce_mean(tf.square(error))
             loss += self._added_loss(q_training, expert_actions)
+        variables = self.model.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
 

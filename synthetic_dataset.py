@@ -26,7 +26,6 @@ Run ``python synthetic_dataset.py --root data/synthetic_voc`` to (re)generate it
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -37,9 +36,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from errors import UserError
+from runs.errors import UserError
 from image_helper import resize
 from parse_xml_annotations import VOC_CLASSES
+from runs.runtime import OneLineParser, main_guard
 
 DATABASE_NAME = "Synthetic VOC"
 DISTRACTOR_CLASSES = ("bird", "car", "boat")
@@ -532,8 +532,8 @@ def ensure_synthetic_voc(root, **kwargs) -> Path:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Generate the synthetic PASCAL VOC dataset (aeroplanes and "
-                                                 "distractors) used by the demo and the tests.")
+    parser = OneLineParser(description="Generate the synthetic PASCAL VOC dataset (aeroplanes and distractors) used "
+                                       "by the demo and the tests.", listed="option")
     parser.add_argument("--root", default="data/synthetic_voc", help="output folder (default: %(default)s)")
     parser.add_argument("--num_trainval", type=int, default=200, help="trainval images (default: %(default)s)")
     parser.add_argument("--num_test", type=int, default=100, help="test images (default: %(default)s)")
@@ -547,7 +547,7 @@ def main(argv=None) -> int:
                                       seed=args.seed, min_size=args.min_size, max_size=args.max_size)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return 2
     positives = {split: sum(line.split()[1] == "1" for line in
                             (root / "ImageSets" / "Main" / f"aeroplane_{split}.txt").read_text().splitlines())
                  for split in ("trainval", "test")}
@@ -558,4 +558,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main_guard(lambda: sys.exit(main()))

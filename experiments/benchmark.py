@@ -62,6 +62,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the top-level modules
 
+from reinforcement import state_size  # noqa: E402
+
+DESCRIPTOR_SIZE = 7 * 7 * 512           # VGG-16's pool5: the paper's descriptor, the benchmark's backbone
+STATE_SIZE = state_size(DESCRIPTOR_SIZE)
+
 # data and models
 path_voc = "data/synthetic_voc"         # generated if absent (synthetic_dataset.ensure_synthetic_voc)
 path_vgg = "hed"                        # the demo's (image_zooms_training.DEMO): the agent's searches, and so
@@ -125,7 +130,7 @@ def update_flops(batch, sizes=None):
     0.3 GFLOP, bound by memory traffic, not arithmetic).
     """
     if sizes is None:
-        from reinforcement import NUM_ACTIONS, STATE_SIZE
+        from reinforcement import NUM_ACTIONS
         sizes = (STATE_SIZE, 1024, 1024, NUM_ACTIONS)
     pairs = list(zip(sizes[:-1], sizes[1:]))
     macs = sum(a * b for a, b in pairs)                        # one sample through the network
@@ -177,6 +182,19 @@ class StepBudget(dict):
             raise BudgetReached
 
 
+def regression_values_reference(model, batch, gamma):
+    """The 2016 pattern, kept as a slow obvious reference: one ``predict`` per sample for Q(s) and Q(s′)."""
+    values = []
+    for state, action, reward, next_state, terminal in zip(batch.states, batch.actions, batch.rewards,
+                                                           batch.next_states, batch.terminals):
+        old_q = model.predict(state[None], verbose=0)[0]
+        new_q = model.predict(next_state[None], verbose=0)[0]
+        y = old_q.copy()
+        y[action] = reward if terminal else reward + gamma * np.max(new_q)
+        values.append(y)
+    return np.array(values, dtype=np.float32)
+
+
 class Learner2016:
     """The 2016 update: ``model.predict`` per sample for Q(s) and Q(s′) (``regression_values_reference``), then one
     ``model.fit`` epoch on the minibatch, the model compiled with Adam and MSE; greedy actions by ``model.predict``.
@@ -194,7 +212,6 @@ class Learner2016:
         self.updates = []
 
     def update(self, batch):
-        from reinforcement import regression_values_reference
         started = time.perf_counter()
         values = regression_values_reference(self.model, batch, self.gamma)
         history = self.model.fit(batch.states, values, batch_size=len(values), epochs=1, verbose=0)
@@ -288,7 +305,7 @@ class RegionLedger:
 
 
 def train_epochs(settings, data, features, learner, memory, rng):
-    """training_run.train's loop (without checkpoints); returns one row per epoch with its VGG-16 forwards."""
+    """episodes.train's loop (without checkpoints); returns one row per epoch with its VGG-16 forwards."""
     from episodes import new_training_stats, train_image
     from reinforcement import epsilon_for_epoch
     ledger = RegionLedger(features)
@@ -317,10 +334,10 @@ def timed_training_loop(settings, data, backbone, start, make_learner, loop_cach
     from episodes import train_image
     from features import ImageZoomsFeatures
     from reinforcement import ReplayMemory, build_q_network
-    model = build_q_network()
+    model = build_q_network(STATE_SIZE)
     model.set_weights(start["weights"])
     learner = make_learner(model)
-    memory = ReplayMemory(len(start["replay"]["actions"]), fields=learner.carries)
+    memory = ReplayMemory(len(start["replay"]["actions"]), STATE_SIZE, fields=learner.carries)
     memory.load_state_dict(start["replay"])
     features = ImageZoomsFeatures(backbone=backbone, cache_mb=loop_cache_mb)
     # warm-up (compilation, tracing: once per run), then back to the common starting point
@@ -364,7 +381,7 @@ def learner_from(settings, start, oracle=False, **options):
     """A ``QLearner`` (with learning ``options``), or with ``oracle`` the ``OracleLearner``, on a fresh Q-network
     holding the weights of ``start`` (its minibatch is the one given to ``update``)."""
     from reinforcement import OracleLearner, QLearner, build_q_network
-    model = build_q_network()
+    model = build_q_network(STATE_SIZE)
     model.set_weights(start["weights"])
     if oracle:
         return OracleLearner(model, settings.gamma, settings.learning_rate)
@@ -462,9 +479,8 @@ def time_refine(settings, data, repeats=3):
     them); windows and objects come from the timing images."""
     import image_zooms_training
     from refinement import SAMPLE_SIZE, WindowSample, best_objects
-    from reinforcement import DESCRIPTOR_SIZE
     rng = np.random.default_rng(5)
-    sample = WindowSample(seed=5)
+    sample = WindowSample(DESCRIPTOR_SIZE, seed=5)
     adds = []
     for record in data.timing_records[:8]:
         env = data.environment(record)
@@ -476,7 +492,7 @@ def time_refine(settings, data, repeats=3):
             sample.add(descriptor, window, env.boxes[objects[0]] if len(env.boxes) else window)
             adds.append(time.perf_counter() - started)
             env.move(int(rng.integers(5)))
-    full = WindowSample(capacity=SAMPLE_SIZE, seed=5)
+    full = WindowSample(DESCRIPTOR_SIZE, capacity=SAMPLE_SIZE, seed=5)
     full.descriptors[:] = rng.random(full.descriptors.shape, np.float32)
     windows = rng.uniform(0, 100, (SAMPLE_SIZE, 2))
     full.windows[:] = np.concatenate([windows, windows + rng.uniform(20, 100, (SAMPLE_SIZE, 2))], axis=1)
@@ -540,7 +556,6 @@ def time_update_products(batch_size, repeats, sizes=None):
     for both, alternating, after a warm-up; seconds, medians of ``repeats``."""
     import tensorflow as tf
     if sizes is None:
-        from reinforcement import STATE_SIZE
         sizes = (STATE_SIZE, 1024)
     inputs, hidden = sizes
     generator = tf.random.Generator.from_seed(3)
@@ -572,7 +587,7 @@ def time_update_products(batch_size, repeats, sizes=None):
 def training_phase(settings, work_dir):
     import image_zooms_training
     from episodes import new_training_stats, train_image
-    from runtime import seed_everything
+    from runs.runtime import seed_everything
     from reinforcement import QLearner, ReplayMemory, build_q_network, epsilon_for_epoch
 
     demo = image_zooms_training.DEMO
@@ -585,9 +600,9 @@ def training_phase(settings, work_dir):
         f"rate {settings.epochs_learning_rate:g}, cache {settings.cache_mb} MiB")
     features = image_zooms_training.make_features(SimpleNamespace(path_vgg=settings.path_vgg, cache_mb=settings.cache_mb,
                                                                   vgg_precision="float32"))
-    model = build_q_network(seed=settings.seed)
+    model = build_q_network(STATE_SIZE, seed=settings.seed)
     learner = QLearner(model, settings.gamma, settings.epochs_learning_rate, demo["batch_size"])
-    memory = ReplayMemory(demo["buffer_experience_replay"], fields=learner.carries)
+    memory = ReplayMemory(demo["buffer_experience_replay"], STATE_SIZE, fields=learner.carries)
     epochs = train_epochs(settings, data, features, learner, memory, rng)
     training_peak = peak_rss_mb()
     cache_used_mb = features.cache.bytes / 2**20
@@ -618,7 +633,7 @@ def training_phase(settings, work_dir):
         project_runs.append(measured)
 
     project_run()
-    from runtime import quiet_stderr_descriptor
+    from runs.runtime import quiet_stderr_descriptor
     with quiet_stderr_descriptor():     # Keras' fit and predict build tf.data pipelines, whose C++ log lines
         baseline, learner_2016 = timed_training_loop(          # ("NodeDef mentions attribute ...") hide the figures
             settings, data, features.backbone, start,
@@ -680,7 +695,7 @@ def training_phase(settings, work_dir):
 def testing_phase(settings, work_dir):
     import image_zooms_testing
     from episodes import TrainedAgent, make_environment, run_searches
-    from runtime import seed_everything
+    from runs.runtime import seed_everything
     from image_helper import image_path, load_image
     from parse_xml_annotations import class_name, load_records
     from reinforcement import QLearner, build_q_network
@@ -690,7 +705,7 @@ def testing_phase(settings, work_dir):
     records = load_records([settings.path_voc], name, "test", max_images=settings.test_images)
     features = image_zooms_testing.make_features(SimpleNamespace(      # as the testing script builds them
         path_vgg=settings.path_vgg, cache_mb=image_zooms_testing.cache_mb, vgg_precision="float32"))
-    model = build_q_network()
+    model = build_q_network(STATE_SIZE)
     model.load_weights(Path(work_dir) / "q_network.weights.h5")
     agent = TrainedAgent(QLearner(model))
     # warm-up (tracing) at the batch sizes the test uses
@@ -874,7 +889,7 @@ def extra_flags(parser):
 
 
 def main(argv=None):
-    from runtime import write_json
+    from runs.runtime import write_json
     from settings import configure, script_settings
     from synthetic_dataset import ensure_synthetic_voc
 
@@ -911,5 +926,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from runtime import main_guard
+    from runs.runtime import main_guard
     main_guard(main)

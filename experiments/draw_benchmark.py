@@ -13,7 +13,6 @@ Pillow's default, then prints the medians and the ratio.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -24,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from episodes import UpperBoundAgent, make_environment, run_searches   # noqa: E402
-from runtime import main_guard                                         # noqa: E402
+from runs.runtime import OneLineParser, main_guard                          # noqa: E402
 from image_helper import image_path, load_image                        # noqa: E402
 from parse_xml_annotations import load_records                         # noqa: E402
 from visualization import animate_search, draw_search                  # noqa: E402
@@ -50,7 +49,7 @@ def timed(function):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0], listed="option")
     parser.add_argument("--path_voc", default="data/synthetic_voc")
     parser.add_argument("--class_name", default="aeroplane")
     parser.add_argument("--images", type=int, default=12)

@@ -25,8 +25,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the top-level modules
 
-from errors import UserError
-from runtime import main_guard, write_json
+from runs.errors import UserError
+from runs.runtime import main_guard, write_json
 from settings import DEMO_DATA, check_dataset, check_path_vgg, configure, script_settings
 
 # data
@@ -222,7 +222,7 @@ def main(argv=None):
     check_path_vgg(settings.path_vgg)
 
     from parse_xml_annotations import load_records
-    from runtime import seed_everything
+    from runs.runtime import seed_everything
     train_records = load_records(settings.path_voc, settings.class_object, "trainval", settings.max_images)
     test_records = load_records(settings.path_voc, settings.class_object, "test", settings.max_test_images)
     seed_everything(settings.seed)

@@ -7,7 +7,7 @@
     python experiments/learning_benchmark.py --merge a/learning.json b/learning.json --label "50 images" \
         --label "143 images" --output both                     # two runs of one variant, named apart
 
-For each model and seed it runs the training script's own run (``training_run.train``, a checkpoint per epoch) at
+For each model and seed it runs the training script's own run (``episodes.train``, a checkpoint per epoch) at
 the demo's settings (the ``DEMO`` dicts of image_zooms_training.py / pool45_crops_training.py) unless a flag says
 otherwise, then tests every epoch's checkpoint with the testing script's run (``testing_run.test``) with the
 greedy agent and the paper's protocol (all objects, ``number_of_steps`` 10 regions per image, every visited region a
@@ -48,9 +48,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the top-level modules
 
-from errors import UserError
-from runtime import main_guard, write_json
-from run_folder import DESCRIBING_SETTINGS
+from runs.errors import UserError
+from runs.runtime import OneLineParser, main_guard, write_json
+from runs.run_folder import DESCRIBING_SETTINGS
 from settings import (DEMO_DATA, REMOVED_OPTIONS, apply_demo, apply_demo_values, check_settings, class_index,
                       configure, removed_message, script_settings, testing_flags, training_flags)
 
@@ -64,8 +64,8 @@ TEST_PROTOCOL = ["--number_of_steps", "10", "--only_first_object", "0", "--detec
 
 
 def parse_arguments(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = OneLineParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                           listed="option")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated: image_zooms,pool45_crops")
     parser.add_argument("--seeds", type=int, default=3, help="seeds first_seed .. first_seed + N - 1")
     parser.add_argument("--first_seed", type=int, default=0,
@@ -220,7 +220,7 @@ def test_quietly(settings, make_features, model):
     """``testing_run.test`` without its per-chunk lines; the metrics that go into learning.json."""
     import contextlib
     import io
-    from testing_run import test
+    from runs.testing_run import test
     with contextlib.redirect_stdout(io.StringIO()):
         results = test(settings, make_features, model)
     return {"ap": results["ap"], "ap_voc07": results["ap_voc07"], "max_recall": results["max_recall"],
@@ -240,7 +240,7 @@ def tested_epochs(epochs, every):
 
 
 def run_model(arguments, model, output, rows, baselines, after_run):
-    from training_run import train
+    from episodes import train
     training_module, testing_module = script_modules(model)
     shared = {}         # one features object for training and one for testing per model: caches serve every run
 
@@ -276,7 +276,7 @@ def run_model(arguments, model, output, rows, baselines, after_run):
 def drop_untested_checkpoints(path_model, class_idx, test_every):
     """``--keep_checkpoints tested``: the weights of the epochs that were not tested and the resume state go (a run
     that is over is not resumed); the tested epochs' weights, the latest weights and the log stay."""
-    from run_folder import best_epoch, checkpoint_path, existing_epochs, log_path, read_log, resume_epochs, \
+    from runs.run_folder import best_epoch, checkpoint_path, existing_epochs, log_path, read_log, resume_epochs, \
         resume_state_path
     epochs = existing_epochs(path_model, class_idx)
     kept = set(tested_epochs(epochs, test_every))
@@ -295,7 +295,7 @@ def drop_untested_checkpoints(path_model, class_idx, test_every):
 
 def run_tests(arguments, model, variant, seed, training, testing_module, output, rows, baselines, features_for):
     """The baselines (once per seed) and every tested epoch's checkpoint on each split."""
-    from run_folder import best_epoch, existing_epochs, log_path, read_log
+    from runs.run_folder import best_epoch, existing_epochs, log_path, read_log
     class_idx = class_index(training)
     log = {row["epoch"]: row for row in read_log(log_path(training.path_model, class_idx))}
     cumulative, steps, seconds_by_epoch, steps_by_epoch = 0.0, 0, {}, {}

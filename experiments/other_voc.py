@@ -151,7 +151,10 @@ def generate(root, kind, num_trainval=80, num_test=60, seed=1):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the top-level modules
+    from runs.runtime import OneLineParser
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, listed="option")
     parser.add_argument("root", help="folder to write")
     parser.add_argument("kind", choices=("plain", "cluttered"))
     parser.add_argument("--num_trainval", type=int, default=80)

@@ -14,6 +14,10 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the top-level modules
+
+from runs.runtime import OneLineParser, main_guard  # noqa: E402
+
 
 def tree_rss_bytes(root_pid):
     """The summed resident memory of ``root_pid`` and its descendants (0 for processes already gone)."""
@@ -35,7 +39,7 @@ def tree_rss_bytes(root_pid):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n")[0], listed="option")
     parser.add_argument("--every", type=float, default=0.2, help="seconds between samples (default: 0.2)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="the command, after --")
     arguments = parser.parse_args(argv)
@@ -54,4 +58,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main_guard(lambda: sys.exit(main()))

@@ -4,7 +4,7 @@
     python experiments/refinement_benchmark.py --datasets synthetic,plain,cluttered --models image_zooms
     python experiments/refinement_benchmark.py --figure_only                     # redraw from refinement.json
 
-For each dataset, model and seed it trains the demo's run with ``refine 1`` (``training_run.train`` at the demo's
+For each dataset, model and seed it trains the demo's run with ``refine 1`` (``episodes.train`` at the demo's
 settings, as ``experiments/learning_benchmark.py`` does; the agent's training is the same as without it, only the
 refinement head is fitted beside it), unless ``OUTPUT/models/<dataset>/<model>/seed<S>`` already holds that run's
 last epoch (an interrupted benchmark goes on where it stopped). Then it tests the last epoch on the dataset's test
@@ -33,8 +33,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the top-level modules
 
-from errors import UserError
-from runtime import main_guard, write_json
+from runs.errors import UserError
+from runs.runtime import OneLineParser, main_guard, write_json
 
 DATASETS = {"synthetic": None, "plain": "data/other_voc_plain", "cluttered": "data/other_voc_cluttered"}
 MODELS = ("image_zooms", "pool45_crops")
@@ -43,8 +43,8 @@ WAYS = ((0, "keep"), (0, "demote"), (1, "keep"), (1, "demote"))     # (refine, d
 
 
 def parse_arguments(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = OneLineParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                           listed="option")
     parser.add_argument("--datasets", default="synthetic", help=f"comma-separated: {','.join(DATASETS)}")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated: {','.join(MODELS)}")
     parser.add_argument("--seeds", type=int, default=3, help="seeds first_seed .. first_seed + N - 1")
@@ -79,7 +79,7 @@ def dataset_folder(dataset):
 def trained_run(module, path_model, seed, path_voc, model, features_for):
     """The demo's training with ``refine 1`` into ``path_model``, unless its last epoch is there already."""
     from experiments.learning_benchmark import training_settings
-    from run_folder import checkpoint_path
+    from runs.run_folder import checkpoint_path
     from refinement import refiner_path
     from settings import class_index
     benchmark = SimpleNamespace(path_voc=path_voc, epochs=None, max_images=None, overrides=["refine=1"])
@@ -88,7 +88,7 @@ def trained_run(module, path_model, seed, path_voc, model, features_for):
     if last.is_file() and refiner_path(last).is_file():
         print(f"{path_model}: trained already (epoch {training.epochs - 1} and its head are there)", flush=True)
         return training
-    from training_run import train
+    from episodes import train
     started = time.perf_counter()
     train(training, features_for, model)
     print(f"{path_model}: trained in {time.perf_counter() - started:.0f} s", flush=True)
@@ -98,7 +98,7 @@ def trained_run(module, path_model, seed, path_voc, model, features_for):
 def test_ways(training, module, model, agent, folder, features_for, path_voc):
     """The last epoch tested four ways (:data:`WAYS`): one row each."""
     from experiments.learning_benchmark import testing_settings
-    from testing_run import test
+    from runs.testing_run import test
     import contextlib
     import io
     benchmark = SimpleNamespace(path_voc=path_voc, max_test_images=None, test_overrides=[])

@@ -25,7 +25,6 @@ Writes the table to stdout and, with ``--output``, the figures as JSON.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -34,8 +33,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the top-level modules
 
-from errors import UserError
-from runtime import main_guard, write_json
+from runs.errors import UserError
+from runs.runtime import OneLineParser, main_guard, write_json
 from settings import DEMO_DATA
 
 
@@ -129,7 +128,7 @@ def format_table(labels, analyses):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n")[0], listed="option")
     parser.add_argument("results", nargs="+", help="results.json files of test runs")
     parser.add_argument("--path_voc_test", default=str(DEMO_DATA), help="the tests' dataset (its annotations)")
     parser.add_argument("--labels", nargs="+", default=None, help="one label per results file")

@@ -22,10 +22,10 @@ from urllib.parse import quote
 
 import numpy as np
 
-from errors import UserError
 from metrics import iou_many
 from reinforcement import ACTION_NAMES, ACTION_SHORT_NAMES
-from runtime import write_atomically
+from runs.errors import UserError
+from runs.runtime import write_atomically
 
 PAGE_NAME = "index.html"        # a test run's page, in its path_testing_folder
 TEMPLATES = Path(__file__).resolve().parent
@@ -259,7 +259,7 @@ def inline_json(data):
 def render(kind, title, data, steps=None):
     """The HTML of a page: the template ``<kind>.html`` with the style, the scripts and the data inlined."""
     from html import escape
-    from runtime import json_ready
+    from runs.runtime import json_ready
     text = (TEMPLATES / f"{kind}.html").read_text(encoding="utf-8")
     script = "\n".join((TEMPLATES / name).read_text(encoding="utf-8") for name in ("common.js", f"{kind}.js"))
     return Template(text).substitute(title=escape(title), style=(TEMPLATES / "page.css").read_text(encoding="utf-8"),

@@ -14,9 +14,9 @@ import argparse
 import json
 from pathlib import Path
 
-from errors import UserError
+from runs.errors import UserError
 from results_page import write_run_page
-from runtime import main_guard
+from runs.runtime import main_guard
 
 # images loaded lazily load now (the whole page may be taken), and every image is there
 IMAGES_LOADED = ("document.querySelectorAll('img[loading=lazy]').forEach(image => { image.loading = 'eager'; }) ?? "
@@ -47,7 +47,7 @@ def screenshot(page, png, width=1280, height=900, full_page=False, click=None, s
         browser.screenshot(png, full_page=full_page)
     if colors:
         from PIL import Image
-        from runtime import write_atomically
+        from runs.runtime import write_atomically
         with Image.open(png) as image:
             fewer = image.convert("RGB").quantize(colors, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
         write_atomically(png, lambda temporary: fewer.save(temporary, format="PNG", optimize=True))
@@ -68,8 +68,8 @@ def main(argv=None):
     if not args.results and not args.screenshot:
         parser.error("give results.json files, or --screenshot PAGE PNG")
     for path in args.results:
-        from class_results import load_results
-        from testing_run import OUTPUT_FIGURES
+        from runs.class_results import load_results
+        from runs.testing_run import OUTPUT_FIGURES
         print(f"results page: {write_run_page(load_results(path), Path(path).parent, OUTPUT_FIGURES)}")
     if args.screenshot:
         png = screenshot(*args.screenshot, args.width, args.height, args.full_page, args.click, args.scroll,

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from errors import UserError
+from runs.errors import UserError
 
 EXECUTABLES = ("chromium", "chromium-browser")      # Debian's, and other distributions' name
 BROWSER_FD_IN, BROWSER_FD_OUT = 3, 4                # where --remote-debugging-pipe reads and writes
@@ -156,7 +156,7 @@ class Chromium:
 
     def screenshot(self, path, full_page=False):
         """Write a PNG of the tab (``full_page``: the whole page's height) to ``path``, atomically; returns it."""
-        from runtime import write_atomically
+        from runs.runtime import write_atomically
         parameters = {"format": "png"}
         if full_page:
             metrics = self.send("Page.getLayoutMetrics")["cssContentSize"]

@@ -5,7 +5,11 @@ import gc
 import pytest
 
 from parse_xml_annotations import ensure_voc2007_test_annotations
+from reinforcement import state_size
 from synthetic_dataset import generate_synthetic_voc
+
+DESCRIPTOR_SIZE = 7 * 7 * 512           # VGG-16's pool5, the paper's descriptor (features.py reads it from VGG-16)
+STATE_SIZE = state_size(DESCRIPTOR_SIZE)    # 25,112
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +46,7 @@ def small_q_network():
     26 M weights is most of such a test's time. Tests of the paper's network itself (its shapes, the 2016 files, the
     learning test) do not use it; a subprocess does not see it (a launcher sets ``reinforcement.HIDDEN_UNITS``), so
     several classes train in this process (``classes_run.CLASSES_APART`` off)."""
-    import classes_run
+    from runs import classes_run
     import reinforcement
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(reinforcement, "HIDDEN_UNITS", SMALL_HIDDEN_UNITS)

@@ -3,6 +3,7 @@ import pytest
 
 import image_zooms_training
 from experiments import benchmark
+from conftest import STATE_SIZE
 
 # a training phase's option timings: a 0.5 s step (10 steps in 5 s), the paper's update 0.1 s
 OPTIONS = {"option_updates": {"trigger_targets": {"option_s": 0.15, "paper_s": 0.1, "carries": ["trigger_values"]},
@@ -89,14 +90,15 @@ def test_option_step_costs_are_added_seconds_over_the_step():
 def test_option_updates_time_each_option_beside_the_paper():
     import numpy as np
     from types import SimpleNamespace
-    from reinforcement import STATE_SIZE, Minibatch, build_q_network
+    from reinforcement import Minibatch, build_q_network
+    from conftest import STATE_SIZE
     rng = np.random.default_rng(0)
     batches = [Minibatch(rng.normal(size=(4, STATE_SIZE)).astype(np.float32), rng.integers(0, 6, 4),
                          rng.normal(size=4), rng.normal(size=(4, STATE_SIZE)).astype(np.float32),
                          (rng.random(4) < 0.3).astype(np.float32))]
     settings = SimpleNamespace(gamma=0.9, learning_rate=1e-4, update_repeats=2)
     names = ("trigger_targets", "oracle")      # the two whose minibatches differ (each option compiles: seconds)
-    timings = benchmark.time_option_updates(settings, {"weights": build_q_network(seed=0).get_weights()}, batches,
+    timings = benchmark.time_option_updates(settings, {"weights": build_q_network(STATE_SIZE, seed=0).get_weights()}, batches,
                                             names)
     assert set(timings) == set(names)
     assert all(timing["option_s"] > 0 and timing["paper_s"] > 0 for timing in timings.values())
@@ -133,13 +135,14 @@ def test_carried_fields_are_timed_each():
 @pytest.mark.usefixtures("small_q_network")
 def test_the_2016_learner_takes_minibatches_and_acts_greedily():
     import numpy as np
-    from reinforcement import NUM_ACTIONS, STATE_SIZE, ReplayMemory, build_q_network
+    from reinforcement import NUM_ACTIONS, ReplayMemory, build_q_network
+    from conftest import STATE_SIZE
     rng = np.random.default_rng(0)
-    memory = ReplayMemory(6)
+    memory = ReplayMemory(6, STATE_SIZE)
     for _ in range(6):
         memory.add(rng.normal(size=STATE_SIZE), int(rng.integers(NUM_ACTIONS)), 1.0, rng.normal(size=STATE_SIZE),
                    False, {})
-    learner = benchmark.Learner2016(build_q_network(seed=0), 0.9, 1e-4, batch_size=4)
+    learner = benchmark.Learner2016(build_q_network(STATE_SIZE, seed=0), 0.9, 1e-4, batch_size=4)
     batch = memory.sample(learner.batch_size, rng)
     learner.warm_up(batch)
     assert np.isfinite(learner.update(batch)) and learner.updates[0][0] is batch and learner.carries == ()

@@ -8,17 +8,17 @@ import signal
 
 import pytest
 
-import class_results
-import classes_run
+from runs import class_results
+from runs import classes_run
 import compare_results
 import reinforcement
 import image_zooms_testing
 import image_zooms_training
-import run_folder
-import training_run
-from errors import UserError
+from runs import run_folder
+from runs import training_run
+from runs.errors import UserError
 from parse_xml_annotations import VOC_CLASSES, class_ids, several_classes
-from runtime import Interrupted
+from runs.runtime import Interrupted
 from test_resume import LEARNING_COLUMNS, TINY, same_weights, tiny_features
 
 pytestmark = pytest.mark.usefixtures("small_q_network")   # plumbing, not the paper's width (conftest.py)

@@ -15,9 +15,9 @@ from PIL import Image
 import image_zooms_testing
 import image_zooms_training
 from detection import detect, detect_many, select_detections
-from errors import UserError
-from runtime import main_guard
-from conftest import tiny_backbone
+from runs.errors import UserError
+from runs.runtime import main_guard
+from conftest import STATE_SIZE, tiny_backbone
 from image_helper import crop
 from reinforcement import TRIGGER, build_q_network
 from synthetic_dataset import generate_synthetic_voc
@@ -50,7 +50,7 @@ def trained(tmp_path_factory):
 
 def constant_q_network(q_values):
     """A Q-network whose Q-values are ``q_values`` in every state."""
-    model = build_q_network()
+    model = build_q_network(STATE_SIZE)
     last = model.layers[-1]
     kernel, bias = last.get_weights()
     last.set_weights([np.zeros_like(kernel), np.asarray(q_values, dtype=np.float32)])
@@ -120,7 +120,7 @@ def test_image_flag_errors(trained, tmp_path, capsys):
     Image.fromarray(photo()).save(tmp_path / "good.png")
     cases = [
         (["--image", str(tmp_path / "absent.jpg"), "--path_model", str(trained), "--path_vgg", "random"],
-         "none of the 1 images could be read"),
+         "absent.jpg: no such file"),
         (["--image", str(tmp_path / "good.png"), "--path_model", str(trained)], "path_vgg='./vgg16_weights.h5': no such"),
         (["--image", str(tmp_path / "good.png"), "--path_model", str(trained), "--agent", "random"],
          "--agent random needs annotations"),
@@ -142,7 +142,7 @@ def test_detect_path_or_array_weights_file_or_model(trained, tmp_path, features)
     Image.fromarray(photo(4)).save(tmp_path / "photo.png")
     weights = trained / "model0.weights.h5"
     from_files = detect(tmp_path / "photo.png", weights, features=features, number_of_steps=6)
-    model = build_q_network()
+    model = build_q_network(STATE_SIZE)
     model.load_weights(weights)
     from_objects = detect(photo(4), model, features=features, number_of_steps=6)
     assert np.array_equal(from_files[0], from_objects[0]) and np.array_equal(from_files[1], from_objects[1])
@@ -202,7 +202,7 @@ def test_detect_image_kinds(features):
 def test_a_shared_descriptor_cache_never_mixes_up_two_arrays(trained, features):
     from detection import content_key, load_q_network
     from features import ImageZoomsFeatures
-    model = load_q_network(trained / "model0.weights.h5")
+    model = load_q_network(trained / "model0.weights.h5", STATE_SIZE)
     rgb = photo(7).astype(np.float32)
     assert content_key(rgb) == content_key(rgb.copy()) != content_key(255 - rgb)
     assert content_key(np.zeros((2, 6, 3))) != content_key(np.zeros((6, 2, 3)))

@@ -49,7 +49,7 @@ def test_logistic_regression_separates_a_separable_set():
 
 
 def test_one_class_is_a_user_error():
-    from errors import UserError
+    from runs.errors import UserError
     with pytest.raises(UserError, match="only one class"):
         feature_probe.fit_logistic_regression(np.zeros((4, 2)), np.zeros(4), l2=1.0, steps=1)
 
@@ -104,6 +104,6 @@ def test_pool4_descriptor_is_pool4_averaged_over_2x2():
 
 
 def test_an_unknown_layer_is_a_user_error():
-    from errors import UserError
+    from runs.errors import UserError
     with pytest.raises(UserError, match="layer takes block5_pool or block4_pool"):
         feature_probe.main(["--layer", "block3_conv1"])

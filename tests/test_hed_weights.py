@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from errors import UserError
+from runs.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 CHANNELS = (3, 64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512)

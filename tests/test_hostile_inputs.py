@@ -30,23 +30,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import class_results
+from runs import class_results
 import compare_results
 import image_zooms_testing
 import image_zooms_training
-import runtime
+from runs import runtime
 import settings as settings_module
 import testing_settings
 import training_settings
 from test_robustness import tiny, tiny_features  # noqa: F401 (a fixture)
-from dataset import SkipReport, load_record_image
+from runs.dataset import SkipReport, load_record_image
 from detection import as_rgb_image
-from errors import UserError
+from runs.errors import UserError
 from image_helper import MAX_PIXELS, image_path, load_image
 from parse_xml_annotations import (ImageRecord, annotation_path, class_ids, load_records, parse_annotation,
                                    read_class_image_set, read_image_set)
-from run_folder import check_trained_features, read_log
-from runtime import main_guard
+from runs.run_folder import check_trained_features, read_log
+from runs.runtime import main_guard
 from settings import check_output_folder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -507,7 +507,7 @@ def test_a_file_where_the_drawings_go_stops_the_run_before_the_work(trained, dat
 
 
 def test_a_save_with_a_folder_in_the_way_changes_none_of_the_files(tmp_path):
-    from run_folder import write_together
+    from runs.run_folder import write_together
     first, second = tmp_path / "first.txt", tmp_path / "second.txt"
     first.write_text("before")
     second.mkdir()

@@ -9,7 +9,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from any folder
 
-from errors import UserError  # noqa: E402
+from runs.errors import UserError  # noqa: E402
 from image_helper import (  # noqa: E402
     MEAN_RGB, crop, image_path, load_image, paint_mean, resize, round_box, vgg_preprocess,
 )

@@ -10,7 +10,7 @@ import pytest
 
 import image_zooms_testing
 import image_zooms_training
-from errors import UserError
+from runs.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("small_q_network")   # plumbing, not the paper's width (conftest.py)
 
@@ -53,7 +53,7 @@ def test_resume_continues_at_epoch_one_with_epsilon_point_nine(trained):
 def test_resume_from_missing_checkpoint_lists_existing(trained, dataset, capsys):
     models, _ = trained
     with pytest.raises(SystemExit) as exit_info:
-        from runtime import main_guard
+        from runs.runtime import main_guard
         main_guard(lambda: image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(models),
                                                       *TINY, "-n", "7"]))
     assert exit_info.value.code == 2

@@ -18,7 +18,8 @@ def module_imports():
     """``{module: the project modules it imports anywhere in its text (functions included)}``, names as imported
     from the repository root (``experiments.benchmark``)."""
     paths = {path.stem: path for path in REPOSITORY.glob("*.py")}
-    paths |= {f"experiments.{path.stem}": path for path in (REPOSITORY / "experiments").glob("*.py")}
+    paths |= {f"{folder}.{path.stem}": path for folder in ("runs", "experiments")
+              for path in (REPOSITORY / folder).glob("*.py")}
     graph = {}
     for name, path in paths.items():
         imported = set()
@@ -44,7 +45,7 @@ def test_no_module_imports_one_that_imports_it_back():
         if start in reached:
             circles.append(start)
     assert circles == [], f"modules on an import circle: {circles}"
-    assert "compare_results" not in graph["classes_run"] and "classes_run" not in graph["compare_results"]
+    assert "compare_results" not in graph["runs.classes_run"] and "runs.classes_run" not in graph["compare_results"]
 
 
 def test_the_instruments_live_in_experiments():

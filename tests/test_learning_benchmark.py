@@ -6,7 +6,7 @@ import pytest
 import image_zooms_testing
 import image_zooms_training
 from conftest import tiny_backbone
-from errors import UserError
+from runs.errors import UserError
 from experiments import learning_benchmark
 
 pytestmark = pytest.mark.usefixtures("small_q_network")   # plumbing, not the paper's width (conftest.py)
@@ -64,7 +64,7 @@ def test_tested_epochs_are_every_kth_and_the_last():
 
 
 def test_merge_joins_the_rows_of_two_runs(tmp_path):
-    from runtime import write_json
+    from runs.runtime import write_json
     for model in ("image_zooms", "pool45_crops"):
         rows = [{"model": model, "split": split, "seed": 0, "epoch": epoch, "ap": 0.1 * epoch, "max_recall": 0.2,
                  "training_seconds": 10.0 * (epoch + 1)} for epoch in (0, 1) for split in ("test", "train")]
@@ -136,7 +136,7 @@ def test_a_run_with_validation_tests_the_epoch_validation_picked(dataset, tmp_pa
     tiny_run(dataset, output, monkeypatch, 1, 3, 4, "--splits", "test", "--test_every", "10",
              "--variant", "validation_images=2")
     report = json.loads((output / "learning.json").read_text())
-    from run_folder import best_epoch, read_log
+    from runs.run_folder import best_epoch, read_log
     log = read_log(output / "models/image_zooms/validation_images_2/seed0/training_log_model0.csv")
     picked = best_epoch(log)
     assert {row["epoch"] for row in report["rows"]} == {2, picked}       # the last epoch and the one picked

@@ -9,11 +9,12 @@ import pytest
 
 import image_zooms_testing
 import image_zooms_training
-import run_folder
-from errors import UserError
+from runs import run_folder
+from runs.errors import UserError
 from test_resume import TINY, same_weights, tiny_features
 
-from reinforcement import NUM_ACTIONS, STATE_SIZE, Minibatch, QLearner, build_q_network, regression_values
+from reinforcement import NUM_ACTIONS, Minibatch, QLearner, build_q_network, regression_values
+from conftest import STATE_SIZE
 
 pytestmark = pytest.mark.usefixtures("small_q_network")   # plumbing, not the paper's width (conftest.py)
 
@@ -38,7 +39,7 @@ def test_double_dqn_targets_take_the_online_argmax_valued_by_the_target_network(
 
 
 def test_target_network_is_a_copy_taken_every_n_updates():
-    model = build_q_network(seed=0)
+    model = build_q_network(STATE_SIZE, seed=0)
     initial = [w.copy() for w in model.get_weights()]
     learner = QLearner(model, 0.9, 1e-3, target_update=2)
     target_weights = lambda: learner.target_model.get_weights()     # noqa: E731
@@ -61,7 +62,7 @@ def test_target_network_is_a_copy_taken_every_n_updates():
 def test_huber_loss_grows_linearly_with_large_errors():
     losses = {}
     for loss in ("mse", "huber"):
-        learner = QLearner(build_q_network(seed=0), 0.9, 1e-6, loss=loss)
+        learner = QLearner(build_q_network(STATE_SIZE, seed=0), 0.9, 1e-6, loss=loss)
         losses[loss] = learner.update(batch(reward_scale=100.0))
     assert np.isfinite(losses["huber"]) and losses["huber"] < 0.1 * losses["mse"]
     assert losses["huber"] > 1.0           # |error| ≈ 100 on one action in six: about (100 − 0.5) / 6 on average

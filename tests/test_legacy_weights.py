@@ -15,18 +15,26 @@ import pytest
 import image_zooms_testing
 import image_zooms_training
 from conftest import tiny_backbone
-from detection import descriptor_rows_channels_last, detect, load_q_network, read_q_network_weights
-from errors import UserError
-from reinforcement import DESCRIPTOR_SIZE, STATE_SIZE, build_q_network
+from detection import descriptor_rows_channels_last, detect, load_q_network, set_q_network_weights
+from runs.errors import UserError
+from reinforcement import build_q_network
+from conftest import DESCRIPTOR_SIZE, STATE_SIZE
 
 
 @pytest.fixture(scope="module")
 def network():
     """A project Q-network with seeded random weights and biases."""
-    model = build_q_network(seed=5)
+    model = build_q_network(STATE_SIZE, seed=5)
     rng = np.random.default_rng(5)
     model.set_weights([rng.normal(0, 0.02, array.shape).astype(np.float32) for array in model.get_weights()])
     return model
+
+
+def read_q_network_weights(path, weights_order="auto", into=None):
+    """``(weights, description)`` of a file loaded into the paper's network."""
+    network = into if into is not None else build_q_network(STATE_SIZE)
+    description = set_q_network_weights(network, path, weights_order)
+    return network.get_weights(), description
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +105,7 @@ def write_keras2(path, arrays, backend="tensorflow", channels_first=False, whole
 
 
 def loads_identical(path, network, states, weights_order="auto"):
-    loaded = load_q_network(path, weights_order)
+    loaded = load_q_network(path, STATE_SIZE, weights_order)
     assert all(np.array_equal(a, b) for a, b in zip(loaded.get_weights(), network.get_weights()))
     np.testing.assert_array_equal(q_values(loaded, states), q_values(network, states))
 
@@ -143,12 +151,12 @@ def test_weights_order_overrides_the_file(network, states, tmp_path):
     # a Keras 1 file without backend whose rows are channels last anyway, and a TensorFlow file written channels first
     keras1 = write_keras1(tmp_path / "keras1", network.get_weights(), channels_first=False)
     loads_identical(keras1, network, states, weights_order="channels_last")
-    assert not np.array_equal(q_values(load_q_network(keras1), states), q_values(network, states))
+    assert not np.array_equal(q_values(load_q_network(keras1, STATE_SIZE), states), q_values(network, states))
     keras2 = write_keras2(tmp_path / "keras2", network.get_weights(), channels_first=True)
     loads_identical(keras2, network, states, weights_order="channels_first")
     assert "set by weights_order" in read_q_network_weights(keras2, "channels_first")[1]
     with pytest.raises(UserError, match="weights_order must be one of auto, channels_first, channels_last"):
-        load_q_network(keras2, "theano")
+        load_q_network(keras2, STATE_SIZE, "theano")
 
 
 def test_descriptor_rows_against_index_arithmetic():
@@ -245,7 +253,7 @@ def test_a_checkpoint_rewritten_in_the_2016_layouts_gives_the_same_detections(tr
     monkeypatch.setattr(image_zooms_testing, "make_features", tiny_features)
     expected = run_test(dataset, tmp_path / "checkpoint", "--path_model", str(trained))
     assert expected["detections"] and expected["num_images"] > 0
-    arrays = load_q_network(trained / "model0.weights.h5").get_weights()
+    arrays = load_q_network(trained / "model0.weights.h5", STATE_SIZE).get_weights()
     for layout, write in (("keras1", write_keras1), ("keras2", write_keras2)):
         folder = tmp_path / layout
         folder.mkdir()
@@ -265,7 +273,7 @@ def test_own_images_with_a_2016_file(trained, tmp_path, monkeypatch):
     from PIL import Image
     monkeypatch.setattr(image_zooms_testing, "make_features", tiny_features)
     Image.fromarray(np.random.default_rng(8).integers(0, 256, (60, 80, 3), dtype=np.uint8)).save(tmp_path / "a.png")
-    write_keras1(tmp_path / "model0h5", load_q_network(trained / "model0.weights.h5").get_weights())
+    write_keras1(tmp_path / "model0h5", load_q_network(trained / "model0.weights.h5", STATE_SIZE).get_weights())
     summaries = []
     for out, args in (("checkpoint", ["--path_model", str(trained)]),
                       ("keras1", ["--path_model", str(tmp_path), "--model_name", "model0h5"])):
@@ -279,7 +287,7 @@ def test_own_images_with_a_2016_file(trained, tmp_path, monkeypatch):
 
 
 def test_model_name_errors(trained, dataset, tmp_path, capsys):
-    from runtime import main_guard
+    from runs.runtime import main_guard
     cases = [(["--path_model", str(tmp_path), "--model_name", "model0h5"], "no file"),
              (["--path_model", str(trained), "--model_name", "model0.weights.h5", "--epoch", "0"], "give one of them"),
              (["--path_model", str(trained), "--weights_order", "theano"], "weights_order must be auto, channels_first or channels_last")]
@@ -297,7 +305,7 @@ def test_fine_tuning_starts_from_a_2016_file_and_resumes_exactly(network, datase
     def train(models, *extra):
         image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(tmp_path / models), *TINY,
                                    "--initial_weights", str(start), *extra])
-        return load_q_network(tmp_path / models / "model0.weights.h5").get_weights()
+        return load_q_network(tmp_path / models / "model0.weights.h5", STATE_SIZE).get_weights()
 
     # learning rate 0: the checkpoint of epoch 0 is the initial weights themselves
     frozen = train("frozen", "--epochs", "1", "--learning_rate", "0")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-import run_folder
-from errors import UserError
-from run_folder import lock_path, training_holder, training_lock
+from runs import run_folder
+from runs.errors import UserError
+from runs.run_folder import lock_path, training_holder, training_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,7 +47,7 @@ def test_a_second_holder_stops_with_one_line_naming_the_folder_and_the_run(tmp_p
 
 def test_another_process_holding_the_lock_is_named_then_its_lock_is_taken_over_once_it_is_killed(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom run_folder import training_lock\n"
+        [sys.executable, "-c", "import sys, time\nfrom runs.run_folder import training_lock\n"
          f"with training_lock({str(tmp_path)!r}, 0):\n    print('held', flush=True)\n    time.sleep(60)"],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
@@ -123,7 +123,7 @@ def test_a_path_model_that_is_a_file_is_one_line(tmp_path):
 def test_of_runs_started_together_on_a_stale_lock_one_holds_it(tmp_path):
     lock_path(tmp_path, 0).write_text(json.dumps({"pid": dead_pid(), "host": socket.gethostname(),
                                                   "started": "2016-01-01T00:00:00+00:00"}))
-    script = ("import sys, time, warnings\nfrom errors import UserError\nfrom run_folder import training_lock\n"
+    script = ("import sys, time, warnings\nfrom runs.errors import UserError\nfrom runs.run_folder import training_lock\n"
               "warnings.simplefilter('ignore')\nprint('ready', flush=True)\nsys.stdin.readline()\n"
               f"try:\n    with training_lock({str(tmp_path)!r}, 0):\n        print('held', flush=True)\n"
               "        time.sleep(3)\nexcept UserError:\n    print('refused', flush=True)\n")
@@ -141,7 +141,7 @@ def test_of_runs_started_together_on_a_stale_lock_one_holds_it(tmp_path):
 @pytest.mark.slow
 def test_two_trainings_into_one_folder_the_second_stops_at_once_the_first_keeps_its_own_files(dataset, tmp_path):
     import time
-    import run_folder
+    from runs import run_folder
     from test_resume import LEARNING_COLUMNS, TINY, same_weights
     command = [sys.executable, "image_zooms_training.py", "--path_voc", str(dataset), *TINY, "--epochs", "3"]
     subprocess.run([*command, "--path_model", str(tmp_path / "alone")], cwd=ROOT, check=True, capture_output=True)

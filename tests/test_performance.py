@@ -8,8 +8,8 @@ import pytest
 
 from episodes import TrainedAgent, make_states, new_training_stats, run_searches, train_image
 from features import DescriptorCache, ImageZoomsFeatures, build_vgg16
-from reinforcement import (DESCRIPTOR_SIZE, TRIGGER, QLearner, ReplayMemory, ZoomEnvironment, build_q_network,
-                           child_regions)
+from reinforcement import TRIGGER, QLearner, ReplayMemory, ZoomEnvironment, build_q_network, child_regions
+from conftest import STATE_SIZE, DESCRIPTOR_SIZE
 from synthetic_dataset import draw_scene
 
 
@@ -30,7 +30,7 @@ def backbone():
 
 @pytest.fixture(scope="module")
 def learner():
-    return QLearner(build_q_network(seed=3))
+    return QLearner(build_q_network(STATE_SIZE, seed=3))
 
 
 def scene(seed, width=120, height=96):
@@ -137,8 +137,8 @@ def test_training_with_the_cache_stores_the_same_transitions(backbone):
     memories = []
     for cache_mb in (64, 0):
         features = ImageZoomsFeatures(backbone=backbone, cache_mb=cache_mb)
-        learner = QLearner(build_q_network(seed=1), learning_rate=1e-4, batch_size=3)
-        memory, rng, stats = ReplayMemory(12), np.random.default_rng(0), new_training_stats()
+        learner = QLearner(build_q_network(STATE_SIZE, seed=1), learning_rate=1e-4, batch_size=3)
+        memory, rng, stats = ReplayMemory(12, STATE_SIZE), np.random.default_rng(0), new_training_stats()
         for _ in range(2):
             env = environment(7, boxes=[[10, 10, 70, 60], [60, 40, 115, 90]], image_id="trained")
             train_image(env, features, learner, memory, rng, 1.0, 4, stats)   # ε = 1: actions from rng only
@@ -240,7 +240,7 @@ def assert_same_detections(trajectories, reference, score_tolerance):
 @pytest.fixture(scope="module")
 def triggering_agent():
     """A random Q-network whose trigger value sits among the others, so searches both move and trigger."""
-    model = build_q_network(seed=5)
+    model = build_q_network(STATE_SIZE, seed=5)
     kernel, bias = model.layers[-1].get_weights()
     bias[TRIGGER] = 0.28                                    # random Q-values: trigger about -0.15, others ±0.2
     model.layers[-1].set_weights([kernel, bias])
@@ -276,10 +276,10 @@ def test_states_of_many_environments_equal_their_single_states(backbone):
 def test_training_trajectory_names_the_painted_object(backbone):
     """A drawn training search knows what the image looked like: a correct trigger lists the object it painted."""
     features = ImageZoomsFeatures(backbone=backbone, cache_mb=0)
-    learner = QLearner(build_q_network(seed=1), learning_rate=1e-4, batch_size=3)
+    learner = QLearner(build_q_network(STATE_SIZE, seed=1), learning_rate=1e-4, batch_size=3)
     big, small = [2, 2, 118, 94], [80, 60, 100, 80]       # the whole image covers the big one: a forced trigger
     env = environment(5, boxes=[big, small])
-    trajectory = train_image(env, features, learner, ReplayMemory(50), np.random.default_rng(0), 1.0, 2,
+    trajectory = train_image(env, features, learner, ReplayMemory(50, STATE_SIZE), np.random.default_rng(0), 1.0, 2,
                              new_training_stats())
     first = trajectory[0]
     assert first["triggered"] and first["painted"] == [list(env.painted_boxes[0])]

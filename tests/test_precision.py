@@ -10,10 +10,11 @@ import pytest
 import features
 import image_zooms_training
 import pool45_crops_testing
-from errors import UserError
+from runs.errors import UserError
 from features import ImageZoomsFeatures, Pool45CropsFeatures, build_vgg16
 from reinforcement import QLearner, build_q_network
 from synthetic_dataset import draw_scene
+from conftest import STATE_SIZE
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def test_bfloat16_image_zooms_descriptors_are_close_and_float32(scene):
     assert fast.dtype == np.float32 and fast.shape == exact.shape
     error = relative_error(fast, exact)
     assert 0 < error < 0.03, error                     # bfloat16 arithmetic (not float32), within a few percent
-    learner = QLearner(build_q_network(seed=0))
+    learner = QLearner(build_q_network(STATE_SIZE, seed=0))
     histories = np.zeros((len(regions), 24), dtype=np.float32)
     q_exact = learner.q_values(np.concatenate([exact, histories], axis=1))
     q_fast = learner.q_values(np.concatenate([fast, histories], axis=1))

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from errors import UserError
+from runs.errors import UserError
 from image_helper import round_box
 from metrics import iou, iou_many
 from parse_xml_annotations import VOC_CLASSES, Annotation, parse_annotation

@@ -8,10 +8,10 @@ import pytest
 import image_zooms_testing
 import image_zooms_training
 import refinement
-from errors import UserError
+from runs.errors import UserError
 from metrics import iou_many
 from refinement import BoxRefiner, WindowSample, apply_deltas, box_deltas, refiner_path
-from reinforcement import DESCRIPTOR_SIZE
+from conftest import DESCRIPTOR_SIZE
 from test_resume import TINY, same_weights, tiny_features
 
 pytestmark = pytest.mark.usefixtures("small_q_network")
@@ -51,7 +51,7 @@ def mean_iou(boxes, objects):
 
 def test_the_head_learns_to_fit_windows_to_their_objects(monkeypatch):
     descriptors, windows, boxes = tiny_problem(1, 300)
-    sample = WindowSample(capacity=500, seed=0, descriptor_size=64)
+    sample = WindowSample(64, capacity=500, seed=0)
     for descriptor, window, box in zip(descriptors, windows, boxes):
         sample.add(descriptor, window, box)
     head = sample.fit()
@@ -67,12 +67,12 @@ def test_the_head_learns_to_fit_windows_to_their_objects(monkeypatch):
 
 def test_the_sample_keeps_distinct_windows_up_to_its_size_and_survives_a_resume_state():
     descriptors, windows, boxes = tiny_problem(3, 40)
-    sample = WindowSample(capacity=16, seed=4, descriptor_size=64)
+    sample = WindowSample(64, capacity=16, seed=4)
     for _ in range(2):                  # each window twice: kept once
         for descriptor, window, box in zip(descriptors, windows, boxes):
             sample.add(descriptor, window, box)
     assert sample.seen == 40 and len(sample) == 16
-    restored = WindowSample(capacity=16, seed=5, descriptor_size=64)
+    restored = WindowSample(64, capacity=16, seed=5)
     restored.load_state_dict(sample.state_dict())
     more, more_windows, more_boxes = tiny_problem(4, 20)
     for one in (sample, restored):      # the same replacements after a resume
@@ -82,9 +82,9 @@ def test_the_sample_keeps_distinct_windows_up_to_its_size_and_survives_a_resume_
     damaged = dict(sample.state_dict(), windows=sample.state_dict()["windows"].copy())
     damaged["windows"][0, 0] = np.nan   # a damaged resume state: refused, not a head fitted to NaN
     with pytest.raises(ValueError, match="its windows are not 16 rows of finite numbers"):
-        WindowSample(capacity=16, descriptor_size=64).load_state_dict(damaged)
+        WindowSample(64, capacity=16).load_state_dict(damaged)
     with pytest.raises(ValueError, match="its boxes are not 16 rows"):
-        WindowSample(capacity=16, descriptor_size=64).load_state_dict(dict(sample.state_dict(),
+        WindowSample(64, capacity=16).load_state_dict(dict(sample.state_dict(),
                                                                           boxes=np.zeros((16, 3))))
 
 
@@ -140,7 +140,7 @@ def test_an_epoch_without_a_head_says_so_and_keeps_no_earlier_head(dataset, tmp_
     folder.mkdir()
     earlier = refiner_path(folder / "model0.weights.h5")         # another run's head, for other weights
     BoxRefiner(np.zeros(3), 1.0, np.zeros((3, 4)), np.zeros(4)).save(earlier)
-    monkeypatch.setattr("training_run.MIN_WINDOWS", 10 ** 6)
+    monkeypatch.setattr("runs.training_run.MIN_WINDOWS", 10 ** 6)
     monkeypatch.setattr("refinement.MIN_WINDOWS", 10 ** 6)
     with pytest.warns(UserWarning, match="fewer than the 1000000 the refinement head needs; epoch 0 is saved "
                                          "without one"):
@@ -174,14 +174,14 @@ def test_a_damaged_head_file_is_one_line(tmp_path, damage, problem):
     with open(path, "wb") as handle:
         np.savez(handle, **head)
     if problem is None:
-        assert BoxRefiner.load(path).weights.shape == (DESCRIPTOR_SIZE, 4)
+        assert BoxRefiner.load(path, DESCRIPTOR_SIZE).weights.shape == (DESCRIPTOR_SIZE, 4)
         return
     with pytest.raises(UserError, match=problem) as caught:
-        BoxRefiner.load(path)
+        BoxRefiner.load(path, DESCRIPTOR_SIZE)
     assert str(caught.value).startswith(str(path)) and "\n" not in str(caught.value)
     path.write_bytes(b"not numpy")
     with pytest.raises(UserError, match="not a refinement head"):
-        BoxRefiner.load(path)
+        BoxRefiner.load(path, DESCRIPTOR_SIZE)
 
 
 def test_the_refinement_benchmark_keeps_earlier_runs_rows_and_commands(tmp_path):

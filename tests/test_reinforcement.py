@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
-from reinforcement import (Minibatch, HISTORY_SIZE, STATE_SIZE, TRIGGER, QLearner, ReplayMemory, ZoomEnvironment,
-                           build_q_network, child_regions, epsilon_for_epoch, movement_reward, regression_values_reference,
-                           trigger_reward, update_history)
+from conftest import STATE_SIZE
+from experiments.benchmark import regression_values_reference
+from reinforcement import (HISTORY_SIZE, TRIGGER, Minibatch, QLearner, ReplayMemory, ZoomEnvironment, build_q_network,
+                           child_regions, epsilon_for_epoch, movement_reward, trigger_reward, update_history)
 
 
 # -- geometry ---------------------------------------------------------------------------------------------------
@@ -118,7 +119,7 @@ def test_wrong_trigger_is_penalised_and_paints_nothing():
 # -- Q-network, replay memory, update ---------------------------------------------------------------------------
 
 def test_q_network_shapes_and_initialisation():
-    model = build_q_network(seed=1)
+    model = build_q_network(STATE_SIZE, seed=1)
     assert model.input_shape == (None, STATE_SIZE) and model.output_shape == (None, 6)
     kernels = [layer.get_weights() for layer in model.layers if layer.get_weights()]
     assert [k[0].shape for k in kernels] == [(STATE_SIZE, 1024), (1024, 1024), (1024, 6)]
@@ -142,7 +143,7 @@ def test_replay_memory_is_a_ring():
 
 def test_batched_targets_equal_one_sample_at_a_time_reference():
     rng = np.random.default_rng(0)
-    model = build_q_network(seed=3)
+    model = build_q_network(STATE_SIZE, seed=3)
     learner = QLearner(model, gamma=0.9)
     batch = Minibatch(rng.standard_normal((8, STATE_SIZE)).astype(np.float32), rng.integers(6, size=8),
                       rng.standard_normal(8).astype(np.float32), rng.standard_normal((8, STATE_SIZE)).astype(np.float32),
@@ -153,7 +154,7 @@ def test_batched_targets_equal_one_sample_at_a_time_reference():
 
 def test_update_moves_the_taken_action_toward_its_target():
     rng = np.random.default_rng(0)
-    model = build_q_network(seed=4)
+    model = build_q_network(STATE_SIZE, seed=4)
     learner = QLearner(model, gamma=0.9, learning_rate=1e-3)
     states = rng.standard_normal((16, STATE_SIZE)).astype(np.float32)
     batch = Minibatch(states, np.full(16, TRIGGER), np.full(16, 3.0, dtype=np.float32), states,

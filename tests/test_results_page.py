@@ -7,16 +7,14 @@ import os
 import random
 import re
 import time
-from pathlib import Path
 
 import pytest
 
 import compare_results
 import image_zooms_testing
-from results_page import (PAGE_NAME, TEMPLATES, comparison_page_data, image_summaries, render, write_classes_page,
+from results_page import (PAGE_NAME, TEMPLATES, comparison_page_data, image_summaries, write_classes_page,
                           write_run_page)
 from results_page.browser import Chromium, find_chromium
-from runtime import json_ready
 
 # --- what a page gets ----------------------------------------------------------------------------------------------
 
@@ -309,7 +307,7 @@ def test_the_pages_of_real_runs_open_from_disk_with_every_image_and_no_error(bro
     assert browser.evaluate("document.querySelector('#detail h2').textContent").startswith(missed_by_all[0])
     assert browser.errors == []
     # the page of a test of several classes (here one)
-    from class_results import combine
+    from runs.class_results import combine
     browser.open(write_classes_page(combine([upper_bound]), runs))
     assert browser.evaluate("document.querySelectorAll('#classes tbody tr').length") == 1
     assert browser.errors == []

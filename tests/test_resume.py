@@ -19,11 +19,11 @@ import h5py
 import numpy as np
 import pytest
 
-import runtime
-import run_folder
-import training_run
+from runs import runtime
+from runs import run_folder
+from runs import training_run
 import image_zooms_training
-from errors import UserError
+from runs.errors import UserError
 from conftest import SMALL_HIDDEN_UNITS, tiny_backbone
 
 pytestmark = pytest.mark.usefixtures("small_q_network")   # plumbing, not the paper's width (conftest.py)
@@ -257,7 +257,7 @@ import sys
 sys.path.insert(0, {root!r})
 import image_zooms_training
 import reinforcement
-from runtime import main_guard
+from runs.runtime import main_guard
 {helpers}
 reinforcement.HIDDEN_UNITS = {hidden}
 image_zooms_training.make_features = tiny_features

@@ -23,8 +23,8 @@ from PIL import Image
 
 import image_zooms_testing
 import image_zooms_training
-from errors import UserError
-from runtime import main_guard
+from runs.errors import UserError
+from runs.runtime import main_guard
 from synthetic_dataset import generate_synthetic_voc
 from conftest import tiny_backbone
 

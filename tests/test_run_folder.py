@@ -17,15 +17,15 @@ import h5py
 import numpy as np
 import pytest
 
-import classes_run
+from runs import classes_run
 import image_zooms_testing
 import image_zooms_training
-import run_folder
-import testing_run
-import training_run
-from errors import UserError
+from runs import run_folder
+from runs import testing_run
+from runs import training_run
+from runs.errors import UserError
 from parse_xml_annotations import class_name
-from runtime import main_guard
+from runs.runtime import main_guard
 from test_resume import same_weights, tiny_features
 
 pytestmark = pytest.mark.usefixtures("small_q_network")   # plumbing, not the paper's width (conftest.py)
@@ -230,8 +230,15 @@ def test_testing_on_other_features_than_training_stops_in_one_line(runs, dataset
     scale_subregion a warning; a folder without the file (an earlier version) is tested unchecked."""
     models = copy_of(runs[1], tmp_path)
     written = models / "features_model0.json"
-    assert json.loads(written.read_text()) == {"path_vgg": "random", "vgg_precision": "float32",
-                                               "scale_subregion": 0.75}
+    describing = json.loads(written.read_text())
+    assert isinstance(describing.pop("backbone"), str)         # the backbone model's name
+    assert describing == {"path_vgg": "random", "vgg_precision": "float32", "scale_subregion": 0.75,
+                          "model": "image_zooms", "descriptor_size": 25088}
+    # another feature model than the training's: one line naming the script to test it with
+    written.write_text(json.dumps(dict(describing, model="pool45_crops")))
+    error = one_line_error(lambda: run_test(dataset, models, tmp_path / "out"), capsys)
+    assert f"{models}/ was trained on pool45_crops features (features_model0.json), this test describes regions " \
+           f"with image_zooms's: test it with pool45_crops_testing.py" in error
     written.write_text(json.dumps({"path_vgg": "hed", "vgg_precision": "float32", "scale_subregion": 0.75}))
     error = one_line_error(lambda: run_test(dataset, models, tmp_path / "out"), capsys)
     assert f"{models}/ was trained on path_vgg 'hed' (features_model0.json), this test uses path_vgg 'random'" in error
@@ -317,12 +324,13 @@ def imported_modules(path):
         if isinstance(node, ast.Import):
             names |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
+            names.add(node.module.split(".")[-1])
+            names |= {alias.name for alias in node.names}
     return names
 
 
 def test_no_import_circle_and_testing_does_not_import_training():
-    modules = {path.stem: path for path in ROOT.glob("*.py")}
+    modules = {path.stem: path for path in [*ROOT.glob("*.py"), *ROOT.glob("runs/*.py")]}
     imports = {name: imported_modules(path) & set(modules) - {name} for name, path in modules.items()}
     assert "training_run" not in imports["testing_run"]
     for start in modules:       # every module reachable from start, through the imports (top-level and lazy)

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from errors import UserError
+from runs.errors import UserError
 from experiments import search_analysis
 
 

@@ -12,7 +12,8 @@ import pytest
 import image_zooms_training
 from episodes import UpperBoundAgent, new_training_stats, train_image
 from metrics import iou_many
-from reinforcement import (EXPERT_ACTION, NUM_ACTIONS, STATE_SIZE, TRIGGER, TRIGGER_VALUE, UPPER_BOUND_VALUES,
+from reinforcement import EXPERT_ACTION, NUM_ACTIONS, TRIGGER, TRIGGER_VALUE, UPPER_BOUND_VALUES
+from conftest import STATE_SIZE
                            Minibatch, OracleLearner, QLearner, ReplayMemory, ZoomEnvironment, build_q_network,
                            margin_loss, regression_values, upper_bound_q_values, upper_bound_return)
 from test_resume import TINY, same_weights, tiny_features
@@ -69,7 +70,7 @@ def test_the_oracle_regresses_to_the_carried_upper_bound_values_and_acts_by_them
     values = rng.choice([-3.0, 1.0, 3.0], size=(16, NUM_ACTIONS)).astype(np.float32)
     minibatch = Minibatch(states, np.zeros(16, np.int32), np.zeros(16, np.float32), states, np.zeros(16, np.float32),
                           {"upper_bound_values": values})
-    learner = OracleLearner(build_q_network(seed=0), 0.9, 1e-4)
+    learner = OracleLearner(build_q_network(STATE_SIZE, seed=0), 0.9, 1e-4)
     assert learner.carries == (UPPER_BOUND_VALUES,) and learner.options == {"oracle": 1}
     first = learner.update(minibatch)
     for _ in range(60):
@@ -82,17 +83,17 @@ def test_the_oracle_regresses_to_the_carried_upper_bound_values_and_acts_by_them
 
 
 def test_the_replay_memory_keeps_its_fields_through_a_resume_state_and_reads_their_former_names():
-    memory = ReplayMemory(4, fields=(UPPER_BOUND_VALUES,))
+    memory = ReplayMemory(4, STATE_SIZE, fields=(UPPER_BOUND_VALUES,))
     memory.add(np.ones(STATE_SIZE), 1, 1.0, np.ones(STATE_SIZE), False, {"upper_bound_values": np.arange(6)})
-    restored = ReplayMemory(4, fields=(UPPER_BOUND_VALUES,))
+    restored = ReplayMemory(4, STATE_SIZE, fields=(UPPER_BOUND_VALUES,))
     restored.load_state_dict(memory.state_dict())
     assert np.array_equal(restored.carried["upper_bound_values"][0], np.arange(6))
     former = {("targets" if name == "upper_bound_values" else name): array
               for name, array in memory.state_dict().items()}       # a resume state written before the fields
-    older = ReplayMemory(4, fields=(UPPER_BOUND_VALUES,))
+    older = ReplayMemory(4, STATE_SIZE, fields=(UPPER_BOUND_VALUES,))
     older.load_state_dict(former)
     assert np.array_equal(older.carried["upper_bound_values"], memory.carried["upper_bound_values"])
-    plain = ReplayMemory(4)
+    plain = ReplayMemory(4, STATE_SIZE)
     plain.add(np.ones(STATE_SIZE), 1, 1.0, np.ones(STATE_SIZE), False)
     assert set(plain.state_dict()) == {*ReplayMemory.CORE, "pos", "full"}   # the paper's resume state: no field
 
@@ -117,7 +118,7 @@ def learner_storing(*fields):
 
 
 def test_trigger_targets_are_the_reward_a_trigger_would_get_in_each_stored_state():
-    memory, rng, trajectory = ReplayMemory(1000, fields=(TRIGGER_VALUE,)), np.random.default_rng(2), []
+    memory, rng, trajectory = ReplayMemory(1000, STATE_SIZE, fields=(TRIGGER_VALUE,)), np.random.default_rng(2), []
     for _ in range(20):             # a plane that the up-left child covers: random searches reach it often
         env = ZoomEnvironment(100, 100, [[0, 0, 60, 60]], 0.75)
         trajectory += train_image(env, ZeroDescriber(), learner_storing(TRIGGER_VALUE), memory, rng, 1.0, 10,
@@ -127,12 +128,12 @@ def test_trigger_targets_are_the_reward_a_trigger_would_get_in_each_stored_state
     assert np.array_equal(memory.carried["trigger_values"][:memory.pos], np.where(ious >= 0.5, 3.0, -3.0))
     assert (ious >= 0.5).any() and (ious < 0.5).any()
     # sampled with the same draw as a memory without the field; kept through a resume state
-    plain = ReplayMemory(1000)
+    plain = ReplayMemory(1000, STATE_SIZE)
     plain.load_state_dict({name: array for name, array in memory.state_dict().items() if name != "trigger_values"})
     ours, theirs = memory.sample(8, np.random.default_rng(5)), plain.sample(8, np.random.default_rng(5))
     assert all(np.array_equal(getattr(ours, name), getattr(theirs, name)) for name in ReplayMemory.CORE)
     assert list(ours.carried) == ["trigger_values"] and theirs.carried == {}
-    restored = ReplayMemory(1000, fields=(TRIGGER_VALUE,))
+    restored = ReplayMemory(1000, STATE_SIZE, fields=(TRIGGER_VALUE,))
     restored.load_state_dict(memory.state_dict())
     assert np.array_equal(restored.carried["trigger_values"], memory.carried["trigger_values"])
 
@@ -143,7 +144,7 @@ def test_trigger_targets_teach_the_trigger_output_which_states_to_trigger_in():
     triggers = np.where(states[:, 0] > 0.5, 3.0, -3.0).astype(np.float32)
     plain = Minibatch(states, np.zeros(32, np.int32), np.full(32, -1.0, np.float32), states, np.zeros(32, np.float32))
     minibatch = Minibatch(**{**plain.__dict__, "carried": {"trigger_values": triggers}})
-    learner = QLearner(build_q_network(seed=0), 0.9, 1e-4, trigger_targets=True)
+    learner = QLearner(build_q_network(STATE_SIZE, seed=0), 0.9, 1e-4, trigger_targets=True)
     assert learner.options == {"trigger_targets": 1} and learner.carries == (TRIGGER_VALUE,)
     for _ in range(60):
         learner.update(minibatch)
@@ -170,7 +171,7 @@ def test_each_option_trains_and_resumes_exactly(option, dataset, tmp_path, monke
 
 
 def test_oracle_refuses_the_options_its_regression_ignores(dataset, tmp_path, small_q_network):
-    from errors import UserError
+    from runs.errors import UserError
     for flags in (["--loss", "huber"], ["--target_update", "10"], ["--trigger_targets", "1"]):
         with pytest.raises(UserError, match="oracle 1 regresses Q to the upper bound's values"):
             image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(tmp_path), *TINY,
@@ -188,7 +189,7 @@ def test_margin_loss_by_hand():
 
 
 def test_expert_actions_are_the_upper_bound_agents_best_action_in_each_stored_state():
-    memory, rng = ReplayMemory(1000, fields=(EXPERT_ACTION,)), np.random.default_rng(2)
+    memory, rng = ReplayMemory(1000, STATE_SIZE, fields=(EXPERT_ACTION,)), np.random.default_rng(2)
     expected = []
 
     for _ in range(10):             # the upper bound's best action in each state, recorded before each step
@@ -208,7 +209,7 @@ def test_expert_actions_are_the_upper_bound_agents_best_action_in_each_stored_st
     assert (stored[memory.pos:] == -1).all()                          # unused slots: no action
     assert np.array_equal(memory.sample(8, np.random.default_rng(5)).carried["expert_actions"],
                           stored[np.random.default_rng(5).choice(memory.pos, size=8, replace=False)])
-    restored = ReplayMemory(1000, fields=(EXPERT_ACTION,))
+    restored = ReplayMemory(1000, STATE_SIZE, fields=(EXPERT_ACTION,))
     restored.load_state_dict(memory.state_dict())
     assert np.array_equal(restored.carried["expert_actions"], stored)
 
@@ -223,7 +224,7 @@ def test_expert_margin_teaches_the_experts_action_and_needs_minibatches_with_it(
 
     def carrying(**carried):
         return Minibatch(**{**base.__dict__, "carried": carried})
-    learner = QLearner(build_q_network(seed=0), 0.9, 1e-4, expert_margin=0.8)
+    learner = QLearner(build_q_network(STATE_SIZE, seed=0), 0.9, 1e-4, expert_margin=0.8)
     assert learner.options == {"expert_margin": 0.8}
     before = float(margin_loss(learner.q_values(states), experts, 0.8))
     for _ in range(60):
@@ -237,15 +238,15 @@ def test_expert_margin_teaches_the_experts_action_and_needs_minibatches_with_it(
         learner.update(base)
     with pytest.raises(ValueError, match="without the expert's action"):
         learner.update(carrying(expert_actions=np.full(32, -1, np.int32)))
-    both = QLearner(build_q_network(seed=0), 0.9, 1e-4, trigger_targets=True, expert_margin=0.8)
+    both = QLearner(build_q_network(STATE_SIZE, seed=0), 0.9, 1e-4, trigger_targets=True, expert_margin=0.8)
     assert both.carries == (TRIGGER_VALUE, EXPERT_ACTION)
     both.update(carrying(trigger_values=np.full(32, 3.0, np.float32), expert_actions=experts))
     with pytest.raises(ValueError, match="negative"):
-        QLearner(build_q_network(seed=0), 0.9, 1e-4, expert_margin=-1)
+        QLearner(build_q_network(STATE_SIZE, seed=0), 0.9, 1e-4, expert_margin=-1)
 
 
 def test_expert_margin_trains_and_resumes_exactly(dataset, tmp_path, capsys, monkeypatch, small_q_network):
-    from errors import UserError
+    from runs.errors import UserError
     monkeypatch.setattr(image_zooms_training, "make_features", tiny_features)
 
     def train(folder, *extra):

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 import settings
-from errors import UserError
+from runs.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ("image_zooms_training", "pool45_crops_training", "image_zooms_testing", "pool45_crops_testing")
@@ -90,6 +90,24 @@ def test_the_readme_and_docs_settings_tables_are_the_ones_the_description_makes(
                    for name in described)
 
 
+def test_the_settings_tables_cut_nothing_short():
+    """No "…" in the README's or docs/settings.md's tables: each meaning whole, as written beside the variable, and a
+    default that differs between the two models' scripts named by model."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index("<!-- settings tables:"):readme.index("<!-- end of settings tables -->")]
+    for tables in (block, settings.settings_tables(short=True), settings.settings_tables()):
+        assert "…" not in tables and not re.search(r"— /|/ —", tables)
+    rows = set()
+    for script in SCRIPTS:
+        described = settings.script_settings(vars(__import__(script)))
+        rows.update({f"| `{name}` | {described.comments[name].replace('|', chr(92) + '|')} |" for name in described})
+    readme_rows = [line for line in block.splitlines() if line.startswith("| `")]
+    assert readme_rows and all(any(row.startswith(whole) for whole in rows) for row in readme_rows)
+    assert "| `cache_mb` | descriptor cache (MiB): regions revisited later are not recomputed | a whole number ≥ 0 | " \
+           "`1024` (Image-Zooms only) |" in settings.settings_tables()
+    assert "`./models_image_zooms` (Image-Zooms), `./models_pool45_crops` (Pool45-Crops)" in block
+
+
 @pytest.mark.parametrize("name, value, message", [
     ("scale_subregion", 1.0, "scale_subregion must be a number > 0 and < 1"),
     ("scale_subregion", float("nan"), "scale_subregion must be a number > 0 and < 1, got nan"),
@@ -103,7 +121,7 @@ def test_the_readme_and_docs_settings_tables_are_the_ones_the_description_makes(
     ("batch_size", 2000, "batch_size 2000 is larger than the replay memory"),
 ])
 def test_impossible_numbers_are_refused_in_one_line_naming_the_setting(name, value, message):
-    import training_run  # noqa: F401 (the scripts' defaults)
+    from runs import training_run  # noqa: F401 (the scripts' defaults)
     import image_zooms_training
     values = dict(settings.script_settings(vars(image_zooms_training)))
     with pytest.raises(UserError, match=re.escape(message)):

@@ -3,13 +3,14 @@ log kept off the terminal, one device line of our own, and ``-n`` checked agains
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import h5py
 import pytest
 
-import runtime
-from errors import UserError
+from runs import runtime
+from runs.errors import UserError
 from parse_xml_annotations import class_ids
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,7 +138,8 @@ def test_stderr_descriptor_is_restored_and_shown_when_the_block_fails(tmp_path):
     """Run in a child whose descriptor 2 is a file, so that what reaches it can be read back exactly."""
     code = """
 import os, sys
-import runtime
+from runs import runtime
+from conftest import STATE_SIZE
 with runtime.quiet_stderr_descriptor():
     os.write(2, b"hidden chatter\\n")
 os.write(2, b"after the quiet block\\n")
@@ -181,9 +183,9 @@ def test_library_use_keeps_tensorflow_start_up_lines_off_the_terminal(tmp_path):
     """``detection.load_q_network`` (and so ``detect``) imports TensorFlow as the scripts do: no C++ start-up log."""
     from reinforcement import build_q_network
     weights = tmp_path / "q.weights.h5"
-    build_q_network(seed=0).save_weights(weights)
+    build_q_network(STATE_SIZE, seed=0).save_weights(weights)
     environment = {name: value for name, value in os.environ.items() if name != "TF_CPP_MIN_LOG_LEVEL"}
-    completed = subprocess.run([sys.executable, "-c", f"import detection; detection.load_q_network({str(weights)!r})"],
+    completed = subprocess.run([sys.executable, "-c", f"import detection; detection.load_q_network({str(weights)!r}, {STATE_SIZE})"],
                                cwd=ROOT, capture_output=True, text=True, timeout=300, env=environment)
     assert completed.returncode == 0, completed.stderr
     assert not any(word in completed.stderr.lower() for word in TENSORFLOW_LOG_WORDS), completed.stderr
@@ -219,3 +221,47 @@ def test_demo_with_an_explicit_oracle_leaves_the_options_it_excludes_off(monkeyp
         with pytest.raises(UserError, match="gamma must be|class_object '0' is not a VOC class"):
             demo_settings(*argv)
     assert generated == []
+
+
+@pytest.mark.parametrize("script, args, expected", [
+    ("image_zooms_training.py", ["--path_voc", "{dataset}", "--path_vgg", "{tmp}/notes.txt"], "not an HDF5 file"),
+    ("image_zooms_testing.py", ["--path_voc_test", "{dataset}", "--path_vgg", "{tmp}/notes.txt", "--path_model",
+                                "{tmp}"], "not an HDF5 file"),
+    ("image_zooms_testing.py", ["--image", "{tmp}/absent.jpg", "--path_vgg", "random", "--path_model", "{tmp}"],
+     "--image {tmp}/absent.jpg: no such file"),
+    ("image_zooms_testing.py", ["--path_voc_test", "{dataset}", "--path_vgg", "random", "--path_model", "{tmp}",
+                                "--refine", "1"], "refine 1: no refinement head refiner_model0.npz"),
+    ("pool45_crops_testing.py", ["--image", "{tmp}", "--path_vgg", "random", "--path_model", "{tmp}"],
+     "a folder; give the image files in it"),
+])
+def test_the_readmes_early_mistakes_are_one_line_before_tensorflow(script, args, expected, dataset, tmp_path):
+    """Each mistake the README calls early, answered before TensorFlow loads (the time is reported, not asserted)."""
+    (tmp_path / "notes.txt").write_text("not weights")
+    with h5py.File(tmp_path / "model0.weights.h5", "w") as handle:
+        handle["weights"] = [0.0]
+    args = [arg.format(dataset=dataset, tmp=tmp_path) for arg in args]
+    started = time.perf_counter()
+    completed = run_script(script, *args)
+    print(f"{script} {expected!r}: {time.perf_counter() - started:.2f} s")
+    line, = own_lines(completed.stderr)
+    assert completed.returncode == 2 and line.startswith("error: ") and expected.format(tmp=tmp_path) in line, line
+    assert "tensorflow" not in imported_modules(completed.stderr) and "keras" not in imported_modules(completed.stderr)
+
+
+def test_demo_resume_without_a_checkpoint_stops_before_the_dataset_is_generated(tmp_path):
+    """``--demo -n 5`` on a fresh clone: one line about the checkpoint; no dataset generated, no TensorFlow."""
+    completed = run_script(str(ROOT / "image_zooms_training.py"), "--demo", "-n", "5", "--path_model",
+                           str(tmp_path / "models"), cwd=tmp_path)
+    line, = own_lines(completed.stderr)
+    assert completed.returncode == 2 and line.startswith("error: -n 5: no checkpoint"), line
+    assert not (tmp_path / "data").exists() and completed.stdout == ""
+    assert "tensorflow" not in imported_modules(completed.stderr)
+
+
+def test_demo_with_another_dataset_generates_none(dataset, tmp_path):
+    """``--demo --path_voc_test DIR`` reads DIR: the synthetic dataset is not generated in the working folder."""
+    completed = run_script(str(ROOT / "image_zooms_testing.py"), "--demo", "--agent", "upper_bound",
+                           "--path_voc_test", str(dataset), "--path_testing_folder", str(tmp_path / "out"),
+                           "--max_images", "2", cwd=tmp_path)
+    assert completed.returncode == 0, own_lines(completed.stderr)
+    assert not (tmp_path / "data").exists() and (tmp_path / "out" / "results.json").is_file()

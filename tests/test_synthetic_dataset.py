@@ -9,7 +9,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from any folder
 
-from errors import UserError  # noqa: E402
+from runs.errors import UserError  # noqa: E402
 from image_helper import image_path, load_image  # noqa: E402
 from parse_xml_annotations import (  # noqa: E402
     VOC_CLASSES, annotation_path, load_records, parse_annotation, read_class_image_set, read_image_set,
@@ -139,5 +139,5 @@ def test_command_line(tmp_path, capsys):
     assert main(["--root", str(tmp_path / "cli"), "--num_trainval", "3", "--num_test", "2", "--seed", "4"]) == 0
     assert "3 trainval + 2 test" in capsys.readouterr().out
     assert len(read_image_set(tmp_path / "cli", "test")) == 2
-    assert main(["--root", str(tmp_path / "bad"), "--num_trainval", "0"]) == 1
+    assert main(["--root", str(tmp_path / "bad"), "--num_trainval", "0"]) == 2
     assert "num_trainval" in capsys.readouterr().err

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from compare_results import compare, default_label, format_table, load_results, main
-from errors import UserError
+from runs.errors import UserError
 from visualization import (animate_search, draw_search, draw_training_search, plot_precision_recall,
                            plot_regions_histogram, plot_training_log)
 

@@ -9,8 +9,8 @@ import json
 import math
 from pathlib import Path
 
-from errors import UserError
-from runtime import json_ready, write_json
+from runs.errors import UserError
+from runs.runtime import json_ready, write_json
 
 REQUIRED_KEYS = ['model', 'agent', 'scale_subregion', 'precision', 'recall', 'ap', 'ap_voc07', 'max_recall',
                  'regions_per_found_object']

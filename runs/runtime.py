@@ -6,6 +6,7 @@ is done. Files are written to a temporary name and renamed, so even SIGKILL neve
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import json
@@ -17,7 +18,7 @@ import threading
 import warnings
 from pathlib import Path
 
-from errors import UserError
+from runs.errors import UserError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")     # TensorFlow's start-up chatter hides the progress lines
 
@@ -149,6 +150,18 @@ def one_line_warnings():
 
 # a write the disk refused: full, over quota, read-only, a file too large
 FULL_OR_READ_ONLY = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """A mistyped flag or value is one line naming it, ``error: ...``, and exit code 2, as every other user mistake
+    (argparse would print the whole usage first). ``listed``: what ``--help`` lists, named in the line."""
+
+    def __init__(self, *arguments, listed="setting", **keywords):
+        super().__init__(*arguments, **keywords)
+        self.listed = listed
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (--help lists every {self.listed})\n")
 
 
 def main_guard(function):

@@ -18,23 +18,24 @@ from __future__ import annotations
 import sys
 import time
 import warnings
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
 
-from dataset import SkipReport, load_record_image
-from errors import UserError
+from runs.dataset import SkipReport, load_record_image
+from runs.errors import UserError
 from parse_xml_annotations import class_ids, several_classes
-from run_folder import (DamagedFile, best_path, check_weights, checkpoint_path, existing_epochs, features_path,
+from runs.run_folder import (DamagedFile, best_path, check_weights, checkpoint_path, existing_epochs, features_path,
                         training_lock,
                         missing_checkpoint,
                         log_path, read_log, read_resume_state, remove_temporary_files, resume_epochs, resume_options,
                         resume_state_path, write_features_file, write_log, write_resume_state,
                         write_together)
 from refinement import MIN_WINDOWS, refiner_path
-from runtime import Interrupted, StopSignals, seed_everything
+from runs.runtime import Interrupted, StopSignals, seed_everything
 from settings import (REMOVED_OPTIONS, check_dataset, check_output_folder, check_path_vgg, check_removed_in,
-                      check_settings, class_index, training_flags)
+                      check_settings, class_index, ensure_demo_dataset)
 
 
 def preflight(settings):
@@ -53,19 +54,22 @@ def preflight(settings):
                         f"epochs, not epochs to add (unlike the 2016 script); to train k more epochs pass "
                         f"-n {settings.n} --epochs {settings.n}+k, e.g. --epochs {settings.n + 10}")
     class_ids(settings.class_object)
+    one_class = not several_classes(settings.class_object)
+    if one_class and settings.n > 0:
+        class_idx = class_index(settings)
+        weights = checkpoint_path(settings.path_model, class_idx, settings.n - 1)
+        if not weights.is_file():
+            raise UserError(f"-n {settings.n}: {missing_checkpoint(settings.path_model, class_idx, weights)}")
+    ensure_demo_dataset(settings, settings.path_voc)
     check_dataset(settings.path_voc, "trainval", settings.class_object, "path_voc")
     if settings.two_databases:
         check_dataset(settings.path_voc2, "trainval", settings.class_object, "path_voc2")
     check_path_vgg(settings.path_vgg)
     if settings.bool_draw:      # the drawings of the searches, written during the epochs
         check_output_folder(Path(settings.path_testing_folder) / "training", "path_testing_folder")
-    if several_classes(settings.class_object):
+    if not one_class:
         return
     class_idx = class_index(settings)
-    if settings.n > 0:
-        weights = checkpoint_path(settings.path_model, class_idx, settings.n - 1)
-        if not weights.is_file():
-            raise UserError(f"-n {settings.n}: {missing_checkpoint(settings.path_model, class_idx, weights)}")
     epochs = range(settings.n, settings.epochs)
     check_output_folder(settings.path_model, "path_model",
                         [path.name for path in run_files(settings.path_model, class_idx, epochs)])
@@ -100,148 +104,139 @@ def split_validation(records, count):
     return records[:-count], records[-count:]
 
 
-def validate(records, name, settings, features, learner, report):
-    """The greedy agent on the held-out images with the paper's test protocol (every visited region a detection,
-    ``number_of_steps`` regions per image, all objects): (AP, max recall)."""
-    from episodes import TrainedAgent
-    from metrics import precision_recall
-    from testing_run import search_records
-    detections, ground_truth, _ = search_records(records, name, TrainedAgent(learner), features, settings, report,
-                                                 only_first_object=False)
-    curve = precision_recall(detections, ground_truth)
-    return curve["ap"], curve["max_recall"]
+class TrainingRun:
+    """What surrounds the training loop (``episodes.train``), one call each: the checks (:func:`preflight`) and the
+    lock on ``path_model``, the seed, the data, resume (:meth:`start`), the images of an epoch with a progress bar
+    (:meth:`images`), drawings, and the end of an epoch (:meth:`end_epoch`: validation, saving, the log line).
 
-
-def run_script(script, argv, model_label):
-    """A training script's main (``script``: its globals): one agent, or one for each class of ``all`` or a list."""
-    from classes_run import run_classes_script, train_classes
-    run_classes_script(script, argv, model_label, training_flags, train, train_classes)
-
-
-def train(settings, make_features, model_label):
-    """The training run: data → models → epochs of searches with Q-learning → a checkpoint and a log line each.
-
-    Ctrl-C / SIGTERM: the epoch in progress is dropped and the run stops with a message naming the last saved
-    epoch and the ``-n`` that continues it. One training at a time per class and folder: a second one stops at once
-    (``run_folder.training_lock``).
+    As a context manager it holds the lock and turns SIGTERM into Ctrl-C: the epoch in progress is dropped and the
+    run stops with a message naming the last saved epoch and the ``-n`` that continues it; a NaN or infinite loss
+    stops it with a UserError, the epoch unsaved.
     """
-    preflight(settings)
-    with training_lock(settings.path_model, class_index(settings)):
-        _train(settings, make_features, model_label)
 
+    def __init__(self, settings, model_label):
+        from parse_xml_annotations import class_name
+        self.settings, self.model_label = settings, model_label
+        preflight(settings)
+        self.class_name, self.class_idx = class_name(settings.class_object), class_index(settings)
+        self.path_model = Path(settings.path_model)
+        self.epoch, self.last_saved = settings.n, settings.n - 1
+        self.log_rows = []
 
-def _train(settings, make_features, model_label):
-    from tqdm import tqdm
-
-    from episodes import NonFiniteLoss, make_environment, new_training_stats, train_image
-    from parse_xml_annotations import class_name, load_records
-    from refinement import WindowSample
-    from reinforcement import ReplayMemory, build_q_network, epsilon_for_epoch
-
-    initial_weights = check_initial_weights(settings)
-    seed_everything(settings.seed)
-    rng = np.random.default_rng(settings.seed)
-    name = class_name(settings.class_object)
-    class_idx = class_index(settings)
-    path_model = Path(settings.path_model)
-    path_model.mkdir(parents=True, exist_ok=True)
-    remove_temporary_files(path_model, class_idx)
-
-    # data
-    roots = [settings.path_voc] + ([settings.path_voc2] if settings.two_databases else [])
-    report, annotation_problems = SkipReport(), []
-    records = load_records(roots, name, "trainval", max_images=settings.max_images, skipped=annotation_problems)
-    report.add_records(records, annotation_problems)
-    records, validation = split_validation(records, settings.validation_images)
-    print(f"{model_label} training: class {name} (id {class_idx + 1}), {len(records)} images"
-          + (f" (+{len(validation)} held out for validation)" if validation else "")
-          + f", scale {settings.scale_subregion}, {settings.epochs} epochs")
-
-    # models
-    features = make_features(settings)
-    model = build_q_network(seed=settings.seed)
-    if initial_weights is not None:     # fine-tuning: epoch 0 starts from these weights instead of N(0, 0.01)
-        from detection import set_q_network_weights
-        description = set_q_network_weights(model, initial_weights, settings.weights_order)
-        print(f"starting from the Q-network weights {initial_weights} ({description})")
-    learner = make_learner(settings, model)
-    if learner.options or validation or settings.refine:
-        extras = {**learner.options, **({"validation_images": len(validation)} if validation else {}),
-                  **({"refine": 1} if settings.refine else {})}
-        print("learning options (not the paper's method): " + ", ".join(f"{k} {v}" for k, v in extras.items())
-              + ("; the log's loss adds the margin's to Q-learning's" if extras.get("expert_margin") else ""))
-    memory = ReplayMemory(settings.buffer_experience_replay, fields=learner.carries)
-    # the refine option: distinct visited windows that overlap an object, for the box-refinement head
-    sample = WindowSample(seed=settings.seed) if settings.refine else None
-    log_rows = []
-    first_epoch = settings.n
-    if first_epoch > 0:
-        log_rows = resume(settings, learner, memory, rng, class_idx, sample)
-
-    # loop
-    last_saved = first_epoch - 1
-    epoch = first_epoch
-    with StopSignals() as signals:
+    def __enter__(self):
+        self._stack = ExitStack()
+        self._stack.enter_context(training_lock(self.path_model, self.class_idx))
+        self.signals = self._stack.enter_context(StopSignals())
         try:
-            for epoch in range(first_epoch, settings.epochs):
-                epsilon = epsilon_for_epoch(epoch, settings.epsilon)
-                stats = new_training_stats()
-                forwards_before, hits_before = features.forward_count, features.cache.hits
-                started = time.perf_counter()
-                used = 0
-                progress = tqdm(rng.permutation(len(records)), desc=f"epoch {epoch}", unit="img", leave=False,
-                                disable=not sys.stderr.isatty())
-                for index in progress:
-                    record = records[index]
-                    image = load_record_image(record, report, settings.max_pixels)
-                    if image is None:
-                        continue
-                    used += 1
-                    env = make_environment(record, name, settings.scale_subregion, image)
-                    try:
-                        steps = train_image(env, features, learner, memory, rng, epsilon, settings.number_of_steps,
-                                            stats)
-                    except NonFiniteLoss as error:
-                        raise UserError(non_finite_message(settings, class_idx, epoch, str(error))) from None
-                    if sample is not None:
-                        sample.add_search_steps(steps, memory, env.boxes)
-                    if draws_epoch(settings, epoch) and steps:
-                        from visualization import draw_training_search
-                        draw_training_search(image, steps, Path(settings.path_testing_folder) / "training" /
-                                             f"epoch{epoch}_{record.image_id}.png",
-                                             title=f"epoch {epoch} {record.image_id}")
-                    progress.set_postfix(steps=stats["steps"], triggers=stats["triggers"])
-                if used == 0:
-                    raise UserError(f"none of the {len(records)} training images could be read (first: "
-                                    f"{next(iter(report.images.values()))}); nothing to train on")
-                seconds = time.perf_counter() - started
-
-                # save: resume state, weights, log line, all or none; a signal now waits until they are written
-                row = epoch_row(epoch, epsilon, used, stats, features.forward_count - forwards_before,
-                                features.cache.hits - hits_before, seconds)
-                if validation:
-                    row["validation_ap"], row["validation_max_recall"] = validate(
-                        validation, name, settings, features, learner, report)
-                with signals.deferred():
-                    if not weights_are_finite(model):
-                        raise UserError(non_finite_message(settings, class_idx, epoch, "the weights became NaN or "
-                                                           "infinite"))
-                    log_rows.append(row)
-                    best = bool(validation) and row["validation_ap"] >= max(r.get("validation_ap") or 0.0
-                                                                           for r in log_rows)
-                    save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best, sample)
-                    last_saved = epoch
-                print(f"epoch {epoch:3d}  eps {epsilon:.2f}  mean reward {row['mean_reward']:+.3f}  searches "
-                      f"{row['searches']}  triggers {row['triggers']} (correct {row['correct_triggers']}, mean IoU "
-                      f"{row['mean_trigger_iou']:.2f})  loss {row['mean_loss']:.4f}  vgg forwards "
-                      f"{row['vgg_forwards']}  {row['steps_per_s']:.1f} steps/s"
-                      + (f"  validation AP {row['validation_ap']:.3f}" if validation else ""), flush=True)
-        except Interrupted as interrupt:
-            print(interrupted_message(interrupt, epoch, last_saved, path_model), file=sys.stderr, flush=True)
+            self._prepare()
+        except BaseException:       # the lock and the signal handlers are released as after any run
+            self._stack.close()
             raise
-    if report.summary():
-        print(report.summary())
-    print(f"checkpoints in {path_model}/, log {log_path(path_model, class_idx)}")
+        return self
+
+    def _prepare(self):
+        from parse_xml_annotations import load_records
+        settings = self.settings
+        self.initial_weights = check_initial_weights(settings)
+        seed_everything(settings.seed)
+        self.rng = np.random.default_rng(settings.seed)
+        self.path_model.mkdir(parents=True, exist_ok=True)
+        remove_temporary_files(self.path_model, self.class_idx)
+        roots = [settings.path_voc] + ([settings.path_voc2] if settings.two_databases else [])
+        self.report, annotation_problems = SkipReport(), []
+        records = load_records(roots, self.class_name, "trainval", max_images=settings.max_images,
+                               skipped=annotation_problems)
+        self.report.add_records(records, annotation_problems)
+        self.records, self.validation = split_validation(records, settings.validation_images)
+        print(f"{self.model_label} training: class {self.class_name} (id {self.class_idx + 1}), "
+              f"{len(self.records)} images" + (f" (+{len(self.validation)} held out for validation)"
+                                              if self.validation else "")
+              + f", scale {settings.scale_subregion}, {settings.epochs} epochs")
+
+    def __exit__(self, kind, error, traceback):
+        from reinforcement import NonFiniteLoss
+        try:
+            if isinstance(error, NonFiniteLoss):
+                raise UserError(non_finite_message(self.settings, self.class_idx, self.epoch, str(error))) from None
+            if isinstance(error, Interrupted):
+                print(interrupted_message(error, self.epoch, self.last_saved, self.path_model), file=sys.stderr,
+                      flush=True)
+        finally:
+            self._stack.close()
+        if error is None:
+            if self.report.summary():
+                print(self.report.summary())
+            print(f"checkpoints in {self.path_model}/, log {log_path(self.path_model, self.class_idx)}")
+        return False
+
+    def start(self, learner, memory, sample):
+        """Epoch ``n``'s start: the initial weights (fine-tuning) or, with ``-n``, the checkpoint of epoch n − 1
+        (:func:`resume`); says which learning options are on. Returns the random generator of the loop."""
+        settings = self.settings
+        if self.initial_weights is not None:     # fine-tuning: epoch 0 starts from these weights, not N(0, 0.01)
+            from runs.q_network_files import set_q_network_weights
+            description = set_q_network_weights(learner.model, self.initial_weights, settings.weights_order)
+            print(f"starting from the Q-network weights {self.initial_weights} ({description})")
+        extras = {**learner.options, **({"validation_images": len(self.validation)} if self.validation else {}),
+                  **({"refine": 1} if settings.refine else {})}
+        if extras:
+            print("learning options (not the paper's method): " + ", ".join(f"{k} {v}" for k, v in extras.items())
+                  + ("; the log's loss adds the margin's to Q-learning's" if extras.get("expert_margin") else ""))
+        if settings.n > 0:
+            self.log_rows = resume(settings, learner, memory, self.rng, self.class_idx, sample)
+        return self.rng
+
+    def images(self, epoch, stats, features):
+        """The training images of ``epoch`` in a random order, as ``(record, image)``, with a progress bar; an
+        unreadable image is skipped (reported at the end)."""
+        from tqdm import tqdm
+        self.epoch, self.stats, self.used = epoch, stats, 0
+        self.forwards, self.hits, self.started = features.forward_count, features.cache.hits, time.perf_counter()
+        progress = tqdm(self.rng.permutation(len(self.records)), desc=f"epoch {epoch}", unit="img", leave=False,
+                        disable=not sys.stderr.isatty())
+        for index in progress:
+            record = self.records[index]
+            image = load_record_image(record, self.report, self.settings.max_pixels)
+            if image is not None:
+                self.used += 1
+                yield record, image
+                progress.set_postfix(steps=stats["steps"], triggers=stats["triggers"])
+        if self.used == 0:
+            raise UserError(f"none of the {len(self.records)} training images could be read (first: "
+                            f"{next(iter(self.report.images.values()))}); nothing to train on")
+        # the epoch's own VGG-16 forwards, cache hits and seconds (validation's come after)
+        self.counts = (features.forward_count - self.forwards, features.cache.hits - self.hits,
+                       time.perf_counter() - self.started)
+
+    def draw(self, epoch, record, image, steps):
+        """The searches of an image as a PNG, with ``bool_draw`` (every ``draw_every``-th epoch and the last)."""
+        if draws_epoch(self.settings, epoch) and steps:
+            from visualization import draw_training_search
+            draw_training_search(image, steps, Path(self.settings.path_testing_folder) / "training" /
+                                 f"epoch{epoch}_{record.image_id}.png", title=f"epoch {epoch} {record.image_id}")
+
+    def end_epoch(self, epoch, epsilon, features, learner, memory, sample, validation=None):
+        """The epoch's log row (with ``validation``'s AP and max recall), then its files, all or none (a signal now
+        waits until they are written), and one progress line."""
+        settings, stats = self.settings, self.stats
+        row = epoch_row(epoch, epsilon, self.used, stats, *self.counts)
+        if validation is not None:
+            row["validation_ap"], row["validation_max_recall"] = validation
+        with self.signals.deferred():
+            if not weights_are_finite(learner.model):
+                raise UserError(non_finite_message(settings, self.class_idx, epoch, "the weights became NaN or "
+                                                   "infinite"))
+            self.log_rows.append(row)
+            best = bool(self.validation) and row["validation_ap"] >= max(r.get("validation_ap") or 0.0
+                                                                         for r in self.log_rows)
+            save_epoch(settings, learner, memory, self.rng, self.class_idx, epoch, self.log_rows, best, sample,
+                       features)
+            self.last_saved = epoch
+        print(f"epoch {epoch:3d}  eps {epsilon:.2f}  mean reward {row['mean_reward']:+.3f}  searches "
+              f"{row['searches']}  triggers {row['triggers']} (correct {row['correct_triggers']}, mean IoU "
+              f"{row['mean_trigger_iou']:.2f})  loss {row['mean_loss']:.4f}  vgg forwards "
+              f"{row['vgg_forwards']}  {row['steps_per_s']:.1f} steps/s"
+              + (f"  validation AP {row['validation_ap']:.3f}" if self.validation else ""), flush=True)
 
 
 def check_initial_weights(settings):
@@ -250,7 +245,7 @@ def check_initial_weights(settings):
     path = getattr(settings, "initial_weights", "")
     if path in (None, "", "None"):
         return None
-    from detection import check_weights_order
+    from runs.q_network_files import check_weights_order
     check_weights_order(getattr(settings, "weights_order", "auto"))
     if settings.n > 0:
         if "initial_weights" in settings.explicit:
@@ -313,7 +308,7 @@ def keeps_epoch_weights(settings, epoch):
     return (epoch + 1) % settings.checkpoint_every == 0 or epoch == settings.epochs - 1
 
 
-def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best, sample=None):
+def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best, sample=None, features=None):
     """The files of ``epoch``: the resume state (epoch, ε, optimiser, replay memory, random generators, settings),
     the weights (of the epoch, the latest and, when ``best``, the best epoch's), the log and the describing settings
     (``run_folder.features_path``: what testing checks its features against), written together
@@ -342,7 +337,8 @@ def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best,
                       f"{MIN_WINDOWS} the refinement head needs; epoch {epoch} is saved without one (train on more "
                       f"images or epochs)", UserWarning, stacklevel=2)
     writes.append((log_path(path_model, class_idx), lambda temporary: write_log(temporary, log_rows)))
-    writes.append((features_path(path_model, class_idx), lambda temporary: write_features_file(temporary, settings)))
+    writes.append((features_path(path_model, class_idx),
+                   lambda temporary: write_features_file(temporary, settings, features)))
     try:
         write_together(writes)
     except Exception as error:      # whatever stopped the write, the folder is as before: say so in one line

@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from errors import UserError
+from runs.errors import UserError
 from parse_xml_annotations import VOC_CLASSES
-from runtime import TEMPORARY_PREFIX
+from runs.runtime import TEMPORARY_PREFIX
 
 # ---------------------------------------------------------------------------------------------------------------
 # names
@@ -278,11 +278,15 @@ def write_log(path, rows):
                              for key, value in row.items()})
 
 
-def write_features_file(path, settings):
-    """The describing settings of a training run (:func:`features_path`) as JSON in ``path``."""
+def write_features_file(path, settings, features=None):
+    """The describing settings of a training run (:func:`features_path`) as JSON in ``path``, with what ``features``
+    is: the feature model (``image_zooms``, ``pool45_crops``), its backbone and its descriptor's size."""
     describing = {name: getattr(settings, name) for name in DESCRIBING_SETTINGS if hasattr(settings, name)}
-    Path(path).write_text(json.dumps({key: str(value) if key == "path_vgg" else value
-                                      for key, value in describing.items()}, indent=1) + "\n")
+    describing = {key: str(value) if key == "path_vgg" else value for key, value in describing.items()}
+    if features is not None:
+        describing.update(model=features.name, backbone=features.backbone.name,
+                          descriptor_size=int(features.descriptor_size))
+    Path(path).write_text(json.dumps(describing, indent=1) + "\n")
 
 
 def read_features_file(path):
@@ -305,7 +309,7 @@ def read_features_file(path):
         warnings.warn(f"{path}: a JSON {type(describing).__name__}, not an object naming the describing settings; the "
                       f"features it was trained on are not checked", UserWarning, stacklevel=2)
         return None
-    rules = {"path_vgg": lambda value: isinstance(value, str) and value != "",
+    rules = {"path_vgg": lambda value: isinstance(value, str) and value != "", "model": FEATURE_CLASSES.__contains__,
              "vgg_precision": RULES["vgg_precision"].holds, "scale_subregion": RULES["scale_subregion"].holds}
     for name, holds in rules.items():
         if name in describing and not holds(describing[name]):
@@ -315,20 +319,27 @@ def read_features_file(path):
     return describing
 
 
+FEATURE_CLASSES = {"image_zooms": "features.ImageZoomsFeatures", "pool45_crops": "features.Pool45CropsFeatures"}
 # path_vgg keywords: weights that are the same wherever they are read from
 NAMED_VGG_WEIGHTS = ("random", "imagenet", "hed")
 
 
-def check_trained_features(path_model, class_idx, path_vgg, scale_subregion, what="this test"):
+def check_trained_features(path_model, class_idx, path_vgg, scale_subregion, what="this test", model=None):
     """A trained agent is searched with the descriptors it was trained on: a ``path_vgg`` other than the training
     run's (:func:`features_path` in ``path_model``) is a UserError where either is a keyword ('random', 'hed', …), a
     warning where both are files (the same weights may have moved); another ``scale_subregion`` is a warning (a test
     of the other hierarchy may be meant). Checkpoints without the file (earlier versions) are not checked, nor is a
-    damaged value of it (a warning: :func:`read_features_file`)."""
+    damaged value of it (a warning: :func:`read_features_file`). The feature model (``model``: image_zooms,
+    pool45_crops) must be the training's."""
     path = features_path(path_model, class_idx)
     trained = read_features_file(path) or {}
+    if model is not None and trained.get("model") not in (None, model):
+        remedy = (f"test it with {trained['model']}_testing.py" if what == "this test" else
+                  f"pass the features it was trained on ({FEATURE_CLASSES.get(trained['model'], 'its describer')})")
+        raise UserError(f"{path_model}/ was trained on {trained['model']} features ({path.name}), {what} describes "
+                        f"regions with {model}'s: {remedy}")
     given, used = str(path_vgg), str(trained.get("path_vgg", path_vgg))
-    if given != used:
+    if path_vgg is not None and given != used:
         if given in NAMED_VGG_WEIGHTS or used in NAMED_VGG_WEIGHTS:
             remedy = f"Test with --path_vgg {used}" if what == "this test" else f"Pass path_vgg={used!r}"
             raise UserError(f"{path_model}/ was trained on path_vgg {used!r} ({path.name}), {what} uses path_vgg "

@@ -9,17 +9,18 @@ from pathlib import Path
 
 import numpy as np
 
-from dataset import SkipReport, load_record_image
-from errors import UserError
+from episodes import search_records
+from runs.dataset import SkipReport, load_record_image
+from runs.errors import UserError
 from parse_xml_annotations import class_ids, several_classes
 from parse_xml_annotations import VOC2007_TEST_FOLDER, ensure_voc2007_test_annotations
 from results_page import PAGE_NAME, write_run_page
-from run_folder import (DamagedFile, best_epoch, best_path, check_trained_features, check_weights,
+from runs.run_folder import (DamagedFile, best_epoch, best_path, check_trained_features, check_weights,
                         checkpoint_path, existing_epochs, log_path, missing_checkpoint, read_log, test_options,
                         training_holder)
-from runtime import seed_everything, write_json
+from runs.runtime import seed_everything, write_json
 from settings import (check_dataset, check_output_folder, check_path_vgg, check_settings, class_index,
-                      testing_flags)
+                      ensure_demo_dataset)
 
 
 def preflight(settings, model_label):
@@ -30,9 +31,16 @@ def preflight(settings, model_label):
     check_settings(settings)
     class_ids(settings.class_object)
     own_images = bool(getattr(settings, "image", None))
-    if not own_images:
+    if own_images:
+        missing = [str(path) for path in settings.image if not Path(path).is_file()]
+        if len(missing) == len(settings.image):     # with some images there, the others are skipped with a warning
+            raise UserError(f"--image {missing[0]}: " + ("a folder; give the image files in it (e.g. folder/*.jpg)"
+                                                        if Path(missing[0]).is_dir() else "no such file")
+                            + (f" (nor any of the other {len(missing) - 1} images)" if len(missing) > 1 else ""))
+    else:
         if Path(settings.path_voc_test) == VOC2007_TEST_FOLDER:     # the annotations the repository carries
             ensure_voc2007_test_annotations()
+        ensure_demo_dataset(settings, settings.path_voc_test)
         check_dataset(settings.path_voc_test, "test", settings.class_object, "path_voc_test")
     if settings.agent == "trained":
         if not Path(settings.path_model).is_dir():
@@ -44,7 +52,10 @@ def preflight(settings, model_label):
         check_path_vgg(settings.path_vgg)
         if not several_classes(settings.class_object) and not model_name(settings):
             check_trained_features(settings.path_model, class_index(settings), settings.path_vgg,
-                                   settings.scale_subregion)
+                                   settings.scale_subregion, model=model_label)
+    if settings.refine and (isinstance(settings.epoch, int) or settings.epoch == "best") and \
+            not several_classes(settings.class_object):
+        check_refinement_head(settings, class_index(settings), model_label)
     one_class = not several_classes(settings.class_object)
     outputs = ("detections.json",) if own_images else \
         ("results.json", PAGE_NAME, *(OUTPUT_FIGURES if one_class else ()))
@@ -54,57 +65,17 @@ def preflight(settings, model_label):
         check_output_folder(Path(settings.path_testing_folder) / drawings, "path_testing_folder")
 
 
-def run_script(script, argv, model_label):
-    """A testing script's main (``script``: its globals): one class, or each class of ``all`` or a list and their
-    mean AP."""
-    from classes_run import run_classes_script, test_classes
-    run_classes_script(script, argv, model_label, testing_flags, test, test_classes)
-
-
-def search_records(records, name, agent, features, settings, report, only_first_object, needs_pixels=True,
-                   visit=None, refiner=None):
-    """The searches of ``agent`` on annotated ``records`` (testing, and validation during training), in lockstep
-    over chunks of 16 images; an unreadable image, or one of more than ``settings.max_pixels`` pixels, is left out.
-    Returns ``(detections, ground_truth, trajectories)`` for :func:`metrics.precision_recall`: every analysed region
-    is a detection (the paper's protocol), with its search, step and whether it was triggered. ``visit(record,
-    image, trajectory)`` is called after each image. With a ``refiner`` (the ``refine`` option) a detection's
-    ``box`` is the refined one and ``window`` the region."""
-    from episodes import make_environment, run_searches
-    detections, ground_truth, trajectories = [], {}, {}
-    chunk = 16
-    for start in range(0, len(records), chunk):
-        pairs = [(r, load_record_image(r, report, settings.max_pixels) if needs_pixels else None)
-                 for r in records[start:start + chunk]]
-        pairs = [(record, image) for record, image in pairs if image is not None or not needs_pixels]
-        environments = [make_environment(r, name, settings.scale_subregion, image) for r, image in pairs]
-        for (record, image), trajectory in zip(pairs, run_searches(environments, agent, features,
-                                                                   settings.number_of_steps, only_first_object,
-                                                                   refiner)):
-            key = record.image_id
-            ground_truth[key] = {"boxes": record.annotation.boxes_of(name),
-                                 "difficult": record.annotation.difficult_of(name)}
-            detections += [{"image": key, "box": step.get("refined", step["region"]), "score": step["score"],
-                            "search": step["search"], "step": step["step"], "triggered": step["triggered"],
-                            **({"window": step["region"]} if "refined" in step else {})} for step in trajectory]
-            trajectories[key] = trajectory
-            if visit is not None:
-                visit(record, image, trajectory)
-        if len(records) > chunk:
-            print(f"  {min(start + chunk, len(records))}/{len(records)} images", flush=True)
-    return detections, ground_truth, trajectories
-
 
 def test(settings, make_features, model_label):
     """The test run: searches with the chosen agent → detections → VOC metrics → results.json and figures.
 
     With ``--image`` it searches the user's own images instead (:func:`search_own_images`).
     """
-    preflight(settings, model_label)
-    if settings.refine and settings.agent != "trained" and getattr(settings, "demo", False) \
-            and "refine" not in settings.explicit:
+    if settings.refine and settings.agent != "trained" and refine_from_demo(settings):
         settings.refine = 0     # the demo's refine 1 is its trained agent's; the baselines need no training
         print(f"--demo: the {settings.agent} agent reports the hierarchy's windows (--refine 1 refines them with the "
               f"trained agent's head)")
+    preflight(settings, model_label)
     from episodes import RandomAgent, TrainedAgent, UpperBoundAgent
     from metrics import precision_recall, regions_per_found_object
     from parse_xml_annotations import class_name, load_records
@@ -127,10 +98,13 @@ def test(settings, make_features, model_label):
     features, agent, epoch, weights = None, None, None, None
     if settings.agent == "trained":
         from detection import QNetworkPolicy, load_q_network
+        from reinforcement import state_size
         epoch = settings.epoch
         weights = trained_weights(settings, class_idx, model_label)
         weights = while_training(settings, class_idx, weights)
-        agent = TrainedAgent(QNetworkPolicy(load_q_network(weights, settings.weights_order, verbose=True)))
+        features = make_features(settings)      # first: the Q-network reads states of its descriptor's size
+        agent = TrainedAgent(QNetworkPolicy(load_q_network(weights, state_size(features.descriptor_size),
+                                                           settings.weights_order, verbose=True)))
         if model_name(settings):        # a named file (the 2016 models): no epoch known
             epoch = None
         elif epoch == "best":
@@ -143,7 +117,6 @@ def test(settings, make_features, model_label):
                 epoch = None
         elif epoch < 0:     # the latest weights are those of the last saved epoch
             epoch = max(existing_epochs(settings.path_model, class_idx), default=None)
-        features = make_features(settings)
     elif settings.agent == "random":
         agent = RandomAgent(np.random.default_rng(settings.seed))
     else:
@@ -151,8 +124,9 @@ def test(settings, make_features, model_label):
     refiner = None
     if settings.refine:         # the head trained beside the weights tested (the latest, for the baselines)
         from refinement import load_refiner
-        refiner = load_refiner(weights if weights is not None else trained_weights(settings, class_idx, model_label))
         features = features or make_features(settings)
+        refiner = load_refiner(weights if weights is not None else trained_weights(settings, class_idx, model_label),
+                               features.descriptor_size)
         print(f"refine 1: each analysed window is reported as its refined box (head fitted on {refiner.samples} "
               f"training windows)")
     needs_pixels = agent.needs_features or settings.bool_draw or refiner is not None
@@ -192,7 +166,8 @@ def test(settings, make_features, model_label):
         "scale_subregion": settings.scale_subregion, "epoch": epoch,
         "weights": None if weights is None else str(weights), "detections_protocol": settings.detections,
         "only_first_object": bool(settings.only_first_object), "number_of_steps": settings.number_of_steps,
-        "refine": bool(settings.refine), "duplicates": settings.duplicates, "num_images": len(ground_truth), "num_objects": int(curve["num_positives"]),
+        "refine": bool(settings.refine), "refine_missing": getattr(settings, "refine_missing", None),
+        "duplicates": settings.duplicates, "num_images": len(ground_truth), "num_objects": int(curve["num_positives"]),
         "precision": curve["precision"], "recall": curve["recall"], "ap": curve["ap"], "ap_voc07": curve["ap_voc07"],
         "max_recall": curve["max_recall"], "regions_per_found_object": regions,
         "regions_analysed": int(sum(len(t) for t in all_trajectories.values())),
@@ -239,6 +214,37 @@ def test_epochs(settings, make_features, model_label):
     print(format_table(rows))
     print(f"comparison of epochs in {out_folder / 'epochs.png'}")
     return rows
+
+
+def refine_from_demo(settings):
+    """Whether ``refine 1`` comes from ``--demo`` rather than the command line."""
+    return bool(getattr(settings, "demo", False)) and "refine" not in settings.explicit
+
+
+def check_refinement_head(settings, class_idx, model_label):
+    """``refine 1`` needs the refinement head saved beside the weights tested (the latest, for the baselines).
+    Without one, where ``refine`` comes from ``--demo`` (a short demo training may have none), one warning and the
+    hierarchy's windows are reported: ``settings.refine`` becomes 0 and ``settings.refine_missing`` says why (it goes
+    into the results). Asked for on the command line, it is a UserError with the way on."""
+    from refinement import MIN_WINDOWS, refiner_path
+    weights = trained_weights(settings, class_idx, model_label)
+    if refiner_path(weights).is_file():
+        return
+    if model_name(settings):
+        why = (f"model_name {model_name(settings)!r} is a weights file without a refinement head (the 2016 files "
+               f"have none)")
+        way = "test it with --refine 0"
+    else:
+        why = (f"no refinement head {refiner_path(weights).name} beside {weights.name} (a training with refine 1 "
+               f"writes one once {MIN_WINDOWS} visited windows have overlapped an object)")
+        way = ("train on more images or epochs with --refine 1 for one, or test the hierarchy's windows with "
+               "--refine 0")
+    if not refine_from_demo(settings):
+        raise UserError(f"refine 1: {why}; {way}")
+    warnings.warn(f"--demo: {why}; the hierarchy's windows are reported, not refined boxes", UserWarning,
+                  stacklevel=2)
+    settings.refine = 0
+    settings.refine_missing = why
 
 
 def model_name(settings):
@@ -312,6 +318,7 @@ def search_own_images(settings, make_features, model_label):
     can be read.
     """
     from detection import as_rgb_image, detect_many, load_q_network
+    from reinforcement import state_size
     from parse_xml_annotations import class_name
     from visualization import animate_search, draw_search
 
@@ -324,11 +331,12 @@ def search_own_images(settings, make_features, model_label):
     protocol = settings.detections if "detections" in settings.explicit else "triggered"
     out_folder = Path(settings.path_testing_folder)
     report = SkipReport()
-    model, features = load_q_network(weights, settings.weights_order, verbose=True), make_features(settings)
+    features = make_features(settings)
+    model = load_q_network(weights, state_size(features.descriptor_size), settings.weights_order, verbose=True)
     refiner = None
     if settings.refine:
         from refinement import load_refiner
-        refiner = load_refiner(weights)
+        refiner = load_refiner(weights, features.descriptor_size)
     count = len(settings.image)
     print(f"{model_label}: the {name} agent of {weights} searches {count} image{'s' if count != 1 else ''}, "
           f"scale {settings.scale_subregion}")
@@ -366,7 +374,8 @@ def search_own_images(settings, make_features, model_label):
     summary = {"model": model_label, "class_object": name, "weights": str(weights),
                "scale_subregion": settings.scale_subregion, "number_of_steps": settings.number_of_steps,
                "only_first_object": bool(settings.only_first_object), "detections_protocol": protocol,
-               "refine": bool(settings.refine), "duplicates": settings.duplicates,
+               "refine": bool(settings.refine), "refine_missing": getattr(settings, "refine_missing", None),
+               "duplicates": settings.duplicates,
                "box_format": "[x0, y0, x1, y1) in pixels of the image", **report.as_json(), "images": entries}
     write_json(out_folder / "detections.json", summary)
     if report.summary():
@@ -392,7 +401,8 @@ OUTPUT_FIGURES = ("precision_recall.png", "regions_per_object.png")       # what
 
 def write_figures(results, out_folder):
     from visualization import plot_precision_recall, plot_regions_histogram
-    label = f"{results['model']} {results['agent']} s={results['scale_subregion']}"
+    from compare_results import refinement_label
+    label = refinement_label(f"{results['model']} {results['agent']} s={results['scale_subregion']}", results)
     plot_precision_recall([{"label": label, "recall": results["recall"], "precision": results["precision"],
                             "ap": results["ap"]}], Path(out_folder) / OUTPUT_FIGURES[0])
     plot_regions_histogram({label: results["regions_per_found_object"]}, Path(out_folder) / OUTPUT_FIGURES[1])

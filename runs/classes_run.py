@@ -1,5 +1,5 @@
 """Several classes in one run: ``class_object all`` or a comma list (``1,bird,car``) trains or tests one
-agent per class by running the single-class :func:`training_run.train` / :func:`testing_run.test` once per class.
+agent per class by running the single-class :func:`episodes.train` / :func:`testing_run.test` once per class.
 
 Each class keeps exactly the files, seed and results of its single-class run (``model<k>…`` in ``path_model``;
 ``<path_testing_folder>/<class>/results.json``), so classes can also run as separate jobs (``--class_object 7``)
@@ -23,13 +23,26 @@ import sys
 import traceback
 from pathlib import Path
 
-from class_results import combine, format_class_table
-from errors import UserError
 from results_page import write_classes_page
-from runtime import Interrupted, one_line_warnings, write_json
+from runs.class_results import combine, format_class_table
+from runs.errors import UserError
+from runs.runtime import Interrupted, one_line_warnings, write_json
 
 # each class of a several-class training in its own process (tests that monkeypatch the training set it False)
 CLASSES_APART = True
+
+
+def run_training(train, script, argv, model_label):
+    """A training script's main (``script``: its globals): ``train`` (``episodes.train``) for one class, or for each
+    class of ``all`` or a list, each in its own process (:func:`train_classes`)."""
+    from settings import training_flags
+    run_classes_script(script, argv, model_label, training_flags, train, train_classes)
+
+
+def run_testing(test, script, argv, model_label):
+    """A testing script's main: ``test`` for one class, or for each class and their mean AP (:func:`test_classes`)."""
+    from settings import testing_flags
+    run_classes_script(script, argv, model_label, testing_flags, test, test_classes)
 
 
 def run_classes_script(script, argv, model_label, flags, run_one, run_each):
@@ -40,6 +53,10 @@ def run_classes_script(script, argv, model_label, flags, run_one, run_each):
     settings = configure(script_settings(script), argv, script["__doc__"], flags)
     apply_demo(settings, script["DEMO"])
     if several_classes(settings.class_object):
+        from parse_xml_annotations import class_ids
+        from settings import ensure_demo_dataset
+        class_ids(settings.class_object)
+        ensure_demo_dataset(settings, getattr(settings, "path_voc", None) or settings.path_voc_test)
         run_each(settings, script["make_features"], model_label, run_one)
     else:
         run_one(settings, script["make_features"], model_label)
@@ -85,7 +102,7 @@ def classes_present(roots, identifiers, set_name):
 
 def resume_epoch(settings, class_idx):
     """Where a resumed several-class run continues this class: after its latest saved epoch, or 0 with none."""
-    from run_folder import existing_epochs
+    from runs.run_folder import existing_epochs
     saved = existing_epochs(settings.path_model, class_idx)
     return saved[-1] + 1 if saved else 0
 
@@ -157,6 +174,9 @@ def train_classes(settings, make_features, model_label, train):
     identifiers = class_ids(settings.class_object)
     roots = [settings.path_voc] + ([settings.path_voc2] if settings.two_databases else [])
     resuming = settings.n > 0
+    if resuming:
+        print(f"-n {settings.n} with several classes: each class continues after its own latest saved epoch, a class "
+              f"with none starts at epoch 0")
     present = classes_present(roots, identifiers, "trainval")
     trained, absent, finished = [], [], []
     for number, identifier in enumerate(identifiers, start=1):
@@ -172,6 +192,9 @@ def train_classes(settings, make_features, model_label, train):
             print(f"  {name}: all {settings.epochs} epochs already saved, skipped")
             finished.append(name)
             continue
+        if resuming:
+            print(f"  {name}: " + (f"continues at epoch {one.n} (its latest saved epoch is {one.n - 1})" if one.n
+                                   else f"no saved epoch in {settings.path_model}/: starts at epoch 0"), flush=True)
         try:
             if CLASSES_APART:
                 in_fresh_process(train, one, make_features, model_label)

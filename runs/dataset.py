@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 
-from errors import UserError
+from runs.errors import UserError
 
 
 class SkipReport:

@@ -1,0 +1,182 @@
+"""Q-network weights files: this project's (Keras 3, any network ``reinforcement.build_q_network`` builds) and the
+2016 release's (Keras 1.x / 2.x ``save_weights`` of the paper's network), read into the network the builder builds.
+``detection.load_q_network`` is the entry point users know."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from runs.errors import UserError
+
+
+def load_q_network(model, state_size, weights_order="auto", verbose=False):
+    """A Q-network from a Keras model (returned as is) or a weights file, into the network
+    ``reinforcement.build_q_network(state_size)`` builds (``state_size``: ``reinforcement.state_size`` of the
+    describer's ``descriptor_size``): this project's checkpoints, or a Keras 1.x / 2.x ``save_weights`` file such as
+    the authors' 2016 ``model_image_zooms_2`` (see :func:`set_q_network_weights`; ``weights_order`` is its setting).
+    ``verbose``: print one line on a 2016 file's layout and row order."""
+    from runs.runtime import import_tensorflow
+    import_tensorflow()             # TensorFlow's C++ start-up lines stay off a library user's terminal too
+    import keras
+    if isinstance(model, keras.Model):
+        return model
+    from reinforcement import build_q_network
+    network = build_q_network(state_size)
+    description = set_q_network_weights(network, model, weights_order)
+    if verbose and not description.startswith(PROJECT_LAYOUT):
+        print(f"Q-network weights {model}: {description}")
+    return network
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Q-network weights files: this project's (Keras 3) and the 2016 release's (Keras 1.x / 2.x ``save_weights``)
+#
+# Layouts, told apart by the content, never by the name (the 2016 files are ``model<k>h5``, ``model_image_zooms``):
+# - Keras 3 ``.weights.h5`` (this project): ``layers/<layer>/vars/<i>``, read by Keras into the network
+#   ``build_q_network`` builds, whatever it is.
+# - Keras 1.x and 2.x ``save_weights`` (the paper's Q-network, three Dense layers): root attribute ``layer_names``
+#   lists every layer in model order (dense_1, activation_1, dropout_1, dense_2, ...; the numbers depend on what the
+#   process built before, so only the order counts); each layer's group lists its datasets in the attribute
+#   ``weight_names``: ``dense_1_W``, ``dense_1_b`` in Keras 1, ``dense_1/kernel:0``, ``dense_1/bias:0`` (datasets
+#   ``dense_1/dense_1/kernel:0``) in Keras 2. Full-model files keep the same under ``model_weights``. Keras 1.2 and
+#   2.x write ``keras_version`` and ``backend``; Keras 1.0/1.1 wrote neither.
+# A Keras 1 Dense layer holds W as (input, output) on Theano and TensorFlow alike (``K.dot(x, W)``; only
+# convolution kernels differ between the backends), as Keras 2 and 3 hold their kernels: no transposition. What
+# differs is the input: the 2016 Image-Zooms descriptor is Theano's pool5 map flattened channels first, (512, 7, 7),
+# ours is flattened channels last, (7, 7, 512), so the first kernel's 25,088 descriptor rows are reordered (the
+# 24 history rows after them are the same in both).
+
+PROJECT_LAYOUT = "Keras 3 weights file (this project)"
+WEIGHTS_ORDERS = ("auto", "channels_first", "channels_last")
+
+
+def check_weights_order(weights_order):
+    if weights_order not in WEIGHTS_ORDERS:
+        raise UserError(f"weights_order must be one of {', '.join(WEIGHTS_ORDERS)}, got {weights_order!r}")
+
+
+def set_q_network_weights(network, path, weights_order="auto"):
+    """Load the weights file ``path`` into ``network``; returns one line saying what the file is.
+
+    ``weights_order``: the order of the first kernel's descriptor rows in the file. 'auto': channels first for a
+    Keras 1.x / 2.x file whose ``backend`` attribute is 'theano' or absent (the 2016 release: Theano, channels
+    first), channels last for any other backend and for this project's files; 'channels_first' or
+    'channels_last' say it outright. A missing file, a file that is not HDF5, an unknown layout, weights that do not
+    fit ``network`` or are not finite raise ``UserError`` naming the file.
+    """
+    import h5py
+    check_weights_order(weights_order)
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"Q-network weights file not found: {path}")
+    try:
+        handle = h5py.File(path, "r")
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path}: not a Q-network weights file (not HDF5: {error})") from None
+    with handle:
+        root = handle["model_weights"] if isinstance(handle.get("model_weights"), h5py.Group) else handle
+        if "layer_names" in root.attrs:
+            layers, layout, backend = _legacy_layers(path, root, handle)
+            file_order = "channels_first" if backend in (None, "theano") else "channels_last"
+            layout = f"{layout} save_weights file, {f'backend {backend}' if backend else 'no backend attribute'}"
+        elif isinstance(root.get("layers"), h5py.Group):
+            layers, layout, file_order = None, PROJECT_LAYOUT, "channels_last"
+        else:
+            raise UserError(f"{path}: not a Q-network weights file (an HDF5 file with neither Keras 1/2 "
+                            f"'layer_names' nor Keras 3 'layers')")
+    weighted = [layer for layer in network.layers if layer.weights]
+    if layers is None:
+        _load_keras3_weights(network, path)
+        layers = [(layer.name, [np.asarray(weight) for weight in layer.weights]) for layer in weighted]
+    elif len(layers) != len(weighted):
+        raise UserError(f"{path}: {len(layers)} layers with weights, the Q-network has {len(weighted)} "
+                        f"({network_summary(network)})")
+    arrays = []
+    for number, ((name, weights), layer) in enumerate(zip(layers, weighted), start=1):
+        expected = [tuple(weight.shape) for weight in layer.weights]
+        if len(weights) == 2 == len(expected) and weights[0].ndim < weights[1].ndim:
+            weights = weights[::-1]                         # a kernel listed after its bias
+        if [array.shape for array in weights] != expected:
+            shapes = " and ".join(f"{kind} {array.shape}" for kind, array in zip(("kernel", "bias"), weights)) \
+                if len(weights) == 2 else f"{len(weights)} arrays of shapes {[array.shape for array in weights]}"
+            raise UserError(f"{path}: layer {name} has {shapes}, the Q-network's layer {number} ({layer.name}) "
+                            f"needs {' and '.join(map(str, expected))}")
+        if not all(np.all(np.isfinite(array)) for array in weights):
+            raise UserError(f"{path}: layer {name} holds a value that is not finite (NaN or infinity): a damaged "
+                            f"file, or a training that diverged")
+        arrays += [array.astype(np.float32) for array in weights]
+    order = file_order if weights_order == "auto" else weights_order
+    if order == "channels_first":
+        arrays[0] = descriptor_rows_channels_last(arrays[0], arrays[0].shape[0] - HISTORY_ROWS)
+    network.set_weights(arrays)
+    how = "set by weights_order" if weights_order != "auto" else "from the file"
+    rows = "descriptor rows reordered from channels first (512, 7, 7)" if order == "channels_first" else \
+        "descriptor rows channels last (7, 7, 512), as they are"
+    return f"{layout}: {rows} ({how})"
+
+
+HISTORY_ROWS = 24       # the 2016 state's last rows: four one-hot actions of six
+
+
+def network_summary(network):
+    """``25,112 -> 1024 -> 1024 -> 6`` for a chain of Dense layers, else the layers with weights by name."""
+    from reinforcement import NUM_ACTIONS
+    dense = [layer for layer in network.layers if layer.weights]
+    if all(hasattr(layer, "units") for layer in dense):
+        return " -> ".join([f"{network.inputs[0].shape[-1]:,}"] + [str(layer.units) for layer in dense])
+    return f"{', '.join(layer.name for layer in dense)} -> {NUM_ACTIONS}"
+
+
+def _load_keras3_weights(network, path):
+    """Keras' own reader on a Keras 3 weights file of any name (Keras reads only names ending in .weights.h5)."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as folder:
+        named = Path(folder) / "q_network.weights.h5"
+        named.symlink_to(path.resolve())
+        try:
+            network.load_weights(named)
+        except Exception as error:      # Keras raises ValueError and others for weights of another network
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise UserError(f"{path}: its weights do not fit the Q-network build_q_network builds "
+                            f"({network_summary(network)}): {first[:300]}") from None
+
+
+def descriptor_rows_channels_last(kernel, descriptor_size=25088, channels=512):
+    """The first layer's kernel with its descriptor rows moved from a channels-first flattening (c, y, x), as
+    Theano's 2016 VGG-16 gave, to ours (y, x, c); the history rows after them stay."""
+    side = int(round((descriptor_size // channels) ** 0.5))
+    descriptor = kernel[:descriptor_size].reshape(channels, side, side, kernel.shape[1])
+    reordered = descriptor.transpose(1, 2, 0, 3).reshape(descriptor_size, kernel.shape[1])
+    return np.ascontiguousarray(np.concatenate([reordered, kernel[descriptor_size:]]))
+
+
+def _text(value):
+    return value.decode("utf8") if isinstance(value, bytes) else str(value)
+
+
+def _legacy_layers(path, root, handle):
+    """``([(layer name, [arrays])], 'Keras 1.x' | 'Keras 2.x', backend or None)`` of a Keras 1/2 ``save_weights``
+    file: the layers with weights in the file's model order."""
+    import h5py
+    layers, keras_2_names = [], False
+    for layer_name in (_text(name) for name in root.attrs["layer_names"]):
+        group = root.get(layer_name)
+        if not isinstance(group, h5py.Group):
+            raise UserError(f"{path}: layer {layer_name} is listed in 'layer_names' but has no group")
+        weight_names = [_text(name) for name in group.attrs.get("weight_names", [])]
+        if not weight_names:
+            continue                    # activation and dropout layers
+        weights = []
+        for weight_name in weight_names:
+            dataset = group.get(weight_name)
+            if not isinstance(dataset, h5py.Dataset):
+                raise UserError(f"{path}: layer {layer_name} lists weight {weight_name} but has no such dataset")
+            weights.append(np.asarray(dataset))
+            keras_2_names = keras_2_names or "/" in weight_name or weight_name.endswith(":0")
+        layers.append((layer_name, weights))
+    attributes = {**handle.attrs, **root.attrs}
+    version = _text(attributes["keras_version"]) if "keras_version" in attributes else None
+    generation = f"Keras {version}" if version else "Keras 2.x" if keras_2_names else "Keras 1.x"
+    backend = _text(attributes["backend"]).lower() if "backend" in attributes else None
+    return layers, generation, backend
