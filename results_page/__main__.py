@@ -19,8 +19,10 @@ from results_page import write_run_page
 from runs.runtime import main_guard
 
 # images loaded lazily load now (the whole page may be taken), and every image is there
-IMAGES_LOADED = ("document.querySelectorAll('img[loading=lazy]').forEach(image => { image.loading = 'eager'; }) ?? "
-                 "[...document.images].every(image => image.complete)")
+IMAGES_LOADED = """(() => {
+    document.querySelectorAll("img[loading=lazy]").forEach((image) => { image.loading = "eager"; });
+    return [...document.images].every((image) => image.complete);
+})()"""
 
 
 def screenshot(page, png, width=1280, height=900, full_page=False, click=None, scroll=None, colors=None):

@@ -48,12 +48,13 @@ class Chromium:
             moved_in, moved_out = os.dup(to_browser), os.dup(from_browser)
             os.dup2(moved_in, BROWSER_FD_IN)
             os.dup2(moved_out, BROWSER_FD_OUT)
+        self._log = open(Path(self._profile) / "chromium.log", "wb")     # what it says if it fails to start
         self.process = subprocess.Popen(
             [executable, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
              "--no-default-browser-check", "--disable-extensions", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", "--remote-debugging-pipe", "--hide-scrollbars",
              f"--user-data-dir={self._profile}", f"--window-size={width},{height}", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._log,
             preexec_fn=on_the_browser_side, pass_fds=(BROWSER_FD_IN, BROWSER_FD_OUT))
         os.close(to_browser)
         os.close(from_browser)
@@ -79,10 +80,20 @@ class Chromium:
                 raise TimeoutError(f"Chromium did not answer within {self.timeout:.0f} s")
             chunk = os.read(self._from_browser, 1 << 20)
             if not chunk:
-                raise RuntimeError(f"Chromium closed the protocol pipe (exit code {self.process.poll()})")
+                raise self._ended()
             self._buffer += chunk
         message, self._buffer = self._buffer.split(b"\0", 1)
         return json.loads(message)
+
+    def _ended(self):
+        """The error of a browser that closed its end of the pipe: its exit code and the last it said."""
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        said = (Path(self._profile) / "chromium.log").read_text(errors="replace")[-600:].strip()
+        return RuntimeError(f"Chromium closed the protocol pipe (exit code {self.process.poll()})" +
+                            (f"; it said: {said}" if said else ""))
 
     def send(self, method, session="", **params):
         """Send one protocol command (to the tab, or with ``session=None`` to the browser) and return its result;
@@ -91,7 +102,10 @@ class Chromium:
         message = {"id": self._next_id, "method": method, "params": params}
         if session is not None:
             message["sessionId"] = session or self.session
-        os.write(self._to_browser, json.dumps(message).encode() + b"\0")
+        try:
+            os.write(self._to_browser, json.dumps(message).encode() + b"\0")
+        except BrokenPipeError:
+            raise self._ended() from None
         deadline = time.monotonic() + self.timeout
         while True:
             answer = self._read_message(deadline)
@@ -181,6 +195,7 @@ class Chromium:
                     os.close(descriptor)
                 except OSError:
                     pass
+            self._log.close()
             shutil.rmtree(self._profile, ignore_errors=True)
 
     def __enter__(self):
