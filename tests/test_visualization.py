@@ -198,7 +198,8 @@ def test_compare_into_a_folder_writes_its_figures_inside_it(tmp_path):
     folder = tmp_path / 'figures'
     folder.mkdir()
     compare([write_results(tmp_path / 'a' / 'results.json')], output=folder)
-    assert sorted(path.name for path in folder.iterdir()) == ['comparison.png', 'comparison_regions.png']
+    assert sorted(path.name for path in folder.iterdir()) == ['comparison.html', 'comparison.png',
+                                                              'comparison_regions.png']
     assert not (tmp_path / 'figures.png').exists()
 
 
