@@ -5,14 +5,15 @@ paper's Figure 8) beside it, and a table of the numbers that matter.
                               [--title ...]
 
 Each results.json is written by a testing script (trained agent or a baseline). The curves go to ``--output`` (in a
-folder: its ``comparison.png``), the histogram to ``<output stem>_regions<suffix>`` beside it, the table to standard
-output.
+folder: its ``comparison.png``), the histogram to ``<output stem>_regions<suffix>`` beside it, a page that shows the
+runs side by side, per image too, to ``<output stem>.html`` (results_page), the table to standard output.
 """
 
 import os
 import sys
 from pathlib import Path
 
+from results_page import write_comparison_page
 from runs.class_results import format_class_table, load_combined, load_results, merge, plot_class_bars
 from runs.errors import UserError
 from runs.runtime import OneLineParser, main_guard
@@ -34,6 +35,11 @@ def refinement_label(label, results):
     if results.get('refine') and 'refine' not in label.lower():
         return f'{label}, refined'
     return label
+
+
+def page_path(output):
+    """The comparison page: ``<output stem>.html`` beside the figures."""
+    return figure_paths(output)[0].with_suffix('.html')
 
 
 def figure_paths(output):
@@ -93,6 +99,7 @@ def compare(paths, labels=None, output='comparison.png', title=None):
                                else 'Regions analysed per found object')
     except (OSError, ValueError) as error:  # unwritable folder, or a suffix matplotlib cannot write
         raise UserError(f'{curves_path}: cannot write the figures ({error})') from None
+    write_comparison_page(rows, all_results, page_path(output), (curves_path, regions_path), title)
     return rows
 
 
@@ -150,7 +157,8 @@ def main(argv=None):
         return 2
     curves_path, regions_path = figure_paths(args.output)
     print(format_table(rows))
-    print(f'\nprecision-recall: {curves_path}\nregions per found object: {regions_path}')
+    print(f'\nprecision-recall: {curves_path}\nregions per found object: {regions_path}\n'
+          f'to browse, side by side: {page_path(args.output)}')
     return 0
 
 

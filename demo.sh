@@ -37,3 +37,4 @@ python -c "
 from runs.run_folder import read_log; from visualization import plot_training_log
 plot_training_log(read_log('models_image_zooms/training_log_model0.csv'), '$out/training_image_zooms.png')"
 echo "demo figures and results in $out/; each search drawn and animated in $out/image_zooms_trained/searches/"
+echo "browse them, the agents side by side (opens from disk in a browser, no server): $out/comparison.html"

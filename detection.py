@@ -21,8 +21,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from runs.errors import UserError
-from runs.q_network_files import (check_weights_order, descriptor_rows_channels_last,  # noqa: F401 (the API)
-                                  load_q_network, set_q_network_weights)
+from runs.q_network_files import load_q_network, set_q_network_weights  # noqa: F401 (part of the API)
 
 
 

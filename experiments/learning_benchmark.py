@@ -407,7 +407,6 @@ def format_summary(summary):
 def merge(paths, output, labels=None):
     """``--merge``: the rows and baselines of several learning.json files in one learning.json and figure; with
     ``labels`` (one per file) each file's rows are renamed by :func:`relabel`."""
-    from visualization import plot_learning_curves
     reports = []
     for path in paths:
         try:
@@ -430,7 +429,6 @@ def merge(paths, output, labels=None):
     write_json(Path(output) / "learning.json", merged)
     plot_learning_curves(rows, baselines, Path(output) / "learning.png")
     if len({(row["model"], variant_of(row)) for row in rows}) > 1:
-        from visualization import plot_variants
         plot_variants(rows, baselines, Path(output) / "variants.png")
     print(format_summary(merged["summary"]))
     print(f"merged into {Path(output) / 'learning.json'} and {Path(output) / 'learning.png'}")
@@ -466,7 +464,6 @@ def main(argv=None):
 
     def write_report():
         """learning.json and learning.png of what has run so far (after every seed: a long run shows progress)."""
-        from visualization import plot_learning_curves
         report = {"command": command, "models": arguments.models, "seeds": arguments.seeds, "first_seed": arguments.first_seed,
                   "epochs": arguments.epochs, "max_images": arguments.max_images,
                   "max_test_images": arguments.max_test_images, "path_voc": arguments.path_voc or str(DEMO_DATA),
@@ -476,7 +473,6 @@ def main(argv=None):
         write_json(output / "learning.json", report)
         plot_learning_curves(rows, baselines, output / "learning.png")
         if len(arguments.variants) > 1:
-            from visualization import plot_variants
             plot_variants(rows, baselines, output / "variants.png")
         return report
 
@@ -488,6 +484,125 @@ def main(argv=None):
     print(f"learning curves in {output / 'learning.json'} and {output / 'learning.png'} "
           f"({report['wall_seconds']:.0f} s)")
     return report
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# figures (matplotlib only when drawn)
+
+LEARNING_COLOURS = {'image_zooms': 'tab:blue', 'pool45_crops': 'tab:orange'}
+LEARNING_LINE_STYLES = {'test': '-', 'train': '--'}
+
+
+def _mean_and_range(rows, x_key, y_key):
+    """Per epoch: the mean over seeds of ``x_key`` and of ``y_key``, and the min and max of ``y_key``."""
+    epochs = sorted({row['epoch'] for row in rows})
+    xs, means, lows, highs = [], [], [], []
+    for epoch in epochs:
+        at_epoch = [row for row in rows if row['epoch'] == epoch]
+        values = np.array([row[y_key] for row in at_epoch], dtype=np.float64)
+        xs.append(float(np.mean([row[x_key] for row in at_epoch])))
+        means.append(values.mean())
+        lows.append(values.min())
+        highs.append(values.max())
+    return np.array(xs), np.array(means), np.array(lows), np.array(highs)
+
+
+def plot_learning_curves(rows, baselines, path, title='Learning curves (mean over seeds, min–max shaded)'):
+    from matplotlib.ticker import MaxNLocator
+
+    from visualization import _new_figure, _save
+    """AP and max recall against epoch, against cumulative training seconds and, where the rows have it, against
+    cumulative training transitions (agent steps: runs of different budgets on one axis); returns the path.
+
+    rows: dicts {'model', 'seed', 'epoch', 'split' ('test' or 'train'), 'ap', 'max_recall', 'training_seconds'}
+    and optionally 'training_steps' (rows without it are left out of that column) and 'variant' (the learning
+    benchmark's). One colour per model (per model and variant when there are
+    several variants), solid on the test split and dashed on the training images;
+    the shaded band is the min–max over seeds. baselines: dicts {'agent' ('random', 'upper_bound'), 'split', 'ap',
+    'max_recall'}; their mean on the test split is drawn as horizontal lines (dotted: random, dash-dot: upper bound).
+    """
+    x_axes = [('epoch', 'epoch'), ('training_seconds', 'cumulative training seconds')]
+    if any(row.get('training_steps') is not None for row in rows):
+        x_axes.append(('training_steps', 'cumulative training transitions'))
+    figure = _new_figure(5.5 * len(x_axes), 8.0)
+    all_axes = figure.subplots(2, len(x_axes), squeeze=False)
+    curves = sorted(dict.fromkeys((row['model'], row.get('variant', 'demo')) for row in rows))
+    several = len({variant for _, variant in curves}) > 1       # colours by curve, the same in every column
+    for row_index, (metric, label) in enumerate((('ap', 'AP'), ('max_recall', 'max recall'))):
+        for column, (x_key, x_label) in enumerate(x_axes):
+            axes = all_axes[row_index, column]
+            for index, (model, variant) in enumerate(curves):
+                for split in ('test', 'train'):
+                    mine = [row for row in rows if row['model'] == model and row.get('variant', 'demo') == variant
+                            and row['split'] == split and row.get(x_key) is not None]
+                    if not mine:
+                        continue
+                    xs, means, lows, highs = _mean_and_range(mine, x_key, metric)
+                    colour = f'C{index % 10}' if several else LEARNING_COLOURS.get(model)
+                    name = f'{model} {variant}' if several else model
+                    axes.plot(xs, means, LEARNING_LINE_STYLES[split], color=colour, marker='o', markersize=3,
+                              linewidth=1.5, label=f'{name} {split}')
+                    axes.fill_between(xs, lows, highs, color=colour, alpha=0.15 if split == 'test' else 0.07,
+                                      linewidth=0)
+                    if len(xs) == 1:        # one tested epoch (a short run beside a long one): its spread as a bar
+                        axes.errorbar(xs, means, yerr=[means - lows, highs - means], color=colour, capsize=3,
+                                      linewidth=1.0)
+            for agent, style in (('random', ':'), ('upper_bound', '-.')):
+                levels = [b[metric] for b in baselines if b['agent'] == agent and b['split'] == 'test']
+                if levels:
+                    axes.axhline(float(np.mean(levels)), color='black', linestyle=style, linewidth=1.0,
+                                 label=f'{agent.replace("_", " ")} (test) {np.mean(levels):.3f}')
+            axes.set_xlabel(x_label)
+            axes.set_ylabel(label)
+            axes.set_ylim(bottom=0.0)
+            axes.grid(True, alpha=0.3)
+            if x_key == 'epoch':
+                axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    handles, labels = all_axes[0, 0].get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, labels, loc='lower center', ncol=3, fontsize=8, bbox_to_anchor=(0.5, -0.06))
+    figure.suptitle(title)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_variants(rows, baselines, path, split='test', title='Learning options: last tested epoch, every seed'):
+    from visualization import _new_figure, _save
+    """AP and max recall of each (model, variant) at its last tested epoch on ``split``: one dot per seed, a bar
+    for the mean; the random agent's and the upper bound's mean as horizontal lines. Returns the path, or None
+    when ``rows`` hold no ``split`` rows. rows and baselines: the learning benchmark's."""
+    mine = [row for row in rows if row['split'] == split]
+    if not mine:
+        return None
+    runs = list(dict.fromkeys((row['model'], row.get('variant', 'demo')) for row in mine))
+    figure = _new_figure(max(6.0, 1.6 * len(runs) + 2.0), 4.2)
+    all_axes = figure.subplots(1, 2, squeeze=False)[0]
+    for axes, (metric, label) in zip(all_axes, (('ap', 'AP'), ('max_recall', 'max recall'))):
+        for position, (model, variant) in enumerate(runs):
+            run = [row for row in mine if row['model'] == model and row.get('variant', 'demo') == variant]
+            last = max(row['epoch'] for row in run)
+            values = np.array([row[metric] for row in run if row['epoch'] == last], dtype=np.float64)
+            axes.bar(position, values.mean(), width=0.6, color=f'C{position % 10}', alpha=0.5)
+            axes.plot(np.full(len(values), position), values, 'o', color='black', markersize=4)
+            axes.annotate(f'{values.mean():.3f}', (position, values.max()), textcoords='offset points',
+                          xytext=(0, 4), ha='center', fontsize=8)
+        for agent, style in (('random', ':'), ('upper_bound', '-.')):
+            levels = [b[metric] for b in baselines if b['agent'] == agent and b['split'] == split]
+            if levels:
+                axes.axhline(float(np.mean(levels)), color='black', linestyle=style, linewidth=1.0,
+                             label=f'{agent.replace("_", " ")} {np.mean(levels):.3f}')
+        names = [variant if len({m for m, _ in runs}) == 1 else f'{model}\n{variant}' for model, variant in runs]
+        axes.set_xticks(range(len(runs)))
+        # one setting a line, each as name=value on two lines: long names do not run into their neighbours
+        axes.set_xticklabels(['\n'.join(part.replace('=', '=\n') if len(part) > 10 else part
+                                        for part in name.split(',')) for name in names], fontsize=7)
+        axes.set_ylabel(f'{label} ({split} split)')
+        axes.set_ylim(bottom=0.0)
+        axes.grid(True, axis='y', alpha=0.3)
+        axes.legend(fontsize=7, loc='upper right')
+    figure.suptitle(title)
+    figure.tight_layout()
+    return _save(figure, path)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from results_page import write_classes_page
 from runs.class_results import combine, format_class_table
 from runs.errors import UserError
 from runs.runtime import Interrupted, one_line_warnings, write_json
@@ -249,6 +250,7 @@ def test_classes(settings, make_features, model_label, test):
                             f"combined results were written") from None
     combined = combine(per_class, absent)
     write_json(out_folder / "results.json", combined)
+    write_classes_page(combined, out_folder)
     print(format_class_table(combined))
     print(f"per-class results in {out_folder}/<class>/results.json, the table in {out_folder / 'results.json'}")
     return combined

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from episodes import search_records
-from runs.dataset import SkipReport, load_record_image
+from runs.dataset import SkipReport
 from runs.errors import UserError
 from parse_xml_annotations import class_ids, several_classes
 from parse_xml_annotations import VOC2007_TEST_FOLDER, ensure_voc2007_test_annotations
+from results_page import PAGE_NAME, write_run_page
 from runs.run_folder import (DamagedFile, best_epoch, best_path, check_trained_features, check_weights,
                              checkpoint_path, existing_epochs, interrupted_save, log_path, missing_checkpoint, read_log,
                              test_options, training_holder)
@@ -56,7 +57,8 @@ def preflight(settings, model_label):
             not several_classes(settings.class_object):
         check_refinement_head(settings, class_index(settings), model_label)
     one_class = not several_classes(settings.class_object)
-    outputs = ("detections.json",) if own_images else ("results.json", *(OUTPUT_FIGURES if one_class else ()))
+    outputs = ("detections.json",) if own_images else \
+        ("results.json", PAGE_NAME, *(OUTPUT_FIGURES if one_class else ()))
     check_output_folder(settings.path_testing_folder, "path_testing_folder", outputs)
     drawings = "images" if own_images else "searches" if settings.bool_draw and one_class else None
     if drawings:
@@ -173,14 +175,17 @@ def test(settings, make_features, model_label):
         **report.as_json(),
         "detections": [dict(d, true_positive=bool(tp)) for d, tp in zip(detections, curve["true_positive"])],
         "trajectories": all_trajectories,
+        "ground_truth": {image: {key: value.tolist() for key, value in truth.items()}
+                         for image, truth in ground_truth.items()},
     }
     print(f"AP {results['ap']:.3f}  AP-07 {results['ap_voc07']:.3f}  max recall {results['max_recall']:.3f}  "
           f"objects {results['num_objects']}  regions analysed {results['regions_analysed']}  ({seconds:.1f} s)")
     write_json(out_folder / "results.json", results)
     write_figures(results, out_folder)
+    write_run_page(results, out_folder, OUTPUT_FIGURES)
     if report.summary():
         print(report.summary())
-    print(f"results in {out_folder / 'results.json'}")
+    print(f"results in {out_folder / 'results.json'}, to browse: {out_folder / PAGE_NAME}")
     return results
 
 
@@ -268,7 +273,7 @@ def trained_weights(settings, class_idx, model_label):
     """The Q-network weights a test uses: the file ``model_name`` in ``path_model`` when it is set (any layout
     ``detection.read_q_network_weights`` reads, such as the 2016 ``model_image_zooms_2``), else this project's
     checkpoint of epoch ``settings.epoch``, or the latest when it is -1."""
-    from detection import check_weights_order
+    from runs.q_network_files import check_weights_order
     check_weights_order(settings.weights_order)
     epoch = settings.epoch
     interrupted = None if model_name(settings) else interrupted_save(settings.path_model, class_idx)

@@ -181,6 +181,8 @@ class TrainingRun:
         if self.initial_weights is not None:     # fine-tuning: epoch 0 starts from these weights, not N(0, 0.01)
             from runs.q_network_files import set_q_network_weights
             description = set_q_network_weights(learner.model, self.initial_weights, settings.weights_order)
+            if learner.target_model is not None:     # a target network starts as a copy of the Q-network
+                learner.target_model.set_weights(learner.model.get_weights())
             print(f"starting from the Q-network weights {self.initial_weights} ({description})")
         extras = {**learner.options, **({"validation_images": len(self.validation)} if self.validation else {}),
                   **({"refine": 1} if settings.refine else {})}

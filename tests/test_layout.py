@@ -18,8 +18,8 @@ def module_imports():
     """``{module: the project modules it imports anywhere in its text (functions included)}``, names as imported
     from the repository root (``experiments.benchmark``)."""
     paths = {path.stem: path for path in REPOSITORY.glob("*.py")}
-    paths |= {f"{folder}.{path.stem}": path for folder in ("runs", "experiments")
-              for path in (REPOSITORY / folder).glob("*.py")}
+    paths |= {folder if path.stem == "__init__" else f"{folder}.{path.stem}": path
+              for folder in ("runs", "experiments", "results_page") for path in (REPOSITORY / folder).glob("*.py")}
     graph = {}
     for name, path in paths.items():
         imported = set()

@@ -15,7 +15,8 @@ import pytest
 import image_zooms_testing
 import image_zooms_training
 from conftest import tiny_backbone
-from detection import descriptor_rows_channels_last, detect, load_q_network, set_q_network_weights
+from detection import detect, load_q_network, set_q_network_weights
+from runs.q_network_files import descriptor_rows_channels_last
 from runs.errors import UserError
 from reinforcement import build_q_network
 from conftest import DESCRIPTOR_SIZE, STATE_SIZE

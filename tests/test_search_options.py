@@ -12,10 +12,10 @@ import pytest
 import image_zooms_training
 from episodes import UpperBoundAgent, new_training_stats, train_image
 from metrics import iou_many
-from reinforcement import EXPERT_ACTION, NUM_ACTIONS, TRIGGER, TRIGGER_VALUE, UPPER_BOUND_VALUES
 from conftest import STATE_SIZE
-                           Minibatch, OracleLearner, QLearner, ReplayMemory, ZoomEnvironment, build_q_network,
-                           margin_loss, regression_values, upper_bound_q_values, upper_bound_return)
+from reinforcement import (EXPERT_ACTION, NUM_ACTIONS, TRIGGER, TRIGGER_VALUE, UPPER_BOUND_VALUES, Minibatch,
+                           OracleLearner, QLearner, ReplayMemory, ZoomEnvironment, build_q_network, margin_loss,
+                           regression_values, upper_bound_q_values, upper_bound_return)
 from test_resume import TINY, same_weights, tiny_features
 
 

@@ -198,7 +198,8 @@ def test_compare_into_a_folder_writes_its_figures_inside_it(tmp_path):
     folder = tmp_path / 'figures'
     folder.mkdir()
     compare([write_results(tmp_path / 'a' / 'results.json')], output=folder)
-    assert sorted(path.name for path in folder.iterdir()) == ['comparison.png', 'comparison_regions.png']
+    assert sorted(path.name for path in folder.iterdir()) == ['comparison.html', 'comparison.png',
+                                                              'comparison_regions.png']
     assert not (tmp_path / 'figures.png').exists()
 
 
@@ -271,7 +272,7 @@ def test_cli_error_exits_2_with_one_line(tmp_path):
 
 
 def test_learning_curves_add_a_transitions_column_where_the_rows_have_training_steps(tmp_path):
-    from visualization import plot_learning_curves
+    from experiments.learning_benchmark import plot_learning_curves
 
     def rows(steps):        # budgets of 2 epochs of 100 steps, 4 of 300 ('some': without steps), 1 of 50
         return [{'model': 'image_zooms', 'variant': variant, 'seed': seed, 'epoch': epoch, 'split': 'test',

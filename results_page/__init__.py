@@ -1,0 +1,273 @@
+"""Browsable results: an ``index.html`` per test run and a page that compares runs, opened from disk.
+
+A researcher wants to find an agent's failures in seconds: the run page shows the run's settings, its numbers and
+figures, and a gallery of its images' searches (objects found and missed, best IoU, scores, the first trigger) to
+filter and sort; a click opens the animated search and its step-by-step Q-values. The comparison page puts the
+agents side by side, per image too.
+
+Each page is one self-contained HTML file that works under ``file://`` with no server and no network: its data is
+inlined as JSON in ``<script type="application/json">`` (browsers refuse ``fetch()`` of local files), its style and
+script inlined from the files beside this module (``*.html`` templates with ``$name`` placeholders, ``page.css``,
+``*.js``), and the figures and drawn searches referenced by relative links, never copied. Written atomically.
+
+What the pages get is computed here from a ``results.json`` (:func:`image_summaries`): the pages only show it.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from string import Template
+from urllib.parse import quote
+
+import numpy as np
+
+from metrics import iou_many
+from reinforcement import ACTION_NAMES, ACTION_SHORT_NAMES
+from runs.errors import UserError
+from runs.runtime import write_atomically
+
+PAGE_NAME = "index.html"        # a test run's page, in its path_testing_folder
+TEMPLATES = Path(__file__).resolve().parent
+DRAWINGS = "searches"           # testing's bool_draw: searches/<image id>.png and .gif
+IOU_FOUND = 0.5                 # the VOC rule (metrics.match_detections)
+TOP_SCORES = 5                  # detections listed on an image's card
+SKETCHED = 3                    # detections drawn on the sketch of an image without a drawing
+METRICS = ("ap", "ap_voc07", "max_recall")
+
+
+def rounded(value, digits=3):
+    """``value`` (a number, or a list of numbers) rounded for the page; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [round(float(item), digits) if not isinstance(item, (list, tuple, np.ndarray)) else
+                rounded(item, digits) for item in value]
+    return round(float(value), digits)
+
+
+def link(path, page_folder):
+    """The relative URL of ``path`` from a page in ``page_folder`` (each part percent-encoded: an id or folder
+    with '#', '?', '%' or a space still links); its file:// URL where no relative path leads there (another drive)."""
+    try:
+        return quote(Path(os.path.relpath(Path(path).resolve(), Path(page_folder).resolve())).as_posix())
+    except ValueError:
+        return Path(path).resolve().as_uri()
+
+
+def detection_status(true_positive, overlap, difficult):
+    """'tp' (found an object), 'ignored' (a difficult object, which VOC neither requires nor penalises), 'repeat'
+    (an object found before: a false positive) or 'fp' (no object), by the VOC rule; ``overlap`` is the best IoU with
+    an object of the image (None when its objects are not known) and ``difficult`` whether that object is."""
+    if true_positive:
+        return "tp"
+    if overlap is None or overlap < IOU_FOUND:
+        return "fp"
+    return "ignored" if difficult else "repeat"
+
+
+def image_summaries(results, folder=None, page_folder=None):
+    """``(images, steps)``: one summary per image of ``results`` (a results.json's content), in test order, and
+    each image's search step by step.
+
+    A summary holds the image's ``id``, ``size`` ``[w, h]`` (from its first region), its ``objects`` (each: ``box``,
+    ``difficult``, ``found``, ``best_iou`` of a detection), the counts ``found``, ``missed``, ``objects_counted``
+    (those not difficult) and ``difficult`` (``objects`` empty, ``missed`` and ``objects_counted`` None when
+    ``results`` holds no ``ground_truth``, as results.json did before the pages),
+    ``best_iou`` over its detections, ``false_positives`` (triggered detections that found nothing: a false
+    trigger), ``triggers``, ``first_trigger`` (the 1-based region number of its first trigger, as the drawings number
+    them; None without one), ``regions``, ``top_score`` and its best ``detections`` (score, status, box). With
+    ``folder`` (where the run's files are) and ``page_folder`` (where the page is), ``drawing`` and ``animation`` are
+    links to the image's drawn search where it was drawn. Steps: per image id, one dict per analysed region:
+    ``region``, ``action``, ``q`` (the Q-values, None for the baselines), ``score``, ``trigger``, ``search``,
+    ``step``, ``status`` and ``iou`` of its detection (None where it is not one) and ``box`` where the refined box
+    differs from the region."""
+    detections = results.get("detections")
+    trajectories = results.get("trajectories")
+    ground_truth = results.get("ground_truth")
+    detections = detections if isinstance(detections, list) else []
+    trajectories = trajectories if isinstance(trajectories, dict) else {}
+    by_image = {}
+    for detection in detections:
+        by_image.setdefault(str(detection["image"]), []).append(detection)
+    ids = list(dict.fromkeys([*map(str, trajectories), *map(str, ground_truth or {}), *by_image]))
+    images, steps = [], {}
+    for image_id in ids:
+        summary, image_steps = image_summary(image_id, trajectories.get(image_id) or [], by_image.get(image_id, []),
+                                             None if ground_truth is None else ground_truth.get(image_id) or {})
+        if folder is not None and page_folder is not None:
+            drawing = Path(folder) / DRAWINGS / f"{image_id}.png"
+            animation = drawing.with_suffix(".gif")
+            summary["drawing"] = link(drawing, page_folder) if drawing.is_file() else None
+            summary["animation"] = link(animation, page_folder) if animation.is_file() else None
+        images.append(summary)
+        steps[image_id] = image_steps
+    return images, steps
+
+
+def image_summary(image_id, trajectory, detections, ground_truth):
+    """One image's summary and steps (:func:`image_summaries`); ``ground_truth`` None: its objects are not known."""
+    known = ground_truth is not None
+    boxes = np.asarray((ground_truth or {}).get("boxes", []), dtype=np.float64).reshape(-1, 4)
+    difficult = np.asarray((ground_truth or {}).get("difficult") or [False] * len(boxes), dtype=bool).reshape(-1)
+    reported = np.asarray([detection["box"] for detection in detections], dtype=np.float64).reshape(-1, 4)
+    # overlaps[d, o]: IoU of detection d with object o
+    overlaps = np.stack([iou_many(reported, box) for box in boxes], axis=1) if len(boxes) else \
+        np.zeros((len(detections), 0))
+    object_iou = overlaps.max(axis=0) if len(detections) else np.zeros(len(boxes))
+    found = np.zeros(len(boxes), dtype=bool)
+    rated = []
+    for detection, overlap_row in zip(detections, overlaps):
+        overlap, best = (0.0 if known else None), None
+        if len(boxes):
+            best = int(np.argmax(overlap_row))
+            overlap = float(overlap_row[best])
+            if detection.get("true_positive"):
+                found[best] = True      # a true positive took the object it overlaps most (the VOC rule)
+        status = detection_status(detection.get("true_positive"), overlap, best is not None and difficult[best])
+        rated.append((detection, status, overlap))
+    rated.sort(key=lambda item: -float(item[0]["score"]))
+    by_step = {(item[0].get("search"), item[0].get("step")): item for item in rated}
+    image_steps = []
+    for step in trajectory:
+        detection, status, overlap = by_step.get((step.get("search"), step.get("step")), (None, None, None))
+        refined = None if detection is None or detection["box"] == step["region"] else rounded(detection["box"], 1)
+        image_steps.append({"region": rounded(step["region"], 1), "action": step.get("action"),
+                            "q": rounded(step.get("q_values")), "score": rounded(step.get("score")),
+                            "trigger": bool(step.get("triggered")), "search": step.get("search"),
+                            "step": step.get("step"), "status": status, "iou": rounded(overlap), "box": refined})
+    triggers = [number for number, step in enumerate(trajectory, start=1) if step.get("triggered")]
+    counted = ~difficult
+    known_overlaps = [overlap for _, _, overlap in rated if overlap is not None]
+    if trajectory:
+        size = rounded(trajectory[0]["region"][2:], 1)
+    else:
+        size = rounded(boxes[:, 2:].max(axis=0), 1) if len(boxes) else None
+    summary = {
+        "id": image_id, "size": size,
+        "objects": [{"box": rounded(box, 1), "difficult": bool(hard), "found": bool(hit), "best_iou": rounded(iou)}
+                    for box, hard, hit, iou in zip(boxes, difficult, found, object_iou)],
+        "found": int(found[counted].sum()) if known else sum(status == "tp" for _, status, _ in rated),
+        "missed": int((~found[counted]).sum()) if known else None,
+        "objects_counted": int(counted.sum()) if known else None,
+        "difficult": int(difficult.sum()),
+        "best_iou": rounded(max(known_overlaps)) if known_overlaps else None,
+        "false_positives": sum(status in ("fp", "repeat") and bool(detection.get("triggered"))
+                               for detection, status, _ in rated),
+        "triggers": len(triggers), "first_trigger": triggers[0] if triggers else None, "regions": len(trajectory),
+        "top_score": rounded(rated[0][0]["score"]) if rated else None,
+        "detections": [{"score": rounded(detection["score"]), "status": status, "box": rounded(detection["box"], 1)}
+                       for detection, status, _ in rated[:TOP_SCORES]],
+    }
+    return summary, image_steps
+
+
+def settings_of(results):
+    """The run's settings and counts as ``[name, value]`` rows: every plain value of ``results`` but its metrics."""
+    return [[key, value] for key, value in results.items()
+            if key not in METRICS and (value is None or isinstance(value, (str, int, float, bool)))]
+
+
+def metrics_of(results):
+    """AP, AP-07, max recall, the objects found and the mean regions analysed per found object."""
+    regions = results.get("regions_per_found_object") or []
+    return {"ap": results.get("ap"), "ap_voc07": results.get("ap_voc07"), "max_recall": results.get("max_recall"),
+            "found_objects": len(regions), "num_objects": results.get("num_objects"),
+            "num_images": results.get("num_images"),
+            "mean_regions_per_found_object": sum(regions) / len(regions) if regions else None}
+
+
+def run_title(results):
+    title = f"{results.get('model', '')} {results.get('agent', '')}".strip() or "test run"
+    if results.get("class_object") is not None:
+        title += f": {results['class_object']}"
+    return title + ("" if results.get("epoch") is None else f", epoch {results['epoch']}")
+
+
+def run_page_data(results, out_folder, figures=()):
+    """What the run page of ``results`` in ``out_folder`` shows: ``(data, steps)`` (:func:`image_summaries`);
+    ``figures``: file names in ``out_folder`` shown where they exist."""
+    images, steps = image_summaries(results, out_folder, out_folder)
+    return {"kind": "run", "title": run_title(results), "metrics": metrics_of(results),
+            "settings": settings_of(results), "actions": list(ACTION_NAMES),
+            "action_short": list(ACTION_SHORT_NAMES),
+            "figures": [{"src": quote(name), "caption": Path(name).stem.replace("_", " ")}
+                        for name in figures if (Path(out_folder) / name).is_file()],
+            "objects_known": "ground_truth" in results, "images": images}, steps
+
+
+def write_run_page(results, out_folder, figures=()):
+    """Write the page of one test run, ``<out_folder>/index.html``, beside its results.json, figures and drawn
+    searches (``figures``: the figures' file names in ``out_folder``); returns its path."""
+    data, steps = run_page_data(results, out_folder, figures)
+    return write_page(Path(out_folder) / PAGE_NAME, "run", data["title"], data, steps)
+
+
+def comparison_page_data(rows, all_results, page_folder, figures=(), title=None):
+    """What the comparison page shows: the runs (``rows`` of ``compare_results.compare``, whose 'path' is each
+    results.json; ``all_results`` their contents), the ``figures`` (paths) and per image what each run found."""
+    runs, per_run = [], []
+    for row, results in zip(rows, all_results):
+        folder = Path(row["path"]).parent
+        page = folder / PAGE_NAME
+        try:
+            images, _ = image_summaries(results, folder, page_folder)
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            raise UserError(f"{row['path']}: its detections, trajectories or ground_truth are not those of a test "
+                            f"run ({type(error).__name__}: {str(error)[:120]})") from None
+        per_run.append({image["id"]: image for image in images})
+        runs.append({"label": row["label"], "page": link(page, page_folder) if page.is_file() else None,
+                     "results": link(row["path"], page_folder), "model": results.get("model"),
+                     "agent": results.get("agent"), "objects_known": "ground_truth" in results,
+                     **metrics_of(results)})
+    ids = list(dict.fromkeys(image_id for images in per_run for image_id in images))
+    keys = ("found", "missed", "objects_counted", "best_iou", "false_positives", "first_trigger", "top_score",
+            "drawing", "size", "objects")
+    return {"kind": "comparison", "title": title or "Comparison of test runs", "runs": runs,
+            "figures": [{"src": link(path, page_folder), "caption": Path(path).stem.replace("_", " ")}
+                        for path in figures if Path(path).is_file()],
+            "images": [{"id": image_id, "runs": [None if image_id not in images else
+                                                 {**{key: images[image_id].get(key) for key in keys},
+                                                  "detections": images[image_id]["detections"][:SKETCHED]}
+                                                 for images in per_run]} for image_id in ids]}
+
+
+def write_comparison_page(rows, all_results, path, figures=(), title=None):
+    """Write the comparison page of the runs ``rows`` (:func:`comparison_page_data`) at ``path``; returns it."""
+    data = comparison_page_data(rows, all_results, Path(path).parent, figures, title)
+    return write_page(Path(path), "comparison", data["title"], data)
+
+
+def write_classes_page(combined, out_folder):
+    """Write the page of a test of several classes (``combined``: the combined results.json's content) in
+    ``out_folder``: the per-class table and means, each class linked to its own run page; returns its path."""
+    classes = [{**row, "page": f"{quote(row['class_object'])}/{PAGE_NAME}"
+                if (Path(out_folder) / row["class_object"] / PAGE_NAME).is_file() else None}
+               for row in combined["classes"]]
+    data = {"kind": "classes", "title": f"{combined.get('model', '')} {combined.get('agent', '')}: "
+                                        f"{len(classes)} classes".strip(),
+            "settings": settings_of(combined), "classes": classes, "absent": combined.get("absent_classes", []),
+            "means": {key: combined.get(key) for key in ("map", "mean_ap_voc07", "mean_max_recall")}}
+    return write_page(Path(out_folder) / PAGE_NAME, "classes", data["title"], data)
+
+
+def inline_json(data):
+    """``data`` as JSON that cannot end the ``<script>`` element holding it (every '<' escaped)."""
+    return json.dumps(data, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
+
+
+def render(kind, title, data, steps=None):
+    """The HTML of a page: the template ``<kind>.html`` with the style, the scripts and the data inlined."""
+    from html import escape
+    from runs.runtime import json_ready
+    text = (TEMPLATES / f"{kind}.html").read_text(encoding="utf-8")
+    script = "\n".join((TEMPLATES / name).read_text(encoding="utf-8") for name in ("common.js", f"{kind}.js"))
+    return Template(text).substitute(title=escape(title), style=(TEMPLATES / "page.css").read_text(encoding="utf-8"),
+                                     data=inline_json(json_ready(data)), steps=inline_json(json_ready(steps or {})),
+                                     script=script.replace("</script", "<\\/script"))
+
+
+def write_page(path, kind, title, data, steps=None):
+    html = render(kind, title, data, steps)
+    write_atomically(path, lambda temporary: Path(temporary).write_text(html, encoding="utf-8"))
+    return path
