@@ -62,9 +62,9 @@ def load_image(path, max_pixels=None) -> np.ndarray:
 
     The pixels are used as stored: EXIF orientation is not applied, because VOC boxes refer to the stored
     pixels. A file of several frames (an animated GIF, a multi-page TIFF) is read as its first, with a warning
-    naming it (once). A missing file, one that Pillow refuses (unreadable, corrupt, truncated, a decompression bomb), or one
-    whose header declares more than ``max_pixels`` pixels (:data:`MAX_PIXELS` when None; checked before decoding)
-    raises UserError naming it.
+    naming it (once). A missing file, one that Pillow refuses (unreadable, corrupt, truncated, a decompression
+    bomb), or one whose header declares more than ``max_pixels`` pixels (:data:`MAX_PIXELS` when None; checked
+    before decoding) raises UserError naming it.
     """
     path = Path(path)
     limit = MAX_PIXELS if max_pixels is None else int(max_pixels)
