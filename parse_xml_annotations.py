@@ -379,7 +379,7 @@ def unpack_compact_annotations(compact_file, path_voc, set_name="test") -> Path:
 
     Labels follow VOC: 1 when the image holds a non-difficult object of the class, 0 when it holds only difficult
     ones, -1 otherwise. Written to a temporary folder and renamed, so an interrupted unpack leaves nothing half
-    done."""
+    done, and runs that unpack it at once all read a whole one."""
     import gzip
     import shutil
     import tempfile
@@ -423,12 +423,14 @@ def unpack_compact_annotations(compact_file, path_voc, set_name="test") -> Path:
         for name, present in labels.items():
             (temporary / "ImageSets" / "Main" / f"{name}_{set_name}.txt").write_text(
                 "".join(f"{i} {present.get(i, -1):2d}\n" for i in image_ids))
-        if path_voc.exists():
-            shutil.rmtree(path_voc)
-        os.replace(temporary, path_voc)
-    except BaseException:
+        try:
+            os.replace(temporary, path_voc)
+        except OSError:     # a folder there: another run's, just unpacked (kept: it may be reading it), or a part
+            if not (path_voc / "ImageSets" / "Main" / f"{set_name}.txt").is_file():
+                shutil.rmtree(path_voc)
+                os.replace(temporary, path_voc)
+    finally:
         shutil.rmtree(temporary, ignore_errors=True)
-        raise
     return path_voc
 
 

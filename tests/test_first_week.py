@@ -21,6 +21,7 @@ from PIL import Image
 import image_zooms_testing
 import image_zooms_training
 from image_helper import image_path, load_image
+from parse_xml_annotations import unpack_compact_annotations, write_compact_annotations
 from reinforcement import EXPERT_ACTION, TRIGGER_VALUE, UPPER_BOUND_VALUES, ReplayMemory
 from runs import run_folder, runtime, testing_run, training_run
 from runs.run_folder import write_together
@@ -172,6 +173,17 @@ def test_every_file_a_test_writes_is_renamed_into_place_from_a_name_of_its_own(d
     assert {"results.json", "precision_recall.png", ".gif"} <= {path.name if path.suffix != ".gif" else ".gif"
                                                                 for path in files}
     assert files <= written
+
+
+def test_runs_unpacking_the_test_annotations_at_once_keep_the_folder_the_first_put_there(dataset, tmp_path):
+    """The first tests on the VOC 2007 annotations unpack them: one run removed the folder another was reading."""
+    compact = tmp_path / "annotations.tsv.gz"
+    write_compact_annotations(dataset, "test", compact)
+    listed = unpack_compact_annotations(compact, tmp_path / "VOC", "test") / "ImageSets" / "Main" / "test.txt"
+    first = listed.stat().st_ino                            # the folder of the run that finished first ...
+    unpack_compact_annotations(compact, tmp_path / "VOC", "test")        # ... and a run that started with it
+    assert listed.stat().st_ino == first and sorted(path.name for path in tmp_path.iterdir()) == [
+        "VOC", "annotations.tsv.gz"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
