@@ -28,6 +28,7 @@ from typing import Iterable
 import numpy as np
 
 from runs.errors import UserError
+from runs.runtime import write_folder
 
 # The 20 PASCAL VOC classes; a class id is the index + 1 (aeroplane = 1 ... tvmonitor = 20).
 VOC_CLASSES: tuple[str, ...] = (
@@ -381,8 +382,6 @@ def unpack_compact_annotations(compact_file, path_voc, set_name="test") -> Path:
     ones, -1 otherwise. Written to a temporary folder and renamed, so an interrupted unpack leaves nothing half
     done, and runs that unpack it at once all read a whole one."""
     import gzip
-    import shutil
-    import tempfile
     compact_file, path_voc = Path(compact_file), Path(path_voc)
     try:
         with gzip.open(compact_file, "rt") as handle:
@@ -399,9 +398,8 @@ def unpack_compact_annotations(compact_file, path_voc, set_name="test") -> Path:
         check_image_id(image_id, f"{compact_file}, line {number}")
         image = images.setdefault(image_id, {"size": (width, height, depth), "objects": []})
         image["objects"].append((name, xmin, ymin, xmax, ymax, difficult))
-    path_voc.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=".unpack_", dir=path_voc.parent))
-    try:
+
+    def write(temporary):
         (temporary / "Annotations").mkdir()
         (temporary / "ImageSets" / "Main").mkdir(parents=True)
         labels = {name: {} for name in VOC_CLASSES}
@@ -423,14 +421,7 @@ def unpack_compact_annotations(compact_file, path_voc, set_name="test") -> Path:
         for name, present in labels.items():
             (temporary / "ImageSets" / "Main" / f"{name}_{set_name}.txt").write_text(
                 "".join(f"{i} {present.get(i, -1):2d}\n" for i in image_ids))
-        try:
-            os.replace(temporary, path_voc)
-        except OSError:     # a folder there: another run's, just unpacked (kept: it may be reading it), or a part
-            if not (path_voc / "ImageSets" / "Main" / f"{set_name}.txt").is_file():
-                shutil.rmtree(path_voc)
-                os.replace(temporary, path_voc)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
+    write_folder(path_voc, write, Path("ImageSets") / "Main" / f"{set_name}.txt")
     return path_voc
 
 

@@ -26,7 +26,6 @@ Run ``python synthetic_dataset.py --root data/synthetic_voc`` to (re)generate it
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 import xml.etree.ElementTree as ElementTree
@@ -39,7 +38,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from runs.errors import UserError
 from image_helper import resize
 from parse_xml_annotations import VOC_CLASSES
-from runs.runtime import OneLineParser, main_guard
+from runs.runtime import OneLineParser, main_guard, write_atomically, write_folder
 
 DATABASE_NAME = "Synthetic VOC"
 DISTRACTOR_CLASSES = ("bird", "car", "boat")
@@ -467,9 +466,7 @@ def _class_label(objects: list[SceneObject], name: str) -> int:
 
 def _write_text(path: Path, lines: list[str]) -> None:
     """Write through a temporary file and rename, so a reader never sees half a list."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text("".join(f"{line}\n" for line in lines))
-    os.replace(temporary, path)
+    write_atomically(path, lambda temporary: temporary.write_text("".join(f"{line}\n" for line in lines)))
 
 
 def generate_synthetic_voc(root, num_trainval: int = 200, num_test: int = 100, seed: int = 0,
@@ -523,12 +520,18 @@ def generate_synthetic_voc(root, num_trainval: int = 200, num_test: int = 100, s
 
 def ensure_synthetic_voc(root, **kwargs) -> Path:
     """Return ``Path(root)``, generating the dataset first (with ``kwargs``) when
-    ``root/ImageSets/Main/trainval.txt`` is absent. An existing dataset is kept as it is, whatever ``kwargs``."""
+    ``root/ImageSets/Main/trainval.txt`` is absent. An existing dataset is kept as it is, whatever ``kwargs``. It is
+    generated in a temporary folder and renamed, so that runs generating it at once all read a whole one."""
     root = Path(root)
     if (root / "ImageSets" / "Main" / "trainval.txt").is_file():
         return root
     print(f"Generating the synthetic VOC dataset in {root} ...", flush=True)
-    return generate_synthetic_voc(root, **kwargs)
+    try:
+        write_folder(root, lambda temporary: generate_synthetic_voc(temporary, **kwargs),
+                     Path("ImageSets") / "Main" / "trainval.txt")
+    except OSError as error:
+        raise UserError(f"cannot create the dataset folder {root}: {error}") from None
+    return root
 
 
 def main(argv=None) -> int:

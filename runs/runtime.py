@@ -13,6 +13,7 @@ import errno
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -131,6 +132,27 @@ def write_atomically(path, write):
         raise
     os.replace(temporary, path)
     fsync(path.parent)
+
+
+def write_folder(folder, write, complete):
+    """Call ``write(temporary_folder)`` beside ``folder``, then rename it to ``folder``: an interrupted run leaves no
+    half folder, and runs writing it at once all read a whole one. A folder there already is kept where the file
+    ``complete`` is in it (another run has just put it there, and may be reading it), else replaced (an interrupted
+    run's)."""
+    import tempfile
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=TEMPORARY_PREFIX, dir=folder.parent))
+    try:
+        write(temporary)
+        try:
+            os.replace(temporary, folder)
+        except OSError:
+            if not (folder / complete).is_file():
+                shutil.rmtree(folder)
+                os.replace(temporary, folder)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 def json_ready(data):

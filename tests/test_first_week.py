@@ -20,6 +20,7 @@ from PIL import Image
 
 import image_zooms_testing
 import image_zooms_training
+import synthetic_dataset
 from image_helper import image_path, load_image
 from parse_xml_annotations import unpack_compact_annotations, write_compact_annotations
 from reinforcement import EXPERT_ACTION, TRIGGER_VALUE, UPPER_BOUND_VALUES, ReplayMemory
@@ -184,6 +185,22 @@ def test_runs_unpacking_the_test_annotations_at_once_keep_the_folder_the_first_p
     unpack_compact_annotations(compact, tmp_path / "VOC", "test")        # ... and a run that started with it
     assert listed.stat().st_ino == first and sorted(path.name for path in tmp_path.iterdir()) == [
         "VOC", "annotations.tsv.gz"]
+
+
+def test_runs_generating_the_demo_dataset_at_once_keep_the_folder_the_first_put_there(tmp_path, monkeypatch):
+    """Two ``--demo`` runs started together: one rewrote the images the other was reading, or their lists' rename
+    failed."""
+    root, generate, inodes = tmp_path / "synthetic_voc", synthetic_dataset.generate_synthetic_voc, []
+
+    def generate_while_another_run_finishes(folder, **kwargs):
+        monkeypatch.setattr(synthetic_dataset, "generate_synthetic_voc", generate)
+        synthetic_dataset.ensure_synthetic_voc(root, **kwargs)
+        inodes.append((root / "ImageSets" / "Main" / "trainval.txt").stat().st_ino)
+        return generate(folder, **kwargs)
+    monkeypatch.setattr(synthetic_dataset, "generate_synthetic_voc", generate_while_another_run_finishes)
+    synthetic_dataset.ensure_synthetic_voc(root, num_trainval=2, num_test=1, min_size=32, max_size=32)
+    assert inodes == [(root / "ImageSets" / "Main" / "trainval.txt").stat().st_ino]
+    assert [path.name for path in tmp_path.iterdir()] == ["synthetic_voc"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
