@@ -108,10 +108,16 @@ def temporary_path(path):
 
 
 def fsync(path):
-    """Flush the file or folder ``path`` to the disk: a file before it is renamed, its folder after (the rename)."""
+    """Flush the file or folder ``path`` to the disk: a file before it is renamed, its folder after (the rename).
+    Not done where it cannot be: on Windows (a folder cannot be opened), on file systems that flush no folder."""
+    if os.name == "nt":
+        return
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)
+    except OSError as error:
+        if error.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
     finally:
         os.close(descriptor)
 
