@@ -13,6 +13,7 @@ import re
 import shutil
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ import synthetic_dataset
 from image_helper import image_path, load_image
 from parse_xml_annotations import unpack_compact_annotations, write_compact_annotations
 from reinforcement import EXPERT_ACTION, TRIGGER_VALUE, UPPER_BOUND_VALUES, ReplayMemory
-from runs import run_folder, runtime, testing_run, training_run
+from runs import classes_run, run_folder, runtime, testing_run, training_run
 from runs.run_folder import write_together
 from test_hostile_inputs import run_guarded
 from test_resume import same_weights
@@ -110,6 +111,7 @@ def test_a_kill_between_the_renames_of_a_save_is_named_and_that_epoch_is_trained
         assert code == 2 and len(error) == 1 and stopped in error[0], (folder, error)
         assert checks_pass(image_zooms_training.main, [*training, "--path_model", str(folder), "-n", str(epoch)],
                            monkeypatch)
+        assert classes_run.resume_epoch(SimpleNamespace(path_model=folder), 0) == epoch     # several classes: -n 1
         if epoch:
             assert checks_pass(image_zooms_testing.main, [*testing, "--path_model", str(folder), "--epoch", "0"],
                                monkeypatch)
