@@ -145,10 +145,10 @@ def write_folder(folder, write, complete):
     half folder, and runs writing it at once all read a whole one. A folder there already is kept where the file
     ``complete`` is in it (another run has just put it there, and may be reading it), else replaced (an interrupted
     run's)."""
-    import tempfile
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=TEMPORARY_PREFIX, dir=folder.parent))
+    temporary = temporary_path(folder)
+    temporary.mkdir()
     try:
         write(temporary)
         try:
