@@ -27,7 +27,7 @@ import numpy as np
 
 from runs.dataset import SkipReport, load_record_image
 from runs.errors import UserError
-from parse_xml_annotations import class_ids, several_classes
+from parse_xml_annotations import class_ids, class_name, several_classes
 from runs.run_folder import (DamagedFile, best_path, check_weights, checkpoint_path, existing_epochs, features_path,
                              interrupted_save, log_path, missing_checkpoint, read_log, read_resume_state,
                              remove_temporary_files, resume_epochs, resume_options, resume_state_path, saving_path,
@@ -78,6 +78,12 @@ def preflight(settings):
     epochs = range(settings.n, settings.epochs)
     check_output_folder(settings.path_model, "path_model",
                         [path.name for path in run_files(settings.path_model, class_idx, epochs)])
+    replaced = [epoch for epoch in existing_epochs(settings.path_model, class_idx) if epoch > settings.n]
+    if replaced:    # testing would read them as this run's (save_epoch removes them)
+        span = f"epoch {replaced[0]}" if len(replaced) == 1 else f"epochs {replaced[0]} to {replaced[-1]}"
+        warnings.warn(f"{settings.path_model}/ holds the weights of {span} of class {class_name(settings.class_object)}"
+                      f" from an earlier run; -n {settings.n} replaces them (removed when it saves epoch "
+                      f"{settings.n})", UserWarning, stacklevel=2)
 
 
 def run_files(path_model, class_idx, epochs):
@@ -120,7 +126,6 @@ class TrainingRun:
     """
 
     def __init__(self, settings, model_label):
-        from parse_xml_annotations import class_name
         self.settings, self.model_label = settings, model_label
         preflight(settings)
         self.class_name, self.class_idx = class_name(settings.class_object), class_index(settings)
@@ -371,6 +376,9 @@ def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best,
              if older != epoch]
     if refiner is None:         # a head an earlier run left beside these weights' names is not this run's
         stale += [refiner_path(path) for path in weights_files]
+    later = [checkpoint_path(path_model, class_idx, saved) for saved in existing_epochs(path_model, class_idx)
+             if saved > epoch]      # an earlier run's, after this one's (preflight warns)
+    stale += later + [refiner_path(path) for path in later]
     if epoch > 0 and not keeps_epoch_weights(settings, epoch - 1):
         stale += [checkpoint_path(path_model, class_idx, epoch - 1),
                   refiner_path(checkpoint_path(path_model, class_idx, epoch - 1))]
@@ -488,8 +496,8 @@ def resume(settings, learner, memory, rng, class_idx, sample=None):
             notes.append(f"the saved replay memory holds {replay['actions'].shape[0]} transitions, "
                          f"buffer_experience_replay is {memory.capacity}: it starts empty")
         elif lacking := memory.lacking(replay):
-            notes.append(f"the saved replay memory has no {', '.join(lacking)} (it was saved without the learning "
-                         f"option that stores it): it starts empty")
+            notes.append(f"the saved replay memory has no {', '.join(lacking)} (saved with other learning options): "
+                         f"it starts empty")
         else:
             memory.load_state_dict(replay)
         if sample is not None and state["refine_sample"] is None:

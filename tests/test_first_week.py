@@ -253,9 +253,20 @@ def test_resuming_with_an_option_the_saved_replay_memory_has_no_field_for_starts
         image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(models), *TRAINING, "--epochs",
                                    "3", "-n", "2", "--expert_margin", "0.8", "--trigger_targets", "1"])
     output = capsys.readouterr().out
-    assert ("the saved replay memory has no trigger_values, expert_actions (it was saved without the learning option "
-            "that stores it): it starts empty") in output and "not an exact continuation" in output
+    assert ("the saved replay memory has no trigger_values, expert_actions (saved with other learning options): it "
+            "starts empty") in output and "not an exact continuation" in output
     assert [row["epoch"] for row in run_folder.read_log(models / "training_log_model0.csv")] == [0, 1, 2]
+
+
+def test_a_run_started_again_in_a_folder_removes_the_later_epochs_of_the_earlier_run(killed, dataset, tmp_path, tiny):
+    """Testing read them as the new run's: the latest weights labelled with the old run's last epoch, ``--epoch 1`` the
+    old run's weights beside the new run's log."""
+    models = copy(killed[0], tmp_path / "models")
+    with pytest.warns(UserWarning, match=rf"{models}/ holds the weights of epoch 1 of class aeroplane from an "
+                                         rf"earlier run; -n 0 replaces them \(removed when it saves epoch 0\)"):
+        image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(models), *TRAINING, "--epochs",
+                                   "1"])
+    assert run_folder.existing_epochs(models, 0) == [0] and not (models / "refiner_model0_epoch_1.npz").exists()
 
 
 def test_a_saved_replay_memory_lacks_a_field_it_does_not_hold_or_holds_empty():
