@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 import warnings
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
@@ -257,7 +258,8 @@ def read_image_set(path_voc, set_name) -> list[str]:
 
 
 def read_class_image_set(path_voc, class_object, set_name, labels: Iterable[int] = (1,)) -> list[str]:
-    """Image ids of ``ImageSets/Main/<class>_<set_name>.txt`` whose label is in ``labels``, in file order.
+    """Image ids of ``ImageSets/Main/<class>_<set_name>.txt`` whose label is in ``labels``, in file order, each once
+    (an id listed again is left out with a warning: testing counted its detections twice).
 
     Labels: 1 the class is present, -1 absent, 0 present only as difficult objects.
     """
@@ -276,7 +278,12 @@ def read_class_image_set(path_voc, class_object, set_name, labels: Iterable[int]
     if not image_ids:
         wanted = " or ".join(str(label) for label in labels)
         raise UserError(f"no images with label {wanted} in {path}")
-    return image_ids
+    counts = Counter(image_ids)
+    if len(counts) < len(image_ids):
+        again = next(image_id for image_id, count in counts.items() if count > 1)
+        warnings.warn(f"{path} lists {len(image_ids) - len(counts)} image id(s) again (first: {again}); each image is "
+                      f"used once", UserWarning, stacklevel=2)
+    return list(counts)
 
 
 def annotation_path(path_voc, image_id) -> Path:

@@ -23,7 +23,7 @@ import image_zooms_testing
 import image_zooms_training
 import synthetic_dataset
 from image_helper import image_path, load_image
-from parse_xml_annotations import unpack_compact_annotations, write_compact_annotations
+from parse_xml_annotations import read_class_image_set, unpack_compact_annotations, write_compact_annotations
 from reinforcement import EXPERT_ACTION, TRIGGER_VALUE, UPPER_BOUND_VALUES, ReplayMemory
 from runs import classes_run, run_folder, runtime, testing_run, training_run
 from runs.run_folder import write_together
@@ -203,6 +203,17 @@ def test_runs_generating_the_demo_dataset_at_once_keep_the_folder_the_first_put_
     synthetic_dataset.ensure_synthetic_voc(root, num_trainval=2, num_test=1, min_size=32, max_size=32)
     assert inodes == [(root / "ImageSets" / "Main" / "trainval.txt").stat().st_ino]
     assert [path.name for path in tmp_path.iterdir()] == ["synthetic_voc"]
+
+
+def test_an_image_listed_twice_is_searched_once_with_a_warning(dataset, tmp_path):
+    """Testing counted the detections of its second search as more detections: a higher AP, silently."""
+    voc = copy(dataset, tmp_path / "voc")
+    listed = voc / "ImageSets" / "Main" / "aeroplane_test.txt"
+    again = next(line for line in listed.read_text().splitlines() if line.endswith(" 1"))
+    listed.write_text(listed.read_text() + again + "\n")
+    with pytest.warns(UserWarning, match=rf"{listed} lists 1 image id\(s\) again \(first: {again.split()[0]}\); "
+                                         rf"each image is used once"):
+        assert read_class_image_set(voc, "aeroplane", "test") == read_class_image_set(dataset, "aeroplane", "test")
 
 
 # ---------------------------------------------------------------------------------------------------------------
