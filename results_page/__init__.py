@@ -7,8 +7,8 @@ agents side by side, per image too.
 
 Each page is one self-contained HTML file that works under ``file://`` with no server and no network: its data is
 inlined as JSON in ``<script type="application/json">`` (browsers refuse ``fetch()`` of local files), its style and
-script inlined from the files beside this module (``*.html`` templates with ``$name`` placeholders, ``page.css``,
-``*.js``), and the figures and drawn searches referenced by relative links, never copied. Written atomically.
+script inlined from the files beside this module (``page.html`` around a ``<kind>.html`` body, with ``$name``
+placeholders; ``page.css``, ``*.js``), and the figures and drawn searches referenced by relative links, never copied. Written atomically.
 
 What the pages get is computed here from a ``results.json`` (:func:`image_summaries`): the pages only show it.
 """
@@ -260,11 +260,14 @@ def render(kind, title, data, steps=None):
     """The HTML of a page: the template ``<kind>.html`` with the style, the scripts and the data inlined."""
     from html import escape
     from runs.runtime import json_ready
-    text = (TEMPLATES / f"{kind}.html").read_text(encoding="utf-8")
-    script = "\n".join((TEMPLATES / name).read_text(encoding="utf-8") for name in ("common.js", f"{kind}.js"))
-    return Template(text).substitute(title=escape(title), style=(TEMPLATES / "page.css").read_text(encoding="utf-8"),
-                                     data=inline_json(json_ready(data)), steps=inline_json(json_ready(steps or {})),
-                                     script=script.replace("</script", "<\\/script"))
+    def read(name):
+        return (TEMPLATES / name).read_text(encoding="utf-8")
+    body = Template(read(f"{kind}.html")).substitute(title=escape(title))
+    script = "\n".join(read(name) for name in ("common.js", f"{kind}.js"))
+    return Template(read("page.html")).substitute(title=escape(title), style=read("page.css"), body=body.rstrip(),
+                                                  data=inline_json(json_ready(data)),
+                                                  steps=inline_json(json_ready(steps or {})),
+                                                  script=script.replace("</script", "<\\/script"))
 
 
 def write_page(path, kind, title, data, steps=None):

@@ -21,6 +21,9 @@ MISTAKES = [
     (["synthetic_dataset.py", "--no_such_flag"], "unrecognized arguments: --no_such_flag"),
     (["experiments/other_voc.py", "{tmp}/voc", "busy"], "kind: invalid choice: 'busy'"),
     (["experiments/peak_memory.py"], "give the command after --"),
+    (["-m", "results_page"], "the following arguments are required: results"),
+    (["-m", "results_page", "no_such_results.json"], "no_such_results.json: results file not found"),
+    (["experiments/screenshot.py", "no_such_page.html", "{tmp}/page.png"], "no_such_page.html: no such page"),
 ]
 
 

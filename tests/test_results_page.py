@@ -14,7 +14,7 @@ import compare_results
 import image_zooms_testing
 from results_page import (PAGE_NAME, TEMPLATES, comparison_page_data, image_summaries, write_classes_page,
                           write_run_page)
-from results_page.browser import Chromium, find_chromium
+from experiments.browser import Chromium, find_chromium
 
 # --- what a page gets ----------------------------------------------------------------------------------------------
 
