@@ -60,17 +60,17 @@ def checks_pass(main, argv, monkeypatch):
 @pytest.fixture(scope="module")
 def killed(dataset, small_q_network, tmp_path_factory):
     """Two epochs of a tiny training (refine 1, a head from epoch 1 on, validation: every kind of file the folder
-    holds), the progress lines
-    of every search (``SEARCHES_PER_LINE`` 1), and the folder as a kill would leave it after each rename of each
-    epoch's save: ``[(epoch, folder)]``, hard links to the files there then (a rename changes no file)."""
+    holds), the progress lines of every search (``SEARCHES_PER_LINE`` 1), and the folder as a kill would leave it
+    after each rename of each epoch's save: ``[(epoch, folder)]``, hard links to the files there then (a rename
+    changes no file)."""
     root = tmp_path_factory.mktemp("killed")
     models, kills, replace, saving = root / "models", [], os.replace, [None]
 
     def replace_then_copy(source, destination):
         replace(source, destination)
         destination = Path(destination)
-        saving[0] = int(re.fullmatch(r"resume_model0_epoch_(\d+)\.h5", destination.name)[1]) \
-            if destination.name.startswith("resume_") else saving[0]     # the first file of an epoch's save
+        if destination.name.startswith("resume_"):         # the first file of an epoch's save
+            saving[0] = int(re.search(r"epoch_(\d+)", destination.name)[1])
         if destination.parent == models and not destination.name.startswith(("saving_", "lock_")):
             folder = root / f"kill_{len(kills)}"
             folder.mkdir()
