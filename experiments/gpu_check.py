@@ -1,6 +1,6 @@
 """The check the first machine with a GPU runs: what a training step and an update cost there, in one JSON file.
 
-    python experiments/gpu_check.py                 # about 3 minutes on a 2-core CPU, less on a GPU; gpu_check.json
+    python experiments/gpu_check.py                 # 2 minutes on a 2-core CPU; gpu_check.json
     python experiments/gpu_check.py --quick         # fewer repeats and a shorter training (a smoke test)
 
 It names the device TensorFlow sees (without a GPU it says so and measures the CPU) and measures, each side by side
@@ -12,12 +12,12 @@ in this run:
   floating-point operations at the float32 matrix-multiply rate measured beside it) and the ratio of the two;
 - the update's first-layer products, nearly all its arithmetic, in float32 and in bfloat16 (what a bfloat16 update
   could gain);
-- a short demo training in its own process (``image_zooms_training.py --demo``, ``auto`` precision): its wall time
-  and the steps per second of its epochs, from its log.
+- a short demo training in its own process (``image_zooms_training.py --demo``, ``auto`` precision, one epoch) whose
+  replay memory of 100 fills after 100 steps, each later step updating on a minibatch of 100 (the paper's): its wall
+  time and steps per second, from its log.
 
 docs/paper-scale.md ("On a GPU") says what these figures fill in.
 """
-import json
 import re
 import subprocess
 import sys
@@ -38,7 +38,7 @@ from runs.runtime import OneLineParser, import_tensorflow, main_guard, write_jso
 output = "gpu_check.json"
 update_repeats = 10                     # QLearner.update timed this many times (after two warm-up updates)
 floor_repeats = 5                       # VGG-16 forwards and products timed this many times each
-training_images = 12                    # the demo training's images (one epoch)
+training_images = 60                    # the demo training's images (one epoch, about 240 steps)
 QUICK = dict(update_repeats=3, floor_repeats=2, training_images=3)
 
 
@@ -73,15 +73,17 @@ def demo_training(images):
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         completed = subprocess.run([sys.executable, "image_zooms_training.py", "--demo", "--epochs", "1",
-                                    "--max_images", str(images), "--path_model", folder, "--path_testing_folder",
-                                    folder], cwd=ROOT, capture_output=True, text=True, timeout=900)
+                                    "--max_images", str(images), "--buffer_experience_replay", "100",
+                                    "--batch_size", "100", "--path_model", folder, "--path_testing_folder", folder],
+                                   cwd=ROOT, capture_output=True, text=True, timeout=900)
         seconds = time.perf_counter() - started
     if completed.returncode != 0:
         return {"error": completed.stderr.strip().splitlines()[-1:] or ["exit code " + str(completed.returncode)]}
     rates = [float(value) for value in re.findall(r"([\d.]+) steps/s", completed.stdout)]
+    updates = re.findall(r"loss ([\d.]+)", completed.stdout)
     picked = re.search(r"vgg_precision auto: (\w+)", completed.stdout)
     return {"wall_s": round(seconds, 1), "steps_per_s": rates, "precision": picked.group(1) if picked else None,
-            "images": images}
+            "images": images, "updated": bool(updates) and float(updates[0]) > 0}
 
 
 def main(argv=None):
