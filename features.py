@@ -3,7 +3,8 @@
 A region descriptor turns ``(image, region)`` pairs into ``descriptor_size`` values (VGG-16's pool5: 7×7×512 =
 25,088). Both feature models sit behind one interface, ``describe(items)`` with items ``(image_key, image, region)``
 and ``descriptor_size``: the episode loop never knows which model it drives. Image-Zooms' backbone is built in one
-place, :func:`build_backbone`; everything else reads its size from what it builds. Regions are float ``[x0, y0, x1, y1]`` boxes in pixels of the original image.
+place, :func:`build_backbone`; everything else reads its size from what it builds. Regions are float
+``[x0, y0, x1, y1]`` boxes in pixels of the original image.
 """
 from __future__ import annotations
 

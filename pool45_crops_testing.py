@@ -25,7 +25,7 @@ DEMO = dict(path_voc_test="data/synthetic_voc", path_vgg="hed", vgg_precision="a
 
 
 def main(argv=None):
-    run_testing(test, globals(), argv, "pool45_crops")      # test: searches, metrics, results.json, for one class or each
+    run_testing(test, globals(), argv, "pool45_crops")   # test: searches, metrics, results.json; one class or each
 
 
 if __name__ == "__main__":

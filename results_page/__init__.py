@@ -8,7 +8,8 @@ agents side by side, per image too.
 Each page is one self-contained HTML file that works under ``file://`` with no server and no network: its data is
 inlined as JSON in ``<script type="application/json">`` (browsers refuse ``fetch()`` of local files), its style and
 script inlined from the files beside this module (``page.html`` around a ``<kind>.html`` body, with ``$name``
-placeholders; ``page.css``, ``*.js``), and the figures and drawn searches referenced by relative links, never copied. Written atomically.
+placeholders; ``page.css``, ``*.js``), and the figures and drawn searches referenced by relative links, never
+copied. Written atomically.
 
 What the pages get is computed here from a ``results.json`` (:func:`image_summaries`): the pages only show it.
 """

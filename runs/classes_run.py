@@ -47,7 +47,8 @@ def run_testing(test, script, argv, model_label):
 
 def run_classes_script(script, argv, model_label, flags, run_one, run_each):
     """A script's main: the settings at its top (``script``: its globals) and the flags → ``--demo`` →
-    ``run_one(settings, make_features, model_label)`` for one class, ``run_each(…, run_one)`` for ``all`` or a list."""
+    ``run_one(settings, make_features, model_label)`` for one class, ``run_each(…, run_one)`` for ``all`` or a
+    list."""
     from parse_xml_annotations import several_classes
     from settings import apply_demo, configure, script_settings
     settings = configure(script_settings(script), argv, script["__doc__"], flags)
