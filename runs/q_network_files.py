@@ -123,8 +123,9 @@ def network_summary(network):
     """``25,112 -> 1024 -> 1024 -> 6`` for a chain of Dense layers, else the layers with weights by name."""
     from reinforcement import NUM_ACTIONS
     dense = [layer for layer in network.layers if layer.weights]
-    if all(hasattr(layer, "units") for layer in dense):
-        return " -> ".join([f"{network.inputs[0].shape[-1]:,}"] + [str(layer.units) for layer in dense])
+    inputs = getattr(network, "inputs", None)
+    if inputs and all(hasattr(layer, "units") for layer in dense):
+        return " -> ".join([f"{inputs[0].shape[-1]:,}"] + [str(layer.units) for layer in dense])
     return f"{', '.join(layer.name for layer in dense)} -> {NUM_ACTIONS}"
 
 
@@ -133,7 +134,11 @@ def _load_keras3_weights(network, path):
     import tempfile
     with tempfile.TemporaryDirectory() as folder:
         named = Path(folder) / "q_network.weights.h5"
-        named.symlink_to(path.resolve())
+        try:
+            named.symlink_to(path.resolve())
+        except OSError:                 # a file system or system without links: a copy
+            import shutil
+            shutil.copyfile(path, named)
         try:
             network.load_weights(named)
         except Exception as error:      # Keras raises ValueError and others for weights of another network
