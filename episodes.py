@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from reinforcement import (HISTORY_SIZE, IOU_THRESHOLD, NUM_ACTIONS, TRIGGER, NonFiniteLoss,  # noqa: F401
-                           ZoomEnvironment, upper_bound_action)
+from reinforcement import (HISTORY_SIZE, IOU_THRESHOLD, NUM_ACTIONS, TRIGGER, NonFiniteLoss, ZoomEnvironment,
+                           upper_bound_action)
 from runs.dataset import load_record_image
 
 # ---------------------------------------------------------------------------------------------------------------

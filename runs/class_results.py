@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 
 from runs.errors import UserError
-from runs.runtime import json_ready, write_atomically, write_json
+from runs.runtime import write_atomically, write_json
 
 REQUIRED_KEYS = ['model', 'agent', 'scale_subregion', 'precision', 'recall', 'ap', 'ap_voc07', 'max_recall',
                  'regions_per_found_object']
