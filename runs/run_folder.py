@@ -17,8 +17,6 @@ the same class into the same folder stops at once with one line naming the other
 died is taken over with a warning. Testing can ask whether a training is writing (:func:`training_holder`); it
 still reads whole epochs, since every file is renamed into place.
 """
-from __future__ import annotations
-
 import contextlib
 import errno
 import csv
@@ -46,8 +44,7 @@ WEIGHTS_SUFFIX = ".weights.h5"
 
 def checkpoint_path(path_model, class_idx, epoch=None):
     """The weights of ``epoch``, or the latest epoch's when it is None."""
-    name = f"model{class_idx}{WEIGHTS_SUFFIX}" if epoch is None else f"model{class_idx}_epoch_{epoch}{WEIGHTS_SUFFIX}"
-    return Path(path_model) / name
+    return Path(path_model) / f"model{class_idx}{'' if epoch is None else f'_epoch_{epoch}'}{WEIGHTS_SUFFIX}"
 
 
 def resume_state_path(path_model, class_idx, epoch):
@@ -124,8 +121,7 @@ def hdf5_problem(path, error):
     text = str(error)
     if size == 0:
         return "empty (0 bytes)"
-    truncated = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", text)
-    if truncated:
+    if truncated := re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", text):
         return f"truncated ({int(truncated[1]):,} of its {int(truncated[2]):,} bytes)"
     if "file signature not found" in text:
         return f"not an HDF5 file ({size:,} bytes)"
@@ -156,6 +152,9 @@ REPLAY_MEMORY_ARRAYS = ("states", "next_states", "actions", "rewards", "terminal
 # oracle's and trigger_targets' arrays had before
 REFINE_SAMPLE_ARRAYS = ("descriptors", "windows", "boxes", "seen", "keys", "rng")    # refinement.WindowSample
 OPTIONAL_REPLAY_ARRAYS = ("upper_bound_values", "trigger_values", "expert_actions", "targets", "trigger_targets")
+# the groups of named arrays: what each is, the arrays it must hold, those it may hold besides
+NAMED_ARRAYS = {"replay_memory": ("replay memory", REPLAY_MEMORY_ARRAYS, OPTIONAL_REPLAY_ARRAYS),
+                "refine_sample": ("window sample", REFINE_SAMPLE_ARRAYS, ())}
 
 
 def write_resume_state(path, state):
@@ -163,26 +162,17 @@ def write_resume_state(path, state):
     None) to the HDF5 file ``path``."""
     import h5py
     with h5py.File(path, "w") as handle:
-        handle.attrs["epoch"] = state["epoch"]
-        handle.attrs["epsilon"] = state["epsilon"]
-        handle.attrs["numpy_rng"] = json.dumps(state["numpy_rng"])
-        handle.attrs["settings"] = json.dumps(state["settings"])
+        for name in RESUME_STATE_ATTRIBUTES:
+            handle.attrs[name] = state[name] if name in ("epoch", "epsilon") else json.dumps(state[name])
         optimizer = handle.create_group("optimizer")
         for index, (array, variable_path) in enumerate(zip(state["optimizer"], state["optimizer_paths"])):
             optimizer[str(index)] = array
             optimizer[str(index)].attrs["path"] = variable_path
-        if state["target_network"] is not None:
-            target = handle.create_group("target_network")
-            for index, array in enumerate(state["target_network"]):
-                target[str(index)] = array
-        seeds = handle.create_group("seed_generators")
-        for index, array in enumerate(state["seed_generators"]):
-            seeds[str(index)] = array
-        for group in ("replay_memory", "refine_sample"):
+        for group in ("target_network", "seed_generators", *NAMED_ARRAYS):     # lists of arrays, then named ones
             if state.get(group) is not None:
                 arrays = handle.create_group(group)
-                for name, array in state[group].items():
-                    arrays[name] = array
+                for name, array in (state[group].items() if group in NAMED_ARRAYS else enumerate(state[group])):
+                    arrays[str(name)] = array
 
 
 def read_resume_state(path, epoch):
@@ -200,38 +190,26 @@ def read_resume_state(path, epoch):
             raise DamagedFile(path, f"incomplete (its {group} arrays are {', '.join(keys)}, not 0 to {len(keys) - 1})")
         return [np.asarray(handle[group][key]) for key in keys]
     try:
-        handle = h5py.File(path, "r")
-    except Exception as error:      # see check_weights
-        raise DamagedFile(path, hdf5_problem(path, error)) from None
-    try:
-        with handle:
+        with h5py.File(path, "r") as handle:
             missing = [name for name in RESUME_STATE_ATTRIBUTES if name not in handle.attrs] + \
                 [group for group in ("optimizer", "seed_generators") if group not in handle]
             if missing:
                 raise DamagedFile(path, f"incomplete (no {', '.join(missing)}): not a resume state of this project")
             state = {name: read_attribute(path, handle.attrs, name) for name in RESUME_STATE_ATTRIBUTES}
-            state.update({"optimizer": arrays(handle, "optimizer"),
-                          "optimizer_paths": [str(handle["optimizer"][str(index)].attrs.get("path", ""))
-                                              for index in range(len(handle["optimizer"]))],
-                          "target_network": arrays(handle, "target_network"),
-                          "seed_generators": arrays(handle, "seed_generators"), "replay_memory": None,
-                          "refine_sample": None})
-            if "replay_memory" in handle:
-                replay = handle["replay_memory"]
-                missing = [name for name in REPLAY_MEMORY_ARRAYS if name not in replay]
-                if missing:
-                    raise DamagedFile(path, f"incomplete (its replay memory has no {', '.join(missing)})")
-                state["replay_memory"] = {name: np.asarray(replay[name]) for name in
-                                          REPLAY_MEMORY_ARRAYS + OPTIONAL_REPLAY_ARRAYS if name in replay}
-            if "refine_sample" in handle:
-                sample = handle["refine_sample"]
-                missing = [name for name in REFINE_SAMPLE_ARRAYS if name not in sample]
-                if missing:
-                    raise DamagedFile(path, f"incomplete (its window sample has no {', '.join(missing)})")
-                state["refine_sample"] = {name: np.asarray(sample[name]) for name in REFINE_SAMPLE_ARRAYS}
+            state.update(optimizer=arrays(handle, "optimizer"),
+                         optimizer_paths=[str(handle[f"optimizer/{index}"].attrs.get("path", ""))
+                                          for index in range(len(handle["optimizer"]))],
+                         target_network=arrays(handle, "target_network"),
+                         seed_generators=arrays(handle, "seed_generators"))
+            for group, (what, required, optional) in NAMED_ARRAYS.items():
+                stored = handle.get(group)
+                if stored is not None and (missing := [name for name in required if name not in stored]):
+                    raise DamagedFile(path, f"incomplete (its {what} has no {', '.join(missing)})")
+                state[group] = None if stored is None else {name: np.asarray(stored[name])
+                                                            for name in required + optional if name in stored}
     except DamagedFile:
         raise
-    except Exception as error:      # a damaged dataset, attribute or JSON text
+    except Exception as error:      # h5py's errors on a damaged file (see check_weights), a damaged attribute or JSON
         raise DamagedFile(path, hdf5_problem(path, error)) from None
     if state["epoch"] != epoch:
         raise DamagedFile(path, f"holds epoch {state['epoch']}, its name says epoch {epoch}")
@@ -278,16 +256,15 @@ def write_log(path, rows):
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
-        for row in rows:
-            writer.writerow({key: (f"{value:.6g}" if isinstance(value, float) else value)
-                             for key, value in row.items()})
+        writer.writerows({key: f"{value:.6g}" if isinstance(value, float) else value for key, value in row.items()}
+                         for row in rows)
 
 
 def write_features_file(path, settings, features=None):
     """The describing settings of a training run (:func:`features_path`) as JSON in ``path``, with what ``features``
     is: the feature model (``image_zooms``, ``pool45_crops``), its backbone and its descriptor's size."""
-    describing = {name: getattr(settings, name) for name in DESCRIBING_SETTINGS if hasattr(settings, name)}
-    describing = {key: str(value) if key == "path_vgg" else value for key, value in describing.items()}
+    describing = {name: str(getattr(settings, name)) if name == "path_vgg" else getattr(settings, name)
+                  for name in DESCRIBING_SETTINGS if hasattr(settings, name)}
     if features is not None:
         describing.update(model=features.name, backbone=features.backbone.name,
                           descriptor_size=int(features.descriptor_size))
@@ -399,10 +376,8 @@ def read_log(path):
 def best_epoch(log_rows):
     """The epoch whose validation AP is the highest (the later one on ties, as training keeps it), or None."""
     rows = [row for row in log_rows if row.get("validation_ap") is not None]
-    if not rows:
-        return None
-    best = max(row["validation_ap"] for row in rows)
-    return max(row["epoch"] for row in rows if row["validation_ap"] == best)
+    best = max((row["validation_ap"] for row in rows), default=None)
+    return max(row["epoch"] for row in rows if row["validation_ap"] == best) if rows else None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -462,20 +437,18 @@ def write_together(writes, marker=None):
             temporaries.append((temporary_path(path), path))
             write(temporaries[-1][0])
             fsync(temporaries[-1][0])
-        for _, path in temporaries:     # a rename over a folder would fail after the renames before it
-            if path.is_dir():
-                raise IsADirectoryError(errno.EISDIR, "a folder is in the way", str(path))
+        if folders := [path for _, path in temporaries if path.is_dir()]:  # its rename would fail after those before
+            raise IsADirectoryError(errno.EISDIR, "a folder is in the way", str(folders[0]))
     except BaseException:
         for temporary, _ in temporaries:
             with contextlib.suppress(OSError):      # the write's own error is the one to report
                 temporary.unlink(missing_ok=True)
         raise
-    folders = {path.parent for _, path in temporaries}
     if marker is not None:
         write_atomically(marker[0], lambda temporary: Path(temporary).write_text(marker[1]))
     for temporary, path in temporaries:
         os.replace(temporary, path)
-    for folder in folders:
+    for folder in {path.parent for _, path in temporaries}:
         fsync(folder)
     if marker is not None:
         Path(marker[0]).unlink()
@@ -538,11 +511,8 @@ def _holder_alive(holder):
         pass
     except OSError:
         return True
-    stat = _process_stat(pid)
-    if stat is None:
-        return True
-    state, ticks = stat
-    return state not in ("Z", "X") and holder.get("ticks") in (None, ticks)    # ended (a zombie), or a later process
+    stat = _process_stat(pid)       # without /proc: alive; else not ended (a zombie), and not a later process
+    return stat is None or stat[0] not in ("Z", "X") and holder.get("ticks") in (None, stat[1])
 
 
 def describe_holder(holder):
@@ -588,9 +558,7 @@ def _take_over(path, stale, ours):
                 marker.unlink()
         return False
     try:
-        if _read_holder(path) != stale:
-            return False
-        return _write_lock(path, ours, replace=True)
+        return _read_holder(path) == stale and _write_lock(path, ours, replace=True)
     finally:
         marker.unlink(missing_ok=True)
 
