@@ -17,6 +17,7 @@ whole dataset unusable.
 
 from __future__ import annotations
 
+import gzip
 import math
 import os
 from collections import Counter
@@ -42,9 +43,7 @@ def class_id(class_object) -> int:
     """The VOC class id (1..20) of ``class_object``: an id (int or digit string) or a name (any case)."""
     valid = ", ".join(f"{index + 1}={name}" for index, name in enumerate(VOC_CLASSES))
     # bool is an int subclass; True meaning "aeroplane" would only hide a mistake.
-    if isinstance(class_object, (bool, np.bool_)):
-        raise UserError(f"class_object {class_object!r} is not a VOC class; valid: {valid}")
-    if isinstance(class_object, (int, np.integer)):
+    if isinstance(class_object, (int, np.integer)) and not isinstance(class_object, bool):
         if 1 <= int(class_object) <= len(VOC_CLASSES):
             return int(class_object)
         raise UserError(f"class_object {class_object!r} is out of range 1..{len(VOC_CLASSES)}; valid: {valid}")
@@ -71,13 +70,11 @@ def class_ids(class_object) -> list[int]:
     if "," not in text:
         return [class_id(class_object)]
     ids = []
-    for item in text.split(","):
-        if not item.strip():
+    for item in (item.strip() for item in text.split(",")):
+        if not item:
             raise UserError(f"class_object {class_object!r}: an empty item in the comma list")
-        identifier = class_id(item.strip())
-        if identifier not in ids:
-            ids.append(identifier)
-    return ids
+        ids.append(class_id(item))
+    return list(dict.fromkeys(ids))
 
 
 def several_classes(class_object) -> bool:
@@ -121,8 +118,7 @@ class Annotation:
         The result may be ``(0, 4)``. Order is the order of the XML file.
         """
         name = _target_name(class_name)
-        boxes = [obj.box for obj in self.objects
-                 if obj.name == name and (include_difficult or not obj.difficult)]
+        boxes = [obj.box for obj in self.objects if obj.name == name and (include_difficult or not obj.difficult)]
         return np.array(boxes, dtype=np.float64).reshape(-1, 4)
 
     def difficult_of(self, class_name: str) -> np.ndarray:
@@ -133,14 +129,9 @@ class Annotation:
 
 def _number(element: ElementTree.Element | None, tag: str) -> float | None:
     """The finite number in ``element/<tag>``, or None when it is missing or not a finite number."""
-    if element is None:
-        return None
-    text = element.findtext(tag)
-    if text is None:
-        return None
     try:
-        value = float(text.strip())
-    except ValueError:
+        value = float(element.findtext(tag).strip())    # AttributeError: no element, or no <tag> in it
+    except (AttributeError, ValueError):
         return None
     return value if math.isfinite(value) else None
 
@@ -172,29 +163,23 @@ def parse_annotation(xml_path) -> Annotation:
     for index, element in enumerate(elements):
         name = (element.findtext("name") or "").strip().lower()
         where = f"{xml_path}: object {index} ({name or 'no name'})"
-        if not name:
-            warnings.warn(f"{where} has no <name>; skipped", UserWarning, stacklevel=2)
-            continue
         bndbox = element.find("bndbox")
-        if bndbox is None:
-            warnings.warn(f"{where} has no <bndbox>; skipped", UserWarning, stacklevel=2)
-            continue
-        xmin, ymin, xmax, ymax = (_number(bndbox, tag) for tag in ("xmin", "ymin", "xmax", "ymax"))
-        if None in (xmin, ymin, xmax, ymax):
-            warnings.warn(f"{where} has a missing or non-numeric coordinate in <bndbox>; skipped",
-                          UserWarning, stacklevel=2)
-            continue
-        if xmin > xmax or ymin > ymax:
-            warnings.warn(f"{where} has a reversed <bndbox> (xmin {xmin:g} > xmax {xmax:g} or ymin {ymin:g} > "
-                          f"ymax {ymax:g}); skipped", UserWarning, stacklevel=2)
-            continue
-        # 1-based inclusive pixels -> half-open 0-based corners, clipped to the image.
-        box = np.array([xmin - 1, ymin - 1, xmax, ymax], dtype=np.float64)
-        box[[0, 2]] = np.clip(box[[0, 2]], 0, width)
-        box[[1, 3]] = np.clip(box[[1, 3]], 0, height)
-        if box[2] <= box[0] or box[3] <= box[1]:
-            warnings.warn(f"{where} has zero area inside the {width} x {height} image; skipped",
-                          UserWarning, stacklevel=2)
+        xmin, ymin, xmax, ymax = corners = [_number(bndbox, tag) for tag in ("xmin", "ymin", "xmax", "ymax")]
+        if not name:
+            problem = "has no <name>"
+        elif bndbox is None:
+            problem = "has no <bndbox>"
+        elif None in corners:
+            problem = "has a missing or non-numeric coordinate in <bndbox>"
+        elif xmin > xmax or ymin > ymax:
+            problem = f"has a reversed <bndbox> (xmin {xmin:g} > xmax {xmax:g} or ymin {ymin:g} > ymax {ymax:g})"
+        else:
+            # 1-based inclusive pixels -> half-open 0-based corners, clipped to the image.
+            box = np.clip(np.array([xmin - 1, ymin - 1, xmax, ymax], dtype=np.float64), 0, [width, height] * 2)
+            empty = box[2] <= box[0] or box[3] <= box[1]
+            problem = f"has zero area inside the {width} x {height} image" if empty else None
+        if problem:
+            warnings.warn(f"{where} {problem}; skipped", UserWarning, stacklevel=2)
             continue
         difficult_value = _number(element, "difficult")
         if element.find("difficult") is not None and difficult_value is None:
@@ -224,11 +209,6 @@ def _numbered_lines(path: Path) -> list[tuple[int, str]]:
     return [(number, line.strip()) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
-def _read_lines(path: Path) -> list[str]:
-    """Non-empty stripped lines of an image-set file; UserError if the file is missing."""
-    return [line for _, line in _numbered_lines(path)]
-
-
 MAX_IMAGE_ID_BYTES = 200        # a file name holds 255 bytes: room for ``.jpg``, ``.xml``, ``.png``, ``.gif`` and more
 
 
@@ -250,8 +230,7 @@ def check_image_id(image_id, where) -> str:
 def read_image_set(path_voc, set_name) -> list[str]:
     """Image ids listed in ``ImageSets/Main/<set_name>.txt`` (first column), in file order."""
     path = _image_sets_folder(path_voc) / f"{set_name}.txt"
-    image_ids = [check_image_id(line.split()[0], f"{path}, line {number}")
-                 for number, line in _numbered_lines(path)]
+    image_ids = [check_image_id(line.split()[0], f"{path}, line {number}") for number, line in _numbered_lines(path)]
     if not image_ids:
         raise UserError(f"image set file {path} lists no images")
     return image_ids
@@ -276,8 +255,7 @@ def read_class_image_set(path_voc, class_object, set_name, labels: Iterable[int]
         if label in labels:
             image_ids.append(image_id)
     if not image_ids:
-        wanted = " or ".join(str(label) for label in labels)
-        raise UserError(f"no images with label {wanted} in {path}")
+        raise UserError(f"no images with label {' or '.join(str(label) for label in labels)} in {path}")
     counts = Counter(image_ids)
     if len(counts) < len(image_ids):
         again = next(image_id for image_id, count in counts.items() if count > 1)
@@ -312,9 +290,7 @@ def load_records(paths_voc, class_object, set_name, max_images: int | None = Non
     is left out with a UserWarning and ``(path_voc, image_id, problem)`` is appended to the list, so one broken
     file does not stop a run; UserError only when no image is left.
     """
-    if isinstance(paths_voc, (str, os.PathLike)):
-        paths_voc = [paths_voc]
-    paths_voc = list(paths_voc)
+    paths_voc = [paths_voc] if isinstance(paths_voc, (str, os.PathLike)) else list(paths_voc)
     if not paths_voc:
         raise UserError("no dataset folder given (path_voc is empty)")
     if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, (int, np.integer))
@@ -327,14 +303,12 @@ def load_records(paths_voc, class_object, set_name, max_images: int | None = Non
     records, problems = [], []
     for path_voc, image_id in wanted[:max_images]:
         try:
-            annotation = parse_annotation(annotation_path(path_voc, image_id))
+            records.append(ImageRecord(path_voc, image_id, parse_annotation(annotation_path(path_voc, image_id))))
         except UserError as error:
             if skipped is None:
                 raise
             warnings.warn(f"{error}; image {image_id} skipped", UserWarning, stacklevel=2)
             problems.append((path_voc, image_id, str(error)))
-            continue
-        records.append(ImageRecord(path_voc=path_voc, image_id=image_id, annotation=annotation))
     if skipped is not None:
         skipped.extend(problems)
         if not records:
@@ -351,29 +325,32 @@ VOC2007_TEST_FOLDER = Path("data/VOC2007_test_annotations")
 COMPACT_COLUMNS = ("image_id", "width", "height", "depth", "name", "xmin", "ymin", "xmax", "ymax", "difficult")
 
 
+def voc_xml(elements: list, depth: int = 0) -> str:
+    """VOC annotation XML of ``elements``, ``(tag, value)`` pairs whose value is text or a list of such pairs (the
+    element's children); one element a line, indented with tabs, as ``ElementTree.indent(root, space="\t")`` does.
+    Values are written as they are (VOC's names and numbers need no escaping)."""
+    indent = "\t" * depth
+    return "".join(f"{indent}<{tag}>\n{voc_xml(value, depth + 1)}{indent}</{tag}>\n" if isinstance(value, list)
+                   else f"{indent}<{tag}>{value}</{tag}>\n" for tag, value in elements)
+
+
 def write_compact_annotations(path_voc, set_name, out_file) -> int:
     """Write the annotations of ``<path_voc>/ImageSets/Main/<set_name>.txt`` as one gzip'd tab-separated file, one
     object a line (``COMPACT_COLUMNS``; VOC's 1-based inclusive pixels as in the XML). An object is marked difficult
     when its XML says so or when ``<class>_<set>.txt`` labels its image 0 (difficult only). Returns the number of
     objects written."""
-    import gzip
     image_ids = read_image_set(path_voc, set_name)
-    difficult_only = set()
-    for name in VOC_CLASSES:
-        class_list = _image_sets_folder(path_voc) / f"{name}_{set_name}.txt"
-        for line in (_read_lines(class_list) if class_list.is_file() else []):
-            columns = line.split()
-            if len(columns) > 1 and columns[1] == "0":
-                difficult_only.add((columns[0], name))
+    class_lists = {name: _image_sets_folder(path_voc) / f"{name}_{set_name}.txt" for name in VOC_CLASSES}
+    difficult_only = {(line.split()[0], name) for name, path in class_lists.items() if path.is_file()
+                      for _, line in _numbered_lines(path) if line.split()[1:2] == ["0"]}
     lines = ["\t".join(COMPACT_COLUMNS)]
     for image_id in image_ids:
         annotation = parse_annotation(annotation_path(path_voc, image_id))
         for obj in annotation.objects:
-            xmin, ymin, xmax, ymax = (int(round(obj.box[0])) + 1, int(round(obj.box[1])) + 1,
-                                      int(round(obj.box[2])), int(round(obj.box[3])))
+            x0, y0, x1, y1 = (int(round(value)) for value in obj.box)
             difficult = int(obj.difficult or (image_id, obj.name) in difficult_only)
             lines.append("\t".join(str(value) for value in (image_id, annotation.width, annotation.height, 3,
-                                                             obj.name, xmin, ymin, xmax, ymax, difficult)))
+                                                             obj.name, x0 + 1, y0 + 1, x1, y1, difficult)))
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(out_file, "wt", compresslevel=9) as handle:
@@ -388,7 +365,6 @@ def unpack_compact_annotations(compact_file, path_voc, set_name="test") -> Path:
     Labels follow VOC: 1 when the image holds a non-difficult object of the class, 0 when it holds only difficult
     ones, -1 otherwise. Written to a temporary folder and renamed, so an interrupted unpack leaves nothing half
     done, and runs that unpack it at once all read a whole one."""
-    import gzip
     compact_file, path_voc = Path(compact_file), Path(path_voc)
     try:
         with gzip.open(compact_file, "rt") as handle:
@@ -411,15 +387,12 @@ def unpack_compact_annotations(compact_file, path_voc, set_name="test") -> Path:
         (temporary / "ImageSets" / "Main").mkdir(parents=True)
         labels = {name: {} for name in VOC_CLASSES}
         for image_id, image in images.items():
-            width, height, depth = image["size"]
-            objects = "".join(
-                f"\t<object>\n\t\t<name>{name}</name>\n\t\t<difficult>{difficult}</difficult>\n\t\t<bndbox>\n"
-                f"\t\t\t<xmin>{xmin}</xmin>\n\t\t\t<ymin>{ymin}</ymin>\n\t\t\t<xmax>{xmax}</xmax>\n"
-                f"\t\t\t<ymax>{ymax}</ymax>\n\t\t</bndbox>\n\t</object>\n"
-                for name, xmin, ymin, xmax, ymax, difficult in image["objects"])
+            size = list(zip(("width", "height", "depth"), image["size"]))
+            objects = [("object", [("name", name), ("difficult", difficult),
+                                   ("bndbox", list(zip(("xmin", "ymin", "xmax", "ymax"), box)))])
+                       for name, *box, difficult in image["objects"]]
             (temporary / "Annotations" / f"{image_id}.xml").write_text(
-                f"<annotation>\n\t<filename>{image_id}.jpg</filename>\n\t<size>\n\t\t<width>{width}</width>\n"
-                f"\t\t<height>{height}</height>\n\t\t<depth>{depth}</depth>\n\t</size>\n{objects}</annotation>\n")
+                voc_xml([("annotation", [("filename", f"{image_id}.jpg"), ("size", size), *objects])]))
             for name, *_, difficult in image["objects"]:
                 if name in labels:
                     labels[name][image_id] = max(labels[name].get(image_id, 0), 1 - int(difficult))

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import sys
 import time
-import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from runs.errors import UserError
 from image_helper import resize
-from parse_xml_annotations import VOC_CLASSES
+from parse_xml_annotations import VOC_CLASSES, voc_xml
 from runs.runtime import OneLineParser, main_guard, write_atomically, write_folder
 
 DATABASE_NAME = "Synthetic VOC"
@@ -62,16 +61,15 @@ PLACEMENT_ATTEMPTS = 30
 MIN_CONTRAST = {"aeroplane": 90.0}
 MIN_CONTRAST_DISTRACTOR = 60.0
 
-PLANE_COLOURS = (
-    (240, 240, 240), (205, 208, 212), (175, 180, 186), (72, 76, 84), (35, 35, 40),
-    (200, 35, 35), (30, 45, 120), (235, 200, 40), (235, 120, 30), (90, 100, 55),
-)
-BIRD_COLOURS = ((45, 35, 30), (20, 20, 20), (235, 235, 230), (130, 120, 110), (60, 90, 160), (170, 90, 40))
-CAR_COLOURS = (
-    (190, 25, 30), (30, 70, 170), (40, 130, 60), (230, 200, 30), (25, 25, 28), (235, 235, 235),
-    (160, 165, 170), (230, 110, 20),
-)
-BOAT_COLOURS = ((240, 240, 240), (180, 30, 30), (25, 40, 100), (150, 100, 60))
+# Each class's palette for an object's main colour.
+COLOURS = {
+    "aeroplane": ((240, 240, 240), (205, 208, 212), (175, 180, 186), (72, 76, 84), (35, 35, 40), (200, 35, 35),
+                  (30, 45, 120), (235, 200, 40), (235, 120, 30), (90, 100, 55)),
+    "bird": ((45, 35, 30), (20, 20, 20), (235, 235, 230), (130, 120, 110), (60, 90, 160), (170, 90, 40)),
+    "car": ((190, 25, 30), (30, 70, 170), (40, 130, 60), (230, 200, 30), (25, 25, 28), (235, 235, 235),
+            (160, 165, 170), (230, 110, 20)),
+    "boat": ((240, 240, 240), (180, 30, 30), (25, 40, 100), (150, 100, 60)),
+}
 SKY_TOPS = ((70, 120, 200), (110, 160, 230), (40, 70, 140), (150, 165, 185), (215, 140, 90))
 GROUND_COLOURS = ((70, 130, 50), (120, 100, 60), (200, 180, 130), (110, 110, 115), (40, 90, 140), (90, 110, 70))
 
@@ -319,25 +317,19 @@ def _transform(points: np.ndarray, mirror: bool, angle: float) -> np.ndarray:
 
 def _sample_object(rng: np.random.Generator, name: str, width: int, height: int):
     """Random shape, orientation, size and position of one object: (parts in image pixels, attributes)."""
-    shorter = min(width, height)
-    difficult = False
-    if name == "aeroplane":
-        side_view = rng.random() < 0.6
-        parts = _plane_side(rng) if side_view else _plane_top(rng)
-        mirror = bool(rng.random() < 0.5)
-        angle = rng.uniform(-0.26, 0.26) if side_view else rng.uniform(-0.6, 0.6)
-        pose = ("Left" if mirror else "Right") if side_view else "Unspecified"
-        if rng.random() < TINY_PLANE_PROBABILITY:
-            longest = rng.uniform(*TINY_PLANE_PIXELS)
-        else:
-            longest = shorter * np.exp(rng.uniform(*np.log(PLANE_SIZE_RANGE)))
-        difficult = longest < DIFFICULT_BELOW_PIXELS
+    plane = name == "aeroplane"
+    side_view = not plane or rng.random() < 0.6    # a bird, car or boat is always seen from the side
+    parts = {"bird": _bird, "car": _car, "boat": _boat}.get(name, _plane_side if side_view else _plane_top)(rng)
+    mirror = bool(rng.random() < 0.5)
+    tilt = {"aeroplane": 0.26 if side_view else 0.6, "bird": 0.4}.get(name, 0.12)    # radians
+    angle = rng.uniform(-tilt, tilt)
+    pose = ("Left" if mirror else "Right") if side_view else "Unspecified"
+    if plane and rng.random() < TINY_PLANE_PROBABILITY:
+        longest = rng.uniform(*TINY_PLANE_PIXELS)
     else:
-        parts = {"bird": _bird, "car": _car, "boat": _boat}[name](rng)
-        mirror = bool(rng.random() < 0.5)
-        angle = rng.uniform(-0.4, 0.4) if name == "bird" else rng.uniform(-0.12, 0.12)
-        pose = "Left" if mirror else "Right"
-        longest = shorter * np.exp(rng.uniform(*np.log(DISTRACTOR_SIZE_RANGE)))
+        size_range = PLANE_SIZE_RANGE if plane else DISTRACTOR_SIZE_RANGE
+        longest = min(width, height) * np.exp(rng.uniform(*np.log(size_range)))
+    difficult = plane and longest < DIFFICULT_BELOW_PIXELS
 
     shapes = [(role, _transform(points, mirror, angle)) for role, points in parts]
     everything = np.concatenate([points for _, points in shapes])
@@ -375,8 +367,7 @@ def draw_scene(rng: np.random.Generator, width: int, height: int) -> tuple[np.nd
 
     plane_count = rng.choice(len(PLANE_COUNT_PROBABILITIES), p=PLANE_COUNT_PROBABILITIES)
     distractor_count = rng.choice(len(DISTRACTOR_COUNT_PROBABILITIES), p=DISTRACTOR_COUNT_PROBABILITIES)
-    distractors = [str(name) for name in rng.choice(DISTRACTOR_CLASSES, distractor_count)]
-    names = ["aeroplane"] * int(plane_count) + distractors
+    names = ["aeroplane"] * int(plane_count) + [str(name) for name in rng.choice(DISTRACTOR_CLASSES, distractor_count)]
     names = [names[index] for index in rng.permutation(len(names))]
 
     owner = np.full((height, width), -1, dtype=np.int16)  # index of the object seen at each pixel
@@ -402,9 +393,7 @@ def draw_scene(rng: np.random.Generator, width: int, height: int) -> tuple[np.nd
         # paint, in a colour that stands out from what is under the object
         rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
         under = np.asarray(canvas, dtype=np.float64)[mask].mean(axis=0)
-        palette = {"aeroplane": PLANE_COLOURS, "bird": BIRD_COLOURS, "car": CAR_COLOURS,
-                   "boat": BOAT_COLOURS}[name]
-        body = _pick_colour(rng, palette, _luminance(under), MIN_CONTRAST.get(name, MIN_CONTRAST_DISTRACTOR))
+        body = _pick_colour(rng, COLOURS[name], _luminance(under), MIN_CONTRAST.get(name, MIN_CONTRAST_DISTRACTOR))
         colours = _role_colours(rng, body)
         for role, points in parts:
             draw.polygon([tuple(point) for point in points], fill=colours[role.removeprefix("detail_")])
@@ -424,44 +413,21 @@ def draw_scene(rng: np.random.Generator, width: int, height: int) -> tuple[np.nd
 
 def _annotation_xml(image_id: str, width: int, height: int, objects: list[SceneObject]) -> bytes:
     """VOC annotation XML; bndbox in 1-based inclusive pixels (xmin = x0 + 1, xmax = x1)."""
-    root = ElementTree.Element("annotation")
-
-    def add(parent, tag, text=None):
-        element = ElementTree.SubElement(parent, tag)
-        if text is not None:
-            element.text = str(text)
-        return element
-
-    add(root, "folder", "SyntheticVOC")
-    add(root, "filename", f"{image_id}.jpg")
-    add(add(root, "source"), "database", DATABASE_NAME)
-    size = add(root, "size")
-    add(size, "width", width)
-    add(size, "height", height)
-    add(size, "depth", 3)
-    add(root, "segmented", 0)
+    elements = [("folder", "SyntheticVOC"), ("filename", f"{image_id}.jpg"), ("source", [("database", DATABASE_NAME)]),
+                ("size", [("width", width), ("height", height), ("depth", 3)]), ("segmented", 0)]
     for scene_object in objects:
-        element = add(root, "object")
-        add(element, "name", scene_object.name)
-        add(element, "pose", scene_object.pose)
-        add(element, "truncated", int(scene_object.truncated))
-        add(element, "difficult", int(scene_object.difficult))
         x0, y0, x1, y1 = (int(value) for value in scene_object.box)
-        bndbox = add(element, "bndbox")
-        add(bndbox, "xmin", x0 + 1)
-        add(bndbox, "ymin", y0 + 1)
-        add(bndbox, "xmax", x1)
-        add(bndbox, "ymax", y1)
-    ElementTree.indent(root, space="\t")
-    return ElementTree.tostring(root, encoding="unicode").encode("utf-8") + b"\n"
+        elements.append(("object", [
+            ("name", scene_object.name), ("pose", scene_object.pose), ("truncated", int(scene_object.truncated)),
+            ("difficult", int(scene_object.difficult)),
+            ("bndbox", [("xmin", x0 + 1), ("ymin", y0 + 1), ("xmax", x1), ("ymax", y1)])]))
+    return voc_xml([("annotation", elements)]).encode("utf-8")
 
 
 def _class_label(objects: list[SceneObject], name: str) -> int:
     """VOC image label for a class: 1 a non-difficult object, 0 only difficult ones, -1 none."""
     flags = [scene_object.difficult for scene_object in objects if scene_object.name == name]
-    if not flags:
-        return -1
-    return 0 if all(flags) else 1
+    return -1 if not flags else 0 if all(flags) else 1
 
 
 def _write_text(path: Path, lines: list[str]) -> None:
