@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
+from image_helper import paint_mean
 from reinforcement import ACTION_NAMES, ACTION_SHORT_NAMES, TRIGGER
 from runs.runtime import write_atomically
 
@@ -74,10 +75,33 @@ def _is_trigger(step):
     return bool(step.get('triggered', step.get('action') == TRIGGER))
 
 
+def _search(step):
+    return int(step.get('search', 0) or 0)
+
+
+def _search_colour(search):
+    return SEARCH_COLOURS[search % len(SEARCH_COLOURS)]
+
+
 def _region_colour(step):
-    if _is_trigger(step):
-        return TRIGGER_COLOUR
-    return SEARCH_COLOURS[int(step.get('search', 0) or 0) % len(SEARCH_COLOURS)]
+    return TRIGGER_COLOUR if _is_trigger(step) else _search_colour(_search(step))
+
+
+def _outline(box, colour, **style):
+    """An unfilled rectangle over the box ``[x0, y0, x1, y1)``."""
+    x0, y0, x1, y1 = (float(value) for value in box)
+    return Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, **style)
+
+
+def _seen_after(seen, step, paint_triggers):
+    """The image as the agent sees it after ``step``: the boxes the step lists under 'painted' painted with the mean
+    colour; without them, with ``paint_triggers``, the step's region if it triggered."""
+    painted = step.get('painted')
+    if painted is None:
+        painted = [step['region']] if paint_triggers and _is_trigger(step) else []
+    for box in painted:
+        seen = paint_mean(seen, box).astype(np.uint8)
+    return seen
 
 
 def _action_name(action):
@@ -94,8 +118,7 @@ def _draw_q_values(axes, q_values, action):
     positions = np.arange(len(q_values))
     axes.bar(positions, q_values, color=colours, edgecolor='black', linewidth=0.4)
     axes.axhline(0.0, color='black', linewidth=0.5)
-    axes.set_xticks(positions)
-    axes.set_xticklabels(ACTION_SHORT_NAMES[:len(q_values)], fontsize=6)
+    axes.set_xticks(positions, ACTION_SHORT_NAMES[:len(q_values)], fontsize=6)
     axes.tick_params(axis='y', labelsize=6, length=2, pad=1)
     axes.tick_params(axis='x', length=0, pad=1)
     axes.yaxis.set_major_locator(MaxNLocator(3))
@@ -121,15 +144,14 @@ def draw_search(image, steps, path, title=None, paint_triggers=True):
     image = _as_rgb_uint8(image)
     height, width = image.shape[:2]
     num_steps = len(steps)
-    searches = sorted({int(step.get('search', 0) or 0) for step in steps})
+    searches = sorted({_search(step) for step in steps})
     has_q_values = any(step.get('q_values') is not None for step in steps)
 
-    columns = max(1, min(num_steps, MAX_STEP_COLUMNS, math.ceil(math.sqrt(2 * num_steps))))
-    columns = max(columns, MIN_STEP_COLUMNS)  # a short search keeps small panels instead of one huge one
+    # a short search keeps small panels instead of one huge one
+    columns = max(MIN_STEP_COLUMNS, min(num_steps, MAX_STEP_COLUMNS, math.ceil(math.sqrt(2 * num_steps))))
     rows = math.ceil(num_steps / columns)
-    panel_width = 2.1
     panel_height = 2.1 + (0.7 if has_q_values else 0.0) + (0.15 if len(searches) > 1 else 0.0)
-    figure_width = max(6.0, panel_width * columns)
+    figure_width = max(6.0, 2.1 * columns)         # panels 2.1 inches wide
     # the overview leaves about a quarter of the width to its legend
     overview_height = min(8.0, max(2.5, figure_width * 0.75 * height / max(width, 1)))
     figure_height = overview_height + rows * panel_height
@@ -149,33 +171,25 @@ def draw_search(image, steps, path, title=None, paint_triggers=True):
     label_width, label_height = 0.035 * width, 0.05 * height  # roughly one number label, in pixels of the image
     placed_labels = []
     for number, step in enumerate(steps, start=1):
-        x0, y0, x1, y1 = (float(value) for value in step['region'])
         colour = _region_colour(step)
-        overview.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour,
-                                     linewidth=2.5 if _is_trigger(step) else 1.5))
+        overview.add_patch(_outline(step['region'], colour, linewidth=2.5 if _is_trigger(step) else 1.5))
         if step.get('refined') is not None:        # the refine option: the box the head fits to the region
-            rx0, ry0, rx1, ry1 = (float(value) for value in step['refined'])
-            overview.add_patch(Rectangle((rx0, ry0), rx1 - rx0, ry1 - ry0, fill=False, edgecolor=colour,
-                                         linewidth=1.5, linestyle='--'))
+            overview.add_patch(_outline(step['refined'], colour, linewidth=1.5, linestyle='--'))
         # nested regions often share a corner: move the number right until it does not cover an earlier one
-        label_x, label_y = x0 + 2, y0 + 2
+        label_x, label_y = float(step['region'][0]) + 2, float(step['region'][1]) + 2
         while any(abs(label_x - x) < label_width and abs(label_y - y) < label_height for x, y in placed_labels):
             label_x += label_width
         placed_labels.append((label_x, label_y))
         overview.text(label_x, label_y, str(number), color='black', fontsize=8, va='top', ha='left',
                       bbox=dict(facecolor=colour, edgecolor='none', pad=1.0, alpha=0.85))
-    overview.set_xlim(0, width)
-    overview.set_ylim(height, 0)
-    overview.set_xticks([])
-    overview.set_yticks([])
-    legend_handles = [Rectangle((0, 0), 1, 1, fill=False, edgecolor=TRIGGER_COLOUR, linewidth=2.5, label='trigger')]
-    for search in searches:
-        colour = SEARCH_COLOURS[search % len(SEARCH_COLOURS)]
-        label = f'search {search}' if len(searches) > 1 else 'visited region'
-        legend_handles.append(Rectangle((0, 0), 1, 1, fill=False, edgecolor=colour, linewidth=1.5, label=label))
+    overview.set(xlim=(0, width), ylim=(height, 0), xticks=[], yticks=[])
+    swatch = (0, 0, 1, 1)
+    legend_handles = [_outline(swatch, TRIGGER_COLOUR, linewidth=2.5, label='trigger')]
+    legend_handles += [_outline(swatch, _search_colour(search), linewidth=1.5,
+                                label=f'search {search}' if len(searches) > 1 else 'visited region')
+                       for search in searches]
     if any(step.get('refined') is not None for step in steps):
-        legend_handles.append(Rectangle((0, 0), 1, 1, fill=False, edgecolor='black', linewidth=1.5, linestyle='--',
-                                        label='refined box'))
+        legend_handles.append(_outline(swatch, 'black', linewidth=1.5, linestyle='--', label='refined box'))
     if num_steps:
         legend_axes.legend(handles=legend_handles, loc='upper left', bbox_to_anchor=(0.0, 1.0), fontsize=8,
                            frameon=False, borderaxespad=0.0)
@@ -190,30 +204,19 @@ def draw_search(image, steps, path, title=None, paint_triggers=True):
     for index, step in enumerate(steps):
         row, column = divmod(index, columns)
         cell = row_grids[row][column]
-        q_values = step.get('q_values')
-        if has_q_values:
-            parts = cell.subgridspec(2, 1, height_ratios=[3.2, 1.0], hspace=0.15)
-            crop_axes = figure.add_subplot(parts[0])
-        else:
-            crop_axes = figure.add_subplot(cell)
+        parts = cell.subgridspec(2, 1, height_ratios=[3.2, 1.0], hspace=0.15) if has_q_values else [cell]
+        crop_axes = figure.add_subplot(parts[0])
         crop_axes.imshow(_crop(seen, step['region']))
-        painted = step.get('painted')
-        if painted is None:
-            painted = [step['region']] if paint_triggers and _is_trigger(step) else []
-        for box in painted:
-            from image_helper import paint_mean
-            seen = paint_mean(seen, box).astype(np.uint8)
-        for spine in crop_axes.spines.values():
-            spine.set_edgecolor(_region_colour(step))
-            spine.set_linewidth(2.5)
-        crop_axes.set_xticks([])
-        crop_axes.set_yticks([])
+        crop_axes.spines[:].set_edgecolor(_region_colour(step))
+        crop_axes.spines[:].set_linewidth(2.5)
+        crop_axes.set(xticks=[], yticks=[])
         caption = f'step {index + 1}: {_action_name(step.get("action", -1))}'
         if len(searches) > 1:
-            caption = f'search {int(step.get("search", 0) or 0)}\n{caption}'
+            caption = f'search {_search(step)}\n{caption}'
         crop_axes.set_title(caption, fontsize=8, color=TRIGGER_COLOUR if _is_trigger(step) else 'black')
-        if has_q_values and q_values is not None:
-            _draw_q_values(figure.add_subplot(parts[1]), q_values, int(step.get('action', -1)))
+        if has_q_values and step.get('q_values') is not None:
+            _draw_q_values(figure.add_subplot(parts[1]), step['q_values'], int(step.get('action', -1)))
+        seen = _seen_after(seen, step, paint_triggers)
     return _save(figure, path, tight=False)
 
 
@@ -246,10 +249,8 @@ def animate_search(image, steps, path, title=None, paint_triggers=True, frame_ms
         frame = Image.new('RGB', (panel_width + ANIMATION_HEIGHT + 8, ANIMATION_HEIGHT + ANIMATION_CAPTION), 'white')
         frame.paste(Image.fromarray(seen).resize((panel_width, ANIMATION_HEIGHT), Image.BILINEAR), (0, 0))
         draw = ImageDraw.Draw(frame)
-        search = int(step.get('search', 0) or 0)
-        for earlier in steps[:index]:
-            if int(earlier.get('search', 0) or 0) == search:
-                draw.rectangle([value * scale for value in earlier['region']], outline=_region_colour(earlier), width=1)
+        for earlier in (earlier for earlier in steps[:index] if _search(earlier) == _search(step)):
+            draw.rectangle([value * scale for value in earlier['region']], outline=_region_colour(earlier), width=1)
         draw.rectangle([value * scale for value in step['region']], outline=_region_colour(step), width=4)
         if step.get('refined') is not None:        # the refine option: the refined box, thin and white
             draw.rectangle([value * scale for value in step['refined']], outline='white', width=2)
@@ -267,21 +268,14 @@ def animate_search(image, steps, path, title=None, paint_triggers=True, frame_ms
         draw.multiline_text((4, ANIMATION_HEIGHT + 3), caption, fill=TRIGGER_COLOUR if _is_trigger(step) else 'black',
                             font=font, spacing=3)
         frames.append(frame)
-        painted = step.get('painted')
-        if painted is None:
-            painted = [step['region']] if paint_triggers and _is_trigger(step) else []
-        for box in painted:
-            from image_helper import paint_mean
-            seen = paint_mean(seen, box).astype(np.uint8)
-    if not frames:
-        frames = [Image.fromarray(image)]
+        seen = _seen_after(seen, step, paint_triggers)
+    frames = frames or [Image.fromarray(image)]
     path = os.fspath(path)
     durations = [frame_ms] * (len(frames) - 1) + [3 * frame_ms]
     if fast_palette:        # a GIF frame holds 256 colours: a fast octree palette for each
         frames = [frame.quantize(256, method=Image.Quantize.FASTOCTREE) for frame in frames]
-    write_atomically(path, lambda temporary: frames[0].save(temporary, format='GIF', save_all=True, loop=0,
-                                                            append_images=frames[1:], duration=durations,
-                                                            optimize=False))
+    write_atomically(path, lambda temporary: frames[0].save(
+        temporary, format='GIF', save_all=True, loop=0, append_images=frames[1:], duration=durations, optimize=False))
     return path
 
 
@@ -302,11 +296,7 @@ def plot_precision_recall(runs, path, title='Precision-recall'):
         if recall.size == 0:
             label = f'{label}, no curve'
         axes.plot(recall, precision, label=label, linewidth=1.6, marker='o' if recall.size == 1 else None)
-    axes.set_xlim(0.0, 1.0)
-    axes.set_ylim(0.0, 1.02)
-    axes.set_xlabel('Recall')
-    axes.set_ylabel('Precision')
-    axes.set_title(title)
+    axes.set(xlim=(0.0, 1.0), ylim=(0.0, 1.02), xlabel='Recall', ylabel='Precision', title=title)
     axes.grid(True, alpha=0.3)
     if runs:
         axes.legend(loc='upper right', fontsize=8)
@@ -322,8 +312,7 @@ def plot_regions_histogram(counts_by_label, path, title='Regions analysed per fo
     figure = _new_figure(7.0, 4.5)
     axes = figure.add_subplot(1, 1, 1)
     all_counts = [int(count) for counts in counts_by_label.values() for count in counts]
-    largest = max(all_counts, default=0)
-    positions = np.arange(1, max(largest, 1) + 1)
+    positions = np.arange(1, max([1, *all_counts]) + 1)
     num_labels = max(len(counts_by_label), 1)
     bar_width = 0.8 / num_labels
     for index, (label, counts) in enumerate(counts_by_label.items()):
@@ -336,9 +325,7 @@ def plot_regions_histogram(counts_by_label, path, title='Regions analysed per fo
     axes.set_xlim(0.4, positions[-1] + 0.6)
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.set_xlabel('Regions analysed per found object')
-    axes.set_ylabel('Number of objects')
-    axes.set_title(title)
+    axes.set(xlabel='Regions analysed per found object', ylabel='Number of objects', title=title)
     axes.grid(True, axis='y', alpha=0.3)
     if counts_by_label:
         axes.legend(fontsize=8)
@@ -348,8 +335,6 @@ def plot_regions_histogram(counts_by_label, path, title='Regions analysed per fo
 
 def _as_number(value):
     """``value`` as a float, or None when it is missing, empty or not a number (CSV cells are strings)."""
-    if value is None or value == '':
-        return None
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -364,26 +349,18 @@ def plot_training_log(log_rows, path):
     'hit_rate' come first, then any other numeric column; a missing or empty value is skipped, a missing 'epoch'
     is replaced by the row's position.
     """
-    preferred = ['mean_reward', 'hit_rate']
-    columns = [name for name in preferred if any(_as_number(row.get(name)) is not None for row in log_rows)]
-    for row in log_rows:
-        for name in row:
-            if name != 'epoch' and name not in columns and _as_number(row.get(name)) is not None:
-                columns.append(name)
+    numeric = [name for row in log_rows for name in row if name != 'epoch' and _as_number(row[name]) is not None]
+    columns = list(dict.fromkeys([name for name in ('mean_reward', 'hit_rate') if name in numeric] + numeric))
+    epochs = [position if _as_number(row.get('epoch')) is None else _as_number(row.get('epoch'))
+              for position, row in enumerate(log_rows)]
 
     panels = max(len(columns), 1)
     figure = _new_figure(7.0, 2.2 * panels + 0.6)
     all_axes = figure.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]  # one epoch axis for every metric
     for axes, name in zip(all_axes, columns):
-        epochs, values = [], []
-        for position, row in enumerate(log_rows):
-            value = _as_number(row.get(name))
-            if value is None:
-                continue
-            epoch = _as_number(row.get('epoch'))
-            epochs.append(position if epoch is None else epoch)
-            values.append(value)
-        axes.plot(epochs, values, marker='o' if len(values) < 30 else None, markersize=3, linewidth=1.5)
+        points = [(epoch, _as_number(row.get(name))) for epoch, row in zip(epochs, log_rows)
+                  if _as_number(row.get(name)) is not None]
+        axes.plot(*zip(*points), marker='o' if len(points) < 30 else None, markersize=3, linewidth=1.5)
         axes.set_ylabel(name.replace('_', ' '))
         axes.grid(True, alpha=0.3)
     all_axes[-1].set_xlabel('epoch')
@@ -391,8 +368,7 @@ def plot_training_log(log_rows, path):
     if not columns:
         axes = all_axes[0]
         axes.text(0.5, 0.5, 'no training data', transform=axes.transAxes, ha='center', va='center', fontsize=12)
-        axes.set_xticks([])
-        axes.set_yticks([])
+        axes.set(xticks=[], yticks=[])
     figure.suptitle('Training log')
     figure.tight_layout()
     return _save(figure, path)
