@@ -17,16 +17,20 @@ none starts at epoch 0. Without ``-n`` every class starts at epoch 0, as a singl
 from __future__ import annotations
 
 import copy
+import multiprocessing
 import os
 import signal
 import sys
 import traceback
 from pathlib import Path
 
+from parse_xml_annotations import class_ids, class_name, read_class_image_set, several_classes
 from results_page import write_classes_page
 from runs.class_results import combine, format_class_table
 from runs.errors import UserError
+from runs.run_folder import existing_epochs, interrupted_save
 from runs.runtime import Interrupted, one_line_warnings, write_json
+from settings import apply_demo, configure, ensure_demo_dataset, script_settings, testing_flags, training_flags
 
 # each class of a several-class training in its own process (tests that monkeypatch the training set it False)
 CLASSES_APART = True
@@ -35,13 +39,11 @@ CLASSES_APART = True
 def run_training(train, script, argv, model_label):
     """A training script's main (``script``: its globals): ``train`` (``episodes.train``) for one class, or for each
     class of ``all`` or a list, each in its own process (:func:`train_classes`)."""
-    from settings import training_flags
     run_classes_script(script, argv, model_label, training_flags, train, train_classes)
 
 
 def run_testing(test, script, argv, model_label):
     """A testing script's main: ``test`` for one class, or for each class and their mean AP (:func:`test_classes`)."""
-    from settings import testing_flags
     run_classes_script(script, argv, model_label, testing_flags, test, test_classes)
 
 
@@ -49,13 +51,9 @@ def run_classes_script(script, argv, model_label, flags, run_one, run_each):
     """A script's main: the settings at its top (``script``: its globals) and the flags → ``--demo`` →
     ``run_one(settings, make_features, model_label)`` for one class, ``run_each(…, run_one)`` for ``all`` or a
     list."""
-    from parse_xml_annotations import several_classes
-    from settings import apply_demo, configure, script_settings
     settings = configure(script_settings(script), argv, script["__doc__"], flags)
     apply_demo(settings, script["DEMO"])
     if several_classes(settings.class_object):
-        from parse_xml_annotations import class_ids
-        from settings import ensure_demo_dataset
         class_ids(settings.class_object)
         ensure_demo_dataset(settings, getattr(settings, "path_voc", None) or settings.path_voc_test)
         run_each(settings, script["make_features"], model_label, run_one)
@@ -63,18 +61,17 @@ def run_classes_script(script, argv, model_label, flags, run_one, run_each):
         run_one(settings, script["make_features"], model_label)
 
 
-def one_class(settings, identifier):
-    """A copy of ``settings`` for the class ``identifier`` alone (the loop runs the unchanged single-class code)."""
+def one_class(settings, identifier, **changes):
+    """A copy of ``settings`` for the class ``identifier`` alone, with ``changes`` (the loop runs the unchanged
+    single-class code)."""
     settings = copy.copy(settings)
-    settings.explicit = set(settings.explicit)
-    settings.class_object = identifier
+    vars(settings).update(explicit=set(settings.explicit), class_object=identifier, **changes)
     return settings
 
 
 def class_present(path_voc, identifier, set_name):
     """Whether ``<class>_<set_name>.txt`` lists an image with the class (the synthetic dataset has only four
     classes); a missing or malformed file is still an error."""
-    from parse_xml_annotations import read_class_image_set
     try:
         read_class_image_set(path_voc, identifier, set_name)
     except UserError as error:
@@ -101,10 +98,24 @@ def classes_present(roots, identifiers, set_name):
     return present
 
 
+def each_class(settings, roots, set_name, absent):
+    """The classes of ``settings.class_object`` as ``(label, name, identifier)``, each announced (label: ``class
+    k/N (name)``); one absent from ``set_name`` of every root is said to be skipped and added to ``absent``."""
+    identifiers = class_ids(settings.class_object)
+    present = classes_present(roots, identifiers, set_name)
+    for number, identifier in enumerate(identifiers, start=1):
+        name = class_name(identifier)
+        print(f"class {number}/{len(identifiers)}: {name}", flush=True)
+        if present[identifier]:
+            yield f"class {number}/{len(identifiers)} ({name})", name, identifier
+        else:
+            print(f"  {name}: absent from the {'training' if set_name == 'trainval' else 'test'} set, skipped")
+            absent.append(name)
+
+
 def resume_epoch(settings, class_idx):
     """Where a resumed several-class run continues this class: after its latest saved epoch, or 0 with none; at the
     epoch whose save was interrupted, if one was."""
-    from runs.run_folder import existing_epochs, interrupted_save
     saved = existing_epochs(settings.path_model, class_idx)
     interrupted = interrupted_save(settings.path_model, class_idx)
     return interrupted[0] if interrupted else saved[-1] + 1 if saved else 0
@@ -115,7 +126,6 @@ def in_fresh_process(function, *arguments):
     ends it comes back as it would here: a UserError as a UserError, Ctrl-C or SIGTERM as :class:`Interrupted`
     (the child saves what a single-class run saves); a bug as a RuntimeError with the child's traceback. The child
     has its own process group, and this process passes on SIGINT and SIGTERM, so one Ctrl-C reaches it once."""
-    import multiprocessing
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(target=_run_child, args=(sender, function, arguments))
@@ -135,19 +145,15 @@ def in_fresh_process(function, *arguments):
             child.join()
             if received:
                 raise Interrupted(received[0]) from None
+            code = child.exitcode or 0
             raise RuntimeError(f"the process of this class ended without a result (exit code {child.exitcode}: "
-                               f"{'killed by signal ' + str(-child.exitcode) if (child.exitcode or 0) < 0 else 'an error'})") \
-                from None
+                               f"{f'killed by signal {-code}' if code < 0 else 'an error'})") from None
         child.join()
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-    if outcome == "user_error":
-        raise UserError(value)
-    if outcome == "interrupted":
-        raise Interrupted(value)
-    if outcome == "error":
-        raise RuntimeError(f"in the process of this class:\n{value}")
+    if outcome != "done":
+        raise {"user_error": UserError, "interrupted": Interrupted, "error": RuntimeError}[outcome](value)
     return value
 
 
@@ -160,12 +166,10 @@ def _run_child(sender, function, arguments):
         outcome = ("done", function(*arguments))
     except UserError as error:
         outcome = ("user_error", str(error))
-    except Interrupted as interrupt:
-        outcome = ("interrupted", interrupt.signal_number)
-    except KeyboardInterrupt:
-        outcome = ("interrupted", int(signal.SIGINT))
+    except (Interrupted, KeyboardInterrupt) as interrupt:
+        outcome = ("interrupted", getattr(interrupt, "signal_number", int(signal.SIGINT)))
     except BaseException:       # a bug: its traceback goes to the parent, which raises it
-        outcome = ("error", traceback.format_exc())
+        outcome = ("error", f"in the process of this class:\n{traceback.format_exc()}")
     sys.stdout.flush()
     sys.stderr.flush()
     sender.send(outcome)
@@ -173,23 +177,14 @@ def _run_child(sender, function, arguments):
 
 def train_classes(settings, make_features, model_label, train):
     """Train one agent per class of ``settings.class_object`` (``all`` or a list), one after the other."""
-    from parse_xml_annotations import class_ids, class_name
-    identifiers = class_ids(settings.class_object)
-    roots = [settings.path_voc] + ([settings.path_voc2] if settings.two_databases else [])
     resuming = settings.n > 0
     if resuming:
         print(f"-n {settings.n} with several classes: each class continues after its own latest saved epoch, a class "
               f"with none starts at epoch 0")
-    present = classes_present(roots, identifiers, "trainval")
+    roots = [settings.path_voc] + ([settings.path_voc2] if settings.two_databases else [])
     trained, absent, finished = [], [], []
-    for number, identifier in enumerate(identifiers, start=1):
-        name = class_name(identifier)
+    for label, name, identifier in each_class(settings, roots, "trainval", absent):
         one = one_class(settings, identifier)
-        print(f"class {number}/{len(identifiers)}: {name}", flush=True)
-        if not present[identifier]:
-            print(f"  {name}: absent from the training set, skipped")
-            absent.append(name)
-            continue
         one.n = resume_epoch(one, identifier - 1) if resuming else 0
         if one.n >= settings.epochs:
             print(f"  {name}: all {settings.epochs} epochs already saved, skipped")
@@ -204,15 +199,13 @@ def train_classes(settings, make_features, model_label, train):
             else:
                 train(one, make_features, model_label)
         except Interrupted:
-            print(f"stopped during class {number}/{len(identifiers)} ({name}); continue every class with the same "
-                  f"command and -n 1 (each class resumes from its own files)", file=sys.stderr, flush=True)
+            print(f"stopped during {label}; continue every class with the same command and -n 1 (each class resumes "
+                  f"from its own files)", file=sys.stderr, flush=True)
             raise
         except UserError as error:      # a damaged file of this class, say: the classes before it are complete
-            complete = finished + trained
-            raise UserError(f"class {number}/{len(identifiers)} ({name}) stopped: {error}. Classes complete: "
-                            f"{', '.join(complete) or 'none'}; a -n named above is for this class alone "
-                            f"(--class_object {name}); once it is fixed, the same command with -n 1 continues every "
-                            f"class from its own files") from None
+            raise UserError(f"{label} stopped: {error}. Classes complete: {', '.join(finished + trained) or 'none'}; "
+                            f"a -n named above is for this class alone (--class_object {name}); once it is fixed, the "
+                            f"same command with -n 1 continues every class from its own files") from None
         trained.append(name)
     print(f"classes trained: {', '.join(trained) or 'none'}" +
           (f"; already complete: {', '.join(finished)}" if finished else "") +
@@ -222,8 +215,6 @@ def train_classes(settings, make_features, model_label, train):
 def test_classes(settings, make_features, model_label, test):
     """Test each class's agent on that class's test images into ``<path_testing_folder>/<class>/``, then write the
     combined ``<path_testing_folder>/results.json`` and print the table with the means."""
-    from parse_xml_annotations import class_ids, class_name
-    identifiers = class_ids(settings.class_object)
     # both compare within one class; one table of classes needs one checkpoint per class
     if isinstance(settings.epoch, list) or settings.epoch == "all":
         raise UserError(f"--epoch {settings.epoch}: several epochs are compared one class at a time; give one "
@@ -231,24 +222,15 @@ def test_classes(settings, make_features, model_label, test):
     if getattr(settings, "image", None):
         raise UserError("--image searches with one class's agent; give one class_object")
     out_folder = Path(settings.path_testing_folder)
-    present = classes_present([settings.path_voc_test], identifiers, "test")
     per_class, absent = [], []
-    for number, identifier in enumerate(identifiers, start=1):
-        name = class_name(identifier)
-        print(f"class {number}/{len(identifiers)}: {name}", flush=True)
-        if not present[identifier]:
-            print(f"  {name}: absent from the test set, skipped")
-            absent.append(name)
-            continue
-        one = one_class(settings, identifier)
-        one.path_testing_folder = str(out_folder / name)
+    for label, name, identifier in each_class(settings, [settings.path_voc_test], "test", absent):
         try:
-            per_class.append(test(one, make_features, model_label))
+            per_class.append(test(one_class(settings, identifier, path_testing_folder=str(out_folder / name)),
+                                  make_features, model_label))
         except UserError as error:      # a damaged checkpoint of this class, say
             tested = [results["class_object"] for results in per_class]
-            raise UserError(f"class {number}/{len(identifiers)} ({name}) stopped: {error}. Classes tested: "
-                            f"{', '.join(tested) or 'none'} (each in {out_folder}/<class>/results.json); no "
-                            f"combined results were written") from None
+            raise UserError(f"{label} stopped: {error}. Classes tested: {', '.join(tested) or 'none'} (each in "
+                            f"{out_folder}/<class>/results.json); no combined results were written") from None
     combined = combine(per_class, absent)
     write_json(out_folder / "results.json", combined)
     write_classes_page(combined, out_folder)
