@@ -75,11 +75,10 @@ def train_search(env, describer, learner, memory, rng, epsilon, number_of_steps,
     for _ in range(number_of_steps):
         # act: the forced trigger where the region already covers its target, else ε-greedy
         carried = {field.name: field.compute(env, learner.gamma, number_of_steps) for field in learner.carries}
-        q_values = None
         if env.target(env.region)[1] > IOU_THRESHOLD:
-            action = TRIGGER
+            action, q_values = TRIGGER, None
         elif rng.random() < epsilon:
-            action = int(rng.integers(NUM_ACTIONS))
+            action, q_values = int(rng.integers(NUM_ACTIONS)), None
         else:
             action, q_values = learner.act(state, carried)
         region, painted_before = env.region, len(env.painted_boxes)
@@ -135,8 +134,7 @@ class TrainedAgent:
     """Greedy policy of a Q-network (anything with ``q_values(states)``); a region's score is its trigger Q-value
     (the "sixth neuron")."""
 
-    needs_features = True
-    uses_ground_truth = False
+    needs_features, uses_ground_truth = True, False
 
     def __init__(self, policy):
         self.policy = policy
@@ -149,8 +147,7 @@ class TrainedAgent:
 class RandomAgent:
     """Uniformly random actions (trigger included) and random scores: the paper's lower baseline."""
 
-    needs_features = False
-    uses_ground_truth = False
+    needs_features, uses_ground_truth = False, False
 
     def __init__(self, rng):
         self.rng = rng
@@ -165,8 +162,7 @@ class UpperBoundAgent:
     triggers when no child improves on the current region; a region's score is its IoU (with ``refine 1``, the
     refined box's: :func:`run_searches`)."""
 
-    needs_features = False
-    uses_ground_truth = True
+    needs_features, uses_ground_truth = False, True
 
     def decide(self, environments, states):
         actions, scores = zip(*(upper_bound_action(env, env.region) for env in environments))
@@ -187,8 +183,7 @@ def run_searches(environments, agent, describer, number_of_steps, only_first_obj
     bound, whose score is the IoU of what it reports, then scores the refined box).
     """
     trajectories = [[] for _ in environments]
-    search_index = [0] * len(environments)
-    step_in_search = [0] * len(environments)
+    search_index, step_in_search = [0] * len(environments), [0] * len(environments)
     active = list(range(len(environments)))
     for env in environments:
         env.start_search()
@@ -216,12 +211,10 @@ def run_searches(environments, agent, describer, number_of_steps, only_first_obj
             if action == TRIGGER:
                 # an agent guided by the ground truth has found its target (even below IoU 0.5: it will not do
                 # better), so that object leaves the search and the next search cannot loop back to it
-                found = env.target(env.region)[0] if agent.uses_ground_truth else -1
-                env.paint(env.region, found=found)
+                env.paint(env.region, found=env.target(env.region)[0] if agent.uses_ground_truth else -1)
                 if only_first_object or (agent.uses_ground_truth and not env.available.any()):
                     continue
-                search_index[i] += 1
-                step_in_search[i] = 0
+                search_index[i], step_in_search[i] = search_index[i] + 1, 0
                 env.start_search()
             else:
                 env.move(action)
@@ -236,9 +229,7 @@ def make_environment(record, class_name, scale, image=None):
     The image's own size wins over the annotation's ``<size>`` when the two differ (the caller warns); the boxes are
     then clipped to the image. Without pixels (baselines) the annotation's size is used.
     """
-    annotation = record.annotation
-    width, height = annotation.width, annotation.height
-    boxes = annotation.boxes_of(class_name)
+    width, height, boxes = record.annotation.width, record.annotation.height, record.annotation.boxes_of(class_name)
     if image is not None and image.shape[:2] != (height, width):
         height, width = image.shape[:2]
         boxes = np.clip(boxes, 0.0, [width, height, width, height])
@@ -260,9 +251,8 @@ def search_records(records, name, agent, features, settings, report, only_first_
                  for r in records[start:start + chunk]]
         pairs = [(record, image) for record, image in pairs if image is not None or not needs_pixels]
         environments = [make_environment(r, name, settings.scale_subregion, image) for r, image in pairs]
-        for (record, image), trajectory in zip(pairs, run_searches(environments, agent, features,
-                                                                   settings.number_of_steps, only_first_object,
-                                                                   refiner)):
+        searched = run_searches(environments, agent, features, settings.number_of_steps, only_first_object, refiner)
+        for (record, image), trajectory in zip(pairs, searched):
             key = record.image_id
             ground_truth[key] = {"boxes": record.annotation.boxes_of(name),
                                  "difficult": record.annotation.difficult_of(name)}

@@ -23,26 +23,15 @@ def box_area(box):
     return max(0.0, x1 - x0) * max(0.0, y1 - y0)
 
 
-def iou(box_a, box_b):
-    """Intersection over union of two ``[x0, y0, x1, y1)`` boxes; 0 when the union is empty."""
-    ax0, ay0, ax1, ay1 = (float(value) for value in box_a)
-    bx0, by0, bx1, by1 = (float(value) for value in box_b)
-    intersection = max(0.0, min(ax1, bx1) - max(ax0, bx0)) * max(0.0, min(ay1, by1) - max(ay0, by0))
-    union = box_area(box_a) + box_area(box_b) - intersection
-    return intersection / union if union > 0 else 0.0
-
-
 def iou_many(boxes, box):
     """IoU of each of ``boxes`` (n, 4) with one ``box``, all ``[x0, y0, x1, y1)``; returns a float (n,) array."""
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     box = np.asarray(box, dtype=np.float64)
-    width = np.clip(np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0]), 0.0, None)
-    height = np.clip(np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1]), 0.0, None)
-    intersection = width * height
-    areas = np.clip(boxes[:, 2] - boxes[:, 0], 0.0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0.0, None)
-    union = areas + box_area(box) - intersection
-    safe_union = np.where(union > 0, union, 1.0)
-    return np.where(union > 0, intersection / safe_union, 0.0)
+    overlap = np.clip(np.minimum(boxes[:, 2:], box[2:]) - np.maximum(boxes[:, :2], box[:2]), 0.0, None)
+    intersection = overlap[:, 0] * overlap[:, 1]
+    sizes = np.clip(boxes[:, 2:] - boxes[:, :2], 0.0, None)
+    union = sizes[:, 0] * sizes[:, 1] + box_area(box) - intersection
+    return np.divide(intersection, union, out=np.zeros_like(union), where=union > 0)     # 0 where the union is empty
 
 
 def _ground_truth_arrays(entry, image):
@@ -51,9 +40,7 @@ def _ground_truth_arrays(entry, image):
         return np.zeros((0, 4)), np.zeros(0, dtype=bool)
     boxes = np.asarray(entry['boxes'], dtype=np.float64).reshape(-1, 4)
     difficult = entry.get('difficult')
-    if difficult is None:
-        difficult = np.zeros(len(boxes), dtype=bool)
-    difficult = np.asarray(difficult, dtype=bool).reshape(-1)
+    difficult = np.asarray(np.zeros(len(boxes)) if difficult is None else difficult, dtype=bool).reshape(-1)
     assert len(difficult) == len(boxes), f'image {image}: {len(boxes)} boxes but {len(difficult)} difficult flags'
     return boxes, difficult
 
@@ -77,32 +64,23 @@ def match_detections(detections, ground_truth, iou_threshold=0.5):
     scores = np.array([float(detection['score']) for detection in detections], dtype=np.float64)
     demoted = np.array([bool(detection.get('duplicate', False)) for detection in detections])
     order = np.lexsort((-scores, demoted)) if len(detections) else np.zeros(0, dtype=np.int64)   # stable
-    tp = np.zeros(len(order))
-    fp = np.zeros(len(order))
+    tp, fp = np.zeros(len(order)), np.zeros(len(order))
     objects = {}  # image -> (boxes, difficult), converted once
     matched = {}  # image -> bool array, one flag per ground-truth object
     for rank, index in enumerate(order):
-        detection = detections[index]
-        image = detection['image']
+        image = detections[index]['image']
         if image not in objects:
             objects[image] = _ground_truth_arrays(ground_truth.get(image), image)
         boxes, difficult = objects[image]
-        if len(boxes) == 0:
+        overlaps = iou_many(boxes, detections[index]['box'])
+        best = int(np.argmax(overlaps)) if len(boxes) else -1
+        if best < 0 or overlaps[best] < iou_threshold:
             fp[rank] = 1.0
-            continue
-        overlaps = iou_many(boxes, np.asarray(detection['box'], dtype=np.float64))
-        best = int(np.argmax(overlaps))
-        if overlaps[best] < iou_threshold:
-            fp[rank] = 1.0
-        elif difficult[best]:
-            pass  # neither required nor penalised
-        else:
+        elif not difficult[best]:     # a difficult object is neither required nor penalised
             image_matched = matched.setdefault(image, np.zeros(len(boxes), dtype=bool))
-            if image_matched[best]:
-                fp[rank] = 1.0  # duplicate detection of an object already found
-            else:
-                tp[rank] = 1.0
-                image_matched[best] = True
+            # a second detection of an object already found is a false positive (a duplicate)
+            (fp if image_matched[best] else tp)[rank] = 1.0
+            image_matched[best] = True
     return order, tp, fp
 
 
@@ -114,18 +92,14 @@ def mark_duplicates(detections, iou_threshold=DUPLICATE_IOU):
     its box overlaps a better-scored detection of the same image that is not itself a duplicate at IoU ≥
     ``iou_threshold`` (greedy non-maximum suppression, whose suppressed boxes are ranked last instead of removed)."""
     duplicate = np.zeros(len(detections), dtype=bool)
-    by_image = {}
-    for index, detection in enumerate(detections):
-        by_image.setdefault(detection['image'], []).append(index)
-    for indices in by_image.values():
-        indices.sort(key=lambda index: -float(detections[index]['score']))     # stable: ties keep input order
-        kept = []
-        for index in indices:
-            box = np.asarray(detections[index]['box'], dtype=np.float64)
-            if kept and iou_many(np.asarray(kept), box).max() >= iou_threshold:
-                duplicate[index] = True
-            else:
-                kept.append(box)
+    kept = {}   # image -> the boxes of its detections that are not duplicates, best first
+    for index in sorted(range(len(detections)), key=lambda index: -float(detections[index]['score'])):  # stable
+        image_kept = kept.setdefault(detections[index]['image'], [])
+        box = np.asarray(detections[index]['box'], dtype=np.float64)
+        if image_kept and iou_many(np.asarray(image_kept), box).max() >= iou_threshold:
+            duplicate[index] = True
+        else:
+            image_kept.append(box)
     return duplicate
 
 
@@ -134,12 +108,10 @@ def average_precision(recall, precision):
 
     recall, precision: the cumulative curve over the ranking, same length. Empty curves give 0.
     """
-    recall = np.asarray(recall, dtype=np.float64)
-    precision = np.asarray(precision, dtype=np.float64)
-    if recall.size == 0:
+    if len(recall) == 0:
         return 0.0
-    recall = np.concatenate([[0.0], recall, [1.0]])
-    precision = np.concatenate([[0.0], precision, [0.0]])
+    recall = np.concatenate([[0.0], np.asarray(recall, dtype=np.float64), [1.0]])
+    precision = np.concatenate([[0.0], np.asarray(precision, dtype=np.float64), [0.0]])
     # envelope: the precision at recall r becomes the best precision at any recall >= r
     precision = np.maximum.accumulate(precision[::-1])[::-1]
     changes = np.nonzero(recall[1:] != recall[:-1])[0]
@@ -149,14 +121,9 @@ def average_precision(recall, precision):
 def average_precision_voc07(recall, precision):
     """11-point average precision (VOC 2007): the mean over t = 0, 0.1, ..., 1 of the best precision at recall >= t
     (0 where no point reaches t). Empty curves give 0."""
-    recall = np.asarray(recall, dtype=np.float64)
-    precision = np.asarray(precision, dtype=np.float64)
-    total = 0.0
+    recall, precision = np.asarray(recall, dtype=np.float64), np.asarray(precision, dtype=np.float64)
     # k / 10 is the same double as a recall of 3 / 10 (linspace and arange(0, 1.1, 0.1) give 0.30000000000000004)
-    for threshold in np.arange(11) / 10.0:
-        reached = precision[recall >= threshold]
-        total += float(reached.max()) if reached.size else 0.0
-    return total / 11.0
+    return sum(float(np.max(precision[recall >= threshold], initial=0.0)) for threshold in np.arange(11) / 10.0) / 11.0
 
 
 def precision_recall(detections, ground_truth, iou_threshold=0.5):
@@ -176,24 +143,15 @@ def precision_recall(detections, ground_truth, iou_threshold=0.5):
 
     true_positive = np.zeros(len(detections), dtype=bool)
     true_positive[order] = tp > 0
-
     kept = (tp + fp) > 0
-    cumulative_tp = np.cumsum(tp[kept])
-    cumulative_fp = np.cumsum(fp[kept])
+    cumulative_tp, cumulative_fp = np.cumsum(tp[kept]), np.cumsum(fp[kept])
     if num_positives > 0 and cumulative_tp.size > 0:
-        precision = cumulative_tp / (cumulative_tp + cumulative_fp)
-        recall = cumulative_tp / num_positives
+        precision, recall = cumulative_tp / (cumulative_tp + cumulative_fp), cumulative_tp / num_positives
     else:
         precision = recall = np.zeros(0)
-    return {
-        'precision': precision.tolist(),
-        'recall': recall.tolist(),
-        'num_positives': num_positives,
-        'ap': average_precision(recall, precision),
-        'ap_voc07': average_precision_voc07(recall, precision),
-        'max_recall': float(recall[-1]) if recall.size else 0.0,
-        'true_positive': true_positive.tolist(),
-    }
+    return {'precision': precision.tolist(), 'recall': recall.tolist(), 'num_positives': num_positives,
+            'ap': average_precision(recall, precision), 'ap_voc07': average_precision_voc07(recall, precision),
+            'max_recall': float(recall[-1]) if recall.size else 0.0, 'true_positive': true_positive.tolist()}
 
 
 def regions_per_found_object(detections, true_positive):

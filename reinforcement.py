@@ -11,7 +11,6 @@ set (:data:`MOVES`), the rewards (:func:`movement_reward`, :func:`trigger_reward
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -56,19 +55,8 @@ def child_regions(region, scale):
     width, height = x1 - x0, y1 - y0
     child_w, child_h = scale * width, scale * height
     offsets = np.array(list(MOVES.values())) * [width - child_w, height - child_h]    # (1 - s) * w, (1 - s) * h
-    children = np.empty((len(MOVES), 4))
-    children[:, 0] = x0 + offsets[:, 0]
-    children[:, 1] = y0 + offsets[:, 1]
-    children[:, 2] = children[:, 0] + child_w
-    children[:, 3] = children[:, 1] + child_h
-    return children
-
-
-def apply_action(region, action, scale):
-    """The region after ``action``: a child for a movement, the same region for the trigger."""
-    if action == TRIGGER:
-        return np.asarray(region, dtype=float).copy()
-    return child_regions(region, scale)[action]
+    corners = np.array([x0, y0]) + offsets
+    return np.concatenate([corners, corners + [child_w, child_h]], axis=1)
 
 
 def update_history(history, action):
@@ -76,11 +64,7 @@ def update_history(history, action):
 
     Returns a new float32 array; fixes 2016 defects 4 (all six entries written, shift by a whole action).
     """
-    updated = np.empty(HISTORY_SIZE, dtype=np.float32)
-    updated[:-NUM_ACTIONS] = history[NUM_ACTIONS:]
-    updated[-NUM_ACTIONS:] = 0.0
-    updated[HISTORY_SIZE - NUM_ACTIONS + action] = 1.0
-    return updated
+    return np.concatenate([history[NUM_ACTIONS:], np.eye(NUM_ACTIONS)[action]], dtype=np.float32)
 
 
 def epsilon_for_epoch(epoch, epsilon=1.0, decay=0.1, floor=0.1):
@@ -115,9 +99,7 @@ class ZoomEnvironment:
     def __init__(self, width, height, boxes, scale, image=None, image_id=""):
         self.width, self.height = int(width), int(height)
         self.boxes = np.asarray(boxes, dtype=float).reshape(-1, 4)
-        self.scale = float(scale)
-        self.image = image
-        self.image_id = image_id
+        self.scale, self.image, self.image_id = float(scale), image, image_id
         self.available = np.ones(len(self.boxes), dtype=bool)
         self.painted = np.zeros((self.height, self.width), dtype=bool)
         self.painted_boxes = []        # whole-pixel boxes painted so far, in order: with the id, keys the pixels
@@ -131,8 +113,6 @@ class ZoomEnvironment:
 
     def ious(self, region):
         """IoU of ``region`` with every target-class object (unavailable ones included)."""
-        if len(self.boxes) == 0:
-            return np.zeros(0)
         return iou_many(self.boxes, region)
 
     def target(self, region):
@@ -142,10 +122,6 @@ class ZoomEnvironment:
         ious = np.where(self.available, self.ious(region), -1.0)
         index = int(np.argmax(ious))
         return index, float(ious[index])
-
-    @property
-    def mask_version(self):
-        return len(self.painted_boxes)
 
     @property
     def image_key(self):
@@ -168,20 +144,16 @@ class ZoomEnvironment:
         current region's IoU with its target; a found object (IoU ≥ τ) is painted and becomes unavailable.
         """
         if action == TRIGGER:
-            index, current_iou = self.target(self.region)
-            reward = trigger_reward(current_iou)
-            if index >= 0 and current_iou >= IOU_THRESHOLD:
+            index, new_iou = self.target(self.region)
+            reward = trigger_reward(new_iou)
+            if index >= 0 and new_iou >= IOU_THRESHOLD:
                 self.paint(self.boxes[index], found=index)
-            self.history = update_history(self.history, action)
-            return reward, True, current_iou
-        new_region = child_regions(self.region, self.scale)[action]
-        new_ious = self.ious(new_region)
-        new_iou = self.target(new_region)[1]
-        reward = self.move_reward(new_region)
-        self.region = new_region
-        self.previous_ious = new_ious
+        else:
+            new_region = child_regions(self.region, self.scale)[action]
+            reward, new_iou = self.move_reward(new_region), self.target(new_region)[1]
+            self.region, self.previous_ious = new_region, self.ious(new_region)
         self.history = update_history(self.history, action)
-        return reward, False, new_iou
+        return reward, bool(action == TRIGGER), new_iou
 
     def move_reward(self, new_region):
         """The reward of moving to ``new_region`` now: its target is chosen afresh there and compared with the IoU
@@ -208,11 +180,9 @@ class ZoomEnvironment:
             self.image = paint_mean(self.image, box)
         if found >= 0:
             self.available[found] = False
-        for index, object_box in enumerate(self.boxes):
-            bx0, by0, bx1, by1 = round_box(object_box, self.width, self.height)
-            covered = self.painted[by0:by1, bx0:bx1].mean()
-            if covered > UNAVAILABLE_COVERAGE:
-                self.available[index] = False
+        covered = [self.painted[y0:y1, x0:x1].mean()
+                   for x0, y0, x1, y1 in (round_box(object_box, self.width, self.height) for object_box in self.boxes)]
+        self.available &= ~(np.array(covered) > UNAVAILABLE_COVERAGE)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -273,24 +243,20 @@ def build_q_network(state_size, seed=None):
     def init(offset):
         return keras.initializers.RandomNormal(mean=0.0, stddev=0.01, seed=None if seed is None else seed + offset)
 
-    model = keras.Sequential(
-        [
-            keras.Input(shape=(state_size,)),
-            layers.Dense(HIDDEN_UNITS, activation="relu", kernel_initializer=init(0), bias_initializer="zeros"),
-            layers.Dropout(0.2, seed=seed),
-            layers.Dense(HIDDEN_UNITS, activation="relu", kernel_initializer=init(1), bias_initializer="zeros"),
-            layers.Dropout(0.2, seed=None if seed is None else seed + 1),
-            layers.Dense(NUM_ACTIONS, activation="linear", kernel_initializer=init(2), bias_initializer="zeros"),
-        ],
-        name="q_network",
-    )
-    return model
+    return keras.Sequential([
+        keras.Input(shape=(state_size,)),
+        layers.Dense(HIDDEN_UNITS, activation="relu", kernel_initializer=init(0), bias_initializer="zeros"),
+        layers.Dropout(0.2, seed=seed),
+        layers.Dense(HIDDEN_UNITS, activation="relu", kernel_initializer=init(1), bias_initializer="zeros"),
+        layers.Dropout(0.2, seed=None if seed is None else seed + 1),
+        layers.Dense(NUM_ACTIONS, activation="linear", kernel_initializer=init(2), bias_initializer="zeros"),
+    ], name="q_network")
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # what a transition carries, the replay memory and its minibatches
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class TransitionField:
     """Something a learning option stores with each transition beyond ``(s, a, r, s′, terminal)``, computed from the
     annotations in state s before the step: its replay-memory array (``dtype``, per-transition ``shape``, ``empty``
@@ -320,7 +286,7 @@ TRANSITION_FIELDS = {field.name: field for field in (TRIGGER_VALUE, EXPERT_ACTIO
 FORMER_FIELD_NAMES = {"trigger_targets": "trigger_values", "targets": "upper_bound_values"}
 
 
-@dataclass
+@dataclasses.dataclass
 class Minibatch:
     """A replay minibatch as a named record (Stable-Baselines3's ``ReplayBufferSamples``): the transitions, and
     ``carried``, the arrays of the :class:`TransitionField` s the memory stores (by name; empty for the paper's)."""
@@ -349,19 +315,15 @@ class ReplayMemory:
         self.fields = tuple(fields)
         self.carried = {field.name: np.full((self.capacity, *field.shape), field.empty, dtype=field.dtype)
                         for field in self.fields}
-        self.pos = 0
-        self.full = False
+        self.pos, self.full = 0, False
 
     def __len__(self):
         return self.capacity if self.full else self.pos
 
     def add(self, state, action, reward, next_state, terminal, carried=None):
         """Store a transition with the values of the memory's fields in ``state`` (``carried``, by name)."""
-        self.states[self.pos] = state
-        self.actions[self.pos] = action
-        self.rewards[self.pos] = reward
-        self.next_states[self.pos] = next_state
-        self.terminals[self.pos] = float(terminal)
+        for name, value in zip(self.CORE, (state, action, reward, next_state, float(terminal))):
+            getattr(self, name)[self.pos] = value
         for name, array in self.carried.items():
             array[self.pos] = carried[name]
         self.pos = (self.pos + 1) % self.capacity
@@ -370,8 +332,7 @@ class ReplayMemory:
     def sample(self, batch_size, rng):
         """A uniformly random :class:`Minibatch`, drawn without replacement."""
         indices = rng.choice(len(self), size=batch_size, replace=False)
-        return Minibatch(self.states[indices], self.actions[indices], self.rewards[indices],
-                         self.next_states[indices], self.terminals[indices],
+        return Minibatch(*(getattr(self, name)[indices] for name in self.CORE),
                          {name: array[indices] for name, array in self.carried.items()})
 
     # checkpointing: the arrays and the ring position
@@ -478,20 +439,14 @@ class QLearner:
             raise ValueError("double_dqn needs a target network (target_update > 0)")
         if expert_margin < 0:
             raise ValueError(f"expert_margin cannot be negative, got {expert_margin}")
-        self.model = model
-        self.gamma = float(gamma)
-        self.batch_size = int(batch_size)
-        self.target_update = int(target_update)
-        self.double_dqn = bool(double_dqn)
-        self.loss = loss
-        self.trigger_targets = bool(trigger_targets)
-        self.expert_margin = float(expert_margin)
+        self.model, self.gamma, self.batch_size, self.loss = model, float(gamma), int(batch_size), loss
+        self.target_update, self.double_dqn = int(target_update), bool(double_dqn)
+        self.trigger_targets, self.expert_margin = bool(trigger_targets), float(expert_margin)
         self.carries = (TRIGGER_VALUE,) * self.trigger_targets + (EXPERT_ACTION,) * (self.expert_margin > 0)
         self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
         self.optimizer.build(model.trainable_variables)
-        self.target_model = None
-        if self.target_update > 0:
-            self.target_model = keras.models.clone_model(model)
+        self.target_model = keras.models.clone_model(model) if self.target_update > 0 else None
+        if self.target_model is not None:
             self.target_model.set_weights(model.get_weights())
         self._update = tf.function(self._update_graph, jit_compile=True, reduce_retracing=True)  # XLA: ~1.5x faster
 
@@ -547,32 +502,18 @@ class QLearner:
         if missing:
             raise ValueError(f"this learner's options need minibatches with {', '.join(missing)} (a replay memory "
                              f"built with fields=learner.carries)")
-        trigger_values = batch.carried.get("trigger_values") if self.trigger_targets else None
-        expert_actions = batch.carried.get("expert_actions") if self.expert_margin else None
+        trigger_values = np.asarray(batch.carried["trigger_values"], np.float32) if self.trigger_targets else None
+        expert_actions = batch.carried["expert_actions"] if self.expert_margin else None
         if expert_actions is not None and (expert_actions < 0).any():
             raise ValueError("a minibatch for expert_margin holds transitions stored without the expert's action")
-        return (None if trigger_values is None else np.asarray(trigger_values, np.float32),
-                None if expert_actions is None else np.asarray(expert_actions, np.int32))
-
-    def regression_values(self, batch):
-        """What the update regresses Q(s) to on ``batch`` (for tests and the benchmark)."""
-        trigger_values, _ = self._carried(batch)
-        states, next_states = batch.states, batch.next_states
-        q_both = np.asarray(self.model(np.concatenate([states, next_states]), training=False))
-        q_states, q_next, q_next_online = q_both[:len(states)], q_both[len(states):], None
-        if self.target_model is not None:
-            q_next_online = q_next if self.double_dqn else None
-            q_next = np.asarray(self.target_model(next_states, training=False))
-        return np.asarray(regression_values(q_states, q_next, batch.actions, batch.rewards, batch.terminals,
-                                            self.gamma, q_next_online, trigger_values))
+        return trigger_values, None if expert_actions is None else np.asarray(expert_actions, np.int32)
 
     def update(self, batch):
         """One gradient step on a :class:`Minibatch`; returns the loss as a float."""
-        trigger_values, expert_actions = self._carried(batch)
+        carried = self._carried(batch)         # (trigger_values, expert_actions), or a ValueError before any change
         self.sync_target()
-        loss = self._update(batch.states, batch.actions.astype(np.int32), batch.rewards.astype(np.float32),
-                            batch.next_states, batch.terminals.astype(np.float32), trigger_values, expert_actions)
-        return float(loss)
+        return float(self._update(batch.states, batch.actions.astype(np.int32), batch.rewards.astype(np.float32),
+                                  batch.next_states, batch.terminals.astype(np.float32), *carried))
 
     def q_values(self, states):
         """Q-values of a batch of states, inference mode."""

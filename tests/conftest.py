@@ -2,6 +2,7 @@
 (unpacked once per session), a tiny stand-in for VGG-16 and a narrow stand-in for the Q-network."""
 import gc
 
+import numpy as np
 import pytest
 
 from parse_xml_annotations import ensure_voc2007_test_annotations
@@ -61,3 +62,37 @@ def release_models():
     at 4 GB with it, 7.6 GB without)."""
     yield
     gc.collect()
+
+
+def apply_action(region, action, scale):
+    """The region after ``action``: a child for a movement, the same region for the trigger."""
+    from reinforcement import TRIGGER, child_regions
+    if action == TRIGGER:
+        return np.asarray(region, dtype=float).copy()
+    return child_regions(region, scale)[action]
+
+
+def learner_regression_values(learner, batch):
+    """What ``learner`` (a ``reinforcement.QLearner``) regresses Q(s) to on ``batch``, computed outside its compiled
+    update from the same networks and options."""
+    from reinforcement import regression_values
+    trigger_values, _ = learner._carried(batch)
+    states, next_states = batch.states, batch.next_states
+    q_both = np.asarray(learner.model(np.concatenate([states, next_states]), training=False))
+    q_states, q_next, q_next_online = q_both[:len(states)], q_both[len(states):], None
+    if learner.target_model is not None:
+        q_next_online = q_next if learner.double_dqn else None
+        q_next = np.asarray(learner.target_model(next_states, training=False))
+    return np.asarray(regression_values(q_states, q_next, batch.actions, batch.rewards, batch.terminals,
+                                        learner.gamma, q_next_online, trigger_values))
+
+
+def iou(box_a, box_b):
+    """Intersection over union of two ``[x0, y0, x1, y1)`` boxes, one at a time in plain floats; 0 when the union is
+    empty: the obvious reference for ``metrics.iou_many``."""
+    from metrics import box_area
+    ax0, ay0, ax1, ay1 = (float(value) for value in box_a)
+    bx0, by0, bx1, by1 = (float(value) for value in box_b)
+    intersection = max(0.0, min(ax1, bx1) - max(ax0, bx0)) * max(0.0, min(ay1, by1) - max(ay0, by0))
+    union = box_area(box_a) + box_area(box_b) - intersection
+    return intersection / union if union > 0 else 0.0

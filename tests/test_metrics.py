@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from metrics import (average_precision, average_precision_voc07, box_area, iou, iou_many, mark_duplicates,
+from conftest import iou
+from metrics import (average_precision, average_precision_voc07, box_area, iou_many, mark_duplicates,
                      match_detections, precision_recall, regions_per_found_object)
 
 

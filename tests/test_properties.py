@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 
 from runs.errors import UserError
 from image_helper import round_box
-from metrics import iou, iou_many
+from metrics import iou_many
 from parse_xml_annotations import VOC_CLASSES, Annotation, parse_annotation
-from reinforcement import apply_action, child_regions
+from reinforcement import child_regions
+from conftest import apply_action, iou
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conftest import STATE_SIZE
+from conftest import STATE_SIZE, learner_regression_values
 from experiments.benchmark import regression_values_reference
 from reinforcement import (HISTORY_SIZE, TRIGGER, Minibatch, QLearner, ReplayMemory, ZoomEnvironment, build_q_network,
                            child_regions, epsilon_for_epoch, movement_reward, trigger_reward, update_history)
@@ -113,7 +113,7 @@ def test_wrong_trigger_is_penalised_and_paints_nothing():
     env = ZoomEnvironment(100, 100, [[0, 0, 20, 20]], 0.75)
     env.start_search()
     reward, done, _ = env.step(TRIGGER)
-    assert done and reward == -3 and env.available.all() and env.mask_version == 0
+    assert done and reward == -3 and env.available.all() and not env.painted_boxes
 
 
 # -- Q-network, replay memory, update ---------------------------------------------------------------------------
@@ -148,8 +148,8 @@ def test_batched_targets_equal_one_sample_at_a_time_reference():
     batch = Minibatch(rng.standard_normal((8, STATE_SIZE)).astype(np.float32), rng.integers(6, size=8),
                       rng.standard_normal(8).astype(np.float32), rng.standard_normal((8, STATE_SIZE)).astype(np.float32),
                       (rng.random(8) < 0.5).astype(np.float32))
-    np.testing.assert_allclose(learner.regression_values(batch), regression_values_reference(model, batch, 0.9),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(learner_regression_values(learner, batch),
+                               regression_values_reference(model, batch, 0.9), rtol=1e-5, atol=1e-6)
 
 
 def test_update_moves_the_taken_action_toward_its_target():
