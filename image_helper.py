@@ -4,8 +4,6 @@ Images are float32 arrays ``(height, width, 3)``, RGB, values 0..255. Boxes are 
 pixels of the image (half-open corners); :func:`round_box` turns them into whole-pixel slices.
 """
 
-from __future__ import annotations
-
 import warnings
 from pathlib import Path
 
@@ -28,24 +26,18 @@ def image_path(path_voc, image_id) -> Path:
 def _to_rgb_array(image: Image.Image) -> np.ndarray:
     """Float32 ``(H, W, 3)`` RGB 0..255 from a PIL image of any mode."""
     mode = image.mode
-    if mode.startswith("I;16") or mode == "I":
+    if mode.startswith("I;16") or mode in ("I", "F"):
         # 16-bit grayscale (PNG/TIFF). Older Pillow versions open 16-bit PNGs as 32-bit mode 'I'; those hold
-        # 0..65535 too, so scale unless the values already fit in 8 bits.
+        # 0..65535 too, so scale unless the values already fit in 8 bits. Float images ('F') are taken as 0..255.
         gray = np.asarray(image).astype(np.float32)
-        if mode.startswith("I;16") or image.format == "PNG" or gray.max(initial=0) > 255:
+        if mode != "F" and (mode.startswith("I;16") or image.format == "PNG" or gray.max(initial=0) > 255):
             gray = gray * np.float32(255.0 / 65535.0)
-        gray = np.clip(gray, 0, 255)
-        return np.repeat(gray[:, :, None], 3, axis=2)
-    if mode == "F":
-        gray = np.clip(np.asarray(image, dtype=np.float32), 0, 255)
-        return np.repeat(gray[:, :, None], 3, axis=2)
-    if mode != "RGB":
-        # Alpha is dropped (VOC images are opaque); palette images with transparency go through RGBA so Pillow
-        # resolves the palette instead of warning. L, 1, CMYK, YCbCr, LA, P, RGBA ... all convert directly.
-        if mode == "P" and "transparency" in image.info:
-            image = image.convert("RGBA")
-        image = image.convert("RGB")
-    return np.asarray(image, dtype=np.float32)
+        return np.repeat(np.clip(gray, 0, 255)[:, :, None], 3, axis=2)
+    # Alpha is dropped (VOC images are opaque); palette images with transparency go through RGBA so Pillow
+    # resolves the palette instead of warning. L, 1, CMYK, YCbCr, LA, P, RGBA ... all convert directly.
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.float32)
 
 
 # The most pixels an image may have, checked from the file's header before a pixel is decoded. A search holds
@@ -148,21 +140,16 @@ def resize(image: np.ndarray, size: tuple[int, int] = (224, 224)) -> np.ndarray:
     width, height = int(size[0]), int(size[1])
     if image.shape[:2] == (height, width):
         return image.copy()
-    channels = [
-        np.asarray(Image.fromarray(np.ascontiguousarray(image[:, :, channel]))
-                   .resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
-        for channel in range(image.shape[2])
-    ]
-    return np.stack(channels, axis=2)
+    return np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(image[:, :, channel]))
+                                .resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+                     for channel in range(image.shape[2])], axis=2)
 
 
 def paint_mean(image: np.ndarray, box) -> np.ndarray:
     """Float32 copy of ``image`` with the box ``[x0, y0, x1, y1)`` (rounded by :func:`round_box`) painted with
     :data:`MEAN_RGB`, so that the painted pixels are exactly zero after :func:`vgg_preprocess`."""
     painted = np.array(image, dtype=np.float32, copy=True)
-    height, width = painted.shape[:2]
-    x0, y0, x1, y1 = round_box(box, width, height)
-    painted[y0:y1, x0:x1] = MEAN_RGB
+    crop(painted, box)[:] = MEAN_RGB
     return painted
 
 

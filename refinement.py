@@ -19,8 +19,6 @@ size, log width and height ratios (:func:`box_deltas`).
 
 Boxes are float ``[x0, y0, x1, y1)`` in pixels, the project's one format.
 """
-from __future__ import annotations
-
 import hashlib
 from pathlib import Path
 
@@ -53,9 +51,7 @@ def apply_deltas(windows, deltas, width=None, height=None):
     centre = windows[:, :2] + window_size / 2 + deltas[:, :2] * window_size
     size = window_size * np.exp(np.clip(deltas[:, 2:], -MAX_LOG_RATIO, MAX_LOG_RATIO))
     boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1)
-    if width is not None:
-        boxes = np.clip(boxes, 0.0, [width, height, width, height])
-    return boxes
+    return boxes if width is None else np.clip(boxes, 0.0, [width, height, width, height])
 
 
 def best_objects(windows, boxes):
@@ -161,15 +157,13 @@ class BoxRefiner:
         bias = targets.mean(axis=0)
         eigenvalues, eigenvectors = np.linalg.eigh(centred @ centred.T)
         projected = eigenvectors.T @ (targets - bias)
-        best = None
-        for ridge in RIDGE_GRID:
+
+        def leave_one_out_error(ridge):
             shrink = eigenvalues / (eigenvalues + ridge)
             fitted = eigenvectors @ (shrink[:, None] * projected)
             leverage = (eigenvectors ** 2) @ shrink
-            error = float((((targets - bias - fitted) / (1.0 - leverage)[:, None]) ** 2).mean())
-            if best is None or error < best[0]:
-                best = (error, ridge)
-        ridge = best[1]
+            return float((((targets - bias - fitted) / (1.0 - leverage)[:, None]) ** 2).mean())
+        ridge = min(RIDGE_GRID, key=leave_one_out_error)        # min keeps the first of equal errors
         dual = eigenvectors @ (projected / (eigenvalues + ridge)[:, None])
         return cls(mean, scale, centred.T @ dual, bias, ridge, len(features))
 
@@ -178,8 +172,7 @@ class BoxRefiner:
         if descriptors.shape[-1] != self.mean.shape[0]:
             raise UserError(f"the refinement head was fitted on descriptors of {self.mean.shape[0]:,} values, these "
                             f"have {descriptors.shape[-1]:,} (another backbone or feature model than its training's)")
-        features = (descriptors - self.mean) / self.scale
-        return features @ self.weights + self.bias
+        return ((descriptors - self.mean) / self.scale) @ self.weights + self.bias
 
     def refine(self, descriptors, windows, width=None, height=None):
         """The refined boxes of ``windows`` (``(n, 4)``) from their descriptors (``(n, descriptor_size)``; a state's
@@ -203,12 +196,10 @@ class BoxRefiner:
             raise UserError(f"{path}: not a refinement head of this project ({type(error).__name__}: {error})") \
                 from None
         size = descriptor_size or (refiner.weights.shape[0] if refiner.weights.ndim == 2 else -1)
-        shapes = {"mean": (refiner.mean.shape, (size,)), "weights": (refiner.weights.shape, (size, 4)),
-                  "bias": (refiner.bias.shape, (4,))}
-        for name, (shape, expected) in shapes.items():
-            if shape != expected:
-                raise UserError(f"{path}: {name} has shape {shape}, not {expected}; not a refinement head of this "
-                                f"project")
+        for name, expected in {"mean": (size,), "weights": (size, 4), "bias": (4,)}.items():
+            if getattr(refiner, name).shape != expected:
+                raise UserError(f"{path}: {name} has shape {getattr(refiner, name).shape}, not {expected}; not a "
+                                f"refinement head of this project")
             if not np.all(np.isfinite(getattr(refiner, name))):
                 raise UserError(f"{path}: {name} holds a value that is not finite; the head is damaged")
         if not (np.isfinite(refiner.scale) and refiner.scale > 0):
