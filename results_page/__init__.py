@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from html import escape
 from pathlib import Path
 from string import Template
 from urllib.parse import quote
@@ -26,7 +27,7 @@ import numpy as np
 from metrics import iou_many
 from reinforcement import ACTION_NAMES, ACTION_SHORT_NAMES
 from runs.errors import UserError
-from runs.runtime import write_atomically
+from runs.runtime import json_ready, write_atomically
 
 PAGE_NAME = "index.html"        # a test run's page, in its path_testing_folder
 TEMPLATES = Path(__file__).resolve().parent
@@ -83,11 +84,9 @@ def image_summaries(results, folder=None, page_folder=None):
     ``region``, ``action``, ``q`` (the Q-values, None for the baselines), ``score``, ``trigger``, ``search``,
     ``step``, ``status`` and ``iou`` of its detection (None where it is not one) and ``box`` where the refined box
     differs from the region."""
-    detections = results.get("detections")
-    trajectories = results.get("trajectories")
+    detections = results["detections"] if isinstance(results.get("detections"), list) else []
+    trajectories = results["trajectories"] if isinstance(results.get("trajectories"), dict) else {}
     ground_truth = results.get("ground_truth")
-    detections = detections if isinstance(detections, list) else []
-    trajectories = trajectories if isinstance(trajectories, dict) else {}
     by_image = {}
     for detection in detections:
         by_image.setdefault(str(detection["image"]), []).append(detection)
@@ -97,10 +96,9 @@ def image_summaries(results, folder=None, page_folder=None):
         summary, image_steps = image_summary(image_id, trajectories.get(image_id) or [], by_image.get(image_id, []),
                                              None if ground_truth is None else ground_truth.get(image_id) or {})
         if folder is not None and page_folder is not None:
-            drawing = Path(folder) / DRAWINGS / f"{image_id}.png"
-            animation = drawing.with_suffix(".gif")
-            summary["drawing"] = link(drawing, page_folder) if drawing.is_file() else None
-            summary["animation"] = link(animation, page_folder) if animation.is_file() else None
+            for key, suffix in (("drawing", ".png"), ("animation", ".gif")):
+                drawn = Path(folder) / DRAWINGS / f"{image_id}{suffix}"
+                summary[key] = link(drawn, page_folder) if drawn.is_file() else None
         images.append(summary)
         steps[image_id] = image_steps
     return images, steps
@@ -139,28 +137,23 @@ def image_summary(image_id, trajectory, detections, ground_truth):
                             "step": step.get("step"), "status": status, "iou": rounded(overlap), "box": refined})
     triggers = [number for number, step in enumerate(trajectory, start=1) if step.get("triggered")]
     counted = ~difficult
-    known_overlaps = [overlap for _, _, overlap in rated if overlap is not None]
-    if trajectory:
-        size = rounded(trajectory[0]["region"][2:], 1)
-    else:
-        size = rounded(boxes[:, 2:].max(axis=0), 1) if len(boxes) else None
-    summary = {
-        "id": image_id, "size": size,
+    size = trajectory[0]["region"][2:] if trajectory else boxes[:, 2:].max(axis=0) if len(boxes) else None
+    return {
+        "id": image_id, "size": rounded(size, 1),
         "objects": [{"box": rounded(box, 1), "difficult": bool(hard), "found": bool(hit), "best_iou": rounded(iou)}
                     for box, hard, hit, iou in zip(boxes, difficult, found, object_iou)],
         "found": int(found[counted].sum()) if known else sum(status == "tp" for _, status, _ in rated),
         "missed": int((~found[counted]).sum()) if known else None,
         "objects_counted": int(counted.sum()) if known else None,
         "difficult": int(difficult.sum()),
-        "best_iou": rounded(max(known_overlaps)) if known_overlaps else None,
+        "best_iou": rounded(max((overlap for _, _, overlap in rated if overlap is not None), default=None)),
         "false_positives": sum(status in ("fp", "repeat") and bool(detection.get("triggered"))
                                for detection, status, _ in rated),
         "triggers": len(triggers), "first_trigger": triggers[0] if triggers else None, "regions": len(trajectory),
         "top_score": rounded(rated[0][0]["score"]) if rated else None,
         "detections": [{"score": rounded(detection["score"]), "status": status, "box": rounded(detection["box"], 1)}
                        for detection, status, _ in rated[:TOP_SCORES]],
-    }
-    return summary, image_steps
+    }, image_steps
 
 
 def settings_of(results):
@@ -172,36 +165,27 @@ def settings_of(results):
 def metrics_of(results):
     """AP, AP-07, max recall, the objects found and the mean regions analysed per found object."""
     regions = results.get("regions_per_found_object") or []
-    return {"ap": results.get("ap"), "ap_voc07": results.get("ap_voc07"), "max_recall": results.get("max_recall"),
-            "found_objects": len(regions), "num_objects": results.get("num_objects"),
-            "num_images": results.get("num_images"),
+    return {**{key: results.get(key) for key in METRICS}, "found_objects": len(regions),
+            "num_objects": results.get("num_objects"), "num_images": results.get("num_images"),
             "mean_regions_per_found_object": sum(regions) / len(regions) if regions else None}
 
 
 def run_title(results):
     title = f"{results.get('model', '')} {results.get('agent', '')}".strip() or "test run"
-    if results.get("class_object") is not None:
-        title += f": {results['class_object']}"
+    title += "" if results.get("class_object") is None else f": {results['class_object']}"
     return title + ("" if results.get("epoch") is None else f", epoch {results['epoch']}")
-
-
-def run_page_data(results, out_folder, figures=()):
-    """What the run page of ``results`` in ``out_folder`` shows: ``(data, steps)`` (:func:`image_summaries`);
-    ``figures``: file names in ``out_folder`` shown where they exist."""
-    images, steps = image_summaries(results, out_folder, out_folder)
-    return {"kind": "run", "title": run_title(results), "metrics": metrics_of(results),
-            "settings": settings_of(results), "actions": list(ACTION_NAMES),
-            "action_short": list(ACTION_SHORT_NAMES),
-            "figures": [{"src": quote(name), "caption": Path(name).stem.replace("_", " ")}
-                        for name in figures if (Path(out_folder) / name).is_file()],
-            "objects_known": "ground_truth" in results, "images": images}, steps
 
 
 def write_run_page(results, out_folder, figures=()):
     """Write the page of one test run, ``<out_folder>/index.html``, beside its results.json, figures and drawn
-    searches (``figures``: the figures' file names in ``out_folder``); returns its path."""
-    data, steps = run_page_data(results, out_folder, figures)
-    return write_page(Path(out_folder) / PAGE_NAME, "run", data["title"], data, steps)
+    searches (``figures``: the figures' file names in ``out_folder``, shown where they exist); returns its path."""
+    images, steps = image_summaries(results, out_folder, out_folder)
+    data = {"kind": "run", "title": run_title(results), "metrics": metrics_of(results),
+            "settings": settings_of(results), "actions": list(ACTION_NAMES), "action_short": list(ACTION_SHORT_NAMES),
+            "figures": [{"src": quote(name), "caption": Path(name).stem.replace("_", " ")}
+                        for name in figures if (Path(out_folder) / name).is_file()],
+            "objects_known": "ground_truth" in results, "images": images}
+    return write_page(Path(out_folder) / PAGE_NAME, data, steps)
 
 
 def comparison_page_data(rows, all_results, page_folder, figures=(), title=None):
@@ -236,7 +220,7 @@ def comparison_page_data(rows, all_results, page_folder, figures=(), title=None)
 def write_comparison_page(rows, all_results, path, figures=(), title=None):
     """Write the comparison page of the runs ``rows`` (:func:`comparison_page_data`) at ``path``; returns it."""
     data = comparison_page_data(rows, all_results, Path(path).parent, figures, title)
-    return write_page(Path(path), "comparison", data["title"], data)
+    return write_page(Path(path), data)
 
 
 def write_classes_page(combined, out_folder):
@@ -249,7 +233,7 @@ def write_classes_page(combined, out_folder):
                                         f"{len(classes)} classes".strip(),
             "settings": settings_of(combined), "classes": classes, "absent": combined.get("absent_classes", []),
             "means": {key: combined.get(key) for key in ("map", "mean_ap_voc07", "mean_max_recall")}}
-    return write_page(Path(out_folder) / PAGE_NAME, "classes", data["title"], data)
+    return write_page(Path(out_folder) / PAGE_NAME, data)
 
 
 def inline_json(data):
@@ -257,21 +241,16 @@ def inline_json(data):
     return json.dumps(data, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
 
 
-def render(kind, title, data, steps=None):
-    """The HTML of a page: the template ``<kind>.html`` with the style, the scripts and the data inlined."""
-    from html import escape
-    from runs.runtime import json_ready
+def write_page(path, data, steps=None):
+    """Write the page of ``data`` at ``path``: the template ``<kind>.html`` (``data["kind"]``) with the style, the
+    scripts and the data inlined; returns the path."""
     def read(name):
         return (TEMPLATES / name).read_text(encoding="utf-8")
-    body = Template(read(f"{kind}.html")).substitute(title=escape(title))
+    kind, title = data["kind"], escape(data["title"])
     script = "\n".join(read(name) for name in ("common.js", f"{kind}.js"))
-    return Template(read("page.html")).substitute(title=escape(title), style=read("page.css"), body=body.rstrip(),
-                                                  data=inline_json(json_ready(data)),
-                                                  steps=inline_json(json_ready(steps or {})),
-                                                  script=script.replace("</script", "<\\/script"))
-
-
-def write_page(path, kind, title, data, steps=None):
-    html = render(kind, title, data, steps)
+    html = Template(read("page.html")).substitute(
+        title=title, style=read("page.css"), body=Template(read(f"{kind}.html")).substitute(title=title).rstrip(),
+        data=inline_json(json_ready(data)), steps=inline_json(json_ready(steps or {})),
+        script=script.replace("</script", "<\\/script"))
     write_atomically(path, lambda temporary: Path(temporary).write_text(html, encoding="utf-8"))
     return path
