@@ -47,31 +47,27 @@ def load_results(path):
     missing = [key for key in REQUIRED_KEYS if key not in results]
     if missing:
         raise UserError(f'{path}: not a results file of the testing scripts, missing key(s) {", ".join(missing)}')
-    for key in ['precision', 'recall']:
-        _check_list(path, key, results[key], low=0.0, high=1.0)
-    _check_list(path, 'regions_per_found_object', results['regions_per_found_object'], low=0, high=MAX_REGIONS,
-                whole=True)
+    _check_numbers(path, results, ['precision', 'recall'], low=0.0, high=1.0, listed=True)
+    _check_numbers(path, results, ['regions_per_found_object'], low=0, high=MAX_REGIONS, whole=True, listed=True)
     if len(results['precision']) != len(results['recall']):
-        raise UserError(f'{path}: precision has {len(results["precision"])} values but recall '
-                        f'{len(results["recall"])}')
-    for key in ['ap', 'ap_voc07', 'max_recall']:
-        _check_number(path, key, results[key], low=0.0, high=1.0)
+        raise UserError(f'{path}: precision has {len(results["precision"])} values but recall {len(results["recall"])}')
+    _check_numbers(path, results, ['ap', 'ap_voc07', 'max_recall'], low=0.0, high=1.0)
     _check_label_fields(path, results)
-    for key in ['num_images', 'num_objects']:
-        if results.get(key) is not None:
-            _check_number(path, key, results[key], low=0, whole=True)
+    _check_numbers(path, results, ['num_images', 'num_objects'], low=0, whole=True, optional=True)
     if 'class_object' in results and not isinstance(results['class_object'], (str, int)):
         raise UserError(f"{path}: 'class_object' must be a class name or id, found {results['class_object']!r:.60}")
     return results
 
 
-def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _problem(value, low=None, high=None, whole=False):
-    """What keeps ``value`` from being a finite number (a whole one with ``whole``) in ``low..high``, or None."""
-    if not _is_number(value):
+def _problem(value, low=None, high=None, whole=False, listed=False):
+    """What keeps ``value`` from being a finite number (a whole one with ``whole``) in ``low..high`` — with
+    ``listed``, a list of such numbers — or None."""
+    if listed:
+        if not isinstance(value, list):
+            return f'found {type(value).__name__}'
+        problems = ((index, _problem(item, low, high, whole)) for index, item in enumerate(value))
+        return next((f'item {index}: {problem}' for index, problem in problems if problem), None)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
         return f'found {value!r:.60}' if not isinstance(value, (dict, list)) else f'found a {type(value).__name__}'
     if not math.isfinite(value):
         return f'found {value}'
@@ -82,28 +78,20 @@ def _problem(value, low=None, high=None, whole=False):
     return None
 
 
-def _kind(low, high, whole, plural=False):
-    """'a number in 0.0..1.0', 'whole numbers in 0..', 'a finite number', … for the messages."""
-    kind = ('whole number' if whole else 'number') + ('s' if plural else '')
+def _kind(low, high, whole, listed=False):
+    """'a number in 0.0..1.0', 'a list of whole numbers in 0..', 'a finite number', … for the messages."""
+    kind = ('whole number' if whole else 'number') + ('s' if listed else '')
     where = f' in {low}..{"" if high is None else high}' if low is not None or high is not None else ''
-    return f'{"" if plural else "a "}{"" if where else "finite "}{kind}{where}'
+    return f'{"a list of " if listed else "a "}{"" if where else "finite "}{kind}{where}'
 
 
-def _check_number(path, field, value, low=None, high=None, whole=False):
-    problem = _problem(value, low, high, whole)
-    if problem:
-        raise UserError(f'{path}: {field!r} must be {_kind(low, high, whole)}, {problem}')
-
-
-def _check_list(path, field, values, low=None, high=None, whole=False):
-    if not isinstance(values, list):
-        raise UserError(f'{path}: {field!r} must be a list of {_kind(low, high, whole, plural=True)}, found '
-                        f'{type(values).__name__}')
-    for index, value in enumerate(values):
-        problem = _problem(value, low, high, whole)
-        if problem:
-            raise UserError(f'{path}: {field!r} must be a list of {_kind(low, high, whole, plural=True)}, item '
-                            f'{index}: {problem}')
+def _check_numbers(path, record, keys, low=None, high=None, whole=False, listed=False, optional=False, prefix=''):
+    """UserError naming the file and the field unless each ``record[key]`` is what :func:`_problem` accepts (or,
+    ``optional``, None); ``prefix`` goes before the key in the message ('classes[0].')."""
+    for key in keys:
+        problem = _problem(record.get(key), low, high, whole, listed)
+        if problem and not (optional and record.get(key) is None):
+            raise UserError(f'{path}: {prefix + key!r} must be {_kind(low, high, whole, listed)}, {problem}')
 
 
 def _check_label_fields(path, results):
@@ -111,7 +99,7 @@ def _check_label_fields(path, results):
     for key in ['model', 'agent']:
         if not isinstance(results[key], str):
             raise UserError(f'{path}: {key!r} must be a text, found {results[key]!r:.60}')
-    _check_number(path, 'scale_subregion', results['scale_subregion'])
+    _check_numbers(path, results, ['scale_subregion'])
     if results.get('epoch') is not None and not isinstance(results['epoch'], (int, str)):
         raise UserError(f"{path}: 'epoch' must be a number or a text, found {results['epoch']!r:.60}")
 
@@ -133,37 +121,26 @@ def load_combined(path):
     from parse_xml_annotations import VOC_CLASSES
     rows = results['classes']
     if not isinstance(rows, list) or not rows or not all(isinstance(row, dict) for row in rows):
-        raise UserError(f"{path}: 'classes' must be a list of rows (one JSON object per class), found "
-                        f"{rows!r:.60}")
+        raise UserError(f"{path}: 'classes' must be a list of rows (one JSON object per class), found {rows!r:.60}")
     for index, row in enumerate(rows):
-        field = f'classes[{index}]'
+        field = f'classes[{index}].'
         if row.get('class_object') not in VOC_CLASSES:
-            raise UserError(f"{path}: {field}.class_object must be a VOC class name, found "
+            raise UserError(f"{path}: {field}class_object must be a VOC class name, found "
                             f"{row.get('class_object')!r:.60}")
-        for key in ['ap', 'ap_voc07', 'max_recall']:
-            _check_number(path, f'{field}.{key}', row.get(key), low=0.0, high=1.0)
-        if row.get('mean_regions_per_found_object') is not None:
-            _check_number(path, f'{field}.mean_regions_per_found_object', row['mean_regions_per_found_object'],
-                          low=0, high=MAX_REGIONS)
-        for key in ['num_images', 'num_objects']:
-            _check_number(path, f'{field}.{key}', row.get(key), low=0, whole=True)
+        _check_numbers(path, row, ['ap', 'ap_voc07', 'max_recall'], low=0.0, high=1.0, prefix=field)
+        _check_numbers(path, row, ['mean_regions_per_found_object'], low=0, high=MAX_REGIONS, prefix=field,
+                       optional=True)
+        _check_numbers(path, row, ['num_images', 'num_objects'], low=0, whole=True, prefix=field)
     absent = results['absent_classes']
-    if not isinstance(absent, list) or not all(name in VOC_CLASSES for name in absent if isinstance(name, str)) \
-            or not all(isinstance(name, str) for name in absent):
+    if not isinstance(absent, list) or not all(isinstance(name, str) and name in VOC_CLASSES for name in absent):
         raise UserError(f"{path}: 'absent_classes' must be a list of VOC class names, found {absent!r:.60}")
-    for key in ['map', 'mean_ap_voc07', 'mean_max_recall']:
-        if results[key] is not None:
-            _check_number(path, key, results[key], low=0.0, high=1.0)
+    _check_numbers(path, results, ['map', 'mean_ap_voc07', 'mean_max_recall'], low=0.0, high=1.0, optional=True)
     return results
 
 
 # what a combined results.json holds besides the label fields (``combine``)
 COMBINED_KEYS = ['model', 'agent', 'scale_subregion', 'classes', 'absent_classes', 'map', 'mean_ap_voc07',
                  'mean_max_recall']
-
-
-# the per-class numbers of a combined results.json, in the order of the printed table
-TABLE_KEYS = ("ap", "ap_voc07", "max_recall", "mean_regions_per_found_object", "num_images", "num_objects")
 
 
 def class_row(results):
@@ -224,9 +201,7 @@ def merge(paths, output):
             results = {**results, "class_object": class_name(results["class_object"])}
         except UserError as error:
             raise UserError(f"{path}: {error}") from None
-        for key in ("num_images", "num_objects"):
-            if results.get(key) is None:
-                raise UserError(f"{path}: {key!r} must be a whole number in 0.., found {results.get(key)!r}")
+        _check_numbers(path, results, ["num_images", "num_objects"], low=0, whole=True)   # may be null elsewhere
         if results["class_object"] in seen:
             raise UserError(f"{path}: class {results['class_object']} is also in {seen[results['class_object']]}")
         seen[results["class_object"]] = path
@@ -256,10 +231,8 @@ def plot_class_bars(combined_list, labels, output, title=None):
         ap = {row["class_object"]: row["ap"] for row in combined["classes"]}
         axes.bar(np.arange(len(names)) + (index - (len(combined_list) - 1) / 2) * width,
                  [ap.get(name, 0.0) for name in names], width, label=f"{label} (mAP {combined['map']:.3f})")
-    axes.set_xticks(np.arange(len(names)))
-    axes.set_xticklabels(names, rotation=60, ha="right")
-    axes.set_ylabel("AP")
-    axes.set_ylim(0, 1)
+    axes.set_xticks(np.arange(len(names)), names, rotation=60, ha="right")
+    axes.set(ylabel="AP", ylim=(0, 1))
     axes.legend(fontsize=8)
     if title:
         axes.set_title(title)
