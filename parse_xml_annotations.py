@@ -377,10 +377,9 @@ def unpack_compact_annotations(compact_file, path_voc, set_name="test") -> Path:
     for number, row in enumerate(rows, start=2):
         if len(row) != len(COMPACT_COLUMNS):
             raise UserError(f"{compact_file}, line {number}: {len(row)} columns, expected {len(COMPACT_COLUMNS)}")
-        image_id, width, height, depth, name, xmin, ymin, xmax, ymax, difficult = row
+        image_id, width, height, depth, *voc_object = row      # voc_object: name, xmin, ymin, xmax, ymax, difficult
         check_image_id(image_id, f"{compact_file}, line {number}")
-        image = images.setdefault(image_id, {"size": (width, height, depth), "objects": []})
-        image["objects"].append((name, xmin, ymin, xmax, ymax, difficult))
+        images.setdefault(image_id, {"size": (width, height, depth), "objects": []})["objects"].append(voc_object)
 
     def write(temporary):
         (temporary / "Annotations").mkdir()

@@ -105,10 +105,8 @@ def _polygon(*points) -> np.ndarray:
 
 def _plane_side(rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
     """Side view: fuselage with a rounded nose and tapered tail, vertical fin, swept wing, optional engine."""
-    half_height = rng.uniform(0.045, 0.065)
-    fin_height = rng.uniform(0.15, 0.24)
-    wing_depth = rng.uniform(0.12, 0.24)
-    wing_sweep = rng.uniform(0.08, 0.20)
+    half_height, fin_height = rng.uniform(0.045, 0.065), rng.uniform(0.15, 0.24)
+    wing_depth, wing_sweep = rng.uniform(0.12, 0.24), rng.uniform(0.08, 0.20)
     nose = _ellipse(0.40, 0.0, 0.10, half_height, -np.pi / 2, np.pi / 2, 12)
     fuselage = np.concatenate([nose, _polygon((-0.30, half_height), (-0.50, -0.2 * half_height),
                                               (-0.50, -1.1 * half_height), (-0.30, -half_height))])
@@ -121,9 +119,8 @@ def _plane_side(rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
     parts = [("shade", stabiliser), ("body", fin), ("body", fuselage), ("shade", wing)]
     if rng.random() < 0.6:  # jet engine under the wing
         parts.append(("shade", _ellipse(0.02 - 0.4 * wing_sweep, half_height + 0.4 * wing_depth, 0.07, 0.025)))
-    cockpit = _polygon((0.41, -0.75 * half_height), (0.47, -0.45 * half_height), (0.465, -0.1 * half_height),
-                       (0.40, -0.25 * half_height))
-    parts.append(("detail_window", cockpit))
+    parts.append(("detail_window", _polygon((0.41, -0.75 * half_height), (0.47, -0.45 * half_height),  # cockpit
+                                            (0.465, -0.1 * half_height), (0.40, -0.25 * half_height))))
     for x in np.arange(0.32, -0.26, -0.045):  # cabin windows
         parts.append(("detail_window", _polygon((x, -0.45 * half_height), (x + 0.018, -0.45 * half_height),
                                                 (x + 0.018, 0.0), (x, 0.0))))
@@ -135,10 +132,8 @@ def _plane_side(rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
 
 def _plane_top(rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
     """Top view: long fuselage, two swept wings, two tailplane halves, optional engines."""
-    half_width = rng.uniform(0.045, 0.065)
-    half_span = rng.uniform(0.40, 0.52)
-    sweep = rng.uniform(0.10, 0.25)
-    tip_chord = rng.uniform(0.06, 0.10)
+    half_width, half_span = rng.uniform(0.045, 0.065), rng.uniform(0.40, 0.52)
+    sweep, tip_chord = rng.uniform(0.10, 0.25), rng.uniform(0.06, 0.10)
     nose = _ellipse(0.38, 0.0, 0.12, half_width, -np.pi / 2, np.pi / 2, 12)
     fuselage = np.concatenate([nose, _polygon((-0.35, half_width), (-0.50, 0.3 * half_width),
                                               (-0.50, -0.3 * half_width), (-0.35, -half_width))])
@@ -151,9 +146,8 @@ def _plane_top(rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
         parts += [("body", wing), ("body", tail)]
         if rng.random() < 0.6:
             parts.append(("shade", _ellipse(0.06 - 0.35 * sweep, side * 0.35 * half_span, 0.07, 0.025)))
-    parts.append(("body", fuselage))
-    parts.append(("detail_window", _polygon((0.40, -0.5 * half_width), (0.46, -0.3 * half_width),
-                                            (0.46, 0.3 * half_width), (0.40, 0.5 * half_width))))
+    parts += [("body", fuselage), ("detail_window", _polygon((0.40, -0.5 * half_width), (0.46, -0.3 * half_width),
+                                                             (0.46, 0.3 * half_width), (0.40, 0.5 * half_width)))]
     return parts
 
 
@@ -176,8 +170,7 @@ def _bird(rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
 
 def _car(rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
     """Car, side view: box body, cabin with windows, two dark wheels with hubcaps, headlight."""
-    cabin_front = rng.uniform(0.12, 0.22)
-    roof = rng.uniform(-0.30, -0.24)
+    cabin_front, roof = rng.uniform(0.12, 0.22), rng.uniform(-0.30, -0.24)
     body = _polygon((-0.50, -0.04), (-0.46, -0.08), (0.38, -0.08), (0.50, -0.02), (0.50, 0.14), (-0.50, 0.14))
     cabin = _polygon((-0.32, -0.08), (-0.22, roof), (cabin_front, roof), (cabin_front + 0.14, -0.08))
     parts = [("body", cabin), ("body", body)]
@@ -240,8 +233,7 @@ def _texture(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
     """A random base colour with coarse and fine noise (foliage, rock, fabric...)."""
     base = rng.uniform(40, 215, 3).astype(np.float32)
     coarse = _smooth_noise(rng, width, height, int(rng.integers(12, 40)), rng.uniform(15, 40))
-    fine = rng.normal(0.0, rng.uniform(4, 14), (height, width, 3)).astype(np.float32)
-    return base + coarse + fine
+    return base + coarse + rng.normal(0.0, rng.uniform(4, 14), (height, width, 3)).astype(np.float32)  # + fine noise
 
 
 def _landscape(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
@@ -298,10 +290,9 @@ def _pick_colour(rng: np.random.Generator, palette, background_luminance: float,
 def _role_colours(rng: np.random.Generator, body) -> dict[str, tuple[int, int, int]]:
     body_array = np.asarray(body, dtype=np.float64)
     dark_body = _luminance(body) < 110
-    shade = body_array * 0.65 + (90.0 if dark_body else 0.0)  # lighter shade on dark bodies
-    accent = rng.uniform(0, 255, 3)
     colours = {
-        "body": body_array, "shade": shade, "accent": accent, "dark": np.array([28.0, 28.0, 32.0]),
+        "body": body_array, "shade": body_array * 0.65 + (90.0 if dark_body else 0.0),  # lighter on dark bodies
+        "accent": rng.uniform(0, 255, 3), "dark": np.array([28.0, 28.0, 32.0]),
         "light": np.array([225.0, 230.0, 235.0]), "sail": np.array([245.0, 240.0, 225.0]),
         "window": np.array([150.0, 190.0, 225.0]) if dark_body else np.array([40.0, 55.0, 80.0]),
     }
@@ -361,8 +352,7 @@ def draw_scene(rng: np.random.Generator, width: int, height: int) -> tuple[np.nd
     Each object's box is the tight box ``[x0, y0, x1, y1)`` of its silhouette's pixels in the image (objects
     drawn later may cover part of it, as in a photo; VOC-style boxes still span the whole object).
     """
-    canvas_array = _background(rng, width, height)
-    canvas = Image.fromarray(np.round(canvas_array).astype(np.uint8), "RGB")
+    canvas = Image.fromarray(np.round(_background(rng, width, height)).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(canvas)
 
     plane_count = rng.choice(len(PLANE_COUNT_PROBABILITIES), p=PLANE_COUNT_PROBABILITIES)
@@ -377,13 +367,11 @@ def draw_scene(rng: np.random.Generator, width: int, height: int) -> tuple[np.nd
             parts, attributes = _sample_object(rng, name, width, height)
             mask = _silhouette(parts, width, height)
             pixel_count = int(np.count_nonzero(mask))
-            if pixel_count == 0:
-                continue
-            # the new object goes on top: it must leave enough of every earlier object visible
+            # the new object goes on top: it must show at least one pixel and leave enough of every earlier object
             visible = [np.count_nonzero((owner == index) & ~mask) / earlier.pixel_count
                        for index, earlier in enumerate(objects)]
-            if all(fraction >= MIN_VISIBLE_FRACTION.get(earlier.name, MIN_VISIBLE_FRACTION_DISTRACTOR)
-                   for fraction, earlier in zip(visible, objects)):
+            if pixel_count and all(fraction >= MIN_VISIBLE_FRACTION.get(earlier.name, MIN_VISIBLE_FRACTION_DISTRACTOR)
+                                   for fraction, earlier in zip(visible, objects)):
                 break
         else:
             continue  # no placement found in this crowded image: leave the object out
@@ -444,11 +432,10 @@ def generate_synthetic_voc(root, num_trainval: int = 200, num_test: int = 100, s
     recognised as incomplete by :func:`ensure_synthetic_voc`. Returns ``Path(root)``.
     """
     for label, value, least in (("num_trainval", num_trainval, 1), ("num_test", num_test, 1),
-                                ("min_size", min_size, 32)):
+                                ("min_size", min_size, 32), ("max_size", max_size, min_size)):  # min_size checked first
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            least = f"min_size ({min_size})" if label == "max_size" else least
             raise UserError(f"{label} must be an integer >= {least}, got {value!r}")
-    if isinstance(max_size, bool) or not isinstance(max_size, (int, np.integer)) or max_size < min_size:
-        raise UserError(f"max_size must be an integer >= min_size ({min_size}), got {max_size!r}")
     if num_trainval + num_test > 999_999:
         raise UserError(f"at most 999999 images (6-digit ids), got {num_trainval + num_test}")
 
@@ -463,14 +450,13 @@ def generate_synthetic_voc(root, num_trainval: int = 200, num_test: int = 100, s
     total = num_trainval + num_test
     image_ids = [f"{number:06d}" for number in range(1, total + 1)]
     generators = [np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(total)]
-    labels = {name: [] for name in VOC_CLASSES}
+    labels = []     # each image's VOC label of every class
     for image_id, rng in zip(image_ids, generators):
         width, height = (int(value) for value in rng.integers(min_size, max_size + 1, 2))
         pixels, objects = draw_scene(rng, width, height)
         Image.fromarray(pixels, "RGB").save(folders["JPEGImages"] / f"{image_id}.jpg", "JPEG", quality=95)
         (folders["Annotations"] / f"{image_id}.xml").write_bytes(_annotation_xml(image_id, width, height, objects))
-        for name in VOC_CLASSES:
-            labels[name].append(_class_label(objects, name))
+        labels.append({name: _class_label(objects, name) for name in VOC_CLASSES})
 
     main = folders["ImageSets/Main"]
     splits = {"trainval": slice(0, num_trainval), "test": slice(num_trainval, total)}
@@ -478,7 +464,7 @@ def generate_synthetic_voc(root, num_trainval: int = 200, num_test: int = 100, s
         for name in VOC_CLASSES:
             # VOC spacing: "%s %2d", i.e. "000005 -1" and "000005  1"
             _write_text(main / f"{name}_{split}.txt",
-                        [f"{image_id} {label:2d}" for image_id, label in zip(image_ids[part], labels[name][part])])
+                        [f"{image_id} {classes[name]:2d}" for image_id, classes in zip(image_ids[part], labels[part])])
     _write_text(main / "test.txt", image_ids[splits["test"]])
     _write_text(main / "trainval.txt", image_ids[splits["trainval"]])
     return root
@@ -488,13 +474,12 @@ def ensure_synthetic_voc(root, **kwargs) -> Path:
     """Return ``Path(root)``, generating the dataset first (with ``kwargs``) when
     ``root/ImageSets/Main/trainval.txt`` is absent. An existing dataset is kept as it is, whatever ``kwargs``. It is
     generated in a temporary folder and renamed, so that runs generating it at once all read a whole one."""
-    root = Path(root)
-    if (root / "ImageSets" / "Main" / "trainval.txt").is_file():
+    root, written_last = Path(root), Path("ImageSets", "Main", "trainval.txt")
+    if (root / written_last).is_file():
         return root
     print(f"Generating the synthetic VOC dataset in {root} ...", flush=True)
     try:
-        write_folder(root, lambda temporary: generate_synthetic_voc(temporary, **kwargs),
-                     Path("ImageSets") / "Main" / "trainval.txt")
+        write_folder(root, lambda temporary: generate_synthetic_voc(temporary, **kwargs), written_last)
     except OSError as error:
         raise UserError(f"cannot create the dataset folder {root}: {error}") from None
     return root
@@ -504,16 +489,14 @@ def main(argv=None) -> int:
     parser = OneLineParser(description="Generate the synthetic PASCAL VOC dataset (aeroplanes and distractors) used "
                                        "by the demo and the tests.", listed="option")
     parser.add_argument("--root", default="data/synthetic_voc", help="output folder (default: %(default)s)")
-    parser.add_argument("--num_trainval", type=int, default=200, help="trainval images (default: %(default)s)")
-    parser.add_argument("--num_test", type=int, default=100, help="test images (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    parser.add_argument("--min_size", type=int, default=160, help="smallest image side (default: %(default)s)")
-    parser.add_argument("--max_size", type=int, default=320, help="largest image side (default: %(default)s)")
+    for flag, default, text in (("num_trainval", 200, "trainval images"), ("num_test", 100, "test images"),
+                                ("seed", 0, "random seed"), ("min_size", 160, "smallest image side"),
+                                ("max_size", 320, "largest image side")):
+        parser.add_argument(f"--{flag}", type=int, default=default, help=f"{text} (default: %(default)s)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
-        root = generate_synthetic_voc(args.root, num_trainval=args.num_trainval, num_test=args.num_test,
-                                      seed=args.seed, min_size=args.min_size, max_size=args.max_size)
+        root = generate_synthetic_voc(**vars(args))     # the flags are the function's parameters
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
