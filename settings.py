@@ -11,23 +11,22 @@ import numbers
 import os
 import sys
 import tokenize
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from runs.errors import UserError
 from runs.runtime import TEMPORARY_PREFIX, OneLineParser, main_guard
 
 
+BOOLEANS = {**dict.fromkeys(("1", "true", "yes", "on"), True), **dict.fromkeys(("0", "false", "no", "off"), False)}
+
+
 def parse_bool(text):
     """0/1/true/false/yes/no, as the 2016 scripts used 0/1 flags."""
-    value = str(text).strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected 0/1 or true/false, got {text!r}")
+    if str(text).strip().lower() not in BOOLEANS:
+        raise argparse.ArgumentTypeError(f"expected 0/1 or true/false, got {text!r}")
+    return BOOLEANS[str(text).strip().lower()]
 
 
 def parse_optional_int(text):
@@ -48,15 +47,13 @@ def script_settings(namespace):
     the one description of each setting that ``--help``, the checks and the README's tables derive from."""
     values = {name: value for name, value in namespace.items()
               if not name.startswith("_") and name.islower() and isinstance(value, (int, float, str, type(None)))}
-    comments = {}
     own = read_comments(namespace["__file__"]) if namespace.get("__file__") else {}
-    values = {**{name: value for name, value in values.items() if name in own},
-              **{name: value for name, value in values.items() if name not in own}}     # the script's own first
-    sources = [module.__file__ for module in namespace.values()
-               if isinstance(module, ModuleType) and module.__name__.endswith("_settings")]
-    for source in sources:
-        comments.update(read_comments(source))
-    return Defaults(values, {**comments, **own})       # the script's own comment wins
+    comments = {}
+    for module in namespace.values():
+        if isinstance(module, ModuleType) and module.__name__.endswith("_settings"):
+            comments.update(read_comments(module.__file__))
+    # the script's own settings first (a stable sort), and its own comment wins
+    return Defaults(sorted(values.items(), key=lambda item: item[0] not in own), {**comments, **own})
 
 
 def read_comments(path):
@@ -64,40 +61,28 @@ def read_comments(path):
     lines that follow, indented to the same column, continue the comment."""
     comments, current, column = {}, None, None
     with open(path, encoding="utf-8") as handle:
-        tokens = list(tokenize.generate_tokens(handle.readline))
+        tokens = [token for token in tokenize.generate_tokens(handle.readline)
+                  if token.type not in (tokenize.INDENT, tokenize.DEDENT, tokenize.NL, tokenize.NEWLINE)]
     for index, token in enumerate(tokens):
         if token.type != tokenize.COMMENT:
             continue
-        line_tokens = [t for t in tokens[:index] if t.start[0] == token.start[0] and t.type not in
-                       (tokenize.INDENT, tokenize.DEDENT, tokenize.NL, tokenize.NEWLINE)]
+        code = [before for before in tokens[:index] if before.start[0] == token.start[0]]   # on the comment's line
         text = token.string.lstrip("#").strip()
-        if line_tokens and line_tokens[0].type == tokenize.NAME and line_tokens[0].start[1] == 0 and \
-                len(line_tokens) > 1 and line_tokens[1].string == "=":
-            current, column = line_tokens[0].string, token.start[1]
+        if len(code) > 1 and code[0].type == tokenize.NAME and code[0].start[1] == 0 and code[1].string == "=":
+            current, column = code[0].string, token.start[1]
             comments[current] = text
-        elif not line_tokens and current is not None and token.start[1] == column:
+        elif not code and current is not None and token.start[1] == column:
             comments[current] += " " + text
         else:
             current = None
     return comments
 
 
-def _type_of(value):
-    if isinstance(value, bool):
-        return parse_bool
-    if isinstance(value, int):
-        return int
-    if isinstance(value, float):
-        return float
-    return str
-
-
 def help_text(name, value, comments):
     """What ``--help`` says of a setting: its meaning, the values it takes and its default."""
     rule = RULES.get(name)
     accepts = f"takes {rule.accepts}; " if rule is not None else "a path; " if name.startswith("path") else ""
-    meaning = comments.get(name, "").rstrip(".")
-    return f"{meaning} ({accepts}default: {value!r})".replace("%", "%%").strip()
+    return f"{comments.get(name, '').rstrip('.')} ({accepts}default: {value!r})".replace("%", "%%").strip()
 
 
 def configure(defaults, argv=None, description=None, extra=None):
@@ -106,41 +91,35 @@ def configure(defaults, argv=None, description=None, extra=None):
     ``extra``: a function ``extra(parser)`` that adds flags not listed in ``defaults`` (``-n``, ``--demo`` …).
     A default of ``None`` takes an optional integer (``--max_images``) unless ``extra`` declares it;
     ``class_object`` is a string (an id or a class name). A removed option on the command line is a UserError
-    naming where its measurement is kept.
+    naming where its measurement is kept. ``explicit``: the settings whose flag was given (demo values yield to them).
     """
-    check_removed(sys.argv[1:] if argv is None else argv)
+    given = sys.argv[1:] if argv is None else argv
+    check_removed(given)
     comments = getattr(defaults, "comments", {})
     epilog = None
     if "path_vgg" in defaults:
         from features import PATH_VGG_HELP     # features imports TensorFlow only inside its functions
         epilog = PATH_VGG_HELP
-    parser = OneLineParser(description=description, epilog=epilog,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     if extra is not None:
         extra(parser)
     declared = {action.dest: action for action in parser._actions}
     # a flag declared by ``extra`` still takes its default from the script's variable, and its meaning
     parser.set_defaults(**{name: value for name, value in defaults.items() if name in declared})
     for name, value in defaults.items():
-        if name in declared:
-            if name in comments:
-                declared[name].help = help_text(name, value, comments)
-            continue
-        kind = str if name == "class_object" else parse_optional_int if value is None else _type_of(value)
-        metavar = "CLASS" if name == "class_object" else "INT" if value is None else type(value).__name__.upper()
-        parser.add_argument(f"--{name}", type=kind, default=value, help=help_text(name, value, comments),
-                            metavar=metavar)
-    arguments = parser.parse_args(argv)
-    settings = SimpleNamespace(**vars(arguments))
-    settings.explicit = {name for name in vars(arguments) if _given(name, argv)}
+        if name not in declared:
+            kind = (str if name == "class_object" else parse_optional_int if value is None else
+                    next((parse for base, parse in ((bool, parse_bool), (int, int), (float, float))
+                          if isinstance(value, base)), str))
+            metavar = "CLASS" if name == "class_object" else "INT" if value is None else type(value).__name__.upper()
+            parser.add_argument(f"--{name}", type=kind, default=value, help=help_text(name, value, comments),
+                                metavar=metavar)
+        elif name in comments:
+            declared[name].help = help_text(name, value, comments)
+    settings = SimpleNamespace(**vars(parser.parse_args(argv)))
+    settings.explicit = {name for name in vars(settings)
+                         if any(arg == f"--{name}" or arg.startswith(f"--{name}=") for arg in given)}
     return settings
-
-
-def _given(name, argv):
-    """Whether the flag ``--name`` (or ``--name=``) appears on the command line (demo defaults yield to it)."""
-    argv = sys.argv[1:] if argv is None else argv
-    flag = f"--{name}"
-    return any(arg == flag or arg.startswith(flag + "=") for arg in argv)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -160,21 +139,18 @@ def training_flags(parser):
 
 
 def testing_flags(parser):
-    """Flags of the testing scripts beyond their settings (choices checked here)."""
+    """Flags of the testing scripts beyond their settings (choices checked here). The help of ``--agent``,
+    ``--detections`` and ``--epoch`` is their setting's comment (:func:`configure`)."""
     parser.add_argument("--demo", action="store_true", help="the demo: the synthetic dataset's test split and the "
                         "values of the script's DEMO, where no flag sets them (default: off)")
     parser.add_argument("--agent", choices=("trained", "random", "upper_bound"), default="trained")
-    parser.add_argument("--detections", choices=("visited", "triggered"), default="visited",
-                        help="visited: every analysed region is a detection (the paper's); triggered: only triggers")
+    parser.add_argument("--detections", choices=("visited", "triggered"), default="visited")
     parser.add_argument("--image", action="append", default=None, metavar="FILE",
                         help="search this image (repeat for more) with the trained agent instead of testing on a "
                              "dataset: no annotations needed; writes <path_testing_folder>/images/<name>.png and "
                              "detections.json. Detections are the triggered regions unless --detections is given "
                              "(default: none, the dataset is tested)")
-    parser.add_argument("--epoch", type=parse_epochs, default=-1, metavar="E[,E...]",
-                        help="checkpoint epoch (-1: the latest); a comma-separated list or 'all' tests each and "
-                             "compares them (the paper's Figure 7); 'best': the epoch with the best validation "
-                             "AP (training with validation_images)")
+    parser.add_argument("--epoch", type=parse_epochs, default=-1, metavar="E[,E...]")
 
 
 def parse_epochs(text):
@@ -186,8 +162,7 @@ def parse_epochs(text):
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an epoch, a comma-separated list or 'all', got {text!r}") \
-            from None
+        raise argparse.ArgumentTypeError(f"expected an epoch, a comma-separated list or 'all', got {text!r}") from None
     if not values:
         raise argparse.ArgumentTypeError("no epoch given")
     return values[0] if len(values) == 1 and "," not in text else values
@@ -200,12 +175,11 @@ DEMO_OPTIONS_EXCLUDED_BY = {"oracle": ("trigger_targets", "expert_margin")}
 def apply_demo(settings, demo_values):
     """``--demo``: the demo's values (:func:`apply_demo_values`), checked; the synthetic dataset is generated by the
     run's checks (:func:`ensure_demo_dataset`), once ``-n`` and the paths are known to be right."""
-    if not settings.demo:
-        return
-    apply_demo_values(settings, demo_values)
-    from parse_xml_annotations import class_ids
-    check_settings(settings)
-    class_ids(settings.class_object)
+    if settings.demo:
+        from parse_xml_annotations import class_ids
+        apply_demo_values(settings, demo_values)
+        check_settings(settings)
+        class_ids(settings.class_object)
 
 
 def ensure_demo_dataset(settings, path_voc):
@@ -242,9 +216,6 @@ def class_index(settings):
 # ---------------------------------------------------------------------------------------------------------------
 # checks of the user's settings before TensorFlow is imported (one line in under 2 s, not 7 lines after 5 s)
 
-PATH_VGG_KEYWORDS = ("random", "imagenet", "hed")
-
-
 def is_whole_number(value, least=0):
     """Whether a setting's ``value`` is an integer (not a boolean) of at least ``least``."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= least
@@ -252,7 +223,7 @@ def is_whole_number(value, least=0):
 
 def check_dataset(path_voc, set_name, class_object, setting_name):
     """The dataset folder, its ``ImageSets/Main`` and, for one class, ``<class>_<set_name>.txt`` exist."""
-    from parse_xml_annotations import class_name
+    from parse_xml_annotations import class_ids, class_name
     path_voc = Path(path_voc)
     if not path_voc.is_dir():
         raise UserError(f"dataset folder not found: {path_voc} ({setting_name})")
@@ -260,12 +231,10 @@ def check_dataset(path_voc, set_name, class_object, setting_name):
     if not image_sets.is_dir():
         raise UserError(f"image set folder not found: {image_sets} ({setting_name}: a PASCAL VOC root holds "
                         f"Annotations/, JPEGImages/ and ImageSets/Main/)")
-    from parse_xml_annotations import class_ids
     ids = class_ids(class_object)
-    if len(ids) == 1:
-        list_file = image_sets / f"{class_name(ids[0])}_{set_name}.txt"
-        if not list_file.is_file():
-            raise UserError(f"image set file not found: {list_file}")
+    list_file = image_sets / f"{class_name(ids[0])}_{set_name}.txt"
+    if len(ids) == 1 and not list_file.is_file():
+        raise UserError(f"image set file not found: {list_file}")
 
 
 def check_path_vgg(path_vgg):
@@ -273,15 +242,13 @@ def check_path_vgg(path_vgg):
     from features import PATH_VGG_OPTIONS, hed_weights_path   # features imports TensorFlow only inside functions
     if str(path_vgg) == "hed":
         hed_weights_path()
+    if str(path_vgg) in ("random", "imagenet", "hed"):
         return
-    if str(path_vgg) in PATH_VGG_KEYWORDS:
-        return
-    if not Path(path_vgg).is_file():
-        raise UserError(f"path_vgg={str(path_vgg)!r}: no such file. path_vgg takes {PATH_VGG_OPTIONS}.")
     import h5py
-    if not h5py.is_hdf5(path_vgg):
-        raise UserError(f"path_vgg={str(path_vgg)!r}: not an HDF5 file (VGG-16 weights are a Keras .h5 file). "
-                        f"path_vgg takes {PATH_VGG_OPTIONS}.")
+    problem = ("no such file" if not Path(path_vgg).is_file() else None if h5py.is_hdf5(path_vgg) else
+               "not an HDF5 file (VGG-16 weights are a Keras .h5 file)")
+    if problem:
+        raise UserError(f"path_vgg={str(path_vgg)!r}: {problem}. path_vgg takes {PATH_VGG_OPTIONS}.")
 
 
 def check_output_folder(folder, setting_name, files=()):
@@ -318,26 +285,21 @@ def check_output_folder(folder, setting_name, files=()):
 # ---------------------------------------------------------------------------------------------------------------
 # what each setting takes, checked before TensorFlow is imported (detect() applies the same rules)
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):
     """The values a setting takes: ``accepts`` says it (``--help``, the README, the error), ``holds(value)`` checks."""
 
     accepts: str
     holds: Callable
 
 
-def _finite(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+def number(accepts, holds):
+    """A rule for a finite real number (not a boolean) that ``holds``."""
+    return Rule(accepts, lambda value: isinstance(value, numbers.Real) and not isinstance(value, bool)
+                and math.isfinite(value) and holds(value))
 
 
 def whole(least):
     return Rule(f"a whole number ≥ {least}", lambda value: is_whole_number(value, least))
-
-
-def between(low, high, low_open=False, high_open=False):
-    text = f"a number {'>' if low_open else '≥'} {low:g} and {'<' if high_open else '≤'} {high:g}"
-    return Rule(text, lambda value: _finite(value) and (low < value if low_open else low <= value)
-                and (value < high if high_open else value <= high))
 
 
 def one_of(*values):
@@ -345,25 +307,23 @@ def one_of(*values):
     return Rule(f"{', '.join(names[:-1])} or {names[-1]}", lambda value: value in values)
 
 
-SWITCH = one_of(0, 1)
+SWITCH, FRACTION = one_of(0, 1), number("a number ≥ 0 and ≤ 1", lambda value: 0 <= value <= 1)
 RULES = {
     "two_databases": SWITCH, "max_images": Rule("a whole number ≥ 1, or None (all)",
                                                 lambda value: value is None or is_whole_number(value, 1)),
-    "max_pixels": whole(1),
-    "vgg_precision": one_of("float32", "bfloat16", "auto"),
+    "max_pixels": whole(1), "vgg_precision": one_of("float32", "bfloat16", "auto"),
     "weights_order": one_of("auto", "channels_first", "channels_last"),
-    "scale_subregion": between(0, 1, low_open=True, high_open=True), "number_of_steps": whole(1),
-    "bool_draw": SWITCH, "draw_every": whole(1), "epochs": whole(1), "gamma": between(0, 1),
-    "epsilon": between(0, 1), "batch_size": whole(1), "buffer_experience_replay": whole(1),
-    "learning_rate": Rule("a number ≥ 0 (0: frozen)", lambda value: _finite(value) and value >= 0),
+    "scale_subregion": number("a number > 0 and < 1", lambda value: 0 < value < 1), "number_of_steps": whole(1),
+    "bool_draw": SWITCH, "draw_every": whole(1), "epochs": whole(1), "gamma": FRACTION, "epsilon": FRACTION,
+    "batch_size": whole(1), "buffer_experience_replay": whole(1),
+    "learning_rate": number("a number ≥ 0 (0: frozen)", lambda value: value >= 0),
     "seed": Rule("a whole number from 0 to 4294967295", lambda value: is_whole_number(value, 0) and value < 2 ** 32),
     "save_replay_memory": SWITCH, "checkpoint_every": whole(1), "cache_mb": whole(0), "map_cache_mb": whole(0),
     "target_update": whole(0), "double_dqn": SWITCH, "loss": one_of("mse", "huber"), "trigger_targets": SWITCH,
-    "expert_margin": Rule("a number ≥ 0", lambda value: _finite(value) and value >= 0), "oracle": SWITCH,
+    "expert_margin": number("a number ≥ 0", lambda value: value >= 0), "oracle": SWITCH,
     "validation_images": whole(0), "only_first_object": SWITCH, "agent": one_of("trained", "random", "upper_bound"),
     "detections": one_of("visited", "triggered"), "duplicates": one_of("keep", "demote"), "draw_images": whole(0),
-    "refine": SWITCH,
-    "class_object": Rule("a VOC id 1-20 or class name, all, or a comma list", lambda value: True),
+    "refine": SWITCH, "class_object": Rule("a VOC id 1-20 or class name, all, or a comma list", lambda value: True),
     "epoch": Rule("-1 (the latest), an epoch ≥ 0, a comma list of them, all or best",
                   lambda value: value in (-1, "all", "best") or all(is_whole_number(epoch, 0) for epoch in (
                       value if isinstance(value, list) and value else [value]))),
@@ -427,8 +387,7 @@ def removed_message(name):
 
 def check_removed(argv):
     """A removed option on the command line: a UserError saying where its measurement is."""
-    for argument in argv:
-        name = str(argument)[2:].split("=")[0] if str(argument).startswith("--") else None
+    for name in (str(argument)[2:].split("=")[0] for argument in argv if str(argument).startswith("--")):
         if name in REMOVED_OPTIONS:
             raise UserError(removed_message(name))
 
@@ -464,10 +423,12 @@ def default_cell(script_names, scripts, name):
               for script, script_values in zip(script_names, scripts) if name in script_values}
     if len(values) == len(scripts) and len({repr(value) for value in values.values()}) == 1:
         return shown(next(iter(values.values())))
-    if len(values) == 1:
-        model, value = next(iter(values.items()))
-        return f"{shown(value)} ({model} only)"
-    return ", ".join(f"{shown(value)} ({model})" for model, value in values.items())
+    only = " only" if len(values) == 1 else ""
+    return ", ".join(f"{shown(value)} ({model}{only})" for model, value in values.items())
+
+
+def table_row(cells):
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
 
 def settings_tables(short=False):
@@ -479,16 +440,15 @@ def settings_tables(short=False):
     lines = []
     for title, names in SCRIPT_GROUPS:
         scripts = [script_settings(vars(importlib.import_module(name))) for name in names]
-        lines += [f"**{title}** (`{names[0]}.py`, `{names[1]}.py`)", "",
-                  *(["| setting | meaning | default |", "| --- | --- | --- |"] if short else
-                    ["| setting | meaning | takes | default |", "| --- | --- | --- | --- |"])]
-        every = list(dict.fromkeys(name for script in scripts for name in script))
-        for name in README_SETTINGS[title] if short else every:
+        columns = ["setting", "meaning", *([] if short else ["takes"]), "default"]
+        lines += [f"**{title}** (`{names[0]}.py`, `{names[1]}.py`)", "", table_row(columns),
+                  table_row(["---"] * len(columns))]
+        for name in README_SETTINGS[title] if short else dict.fromkeys(name for script in scripts for name in script):
             comment = next(script.comments.get(name) for script in scripts if name in script)
             rule = RULES.get(name)
             accepts = rule.accepts if rule else "a path" if name.startswith("path") else "text"
-            cells = [f"`{name}`", comment, *([] if short else [accepts]), default_cell(names, scripts, name)]
-            lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+            lines.append(table_row([f"`{name}`", comment, *([] if short else [accepts]),
+                                    default_cell(names, scripts, name)]))
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
