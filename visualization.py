@@ -63,12 +63,9 @@ def _as_rgb_uint8(image):
 def _crop(image, region):
     """The pixels of ``region`` rounded to whole pixels, clipped to the image, at least 1 pixel on each side."""
     height, width = image.shape[:2]
-    x0, y0, x1, y1 = (float(value) for value in region)
-    left = min(max(int(round(x0)), 0), width - 1)
-    top = min(max(int(round(y0)), 0), height - 1)
-    right = min(max(int(round(x1)), left + 1), width)
-    bottom = min(max(int(round(y1)), top + 1), height)
-    return image[top:bottom, left:right]
+    x0, y0, x1, y1 = (int(round(float(value))) for value in region)
+    left, top = min(max(x0, 0), width - 1), min(max(y0, 0), height - 1)
+    return image[top:min(max(y1, top + 1), height), left:min(max(x1, left + 1), width)]
 
 
 def _is_trigger(step):
@@ -290,11 +287,8 @@ def plot_precision_recall(runs, path, title='Precision-recall'):
     for run in runs:
         recall = np.asarray(run.get('recall', []), dtype=np.float64)
         precision = np.asarray(run.get('precision', []), dtype=np.float64)
-        label = str(run.get('label', ''))
-        if run.get('ap') is not None:
-            label = f'{label} (AP {float(run["ap"]):.3f})'
-        if recall.size == 0:
-            label = f'{label}, no curve'
+        label = str(run.get('label', '')) + ('' if run.get('ap') is None else f' (AP {float(run["ap"]):.3f})')
+        label += ', no curve' if recall.size == 0 else ''
         axes.plot(recall, precision, label=label, linewidth=1.6, marker='o' if recall.size == 1 else None)
     axes.set(xlim=(0.0, 1.0), ylim=(0.0, 1.02), xlabel='Recall', ylabel='Precision', title=title)
     axes.grid(True, alpha=0.3)
