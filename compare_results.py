@@ -21,10 +21,8 @@ from visualization import plot_precision_recall, plot_regions_histogram
 
 def default_label(results):
     """'<model> <agent> s=<scale_subregion>', plus ' epoch <epoch>' when the results name an epoch."""
-    label = f'{results["model"]} {results["agent"]} s={results["scale_subregion"]}'
-    if results.get('epoch') is not None:
-        label += f' epoch {results["epoch"]}'
-    return label
+    epoch = f' epoch {results["epoch"]}' if results.get('epoch') is not None else ''
+    return f'{results["model"]} {results["agent"]} s={results["scale_subregion"]}{epoch}'
 
 
 def refinement_label(label, results):
@@ -81,21 +79,14 @@ def compare(paths, labels=None, output='comparison.png', title=None):
         runs.append({'label': label, 'recall': results['recall'], 'precision': results['precision'],
                      'ap': results['ap']})
         counts_by_label[label] = regions
-        rows.append({
-            'label': label,
-            'path': path,
-            'ap': float(results['ap']),
-            'ap_voc07': float(results['ap_voc07']),
-            'max_recall': float(results['max_recall']),
-            'mean_regions_per_found_object': sum(regions) / len(regions) if regions else None,
-            'found_objects': len(regions),
-            'num_images': results.get('num_images'),
-            'num_objects': results.get('num_objects'),
-        })
+        rows.append({'label': label, 'path': path, 'ap': float(results['ap']), 'ap_voc07': float(results['ap_voc07']),
+                     'max_recall': float(results['max_recall']),
+                     'mean_regions_per_found_object': sum(regions) / len(regions) if regions else None,
+                     'found_objects': len(regions), 'num_images': results.get('num_images'),
+                     'num_objects': results.get('num_objects')})
     try:
         plot_precision_recall(runs, curves_path, title=title or 'Precision-recall')
-        plot_regions_histogram(counts_by_label, regions_path,
-                               title=f'{title}: regions per found object' if title
+        plot_regions_histogram(counts_by_label, regions_path, title=f'{title}: regions per found object' if title
                                else 'Regions analysed per found object')
     except (OSError, ValueError) as error:  # unwritable folder, or a suffix matplotlib cannot write
         raise UserError(f'{curves_path}: cannot write the figures ({error})') from None

@@ -84,8 +84,7 @@ def select_detections(trajectory, detections="triggered", duplicates="keep"):
     if duplicates == "demote":
         repeated = mark_duplicates([{"image": "", "box": step.get("refined", step["region"]), "score": step["score"]}
                                     for step in steps])
-        steps = [step for step, duplicate in zip(steps, repeated) if not duplicate] + \
-            [step for step, duplicate in zip(steps, repeated) if duplicate]
+        steps = [step for step, _ in sorted(zip(steps, repeated), key=lambda pair: pair[1])]   # stable: repeats last
     boxes = np.array([step.get("refined", step["region"]) for step in steps], dtype=np.float64).reshape(-1, 4)
     return boxes, np.array([step["score"] for step in steps], dtype=np.float64)
 
