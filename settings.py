@@ -341,8 +341,7 @@ def check_path_names(name, value):
     if not isinstance(value, (str, os.PathLike)) or str(value) == "":
         raise UserError(f"{name} must be a path (a text naming a file or folder), got {value!r}")
     for part in Path(value).parts:
-        size = len(os.fsencode(part))
-        if size > NAME_MAX:
+        if (size := len(os.fsencode(part))) > NAME_MAX:
             raise UserError(f"{name}: the name {part[:40]!r}... in it is {size} bytes long, more than a file or "
                             f"folder name may be ({NAME_MAX})")
 
