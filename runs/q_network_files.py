@@ -77,9 +77,7 @@ def set_q_network_weights(network, path, weights_order="auto"):
     with handle:
         root = handle["model_weights"] if isinstance(handle.get("model_weights"), h5py.Group) else handle
         if "layer_names" in root.attrs:
-            layers, layout, backend = _legacy_layers(path, root, handle)
-            file_order = "channels_first" if backend in (None, "theano") else "channels_last"
-            layout = f"{layout} save_weights file, {f'backend {backend}' if backend else 'no backend attribute'}"
+            layers, layout, file_order = _legacy_layers(path, root, handle)
         elif isinstance(root.get("layers"), h5py.Group):
             layers, layout, file_order = None, PROJECT_LAYOUT, "channels_last"
         else:
@@ -110,10 +108,9 @@ def set_q_network_weights(network, path, weights_order="auto"):
     if order == "channels_first":
         arrays[0] = descriptor_rows_channels_last(arrays[0], arrays[0].shape[0] - HISTORY_ROWS)
     network.set_weights(arrays)
-    how = "set by weights_order" if weights_order != "auto" else "from the file"
     rows = "descriptor rows reordered from channels first (512, 7, 7)" if order == "channels_first" else \
         "descriptor rows channels last (7, 7, 512), as they are"
-    return f"{layout}: {rows} ({how})"
+    return f"{layout}: {rows} ({'set by weights_order' if weights_order != 'auto' else 'from the file'})"
 
 
 HISTORY_ROWS = 24       # the 2016 state's last rows: four one-hot actions of six
@@ -161,27 +158,26 @@ def _text(value):
 
 
 def _legacy_layers(path, root, handle):
-    """``([(layer name, [arrays])], 'Keras 1.x' | 'Keras 2.x', backend or None)`` of a Keras 1/2 ``save_weights``
-    file: the layers with weights in the file's model order."""
+    """``([(layer name, [arrays])], layout, row order)`` of a Keras 1/2 ``save_weights`` file: the layers with
+    weights in the file's model order; the layout as :func:`set_q_network_weights` describes it ('Keras 1.x
+    save_weights file, no backend attribute'); the descriptor rows' order its ``backend`` implies."""
     import h5py
-    layers, keras_2_names = [], False
+    layers, all_weight_names = [], []
     for layer_name in (_text(name) for name in root.attrs["layer_names"]):
         group = root.get(layer_name)
         if not isinstance(group, h5py.Group):
             raise UserError(f"{path}: layer {layer_name} is listed in 'layer_names' but has no group")
         weight_names = [_text(name) for name in group.attrs.get("weight_names", [])]
-        if not weight_names:
-            continue                    # activation and dropout layers
-        weights = []
-        for weight_name in weight_names:
-            dataset = group.get(weight_name)
-            if not isinstance(dataset, h5py.Dataset):
-                raise UserError(f"{path}: layer {layer_name} lists weight {weight_name} but has no such dataset")
-            weights.append(np.asarray(dataset))
-            keras_2_names = keras_2_names or "/" in weight_name or weight_name.endswith(":0")
-        layers.append((layer_name, weights))
+        missing = [name for name in weight_names if not isinstance(group.get(name), h5py.Dataset)]
+        if missing:
+            raise UserError(f"{path}: layer {layer_name} lists weight {missing[0]} but has no such dataset")
+        if weight_names:                # not the activation and dropout layers
+            layers.append((layer_name, [np.asarray(group[name]) for name in weight_names]))
+        all_weight_names += weight_names
     attributes = {**handle.attrs, **root.attrs}
+    keras_2_names = any("/" in name or name.endswith(":0") for name in all_weight_names)
     version = _text(attributes["keras_version"]) if "keras_version" in attributes else None
     generation = f"Keras {version}" if version else "Keras 2.x" if keras_2_names else "Keras 1.x"
     backend = _text(attributes["backend"]).lower() if "backend" in attributes else None
-    return layers, generation, backend
+    layout = f"{generation} save_weights file, {f'backend {backend}' if backend else 'no backend attribute'}"
+    return layers, layout, "channels_first" if backend in (None, "theano") else "channels_last"

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from episodes import search_records
+from episodes import RandomAgent, TrainedAgent, UpperBoundAgent, search_records
+from metrics import mark_duplicates, precision_recall, regions_per_found_object
 from runs.dataset import SkipReport
 from runs.errors import UserError
-from parse_xml_annotations import class_ids, several_classes
-from parse_xml_annotations import VOC2007_TEST_FOLDER, ensure_voc2007_test_annotations
+from parse_xml_annotations import (VOC2007_TEST_FOLDER, class_ids, class_name, ensure_voc2007_test_annotations,
+                                   load_records, several_classes)
 from results_page import PAGE_NAME, write_run_page
 from runs.run_folder import (DamagedFile, best_epoch, best_path, check_trained_features, check_weights,
                              checkpoint_path, existing_epochs, interrupted_save, log_path, missing_checkpoint, read_log,
@@ -31,6 +32,8 @@ def preflight(settings, model_label):
     check_settings(settings)
     class_ids(settings.class_object)
     own_images = bool(getattr(settings, "image", None))
+    one_class = not several_classes(settings.class_object)
+    one_epoch = one_class and (isinstance(settings.epoch, int) or settings.epoch == "best")   # lists: test_epochs
     if own_images:
         missing = [str(path) for path in settings.image if not Path(path).is_file()]
         if len(missing) == len(settings.image):     # with some images there, the others are skipped with a warning
@@ -46,24 +49,20 @@ def preflight(settings, model_label):
         if not Path(settings.path_model).is_dir():
             raise UserError(f"path_model {settings.path_model!r}: folder not found. Train first (python "
                             f"{model_label}_training.py) or point path_model at the checkpoints")
-        if (isinstance(settings.epoch, int) or settings.epoch == "best") and \
-                not several_classes(settings.class_object):
+        if one_epoch:
             trained_weights(settings, class_index(settings), model_label)
         check_path_vgg(settings.path_vgg)
-        if not several_classes(settings.class_object) and not model_name(settings):
+        if one_class and not model_name(settings):
             check_trained_features(settings.path_model, class_index(settings), settings.path_vgg,
                                    settings.scale_subregion, model=model_label)
-    if settings.refine and (isinstance(settings.epoch, int) or settings.epoch == "best") and \
-            not several_classes(settings.class_object):
+    if settings.refine and one_epoch:
         check_refinement_head(settings, class_index(settings), model_label)
-    one_class = not several_classes(settings.class_object)
     outputs = ("detections.json",) if own_images else \
         ("results.json", PAGE_NAME, *(OUTPUT_FIGURES if one_class else ()))
     check_output_folder(settings.path_testing_folder, "path_testing_folder", outputs)
     drawings = "images" if own_images else "searches" if settings.bool_draw and one_class else None
     if drawings:
         check_output_folder(Path(settings.path_testing_folder) / drawings, "path_testing_folder")
-
 
 
 def test(settings, make_features, model_label):
@@ -76,10 +75,6 @@ def test(settings, make_features, model_label):
         print(f"--demo: the {settings.agent} agent reports the hierarchy's windows (--refine 1 refines them with the "
               f"trained agent's head)")
     preflight(settings, model_label)
-    from episodes import RandomAgent, TrainedAgent, UpperBoundAgent
-    from metrics import precision_recall, regions_per_found_object
-    from parse_xml_annotations import class_name, load_records
-
     if getattr(settings, "image", None):
         return search_own_images(settings, make_features, model_label)
     if isinstance(settings.epoch, list) or settings.epoch == "all":
@@ -99,15 +94,12 @@ def test(settings, make_features, model_label):
     if settings.agent == "trained":
         from detection import QNetworkPolicy, load_q_network
         from reinforcement import state_size
-        epoch = settings.epoch
-        weights = trained_weights(settings, class_idx, model_label)
-        weights = while_training(settings, class_idx, weights)
+        epoch = None if model_name(settings) else settings.epoch      # a named file (the 2016 models): no epoch known
+        weights = while_training(settings, class_idx, trained_weights(settings, class_idx, model_label))
         features = make_features(settings)      # first: the Q-network reads states of its descriptor's size
         agent = TrainedAgent(QNetworkPolicy(load_q_network(weights, state_size(features.descriptor_size),
                                                            settings.weights_order, verbose=True)))
-        if model_name(settings):        # a named file (the 2016 models): no epoch known
-            epoch = None
-        elif epoch == "best":
+        if epoch == "best":
             try:
                 epoch = best_epoch(read_log(log_path(settings.path_model, class_idx)))
                 print(f"the best epoch by validation AP: {epoch}")
@@ -115,7 +107,7 @@ def test(settings, make_features, model_label):
                 warnings.warn(f"{damage}; the best epoch's number is not known, its weights are tested",
                               UserWarning, stacklevel=2)
                 epoch = None
-        elif epoch < 0:     # the latest weights are those of the last saved epoch
+        elif epoch is not None and epoch < 0:     # the latest weights are those of the last saved epoch
             epoch = max(existing_epochs(settings.path_model, class_idx), default=None)
     elif settings.agent == "random":
         agent = RandomAgent(np.random.default_rng(settings.seed))
@@ -125,8 +117,7 @@ def test(settings, make_features, model_label):
     if settings.refine:         # the head trained beside the weights tested (the latest, for the baselines)
         from refinement import load_refiner
         features = features or make_features(settings)
-        refiner = load_refiner(weights if weights is not None else trained_weights(settings, class_idx, model_label),
-                               features.descriptor_size)
+        refiner = load_refiner(weights or trained_weights(settings, class_idx, model_label), features.descriptor_size)
         print(f"refine 1: each analysed window is reported as its refined box (head fitted on {refiner.samples} "
               f"training windows)")
     needs_pixels = agent.needs_features or settings.bool_draw or refiner is not None
@@ -150,7 +141,6 @@ def test(settings, make_features, model_label):
     if settings.detections == "triggered":
         detections = [detection for detection in detections if detection["triggered"]]
     if settings.duplicates == "demote":     # beyond the paper: a repeat of a better detection is ranked last
-        from metrics import mark_duplicates
         for detection, duplicate in zip(detections, mark_duplicates(detections)):
             detection["duplicate"] = bool(duplicate)
     if not ground_truth:
@@ -161,23 +151,23 @@ def test(settings, make_features, model_label):
     # evaluate
     curve = precision_recall(detections, ground_truth)
     regions = regions_per_found_object(detections, curve["true_positive"])
-    results = {
-        "model": model_label, "agent": settings.agent, "class_object": name,
-        "scale_subregion": settings.scale_subregion, "epoch": epoch,
-        "weights": None if weights is None else str(weights), "detections_protocol": settings.detections,
-        "only_first_object": bool(settings.only_first_object), "number_of_steps": settings.number_of_steps,
-        "refine": bool(settings.refine), "refine_missing": getattr(settings, "refine_missing", None),
-        "duplicates": settings.duplicates, "num_images": len(ground_truth), "num_objects": int(curve["num_positives"]),
-        "precision": curve["precision"], "recall": curve["recall"], "ap": curve["ap"], "ap_voc07": curve["ap_voc07"],
-        "max_recall": curve["max_recall"], "regions_per_found_object": regions,
-        "regions_analysed": int(sum(len(t) for t in all_trajectories.values())),
-        "vgg_forwards": None if features is None else features.forward_count, "seconds": round(seconds, 2),
-        **report.as_json(),
-        "detections": [dict(d, true_positive=bool(tp)) for d, tp in zip(detections, curve["true_positive"])],
-        "trajectories": all_trajectories,
-        "ground_truth": {image: {key: value.tolist() for key, value in truth.items()}
-                         for image, truth in ground_truth.items()},
-    }
+    results = {"model": model_label, "agent": settings.agent, "class_object": name,
+               "scale_subregion": settings.scale_subregion, "epoch": epoch,
+               "weights": None if weights is None else str(weights), "detections_protocol": settings.detections,
+               "only_first_object": bool(settings.only_first_object), "number_of_steps": settings.number_of_steps,
+               "refine": bool(settings.refine), "refine_missing": getattr(settings, "refine_missing", None),
+               "duplicates": settings.duplicates, "num_images": len(ground_truth),
+               "num_objects": int(curve["num_positives"]), "precision": curve["precision"], "recall": curve["recall"],
+               "ap": curve["ap"], "ap_voc07": curve["ap_voc07"], "max_recall": curve["max_recall"],
+               "regions_per_found_object": regions,
+               "regions_analysed": int(sum(len(trajectory) for trajectory in all_trajectories.values())),
+               "vgg_forwards": None if features is None else features.forward_count, "seconds": round(seconds, 2),
+               **report.as_json(),
+               "detections": [dict(detection, true_positive=bool(true_positive))
+                              for detection, true_positive in zip(detections, curve["true_positive"])],
+               "trajectories": all_trajectories,
+               "ground_truth": {image: {key: value.tolist() for key, value in truth.items()}
+                                for image, truth in ground_truth.items()}}
     print(f"AP {results['ap']:.3f}  AP-07 {results['ap_voc07']:.3f}  max recall {results['max_recall']:.3f}  "
           f"objects {results['num_objects']}  regions analysed {results['regions_analysed']}  ({seconds:.1f} s)")
     write_json(out_folder / "results.json", results)
@@ -203,13 +193,12 @@ def test_epochs(settings, make_features, model_label):
         if not epochs:
             raise UserError(f"no checkpoints in {settings.path_model}; train first")
     out_folder = Path(settings.path_testing_folder)
-    paths = []
     for epoch in epochs:
         one = copy.copy(settings)
         one.epoch, one.path_testing_folder = epoch, str(out_folder / f"epoch_{epoch}")
         test(one, make_features, model_label)
-        paths.append(Path(one.path_testing_folder) / "results.json")
-    rows = compare(paths, labels=[f"epoch {epoch}" for epoch in epochs], output=out_folder / "epochs.png",
+    rows = compare([out_folder / f"epoch_{epoch}" / "results.json" for epoch in epochs],
+                   labels=[f"epoch {epoch}" for epoch in epochs], output=out_folder / "epochs.png",
                    title=f"{model_label}: precision-recall by training epoch")
     print(format_table(rows))
     print(f"comparison of epochs in {out_folder / 'epochs.png'}")
@@ -243,8 +232,7 @@ def check_refinement_head(settings, class_idx, model_label):
         raise UserError(f"refine 1: {why}; {way}")
     warnings.warn(f"--demo: {why}; the hierarchy's windows are reported, not refined boxes", UserWarning,
                   stacklevel=2)
-    settings.refine = 0
-    settings.refine_missing = why
+    settings.refine, settings.refine_missing = 0, why
 
 
 def model_name(settings):
@@ -271,47 +259,44 @@ def while_training(settings, class_idx, weights):
 
 def trained_weights(settings, class_idx, model_label):
     """The Q-network weights a test uses: the file ``model_name`` in ``path_model`` when it is set (any layout
-    ``detection.read_q_network_weights`` reads, such as the 2016 ``model_image_zooms_2``), else this project's
-    checkpoint of epoch ``settings.epoch``, or the latest when it is -1."""
+    ``q_network_files.set_q_network_weights`` reads, such as the 2016 ``model_image_zooms_2``), else this project's
+    checkpoint of epoch ``settings.epoch`` ('best': the one validation picked), or the latest when it is -1; checked
+    whole (UserError with the way on)."""
     from runs.q_network_files import check_weights_order
     check_weights_order(settings.weights_order)
-    epoch = settings.epoch
-    interrupted = None if model_name(settings) else interrupted_save(settings.path_model, class_idx)
+    epoch, name, folder = settings.epoch, model_name(settings), settings.path_model
+    if name:
+        if epoch != -1:
+            raise UserError(f"model_name {name!r} names one weights file; --epoch {epoch} chooses among this "
+                            f"project's checkpoints: give one of them")
+        weights = Path(folder) / name
+        if not weights.is_file():
+            raise UserError(f"model_name {name!r}: no file {weights}")
+        return weights
+    interrupted = interrupted_save(folder, class_idx)
     if interrupted and not (isinstance(epoch, int) and 0 <= epoch < interrupted[0]):
-        earlier = [saved for saved in existing_epochs(settings.path_model, class_idx) if saved < interrupted[0]]
+        earlier = [saved for saved in existing_epochs(folder, class_idx) if saved < interrupted[0]]
         raise UserError(f"{interrupted[1]}. " + (f"Test an earlier epoch with --epoch {earlier[-1]}, or t" if earlier
                                                 else "T") + f"rain epoch {interrupted[0]} again with -n "
                         f"{interrupted[0]}")
-    if epoch == "best" and not model_name(settings):
-        weights = best_path(settings.path_model, class_idx)
-        if not weights.is_file():
-            raise UserError(f"--epoch best: no {weights}; it is written by a training run with validation_images "
-                            f"N > 0 (held-out images that pick the epoch)")
-        try:
-            check_weights(weights)
-        except DamagedFile as damage:
-            picked = best_epoch(read_log(log_path(settings.path_model, class_idx)))
-            kept = picked is not None and checkpoint_path(settings.path_model, class_idx, picked).is_file()
-            raise UserError(f"--epoch best: {damage}; " + (
-                f"the training log names epoch {picked} as the best, and its weights are kept: test it with "
-                f"--epoch {picked}" if kept else test_options(settings.path_model, class_idx, weights))) from None
-        return weights
-    if model_name(settings):
-        if epoch != -1:
-            raise UserError(f"model_name {model_name(settings)!r} names one weights file; --epoch {epoch} chooses "
-                            f"among this project's checkpoints: give one of them")
-        weights = Path(settings.path_model) / model_name(settings)
-        if not weights.is_file():
-            raise UserError(f"model_name {model_name(settings)!r}: no file {weights}")
-        return weights
-    weights = checkpoint_path(settings.path_model, class_idx, epoch if epoch >= 0 else None)
+    best = epoch == "best"
+    weights = best_path(folder, class_idx) if best else \
+        checkpoint_path(folder, class_idx, epoch if epoch >= 0 else None)
+    if best and not weights.is_file():
+        raise UserError(f"--epoch best: no {weights}; it is written by a training run with validation_images N > 0 "
+                        f"(held-out images that pick the epoch)")
     if not weights.is_file():
-        raise UserError(f"{missing_checkpoint(settings.path_model, class_idx, weights)}. Train first (python "
+        raise UserError(f"{missing_checkpoint(folder, class_idx, weights)}. Train first (python "
                         f"{model_label}_training.py).")
     try:
         check_weights(weights)
     except DamagedFile as damage:
-        raise UserError(f"{damage}; {test_options(settings.path_model, class_idx, weights)}") from None
+        picked = best_epoch(read_log(log_path(folder, class_idx))) if best else None
+        if picked is not None and checkpoint_path(folder, class_idx, picked).is_file():
+            raise UserError(f"--epoch best: {damage}; the training log names epoch {picked} as the best, and its "
+                            f"weights are kept: test it with --epoch {picked}") from None
+        raise UserError(f"{'--epoch best: ' if best else ''}{damage}; "
+                        f"{test_options(folder, class_idx, weights)}") from None
     return weights
 
 
@@ -325,24 +310,20 @@ def search_own_images(settings, make_features, model_label):
     """
     from detection import as_rgb_image, detect_many, load_q_network
     from reinforcement import state_size
-    from parse_xml_annotations import class_name
+    from refinement import load_refiner
     from visualization import animate_search, draw_search
 
     if settings.agent != "trained":
         raise UserError(f"--image runs the trained agent; --agent {settings.agent} needs annotations")
     seed_everything(settings.seed)
     name = class_name(settings.class_object)
-    class_idx = class_index(settings)
-    weights = trained_weights(settings, class_idx, model_label)
+    weights = trained_weights(settings, class_index(settings), model_label)
     protocol = settings.detections if "detections" in settings.explicit else "triggered"
     out_folder = Path(settings.path_testing_folder)
     report = SkipReport()
     features = make_features(settings)
     model = load_q_network(weights, state_size(features.descriptor_size), settings.weights_order, verbose=True)
-    refiner = None
-    if settings.refine:
-        from refinement import load_refiner
-        refiner = load_refiner(weights, features.descriptor_size)
+    refiner = load_refiner(weights, features.descriptor_size) if settings.refine else None
     count = len(settings.image)
     print(f"{model_label}: the {name} agent of {weights} searches {count} image{'s' if count != 1 else ''}, "
           f"scale {settings.scale_subregion}")
