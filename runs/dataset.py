@@ -4,8 +4,6 @@ An image that is missing, unreadable or larger than the ``max_pixels`` setting, 
 does not parse, is skipped with a warning and counted (end-of-run summary, ``skipped_images`` in results.json); the
 runs raise UserError when nothing is left.
 """
-from __future__ import annotations
-
 import warnings
 
 from runs.errors import UserError
@@ -15,9 +13,9 @@ class SkipReport:
     """What a run left out, and why: images (an unreadable image or annotation file) and broken objects."""
 
     def __init__(self):
-        self.images = {}            # "<root>/<id>" (or a file) → the problem
-        self.objects = 0            # objects dropped from otherwise readable annotations
-        self.size_warned = set()
+        # images: "<root>/<id>" (or a file) → the problem; objects: how many were dropped from otherwise readable
+        # annotations; size_warned: the images whose size differs from their annotation's, warned about
+        self.images, self.objects, self.size_warned = {}, 0, set()
 
     def skip_image(self, key, problem, warn=True):
         """Record an unusable image (a warning the first time only: training meets it every epoch)."""
@@ -34,12 +32,9 @@ class SkipReport:
 
     def summary(self):
         """One line for the end of a run ('' when nothing was skipped)."""
-        if not self.images and not self.objects:
-            return ""
-        parts = [f"{len(self.images)} image{'s' if len(self.images) != 1 else ''}"] if self.images else []
-        if self.objects:
-            parts.append(f"{self.objects} broken object{'s' if self.objects != 1 else ''} in annotations")
-        return "skipped " + " and ".join(parts) + " (see the warnings above)"
+        counts = [(len(self.images), "image", ""), (self.objects, "broken object", " in annotations")]
+        parts = [f"{count} {noun}{'s' if count != 1 else ''}{where}" for count, noun, where in counts if count]
+        return "skipped " + " and ".join(parts) + " (see the warnings above)" if parts else ""
 
     def as_json(self):
         return {"skipped_images": len(self.images), "skipped_objects": self.objects,

@@ -283,13 +283,12 @@ def read_features_file(path):
         return None
     try:
         describing = json.loads(path.read_text())
+        problem = None if isinstance(describing, dict) else \
+            f"a JSON {type(describing).__name__}, not an object naming the describing settings"
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:  # RecursionError: nested too deeply
-        warnings.warn(f"{path}: unreadable ({type(error).__name__}: {str(error)[:200]}); the features it was trained "
-                      f"on are not checked", UserWarning, stacklevel=2)
-        return None
-    if not isinstance(describing, dict):
-        warnings.warn(f"{path}: a JSON {type(describing).__name__}, not an object naming the describing settings; the "
-                      f"features it was trained on are not checked", UserWarning, stacklevel=2)
+        problem = f"unreadable ({type(error).__name__}: {str(error)[:200]})"
+    if problem:
+        warnings.warn(f"{path}: {problem}; the features it was trained on are not checked", UserWarning, stacklevel=2)
         return None
     rules = {"path_vgg": lambda value: isinstance(value, str) and value != "", "model": FEATURE_CLASSES.__contains__,
              "vgg_precision": RULES["vgg_precision"].holds, "scale_subregion": RULES["scale_subregion"].holds}
@@ -598,8 +597,7 @@ def training_lock(path_model, class_idx):
             break
         time.sleep(0.05)            # another process is taking it over: look again
     else:
-        raise UserError(f"{path_model}/: could not take its lock {path.name} (other runs keep taking it); "
-                        f"try again")
+        raise UserError(f"{path_model}/: could not take its lock {path.name} (other runs keep taking it); try again")
     try:
         yield path
     finally:

@@ -5,11 +5,10 @@ SIGTERM is handled like Ctrl-C; inside ``StopSignals.deferred()`` (saving an epo
 is done. Files are written to a unique temporary name, flushed to the disk and renamed, so even SIGKILL or a power
 cut never leaves half a file.
 """
-from __future__ import annotations
-
 import argparse
 import contextlib
 import errno
+import functools
 import json
 import math
 import os
@@ -49,40 +48,30 @@ def quiet_stderr_descriptor():
     with tempfile.TemporaryFile(mode="w+b") as caught:
         saved = os.dup(2)
         os.dup2(caught.fileno(), 2)
+        failed = True
         try:
             yield
-        except BaseException:
-            _restore_descriptor(saved)
+            failed = False
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
             caught.seek(0)
-            text = caught.read()
-            if text.strip():            # the log may say why the import failed
+            if failed and (text := caught.read()).strip():      # the log may say why the block failed
                 os.write(2, text)
-            raise
-        _restore_descriptor(saved)
 
 
-def _restore_descriptor(saved):
-    sys.stderr.flush()
-    os.dup2(saved, 2)
-    os.close(saved)
-
-
-_device_reported = False
-
-
+@functools.cache
 def import_tensorflow():
     """``import tensorflow`` with its C++ start-up log kept off the terminal (shown only if the import fails),
-    then one line of our own naming the device that runs the work. Harmless when called again."""
-    global _device_reported
-    if not _device_reported:
-        with quiet_stderr_descriptor():
-            import tensorflow as tf
-            import keras  # noqa: F401  (its first import may log too)
-            # the first device query initialises CUDA (cuInit), which logs its failure on machines without a GPU
-            gpus = tf.config.list_physical_devices("GPU")
-        print(f"device: {describe_device(tf, gpus)}", flush=True)
-        _device_reported = True
-    import tensorflow as tf
+    then one line of our own naming the device that runs the work. Harmless when called again (the module is
+    kept: the line is printed once)."""
+    with quiet_stderr_descriptor():
+        import tensorflow as tf
+        import keras  # noqa: F401  (its first import may log too)
+        # the first device query initialises CUDA (cuInit), which logs its failure on machines without a GPU
+        gpus = tf.config.list_physical_devices("GPU")
+    print(f"device: {describe_device(tf, gpus)}", flush=True)
     return tf
 
 
@@ -90,10 +79,9 @@ def describe_device(tf, gpus):
     """``CPU`` or ``GPU 0 (<name>)`` (and how many more), for the one start-up line."""
     if not gpus:
         return "CPU"
-    try:
+    name = ""
+    with contextlib.suppress(Exception):    # device details are best effort: the line must not stop a run
         name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "")
-    except Exception:       # device details are best effort: the line must not stop a run
-        name = ""
     more = f", and {len(gpus) - 1} more GPU{'s' if len(gpus) > 2 else ''}" if len(gpus) > 1 else ""
     return "GPU 0" + (f" ({name})" if name else "") + more
 
@@ -248,28 +236,22 @@ class StopSignals:
     block is done (saving an epoch), then raise. The previous handlers come back at exit. Outside the main thread
     (where Python cannot set handlers) it does nothing."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
     def __init__(self):
-        self.previous = {}
-        self.pending = []
-        self.deferring = False
+        self.previous, self.pending, self.deferring = {}, [], False
 
     def _handle(self, signal_number, frame):
-        if self.deferring:
-            self.pending.append(signal_number)
-        else:
+        if not self.deferring:
             raise Interrupted(signal_number)
+        self.pending.append(signal_number)
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self.previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
+            self.previous = {number: signal.signal(number, self._handle) for number in (signal.SIGINT, signal.SIGTERM)}
         return self
 
     def __exit__(self, *exc_info):
         for number, handler in self.previous.items():
             signal.signal(number, handler)
-        return False
 
     @contextlib.contextmanager
     def deferred(self):
