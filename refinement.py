@@ -71,10 +71,8 @@ class WindowSample:
     def __init__(self, descriptor_size, capacity=SAMPLE_SIZE, seed=0):
         self.capacity = int(capacity)
         self.descriptors = np.zeros((self.capacity, descriptor_size), np.float16)
-        self.windows = np.zeros((self.capacity, 4))
-        self.boxes = np.zeros((self.capacity, 4))
-        self.seen = 0
-        self.keys = set()
+        self.windows, self.boxes = np.zeros((self.capacity, 4)), np.zeros((self.capacity, 4))
+        self.seen, self.keys = 0, set()
         self.rng = np.random.default_rng([int(seed), 7])     # its own stream: the agent's draws are untouched
 
     def __len__(self):
@@ -87,10 +85,9 @@ class WindowSample:
         positions = (memory.pos - count + np.arange(count)) % memory.capacity
         windows = np.array([step["region"] for step in steps[len(steps) - count:]]).reshape(-1, 4)
         objects, ious = best_objects(windows, boxes)
-        size = self.descriptors.shape[1]
         for position, window, index, iou in zip(positions, windows, objects, ious):
             if iou >= REFINE_IOU:
-                self.add(memory.states[position, :size], window, np.asarray(boxes)[index])
+                self.add(memory.states[position, :self.descriptors.shape[1]], window, np.asarray(boxes)[index])
 
     def add(self, descriptor, window, box):
         descriptor = np.asarray(descriptor, np.float16)
@@ -139,6 +136,8 @@ class WindowSample:
 class BoxRefiner:
     """A linear head from standardised descriptors to :func:`box_deltas`: ``((d − mean) / scale) · weights + bias``."""
 
+    FIELDS = ("mean", "scale", "weights", "bias", "ridge", "samples")     # saved, in the constructor's order
+
     def __init__(self, mean, scale, weights, bias, ridge=0.0, samples=0):
         self.mean, self.scale = np.asarray(mean, np.float32), float(scale)
         self.weights, self.bias = np.asarray(weights, np.float32), np.asarray(bias, np.float32)
@@ -181,8 +180,7 @@ class BoxRefiner:
 
     def save(self, path):
         with open(path, "wb") as handle:    # a file handle: np.savez would add .npz to a temporary name
-            np.savez(handle, mean=self.mean, scale=self.scale, weights=self.weights, bias=self.bias,
-                     ridge=self.ridge, samples=self.samples)
+            np.savez(handle, **{name: getattr(self, name) for name in self.FIELDS})
 
     @classmethod
     def load(cls, path, descriptor_size=None):
@@ -190,8 +188,7 @@ class BoxRefiner:
         UserError naming the file if it cannot be read or fits other descriptors."""
         try:
             with np.load(path) as arrays:
-                refiner = cls(arrays["mean"], arrays["scale"], arrays["weights"], arrays["bias"], arrays["ridge"],
-                              arrays["samples"])
+                refiner = cls(*(arrays[name] for name in cls.FIELDS))
         except Exception as error:      # a missing, truncated or foreign file
             raise UserError(f"{path}: not a refinement head of this project ({type(error).__name__}: {error})") \
                 from None
