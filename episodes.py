@@ -18,8 +18,7 @@ from runs.dataset import load_record_image
 def make_states(describer, environments):
     """States ``[descriptor, history]`` of the current regions of ``environments``, described in one batch."""
     descriptors = describer.describe([(env.image_key, env.image, env.region) for env in environments])
-    histories = np.stack([env.history for env in environments])
-    return np.concatenate([descriptors, histories], axis=1)
+    return np.concatenate([descriptors, np.stack([env.history for env in environments])], axis=1)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -153,8 +152,7 @@ class RandomAgent:
         self.rng = rng
 
     def decide(self, environments, states):
-        count = len(environments)
-        return self.rng.integers(NUM_ACTIONS, size=count), self.rng.random(count), None
+        return self.rng.integers(NUM_ACTIONS, size=len(environments)), self.rng.random(len(environments)), None
 
 
 class UpperBoundAgent:
@@ -199,15 +197,14 @@ def run_searches(environments, agent, describer, number_of_steps, only_first_obj
         for position, i in enumerate(active):
             env, action = environments[i], int(actions[position])
             step_in_search[i] += 1
-            trajectories[i].append({
-                "region": env.region.tolist(), "score": float(scores[position]), "action": action,
-                "q_values": None if q_values is None else q_values[position].tolist(),
-                "search": search_index[i], "step": step_in_search[i], "triggered": action == TRIGGER})
+            step = {"region": env.region.tolist(), "score": float(scores[position]), "action": action,
+                    "q_values": None if q_values is None else q_values[position].tolist(),
+                    "search": search_index[i], "step": step_in_search[i], "triggered": action == TRIGGER}
+            trajectories[i].append(step)
             if refined is not None:
-                box = np.clip(refined[position], 0, [env.width, env.height] * 2)
-                trajectories[i][-1]["refined"] = box.tolist()
+                step["refined"] = np.clip(refined[position], 0, [env.width, env.height] * 2).tolist()
                 if agent.uses_ground_truth:     # the upper bound scores what it reports: the refined box's IoU
-                    trajectories[i][-1]["score"] = float(env.target(box)[1])
+                    step["score"] = float(env.target(step["refined"])[1])
             if action == TRIGGER:
                 # an agent guided by the ground truth has found its target (even below IoU 0.5: it will not do
                 # better), so that object leaves the search and the next search cannot loop back to it

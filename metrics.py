@@ -65,8 +65,7 @@ def match_detections(detections, ground_truth, iou_threshold=0.5):
     demoted = np.array([bool(detection.get('duplicate', False)) for detection in detections])
     order = np.lexsort((-scores, demoted)) if len(detections) else np.zeros(0, dtype=np.int64)   # stable
     tp, fp = np.zeros(len(order)), np.zeros(len(order))
-    objects = {}  # image -> (boxes, difficult), converted once
-    matched = {}  # image -> bool array, one flag per ground-truth object
+    objects, matched = {}, {}  # image -> (boxes, difficult), converted once; image -> one flag per object
     for rank, index in enumerate(order):
         image = detections[index]['image']
         if image not in objects:

@@ -270,15 +270,12 @@ class TransitionField:
     compute: Callable
 
 
-def _expert_action(env, gamma, number_of_steps):
-    return int(np.argmax(upper_bound_q_values(env, gamma, number_of_steps)))
-
-
 # trigger_targets: the reward a trigger would get in s (±η by its IoU), whatever the action taken
 TRIGGER_VALUE = TransitionField("trigger_values", np.float32, (), 0.0,
                                 lambda env, gamma, number_of_steps: trigger_reward(env.target(env.region)[1]))
 # expert_margin: the upper-bound agent's action in s (the demonstrator of DQfD's margin loss)
-EXPERT_ACTION = TransitionField("expert_actions", np.int32, (), -1, _expert_action)
+EXPERT_ACTION = TransitionField("expert_actions", np.int32, (), -1,
+                                lambda env, gamma, steps: int(np.argmax(upper_bound_q_values(env, gamma, steps))))
 # oracle: the upper bound's Q-values in s (the diagnostic's regression values)
 UPPER_BOUND_VALUES = TransitionField("upper_bound_values", np.float32, (NUM_ACTIONS,), 0.0, upper_bound_q_values)
 TRANSITION_FIELDS = {field.name: field for field in (TRIGGER_VALUE, EXPERT_ACTION, UPPER_BOUND_VALUES)}
@@ -502,11 +499,12 @@ class QLearner:
         if missing:
             raise ValueError(f"this learner's options need minibatches with {', '.join(missing)} (a replay memory "
                              f"built with fields=learner.carries)")
-        trigger_values = np.asarray(batch.carried["trigger_values"], np.float32) if self.trigger_targets else None
-        expert_actions = batch.carried["expert_actions"] if self.expert_margin else None
+        trigger_values = batch.carried.get("trigger_values") if self.trigger_targets else None
+        expert_actions = batch.carried.get("expert_actions") if self.expert_margin else None
         if expert_actions is not None and (expert_actions < 0).any():
             raise ValueError("a minibatch for expert_margin holds transitions stored without the expert's action")
-        return trigger_values, None if expert_actions is None else np.asarray(expert_actions, np.int32)
+        return (None if trigger_values is None else np.asarray(trigger_values, np.float32),
+                None if expert_actions is None else np.asarray(expert_actions, np.int32))
 
     def update(self, batch):
         """One gradient step on a :class:`Minibatch`; returns the loss as a float."""
