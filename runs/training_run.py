@@ -24,15 +24,18 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
+from reinforcement import FORMER_FIELD_NAMES, NUM_ACTIONS, NonFiniteLoss, OracleLearner, QLearner, epsilon_for_epoch
 from runs.dataset import SkipReport, load_record_image
 from runs.errors import UserError
-from parse_xml_annotations import class_ids, class_name, several_classes
+from parse_xml_annotations import class_name, load_records
 from runs.run_folder import (DamagedFile, best_path, check_weights, checkpoint_path, existing_epochs, features_path,
                              interrupted_save, log_path, missing_checkpoint, read_log, read_resume_state,
                              remove_temporary_files, resume_epochs, resume_options, resume_state_path, saving_path,
                              training_lock, write_features_file, write_log, write_resume_state, write_together)
 from refinement import MIN_WINDOWS, refiner_path
+from runs.q_network_files import check_weights_order, set_q_network_weights
 from runs.runtime import Interrupted, StopSignals, seed_everything
 from settings import (REMOVED_OPTIONS, check_dataset, check_output_folder, check_path_vgg, check_removed_in,
                       check_settings, class_index, ensure_demo_dataset)
@@ -53,10 +56,8 @@ def preflight(settings):
         raise UserError(f"-n {settings.n} with --epochs {settings.epochs}: nothing to train. epochs counts all "
                         f"epochs, not epochs to add (unlike the 2016 script); to train k more epochs pass "
                         f"-n {settings.n} --epochs {settings.n}+k, e.g. --epochs {settings.n + 10}")
-    class_ids(settings.class_object)
-    one_class = not several_classes(settings.class_object)
-    if one_class and settings.n > 0:
-        class_idx = class_index(settings)
+    class_idx = class_index(settings)       # one class: classes_run trains several one at a time
+    if settings.n > 0:
         interrupted = interrupted_save(settings.path_model, class_idx)
         if interrupted and settings.n > interrupted[0]:
             epoch = interrupted[0]
@@ -72,12 +73,8 @@ def preflight(settings):
     check_path_vgg(settings.path_vgg)
     if settings.bool_draw:      # the drawings of the searches, written during the epochs
         check_output_folder(Path(settings.path_testing_folder) / "training", "path_testing_folder")
-    if not one_class:
-        return
-    class_idx = class_index(settings)
-    epochs = range(settings.n, settings.epochs)
-    check_output_folder(settings.path_model, "path_model",
-                        [path.name for path in run_files(settings.path_model, class_idx, epochs)])
+    written = run_files(settings.path_model, class_idx, range(settings.n, settings.epochs))
+    check_output_folder(settings.path_model, "path_model", [path.name for path in written])
     replaced = [epoch for epoch in existing_epochs(settings.path_model, class_idx) if epoch > settings.n]
     if replaced:    # testing would read them as this run's (save_epoch removes them)
         span = f"epoch {replaced[0]}" if len(replaced) == 1 else f"epochs {replaced[0]} to {replaced[-1]}"
@@ -97,22 +94,11 @@ def run_files(path_model, class_idx, epochs):
 
 def make_learner(settings, model):
     """The Q-learning update with the settings' learning options (none: the paper's), or the oracle diagnostic's."""
-    from reinforcement import OracleLearner, QLearner
     if settings.oracle:
         return OracleLearner(model, settings.gamma, settings.learning_rate, settings.batch_size)
     return QLearner(model, settings.gamma, settings.learning_rate, settings.batch_size,
                     target_update=settings.target_update, double_dqn=bool(settings.double_dqn), loss=settings.loss,
                     trigger_targets=bool(settings.trigger_targets), expert_margin=settings.expert_margin)
-
-
-def split_validation(records, count):
-    """The last ``count`` records held out for validation (``validation_images``); the rest train."""
-    if count == 0:
-        return records, []
-    if count >= len(records):
-        raise UserError(f"validation_images {count}: only {len(records)} training images; keep at least one to "
-                        f"train on")
-    return records[:-count], records[-count:]
 
 
 class TrainingRun:
@@ -130,61 +116,57 @@ class TrainingRun:
         preflight(settings)
         self.class_name, self.class_idx = class_name(settings.class_object), class_index(settings)
         self.path_model = Path(settings.path_model)
-        self.epoch, self.last_saved = settings.n, settings.n - 1
-        self.log_rows = []
+        self.epoch, self.last_saved, self.log_rows = settings.n, settings.n - 1, []
 
     def __enter__(self):
-        self._stack = ExitStack()
-        self._stack.enter_context(training_lock(self.path_model, self.class_idx))
-        self.signals = self._stack.enter_context(StopSignals())
-        try:
-            self._prepare()
-        except BaseException:       # the lock and the signal handlers are released as after any run
-            self._stack.close()
-            raise
+        settings = self.settings
+        with ExitStack() as stack:      # should the preparation fail, the lock and the signal handlers are released
+            stack.enter_context(training_lock(self.path_model, self.class_idx))     # creates path_model
+            self.signals = stack.enter_context(StopSignals())
+            self.initial_weights = check_initial_weights(settings)
+            seed_everything(settings.seed)
+            self.rng = np.random.default_rng(settings.seed)
+            remove_temporary_files(self.path_model, self.class_idx)
+            roots = [settings.path_voc] + ([settings.path_voc2] if settings.two_databases else [])
+            self.report, annotation_problems = SkipReport(), []
+            records = load_records(roots, self.class_name, "trainval", max_images=settings.max_images,
+                                   skipped=annotation_problems)
+            self.report.add_records(records, annotation_problems)
+            held_out = settings.validation_images      # the last records, held out for validation
+            if held_out and held_out >= len(records):
+                raise UserError(f"validation_images {held_out}: only {len(records)} training images; keep at least "
+                                f"one to train on")
+            self.records, self.validation = (records[:-held_out], records[-held_out:]) if held_out else (records, [])
+            print(f"{self.model_label} training: class {self.class_name} (id {self.class_idx + 1}), "
+                  f"{len(self.records)} images" + (f" (+{len(self.validation)} held out for validation)"
+                                                  if self.validation else "")
+                  + f", scale {settings.scale_subregion}, {settings.epochs} epochs")
+            self._stack = stack.pop_all()
         return self
 
-    def _prepare(self):
-        from parse_xml_annotations import load_records
-        settings = self.settings
-        self.initial_weights = check_initial_weights(settings)
-        seed_everything(settings.seed)
-        self.rng = np.random.default_rng(settings.seed)
-        self.path_model.mkdir(parents=True, exist_ok=True)
-        remove_temporary_files(self.path_model, self.class_idx)
-        roots = [settings.path_voc] + ([settings.path_voc2] if settings.two_databases else [])
-        self.report, annotation_problems = SkipReport(), []
-        records = load_records(roots, self.class_name, "trainval", max_images=settings.max_images,
-                               skipped=annotation_problems)
-        self.report.add_records(records, annotation_problems)
-        self.records, self.validation = split_validation(records, settings.validation_images)
-        print(f"{self.model_label} training: class {self.class_name} (id {self.class_idx + 1}), "
-              f"{len(self.records)} images" + (f" (+{len(self.validation)} held out for validation)"
-                                              if self.validation else "")
-              + f", scale {settings.scale_subregion}, {settings.epochs} epochs")
-
     def __exit__(self, kind, error, traceback):
-        from reinforcement import NonFiniteLoss
         try:
             if isinstance(error, NonFiniteLoss):
                 raise UserError(non_finite_message(self.settings, self.class_idx, self.epoch, str(error))) from None
             if isinstance(error, Interrupted):
-                print(interrupted_message(error, self.epoch, self.last_saved, self.path_model), file=sys.stderr,
-                      flush=True)
+                saved, epoch = self.last_saved, self.epoch
+                where = f"{error} after epoch {epoch} was saved" if saved == epoch else \
+                    f"{error} during epoch {epoch}: its progress is dropped"
+                print(f"{where}; no epoch was complete, nothing to resume from" if saved < 0 else
+                      f"{where}; epochs up to {saved} are saved in {self.path_model}/. Continue with -n {saved + 1} "
+                      f"(resume state and weights of that epoch are complete)", file=sys.stderr, flush=True)
         finally:
             self._stack.close()
         if error is None:
             if self.report.summary():
                 print(self.report.summary())
             print(f"checkpoints in {self.path_model}/, log {log_path(self.path_model, self.class_idx)}")
-        return False
 
     def start(self, learner, memory, sample):
         """Epoch ``n``'s start: the initial weights (fine-tuning) or, with ``-n``, the checkpoint of epoch n − 1
         (:func:`resume`); says which learning options are on. Returns the random generator of the loop."""
         settings = self.settings
         if self.initial_weights is not None:     # fine-tuning: epoch 0 starts from these weights, not N(0, 0.01)
-            from runs.q_network_files import set_q_network_weights
             description = set_q_network_weights(learner.model, self.initial_weights, settings.weights_order)
             if learner.target_model is not None:     # a target network starts as a copy of the Q-network
                 learner.target_model.set_weights(learner.model.get_weights())
@@ -201,7 +183,6 @@ class TrainingRun:
     def images(self, epoch, stats, features):
         """The training images of ``epoch`` in a random order, as ``(record, image)``, with a progress bar; an
         unreadable image is skipped (reported at the end)."""
-        from tqdm import tqdm
         self.epoch, self.stats, self.used = epoch, stats, 0
         self.forwards, self.hits, self.started = features.forward_count, features.cache.hits, time.perf_counter()
         progress = self.progress = tqdm(self.rng.permutation(len(self.records)), desc=f"epoch {epoch}", unit="img",
@@ -240,18 +221,17 @@ class TrainingRun:
     def end_epoch(self, epoch, epsilon, features, learner, memory, sample, validation=None):
         """The epoch's log row (with ``validation``'s AP and max recall), then its files, all or none (a signal now
         waits until they are written), and one progress line."""
-        settings, stats = self.settings, self.stats
-        row = epoch_row(epoch, epsilon, self.used, stats, *self.counts)
+        row = epoch_row(epoch, epsilon, self.used, self.stats, *self.counts)
         if validation is not None:
             row["validation_ap"], row["validation_max_recall"] = validation
         with self.signals.deferred():
-            if not weights_are_finite(learner.model):
-                raise UserError(non_finite_message(settings, self.class_idx, epoch, "the weights became NaN or "
-                                                   "infinite"))
+            if not all(np.all(np.isfinite(weights)) for weights in learner.model.get_weights()):
+                raise UserError(non_finite_message(self.settings, self.class_idx, epoch, "the weights became NaN "
+                                                   "or infinite"))
             self.log_rows.append(row)
             best = bool(self.validation) and row["validation_ap"] >= max(r.get("validation_ap") or 0.0
                                                                          for r in self.log_rows)
-            save_epoch(settings, learner, memory, self.rng, self.class_idx, epoch, self.log_rows, best, sample,
+            save_epoch(self.settings, learner, memory, self.rng, self.class_idx, epoch, self.log_rows, best, sample,
                        features)
             self.last_saved = epoch
         print(f"epoch {epoch:3d}  eps {epsilon:.2f}  mean reward {row['mean_reward']:+.3f}  searches "
@@ -270,7 +250,6 @@ def check_initial_weights(settings):
     path = getattr(settings, "initial_weights", "")
     if path in (None, "", "None"):
         return None
-    from runs.q_network_files import check_weights_order
     check_weights_order(getattr(settings, "weights_order", "auto"))
     if settings.n > 0:
         if "initial_weights" in settings.explicit:
@@ -282,15 +261,6 @@ def check_initial_weights(settings):
     return Path(path)
 
 
-def interrupted_message(interrupt, epoch, last_saved, path_model):
-    where = f"{interrupt} after epoch {epoch} was saved" if last_saved == epoch else \
-        f"{interrupt} during epoch {epoch}: its progress is dropped"
-    if last_saved < 0:
-        return f"{where}; no epoch was complete, nothing to resume from"
-    return (f"{where}; epochs up to {last_saved} are saved in {path_model}/. Continue with -n {last_saved + 1} "
-            f"(resume state and weights of that epoch are complete)")
-
-
 def non_finite_message(settings, class_idx, epoch, problem):
     saved = [e for e in existing_epochs(settings.path_model, class_idx) if e < epoch]
     keep = (f"the last good checkpoint, epoch {saved[-1]}, is kept in {settings.path_model}; resume it with "
@@ -299,25 +269,20 @@ def non_finite_message(settings, class_idx, epoch, problem):
             f"learning_rate than {settings.learning_rate:g})")
 
 
-def weights_are_finite(model):
-    return all(np.all(np.isfinite(weights)) for weights in model.get_weights())
-
-
 def epoch_row(epoch, epsilon, images, stats, forwards, hits, seconds):
-    steps = max(stats["steps"], 1)
     return {"epoch": epoch, "epsilon": round(epsilon, 4), "images": images, "searches": stats["searches"],
-            "steps": stats["steps"], "mean_reward": stats["reward"] / steps, "triggers": stats["triggers"],
-            "correct_triggers": stats["correct_triggers"],
+            "steps": stats["steps"], "mean_reward": stats["reward"] / max(stats["steps"], 1),
+            "triggers": stats["triggers"], "correct_triggers": stats["correct_triggers"],
             "hit_rate": stats["correct_triggers"] / max(stats["searches"], 1),
             "mean_trigger_iou": stats["trigger_iou"] / max(stats["triggers"], 1), "updates": stats["updates"],
             "mean_loss": stats["loss"] / stats["updates"] if stats["updates"] else 0.0, "vgg_forwards": forwards,
             "cache_hits": hits, "steps_per_s": stats["steps"] / max(seconds, 1e-9), "seconds": round(seconds, 2)}
 
 
-# settings that may change on resume without a warning (they do not change what is learnt)
+# settings that may change on resume without a warning (they do not change what is learnt), and removed options
 RESUME_FREE_SETTINGS = {"n", "epochs", "demo", "explicit", "path_model", "path_testing_folder", "bool_draw",
                         "draw_every", "cache_mb", "map_cache_mb", "checkpoint_every", "initial_weights",
-                        "weights_order"}
+                        "weights_order", *REMOVED_OPTIONS}
 
 
 def draws_epoch(settings, epoch):
@@ -325,12 +290,6 @@ def draws_epoch(settings, epoch):
     as ``checkpoint_every`` keeps weights (a drawing takes most of a second: drawing every search of every epoch adds
     minutes to a demo-sized training)."""
     return bool(settings.bool_draw) and ((epoch + 1) % settings.draw_every == 0 or epoch == settings.epochs - 1)
-
-
-def keeps_epoch_weights(settings, epoch):
-    """Whether the weights file of ``epoch`` stays once a later epoch is saved: every ``checkpoint_every``-th
-    epoch and the last one. The latest epoch always has its file (``-n`` resumes from it)."""
-    return (epoch + 1) % settings.checkpoint_every == 0 or epoch == settings.epochs - 1
 
 
 def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best, sample=None, features=None):
@@ -347,7 +306,6 @@ def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best,
     With a window ``sample`` (the ``refine`` option) the refinement head fitted on it is saved beside each weights
     file (``refinement.refiner_path``), and the sample goes into the resume state.
     """
-    model = learner.model
     path_model = Path(settings.path_model)
     state = resume_state(settings, learner, memory, rng, epoch, sample)
     weights_files = [checkpoint_path(path_model, class_idx, epoch), checkpoint_path(path_model, class_idx)] + \
@@ -360,10 +318,10 @@ def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best,
         warnings.warn(f"refine 1: {len(sample)} visited windows overlapped an object so far, fewer than the "
                       f"{MIN_WINDOWS} the refinement head needs; epoch {epoch} is saved without one (train on more "
                       f"images or epochs)", UserWarning, stacklevel=2)
-    writes += [(path, model.save_weights) for path in weights_files]
-    writes.append((log_path(path_model, class_idx), lambda temporary: write_log(temporary, log_rows)))
-    writes.append((features_path(path_model, class_idx),
-                   lambda temporary: write_features_file(temporary, settings, features)))
+    writes += [*((path, learner.model.save_weights) for path in weights_files),
+               (log_path(path_model, class_idx), lambda temporary: write_log(temporary, log_rows)),
+               (features_path(path_model, class_idx),
+                lambda temporary: write_features_file(temporary, settings, features))]
     try:
         write_together(writes, marker=(saving_path(path_model, class_idx), f"{epoch}\n"))
     except Exception as error:      # whatever stopped the write, the folder is as before: say so in one line
@@ -376,12 +334,13 @@ def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best,
              if older != epoch]
     if refiner is None:         # a head an earlier run left beside these weights' names is not this run's
         stale += [refiner_path(path) for path in weights_files]
+    # weights of an earlier run, after this one's (preflight warns); the previous epoch's unless it is a
+    # checkpoint_every-th (the last epoch keeps its file too: no epoch follows it)
     later = [checkpoint_path(path_model, class_idx, saved) for saved in existing_epochs(path_model, class_idx)
-             if saved > epoch]      # an earlier run's, after this one's (preflight warns)
-    stale += later + [refiner_path(path) for path in later]
-    if epoch > 0 and not keeps_epoch_weights(settings, epoch - 1):
-        stale += [checkpoint_path(path_model, class_idx, epoch - 1),
-                  refiner_path(checkpoint_path(path_model, class_idx, epoch - 1))]
+             if saved > epoch]
+    previous = [checkpoint_path(path_model, class_idx, epoch - 1)] if epoch > 0 and epoch % settings.checkpoint_every \
+        else []
+    stale += [*later, *map(refiner_path, later), *previous, *map(refiner_path, previous)]
     for path in stale:
         try:
             path.unlink(missing_ok=True)
@@ -392,7 +351,6 @@ def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best,
 
 def resume_state(settings, learner, memory, rng, epoch, sample=None):
     """What ``run_folder.write_resume_state`` writes at the end of ``epoch``, besides the weights."""
-    from reinforcement import epsilon_for_epoch
     return {"epoch": epoch, "epsilon": epsilon_for_epoch(epoch, settings.epsilon),
             "numpy_rng": rng.bit_generator.state,
             "settings": {k: v for k, v in vars(settings).items() if k != "explicit"},
@@ -408,12 +366,8 @@ def resume_state(settings, learner, memory, rng, epoch, sample=None):
 def _seed_variables(model):
     """Variables of the dropout layers' seed generators (not part of the weights, needed for an exact resume)."""
     import keras
-    variables = []
-    for layer in model.layers:
-        seed_generator = getattr(layer, "seed_generator", None)
-        if isinstance(seed_generator, keras.random.SeedGenerator):
-            variables.append(seed_generator.state)
-    return variables
+    return [layer.seed_generator.state for layer in model.layers
+            if isinstance(getattr(layer, "seed_generator", None), keras.random.SeedGenerator)]
 
 
 def resume(settings, learner, memory, rng, class_idx, sample=None):
@@ -425,9 +379,7 @@ def resume(settings, learner, memory, rng, class_idx, sample=None):
     and the way on, and changes nothing. The learning rate is the one given now (changing it on resume is allowed;
     it is reported).
     """
-    model = learner.model
-    path_model = Path(settings.path_model)
-    previous = settings.n - 1
+    model, path_model, previous = learner.model, Path(settings.path_model), settings.n - 1
     weights = checkpoint_path(path_model, class_idx, previous)
     if not weights.is_file():
         raise UserError(f"-n {settings.n}: {missing_checkpoint(path_model, class_idx, weights)}")
@@ -436,8 +388,7 @@ def resume(settings, learner, memory, rng, class_idx, sample=None):
     except DamagedFile as damage:
         raise UserError(f"{damage}; epoch {previous} cannot be resumed: "
                         f"{resume_options(path_model, class_idx, previous)}") from None
-    state_path = resume_state_path(path_model, class_idx, previous)
-    state = None
+    state, state_path = None, resume_state_path(path_model, class_idx, previous)
     if state_path.is_file():
         try:
             state = read_resume_state(state_path, previous)
@@ -453,9 +404,8 @@ def resume(settings, learner, memory, rng, class_idx, sample=None):
             raise UserError(f"{damage}; epoch {previous} cannot be resumed exactly. To continue from its weights "
                             f"alone (inexact: a fresh optimiser and replay memory, said so when it starts), delete "
                             f"{state_path.name} and run -n {settings.n} again") from None
-    log = log_path(path_model, class_idx)
     try:
-        log_rows = [row for row in read_log(log) if row["epoch"] < settings.n]
+        log_rows = [row for row in read_log(log_path(path_model, class_idx)) if row["epoch"] < settings.n]
     except DamagedFile as damage:
         raise UserError(f"{damage}. Repair it, or delete it to resume with a log that starts at epoch {settings.n} "
                         f"(the checkpoints are not affected)") from None
@@ -470,7 +420,7 @@ def resume(settings, learner, memory, rng, class_idx, sample=None):
         saved = state["settings"]
         current = {k: v for k, v in vars(settings).items() if k != "explicit"}
         # a setting the checkpoint does not name is newer than it: only a value given now can differ
-        changed = sorted(k for k in set(saved) | set(current) if k not in RESUME_FREE_SETTINGS | set(REMOVED_OPTIONS) and (
+        changed = sorted(k for k in set(saved) | set(current) if k not in RESUME_FREE_SETTINGS and (
             saved[k] != current.get(k) if k in saved else k in settings.explicit))
         if changed:
             warnings.warn("resuming with settings that differ from the checkpoint's: " + ", ".join(
@@ -516,8 +466,7 @@ def check_state_fits(state, path, learner, memory):
     and replay memory (a file that reads but holds fewer or other arrays is incomplete) and hold numbers (the
     replay memory's position within it, its actions among the six)."""
     def compare(what, arrays, variables):
-        shapes = [tuple(array.shape) for array in arrays]
-        expected = [tuple(variable.shape) for variable in variables]
+        shapes, expected = [tuple(array.shape) for array in arrays], [tuple(variable.shape) for variable in variables]
         if shapes != expected:
             raise DamagedFile(path, f"incomplete ({what}: {len(shapes)} arrays where this run has {len(expected)}"
                                     + ("" if len(shapes) != len(expected) else ", of other shapes") + ")")
@@ -535,7 +484,6 @@ def check_state_fits(state, path, learner, memory):
     compare("dropout seeds", state["seed_generators"], _seed_variables(learner.model))
     if learner.target_model is not None and state["target_network"] is not None:
         compare("target network", state["target_network"], learner.target_model.weights)
-    from reinforcement import FORMER_FIELD_NAMES, NUM_ACTIONS
     replay = state["replay_memory"]
     if replay is not None and replay["actions"].shape[0] == memory.capacity:
         saved = {FORMER_FIELD_NAMES.get(name, name): array for name, array in replay.items()}
