@@ -315,3 +315,14 @@ def test_wrong_vgg_weights_files_are_one_line_errors(tmp_path):
         build_vgg16(tmp_path / "short_2016.h5", input_shape=(32, 32, 3))
     with pytest.raises(UserError, match="no such file"):
         build_vgg16(tmp_path / "absent.h5", input_shape=(32, 32, 3))
+
+
+def test_keras3_weights_file_of_vgg16_loads(tmp_path):
+    """``save_weights`` of this backbone (Keras 3: ``layers/conv2d``, ``conv2d_1``, … ``conv2d_12``) loads back."""
+    from features import build_vgg16
+    saved = build_vgg16("random", input_shape=(32, 32, 3))
+    saved.save_weights(tmp_path / "vgg16.weights.h5")
+    loaded = build_vgg16(tmp_path / "vgg16.weights.h5", input_shape=(32, 32, 3))
+    for name in VGG_LAYERS:
+        for ours, theirs in zip(loaded.get_layer(name).get_weights(), saved.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(ours, theirs)
