@@ -173,13 +173,12 @@ def format_class_table(combined):
     """One row per class and the mean, as the VOC devkit prints them."""
     def number(value, digits=3):
         return "-" if value is None else f"{value:.{digits}f}"
-    lines = [f"{'class':<12} {'AP':>6} {'AP-07':>6} {'max rec':>7} {'regions':>7} {'images':>6} {'objects':>7}"]
-    for row in combined["classes"]:
-        lines.append(f"{row['class_object']:<12} {number(row['ap']):>6} {number(row['ap_voc07']):>6} "
-                     f"{number(row['max_recall']):>7} {number(row['mean_regions_per_found_object'], 2):>7} "
-                     f"{row['num_images']:>6} {row['num_objects']:>7}")
-    lines.append(f"{'mean':<12} {number(combined['map']):>6} {number(combined['mean_ap_voc07']):>6} "
-                 f"{number(combined['mean_max_recall']):>7}")
+    lines = [f"{'class':<12} {'AP':>6} {'AP-07':>6} {'max rec':>7} {'regions':>7} {'images':>6} {'objects':>7}",
+             *(f"{row['class_object']:<12} {number(row['ap']):>6} {number(row['ap_voc07']):>6} "
+               f"{number(row['max_recall']):>7} {number(row['mean_regions_per_found_object'], 2):>7} "
+               f"{row['num_images']:>6} {row['num_objects']:>7}" for row in combined["classes"]),
+             f"{'mean':<12} {number(combined['map']):>6} {number(combined['mean_ap_voc07']):>6} "
+             f"{number(combined['mean_max_recall']):>7}"]
     if combined["absent_classes"]:
         lines.append(f"absent from the test set, not in the mean: {', '.join(combined['absent_classes'])}")
     return "\n".join(lines)
