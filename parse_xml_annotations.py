@@ -30,7 +30,7 @@ from typing import Iterable
 import numpy as np
 
 from runs.errors import UserError
-from runs.runtime import write_folder
+from runs.runtime import write_atomically, write_folder
 
 # The 20 PASCAL VOC classes; a class id is the index + 1 (aeroplane = 1 ... tvmonitor = 20).
 VOC_CLASSES: tuple[str, ...] = (
@@ -264,6 +264,18 @@ def read_class_image_set(path_voc, class_object, set_name, labels: Iterable[int]
     return list(counts)
 
 
+def write_image_set(path_voc, set_name, image_ids, label) -> None:
+    """Write ``ImageSets/Main/<class>_<set_name>.txt`` for the 20 classes (``label(image_id, class name)``: 1 present,
+    0 only difficult objects, -1 absent), then ``<set_name>.txt``, each atomically: a reader never sees half a list."""
+    def write(name, lines):
+        write_atomically(Path(path_voc) / "ImageSets" / "Main" / f"{name}.txt",
+                         lambda temporary: temporary.write_text("".join(f"{line}\n" for line in lines)))
+    for name in VOC_CLASSES:
+        # VOC spacing: "%s %2d", i.e. "000005 -1" and "000005  1"
+        write(f"{name}_{set_name}", [f"{image_id} {label(image_id, name):2d}" for image_id in image_ids])
+    write(set_name, image_ids)
+
+
 def annotation_path(path_voc, image_id) -> Path:
     """``<path_voc>/Annotations/<image_id>.xml``."""
     return Path(path_voc) / "Annotations" / f"{image_id}.xml"
@@ -334,33 +346,10 @@ def voc_xml(elements: list, depth: int = 0) -> str:
                    else f"{indent}<{tag}>{value}</{tag}>\n" for tag, value in elements)
 
 
-def write_compact_annotations(path_voc, set_name, out_file) -> int:
-    """Write the annotations of ``<path_voc>/ImageSets/Main/<set_name>.txt`` as one gzip'd tab-separated file, one
-    object a line (``COMPACT_COLUMNS``; VOC's 1-based inclusive pixels as in the XML). An object is marked difficult
-    when its XML says so or when ``<class>_<set>.txt`` labels its image 0 (difficult only). Returns the number of
-    objects written."""
-    image_ids = read_image_set(path_voc, set_name)
-    class_lists = {name: _image_sets_folder(path_voc) / f"{name}_{set_name}.txt" for name in VOC_CLASSES}
-    difficult_only = {(line.split()[0], name) for name, path in class_lists.items() if path.is_file()
-                      for _, line in _numbered_lines(path) if line.split()[1:2] == ["0"]}
-    lines = ["\t".join(COMPACT_COLUMNS)]
-    for image_id in image_ids:
-        annotation = parse_annotation(annotation_path(path_voc, image_id))
-        for obj in annotation.objects:
-            x0, y0, x1, y1 = (int(round(value)) for value in obj.box)
-            difficult = int(obj.difficult or (image_id, obj.name) in difficult_only)
-            lines.append("\t".join(str(value) for value in (image_id, annotation.width, annotation.height, 3,
-                                                             obj.name, x0 + 1, y0 + 1, x1, y1, difficult)))
-    out_file = Path(out_file)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(out_file, "wt", compresslevel=9) as handle:
-        handle.write("\n".join(lines) + "\n")
-    return len(lines) - 1
-
-
 def unpack_compact_annotations(compact_file, path_voc, set_name="test") -> Path:
     """Write the VOC layout (``Annotations/<id>.xml``, ``ImageSets/Main/<set>.txt`` and ``<class>_<set>.txt`` for
-    the 20 classes) of a file made by :func:`write_compact_annotations` into ``path_voc``; returns ``path_voc``.
+    the 20 classes) of a compact annotation file (a gzip'd tab-separated file, one object a line with the
+    ``COMPACT_COLUMNS``, VOC's 1-based inclusive pixels as in the XML) into ``path_voc``; returns ``path_voc``.
 
     Labels follow VOC: 1 when the image holds a non-difficult object of the class, 0 when it holds only difficult
     ones, -1 otherwise. Written to a temporary folder and renamed, so an interrupted unpack leaves nothing half
@@ -383,7 +372,6 @@ def unpack_compact_annotations(compact_file, path_voc, set_name="test") -> Path:
 
     def write(temporary):
         (temporary / "Annotations").mkdir()
-        (temporary / "ImageSets" / "Main").mkdir(parents=True)
         labels = {name: {} for name in VOC_CLASSES}
         for image_id, image in images.items():
             size = list(zip(("width", "height", "depth"), image["size"]))
@@ -395,11 +383,7 @@ def unpack_compact_annotations(compact_file, path_voc, set_name="test") -> Path:
             for name, *_, difficult in image["objects"]:
                 if name in labels:
                     labels[name][image_id] = max(labels[name].get(image_id, 0), 1 - int(difficult))
-        image_ids = sorted(images)
-        (temporary / "ImageSets" / "Main" / f"{set_name}.txt").write_text("".join(f"{i}\n" for i in image_ids))
-        for name, present in labels.items():
-            (temporary / "ImageSets" / "Main" / f"{name}_{set_name}.txt").write_text(
-                "".join(f"{i} {present.get(i, -1):2d}\n" for i in image_ids))
+        write_image_set(temporary, set_name, sorted(images), lambda image_id, name: labels[name].get(image_id, -1))
     write_folder(path_voc, write, Path("ImageSets") / "Main" / f"{set_name}.txt")
     return path_voc
 

@@ -36,8 +36,8 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from runs.errors import UserError
 from image_helper import resize
-from parse_xml_annotations import VOC_CLASSES, voc_xml
-from runs.runtime import OneLineParser, main_guard, write_atomically, write_folder
+from parse_xml_annotations import VOC_CLASSES, voc_xml, write_image_set
+from runs.runtime import OneLineParser, main_guard, write_folder
 
 DATABASE_NAME = "Synthetic VOC"
 DISTRACTOR_CLASSES = ("bird", "car", "boat")
@@ -418,11 +418,6 @@ def _class_label(objects: list[SceneObject], name: str) -> int:
     return -1 if not flags else 0 if all(flags) else 1
 
 
-def _write_text(path: Path, lines: list[str]) -> None:
-    """Write through a temporary file and rename, so a reader never sees half a list."""
-    write_atomically(path, lambda temporary: temporary.write_text("".join(f"{line}\n" for line in lines)))
-
-
 def generate_synthetic_voc(root, num_trainval: int = 200, num_test: int = 100, seed: int = 0,
                            min_size: int = 160, max_size: int = 320) -> Path:
     """Write a synthetic VOC dataset into ``root`` (created if needed; existing files are overwritten).
@@ -450,23 +445,15 @@ def generate_synthetic_voc(root, num_trainval: int = 200, num_test: int = 100, s
     total = num_trainval + num_test
     image_ids = [f"{number:06d}" for number in range(1, total + 1)]
     generators = [np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(total)]
-    labels = []     # each image's VOC label of every class
+    labels = {}     # image id -> its VOC label of every class
     for image_id, rng in zip(image_ids, generators):
         width, height = (int(value) for value in rng.integers(min_size, max_size + 1, 2))
         pixels, objects = draw_scene(rng, width, height)
         Image.fromarray(pixels, "RGB").save(folders["JPEGImages"] / f"{image_id}.jpg", "JPEG", quality=95)
         (folders["Annotations"] / f"{image_id}.xml").write_bytes(_annotation_xml(image_id, width, height, objects))
-        labels.append({name: _class_label(objects, name) for name in VOC_CLASSES})
-
-    main = folders["ImageSets/Main"]
-    splits = {"trainval": slice(0, num_trainval), "test": slice(num_trainval, total)}
-    for split, part in splits.items():
-        for name in VOC_CLASSES:
-            # VOC spacing: "%s %2d", i.e. "000005 -1" and "000005  1"
-            _write_text(main / f"{name}_{split}.txt",
-                        [f"{image_id} {classes[name]:2d}" for image_id, classes in zip(image_ids[part], labels[part])])
-    _write_text(main / "test.txt", image_ids[splits["test"]])
-    _write_text(main / "trainval.txt", image_ids[splits["trainval"]])
+        labels[image_id] = {name: _class_label(objects, name) for name in VOC_CLASSES}
+    for split, part in (("test", slice(num_trainval, total)), ("trainval", slice(0, num_trainval))):
+        write_image_set(root, split, image_ids[part], lambda image_id, name: labels[image_id][name])
     return root
 
 
