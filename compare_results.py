@@ -13,11 +13,12 @@ import os
 import sys
 from pathlib import Path
 
-from results_page import write_comparison_page
-from runs.class_results import format_class_table, load_combined, load_results, merge, plot_class_bars
+from metrics import mean_regions
+from results_page import METRICS, write_comparison_page
+from runs.class_results import format_class_table, load_combined, load_results, merge
 from runs.errors import UserError
 from runs.runtime import OneLineParser, main_guard
-from visualization import plot_precision_recall, plot_regions_histogram
+from visualization import plot_class_bars, plot_precision_recall, plot_regions_histogram
 
 def default_label(results):
     """'<model> <agent> s=<scale_subregion>', plus ' epoch <epoch>' when the results name an epoch."""
@@ -79,11 +80,9 @@ def compare(paths, labels=None, output='comparison.png', title=None):
         runs.append({'label': label, 'recall': results['recall'], 'precision': results['precision'],
                      'ap': results['ap']})
         counts_by_label[label] = regions
-        rows.append({'label': label, 'path': path, 'ap': float(results['ap']), 'ap_voc07': float(results['ap_voc07']),
-                     'max_recall': float(results['max_recall']),
-                     'mean_regions_per_found_object': sum(regions) / len(regions) if regions else None,
-                     'found_objects': len(regions), 'num_images': results.get('num_images'),
-                     'num_objects': results.get('num_objects')})
+        rows.append({'label': label, 'path': path, **{key: float(results[key]) for key in METRICS},
+                     'mean_regions_per_found_object': mean_regions(regions), 'found_objects': len(regions),
+                     'num_images': results.get('num_images'), 'num_objects': results.get('num_objects')})
     try:
         plot_precision_recall(runs, curves_path, title=title or 'Precision-recall')
         plot_regions_histogram(counts_by_label, regions_path, title=f'{title}: regions per found object' if title

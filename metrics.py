@@ -163,3 +163,8 @@ def regions_per_found_object(detections, true_positive):
     assert len(detections) == len(true_positive), (
         f'{len(detections)} detections but {len(true_positive)} true-positive flags')
     return [int(detection['step']) for detection, found in zip(detections, true_positive) if found]
+
+
+def mean_regions(regions):
+    """The mean of the counts :func:`regions_per_found_object` returns; None when no object was found."""
+    return sum(regions) / len(regions) if regions else None

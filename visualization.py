@@ -1,5 +1,5 @@
 """Figures: an agent's search over one image (a PNG, and an animated GIF), precision–recall curves, the
-regions-per-object histogram (the paper's Figure 8) and training curves.
+regions-per-object histogram (the paper's Figure 8), per-class AP bars and training curves.
 
 Every function writes one PNG (or another format matplotlib knows, chosen by the file's suffix) and returns its
 path; ``animate_search`` writes a GIF with Pillow. Figures are built on matplotlib's Agg canvas directly, without
@@ -33,9 +33,9 @@ ANIMATION_CAPTION = 34  # pixels of the caption strip under them
 ANIMATION_FRAME_MS = 800
 
 
-def _new_figure(width, height):
-    """A figure of ``width`` x ``height`` inches on an Agg canvas."""
-    figure = Figure(figsize=(width, height), dpi=DPI)
+def _new_figure(width, height, dpi=DPI):
+    """A figure of ``width`` x ``height`` inches on an Agg canvas (laid out at ``dpi``; None: matplotlib's default)."""
+    figure = Figure(figsize=(width, height), dpi=dpi)
     FigureCanvasAgg(figure)
     return figure
 
@@ -325,6 +325,28 @@ def plot_regions_histogram(counts_by_label, path, title='Regions analysed per fo
         axes.legend(fontsize=8)
     figure.tight_layout()
     return _save(figure, path)
+
+
+def plot_class_bars(combined_list, labels, path, title=None):
+    """Per-class AP of several combined results (``runs.class_results.combine``) side by side, one bar group per
+    class, the mAP in the legend; returns the path."""
+    from parse_xml_annotations import VOC_CLASSES
+    names = [name for name in VOC_CLASSES if any(row["class_object"] == name for combined in combined_list
+                                                for row in combined["classes"])]
+    width = 0.8 / len(combined_list)
+    figure = _new_figure(max(6, 0.6 * len(names) + 2), 4, dpi=None)
+    axes = figure.add_subplot(1, 1, 1)
+    for index, (combined, label) in enumerate(zip(combined_list, labels)):
+        ap = {row["class_object"]: row["ap"] for row in combined["classes"]}
+        axes.bar(np.arange(len(names)) + (index - (len(combined_list) - 1) / 2) * width,
+                 [ap.get(name, 0.0) for name in names], width, label=f"{label} (mAP {combined['map']:.3f})")
+    axes.set_xticks(np.arange(len(names)), names, rotation=60, ha="right")
+    axes.set(ylabel="AP", ylim=(0, 1))
+    axes.legend(fontsize=8)
+    if title:
+        axes.set_title(title)
+    figure.tight_layout()
+    return _save(figure, path, tight=False)
 
 
 def _as_number(value):

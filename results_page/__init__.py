@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from metrics import iou_many
+from metrics import iou_many, mean_regions
 from reinforcement import ACTION_NAMES, ACTION_SHORT_NAMES
 from runs.errors import UserError
 from runs.runtime import json_ready, write_atomically
@@ -167,7 +167,7 @@ def metrics_of(results):
     regions = results.get("regions_per_found_object") or []
     return {**{key: results.get(key) for key in METRICS}, "found_objects": len(regions),
             "num_objects": results.get("num_objects"), "num_images": results.get("num_images"),
-            "mean_regions_per_found_object": sum(regions) / len(regions) if regions else None}
+            "mean_regions_per_found_object": mean_regions(regions)}
 
 
 def run_title(results):

@@ -1,6 +1,6 @@
 """The per-class results table, in one place for the testing scripts (classes_run) and compare_results: read a
 results.json (checked), combine single-class results into one row per class and their means (the VOC devkit's
-table), merge separate jobs' files, print the table and draw the per-class AP bars.
+table), merge separate jobs' files and print the table (``visualization.plot_class_bars`` draws it).
 
 A single-class results.json is what one testing run writes; a combined one adds ``classes`` (one row per class),
 ``absent_classes`` and the means ``map``, ``mean_ap_voc07`` and ``mean_max_recall``.
@@ -9,8 +9,9 @@ import json
 import math
 from pathlib import Path
 
+from metrics import mean_regions
 from runs.errors import UserError
-from runs.runtime import write_atomically, write_json
+from runs.runtime import write_json
 
 REQUIRED_KEYS = ['model', 'agent', 'scale_subregion', 'precision', 'recall', 'ap', 'ap_voc07', 'max_recall',
                  'regions_per_found_object']
@@ -144,10 +145,9 @@ COMBINED_KEYS = ['model', 'agent', 'scale_subregion', 'classes', 'absent_classes
 
 
 def class_row(results):
-    regions = results["regions_per_found_object"]
-    return {"class_object": results["class_object"], "ap": results["ap"], "ap_voc07": results["ap_voc07"],
-            "max_recall": results["max_recall"],
-            "mean_regions_per_found_object": sum(regions) / len(regions) if regions else None,
+    """A class's row of the table: its AP, AP-07, max recall, mean regions per found object and counts."""
+    return {"class_object": results["class_object"], **{key: results[key] for key in ("ap", "ap_voc07", "max_recall")},
+            "mean_regions_per_found_object": mean_regions(results["regions_per_found_object"]),
             "num_images": results["num_images"], "num_objects": results["num_objects"]}
 
 
@@ -213,29 +213,3 @@ def merge(paths, output):
     except OSError as error:
         raise UserError(f"{output}: cannot write the merged results ({error.strerror or error})") from None
     return combined
-
-
-def plot_class_bars(combined_list, labels, output, title=None):
-    """Per-class AP of several combined results side by side (one bar group per class, the mAP in the legend)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-    from parse_xml_annotations import VOC_CLASSES
-    names = [name for name in VOC_CLASSES if any(row["class_object"] == name for combined in combined_list
-                                                for row in combined["classes"])]
-    width = 0.8 / len(combined_list)
-    figure, axes = plt.subplots(figsize=(max(6, 0.6 * len(names) + 2), 4))
-    for index, (combined, label) in enumerate(zip(combined_list, labels)):
-        ap = {row["class_object"]: row["ap"] for row in combined["classes"]}
-        axes.bar(np.arange(len(names)) + (index - (len(combined_list) - 1) / 2) * width,
-                 [ap.get(name, 0.0) for name in names], width, label=f"{label} (mAP {combined['map']:.3f})")
-    axes.set_xticks(np.arange(len(names)), names, rotation=60, ha="right")
-    axes.set(ylabel="AP", ylim=(0, 1))
-    axes.legend(fontsize=8)
-    if title:
-        axes.set_title(title)
-    figure.tight_layout()
-    write_atomically(Path(output), lambda temporary: figure.savefig(temporary, dpi=120,
-                                                                     format=Path(output).suffix[1:] or "png"))
-    plt.close(figure)
