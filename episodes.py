@@ -26,8 +26,8 @@ def make_states(describer, environments):
 
 def train(settings, make_features, model_label):
     """The training run (docs/method.md §6): data → models → epochs of images, searches, steps and Q-learning
-    updates, each epoch saved. What surrounds the method — checks, the lock, resume, saving, signals, validation,
-    drawings — is the run's service (``runs.training_run.TrainingRun``), one call each."""
+    updates, each epoch saved. What surrounds the method — checks, the lock, resume, saving, signals, drawings —
+    is the run's service (``runs.training_run.TrainingRun``), one call each."""
     from refinement import WindowSample
     from reinforcement import ReplayMemory, build_q_network, epsilon_for_epoch, state_size
     from runs.training_run import TrainingRun, make_learner
@@ -53,10 +53,7 @@ def train(settings, make_features, model_label):
                 if sample is not None:
                     sample.add_search_steps(steps, memory, env.boxes)
                 run.draw(epoch, record, image, steps)
-            # validation_images: the greedy agent on the held-out images, then the epoch saved and its log line
-            validation = validate(run.validation, run.class_name, settings, features, learner, run.report) \
-                if run.validation else None
-            run.end_epoch(epoch, epsilon, features, learner, memory, sample, validation)
+            run.end_epoch(epoch, epsilon, features, learner, memory, sample)     # saved, with its log line
 
 
 def train_search(env, describer, learner, memory, rng, epsilon, number_of_steps, stats):
@@ -235,8 +232,8 @@ def make_environment(record, class_name, scale, image=None):
 
 def search_records(records, name, agent, features, settings, report, only_first_object, needs_pixels=True,
                    visit=None, refiner=None):
-    """The searches of ``agent`` on annotated ``records`` (testing, and validation during training), in lockstep
-    over chunks of 16 images; an unreadable image, or one of more than ``settings.max_pixels`` pixels, is left out.
+    """The searches of ``agent`` on annotated ``records`` (testing), in lockstep over chunks of 16 images; an
+    unreadable image, or one of more than ``settings.max_pixels`` pixels, is left out.
     Returns ``(detections, ground_truth, trajectories)`` for :func:`metrics.precision_recall`: every analysed region
     is a detection (the paper's protocol), with its search, step and whether it was triggered. ``visit(record,
     image, trajectory)`` is called after each image. With a ``refiner`` (the ``refine`` option) a detection's
@@ -263,12 +260,3 @@ def search_records(records, name, agent, features, settings, report, only_first_
             print(f"  {min(start + chunk, len(records))}/{len(records)} images", flush=True)
     return detections, ground_truth, trajectories
 
-
-def validate(records, name, settings, features, learner, report):
-    """The greedy agent on the held-out images with the paper's test protocol (every visited region a detection,
-    ``number_of_steps`` regions per image, all objects): (AP, max recall)."""
-    from metrics import precision_recall
-    detections, ground_truth, _ = search_records(records, name, TrainedAgent(learner), features, settings, report,
-                                                 only_first_object=False)
-    curve = precision_recall(detections, ground_truth)
-    return curve["ap"], curve["max_recall"]

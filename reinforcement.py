@@ -359,24 +359,17 @@ class ReplayMemory:
 # ---------------------------------------------------------------------------------------------------------------
 # Q-learning
 
-def regression_values(q_states, q_next_states, actions, rewards, terminals, gamma, q_next_online=None,
-                      trigger_values=None):
+def regression_values(q_states, q_next_states, actions, rewards, terminals, gamma, trigger_values=None):
     """What Q(s) is regressed to: ``y = Q(s)`` with ``y[a] = r`` if terminal else ``r + γ·V(s′)``.
 
-    ``V(s′) = max Q(s′)`` over ``q_next_states`` (the paper's). Double DQN (an option): ``q_next_online`` is the
-    online network's Q(s′), which picks ``a′ = argmax``, and ``q_next_states`` (the target network's) values it.
+    ``V(s′) = max Q(s′)`` over ``q_next_states`` (the paper's).
     ``trigger_values`` (the ``trigger_targets`` option): ``y[trigger]`` is the reward a trigger would get in s,
     whatever the action taken (where the trigger was taken that is its value anyway: the trigger ends the search
     with that reward). Works on NumPy arrays and on tensors alike (keras.ops), so the compiled update and the
     tests share it.
     """
     from keras import ops
-    if q_next_online is None:
-        next_values = ops.max(q_next_states, axis=1)
-    else:
-        picked = ops.one_hot(ops.argmax(q_next_online, axis=1), NUM_ACTIONS, dtype=q_next_states.dtype)
-        next_values = ops.sum(q_next_states * picked, axis=1)
-    bootstrap = rewards + gamma * (1.0 - terminals) * next_values
+    bootstrap = rewards + gamma * (1.0 - terminals) * ops.max(q_next_states, axis=1)
     chosen = ops.one_hot(actions, NUM_ACTIONS, dtype=q_states.dtype)
     values = q_states * (1.0 - chosen) + chosen * ops.expand_dims(bootstrap, 1)
     if trigger_values is None:
@@ -409,50 +402,34 @@ class NonFiniteLoss(ArithmeticError):
         self.loss, self.update = loss, update
 
 
-LOSSES = ("mse", "huber")
-
-
 class QLearner:
     """One gradient step on a replay :class:`Minibatch` (:meth:`_update_graph`): Q(s) and Q(s′) in inference mode
     give the regression values (constants), then one MSE step with Adam in training mode, for any Q-network.
     ``batch_size``: the minibatch it learns from.
 
-    Learning options, all off by default (the paper's method; docs/method.md §9):
-    ``target_update`` N > 0: a target network, a copy of the Q-network taken every N updates, values s′;
-    ``double_dqn``: the online network picks a′ and the target network values it (needs ``target_update``);
-    ``loss`` "huber": Huber loss (δ = 1) instead of MSE; ``trigger_targets``: every sampled state's trigger
-    output is also regressed to the reward a trigger would get there (the transitions carry
-    :data:`TRIGGER_VALUE`); ``expert_margin`` m > 0: DQfD's large-margin loss (:func:`margin_loss`) towards the
-    upper-bound agent's action in each sampled state is added to the loss (they carry :data:`EXPERT_ACTION`).
+    Learning options, all off by default (the paper's method; docs/method.md §9): ``trigger_targets``: every
+    sampled state's trigger output is also regressed to the reward a trigger would get there (the transitions
+    carry :data:`TRIGGER_VALUE`); ``expert_margin`` m > 0: DQfD's large-margin loss (:func:`margin_loss`) towards
+    the upper-bound agent's action in each sampled state is added to the loss (they carry :data:`EXPERT_ACTION`).
     """
 
-    def __init__(self, model, gamma=0.9, learning_rate=1e-6, batch_size=100, target_update=0, double_dqn=False,
-                 loss="mse", trigger_targets=False, expert_margin=0.0):
+    def __init__(self, model, gamma=0.9, learning_rate=1e-6, batch_size=100, trigger_targets=False,
+                 expert_margin=0.0):
         import keras
         import tensorflow as tf
-        if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
-        if double_dqn and not target_update:
-            raise ValueError("double_dqn needs a target network (target_update > 0)")
         if expert_margin < 0:
             raise ValueError(f"expert_margin cannot be negative, got {expert_margin}")
-        self.model, self.gamma, self.batch_size, self.loss = model, float(gamma), int(batch_size), loss
-        self.target_update, self.double_dqn = int(target_update), bool(double_dqn)
+        self.model, self.gamma, self.batch_size = model, float(gamma), int(batch_size)
         self.trigger_targets, self.expert_margin = bool(trigger_targets), float(expert_margin)
         self.carries = (TRIGGER_VALUE,) * self.trigger_targets + (EXPERT_ACTION,) * (self.expert_margin > 0)
         self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
         self.optimizer.build(model.trainable_variables)
-        self.target_model = keras.models.clone_model(model) if self.target_update > 0 else None
-        if self.target_model is not None:
-            self.target_model.set_weights(model.get_weights())
         self._update = tf.function(self._update_graph, jit_compile=True, reduce_retracing=True)  # XLA: ~1.5x faster
 
     @property
     def options(self):
         """The learning options in use (empty: the paper's update)."""
-        options = {"target_update": self.target_update, "double_dqn": int(self.double_dqn),
-                   "loss": "" if self.loss == "mse" else self.loss, "trigger_targets": int(self.trigger_targets),
-                   "expert_margin": self.expert_margin}
+        options = {"trigger_targets": int(self.trigger_targets), "expert_margin": self.expert_margin}
         return {name: value for name, value in options.items() if value}
 
     def act(self, state, carried):
@@ -466,18 +443,12 @@ class QLearner:
         then the loss of Q(s) in training mode (dropout) against them, and one Adam step."""
         import tensorflow as tf
         q_states = self.model(states, training=False)
-        q_next = (self.model if self.target_model is None else self.target_model)(next_states, training=False)
-        q_next_online = self.model(next_states, training=False) if self.double_dqn else None
+        q_next = self.model(next_states, training=False)
         values = tf.stop_gradient(regression_values(q_states, q_next, actions, rewards, terminals, self.gamma,
-                                                    q_next_online, trigger_values))
+                                                    trigger_values))
         with tf.GradientTape() as tape:
             q_training = self.model(states, training=True)
-            error = values - q_training
-            if self.loss == "huber":
-                absolute = tf.abs(error)
-                loss = tf.reduce_mean(tf.where(absolute <= 1.0, 0.5 * tf.square(error), absolute - 0.5))
-            else:
-                loss = tf.reduce_mean(tf.square(error))
+            loss = tf.reduce_mean(tf.square(values - q_training))
             loss += self._added_loss(q_training, expert_actions)
         variables = self.model.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
@@ -486,12 +457,6 @@ class QLearner:
     def _added_loss(self, q_states, expert_actions):
         """What the options add to Q-learning's loss: ``expert_margin``'s margin loss (0.0 without it)."""
         return 0.0 if expert_actions is None else margin_loss(q_states, expert_actions, self.expert_margin)
-
-    def sync_target(self):
-        """Copy the Q-network into the target network when the update count is a multiple of the period."""
-        if self.target_model is not None and int(self.optimizer.iterations.numpy()) % self.target_update == 0:
-            for target, online in zip(self.target_model.weights, self.model.weights):
-                target.assign(online)
 
     def _carried(self, batch):
         """The minibatch's arrays of this learner's fields, or a ValueError naming what is missing."""
@@ -509,7 +474,6 @@ class QLearner:
     def update(self, batch):
         """One gradient step on a :class:`Minibatch`; returns the loss as a float."""
         carried = self._carried(batch)         # (trigger_values, expert_actions), or a ValueError before any change
-        self.sync_target()
         return float(self._update(batch.states, batch.actions.astype(np.int32), batch.rewards.astype(np.float32),
                                   batch.next_states, batch.terminals.astype(np.float32), *carried))
 

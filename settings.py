@@ -154,10 +154,12 @@ def testing_flags(parser):
 
 
 def parse_epochs(text):
-    """``-1`` or ``4`` → an int; ``0,4,9`` → a list; ``all`` → every saved epoch (resolved in ``test``); ``best``
-    → the epoch with the best validation AP (training with ``validation_images``)."""
+    """``-1`` or ``4`` → an int; ``0,4,9`` → a list; ``all`` → every saved epoch (resolved in ``test``). ``best``
+    (the best validation AP) went with ``validation_images``: a UserError saying so."""
     text = str(text).strip()
-    if text in ("all", "best"):
+    if text == "best":
+        raise UserError(f"--epoch best: {removed_message('validation_images')}")
+    if text == "all":
         return text
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
@@ -319,13 +321,12 @@ RULES = {
     "learning_rate": number("a number ≥ 0 (0: frozen)", lambda value: value >= 0),
     "seed": Rule("a whole number from 0 to 4294967295", lambda value: is_whole_number(value, 0) and value < 2 ** 32),
     "save_replay_memory": SWITCH, "checkpoint_every": whole(1), "cache_mb": whole(0), "map_cache_mb": whole(0),
-    "target_update": whole(0), "double_dqn": SWITCH, "loss": one_of("mse", "huber"), "trigger_targets": SWITCH,
-    "expert_margin": number("a number ≥ 0", lambda value: value >= 0), "oracle": SWITCH,
-    "validation_images": whole(0), "only_first_object": SWITCH, "agent": one_of("trained", "random", "upper_bound"),
+    "trigger_targets": SWITCH, "expert_margin": number("a number ≥ 0", lambda value: value >= 0), "oracle": SWITCH,
+    "only_first_object": SWITCH, "agent": one_of("trained", "random", "upper_bound"),
     "detections": one_of("visited", "triggered"), "duplicates": one_of("keep", "demote"), "draw_images": whole(0),
     "refine": SWITCH, "class_object": Rule("a VOC id 1-20 or class name, all, or a comma list", lambda value: True),
-    "epoch": Rule("-1 (the latest), an epoch ≥ 0, a comma list of them, all or best",
-                  lambda value: value in (-1, "all", "best") or all(is_whole_number(epoch, 0) for epoch in (
+    "epoch": Rule("-1 (the latest), an epoch ≥ 0, a comma list of them or all",
+                  lambda value: value in (-1, "all") or all(is_whole_number(epoch, 0) for epoch in (
                       value if isinstance(value, list) and value else [value]))),
 }
 
@@ -362,26 +363,26 @@ def check_settings(settings):
     if hasattr(settings, "batch_size") and settings.batch_size > settings.buffer_experience_replay:
         raise UserError(f"batch_size {settings.batch_size} is larger than the replay memory "
                         f"(buffer_experience_replay {settings.buffer_experience_replay}): a minibatch is drawn from it")
-    if getattr(settings, "double_dqn", 0) and not settings.target_update:
-        raise UserError("double_dqn 1 needs a target network: give target_update N (e.g. 100: copy the Q-network "
-                        "every 100 updates)")
-    if getattr(settings, "oracle", 0) and (settings.target_update or settings.loss != "mse"
-                                           or settings.trigger_targets or settings.expert_margin):
+    if getattr(settings, "oracle", 0) and (settings.trigger_targets or settings.expert_margin):
         raise UserError("oracle 1 regresses Q to the upper bound's values with the squared error: it takes no "
-                        "target_update, double_dqn, loss huber, trigger_targets or expert_margin")
+                        "trigger_targets or expert_margin")
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # options that measurements showed did not help: removed, their figures kept in docs/learning.md
 
-REMOVED_AT = "08670f3"
 REMOVED_OPTIONS = {"flip": 0, "update_every": 1, "images_per_epoch": 0, "guided_exploration": 0, "standardize": 0,
-                   "weight_decay": 0.0, "trigger_bias": 0.0}      # each with the value that meant "off"
+                   "weight_decay": 0.0, "trigger_bias": 0.0, "target_update": 0, "double_dqn": 0, "loss": "mse",
+                   "validation_images": 0}      # each with the value that meant "off"
+# the last commit that had each
+REMOVED_AT = {**dict.fromkeys(("flip", "update_every", "images_per_epoch", "guided_exploration", "standardize",
+                               "weight_decay", "trigger_bias"), "08670f3"),
+              **dict.fromkeys(("target_update", "double_dqn", "loss", "validation_images"), "92bc4d5")}
 
 
 def removed_message(name):
     return (f"{name} was removed: measured, it did not help (docs/learning.md#removed-options keeps its figures and "
-            f"command; the last commit with it is {REMOVED_AT})")
+            f"command; the last commit with it is {REMOVED_AT[name]})")
 
 
 def check_removed(argv):

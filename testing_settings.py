@@ -10,8 +10,7 @@ only_first_object = 0                   # 1: one search per image, as the paper'
                                         # after each trigger, until number_of_steps
 agent = "trained"                       # trained | random (the lower baseline) | upper_bound (guided by the
                                         # annotations)
-epoch = -1                              # checkpoint epoch, -1: the latest; a list 0,4,9 or all compares epochs;
-                                        # best: the best validation AP (training with validation_images)
+epoch = -1                              # checkpoint epoch, -1: the latest; a list 0,4,9 or all compares epochs
 refine = 0                              # 1: report each analysed window as the box the refinement head fits to
                                         # it (beyond the paper; needs a training with refine 1); the search is
                                         # unchanged

@@ -31,17 +31,11 @@ seed = 0                                # one seed for Python, NumPy and Keras: 
 save_replay_memory = 1                  # 1: keep the replay memory in the resume state (an exact -n resume)
 checkpoint_every = 1                    # keep the weights of every k-th epoch and the last (each about 107 MB)
 # learning options, off by default (0: the paper's method); docs/method.md §9 says what each does
-target_update = 0                       # N > 0: a target network, copied from the Q-network every N updates
-double_dqn = 0                          # 1: double DQN, the online network picks a′ and the target network values
-                                        # it (needs target_update)
-loss = "mse"                            # mse (the paper's) | huber
 trigger_targets = 0                     # 1: every update also regresses the trigger's Q-value to the reward a
                                         # trigger would get in the sampled state (±3 by its IoU)
 expert_margin = 0.0                     # m > 0: DQfD's large-margin loss towards the upper-bound agent's action
                                         # in each sampled state, added to Q-learning's (0.8: DQfD's)
 oracle = 0                              # 1: a diagnostic, not Q-learning: act like the upper bound and regress Q
                                         # to its values (the ceiling of network and features; docs/learning.md)
-validation_images = 0                   # N > 0: hold out the last N training images and test the greedy agent
-                                        # on them after every epoch; testing with --epoch best uses the best epoch
 refine = 0                              # 1: also train the box-refinement head (beyond the paper: refinement.py) on
                                         # the windows the searches visit; the agent is trained as without it

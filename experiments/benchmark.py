@@ -37,8 +37,7 @@ figure is measured in this run, the baseline and the project side by side on the
   learner's update (``QLearner`` with the option, or the ``OracleLearner``'s regression step) minus the paper's
   ``QLearner.update``, alternating on the same minibatches, plus one computation of each field its transitions
   carry (``learner.carries``: ``trigger_values``, ``expert_actions``, ``upper_bound_values``), which the training
-  search makes on every step. ``validation_images`` is not a per-step cost (validation tests after each epoch) and
-  is not timed.
+  search makes on every step.
 - ``option_refine_step_cost`` (no target): what the ``refine`` option (docs/method.md §9) adds to a training step
   over the seconds of the project's training step: keeping a step's window in the window sample, plus the head's
   fit on a full sample (:data:`refinement.SAMPLE_SIZE` windows) once per epoch, shared by the steps of one of the
@@ -406,8 +405,7 @@ def time_updates(settings, start, batches):
 
 # the learning options whose learner differs from the paper's (docs/method.md §9), as learner_from takes them
 OPTION_LEARNERS = {"trigger_targets": dict(trigger_targets=True), "expert_margin": dict(expert_margin=0.8),
-                   "target_update": dict(target_update=100), "double_dqn": dict(target_update=100, double_dqn=True),
-                   "huber": dict(loss="huber"), "oracle": dict(oracle=True)}
+                   "oracle": dict(oracle=True)}
 
 
 def option_batch(learner, batch, rng):

@@ -24,7 +24,8 @@ seeds with the min–max spread shaded); with several variants also
 ``--set name=value`` (repeatable) passes a training setting through (``--set learning_rate=1e-5``); settings that
 also describe a region at test time (``path_vgg``, ``vgg_precision``, ``class_object``, ``scale_subregion``) go
 to the tests too. ``--variant`` (repeatable) compares settings side by side in one run, each over the same seeds
-(``--variant demo --variant loss=huber --variant target_update=100,double_dqn=1``); ``demo`` is no change.
+(``--variant demo --variant trigger_targets=0 --variant expert_margin=0.8,learning_rate=1e-5``); ``demo`` is no
+change.
 ``--test_set name=value`` (repeatable) passes a testing setting to the trained agent's tests (``--test_set
 only_first_object=1``), and ``--models_from OUTPUT`` trains nothing and tests the checkpoints an earlier run left in
 ``OUTPUT/models`` (same models, variants and seeds): a test-time setting measured on agents already trained. A
@@ -141,7 +142,8 @@ def parse_arguments(argv):
 
 
 def variant_settings(variant):
-    """``loss=huber,target_update=100`` → ``["loss=huber", "target_update=100"]``; ``demo`` → ``[]``."""
+    """``expert_margin=0.8,learning_rate=1e-5`` → ``["expert_margin=0.8", "learning_rate=1e-5"]``; ``demo`` →
+    ``[]``."""
     return [] if variant == "demo" else [part.strip() for part in variant.split(",") if part.strip()]
 
 
@@ -197,23 +199,11 @@ def testing_settings(arguments, module, training, split, agent, epoch, folder):
     settings = configure(script_settings(vars(module)), argv, module.__doc__, testing_flags)
     apply_demo_budgets(arguments, settings, module.DEMO)
     settings.path_voc_test = training.path_voc
-    limits = [arguments.max_test_images] + ([trained_images(training)] if split == "train" else [])
+    limits = [arguments.max_test_images] + ([training.max_images] if split == "train" else [])
     limits = [limit for limit in limits if limit is not None]
     settings.max_images = min(limits) if limits else None
     settings.image_set = "test" if split == "test" else "trainval"
     return settings
-
-
-def trained_images(training):
-    """How many of the first trainval images of the class the run trained on: ``max_images`` less the last
-    ``validation_images``, which were held out (testing them as training images would mix the two)."""
-    held_out = training.validation_images
-    if not held_out:
-        return training.max_images
-    from parse_xml_annotations import class_name, load_records
-    records = load_records([training.path_voc], class_name(training.class_object), "trainval",
-                           max_images=training.max_images, skipped=[])      # as training reads them
-    return len(records) - held_out
 
 
 def test_quietly(settings, make_features, model):
@@ -276,13 +266,9 @@ def run_model(arguments, model, output, rows, baselines, after_run):
 def drop_untested_checkpoints(path_model, class_idx, test_every):
     """``--keep_checkpoints tested``: the weights of the epochs that were not tested and the resume state go (a run
     that is over is not resumed); the tested epochs' weights, the latest weights and the log stay."""
-    from runs.run_folder import best_epoch, checkpoint_path, existing_epochs, log_path, read_log, resume_epochs, \
-        resume_state_path
+    from runs.run_folder import checkpoint_path, existing_epochs, resume_epochs, resume_state_path
     epochs = existing_epochs(path_model, class_idx)
     kept = set(tested_epochs(epochs, test_every))
-    picked = best_epoch(read_log(log_path(path_model, class_idx)))     # with validation_images: tested too
-    if picked is not None:
-        kept.add(picked)
     freed = 0
     paths = [checkpoint_path(path_model, class_idx, epoch) for epoch in epochs if epoch not in kept]
     paths += [resume_state_path(path_model, class_idx, epoch) for epoch in resume_epochs(path_model, class_idx)]
@@ -295,7 +281,7 @@ def drop_untested_checkpoints(path_model, class_idx, test_every):
 
 def run_tests(arguments, model, variant, seed, training, testing_module, output, rows, baselines, features_for):
     """The baselines (once per seed) and every tested epoch's checkpoint on each split."""
-    from runs.run_folder import best_epoch, existing_epochs, log_path, read_log
+    from runs.run_folder import existing_epochs, log_path, read_log
     class_idx = class_index(training)
     log = {row["epoch"]: row for row in read_log(log_path(training.path_model, class_idx))}
     cumulative, steps, seconds_by_epoch, steps_by_epoch = 0.0, 0, {}, {}
@@ -314,9 +300,7 @@ def run_tests(arguments, model, variant, seed, training, testing_module, output,
             baselines.append({"model": model, "seed": seed, "split": split, "agent": agent,
                               **test_quietly(settings, None, model)})
     started = time.perf_counter()
-    picked = best_epoch(log.values())       # with validation_images: the epoch that validation picks is tested too
-    epochs = tested_epochs(existing_epochs(training.path_model, class_idx), arguments.test_every)
-    for epoch in sorted(set(epochs) | ({picked} if picked is not None else set())):
+    for epoch in tested_epochs(existing_epochs(training.path_model, class_idx), arguments.test_every):
         tested = {}
         for split in arguments.splits:
             folder = output / "tests" / model / variant_folder(variant) / f"seed{seed}" / f"epoch_{epoch}" / split
@@ -326,8 +310,6 @@ def run_tests(arguments, model, variant, seed, training, testing_module, output,
             rows.append({"model": model, "variant": variant, "seed": seed, "epoch": epoch, "split": split,
                          **metrics, "hit_rate": entry.get("hit_rate"), "mean_reward": entry.get("mean_reward"),
                          "mean_loss": entry.get("mean_loss"), "epsilon": entry.get("epsilon"),
-                         "validation_ap": entry.get("validation_ap"),
-                         "validation_picked": None if picked is None else epoch == picked,
                          "training_seconds": round(seconds_by_epoch.get(epoch, float("nan")), 2),
                          "training_steps": steps_by_epoch.get(epoch)})
             tested[split] = rows[-1]
@@ -350,7 +332,7 @@ def variant_of(row):
 
 def summarise(rows, baselines):
     """Per model, variant and split: the last tested epoch's and the best epoch's AP and max recall, over seeds;
-    with ``validation_images``, those at the epoch validation picked (``validation_picked_*``); the baselines."""
+    the baselines."""
     summary = {}
     for model in sorted({row["model"] for row in rows}):
         variants = list(dict.fromkeys(variant_of(row) for row in rows if row["model"] == model))
@@ -372,12 +354,6 @@ def summarise(rows, baselines):
                         entry[f"{agent}_{metric}"] = spread([b[metric] for b in baselines if b["model"] == model
                                                              and b["split"] == split and b["agent"] == agent
                                                              and b["seed"] in seeds])
-                picked = [row for row in mine if row.get("validation_picked")]
-                if picked:          # validation_images: the test metrics at the epoch validation picked, per seed
-                    for metric in ("ap", "max_recall"):
-                        entry[f"validation_picked_{metric}"] = spread([row[metric] for row in picked])
-                    picked.sort(key=lambda row: row["seed"])
-                    entry["validation_picked_epochs"] = [row["epoch"] for row in picked]
                 entry["final_epoch"] = last
                 summary[f"{model}/{variant}/{split}"] = entry
     return summary
@@ -395,12 +371,6 @@ def format_summary(summary):
                      f"{cell(entry['best_max_recall'])} | "
                      f"{entry['random_ap']['mean']:.3f} / {entry['random_max_recall']['mean']:.3f} | "
                      f"{entry['upper_bound_ap']['mean']:.3f} / {entry['upper_bound_max_recall']['mean']:.3f} |")
-    for key, entry in summary.items():
-        if "validation_picked_ap" in entry:
-            epochs = ", ".join(map(str, entry["validation_picked_epochs"]))
-            lines.append(f"{key}: at the epochs validation picked ({epochs}): "
-                         f"AP {cell(entry['validation_picked_ap'])}, "
-                         f"max recall {cell(entry['validation_picked_max_recall'])}")
     return "\n".join(lines)
 
 

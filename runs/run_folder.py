@@ -1,8 +1,7 @@
 """What a training run leaves in ``path_model``, named, found and read in one place: the weights of each epoch and
 the latest (``model<k>_epoch_<E>.weights.h5``, ``model<k>.weights.h5``), the resume state of the latest epoch
-(``resume_model<k>_epoch_<E>.h5``), the training log (``training_log_model<k>.csv``), the settings that made its
-descriptors (``features_model<k>.json``) and, with ``validation_images``, the weights of the best epoch
-(``model<k>_best.weights.h5``); ``k`` is the class index.
+(``resume_model<k>_epoch_<E>.h5``), the training log (``training_log_model<k>.csv``) and the settings that made its
+descriptors (``features_model<k>.json``); ``k`` is the class index.
 
 Every file is read through checks: an unreadable, truncated, empty or incomplete file raises :class:`DamagedFile`
 (a UserError: one line naming the file and what is wrong with it), and the callers add the way on
@@ -48,7 +47,7 @@ def checkpoint_path(path_model, class_idx, epoch=None):
 
 
 def resume_state_path(path_model, class_idx, epoch):
-    """Epoch, ε, optimiser, target network, replay memory, random generators and settings at the end of ``epoch``."""
+    """Epoch, ε, optimiser, replay memory, random generators and settings at the end of ``epoch``."""
     return Path(path_model) / f"resume_model{class_idx}_epoch_{epoch}.h5"
 
 
@@ -66,11 +65,6 @@ def saving_path(path_model, class_idx):
     """There only while an epoch's files are renamed into place (:func:`write_together`'s marker), holding the
     epoch: left behind, it says that a kill or a power cut stopped the save, and the latest files disagree."""
     return Path(path_model) / f"saving_model{class_idx}"
-
-
-def best_path(path_model, class_idx):
-    """The weights of the epoch with the best validation AP (``validation_images``; testing ``--epoch best``)."""
-    return Path(path_model) / f"model{class_idx}_best{WEIGHTS_SUFFIX}"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -158,7 +152,7 @@ NAMED_ARRAYS = {"replay_memory": ("replay memory", REPLAY_MEMORY_ARRAYS, OPTIONA
 
 
 def write_resume_state(path, state):
-    """Write ``state`` (the keys :func:`read_resume_state` returns; ``target_network`` and ``replay_memory`` may be
+    """Write ``state`` (the keys :func:`read_resume_state` returns; ``replay_memory`` and ``refine_sample`` may be
     None) to the HDF5 file ``path``."""
     import h5py
     with h5py.File(path, "w") as handle:
@@ -168,7 +162,7 @@ def write_resume_state(path, state):
         for index, (array, variable_path) in enumerate(zip(state["optimizer"], state["optimizer_paths"])):
             optimizer[str(index)] = array
             optimizer[str(index)].attrs["path"] = variable_path
-        for group in ("target_network", "seed_generators", *NAMED_ARRAYS):     # lists of arrays, then named ones
+        for group in ("seed_generators", *NAMED_ARRAYS):     # a list of arrays, then named ones
             if state.get(group) is not None:
                 arrays = handle.create_group(group)
                 for name, array in (state[group].items() if group in NAMED_ARRAYS else enumerate(state[group])):
@@ -177,9 +171,10 @@ def write_resume_state(path, state):
 
 def read_resume_state(path, epoch):
     """The resume state of ``epoch`` in memory: ``epoch``, ``epsilon``, ``numpy_rng`` and ``settings`` (dicts),
-    ``optimizer`` and ``optimizer_paths``, ``target_network`` (None when not saved), ``seed_generators`` (lists of
-    arrays in variable order) and ``replay_memory`` (None when not saved). Everything is read before anything is
-    used, so a damaged file raises :class:`DamagedFile` and changes nothing."""
+    ``optimizer`` and ``optimizer_paths``, ``seed_generators`` (lists of arrays in variable order) and
+    ``replay_memory`` (None when not saved); the ``target_network`` of a state written before target_update was
+    removed is not read (its settings say target_update: ``settings.check_removed_in``). Everything is read before
+    anything is used, so a damaged file raises :class:`DamagedFile` and changes nothing."""
     import h5py
 
     def arrays(handle, group):
@@ -199,7 +194,6 @@ def read_resume_state(path, epoch):
             state.update(optimizer=arrays(handle, "optimizer"),
                          optimizer_paths=[str(handle[f"optimizer/{index}"].attrs.get("path", ""))
                                           for index in range(len(handle["optimizer"]))],
-                         target_network=arrays(handle, "target_network"),
                          seed_generators=arrays(handle, "seed_generators"))
             for group, (what, required, optional) in NAMED_ARRAYS.items():
                 stored = handle.get(group)
@@ -247,12 +241,12 @@ def read_attribute(path, attributes, name):
 LOG_FIELDS = ("epoch", "epsilon", "images", "searches", "steps", "mean_reward", "triggers", "correct_triggers",
               "hit_rate", "mean_trigger_iou", "updates", "mean_loss", "vgg_forwards", "cache_hits", "steps_per_s",
               "seconds")
-VALIDATION_FIELDS = ("validation_ap", "validation_max_recall")
 
 
 def write_log(path, rows):
     """The log rows as CSV in ``path`` (the caller writes it to a temporary name: :func:`write_together`)."""
-    fields = LOG_FIELDS + (VALIDATION_FIELDS if any("validation_ap" in row for row in rows) else ())
+    # a log of a run before validation_images was removed keeps its columns (read_log reads any header)
+    fields = LOG_FIELDS + tuple(dict.fromkeys(key for row in rows for key in row if key not in LOG_FIELDS))
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
@@ -370,13 +364,6 @@ def read_log(path):
         except ValueError as error:
             raise DamagedFile(path, f"line {number} is damaged ({error})") from None
     return rows
-
-
-def best_epoch(log_rows):
-    """The epoch whose validation AP is the highest (the later one on ties, as training keeps it), or None."""
-    rows = [row for row in log_rows if row.get("validation_ap") is not None]
-    best = max((row["validation_ap"] for row in rows), default=None)
-    return max(row["epoch"] for row in rows if row["validation_ap"] == best) if rows else None
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -16,9 +16,8 @@ from runs.errors import UserError
 from parse_xml_annotations import (VOC2007_TEST_FOLDER, class_ids, class_name, ensure_voc2007_test_annotations,
                                    load_records, several_classes)
 from results_page import PAGE_NAME, write_run_page
-from runs.run_folder import (DamagedFile, best_epoch, best_path, check_trained_features, check_weights,
-                             checkpoint_path, existing_epochs, interrupted_save, log_path, missing_checkpoint, read_log,
-                             test_options, training_holder)
+from runs.run_folder import (DamagedFile, check_trained_features, check_weights, checkpoint_path, existing_epochs,
+                             interrupted_save, missing_checkpoint, test_options, training_holder)
 from runs.runtime import seed_everything, write_json
 from settings import (check_dataset, check_output_folder, check_path_vgg, check_settings, class_index,
                       ensure_demo_dataset)
@@ -33,7 +32,7 @@ def preflight(settings, model_label):
     class_ids(settings.class_object)
     own_images = bool(getattr(settings, "image", None))
     one_class = not several_classes(settings.class_object)
-    one_epoch = one_class and (isinstance(settings.epoch, int) or settings.epoch == "best")   # lists: test_epochs
+    one_epoch = one_class and isinstance(settings.epoch, int)   # lists: test_epochs
     if own_images:
         missing = [str(path) for path in settings.image if not Path(path).is_file()]
         if len(missing) == len(settings.image):     # with some images there, the others are skipped with a warning
@@ -99,15 +98,7 @@ def test(settings, make_features, model_label):
         features = make_features(settings)      # first: the Q-network reads states of its descriptor's size
         agent = TrainedAgent(QNetworkPolicy(load_q_network(weights, state_size(features.descriptor_size),
                                                            settings.weights_order, verbose=True)))
-        if epoch == "best":
-            try:
-                epoch = best_epoch(read_log(log_path(settings.path_model, class_idx)))
-                print(f"the best epoch by validation AP: {epoch}")
-            except DamagedFile as damage:      # the log only names the epoch: the best weights are tested anyway
-                warnings.warn(f"{damage}; the best epoch's number is not known, its weights are tested",
-                              UserWarning, stacklevel=2)
-                epoch = None
-        elif epoch is not None and epoch < 0:     # the latest weights are those of the last saved epoch
+        if epoch is not None and epoch < 0:     # the latest weights are those of the last saved epoch
             epoch = max(existing_epochs(settings.path_model, class_idx), default=None)
     elif settings.agent == "random":
         agent = RandomAgent(np.random.default_rng(settings.seed))
@@ -260,8 +251,8 @@ def while_training(settings, class_idx, weights):
 def trained_weights(settings, class_idx, model_label):
     """The Q-network weights a test uses: the file ``model_name`` in ``path_model`` when it is set (any layout
     ``q_network_files.set_q_network_weights`` reads, such as the 2016 ``model_image_zooms_2``), else this project's
-    checkpoint of epoch ``settings.epoch`` ('best': the one validation picked), or the latest when it is -1; checked
-    whole (UserError with the way on)."""
+    checkpoint of epoch ``settings.epoch``, or the latest when it is -1; checked whole (UserError with the way
+    on)."""
     from runs.q_network_files import check_weights_order
     check_weights_order(settings.weights_order)
     epoch, name, folder = settings.epoch, model_name(settings), settings.path_model
@@ -279,24 +270,14 @@ def trained_weights(settings, class_idx, model_label):
         raise UserError(f"{interrupted[1]}. " + (f"Test an earlier epoch with --epoch {earlier[-1]}, or t" if earlier
                                                 else "T") + f"rain epoch {interrupted[0]} again with -n "
                         f"{interrupted[0]}")
-    best = epoch == "best"
-    weights = best_path(folder, class_idx) if best else \
-        checkpoint_path(folder, class_idx, epoch if epoch >= 0 else None)
-    if best and not weights.is_file():
-        raise UserError(f"--epoch best: no {weights}; it is written by a training run with validation_images N > 0 "
-                        f"(held-out images that pick the epoch)")
+    weights = checkpoint_path(folder, class_idx, epoch if epoch >= 0 else None)
     if not weights.is_file():
         raise UserError(f"{missing_checkpoint(folder, class_idx, weights)}. Train first (python "
                         f"{model_label}_training.py).")
     try:
         check_weights(weights)
     except DamagedFile as damage:
-        picked = best_epoch(read_log(log_path(folder, class_idx))) if best else None
-        if picked is not None and checkpoint_path(folder, class_idx, picked).is_file():
-            raise UserError(f"--epoch best: {damage}; the training log names epoch {picked} as the best, and its "
-                            f"weights are kept: test it with --epoch {picked}") from None
-        raise UserError(f"{'--epoch best: ' if best else ''}{damage}; "
-                        f"{test_options(folder, class_idx, weights)}") from None
+        raise UserError(f"{damage}; {test_options(folder, class_idx, weights)}") from None
     return weights
 
 

@@ -30,7 +30,7 @@ from reinforcement import FORMER_FIELD_NAMES, NUM_ACTIONS, NonFiniteLoss, Oracle
 from runs.dataset import SkipReport, load_record_image
 from runs.errors import UserError
 from parse_xml_annotations import class_name, load_records
-from runs.run_folder import (DamagedFile, best_path, check_weights, checkpoint_path, existing_epochs, features_path,
+from runs.run_folder import (DamagedFile, check_weights, checkpoint_path, existing_epochs, features_path,
                              interrupted_save, log_path, missing_checkpoint, read_log, read_resume_state,
                              remove_temporary_files, resume_epochs, resume_options, resume_state_path, saving_path,
                              training_lock, write_features_file, write_log, write_resume_state, write_together)
@@ -86,7 +86,7 @@ def preflight(settings):
 def run_files(path_model, class_idx, epochs):
     """Every file a training of ``epochs`` writes in ``path_model``."""
     weights = [checkpoint_path(path_model, class_idx, epoch) for epoch in epochs]
-    weights += [checkpoint_path(path_model, class_idx), best_path(path_model, class_idx)]
+    weights += [checkpoint_path(path_model, class_idx)]
     states = [resume_state_path(path_model, class_idx, epoch) for epoch in epochs]
     return [*weights, *map(refiner_path, weights), *states, log_path(path_model, class_idx),
             features_path(path_model, class_idx), saving_path(path_model, class_idx)]
@@ -97,14 +97,13 @@ def make_learner(settings, model):
     if settings.oracle:
         return OracleLearner(model, settings.gamma, settings.learning_rate, settings.batch_size)
     return QLearner(model, settings.gamma, settings.learning_rate, settings.batch_size,
-                    target_update=settings.target_update, double_dqn=bool(settings.double_dqn), loss=settings.loss,
                     trigger_targets=bool(settings.trigger_targets), expert_margin=settings.expert_margin)
 
 
 class TrainingRun:
     """What surrounds the training loop (``episodes.train``), one call each: the checks (:func:`preflight`) and the
     lock on ``path_model``, the seed, the data, resume (:meth:`start`), the images of an epoch with a progress bar
-    (:meth:`images`), drawings, and the end of an epoch (:meth:`end_epoch`: validation, saving, the log line).
+    (:meth:`images`), drawings, and the end of an epoch (:meth:`end_epoch`: saving, the log line).
 
     As a context manager it holds the lock and turns SIGTERM into Ctrl-C: the epoch in progress is dropped and the
     run stops with a message naming the last saved epoch and the ``-n`` that continues it; a NaN or infinite loss
@@ -132,15 +131,9 @@ class TrainingRun:
             records = load_records(roots, self.class_name, "trainval", max_images=settings.max_images,
                                    skipped=annotation_problems)
             self.report.add_records(records, annotation_problems)
-            held_out = settings.validation_images      # the last records, held out for validation
-            if held_out and held_out >= len(records):
-                raise UserError(f"validation_images {held_out}: only {len(records)} training images; keep at least "
-                                f"one to train on")
-            self.records, self.validation = (records[:-held_out], records[-held_out:]) if held_out else (records, [])
+            self.records = records
             print(f"{self.model_label} training: class {self.class_name} (id {self.class_idx + 1}), "
-                  f"{len(self.records)} images" + (f" (+{len(self.validation)} held out for validation)"
-                                                  if self.validation else "")
-                  + f", scale {settings.scale_subregion}, {settings.epochs} epochs")
+                  f"{len(self.records)} images, scale {settings.scale_subregion}, {settings.epochs} epochs")
             self._stack = stack.pop_all()
         return self
 
@@ -168,11 +161,8 @@ class TrainingRun:
         settings = self.settings
         if self.initial_weights is not None:     # fine-tuning: epoch 0 starts from these weights, not N(0, 0.01)
             description = set_q_network_weights(learner.model, self.initial_weights, settings.weights_order)
-            if learner.target_model is not None:     # a target network starts as a copy of the Q-network
-                learner.target_model.set_weights(learner.model.get_weights())
             print(f"starting from the Q-network weights {self.initial_weights} ({description})")
-        extras = {**learner.options, **({"validation_images": len(self.validation)} if self.validation else {}),
-                  **({"refine": 1} if settings.refine else {})}
+        extras = {**learner.options, **({"refine": 1} if settings.refine else {})}
         if extras:
             print("learning options (not the paper's method): " + ", ".join(f"{k} {v}" for k, v in extras.items())
                   + ("; the log's loss adds the margin's to Q-learning's" if extras.get("expert_margin") else ""))
@@ -197,7 +187,7 @@ class TrainingRun:
         if self.used == 0:
             raise UserError(f"none of the {len(self.records)} training images could be read (first: "
                             f"{next(iter(self.report.images.values()))}); nothing to train on")
-        # the epoch's own VGG-16 forwards, cache hits and seconds (validation's come after)
+        # the epoch's own VGG-16 forwards, cache hits and seconds
         self.counts = (features.forward_count - self.forwards, features.cache.hits - self.hits,
                        time.perf_counter() - self.started)
 
@@ -218,27 +208,22 @@ class TrainingRun:
             draw_training_search(image, steps, Path(self.settings.path_testing_folder) / "training" /
                                  f"epoch{epoch}_{record.image_id}.png", title=f"epoch {epoch} {record.image_id}")
 
-    def end_epoch(self, epoch, epsilon, features, learner, memory, sample, validation=None):
-        """The epoch's log row (with ``validation``'s AP and max recall), then its files, all or none (a signal now
-        waits until they are written), and one progress line."""
+    def end_epoch(self, epoch, epsilon, features, learner, memory, sample):
+        """The epoch's log row, then its files, all or none (a signal now waits until they are written), and one
+        progress line."""
         row = epoch_row(epoch, epsilon, self.used, self.stats, *self.counts)
-        if validation is not None:
-            row["validation_ap"], row["validation_max_recall"] = validation
         with self.signals.deferred():
             if not all(np.all(np.isfinite(weights)) for weights in learner.model.get_weights()):
                 raise UserError(non_finite_message(self.settings, self.class_idx, epoch, "the weights became NaN "
                                                    "or infinite"))
             self.log_rows.append(row)
-            best = bool(self.validation) and row["validation_ap"] >= max(r.get("validation_ap") or 0.0
-                                                                         for r in self.log_rows)
-            save_epoch(self.settings, learner, memory, self.rng, self.class_idx, epoch, self.log_rows, best, sample,
+            save_epoch(self.settings, learner, memory, self.rng, self.class_idx, epoch, self.log_rows, sample,
                        features)
             self.last_saved = epoch
         print(f"epoch {epoch:3d}  eps {epsilon:.2f}  mean reward {row['mean_reward']:+.3f}  searches "
               f"{row['searches']}  triggers {row['triggers']} (correct {row['correct_triggers']}, mean IoU "
               f"{row['mean_trigger_iou']:.2f})  loss {row['mean_loss']:.4f}  vgg forwards "
-              f"{row['vgg_forwards']}  {row['steps_per_s']:.1f} steps/s"
-              + (f"  validation AP {row['validation_ap']:.3f}" if self.validation else ""), flush=True)
+              f"{row['vgg_forwards']}  {row['steps_per_s']:.1f} steps/s", flush=True)
 
 
 SEARCHES_PER_LINE = 100     # an image with more objects than this says how far its searches are
@@ -292,9 +277,9 @@ def draws_epoch(settings, epoch):
     return bool(settings.bool_draw) and ((epoch + 1) % settings.draw_every == 0 or epoch == settings.epochs - 1)
 
 
-def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best, sample=None, features=None):
+def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, sample=None, features=None):
     """The files of ``epoch``: the resume state (epoch, ε, optimiser, replay memory, random generators, settings),
-    the weights (of the epoch, the latest and, when ``best``, the best epoch's), the log and the describing settings
+    the weights (of the epoch and the latest), the log and the describing settings
     (``run_folder.features_path``: what testing checks its features against), written together
     (``run_folder.write_together``: all of them, or none, replace the files before); then older resume states and
     the previous epoch's weights, unless ``checkpoint_every`` keeps them, are removed.
@@ -308,8 +293,7 @@ def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, best,
     """
     path_model = Path(settings.path_model)
     state = resume_state(settings, learner, memory, rng, epoch, sample)
-    weights_files = [checkpoint_path(path_model, class_idx, epoch), checkpoint_path(path_model, class_idx)] + \
-        [best_path(path_model, class_idx)] * best
+    weights_files = [checkpoint_path(path_model, class_idx, epoch), checkpoint_path(path_model, class_idx)]
     writes = [(resume_state_path(path_model, class_idx, epoch), lambda temporary: write_resume_state(temporary, state))]
     refiner = None if sample is None else sample.fit()
     if refiner is not None:     # before the weights: a test during the training finds the head of the weights it reads
@@ -356,8 +340,6 @@ def resume_state(settings, learner, memory, rng, epoch, sample=None):
             "settings": {k: v for k, v in vars(settings).items() if k != "explicit"},
             "optimizer": [np.asarray(variable) for variable in learner.optimizer.variables],
             "optimizer_paths": [variable.path for variable in learner.optimizer.variables],
-            "target_network": None if learner.target_model is None else [np.asarray(variable) for variable in
-                                                                         learner.target_model.weights],
             "seed_generators": [np.asarray(variable) for variable in _seed_variables(learner.model)],
             "replay_memory": memory.state_dict() if settings.save_replay_memory else None,
             "refine_sample": None if sample is None else sample.state_dict()}
@@ -431,13 +413,6 @@ def resume(settings, learner, memory, rng, class_idx, sample=None):
                 variable.assign(array)
         for variable, array in zip(_seed_variables(model), state["seed_generators"]):
             variable.assign(array)
-        if learner.target_model is not None:
-            if state["target_network"] is not None:
-                for variable, array in zip(learner.target_model.weights, state["target_network"]):
-                    variable.assign(array)
-            else:
-                learner.target_model.set_weights(model.get_weights())
-                notes.append("the checkpoint has no target network: it starts as a copy of the Q-network")
         rng.bit_generator.state = state["numpy_rng"]
         replay = state["replay_memory"]
         if replay is None:
@@ -462,9 +437,9 @@ def resume(settings, learner, memory, rng, class_idx, sample=None):
 
 
 def check_state_fits(state, path, learner, memory):
-    """Raise ``DamagedFile`` unless the resume state's arrays fit this run's optimiser, dropout seeds, target network
-    and replay memory (a file that reads but holds fewer or other arrays is incomplete) and hold numbers (the
-    replay memory's position within it, its actions among the six)."""
+    """Raise ``DamagedFile`` unless the resume state's arrays fit this run's optimiser, dropout seeds and replay
+    memory (a file that reads but holds fewer or other arrays is incomplete) and hold numbers (the replay memory's
+    position within it, its actions among the six)."""
     def compare(what, arrays, variables):
         shapes, expected = [tuple(array.shape) for array in arrays], [tuple(variable.shape) for variable in variables]
         if shapes != expected:
@@ -482,8 +457,6 @@ def check_state_fits(state, path, learner, memory):
             raise DamagedFile(path, f"damaged ({what} array {infinite[0]} holds a value that is not finite)")
     compare("optimiser", state["optimizer"], learner.optimizer.variables)
     compare("dropout seeds", state["seed_generators"], _seed_variables(learner.model))
-    if learner.target_model is not None and state["target_network"] is not None:
-        compare("target network", state["target_network"], learner.target_model.weights)
     replay = state["replay_memory"]
     if replay is not None and replay["actions"].shape[0] == memory.capacity:
         saved = {FORMER_FIELD_NAMES.get(name, name): array for name, array in replay.items()}

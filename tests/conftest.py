@@ -79,12 +79,9 @@ def learner_regression_values(learner, batch):
     trigger_values, _ = learner._carried(batch)
     states, next_states = batch.states, batch.next_states
     q_both = np.asarray(learner.model(np.concatenate([states, next_states]), training=False))
-    q_states, q_next, q_next_online = q_both[:len(states)], q_both[len(states):], None
-    if learner.target_model is not None:
-        q_next_online = q_next if learner.double_dqn else None
-        q_next = np.asarray(learner.target_model(next_states, training=False))
+    q_states, q_next = q_both[:len(states)], q_both[len(states):]
     return np.asarray(regression_values(q_states, q_next, batch.actions, batch.rewards, batch.terminals,
-                                        learner.gamma, q_next_online, trigger_values))
+                                        learner.gamma, trigger_values))
 
 
 def iou(box_a, box_b):

@@ -32,15 +32,17 @@ def test_summary_is_last_and_best_epoch_over_seeds():
 
 def test_summary_keeps_variants_apart():
     rows = [{"model": "image_zooms", "variant": variant, "split": "test", "seed": 0, "epoch": 0, "ap": ap,
-             "max_recall": ap} for variant, ap in (("demo", 0.1), ("loss=huber", 0.3))]
+             "max_recall": ap} for variant, ap in (("demo", 0.1), ("expert_margin=0", 0.3))]
     baselines = [{"model": "image_zooms", "split": "test", "seed": 0, "agent": agent, "ap": 0.0, "max_recall": 0.0}
                  for agent in ("random", "upper_bound")]
     summary = learning_benchmark.summarise(rows, baselines)
     assert summary["image_zooms/demo/test"]["final_ap"]["mean"] == pytest.approx(0.1)
-    assert summary["image_zooms/loss=huber/test"]["final_ap"]["mean"] == pytest.approx(0.3)
+    assert summary["image_zooms/expert_margin=0/test"]["final_ap"]["mean"] == pytest.approx(0.3)
 
 
-def test_summary_reports_the_epochs_validation_picked():
+def test_rows_of_a_run_with_validation_are_summarised_as_any_rows():
+    """learning.json files written while validation_images existed (rows with ``validation_picked``) merge and
+    summarise as any: their last and best epochs, nothing of the epoch validation picked."""
     rows = [{"model": "image_zooms", "variant": "validation_images=2", "split": "test", "seed": seed, "epoch": epoch,
              "ap": ap, "max_recall": ap, "validation_picked": epoch == picked}
             for seed, picked, aps in ((0, 1, [0.1, 0.3, 0.2]), (1, 0, [0.2, 0.1, 0.4])) for epoch, ap in enumerate(aps)]
@@ -48,18 +50,17 @@ def test_summary_reports_the_epochs_validation_picked():
                  for seed in (0, 1) for agent in ("random", "upper_bound")]
     summary = learning_benchmark.summarise(rows, baselines)
     entry = summary["image_zooms/validation_images=2/test"]
-    assert entry["validation_picked_ap"]["mean"] == pytest.approx(0.25) and entry["validation_picked_epochs"] == [1, 0]
-    assert entry["final_ap"]["mean"] == pytest.approx(0.3)
-    assert "at the epochs validation picked (1, 0): AP 0.250" in learning_benchmark.format_summary(summary)
-    # without validation there is nothing to report
-    plain = learning_benchmark.summarise([dict(row, validation_picked=None) for row in rows], baselines)
-    assert "validation_picked_ap" not in plain["image_zooms/validation_images=2/test"]
+    assert entry["final_ap"]["mean"] == pytest.approx(0.3) and entry["best_ap"]["mean"] == pytest.approx(0.35)
+    assert not any(key.startswith("validation") for key in entry)
+    assert "validation picked" not in learning_benchmark.format_summary(summary)
+    assert learning_benchmark.summarise([dict(row, validation_picked=None) for row in rows], baselines) == summary
 
 
 def test_tested_epochs_are_every_kth_and_the_last():
     assert learning_benchmark.tested_epochs(list(range(10)), 1) == list(range(10))
     assert learning_benchmark.tested_epochs(list(range(10)), 4) == [3, 7, 9]
-    assert learning_benchmark.variant_settings("target_update=100,loss=huber") == ["target_update=100", "loss=huber"]
+    assert learning_benchmark.variant_settings("expert_margin=0.8,learning_rate=1e-5") == ["expert_margin=0.8",
+                                                                                        "learning_rate=1e-5"]
     assert learning_benchmark.variant_settings("demo") == []
 
 
@@ -95,7 +96,7 @@ def test_merge_joins_the_rows_of_two_runs(tmp_path):
 
 def test_bad_arguments_stop_with_exit_code_two():
     for argv in (["--models", "image_zooms,nope"], ["--set", "learning_rate"], ["--seeds", "0"],
-                 ["--variant", "loss"], ["--variant", "demo", "--variant", "demo"], ["--splits", "validation"],
+                 ["--variant", "gamma"], ["--variant", "demo", "--variant", "demo"], ["--splits", "validation"],
                  ["--test_every", "0"], ["--first_seed", "-1"]):
         with pytest.raises(SystemExit) as exit_info:
             learning_benchmark.parse_arguments(argv)
@@ -107,7 +108,9 @@ def test_a_removed_option_stops_with_one_line_and_exit_code_two():
     import sys
     from pathlib import Path
     from settings import removed_message
-    for argv, name in ((["--variant", "flip=1"], "flip"), (["--variant", "loss=huber,update_every=2"], "update_every"),
+    for argv, name in ((["--variant", "flip=1"], "flip"), (["--variant", "gamma=0.5,update_every=2"], "update_every"),
+                       (["--variant", "target_update=100,double_dqn=1,loss=huber"], "target_update"),
+                       (["--set", "loss=huber"], "loss"), (["--variant", "validation_images=4"], "validation_images"),
                        (["--set", "weight_decay=1e-4"], "weight_decay"), (["--variant", "standardize"], "standardize"),
                        (["--test_set", "trigger_bias=1"], "trigger_bias")):
         with pytest.raises(UserError) as error:
@@ -130,18 +133,13 @@ def tiny_run(dataset, output, monkeypatch, seeds, epochs, max_images, *flags):
                              "--set", "number_of_steps=3", *flags])
 
 
-@pytest.mark.slow
-def test_a_run_with_validation_tests_the_epoch_validation_picked(dataset, tmp_path, monkeypatch):
+def test_a_validation_variant_stops_before_any_training(dataset, tmp_path, monkeypatch):
+    from settings import removed_message
     output = tmp_path / "learning"
-    tiny_run(dataset, output, monkeypatch, 1, 3, 4, "--splits", "test", "--test_every", "10",
-             "--variant", "validation_images=2")
-    report = json.loads((output / "learning.json").read_text())
-    from runs.run_folder import best_epoch, read_log
-    log = read_log(output / "models/image_zooms/validation_images_2/seed0/training_log_model0.csv")
-    picked = best_epoch(log)
-    assert {row["epoch"] for row in report["rows"]} == {2, picked}       # the last epoch and the one picked
-    assert [row["epoch"] for row in report["rows"] if row["validation_picked"]] == [picked]
-    assert report["summary"]["image_zooms/validation_images=2/test"]["validation_picked_epochs"] == [picked]
+    with pytest.raises(UserError) as error:
+        tiny_run(dataset, output, monkeypatch, 1, 3, 4, "--splits", "test", "--test_every", "10",
+                 "--variant", "validation_images=2")
+    assert str(error.value) == removed_message("validation_images") and not output.exists()
 
 
 @pytest.mark.slow
@@ -219,16 +217,15 @@ def test_models_from_tests_earlier_checkpoints_with_the_test_settings(dataset, t
         tiny_run(dataset, tmp_path / "third", monkeypatch, 2, 1, 3, "--splits", "test", "--models_from", str(first))
 
 
-def test_training_images_tested_leave_out_the_validation_images(dataset):
-    from types import SimpleNamespace
-    from parse_xml_annotations import load_records
-    planes = len(load_records([dataset], "aeroplane", "trainval"))
-    assert planes >= 3
-    run = SimpleNamespace(path_voc=str(dataset), class_object="1", max_images=None, validation_images=0)
-    assert learning_benchmark.trained_images(run) is None                     # all of them, as trained
-    assert learning_benchmark.trained_images(SimpleNamespace(**{**vars(run), "validation_images": 2})) == planes - 2
-    capped = SimpleNamespace(**{**vars(run), "max_images": planes - 1, "validation_images": 1})
-    assert learning_benchmark.trained_images(capped) == planes - 2
+def test_training_images_tested_are_the_first_max_images_trained_on(dataset, tmp_path):
+    training_module, testing_module = learning_benchmark.script_modules("image_zooms")
+    for flags, train_limit in (([], 3), (["--max_test_images", "2"], 2)):
+        arguments = learning_benchmark.parse_arguments(["--path_voc", str(dataset), "--max_images", "3", *flags])
+        training = learning_benchmark.training_settings(arguments, training_module, tmp_path / "models", 0)
+        tests = {split: learning_benchmark.testing_settings(arguments, testing_module, training, split, "trained", 0,
+                                                            tmp_path / split) for split in ("train", "test")}
+        assert (tests["train"].max_images, tests["train"].image_set) == (train_limit, "trainval")
+        assert (tests["test"].max_images, tests["test"].image_set) == (arguments.max_test_images, "test")
 
 
 @pytest.mark.parametrize("path_voc", [None, "dataset"])

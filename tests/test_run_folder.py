@@ -202,27 +202,39 @@ def test_a_damaged_checkpoint_stops_testing_in_one_line_with_the_way_on(runs, da
     assert not (tmp_path / "out").exists()
 
 
-def test_damaged_best_weights_name_the_best_epoch_from_the_log(runs, tmp_path):
+def old_validation_folder(runs, tmp_path):
+    """A run folder as a training with validation_images left it before the option was removed: a log with the
+    validation columns and the best epoch's weights, here damaged (the file is no longer read)."""
     models = copy_of(runs[1], tmp_path)
     rows = run_folder.read_log(models / "training_log_model0.csv")
     for row, ap in zip(rows, (0.5, 0.25)):
         row["validation_ap"], row["validation_max_recall"] = ap, ap
     run_folder.write_log(models / "training_log_model0.csv", rows)
     truncate(shutil.copy(models / "model0.weights.h5", models / "model0_best.weights.h5"))
-    settings = SimpleNamespace(path_model=str(models), epoch="best", model_name=None, weights_order="auto")
-    with pytest.raises(UserError, match=r"--epoch best: .*model0_best.weights.h5: truncated.*names epoch 0 as the "
-                                        r"best.*--epoch 0"):
-        testing_run.trained_weights(settings, 0, "Image-Zooms")
+    return models
 
 
-def test_a_damaged_log_leaves_the_best_epoch_unnamed_with_a_warning(runs, dataset, tmp_path, tiny):
-    models = copy_of(runs[1], tmp_path)
-    shutil.copy(models / "model0.weights.h5", models / "model0_best.weights.h5")
-    (models / "training_log_model0.csv").write_bytes(b"")
-    with pytest.warns(UserWarning, match="training_log_model0.csv: empty .*its weights are tested"):
-        run_test(dataset, models, tmp_path / "out", "--epoch", "best")
+def test_an_old_folders_best_weights_are_ignored_and_its_validation_log_is_read(runs, tmp_path):
+    from visualization import plot_training_log
+    models = old_validation_folder(runs, tmp_path)
+    settings = SimpleNamespace(path_model=str(models), epoch=-1, model_name=None, weights_order="auto")
+    assert testing_run.trained_weights(settings, 0, "Image-Zooms") == models / "model0.weights.h5"
+    rows = run_folder.read_log(models / "training_log_model0.csv")
+    assert [row["validation_ap"] for row in rows] == [0.5, 0.25] and all(row["updates"] >= 0 for row in rows)
+    assert plot_training_log(rows, tmp_path / "log.png").stat().st_size > 0
+
+
+def test_epoch_best_stops_saying_validation_images_was_removed(runs, dataset, tmp_path, tiny, capsys):
+    from settings import parse_epochs, removed_message
+    with pytest.raises(UserError, match="^--epoch best: validation_images was removed"):
+        parse_epochs("best")
+    models = old_validation_folder(runs, tmp_path)
+    error = one_line_error(lambda: run_test(dataset, models, tmp_path / "out", "--epoch", "best"), capsys)
+    assert error == f"error: --epoch best: {removed_message('validation_images')}"
+    assert "92bc4d5" in error and "docs/learning.md#removed-options" in error and not (tmp_path / "out").exists()
+    run_test(dataset, models, tmp_path / "out")        # the latest weights, as in any folder
     results = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert results["epoch"] is None and results["weights"].endswith("model0_best.weights.h5")
+    assert results["epoch"] == 1 and results["weights"].endswith("model0.weights.h5")
 
 
 def test_testing_on_other_features_than_training_stops_in_one_line(runs, dataset, tmp_path, tiny, capsys):

@@ -172,7 +172,7 @@ def test_each_option_trains_and_resumes_exactly(option, dataset, tmp_path, monke
 
 def test_oracle_refuses_the_options_its_regression_ignores(dataset, tmp_path, small_q_network):
     from runs.errors import UserError
-    for flags in (["--loss", "huber"], ["--target_update", "10"], ["--trigger_targets", "1"]):
+    for flags in (["--trigger_targets", "1"], ["--expert_margin", "0.8"]):
         with pytest.raises(UserError, match="oracle 1 regresses Q to the upper bound's values"):
             image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(tmp_path), *TINY,
                                        "--epochs", "1", "--oracle", "1", *flags])
