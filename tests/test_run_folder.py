@@ -221,7 +221,7 @@ def test_an_old_folders_best_weights_are_ignored_and_its_validation_log_is_read(
     assert testing_run.trained_weights(settings, 0, "Image-Zooms") == models / "model0.weights.h5"
     rows = run_folder.read_log(models / "training_log_model0.csv")
     assert [row["validation_ap"] for row in rows] == [0.5, 0.25] and all(row["updates"] >= 0 for row in rows)
-    assert plot_training_log(rows, tmp_path / "log.png").stat().st_size > 0
+    assert Path(plot_training_log(rows, tmp_path / "log.png")).stat().st_size > 0
 
 
 def test_epoch_best_stops_saying_validation_images_was_removed(runs, dataset, tmp_path, tiny, capsys):
