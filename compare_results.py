@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from metrics import mean_regions
-from results_page import METRICS, write_comparison_page
-from runs.class_results import format_class_table, load_combined, load_results, merge
+from results_page import METRICS, comparison_page_data, write_page
+from runs.class_results import format_class_table, load_combined, load_results, merge, number
 from runs.errors import UserError
 from runs.runtime import OneLineParser, main_guard
 from visualization import plot_class_bars, plot_precision_recall, plot_regions_histogram
@@ -74,31 +74,28 @@ def compare(paths, labels=None, output='comparison.png', title=None):
     labels = [refinement_label(label, results) for label, results in zip(labels, all_results)]
 
     curves_path, regions_path = figure_paths(output)
-    runs, counts_by_label, rows = [], {}, []
-    for path, label, results in zip(paths, labels, all_results):
-        regions = [int(count) for count in results['regions_per_found_object']]
-        runs.append({'label': label, 'recall': results['recall'], 'precision': results['precision'],
-                     'ap': results['ap']})
-        counts_by_label[label] = regions
-        rows.append({'label': label, 'path': path, **{key: float(results[key]) for key in METRICS},
-                     'mean_regions_per_found_object': mean_regions(regions), 'found_objects': len(regions),
-                     'num_images': results.get('num_images'), 'num_objects': results.get('num_objects')})
+    counts = [[int(count) for count in results['regions_per_found_object']] for results in all_results]
+    rows = [{'label': label, 'path': path, **{key: float(results[key]) for key in METRICS},
+             'mean_regions_per_found_object': mean_regions(regions), 'found_objects': len(regions),
+             'num_images': results.get('num_images'), 'num_objects': results.get('num_objects')}
+            for path, label, results, regions in zip(paths, labels, all_results, counts)]
     try:
-        plot_precision_recall(runs, curves_path, title=title or 'Precision-recall')
-        plot_regions_histogram(counts_by_label, regions_path, title=f'{title}: regions per found object' if title
+        plot_precision_recall([{'label': label, **{key: results[key] for key in ('recall', 'precision', 'ap')}}
+                               for label, results in zip(labels, all_results)], curves_path, title or 'Precision-recall')
+        plot_regions_histogram(dict(zip(labels, counts)), regions_path, f'{title}: regions per found object' if title
                                else 'Regions analysed per found object')
     except (OSError, ValueError) as error:  # unwritable folder, or a suffix matplotlib cannot write
         raise UserError(f'{curves_path}: cannot write the figures ({error})') from None
-    write_comparison_page(rows, all_results, page_path(output), (curves_path, regions_path), title)
+    page = page_path(output)
+    write_page(page, comparison_page_data(rows, all_results, page.parent, (curves_path, regions_path), title))
     return rows
 
 
 def format_table(rows):
     """The comparison table as text: label, AP, AP-07, max recall, mean regions per found object."""
     header = ['label', 'AP', 'AP-07', 'max recall', 'regions/object']
-    lines = [[row['label'], f'{row["ap"]:.4f}', f'{row["ap_voc07"]:.4f}', f'{row["max_recall"]:.4f}',
-              '-' if row['mean_regions_per_found_object'] is None
-              else f'{row["mean_regions_per_found_object"]:.2f}'] for row in rows]
+    lines = [[row['label'], *(number(row[key], 4) for key in METRICS), number(row['mean_regions_per_found_object'], 2)]
+             for row in rows]
     widths = [max(len(line[column]) for line in [header] + lines) for column in range(len(header))]
 
     def render(line):

@@ -123,8 +123,7 @@ def detect_many(images, model, path_vgg="./vgg16_weights.h5", features=None, sca
     agent = TrainedAgent(QNetworkPolicy(load_q_network(model, state_size(features.descriptor_size), weights_order)))
     environments = [ZoomEnvironment(array.shape[1], array.shape[0], np.zeros((0, 4)), scale_subregion, image=array,
                                     image_id=content_key(array)) for array in arrays]
-    trajectories = run_searches(environments, agent, features, int(number_of_steps), bool(only_first_object),
-                                refiner)
+    trajectories = run_searches(environments, agent, features, int(number_of_steps), bool(only_first_object), refiner)
     return [(*select_detections(trajectory, detections, duplicates), trajectory) for trajectory in trajectories]
 
 
@@ -153,7 +152,5 @@ def detect(image, model, path_vgg="./vgg16_weights.h5", features=None, scale_sub
     analysed region in order, as dicts ``{'region', 'score', 'action', 'q_values', 'search', 'step',
     'triggered'}`` (the format of ``results.json`` and ``visualization.draw_search``).
     """
-    return detect_many([image], model, path_vgg=path_vgg, features=features, scale_subregion=scale_subregion,
-                       number_of_steps=number_of_steps, only_first_object=only_first_object,
-                       detections=detections, vgg_precision=vgg_precision, weights_order=weights_order,
-                       max_pixels=max_pixels, refiner=refiner, duplicates=duplicates)[0]
+    return detect_many([image], model, path_vgg, features, scale_subregion, number_of_steps, only_first_object,
+                       detections, vgg_precision, weights_order, max_pixels, refiner, duplicates)[0]

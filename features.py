@@ -373,8 +373,7 @@ _CELL_TOLERANCE = 1e-6            # float noise in region corners (3/4 of 3/4 of
 def choose_stride(region):
     """The map a region ``[x0, y0, x1, y1)`` is cropped from: 32 (pool5) if ``sqrt(w·h)/7 > 32``, else 16 (pool4)."""
     x0, y0, x1, y1 = (float(v) for v in region)
-    return POOL5_STRIDE if np.sqrt(max(x1 - x0, 0.0) * max(y1 - y0, 0.0)) / POOL_SIZE > POOL5_STRIDE \
-        else POOL4_STRIDE
+    return POOL5_STRIDE if np.sqrt(max(x1 - x0, 0.0) * max(y1 - y0, 0.0)) / POOL_SIZE > POOL5_STRIDE else POOL4_STRIDE
 
 
 def project_region(region, stride, map_height, map_width):

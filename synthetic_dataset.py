@@ -154,18 +154,15 @@ def _plane_top(rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
 def _bird(rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
     """Bird in flight: plump body, round head, beak, fanned tail, two wings flapping up or down."""
     flap = rng.choice([-1.0, 1.0]) * rng.uniform(0.6, 1.0)  # negative: wings up (y down in images)
-    wings = []
-    for offset in (0.0, 0.07):  # far wing slightly behind the near one
-        wings.append(("shade" if offset else "body", _polygon(
-            (0.10 - offset, 0.0), (-0.02 - offset, 0.50 * flap), (-0.12 - offset, 0.55 * flap),
-            (-0.16 - offset, 0.35 * flap), (-0.14 - offset, 0.0))))
+    wings = [("shade" if offset else "body",   # the far wing (offset) slightly behind the near one
+              _polygon((0.10 - offset, 0.0), (-0.02 - offset, 0.50 * flap), (-0.12 - offset, 0.55 * flap),
+                       (-0.16 - offset, 0.35 * flap), (-0.14 - offset, 0.0))) for offset in (0.0, 0.07)]
     body = _ellipse(0.0, 0.0, 0.28, 0.11)
     head = _ellipse(0.30, -0.07, 0.09, 0.09, count=16)
     beak = _polygon((0.37, -0.10), (0.50, -0.06), (0.37, -0.04))
     tail = _polygon((-0.24, -0.03), (-0.50, -0.10), (-0.48, 0.10), (-0.24, 0.04))
     eye = _ellipse(0.33, -0.09, 0.018, 0.018, count=8)
-    return [wings[1], ("body", tail), ("body", body), ("body", head), ("accent", beak), wings[0],
-            ("detail_dark", eye)]
+    return [wings[1], ("body", tail), ("body", body), ("body", head), ("accent", beak), wings[0], ("detail_dark", eye)]
 
 
 def _car(rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:

@@ -76,12 +76,8 @@ def _search(step):
     return int(step.get('search', 0) or 0)
 
 
-def _search_colour(search):
-    return SEARCH_COLOURS[search % len(SEARCH_COLOURS)]
-
-
 def _region_colour(step):
-    return TRIGGER_COLOUR if _is_trigger(step) else _search_colour(_search(step))
+    return TRIGGER_COLOUR if _is_trigger(step) else SEARCH_COLOURS[_search(step) % len(SEARCH_COLOURS)]
 
 
 def _outline(box, colour, **style):
@@ -182,7 +178,7 @@ def draw_search(image, steps, path, title=None, paint_triggers=True):
     overview.set(xlim=(0, width), ylim=(height, 0), xticks=[], yticks=[])
     swatch = (0, 0, 1, 1)
     legend_handles = [_outline(swatch, TRIGGER_COLOUR, linewidth=2.5, label='trigger')]
-    legend_handles += [_outline(swatch, _search_colour(search), linewidth=1.5,
+    legend_handles += [_outline(swatch, SEARCH_COLOURS[search % len(SEARCH_COLOURS)], linewidth=1.5,
                                 label=f'search {search}' if len(searches) > 1 else 'visited region')
                        for search in searches]
     if any(step.get('refined') is not None for step in steps):
@@ -204,8 +200,7 @@ def draw_search(image, steps, path, title=None, paint_triggers=True):
         parts = cell.subgridspec(2, 1, height_ratios=[3.2, 1.0], hspace=0.15) if has_q_values else [cell]
         crop_axes = figure.add_subplot(parts[0])
         crop_axes.imshow(_crop(seen, step['region']))
-        crop_axes.spines[:].set_edgecolor(_region_colour(step))
-        crop_axes.spines[:].set_linewidth(2.5)
+        crop_axes.spines[:].set(edgecolor=_region_colour(step), linewidth=2.5)
         crop_axes.set(xticks=[], yticks=[])
         caption = f'step {index + 1}: {_action_name(step.get("action", -1))}'
         if len(searches) > 1:

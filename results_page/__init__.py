@@ -217,12 +217,6 @@ def comparison_page_data(rows, all_results, page_folder, figures=(), title=None)
                                                  for images in per_run]} for image_id in ids]}
 
 
-def write_comparison_page(rows, all_results, path, figures=(), title=None):
-    """Write the comparison page of the runs ``rows`` (:func:`comparison_page_data`) at ``path``; returns it."""
-    data = comparison_page_data(rows, all_results, Path(path).parent, figures, title)
-    return write_page(Path(path), data)
-
-
 def write_classes_page(combined, out_folder):
     """Write the page of a test of several classes (``combined``: the combined results.json's content) in
     ``out_folder``: the per-class table and means, each class linked to its own run page; returns its path."""

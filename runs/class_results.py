@@ -169,10 +169,13 @@ def combine(per_class, absent=()):
             "mean_ap_voc07": mean("ap_voc07"), "mean_max_recall": mean("max_recall")}
 
 
+def number(value, digits=3):
+    """``value`` with ``digits`` decimals, for a table; '-' for None (a mean without values)."""
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def format_class_table(combined):
     """One row per class and the mean, as the VOC devkit prints them."""
-    def number(value, digits=3):
-        return "-" if value is None else f"{value:.{digits}f}"
     lines = [f"{'class':<12} {'AP':>6} {'AP-07':>6} {'max rec':>7} {'regions':>7} {'images':>6} {'objects':>7}",
              *(f"{row['class_object']:<12} {number(row['ap']):>6} {number(row['ap_voc07']):>6} "
                f"{number(row['max_recall']):>7} {number(row['mean_regions_per_found_object'], 2):>7} "

@@ -184,8 +184,7 @@ def train_classes(settings, make_features, model_label, train):
     roots = [settings.path_voc] + ([settings.path_voc2] if settings.two_databases else [])
     trained, absent, finished = [], [], []
     for label, name, identifier in each_class(settings, roots, "trainval", absent):
-        one = one_class(settings, identifier)
-        one.n = resume_epoch(one, identifier - 1) if resuming else 0
+        one = one_class(settings, identifier, n=resume_epoch(settings, identifier - 1) if resuming else 0)
         if one.n >= settings.epochs:
             print(f"  {name}: all {settings.epochs} epochs already saved, skipped")
             finished.append(name)
