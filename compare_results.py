@@ -81,7 +81,8 @@ def compare(paths, labels=None, output='comparison.png', title=None):
             for path, label, results, regions in zip(paths, labels, all_results, counts)]
     try:
         plot_precision_recall([{'label': label, **{key: results[key] for key in ('recall', 'precision', 'ap')}}
-                               for label, results in zip(labels, all_results)], curves_path, title or 'Precision-recall')
+                               for label, results in zip(labels, all_results)], curves_path,
+                              title or 'Precision-recall')
         plot_regions_histogram(dict(zip(labels, counts)), regions_path, f'{title}: regions per found object' if title
                                else 'Regions analysed per found object')
     except (OSError, ValueError) as error:  # unwritable folder, or a suffix matplotlib cannot write
@@ -120,8 +121,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         if args.merge:
-            print(format_class_table(merge(args.results, args.merge)))
-            print(f'\ncombined results: {args.merge}')
+            print(f'{format_class_table(merge(args.results, args.merge))}\n\ncombined results: {args.merge}')
             return 0
         combined = [load_combined(path) for path in args.results]
         if all(combined):
@@ -134,17 +134,15 @@ def main(argv=None):
                 plot_class_bars(combined, labels, bars, args.title)
             except (OSError, ValueError) as error:  # as in compare()
                 raise UserError(f'{bars}: cannot write the figure ({error})') from None
-            for label, results in zip(labels, combined):
-                print(f'{label}\n{format_class_table(results)}\n')
-            print(f'per-class AP: {bars}')
+            print(*(f'{label}\n{format_class_table(results)}\n' for label, results in zip(labels, combined)),
+                  f'per-class AP: {bars}', sep='\n')
             return 0
         rows = compare(args.results, labels=args.labels, output=args.output, title=args.title)
     except UserError as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
     curves_path, regions_path = figure_paths(args.output)
-    print(format_table(rows))
-    print(f'\nprecision-recall: {curves_path}\nregions per found object: {regions_path}\n'
+    print(f'{format_table(rows)}\n\nprecision-recall: {curves_path}\nregions per found object: {regions_path}\n'
           f'to browse, side by side: {page_path(args.output)}')
     return 0
 

@@ -441,9 +441,8 @@ def generate_synthetic_voc(root, num_trainval: int = 200, num_test: int = 100, s
 
     total = num_trainval + num_test
     image_ids = [f"{number:06d}" for number in range(1, total + 1)]
-    generators = [np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(total)]
     labels = {}     # image id -> its VOC label of every class
-    for image_id, rng in zip(image_ids, generators):
+    for image_id, rng in zip(image_ids, map(np.random.default_rng, np.random.SeedSequence(seed).spawn(total))):
         width, height = (int(value) for value in rng.integers(min_size, max_size + 1, 2))
         pixels, objects = draw_scene(rng, width, height)
         Image.fromarray(pixels, "RGB").save(folders["JPEGImages"] / f"{image_id}.jpg", "JPEG", quality=95)

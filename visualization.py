@@ -195,8 +195,7 @@ def draw_search(image, steps, path, title=None, paint_triggers=True):
     row_grids = [grid[1 + row].subgridspec(1, columns, wspace=0.35) for row in range(rows)]
     seen = image            # the image as the agent saw it at this step
     for index, step in enumerate(steps):
-        row, column = divmod(index, columns)
-        cell = row_grids[row][column]
+        cell = row_grids[index // columns][index % columns]
         parts = cell.subgridspec(2, 1, height_ratios=[3.2, 1.0], hspace=0.15) if has_q_values else [cell]
         crop_axes = figure.add_subplot(parts[0])
         crop_axes.imshow(_crop(seen, step['region']))

@@ -163,10 +163,8 @@ def json_ready(data):
 
 def write_json(path, data):
     """Write ``data`` to ``path`` atomically, as standard JSON: a number that is not finite becomes null."""
-    def write(temporary):
-        with open(temporary, "w") as handle:
-            json.dump(json_ready(data), handle, indent=1, allow_nan=False)
-    write_atomically(path, write)
+    text = json.dumps(json_ready(data), indent=1, allow_nan=False)
+    write_atomically(path, lambda temporary: temporary.write_text(text))
 
 
 def one_line_warnings():
