@@ -33,7 +33,7 @@ from test_resume import same_weights
 from test_robustness import tiny, tiny_features  # noqa: F401 (a fixture)
 
 TRAINING = ["--path_vgg", "random", "--buffer_experience_replay", "12", "--batch_size", "4", "--number_of_steps", "5",
-            "--learning_rate", "1e-4", "--refine", "1"]
+            "--learning_rate", "1e-4", "--refine", "1", "--max_images", "4"]
 
 
 def copy(folder, to):
