@@ -40,12 +40,10 @@ METRICS = ("ap", "ap_voc07", "max_recall")
 
 def rounded(value, digits=3):
     """``value`` (a number, or a list of numbers) rounded for the page; None stays None."""
-    if value is None:
-        return None
     if isinstance(value, (list, tuple, np.ndarray)):
         return [round(float(item), digits) if not isinstance(item, (list, tuple, np.ndarray)) else
                 rounded(item, digits) for item in value]
-    return round(float(value), digits)
+    return None if value is None else round(float(value), digits)
 
 
 def link(path, page_folder):
