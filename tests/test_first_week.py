@@ -22,7 +22,7 @@ from PIL import Image
 import image_zooms_testing
 import image_zooms_training
 import synthetic_dataset
-from conftest import write_compact_annotations
+from experiments.compact_annotations import write_compact_annotations
 from image_helper import image_path, load_image
 from parse_xml_annotations import read_class_image_set, unpack_compact_annotations
 from reinforcement import EXPERT_ACTION, TRIGGER_VALUE, UPPER_BOUND_VALUES, ReplayMemory

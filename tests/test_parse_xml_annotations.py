@@ -14,7 +14,7 @@ from parse_xml_annotations import (  # noqa: E402
     VOC_CLASSES, Annotation, annotation_path, class_id, class_name, load_records, parse_annotation,
     read_class_image_set, read_image_set, unpack_compact_annotations,
 )
-from conftest import write_compact_annotations  # noqa: E402
+from experiments.compact_annotations import write_compact_annotations  # noqa: E402
 
 
 
