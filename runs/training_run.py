@@ -42,17 +42,14 @@ from settings import (REMOVED_OPTIONS, check_dataset, check_output_folder, check
 
 
 def preflight(settings):
-    """The user's mistakes a training run can see without TensorFlow, each answered in one line (UserError) before
-    the seconds TensorFlow takes to import: class, dataset folders, VGG-16 weights, the drawings' folder
-    (``bool_draw``), ``-n`` and its checkpoint, and ``path_model``: writable, with nothing but files where the run
-    will write its own (a folder there would stop the first save). It is created when its lock is taken
-    (``run_folder.training_lock``), before any epoch."""
+    """The user's mistakes a training run can see before TensorFlow is imported, each a one-line UserError: class,
+    dataset folders, VGG-16 weights, the drawings' folder, ``-n`` and its checkpoint, and ``path_model`` (writable,
+    no folder where the run writes a file; it is created when its lock is taken)."""
     check_settings(settings)
     if settings.n < 0:
         raise UserError(f"-n {settings.n}: the first epoch to train cannot be negative (0 starts afresh, N resumes "
                         f"from the checkpoint of epoch N-1)")
     if settings.n >= settings.epochs:
-        # the 2016 script trained range(n, n + epochs); here epochs is the total, so resuming needs a larger one
         raise UserError(f"-n {settings.n} with --epochs {settings.epochs}: nothing to train. epochs counts all "
                         f"epochs, not epochs to add (unlike the 2016 script); to train k more epochs pass "
                         f"-n {settings.n} --epochs {settings.n}+k, e.g. --epochs {settings.n + 10}")
@@ -101,14 +98,10 @@ def make_learner(settings, model):
 
 
 class TrainingRun:
-    """What surrounds the training loop (``episodes.train``), one call each: the checks (:func:`preflight`) and the
-    lock on ``path_model``, the seed, the data, resume (:meth:`start`), the images of an epoch with a progress bar
-    (:meth:`images`), drawings, and the end of an epoch (:meth:`end_epoch`: saving, the log line).
-
-    As a context manager it holds the lock and turns SIGTERM into Ctrl-C: the epoch in progress is dropped and the
-    run stops with a message naming the last saved epoch and the ``-n`` that continues it; a NaN or infinite loss
-    stops it with a UserError, the epoch unsaved.
-    """
+    """What surrounds the training loop (``episodes.train``): checks and lock (:func:`preflight`), seed, data,
+    resume (:meth:`start`), the epoch's images (:meth:`images`), drawings, and :meth:`end_epoch` (saving, log line).
+    As a context manager it holds the lock and turns SIGTERM into Ctrl-C (the epoch in progress is dropped; the
+    message names the ``-n`` that continues); a NaN or infinite loss raises a UserError, the epoch unsaved."""
 
     def __init__(self, settings, model_label):
         self.settings, self.model_label = settings, model_label
@@ -271,26 +264,17 @@ RESUME_FREE_SETTINGS = {"n", "epochs", "demo", "explicit", "path_model", "path_t
 
 
 def draws_epoch(settings, epoch):
-    """Whether the searches of ``epoch`` are drawn: with ``bool_draw``, every ``draw_every``-th epoch and the last,
-    as ``checkpoint_every`` keeps weights (a drawing takes most of a second: drawing every search of every epoch adds
-    minutes to a demo-sized training)."""
+    """Whether the searches of ``epoch`` are drawn: with ``bool_draw``, every ``draw_every``-th epoch and the last
+    (a drawing takes most of a second; every epoch's would add minutes to a demo-sized training)."""
     return bool(settings.bool_draw) and ((epoch + 1) % settings.draw_every == 0 or epoch == settings.epochs - 1)
 
 
 def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, sample=None, features=None):
-    """The files of ``epoch``: the resume state (epoch, ε, optimiser, replay memory, random generators, settings),
-    the weights (of the epoch and the latest), the log and the describing settings
-    (``run_folder.features_path``: what testing checks its features against), written together
-    (``run_folder.write_together``: all of them, or none, replace the files before); then older resume states and
-    the previous epoch's weights, unless ``checkpoint_every`` keeps them, are removed.
-
-    A write that fails part-way (disk full, permission, an exception in a writer) removes this epoch's temporary
-    files and stops the run with a UserError naming the folder and the cause; the previous epoch's files are as
-    they were.
-
-    With a window ``sample`` (the ``refine`` option) the refinement head fitted on it is saved beside each weights
-    file (``refinement.refiner_path``), and the sample goes into the resume state.
-    """
+    """Write the files of ``epoch`` together (``run_folder.write_together``: all or none replace the previous ones):
+    resume state, weights (the epoch's and the latest), log and describing settings (``run_folder.features_path``);
+    then remove older resume states and the previous epoch's weights unless ``checkpoint_every`` keeps them.
+    With a window ``sample`` (``refine``) the head fitted on it is saved beside each weights file. A failed write
+    raises a UserError naming the folder and the cause, the previous epoch's files as they were."""
     path_model = Path(settings.path_model)
     state = resume_state(settings, learner, memory, rng, epoch, sample)
     weights_files = [checkpoint_path(path_model, class_idx, epoch), checkpoint_path(path_model, class_idx)]
@@ -318,8 +302,7 @@ def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, sampl
              if older != epoch]
     if refiner is None:         # a head an earlier run left beside these weights' names is not this run's
         stale += [refiner_path(path) for path in weights_files]
-    # weights of an earlier run, after this one's (preflight warns); the previous epoch's unless it is a
-    # checkpoint_every-th (the last epoch keeps its file too: no epoch follows it)
+    # later epochs of an earlier run (preflight warns), and the previous epoch's unless it is a checkpoint_every-th
     later = [checkpoint_path(path_model, class_idx, saved) for saved in existing_epochs(path_model, class_idx)
              if saved > epoch]
     previous = [checkpoint_path(path_model, class_idx, epoch - 1)] if epoch > 0 and epoch % settings.checkpoint_every \
@@ -353,14 +336,10 @@ def _seed_variables(model):
 
 
 def resume(settings, learner, memory, rng, class_idx, sample=None):
-    """``-n N``: load the checkpoint of epoch N−1 — weights and, when its resume state is there, the optimiser,
-    replay memory and random generators, which makes the rest of the run the same as an uninterrupted one — and
-    return the log rows of the epochs before N.
-
-    Every file is read and checked before anything is used: a damaged one stops the run with a UserError naming it
-    and the way on, and changes nothing. The learning rate is the one given now (changing it on resume is allowed;
-    it is reported).
-    """
+    """``-n N``: load the checkpoint of epoch N−1 (weights and, with its resume state, optimiser, replay memory and
+    random generators, for an exact continuation) and return the log rows of the epochs before N. Every file is
+    checked before anything is used (a damaged one: UserError naming it and the way on). The learning rate is the
+    one given now (a change is reported)."""
     model, path_model, previous = learner.model, Path(settings.path_model), settings.n - 1
     weights = checkpoint_path(path_model, class_idx, previous)
     if not weights.is_file():
@@ -438,8 +417,7 @@ def resume(settings, learner, memory, rng, class_idx, sample=None):
 
 def check_state_fits(state, path, learner, memory):
     """Raise ``DamagedFile`` unless the resume state's arrays fit this run's optimiser, dropout seeds and replay
-    memory (a file that reads but holds fewer or other arrays is incomplete) and hold numbers (the replay memory's
-    position within it, its actions among the six)."""
+    memory and hold numbers (replay position within it, actions among the six)."""
     def compare(what, arrays, variables):
         shapes, expected = [tuple(array.shape) for array in arrays], [tuple(variable.shape) for variable in variables]
         if shapes != expected:
