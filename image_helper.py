@@ -12,7 +12,7 @@ from PIL import Image, UnidentifiedImageError
 
 from runs.errors import UserError
 
-# ImageNet mean colour, RGB order. Painting a region with it makes the region exactly zero after vgg_preprocess.
+# ImageNet mean colour, RGB: a region painted with it is exactly zero after vgg_preprocess.
 MEAN_RGB = np.array([123.68, 116.779, 103.939], dtype=np.float32)
 # The same float32 values in BGR order, so that MEAN_RGB - mean cancels bit for bit.
 _MEAN_BGR = np.ascontiguousarray(MEAN_RGB[::-1])
@@ -27,36 +27,30 @@ def _to_rgb_array(image: Image.Image) -> np.ndarray:
     """Float32 ``(H, W, 3)`` RGB 0..255 from a PIL image of any mode."""
     mode = image.mode
     if mode.startswith("I;16") or mode in ("I", "F"):
-        # 16-bit grayscale (PNG/TIFF). Older Pillow versions open 16-bit PNGs as 32-bit mode 'I'; those hold
-        # 0..65535 too, so scale unless the values already fit in 8 bits. Float images ('F') are taken as 0..255.
+        # 16-bit gray (PNG/TIFF; older Pillow opens 16-bit PNGs as mode 'I'): scaled from 0..65535 unless the
+        # values fit in 8 bits. Float images ('F') are taken as 0..255.
         gray = np.asarray(image).astype(np.float32)
         if mode != "F" and (mode.startswith("I;16") or image.format == "PNG" or gray.max(initial=0) > 255):
             gray = gray * np.float32(255.0 / 65535.0)
         return np.repeat(np.clip(gray, 0, 255)[:, :, None], 3, axis=2)
-    # Alpha is dropped (VOC images are opaque); palette images with transparency go through RGBA so Pillow
-    # resolves the palette instead of warning. L, 1, CMYK, YCbCr, LA, P, RGBA ... all convert directly.
+    # Alpha is dropped (VOC images are opaque); a palette with transparency goes through RGBA so Pillow does not warn.
     if mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     return np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.float32)
 
 
-# The most pixels an image may have, checked from the file's header before a pixel is decoded. A search holds
-# float32 RGB copies of its image (12 bytes a pixel each: the image, the mean-painted copy, the region being
-# resized): loading a 50-megapixel image, resizing it whole and painting it peaks at 1.2 GB, and testing's chunk of
-# 16 such images would hold 9.6 GB, both within a 24 GB machine (a 12000 x 12000 search, 144 megapixels, peaked
-# at 11.9 GB). Pillow's own decompression-bomb check (about 89 megapixels) applies above it.
+# The most pixels an image may have, checked from the file's header before decoding. A search holds float32 RGB
+# copies of its image (12 bytes a pixel each): a 50-megapixel search peaks at 1.2 GB, testing's chunk of 16 at
+# 9.6 GB, both within a 24 GB machine. Pillow's decompression-bomb check (about 89 megapixels) applies above it.
 MAX_PIXELS = 50_000_000
 
 
 def load_image(path, max_pixels=None) -> np.ndarray:
-    """Read an image file as float32 ``(H, W, 3)`` RGB in 0..255, whatever its mode (gray, palette, alpha,
-    CMYK, 16-bit gray scaled to 0..255).
+    """Read an image file as float32 ``(H, W, 3)`` RGB in 0..255, whatever its mode (16-bit gray scaled).
 
-    The pixels are used as stored: EXIF orientation is not applied, because VOC boxes refer to the stored
-    pixels. A file of several frames (an animated GIF, a multi-page TIFF) is read as its first, with a warning
-    naming it (once). A missing file, one that Pillow refuses (unreadable, corrupt, truncated, a decompression
-    bomb), or one whose header declares more than ``max_pixels`` pixels (:data:`MAX_PIXELS` when None; checked
-    before decoding) raises UserError naming it.
+    EXIF orientation is not applied: VOC boxes refer to the stored pixels. A file of several frames is read as its
+    first, with a warning (once per file). A missing file, one Pillow refuses (corrupt, truncated, a decompression
+    bomb) or one whose header declares more than ``max_pixels`` (:data:`MAX_PIXELS` when None) raises UserError.
     """
     path = Path(path)
     limit = MAX_PIXELS if max_pixels is None else int(max_pixels)
@@ -98,9 +92,8 @@ _SEVERAL_FRAMES = set()     # the files with several frames warned about
 def round_box(box, width: int, height: int) -> tuple[int, int, int, int]:
     """Whole-pixel box ``[x0, y0, x1, y1)`` inside a ``width`` x ``height`` image, at least 1 pixel per side.
 
-    ``box`` is float ``[x0, y0, x1, y1)``. Corners round to the nearest pixel edge (halves up) and are clamped
-    to the image; a side that becomes empty is widened to the one pixel containing the box's centre (clamped to
-    the image), so tiny or outside regions still give a valid crop.
+    Corners of the float ``box`` round to the nearest pixel edge (halves up), clamped to the image; an empty side
+    becomes the one pixel holding the box's centre, so tiny or outside regions still give a valid crop.
     """
     assert width >= 1 and height >= 1, (width, height)
     box = np.asarray(box, dtype=np.float64)
@@ -119,20 +112,15 @@ def round_box(box, width: int, height: int) -> tuple[int, int, int, int]:
 
 
 def crop(image: np.ndarray, box) -> np.ndarray:
-    """``image[y0:y1, x0:x1]`` for the float box ``[x0, y0, x1, y1)`` rounded by :func:`round_box`.
-
-    Returns a view of ``image`` (at least 1 x 1 pixels); copy it before writing into it.
-    """
+    """``image[y0:y1, x0:x1]`` for the float box ``[x0, y0, x1, y1)`` rounded by :func:`round_box`: a view of
+    ``image`` (at least 1 x 1 pixels); copy it before writing into it."""
     x0, y0, x1, y1 = round_box(box, image.shape[1], image.shape[0])
     return image[y0:y1, x0:x1]
 
 
 def resize(image: np.ndarray, size: tuple[int, int] = (224, 224)) -> np.ndarray:
-    """Bilinear resize of a float ``(H, W, C)`` image to ``size`` = (width, height); float32 out.
-
-    Uses Pillow's bilinear filter per channel in 32-bit float mode: deterministic, no 8-bit quantisation, and
-    antialiased when shrinking (its support widens with the scale factor).
-    """
+    """Bilinear resize of a float ``(H, W, C)`` image to ``size`` = (width, height); float32 out. Pillow's filter
+    per channel in float mode: deterministic, no 8-bit quantisation, antialiased when shrinking."""
     image = np.asarray(image, dtype=np.float32)
     assert image.ndim == 3 and image.shape[0] >= 1 and image.shape[1] >= 1, image.shape
     width, height = int(size[0]), int(size[1])
