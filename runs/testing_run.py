@@ -24,10 +24,9 @@ from settings import (check_dataset, check_output_folder, check_path_vgg, check_
 
 
 def preflight(settings, model_label):
-    """The user's mistakes a test run can see without TensorFlow, each answered in one line (UserError) before
-    the seconds TensorFlow takes to import: class, test dataset, the trained agent's checkpoint, VGG-16 weights,
-    and last the output folder, which must take files before the first search (a run that cannot write its
-    results would lose its searches at the end)."""
+    """The user's mistakes a test run can see before TensorFlow is imported, each a one-line UserError: class, test
+    dataset, the trained agent's checkpoint, VGG-16 weights, and the output folder (checked before the first search,
+    so that a run cannot lose its searches at the end)."""
     check_settings(settings)
     class_ids(settings.class_object)
     own_images = bool(getattr(settings, "image", None))
@@ -65,10 +64,8 @@ def preflight(settings, model_label):
 
 
 def test(settings, make_features, model_label):
-    """The test run: searches with the chosen agent → detections → VOC metrics → results.json and figures.
-
-    With ``--image`` it searches the user's own images instead (:func:`search_own_images`).
-    """
+    """The test run: searches with the chosen agent → detections → VOC metrics → results.json and figures; with
+    ``--image``, :func:`search_own_images`."""
     if settings.refine and settings.agent != "trained" and refine_from_demo(settings):
         settings.refine = 0     # the demo's refine 1 is its trained agent's; the baselines need no training
         print(f"--demo: the {settings.agent} agent reports the hierarchy's windows (--refine 1 refines them with the "
@@ -202,10 +199,9 @@ def refine_from_demo(settings):
 
 
 def check_refinement_head(settings, class_idx, model_label):
-    """``refine 1`` needs the refinement head saved beside the weights tested (the latest, for the baselines).
-    Without one, where ``refine`` comes from ``--demo`` (a short demo training may have none), one warning and the
-    hierarchy's windows are reported: ``settings.refine`` becomes 0 and ``settings.refine_missing`` says why (it goes
-    into the results). Asked for on the command line, it is a UserError with the way on."""
+    """``refine 1`` needs the refinement head beside the weights tested (the latest, for the baselines). Without one:
+    a UserError if asked for on the command line; from ``--demo`` (a short training may have none), a warning, and
+    ``settings.refine`` becomes 0 with ``settings.refine_missing`` saying why (it goes into the results)."""
     from refinement import MIN_WINDOWS, refiner_path
     weights = trained_weights(settings, class_idx, model_label)
     if refiner_path(weights).is_file():
@@ -233,10 +229,9 @@ def model_name(settings):
 
 
 def while_training(settings, class_idx, weights):
-    """The weights to test while a training holds ``path_model`` (its lock, ``run_folder.training_lock``): every
-    file is written whole and renamed into place, so any file read is a complete epoch; but the latest weights
-    (``model<k>.weights.h5``) and their refinement head are replaced at each epoch, so the latest epoch is read from
-    its own numbered file, which is not rewritten. Says so in one line."""
+    """The weights to test while a training holds ``path_model``'s lock: the latest weights (``model<k>.weights.h5``)
+    and their head are replaced each epoch, so the latest epoch is read from its own numbered file, which is not
+    rewritten. Says so in one line."""
     holder = None if model_name(settings) else training_holder(settings.path_model, class_idx)
     if holder is None:
         return weights
@@ -249,10 +244,9 @@ def while_training(settings, class_idx, weights):
 
 
 def trained_weights(settings, class_idx, model_label):
-    """The Q-network weights a test uses: the file ``model_name`` in ``path_model`` when it is set (any layout
-    ``q_network_files.set_q_network_weights`` reads, such as the 2016 ``model_image_zooms_2``), else this project's
-    checkpoint of epoch ``settings.epoch``, or the latest when it is -1; checked whole (UserError with the way
-    on)."""
+    """The Q-network weights a test uses: the file ``model_name`` in ``path_model`` when set (e.g. the 2016
+    ``model_image_zooms_2``), else the checkpoint of epoch ``settings.epoch`` (-1: the latest); checked whole
+    (UserError with the way on)."""
     from runs.q_network_files import check_weights_order
     check_weights_order(settings.weights_order)
     epoch, name, folder = settings.epoch, model_name(settings), settings.path_model
@@ -282,13 +276,10 @@ def trained_weights(settings, class_idx, model_label):
 
 
 def search_own_images(settings, make_features, model_label):
-    """``--image FILE …``: the trained agent searches each image (no annotations); one PNG per image with the
-    search and its detections, and ``detections.json``, in ``path_testing_folder``. Returns that JSON's content.
-
-    Detections are the triggered regions unless ``--detections`` is given (``visited``: every analysed region).
-    An unreadable image, or one of more than ``max_pixels`` pixels, is skipped with a warning; UserError when none
-    can be read.
-    """
+    """``--image FILE …``: the trained agent searches each image (no annotations), writing one PNG per image and
+    ``detections.json`` in ``path_testing_folder``; returns that JSON's content. Detections are the triggered regions
+    unless ``--detections`` is given. An unreadable image, or one over ``max_pixels``, is skipped with a warning;
+    UserError when none can be read."""
     from detection import as_rgb_image, detect_many, load_q_network
     from reinforcement import state_size
     from refinement import load_refiner
