@@ -17,8 +17,7 @@ REQUIRED_KEYS = ['model', 'agent', 'scale_subregion', 'precision', 'recall', 'ap
                  'regions_per_found_object']
 
 
-# a count of regions analysed before an object was found: far above any search's number_of_steps, low enough that
-# the histogram's bins fit in memory
+# regions analysed before an object was found: far above any number_of_steps, low enough for the histogram's bins
 MAX_REGIONS = 100_000
 
 
@@ -61,8 +60,8 @@ def load_results(path):
 
 
 def _problem(value, low=None, high=None, whole=False, listed=False):
-    """What keeps ``value`` from being a finite number (a whole one with ``whole``) in ``low..high`` — with
-    ``listed``, a list of such numbers — or None."""
+    """What keeps ``value`` from being a finite number (whole, with ``whole``) in ``low..high``, or a list of them
+    with ``listed``; None if nothing does."""
     if listed:
         if not isinstance(value, list):
             return f'found {type(value).__name__}'
@@ -87,8 +86,8 @@ def _kind(low, high, whole, listed=False):
 
 
 def _check_numbers(path, record, keys, low=None, high=None, whole=False, listed=False, optional=False, prefix=''):
-    """UserError naming the file and the field unless each ``record[key]`` is what :func:`_problem` accepts (or,
-    ``optional``, None); ``prefix`` goes before the key in the message ('classes[0].')."""
+    """UserError naming the file and the field unless each ``record[key]`` passes :func:`_problem` (or is None, with
+    ``optional``); ``prefix`` goes before the key in the message ('classes[0].')."""
     for key in keys:
         problem = _problem(record.get(key), low, high, whole, listed)
         if problem and not (optional and record.get(key) is None):
@@ -106,8 +105,8 @@ def _check_label_fields(path, results):
 
 
 def load_combined(path):
-    """The content of a combined (several-class) results.json, checked (UserError naming the file and the field), or
-    None for a single-class one and for a file that cannot be read (:func:`load_results` names its problem)."""
+    """A combined (several-class) results.json, checked (UserError naming the file and field); None for a
+    single-class or unreadable file (:func:`load_results` names its problem)."""
     try:
         results = _read_json(path)
     except UserError:
@@ -152,8 +151,8 @@ def class_row(results):
 
 
 def combine(per_class, absent=()):
-    """The combined results: one row per class (VOC id order) and the means over the classes tested (absent classes
-    — no test image — are listed and left out of the means)."""
+    """The combined results: one row per class (VOC id order) and the means over the classes tested (``absent``
+    ones, with no test image, are listed but left out of the means)."""
     from parse_xml_annotations import class_id
     rows = sorted((class_row(results) for results in per_class), key=lambda row: class_id(row["class_object"]))
     if not rows:
@@ -188,11 +187,8 @@ def format_class_table(combined):
 
 
 def merge(paths, output):
-    """Merge single-class results.json files (separate jobs) into one combined results.json; returns it.
-
-    The file is standard JSON: a number that is not finite is written as null (:func:`json_ready`), never as the
-    ``NaN`` or ``Infinity`` that ``json.dump`` would write and strict readers refuse. The files merged are checked
-    finite where read (:func:`load_results`), so null only stands for a mean that has no values."""
+    """Merge single-class results.json files (separate jobs) into one combined results.json; returns it. A null in
+    it is a mean without values (``runtime.json_ready`` writes non-finite numbers so; the inputs are checked finite)."""
     from parse_xml_annotations import class_name
     per_class, seen = [], {}
     for path in paths:
