@@ -57,7 +57,7 @@ def class_id(class_object) -> int:
 
 
 def class_name(class_object) -> str:
-    """The VOC class name ('aeroplane', ...) of ``class_object``: an id (1..20, int or digit string) or a name."""
+    """The VOC class name ('aeroplane', ...) of ``class_object`` (as :func:`class_id` takes it)."""
     return VOC_CLASSES[class_id(class_object) - 1]
 
 
@@ -113,10 +113,8 @@ class Annotation:
     skipped_objects: int = 0        # broken objects left out (each with a UserWarning)
 
     def boxes_of(self, class_name: str, include_difficult: bool = True) -> np.ndarray:
-        """Boxes ``[x0, y0, x1, y1)`` of the objects named ``class_name`` (or a class id), as float64 ``(n, 4)``.
-
-        The result may be ``(0, 4)``. Order is the order of the XML file.
-        """
+        """Boxes ``[x0, y0, x1, y1)`` of the objects named ``class_name`` (or a class id), float64 ``(n, 4)``
+        (possibly ``(0, 4)``), in the XML file's order."""
         name = _target_name(class_name)
         boxes = [obj.box for obj in self.objects if obj.name == name and (include_difficult or not obj.difficult)]
         return np.array(boxes, dtype=np.float64).reshape(-1, 4)
@@ -138,10 +136,8 @@ def _number(element: ElementTree.Element | None, tag: str) -> float | None:
 
 def parse_annotation(xml_path) -> Annotation:
     """Parse one VOC annotation file into an :class:`Annotation` (boxes ``[x0, y0, x1, y1)``, see module doc).
-
-    The image id is the file name without ``.xml``. A file that is missing, does not parse, or lacks a
-    numeric positive ``<size>`` raises UserError; a broken object is skipped with a UserWarning.
-    """
+    A file that is missing, does not parse or lacks a positive ``<size>`` raises UserError; a broken object is
+    skipped with a UserWarning."""
     xml_path = Path(xml_path)
     if not xml_path.is_file():
         raise UserError(f"annotation file not found: {xml_path}")
@@ -213,10 +209,9 @@ MAX_IMAGE_ID_BYTES = 200        # a file name holds 255 bytes: room for ``.jpg``
 
 
 def check_image_id(image_id, where) -> str:
-    """``image_id`` when it names a file inside its folder (``JPEGImages/<id>.jpg``, ``Annotations/<id>.xml``, the
-    drawn ``searches/<id>.png``); UserError naming ``where`` (the file and line it came from) for an id with a path
-    separator, ``..``, a drive or a NUL, which would read or write outside the folder, or longer than a file name
-    allows."""
+    """``image_id`` when it names a file inside its folder (``JPEGImages/<id>.jpg``, ``searches/<id>.png`` …); a
+    UserError naming ``where`` (its file and line) for an id that would lead outside the folder (a path separator,
+    ``..``, a drive, a NUL) or is too long for a file name."""
     if ("/" in image_id or "\\" in image_id or "\0" in image_id or image_id in (".", "..")
             or PureWindowsPath(image_id).drive):
         raise UserError(f"{where}: image id {image_id!r} is not a file name (a path separator, '..' or a drive): "
@@ -237,11 +232,8 @@ def read_image_set(path_voc, set_name) -> list[str]:
 
 
 def read_class_image_set(path_voc, class_object, set_name, labels: Iterable[int] = (1,)) -> list[str]:
-    """Image ids of ``ImageSets/Main/<class>_<set_name>.txt`` whose label is in ``labels``, in file order, each once
-    (an id listed again is left out with a warning: testing counted its detections twice).
-
-    Labels: 1 the class is present, -1 absent, 0 present only as difficult objects.
-    """
+    """Image ids of ``ImageSets/Main/<class>_<set_name>.txt`` whose label (1 present, -1 absent, 0 difficult only)
+    is in ``labels``, in file order, each once (a repeat is dropped with a warning: testing would count it twice)."""
     labels = tuple(int(label) for label in labels)
     path = _image_sets_folder(path_voc) / f"{class_name(class_object)}_{set_name}.txt"
     image_ids = []
@@ -265,8 +257,8 @@ def read_class_image_set(path_voc, class_object, set_name, labels: Iterable[int]
 
 
 def write_image_set(path_voc, set_name, image_ids, label) -> None:
-    """Write ``ImageSets/Main/<class>_<set_name>.txt`` for the 20 classes (``label(image_id, class name)``: 1 present,
-    0 only difficult objects, -1 absent), then ``<set_name>.txt``, each atomically: a reader never sees half a list."""
+    """Write ``ImageSets/Main/<class>_<set_name>.txt`` for the 20 classes (labels from ``label(image_id, class
+    name)``), then ``<set_name>.txt``, each atomically: a reader never sees half a list."""
     def write(name, lines):
         write_atomically(Path(path_voc) / "ImageSets" / "Main" / f"{name}.txt",
                          lambda temporary: temporary.write_text("".join(f"{line}\n" for line in lines)))
@@ -294,13 +286,11 @@ def load_records(paths_voc, class_object, set_name, max_images: int | None = Non
                  skipped: list | None = None) -> list[ImageRecord]:
     """Records of the images containing ``class_object`` (label 1 in ``<class>_<set_name>.txt``).
 
-    ``paths_voc`` is one dataset root or a list of them (``two_databases``: e.g. VOC2012 then VOC2007); the
-    image lists are concatenated in that order, each in file order, then truncated to ``max_images``. Every
-    root's image list is read (and checked); only the kept images' annotations are parsed.
+    ``paths_voc``: one dataset root or a list (``two_databases``), whose image lists are concatenated in order,
+    then truncated to ``max_images``; only the kept images' annotations are parsed.
 
-    ``skipped``: without it, a missing or unusable annotation file raises UserError. With a list, such an image
-    is left out with a UserWarning and ``(path_voc, image_id, problem)`` is appended to the list, so one broken
-    file does not stop a run; UserError only when no image is left.
+    A missing or unusable annotation raises UserError, unless ``skipped`` is a list: then the image is left out
+    with a UserWarning and ``(path_voc, image_id, problem)`` appended; UserError only when no image is left.
     """
     paths_voc = [paths_voc] if isinstance(paths_voc, (str, os.PathLike)) else list(paths_voc)
     if not paths_voc:
@@ -309,7 +299,7 @@ def load_records(paths_voc, class_object, set_name, max_images: int | None = Non
                                    or max_images < 1):
         raise UserError(f"max_images must be a positive integer or None, got {max_images!r}")
 
-    # Read every root's list first, so a wrong second root fails before minutes of parsing the first.
+    # every root's list first, so a wrong second root fails before minutes of parsing the first
     wanted = [(Path(path_voc), image_id) for path_voc in paths_voc
               for image_id in read_class_image_set(path_voc, class_object, set_name)]
     records, problems = [], []
@@ -338,22 +328,17 @@ COMPACT_COLUMNS = ("image_id", "width", "height", "depth", "name", "xmin", "ymin
 
 
 def voc_xml(elements: list, depth: int = 0) -> str:
-    """VOC annotation XML of ``elements``, ``(tag, value)`` pairs whose value is text or a list of such pairs (the
-    element's children); one element a line, indented with tabs, as ``ElementTree.indent(root, space="\t")`` does.
-    Values are written as they are (VOC's names and numbers need no escaping)."""
+    """VOC annotation XML of ``elements``, ``(tag, value)`` pairs whose value is text or a list of such pairs,
+    tab-indented one element a line; values are not escaped (VOC's names and numbers need none)."""
     indent = "\t" * depth
     return "".join(f"{indent}<{tag}>\n{voc_xml(value, depth + 1)}{indent}</{tag}>\n" if isinstance(value, list)
                    else f"{indent}<{tag}>{value}</{tag}>\n" for tag, value in elements)
 
 
 def unpack_compact_annotations(compact_file, path_voc, set_name="test") -> Path:
-    """Write the VOC layout (``Annotations/<id>.xml``, ``ImageSets/Main/<set>.txt`` and ``<class>_<set>.txt`` for
-    the 20 classes) of a compact annotation file (a gzip'd tab-separated file, one object a line with the
-    ``COMPACT_COLUMNS``, VOC's 1-based inclusive pixels as in the XML) into ``path_voc``; returns ``path_voc``.
-
-    Labels follow VOC: 1 when the image holds a non-difficult object of the class, 0 when it holds only difficult
-    ones, -1 otherwise. Written to a temporary folder and renamed, so an interrupted unpack leaves nothing half
-    done, and runs that unpack it at once all read a whole one."""
+    """Write the VOC layout (annotations and image sets) of a compact annotation file (gzip'd TSV, one object a
+    line with the ``COMPACT_COLUMNS``, VOC's 1-based inclusive pixels) into ``path_voc``; returns ``path_voc``.
+    Written to a temporary folder and renamed, so runs unpacking it at once all read a whole one."""
     compact_file, path_voc = Path(compact_file), Path(path_voc)
     try:
         with gzip.open(compact_file, "rt") as handle:
@@ -389,8 +374,8 @@ def unpack_compact_annotations(compact_file, path_voc, set_name="test") -> Path:
 
 
 def ensure_voc2007_test_annotations(path_voc=VOC2007_TEST_FOLDER) -> Path:
-    """The PASCAL VOC 2007 test annotations (no images) in the VOC layout at ``path_voc``, unpacked from the copy
-    the repository carries (``annotations/voc2007_test.tsv.gz``) unless already there."""
+    """The VOC 2007 test annotations (no images) at ``path_voc``, unpacked from ``annotations/voc2007_test.tsv.gz``
+    unless already there."""
     path_voc = Path(path_voc)
     if not (path_voc / "ImageSets" / "Main" / "test.txt").is_file():
         unpack_compact_annotations(VOC2007_TEST_COMPACT, path_voc, "test")
