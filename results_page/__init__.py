@@ -56,9 +56,8 @@ def link(path, page_folder):
 
 
 def detection_status(true_positive, overlap, difficult):
-    """'tp' (found an object), 'ignored' (a difficult object, which VOC neither requires nor penalises), 'repeat'
-    (an object found before: a false positive) or 'fp' (no object), by the VOC rule; ``overlap`` is the best IoU with
-    an object of the image (None when its objects are not known) and ``difficult`` whether that object is."""
+    """By the VOC rule: 'tp', 'ignored' (a difficult object: neither required nor penalised), 'repeat' (an object
+    found before: a false positive) or 'fp'; ``overlap``: best IoU with an object (None: objects not known)."""
     if true_positive:
         return "tp"
     if overlap is None or overlap < IOU_FOUND:
@@ -67,21 +66,17 @@ def detection_status(true_positive, overlap, difficult):
 
 
 def image_summaries(results, folder=None, page_folder=None):
-    """``(images, steps)``: one summary per image of ``results`` (a results.json's content), in test order, and
+    """``(images, steps)`` of ``results`` (a results.json's content): one summary per image, in test order, and
     each image's search step by step.
-
-    A summary holds the image's ``id``, ``size`` ``[w, h]`` (from its first region), its ``objects`` (each: ``box``,
-    ``difficult``, ``found``, ``best_iou`` of a detection), the counts ``found``, ``missed``, ``objects_counted``
-    (those not difficult) and ``difficult`` (``objects`` empty, ``missed`` and ``objects_counted`` None when
-    ``results`` holds no ``ground_truth``, as results.json did before the pages),
-    ``best_iou`` over its detections, ``false_positives`` (triggered detections that found nothing: a false
-    trigger), ``triggers``, ``first_trigger`` (the 1-based region number of its first trigger, as the drawings number
-    them; None without one), ``regions``, ``top_score`` and its best ``detections`` (score, status, box). With
-    ``folder`` (where the run's files are) and ``page_folder`` (where the page is), ``drawing`` and ``animation`` are
-    links to the image's drawn search where it was drawn. Steps: per image id, one dict per analysed region:
-    ``region``, ``action``, ``q`` (the Q-values, None for the baselines), ``score``, ``trigger``, ``search``,
-    ``step``, ``status`` and ``iou`` of its detection (None where it is not one) and ``box`` where the refined box
-    differs from the region."""
+    A summary holds ``id``, ``size`` ``[w, h]`` (from its first region), ``objects`` (each: ``box``, ``difficult``,
+    ``found``, ``best_iou``), the counts ``found``, ``missed``, ``objects_counted`` (not difficult) and ``difficult``
+    (without ``ground_truth``: ``objects`` empty, ``missed`` and ``objects_counted`` None), ``best_iou``,
+    ``false_positives`` (triggered detections that found nothing), ``triggers``, ``first_trigger`` (1-based region
+    number, as drawn; None without one), ``regions``, ``top_score``, its best ``detections`` (score, status, box)
+    and, given ``folder`` (the run's files) and ``page_folder``, links ``drawing`` and ``animation`` to its drawn
+    search. Steps: per image id, one dict per analysed region: ``region``, ``action``, ``q`` (None for the
+    baselines), ``score``, ``trigger``, ``search``, ``step``, ``status`` and ``iou`` of its detection (None if not
+    one), and ``box`` where the refined box differs from the region."""
     detections = results["detections"] if isinstance(results.get("detections"), list) else []
     trajectories = results["trajectories"] if isinstance(results.get("trajectories"), dict) else {}
     ground_truth = results.get("ground_truth")
@@ -234,8 +229,7 @@ def inline_json(data):
 
 
 def write_page(path, data, steps=None):
-    """Write the page of ``data`` at ``path``: the template ``<kind>.html`` (``data["kind"]``) with the style, the
-    scripts and the data inlined; returns the path."""
+    """Write ``data`` at ``path`` as the ``<kind>.html`` template with style, scripts and data inlined; returns it."""
     def read(name):
         return (TEMPLATES / name).read_text(encoding="utf-8")
     kind, title = data["kind"], escape(data["title"])
