@@ -35,8 +35,7 @@ from runs.errors import UserError
 from parse_xml_annotations import VOC_CLASSES
 from runs.runtime import TEMPORARY_PREFIX, fsync, temporary_path, write_atomically
 
-# ---------------------------------------------------------------------------------------------------------------
-# names
+# ---- names ----------------------------------------------------------------------------------------------------
 
 WEIGHTS_SUFFIX = ".weights.h5"
 
@@ -56,23 +55,19 @@ def log_path(path_model, class_idx):
 
 
 def features_path(path_model, class_idx):
-    """The settings that made the descriptors the Q-network was trained on (``path_vgg``, ``vgg_precision``,
-    ``scale_subregion``), written with every epoch: testing checks its own against them."""
+    """The settings that made the trained-on descriptors (:data:`DESCRIBING_SETTINGS`); testing checks its own."""
     return Path(path_model) / f"features_model{class_idx}.json"
 
 
 def saving_path(path_model, class_idx):
-    """There only while an epoch's files are renamed into place (:func:`write_together`'s marker), holding the
-    epoch: left behind, it says that a kill or a power cut stopped the save, and the latest files disagree."""
+    """:func:`write_together`'s marker, holding the epoch: left behind, a kill or power cut stopped that save."""
     return Path(path_model) / f"saving_model{class_idx}"
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# found
+# ---- found ----------------------------------------------------------------------------------------------------
 
 def existing_epochs(path_model, class_idx, prefix="model", suffix=WEIGHTS_SUFFIX):
-    """Epochs with a file ``<prefix><class_idx>_epoch_<epoch><suffix>`` in ``path_model``, sorted (by default:
-    the epochs whose weights are kept)."""
+    """Sorted epochs with a file ``<prefix><class_idx>_epoch_<epoch><suffix>`` (by default: kept weights)."""
     pattern = re.compile(rf"{re.escape(prefix)}{class_idx}_epoch_(\d+){re.escape(suffix)}")
     return sorted(int(match.group(1)) for path in Path(path_model).glob(f"{prefix}{class_idx}_epoch_*{suffix}")
                   if (match := pattern.fullmatch(path.name)))
@@ -98,8 +93,7 @@ def remove_temporary_files(path_model, class_idx):
             path.unlink(missing_ok=True)
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# damage
+# ---- damage ---------------------------------------------------------------------------------------------------
 
 class DamagedFile(UserError):
     """A file of the run folder that cannot be read; ``path`` and ``problem`` (what is wrong) for the way on."""
@@ -137,13 +131,11 @@ def check_weights(path):
         raise DamagedFile(path, "damaged (a weight that is not finite: NaN or infinity)")
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# the resume state
+# ---- the resume state -----------------------------------------------------------------------------------------
 
 RESUME_STATE_ATTRIBUTES = ("epoch", "epsilon", "numpy_rng", "settings")
 REPLAY_MEMORY_ARRAYS = ("states", "next_states", "actions", "rewards", "terminals", "pos", "full")
-# what the learning options store with each transition (reinforcement.TRANSITION_FIELDS), and the names the
-# oracle's and trigger_targets' arrays had before
+# optional: reinforcement.TRANSITION_FIELDS, and older names of the oracle's and trigger_targets' arrays
 REFINE_SAMPLE_ARRAYS = ("descriptors", "windows", "boxes", "seen", "keys", "rng")    # refinement.WindowSample
 OPTIONAL_REPLAY_ARRAYS = ("upper_bound_values", "trigger_values", "expert_actions", "targets", "trigger_targets")
 # the groups of named arrays: what each is, the arrays it must hold, those it may hold besides
@@ -152,8 +144,7 @@ NAMED_ARRAYS = {"replay_memory": ("replay memory", REPLAY_MEMORY_ARRAYS, OPTIONA
 
 
 def write_resume_state(path, state):
-    """Write ``state`` (the keys :func:`read_resume_state` returns; ``replay_memory`` and ``refine_sample`` may be
-    None) to the HDF5 file ``path``."""
+    """Write ``state`` (as :func:`read_resume_state` returns it) to the HDF5 file ``path``."""
     import h5py
     with h5py.File(path, "w") as handle:
         for name in RESUME_STATE_ATTRIBUTES:
@@ -170,11 +161,9 @@ def write_resume_state(path, state):
 
 
 def read_resume_state(path, epoch):
-    """The resume state of ``epoch`` in memory: ``epoch``, ``epsilon``, ``numpy_rng`` and ``settings`` (dicts),
-    ``optimizer`` and ``optimizer_paths``, ``seed_generators`` (lists of arrays in variable order) and
-    ``replay_memory`` (None when not saved); the ``target_network`` of a state written before target_update was
-    removed is not read (its settings say target_update: ``settings.check_removed_in``). Everything is read before
-    anything is used, so a damaged file raises :class:`DamagedFile` and changes nothing."""
+    """The resume state of ``epoch``: ``epoch``, ``epsilon``, ``numpy_rng`` and ``settings`` (dicts), ``optimizer``
+    and ``optimizer_paths``, ``seed_generators`` (lists in variable order), ``replay_memory`` and ``refine_sample``
+    (None when not saved). All is read before use, so a damaged file raises :class:`DamagedFile`, changing nothing."""
     import h5py
 
     def arrays(handle, group):
@@ -211,9 +200,8 @@ def read_resume_state(path, epoch):
 
 
 def read_attribute(path, attributes, name):
-    """The resume state's attribute ``name`` (one of :data:`RESUME_STATE_ATTRIBUTES`), checked: ``epoch`` a whole
-    number ≥ 0, ``epsilon`` a number in 0..1, ``numpy_rng`` a state NumPy's default generator takes (what ``-n``
-    gives it), ``settings`` a JSON object. Anything else raises :class:`DamagedFile` naming the attribute."""
+    """The resume state's attribute ``name``, checked: ``epoch`` a whole number ≥ 0, ``epsilon`` in 0..1,
+    ``numpy_rng`` a state NumPy's default generator takes, ``settings`` a JSON object; else :class:`DamagedFile`."""
     value = attributes[name]
     try:
         if name in ("epoch", "epsilon"):
@@ -235,8 +223,7 @@ def read_attribute(path, attributes, name):
                                 f"{str(error)[:200]})") from None
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# the training log
+# ---- the training log -----------------------------------------------------------------------------------------
 
 LOG_FIELDS = ("epoch", "epsilon", "images", "searches", "steps", "mean_reward", "triggers", "correct_triggers",
               "hit_rate", "mean_trigger_iou", "updates", "mean_loss", "vgg_forwards", "cache_hits", "steps_per_s",
@@ -245,7 +232,7 @@ LOG_FIELDS = ("epoch", "epsilon", "images", "searches", "steps", "mean_reward", 
 
 def write_log(path, rows):
     """The log rows as CSV in ``path`` (the caller writes it to a temporary name: :func:`write_together`)."""
-    # a log of a run before validation_images was removed keeps its columns (read_log reads any header)
+    # columns not in LOG_FIELDS (older runs') are kept, at the end
     fields = LOG_FIELDS + tuple(dict.fromkeys(key for row in rows for key in row if key not in LOG_FIELDS))
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
@@ -255,8 +242,7 @@ def write_log(path, rows):
 
 
 def write_features_file(path, settings, features=None):
-    """The describing settings of a training run (:func:`features_path`) as JSON in ``path``, with what ``features``
-    is: the feature model (``image_zooms``, ``pool45_crops``), its backbone and its descriptor's size."""
+    """:data:`DESCRIBING_SETTINGS` and ``features``' model, backbone and descriptor size, as JSON in ``path``."""
     describing = {name: str(getattr(settings, name)) if name == "path_vgg" else getattr(settings, name)
                   for name in DESCRIBING_SETTINGS if hasattr(settings, name)}
     if features is not None:
@@ -266,11 +252,8 @@ def write_features_file(path, settings, features=None):
 
 
 def read_features_file(path):
-    """The describing settings written by :func:`write_features_file`, or None where there is no such file (a run
-    of an earlier version, the 2016 files). The file only serves a check, so damage is a warning naming the file and
-    what is wrong, and what is damaged goes unchecked: a file that cannot be read gives None, a value that is not
-    what training writes (``path_vgg`` a text, ``vgg_precision`` and ``scale_subregion`` as their settings'
-    rules) is left out."""
+    """What :func:`write_features_file` wrote, or None without the file (earlier runs, the 2016 files). It only serves
+    a check, so damage is a warning: an unreadable file gives None, a value training would not write is left out."""
     from settings import RULES
     path = Path(path)
     if not path.is_file():
@@ -300,12 +283,10 @@ NAMED_VGG_WEIGHTS = ("random", "imagenet", "hed")
 
 
 def check_trained_features(path_model, class_idx, path_vgg, scale_subregion, what="this test", model=None):
-    """A trained agent is searched with the descriptors it was trained on: a ``path_vgg`` other than the training
-    run's (:func:`features_path` in ``path_model``) is a UserError where either is a keyword ('random', 'hed', …), a
-    warning where both are files (the same weights may have moved); another ``scale_subregion`` is a warning (a test
-    of the other hierarchy may be meant). Checkpoints without the file (earlier versions) are not checked, nor is a
-    damaged value of it (a warning: :func:`read_features_file`). The feature model (``model``: image_zooms,
-    pool45_crops) must be the training's."""
+    """Check that a trained agent gets the descriptors it was trained on (:func:`features_path`): another ``model``
+    is a UserError; another ``path_vgg`` a UserError where either is a keyword ('random', 'hed', …), a warning where
+    both are files (the weights may have moved); another ``scale_subregion`` a warning (the other hierarchy may be
+    meant). Without the file nothing is checked."""
     path = features_path(path_model, class_idx)
     trained = read_features_file(path) or {}
     if model is not None and trained.get("model") not in (None, model):
@@ -366,12 +347,10 @@ def read_log(path):
     return rows
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# the way on
+# ---- the way on -----------------------------------------------------------------------------------------------
 
 def interrupted_save(path_model, class_idx):
-    """``(epoch, problem)`` where the save of ``epoch`` was stopped between the renames of its files
-    (:func:`saving_path` left behind; not while a live training is saving), else None."""
+    """``(epoch, problem)`` when :func:`saving_path` shows the save of ``epoch`` stopped part-way, else None."""
     path = saving_path(path_model, class_idx)
     if not path.is_file() or training_holder(path_model, class_idx):
         return None
@@ -406,15 +385,12 @@ def test_options(path_model, class_idx, damaged):
     return "no other epoch is saved: train again"
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# writing a set of files
+# ---- writing a set of files -----------------------------------------------------------------------------------
 
 def write_together(writes, marker=None):
-    """``writes``: ``[(path, write)]``. Each ``write(temporary_path)`` writes its file under a temporary name in the
-    same folder; once all are written and flushed to the disk they are renamed over their paths, in order. If any
-    write fails, the temporary files are removed and the error is raised: the files before are all still there,
-    unchanged. ``marker``: ``(path, text)``, a file that is there only while the renames are under way, so that a
-    kill or a power cut between two of them is found (:func:`interrupted_save`)."""
+    """``writes``: ``[(path, write)]``, each ``write(temporary_path)`` writing beside its path; once all are written
+    and synced they are renamed over their paths in order. A failed write removes the temporaries and raises, leaving
+    the files as they were. ``marker``: ``(path, text)``, there only during the renames (:func:`interrupted_save`)."""
     temporaries = []
     try:
         for path, write in writes:
@@ -441,8 +417,7 @@ def write_together(writes, marker=None):
         fsync(Path(marker[0]).parent)
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# the lock: one training per class and folder
+# ---- the lock: one training per class and folder --------------------------------------------------------------
 
 def lock_path(path_model, class_idx):
     """The lock of a training of class ``class_idx`` in ``path_model``: JSON ``{pid, host, started, ticks}``."""
@@ -454,9 +429,8 @@ TAKEOVER_SECONDS = 30
 
 
 def _process_stat(pid):
-    """``(state, ticks)`` of process ``pid`` from ``/proc/<pid>/stat`` (fields 3 and 22: ``Z`` for a process that
-    has ended but is not yet reaped; when it started, in clock ticks after boot: with the pid it tells the run that
-    wrote a lock from a later process given the same pid), or None without /proc."""
+    """``(state, ticks)`` of ``pid`` from ``/proc/<pid>/stat``, or None without /proc: ``Z`` for an unreaped ended
+    process; its start in clock ticks after boot tells the run that locked from a later process given its pid."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return fields[0], int(fields[19])
@@ -482,8 +456,8 @@ def _read_holder(path):
 
 
 def _holder_alive(holder):
-    """Whether the run a lock records may still be running: its process is alive on this host (and is the same
-    process, not a later one given its pid). A run on another host cannot be checked and counts as alive."""
+    """Whether the run a lock records may still be running: its process (not a later one given its pid) is alive on
+    this host. A run on another host cannot be checked and counts as alive."""
     pid = holder.get("pid")
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or not isinstance(holder.get("host"), str):
         return False                # not a lock this project wrote in full
@@ -533,8 +507,7 @@ def _write_lock(path, record, replace=False):
 
 
 def _take_over(path, stale, ours):
-    """Replace the stale lock ``path`` (holding ``stale``) with ``ours``, one process at a time: False when another
-    process is taking it over or already has."""
+    """Replace the stale lock ``path`` (holding ``stale``) with ``ours``; False if another process takes it over."""
     marker = path.with_name(f"{path.name}.takeover")
     try:
         os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
@@ -551,9 +524,8 @@ def _take_over(path, stale, ours):
 
 @contextlib.contextmanager
 def training_lock(path_model, class_idx):
-    """Hold ``lock_model<k>`` in ``path_model`` for the block: a UserError (one line naming the folder and the other
-    run) when a live run holds it; a lock whose run is no longer running (killed, or a lock that cannot be read)
-    is taken over with a warning. Released when the block ends, by an exception or Ctrl-C too. Yields the path."""
+    """Hold ``lock_model<k>`` in ``path_model`` for the block (yields its path): a UserError naming the other run when
+    a live run holds it; a stale or unreadable lock is taken over with a warning. Released however the block ends."""
     path = lock_path(path_model, class_idx)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -593,7 +565,6 @@ def training_lock(path_model, class_idx):
 
 
 def training_holder(path_model, class_idx):
-    """Who holds the training lock of class ``class_idx`` in ``path_model`` (:func:`describe_holder`), or None when
-    no live run does. A test run can say that a training is writing; what it reads is still whole epochs."""
+    """The live run holding the training lock of class ``class_idx`` (:func:`describe_holder`), or None."""
     holder = _read_holder(lock_path(path_model, class_idx))
     return describe_holder(holder) if holder and _holder_alive(holder) else None
