@@ -42,7 +42,7 @@ from runs.runtime import OneLineParser, main_guard, write_folder
 DATABASE_NAME = "Synthetic VOC"
 DISTRACTOR_CLASSES = ("bird", "car", "boat")
 
-# Number of aeroplanes / distractors per image and their probabilities (P(no aeroplane) = 0.3).
+# Probabilities of 0, 1, 2 ... aeroplanes / distractors in an image.
 PLANE_COUNT_PROBABILITIES = (0.30, 0.45, 0.17, 0.08)
 DISTRACTOR_COUNT_PROBABILITIES = (0.30, 0.45, 0.25)
 # Longest side of an object's box as a fraction of the shorter image side, drawn log-uniformly.
@@ -88,9 +88,8 @@ class SceneObject:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Shapes. A shape is a list of (role, points): polygons in local units, the object facing right (+x), y down.
-# Roles pick colours when painting; roles starting with "detail" are left out on small objects.
-# ----------------------------------------------------------------------------------------------------------
+# Shapes: lists of (role, points), polygons in local units, facing right (+x), y down. A role picks the colour;
+# "detail" roles are left out on small objects.
 
 def _ellipse(cx: float, cy: float, rx: float, ry: float, start: float = 0.0, stop: float = 2 * np.pi,
              count: int = 24) -> np.ndarray:
@@ -194,7 +193,6 @@ def _boat(rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
 
 # ----------------------------------------------------------------------------------------------------------
 # Backgrounds: float32 (height, width, 3) RGB arrays.
-# ----------------------------------------------------------------------------------------------------------
 
 def _jitter(rng: np.random.Generator, colour, amount: float = 15.0) -> np.ndarray:
     return np.clip(np.asarray(colour, dtype=np.float32) + rng.uniform(-amount, amount, 3), 0, 255)
@@ -268,7 +266,6 @@ def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray
 
 # ----------------------------------------------------------------------------------------------------------
 # Scenes
-# ----------------------------------------------------------------------------------------------------------
 
 def _luminance(colour) -> float:
     colour = np.asarray(colour, dtype=np.float64)
@@ -276,8 +273,7 @@ def _luminance(colour) -> float:
 
 
 def _pick_colour(rng: np.random.Generator, palette, background_luminance: float, min_contrast: float):
-    """A palette colour (slightly jittered) whose luminance differs from the background's by ``min_contrast``;
-    the most contrasting one when none does."""
+    """A palette colour (jittered) at least ``min_contrast`` in luminance from the background, else the farthest."""
     contrasts = np.array([abs(_luminance(colour) - background_luminance) for colour in palette])
     candidates = np.flatnonzero(contrasts >= min_contrast)
     index = rng.choice(candidates) if len(candidates) else int(np.argmax(contrasts))
@@ -344,11 +340,8 @@ def _silhouette(parts, width: int, height: int) -> np.ndarray:
 
 
 def draw_scene(rng: np.random.Generator, width: int, height: int) -> tuple[np.ndarray, list[SceneObject]]:
-    """Draw one random image: uint8 (height, width, 3) RGB and its objects in drawing order.
-
-    Each object's box is the tight box ``[x0, y0, x1, y1)`` of its silhouette's pixels in the image (objects
-    drawn later may cover part of it, as in a photo; VOC-style boxes still span the whole object).
-    """
+    """Draw one random image: uint8 (height, width, 3) RGB and its objects in drawing order. A box spans the whole
+    silhouette ``[x0, y0, x1, y1)``, as VOC boxes do, even where objects drawn later cover part of it."""
     canvas = Image.fromarray(np.round(_background(rng, width, height)).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(canvas)
 
@@ -394,7 +387,6 @@ def draw_scene(rng: np.random.Generator, width: int, height: int) -> tuple[np.nd
 
 # ----------------------------------------------------------------------------------------------------------
 # Files
-# ----------------------------------------------------------------------------------------------------------
 
 def _annotation_xml(image_id: str, width: int, height: int, objects: list[SceneObject]) -> bytes:
     """VOC annotation XML; bndbox in 1-based inclusive pixels (xmin = x0 + 1, xmax = x1)."""
@@ -417,11 +409,10 @@ def _class_label(objects: list[SceneObject], name: str) -> int:
 
 def generate_synthetic_voc(root, num_trainval: int = 200, num_test: int = 100, seed: int = 0,
                            min_size: int = 160, max_size: int = 320) -> Path:
-    """Write a synthetic VOC dataset into ``root`` (created if needed; existing files are overwritten).
+    """Write a synthetic VOC dataset into ``root`` (created if needed, files overwritten); returns ``Path(root)``.
 
-    Image sides are drawn uniformly in ``[min_size, max_size]``, independently, so aspect ratios vary. Ids
-    ``000001 ...`` are trainval first, then test. ``trainval.txt`` is written last, so an interrupted run is
-    recognised as incomplete by :func:`ensure_synthetic_voc`. Returns ``Path(root)``.
+    Image sides are drawn independently in ``[min_size, max_size]``. ``trainval.txt`` is written last, so
+    :func:`ensure_synthetic_voc` sees an interrupted run as incomplete.
     """
     for label, value, least in (("num_trainval", num_trainval, 1), ("num_test", num_test, 1),
                                 ("min_size", min_size, 32), ("max_size", max_size, min_size)):  # min_size checked first
@@ -454,9 +445,8 @@ def generate_synthetic_voc(root, num_trainval: int = 200, num_test: int = 100, s
 
 
 def ensure_synthetic_voc(root, **kwargs) -> Path:
-    """Return ``Path(root)``, generating the dataset first (with ``kwargs``) when
-    ``root/ImageSets/Main/trainval.txt`` is absent. An existing dataset is kept as it is, whatever ``kwargs``. It is
-    generated in a temporary folder and renamed, so that runs generating it at once all read a whole one."""
+    """``Path(root)``, generated first (with ``kwargs``) when ``ImageSets/Main/trainval.txt`` is absent; an existing
+    one is kept whatever ``kwargs``. Written in a temporary folder and renamed: concurrent runs read a whole one."""
     root, written_last = Path(root), Path("ImageSets", "Main", "trainval.txt")
     if (root / written_last).is_file():
         return root
