@@ -27,8 +27,8 @@ def default_label(results):
 
 
 def refinement_label(label, results):
-    """``label`` saying whether the boxes were refined: ', refined' added where the results are and the label does
-    not say so; ', windows (no refinement head)' where refine was asked for and the run had no head."""
+    """``label`` plus ', refined' if the boxes were (and it does not say so), or ', windows (no refinement head)'
+    if refine was asked for without a head."""
     if results.get('refine_missing'):
         return f'{label}, windows (no refinement head)'
     if results.get('refine') and 'refine' not in label.lower():
@@ -53,12 +53,9 @@ def figure_paths(output):
 
 
 def compare(paths, labels=None, output='comparison.png', title=None):
-    """Compare the results files at ``paths``: write the two figures and return one row per file.
-
-    labels: one per path, or None for the default labels. Each row is a dict with 'label', 'path', 'ap',
-    'ap_voc07', 'max_recall', 'mean_regions_per_found_object' (None when no object was found), 'found_objects',
-    'num_images' and 'num_objects' (None when the file lacks them).
-    """
+    """Write the two figures and the page comparing the results files at ``paths`` (``labels``: one per path, or
+    None for the defaults). Returns one row per file: 'label', 'path', 'ap', 'ap_voc07', 'max_recall',
+    'mean_regions_per_found_object' (None: no object found), 'found_objects', 'num_images', 'num_objects' (or None)."""
     paths = [os.fspath(path) for path in paths]
     if not paths:
         raise UserError('no results files given')
