@@ -205,8 +205,7 @@ class BoxRefiner:
 
 
 def refiner_path(weights_path):
-    """The refinement head saved beside a Q-network weights file: ``model0_epoch_3.weights.h5`` →
-    ``refiner_model0_epoch_3.npz``."""
+    """The head's file beside Q-network weights: ``model0_epoch_3.weights.h5`` → ``refiner_model0_epoch_3.npz``."""
     weights_path = Path(weights_path)
     return weights_path.with_name("refiner_" + weights_path.name.replace(".weights.h5", "") + ".npz")
 
