@@ -25,8 +25,7 @@ from settings import (check_dataset, check_output_folder, check_path_vgg, check_
 
 def preflight(settings, model_label):
     """The user's mistakes a test run can see before TensorFlow is imported, each a one-line UserError: class, test
-    dataset, the trained agent's checkpoint, VGG-16 weights, and the output folder (checked before the first search,
-    so that a run cannot lose its searches at the end)."""
+    dataset, checkpoint, VGG-16 weights, and the output folder (before the first search, not to lose its searches)."""
     check_settings(settings)
     class_ids(settings.class_object)
     own_images = bool(getattr(settings, "image", None))
@@ -229,9 +228,8 @@ def model_name(settings):
 
 
 def while_training(settings, class_idx, weights):
-    """The weights to test while a training holds ``path_model``'s lock: the latest weights (``model<k>.weights.h5``)
-    and their head are replaced each epoch, so the latest epoch is read from its own numbered file, which is not
-    rewritten. Says so in one line."""
+    """The weights to test while a training holds ``path_model``: the latest epoch's numbered file, as
+    ``model<k>.weights.h5`` and its head are replaced each epoch; says so in one line."""
     holder = None if model_name(settings) else training_holder(settings.path_model, class_idx)
     if holder is None:
         return weights

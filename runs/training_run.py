@@ -164,8 +164,7 @@ class TrainingRun:
         return self.rng
 
     def images(self, epoch, stats, features):
-        """The training images of ``epoch`` in a random order, as ``(record, image)``, with a progress bar; an
-        unreadable image is skipped (reported at the end)."""
+        """``epoch``'s images as ``(record, image)`` in random order, with a progress bar; unreadable ones skipped."""
         self.epoch, self.stats, self.used = epoch, stats, 0
         self.forwards, self.hits, self.started = features.forward_count, features.cache.hits, time.perf_counter()
         progress = self.progress = tqdm(self.rng.permutation(len(self.records)), desc=f"epoch {epoch}", unit="img",
@@ -202,8 +201,7 @@ class TrainingRun:
                                  f"epoch{epoch}_{record.image_id}.png", title=f"epoch {epoch} {record.image_id}")
 
     def end_epoch(self, epoch, epsilon, features, learner, memory, sample):
-        """The epoch's log row, then its files, all or none (a signal now waits until they are written), and one
-        progress line."""
+        """Save the epoch's log row and files, all or none (a signal waits meanwhile); print one progress line."""
         row = epoch_row(epoch, epsilon, self.used, self.stats, *self.counts)
         with self.signals.deferred():
             if not all(np.all(np.isfinite(weights)) for weights in learner.model.get_weights()):
@@ -223,8 +221,7 @@ SEARCHES_PER_LINE = 100     # an image with more objects than this says how far 
 
 
 def check_initial_weights(settings):
-    """The ``initial_weights`` file that epoch 0 starts from, or None (random weights, or a resumed run, which
-    starts from its checkpoint)."""
+    """The ``initial_weights`` file epoch 0 starts from, or None (random weights, or a resumed run)."""
     path = getattr(settings, "initial_weights", "")
     if path in (None, "", "None"):
         return None
