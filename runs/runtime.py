@@ -25,10 +25,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")     # TensorFlow's start-up c
 
 
 def seed_everything(seed):
-    """One seed for Python, NumPy and Keras/TensorFlow; deterministic kernels on CPU.
-
-    The first TensorFlow use of every run, so TensorFlow is imported here, quietly (:func:`import_tensorflow`).
-    """
+    """One seed for Python, NumPy and Keras/TensorFlow; deterministic kernels on CPU. The first TensorFlow use of
+    every run, so TensorFlow is imported here, quietly (:func:`import_tensorflow`)."""
     tf = import_tensorflow()
     import keras
     keras.utils.set_random_seed(seed)
@@ -37,12 +35,9 @@ def seed_everything(seed):
 
 @contextlib.contextmanager
 def quiet_stderr_descriptor():
-    """Send file descriptor 2 to a temporary file for the block; show what was caught only if the block raises.
-
-    TensorFlow's C++ start-up lines (cuda drivers, cuInit, oneDNN, cpu_feature_guard) are written by absl straight
-    to descriptor 2 before its logging is set up, so neither TF_CPP_MIN_LOG_LEVEL nor ``sys.stderr`` can hold them
-    back. Descriptor 2 is restored in every case, exceptions included.
-    """
+    """Send file descriptor 2 to a temporary file for the block (restored in every case); show what was caught only
+    if the block raises. TensorFlow's C++ start-up lines go to descriptor 2 before its logging is set up, so neither
+    TF_CPP_MIN_LOG_LEVEL nor ``sys.stderr`` can hold them back."""
     import tempfile
     sys.stderr.flush()
     with tempfile.TemporaryFile(mode="w+b") as caught:
@@ -63,9 +58,8 @@ def quiet_stderr_descriptor():
 
 @functools.cache
 def import_tensorflow():
-    """``import tensorflow`` with its C++ start-up log kept off the terminal (shown only if the import fails),
-    then one line of our own naming the device that runs the work. Harmless when called again (the module is
-    kept: the line is printed once)."""
+    """``import tensorflow`` with its C++ start-up log kept off the terminal (shown only if the import fails), then
+    one line naming the device; cached, so the line is printed once."""
     with quiet_stderr_descriptor():
         import tensorflow as tf
         import keras  # noqa: F401  (its first import may log too)
@@ -129,10 +123,8 @@ def write_atomically(path, write):
 
 
 def write_folder(folder, write, complete):
-    """Call ``write(temporary_folder)`` beside ``folder``, then rename it to ``folder``: an interrupted run leaves no
-    half folder, and runs writing it at once all read a whole one. A folder there already is kept where the file
-    ``complete`` is in it (another run has just put it there, and may be reading it), else replaced (an interrupted
-    run's)."""
+    """Call ``write(temporary_folder)`` beside ``folder``, then rename it to ``folder``: never half a folder. A folder
+    already there is kept if it holds the file ``complete`` (another run's, maybe being read), else replaced."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     temporary = temporary_path(folder)
@@ -150,8 +142,7 @@ def write_folder(folder, write, complete):
 
 
 def json_ready(data):
-    """``data`` with every non-finite float (NaN, infinity) replaced by None: JSON has no such numbers, and
-    ``json.dump`` would write the non-standard literals ``NaN`` and ``Infinity``."""
+    """``data`` with every NaN or infinity replaced by None (``json.dump`` would write non-standard literals)."""
     if isinstance(data, float):
         return data if math.isfinite(data) else None
     if isinstance(data, dict):
@@ -168,8 +159,7 @@ def write_json(path, data):
 
 
 def one_line_warnings():
-    """From now on a user warning prints as one line ``warning: ...`` (others as Python prints them); returns the
-    printer it replaced."""
+    """From now on a user warning prints as one line ``warning: ...``; returns the printer it replaced."""
     show_warning = warnings.showwarning
 
     def one_line(message, category, filename, lineno, file=None, line=None):
@@ -198,9 +188,8 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def main_guard(function):
-    """Run a script's main: user errors, and a write the disk refused (:data:`FULL_OR_READ_ONLY`), become one line on
-    stderr and exit code 2; Ctrl-C exits with 130, SIGTERM with 143 (128 + the signal number); user warnings print
-    as one line ``warning: ...``."""
+    """Run a script's main: a UserError or a write the disk refused (:data:`FULL_OR_READ_ONLY`) is one line on stderr
+    and exit code 2; Ctrl-C exits with 130, SIGTERM with 143; user warnings print as one line ``warning: ...``."""
     show_warning = one_line_warnings()
     try:
         function()
@@ -230,9 +219,8 @@ class Interrupted(KeyboardInterrupt):
 
 
 class StopSignals:
-    """While active, SIGINT and SIGTERM raise :class:`Interrupted`; inside ``deferred()`` they wait until the
-    block is done (saving an epoch), then raise. The previous handlers come back at exit. Outside the main thread
-    (where Python cannot set handlers) it does nothing."""
+    """While active, SIGINT and SIGTERM raise :class:`Interrupted`; inside ``deferred()`` they wait until the block
+    ends (saving an epoch). Handlers are restored at exit; outside the main thread it does nothing."""
 
     def __init__(self):
         self.previous, self.pending, self.deferring = {}, [], False
