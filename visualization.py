@@ -121,18 +121,13 @@ def _draw_q_values(axes, q_values, action):
 def draw_search(image, steps, path, title=None, paint_triggers=True):
     """Draw a whole test search of one image into one PNG at ``path``; returns the path.
 
-    image: HxWx3 RGB, uint8 or float in 0..255.
-    steps: list of dicts {'region': [x0, y0, x1, y1], 'action': int 0..5 (0..4 zoom to child 1..5, 5 trigger),
-    'q_values': 6 floats or None (baseline agents), 'search': int, 'triggered': bool, optionally 'painted': the
-    boxes painted after the step}, in the order visited.
-
-    Top: the full image with every step's region outlined and numbered (triggered regions in red, the others in
-    one colour per search). Below, in a grid: one panel per step with the zoomed crop of its region, the caption
-    'step k: action name' and, when given, the six Q-values as a small bar chart. The crops show the image as the
-    agent saw it: the boxes a step lists under 'painted' (training paints the object a trigger found) are painted
-    with the mean colour in the crops after it; without them, with ``paint_triggers`` (testing), every region
-    triggered before the step is painted, as the search paints it (a trigger on the whole image leaves nothing to
-    see after it).
+    image: HxWx3 RGB, uint8 or float in 0..255. steps, in the order visited: dicts {'region': [x0, y0, x1, y1],
+    'action': int 0..5 (0..4 zoom to child 1..5, 5 trigger), 'q_values': 6 floats or None (baseline agents),
+    'search': int, 'triggered': bool, optionally 'painted': the boxes painted after the step}.
+    Top: the full image with every step's region outlined and numbered (triggers in red, the others one colour per
+    search). Below: one panel per step, its region's crop as the agent saw it (:func:`_seen_after`; with
+    ``paint_triggers``, testing, every region triggered before is painted), the caption 'step k: action name' and
+    the Q-values, when given, as a small bar chart.
     """
     image = _as_rgb_uint8(image)
     height, width = image.shape[:2]
@@ -144,7 +139,7 @@ def draw_search(image, steps, path, title=None, paint_triggers=True):
     columns = max(MIN_STEP_COLUMNS, min(num_steps, MAX_STEP_COLUMNS, math.ceil(math.sqrt(2 * num_steps))))
     rows = math.ceil(num_steps / columns)
     panel_height = 2.1 + (0.7 if has_q_values else 0.0) + (0.15 if len(searches) > 1 else 0.0)
-    figure_width = max(6.0, 2.1 * columns)         # panels 2.1 inches wide
+    figure_width = max(6.0, 2.1 * columns)
     # the overview leaves about a quarter of the width to its legend
     overview_height = min(8.0, max(2.5, figure_width * 0.75 * height / max(width, 1)))
     figure_height = overview_height + rows * panel_height
@@ -154,8 +149,7 @@ def draw_search(image, steps, path, title=None, paint_triggers=True):
                                hspace=0.12, left=0.4 / figure_width, right=1 - 0.1 / figure_width,
                                top=1 - 0.35 / figure_height, bottom=0.25 / figure_height)
 
-    # overview: the whole image with every visited region, and beside it the legend in an axes of its own (the figure
-    # holds everything it shows, so saving needs no second rendering to find its extent)
+    # the legend in an axes of its own: the figure holds everything it shows, so saving needs no second rendering
     top = grid[0].subgridspec(1, 2, width_ratios=[3, 1], wspace=0.02)
     overview = figure.add_subplot(top[0])
     legend_axes = figure.add_subplot(top[1])
@@ -191,7 +185,6 @@ def draw_search(image, steps, path, title=None, paint_triggers=True):
                       fontsize=14, color='white', bbox=dict(facecolor='black', alpha=0.6))
     overview.set_title(title or f'{num_steps} region{"s" if num_steps != 1 else ""} analysed', fontsize=11)
 
-    # one panel per step: the zoomed crop, its caption and the Q-values
     row_grids = [grid[1 + row].subgridspec(1, columns, wspace=0.35) for row in range(rows)]
     seen = image            # the image as the agent saw it at this step
     for index, step in enumerate(steps):
@@ -220,14 +213,10 @@ def draw_training_search(image, steps, path, title=None):
 def animate_search(image, steps, path, title=None, paint_triggers=True, frame_ms=ANIMATION_FRAME_MS,
                    fast_palette=True):
     """Write a search of one image as an animated GIF at ``path`` (one frame per step); returns the path.
-
-    Same arguments as ``draw_search``; ``fast_palette`` False leaves each frame's 256 colours to Pillow's default
-    (median cut, about 10× slower: the baseline of ``experiments/draw_benchmark.py``). Each frame shows, left, the
-    image as the agent saw it at that step (regions triggered before it painted) with the earlier regions of its
-    search thin and the step's region thick (red for a trigger); right, the step's region zoomed as the agent sees
-    it; below, 'step k/N: action' and the trigger's Q-value when the agent has one. The last frame stays three times
-    as long.
-    """
+    Arguments as ``draw_search``; ``fast_palette`` False leaves each frame's 256 colours to Pillow's median cut
+    (about 10× slower: ``experiments/draw_benchmark.py``'s baseline). A frame shows the image as the agent saw it,
+    its search's earlier regions thin and the step's thick (red: trigger), the step's region zoomed beside it, and
+    'step k/N: action' with the trigger's Q-value below. The last frame stays three times as long."""
     from PIL import Image, ImageDraw, ImageFont
 
     image = _as_rgb_uint8(image)
@@ -271,11 +260,8 @@ def animate_search(image, steps, path, title=None, paint_triggers=True, frame_ms
 
 
 def plot_precision_recall(runs, path, title='Precision-recall'):
-    """Overlay precision–recall curves; returns the path.
-
-    runs: list of dicts {'label': str, 'recall': list, 'precision': list, 'ap': float (optional)}; the legend shows
-    each label with its AP.
-    """
+    """Overlay precision–recall curves; returns the path. runs: list of dicts {'label': str, 'recall': list,
+    'precision': list, 'ap': float (optional)}; the legend shows each label with its AP."""
     figure = _new_figure(7.0, 5.5)
     axes = figure.add_subplot(1, 1, 1)
     for run in runs:
@@ -294,9 +280,7 @@ def plot_precision_recall(runs, path, title='Precision-recall'):
 
 def plot_regions_histogram(counts_by_label, path, title='Regions analysed per found object'):
     """The paper's Figure 8: how many objects were found after analysing 1, 2, ... regions; returns the path.
-
-    counts_by_label: dict label -> list of ints (one per found object); the labels' bars stand side by side.
-    """
+    counts_by_label: dict label -> list of ints (one per found object); the labels' bars stand side by side."""
     figure = _new_figure(7.0, 4.5)
     axes = figure.add_subplot(1, 1, 1)
     all_counts = [int(count) for counts in counts_by_label.values() for count in counts]
@@ -353,12 +337,9 @@ def _as_number(value):
 
 
 def plot_training_log(log_rows, path):
-    """Line plots per epoch of the training log; returns the path.
-
-    log_rows: list of dicts as read from the training CSV log (values may be strings). 'mean_reward' and
-    'hit_rate' come first, then any other numeric column; a missing or empty value is skipped, a missing 'epoch'
-    is replaced by the row's position.
-    """
+    """Line plots per epoch of the training log; returns the path. log_rows: dicts as read from the training CSV
+    log (values may be strings). 'mean_reward' and 'hit_rate' come first, then any other numeric column; a missing
+    or empty value is skipped, a missing 'epoch' is replaced by the row's position."""
     numeric = [name for row in log_rows for name in row if name != 'epoch' and _as_number(row[name]) is not None]
     columns = list(dict.fromkeys([name for name in ('mean_reward', 'hit_rate') if name in numeric] + numeric))
     epochs = [position if _as_number(row.get('epoch')) is None else _as_number(row.get('epoch'))
