@@ -42,10 +42,9 @@ class SkipReport:
 
 
 def load_record_image(record, report, max_pixels=None):
-    """The pixels of an annotated image, or None (recorded in ``report``, warned once) when the file is missing,
-    unreadable, a decompression bomb or larger than ``max_pixels`` (``image_helper.MAX_PIXELS`` when None; checked
-    before decoding). An image whose size differs from its annotation's ``<size>`` is used at its own size, with a
-    warning (the boxes are clipped to it)."""
+    """The pixels of an annotated image, or None (recorded in ``report``, warned once) when missing, unreadable, a
+    decompression bomb or over ``max_pixels`` (``image_helper.MAX_PIXELS`` when None; checked before decoding). An
+    image whose size differs from its annotation's ``<size>`` is used at its own size, with a warning."""
     from image_helper import image_path, load_image
     key = f"{record.path_voc}/{record.image_id}"
     try:
