@@ -38,11 +38,8 @@ class QNetworkPolicy:
 
 def as_rgb_image(image, max_pixels=None) -> np.ndarray:
     """Float32 ``(H, W, 3)`` RGB 0..255 from a path (any format Pillow reads, at most ``max_pixels`` pixels:
-    ``image_helper.MAX_PIXELS`` when None, checked before decoding) or an array.
-
-    Arrays: ``(H, W)`` gray, ``(H, W, 1)``, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA (alpha dropped), uint8 or
-    float in 0..255.
-    """
+    ``image_helper.MAX_PIXELS`` when None, checked before decoding) or an array: ``(H, W)`` gray, ``(H, W, 1)``,
+    ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA (alpha dropped), uint8 or float in 0..255."""
     from image_helper import load_image
     if isinstance(image, (str, os.PathLike)):
         return load_image(image, max_pixels)
@@ -72,12 +69,8 @@ def content_key(image: np.ndarray) -> str:
 
 
 def select_detections(trajectory, detections="triggered", duplicates="keep"):
-    """``(boxes (n, 4), scores (n,))`` of a search trajectory, best score first.
-
-    ``detections``: 'triggered' (the regions the agent triggered on) or 'visited' (every analysed region, the
-    paper's evaluation protocol). ``duplicates='demote'`` (beyond the paper): a box that repeats a better one
-    (:func:`metrics.mark_duplicates`) comes after all the others.
-    """
+    """``(boxes (n, 4), scores (n,))`` of a search trajectory, best score first; ``detections`` and ``duplicates``
+    as in :func:`detect` ('visited' is the paper's evaluation protocol; repeats: :func:`metrics.mark_duplicates`)."""
     from metrics import mark_duplicates
     steps = [step for step in trajectory if detections == "visited" or step["triggered"]]
     steps.sort(key=lambda step: -step["score"])
@@ -132,20 +125,19 @@ def detect(image, model, path_vgg="./vgg16_weights.h5", features=None, scale_sub
            max_pixels=None, refiner=None, duplicates="keep"):
     """Search ``image`` with a trained agent; returns ``(boxes, scores, trajectory)``.
 
-    image: a file path or an RGB array (see :func:`as_rgb_image`). model: a Q-network weights file written by
-    training (``model<k>.weights.h5`` or ``model<k>_epoch_<i>.weights.h5``), a Keras 1.x / 2.x ``save_weights``
-    file of the 2016 release (``model<k>h5``, ``model_image_zooms_2``; ``weights_order``: see
-    :func:`read_q_network_weights`), or a Keras model. features: a region
-    describer (``ImageZoomsFeatures``, ``Pool45CropsFeatures``; build it once to search many images), else
-    Image-Zooms features with VGG-16 weights ``path_vgg`` (the weights training used) in ``vgg_precision``
-    (``float32``, or the ``bfloat16`` option). ``scale_subregion`` must be
-    the training's. At most ``number_of_steps`` regions are analysed; after a trigger the region is painted with the
-    mean colour and a new search starts from the whole image, unless ``only_first_object``.
-    An image file of more than ``max_pixels`` pixels (``image_helper.MAX_PIXELS`` when None; read from its header,
-    before decoding), a decompression bomb or a file Pillow cannot read is a UserError naming it. ``refiner`` (the
-    ``refine`` option, beyond the paper): a ``refinement.BoxRefiner`` or the path of one a training with refine 1
-    saved (``refiner_model<k>….npz``); the boxes are then the refined ones, each step has ``refined`` too.
-    ``duplicates='demote'`` (beyond the paper): a box repeating a better one (IoU ≥ 0.5) comes after all others.
+    image: a file path or an RGB array (see :func:`as_rgb_image`). model: a Q-network weights file written by training
+    (``model<k>.weights.h5`` or ``model<k>_epoch_<i>.weights.h5``), a Keras 1.x / 2.x ``save_weights`` file of the 2016
+    release (``model<k>h5``, ``model_image_zooms_2``; ``weights_order``: see :func:`set_q_network_weights`), or a Keras
+    model. features: a region describer (``ImageZoomsFeatures``, ``Pool45CropsFeatures``; build it once to search many
+    images), else Image-Zooms features with VGG-16 weights ``path_vgg`` (the weights training used) in ``vgg_precision``
+    (``float32``, or the ``bfloat16`` option). ``scale_subregion`` must be the training's. At most ``number_of_steps``
+    regions are analysed; after a trigger the region is painted with the mean colour and a new search starts from the
+    whole image, unless ``only_first_object``. An image file of more than ``max_pixels`` pixels
+    (``image_helper.MAX_PIXELS`` when None; read from its header, before decoding), a decompression bomb or a file
+    Pillow cannot read is a UserError naming it. ``refiner`` (the ``refine`` option, beyond the paper): a
+    ``refinement.BoxRefiner`` or the path of one a training with refine 1 saved (``refiner_model<k>….npz``); the boxes
+    are then the refined ones, each step has ``refined`` too. ``duplicates='demote'`` (beyond the paper): a box
+    repeating a better one (IoU ≥ 0.5) comes after all others.
 
     boxes: float ``(n, 4)`` ``[x0, y0, x1, y1)`` in pixels of the image, best score first: the triggered regions,
     or every analysed region with ``detections='visited'``. scores: their trigger Q-values. trajectory: every
