@@ -135,9 +135,8 @@ def _number(element: ElementTree.Element | None, tag: str) -> float | None:
 
 
 def parse_annotation(xml_path) -> Annotation:
-    """Parse one VOC annotation file into an :class:`Annotation` (boxes ``[x0, y0, x1, y1)``, see module doc).
-    A file that is missing, does not parse or lacks a positive ``<size>`` raises UserError; a broken object is
-    skipped with a UserWarning."""
+    """Parse one VOC annotation file (boxes ``[x0, y0, x1, y1)``, see module doc). A file that is missing, does not
+    parse or lacks a positive ``<size>`` raises UserError; a broken object is skipped with a UserWarning."""
     xml_path = Path(xml_path)
     if not xml_path.is_file():
         raise UserError(f"annotation file not found: {xml_path}")
@@ -284,14 +283,10 @@ class ImageRecord:
 
 def load_records(paths_voc, class_object, set_name, max_images: int | None = None,
                  skipped: list | None = None) -> list[ImageRecord]:
-    """Records of the images containing ``class_object`` (label 1 in ``<class>_<set_name>.txt``).
-
-    ``paths_voc``: one dataset root or a list (``two_databases``), whose image lists are concatenated in order,
-    then truncated to ``max_images``; only the kept images' annotations are parsed.
-
+    """Records of the images containing ``class_object`` (label 1 in ``<class>_<set_name>.txt``) in ``paths_voc``,
+    one root or a list (``two_databases``) whose image lists are concatenated, then truncated to ``max_images``.
     A missing or unusable annotation raises UserError, unless ``skipped`` is a list: then the image is left out
-    with a UserWarning and ``(path_voc, image_id, problem)`` appended; UserError only when no image is left.
-    """
+    with a UserWarning and ``(path_voc, image_id, problem)`` appended; UserError only when no image is left."""
     paths_voc = [paths_voc] if isinstance(paths_voc, (str, os.PathLike)) else list(paths_voc)
     if not paths_voc:
         raise UserError("no dataset folder given (path_voc is empty)")
