@@ -410,10 +410,8 @@ def _class_label(objects: list[SceneObject], name: str) -> int:
 def generate_synthetic_voc(root, num_trainval: int = 200, num_test: int = 100, seed: int = 0,
                            min_size: int = 160, max_size: int = 320) -> Path:
     """Write a synthetic VOC dataset into ``root`` (created if needed, files overwritten); returns ``Path(root)``.
-
     Image sides are drawn independently in ``[min_size, max_size]``. ``trainval.txt`` is written last, so
-    :func:`ensure_synthetic_voc` sees an interrupted run as incomplete.
-    """
+    :func:`ensure_synthetic_voc` sees an interrupted run as incomplete."""
     for label, value, least in (("num_trainval", num_trainval, 1), ("num_test", num_test, 1),
                                 ("min_size", min_size, 32), ("max_size", max_size, min_size)):  # min_size checked first
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
