@@ -86,11 +86,9 @@ def help_text(name, value, comments):
 
 def configure(defaults, argv=None, description=None, extra=None):
     """Parse ``argv`` against ``defaults`` (name → default value) into a namespace of settings.
-
     ``extra(parser)`` adds flags not in ``defaults``. A ``None`` default takes an optional integer unless ``extra``
     declares it; ``class_object`` is a string. A removed option is a UserError (:func:`check_removed`).
-    ``explicit``: the settings whose flag was given (demo values yield to them).
-    """
+    ``explicit``: the settings whose flag was given (demo values yield to them)."""
     given = sys.argv[1:] if argv is None else argv
     check_removed(given)
     comments = getattr(defaults, "comments", {})
@@ -252,9 +250,8 @@ def check_path_vgg(path_vgg):
 
 def check_output_folder(folder, setting_name, files=()):
     """The run can write ``files`` in ``folder`` (the setting ``setting_name``), checked before the work so a run
-    does not lose its searches at the end: a trial file is written and removed in it or the nearest existing folder
-    above. Anything in the way (a file, a dangling link, a non-file at one of ``files``) or an unwritable folder is a
-    UserError naming it."""
+    does not lose its searches at the end (a trial file in it or the nearest existing folder above). Anything in
+    the way (a file, a dangling link, a non-file at one of ``files``) or an unwritable folder is a UserError."""
     folder = Path(folder)
     for name in files:
         path = folder / name
@@ -332,8 +329,7 @@ NAME_MAX = 255          # bytes in one file or folder name (Linux, macOS, Window
 
 
 def check_path_names(name, value):
-    """``value`` (the setting ``name``) is a path, and every file or folder name in it fits the filesystem: a
-    longer one is a UserError here, not an OSError from the first look at it."""
+    """``value`` (the setting ``name``) is a path whose every name fits the filesystem: else a UserError."""
     if not isinstance(value, (str, os.PathLike)) or str(value) == "":
         raise UserError(f"{name} must be a path (a text naming a file or folder), got {value!r}")
     for part in Path(value).parts:
