@@ -11,11 +11,10 @@ from runs.errors import UserError
 
 
 def load_q_network(model, state_size, weights_order="auto", verbose=False):
-    """A Q-network from a Keras model (returned as is) or a weights file, into the network
-    ``reinforcement.build_q_network(state_size)`` builds (``state_size``: ``reinforcement.state_size`` of the
-    describer's ``descriptor_size``): this project's checkpoints, or a Keras 1.x / 2.x ``save_weights`` file such as
-    the authors' 2016 ``model_image_zooms_2`` (see :func:`set_q_network_weights`; ``weights_order`` is its setting).
-    ``verbose``: print one line on a 2016 file's layout and row order."""
+    """A Q-network from a Keras model (returned as is) or a weights file, loaded into the network
+    ``reinforcement.build_q_network(state_size)`` builds: this project's checkpoints, or a Keras 1.x / 2.x
+    ``save_weights`` file such as the authors' 2016 ``model_image_zooms_2`` (:func:`set_q_network_weights`, which
+    takes ``weights_order``). ``verbose``: print one line on a 2016 file's layout and row order."""
     from runs.runtime import import_tensorflow
     import_tensorflow()             # TensorFlow's C++ start-up lines stay off a library user's terminal too
     import keras
@@ -29,23 +28,16 @@ def load_q_network(model, state_size, weights_order="auto", verbose=False):
     return network
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Q-network weights files: this project's (Keras 3) and the 2016 release's (Keras 1.x / 2.x ``save_weights``)
-#
-# Layouts, told apart by the content, never by the name (the 2016 files are ``model<k>h5``, ``model_image_zooms``):
-# - Keras 3 ``.weights.h5`` (this project): ``layers/<layer>/vars/<i>``, read by Keras into the network
-#   ``build_q_network`` builds, whatever it is.
-# - Keras 1.x and 2.x ``save_weights`` (the paper's Q-network, three Dense layers): root attribute ``layer_names``
-#   lists every layer in model order (dense_1, activation_1, dropout_1, dense_2, ...; the numbers depend on what the
-#   process built before, so only the order counts); each layer's group lists its datasets in the attribute
-#   ``weight_names``: ``dense_1_W``, ``dense_1_b`` in Keras 1, ``dense_1/kernel:0``, ``dense_1/bias:0`` (datasets
-#   ``dense_1/dense_1/kernel:0``) in Keras 2. Full-model files keep the same under ``model_weights``. Keras 1.2 and
-#   2.x write ``keras_version`` and ``backend``; Keras 1.0/1.1 wrote neither.
-# A Keras 1 Dense layer holds W as (input, output) on Theano and TensorFlow alike (``K.dot(x, W)``; only
-# convolution kernels differ between the backends), as Keras 2 and 3 hold their kernels: no transposition. What
-# differs is the input: the 2016 Image-Zooms descriptor is Theano's pool5 map flattened channels first, (512, 7, 7),
-# ours is flattened channels last, (7, 7, 512), so the first kernel's 25,088 descriptor rows are reordered (the
-# 24 history rows after them are the same in both).
+# ---- weights file layouts, told apart by content, never by name (2016 files: ``model<k>h5``, ``model_image_zooms``)
+# - Keras 3 ``.weights.h5`` (this project): ``layers/<layer>/vars/<i>``, read by Keras into whatever network
+#   ``build_q_network`` builds.
+# - Keras 1.x / 2.x ``save_weights`` (the paper's three Dense layers): root attribute ``layer_names`` lists the layers
+#   in model order (their numbers vary; only the order counts); each layer group's attribute ``weight_names`` lists
+#   ``dense_1_W``, ``dense_1_b`` (Keras 1) or ``dense_1/kernel:0``, ``dense_1/bias:0`` (Keras 2). Full-model files
+#   keep the same under ``model_weights``. Keras 1.2 and 2.x write ``keras_version`` and ``backend``; 1.0/1.1 neither.
+# Keras 1 Dense kernels are (input, output) on Theano and TensorFlow alike, as in Keras 2 and 3: no transposition. But
+# the 2016 descriptor is Theano's pool5 map flattened channels first, (512, 7, 7), ours channels last, (7, 7, 512), so
+# the first kernel's 25,088 descriptor rows are reordered (the 24 history rows after them are the same in both).
 
 PROJECT_LAYOUT = "Keras 3 weights file (this project)"
 WEIGHTS_ORDERS = ("auto", "channels_first", "channels_last")
@@ -57,14 +49,10 @@ def check_weights_order(weights_order):
 
 
 def set_q_network_weights(network, path, weights_order="auto"):
-    """Load the weights file ``path`` into ``network``; returns one line saying what the file is.
-
-    ``weights_order``: the order of the first kernel's descriptor rows in the file. 'auto': channels first for a
-    Keras 1.x / 2.x file whose ``backend`` attribute is 'theano' or absent (the 2016 release: Theano, channels
-    first), channels last for any other backend and for this project's files; 'channels_first' or
-    'channels_last' say it outright. A missing file, a file that is not HDF5, an unknown layout, weights that do not
-    fit ``network`` or are not finite raise ``UserError`` naming the file.
-    """
+    """Load the weights file ``path`` into ``network``; returns one line saying what the file is. ``weights_order``:
+    the order of the first kernel's descriptor rows in the file; 'auto' is channels first for a Keras 1.x / 2.x file
+    whose ``backend`` is 'theano' or absent (the 2016 release), else channels last. A missing or non-HDF5 file, an
+    unknown layout, weights that do not fit ``network`` or are not finite raise ``UserError`` naming the file."""
     import h5py
     check_weights_order(weights_order)
     path = Path(path)
@@ -158,9 +146,8 @@ def _text(value):
 
 
 def _legacy_layers(path, root, handle):
-    """``([(layer name, [arrays])], layout, row order)`` of a Keras 1/2 ``save_weights`` file: the layers with
-    weights in the file's model order; the layout as :func:`set_q_network_weights` describes it ('Keras 1.x
-    save_weights file, no backend attribute'); the descriptor rows' order its ``backend`` implies."""
+    """``([(layer name, [arrays])], layout, row order)`` of a Keras 1/2 ``save_weights`` file: its weighted layers in
+    model order, the layout in words, and the descriptor row order its ``backend`` implies."""
     import h5py
     layers, all_weight_names = [], []
     for layer_name in (_text(name) for name in root.attrs["layer_names"]):
