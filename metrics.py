@@ -46,20 +46,15 @@ def _ground_truth_arrays(entry, image):
 
 
 def match_detections(detections, ground_truth, iou_threshold=0.5):
-    """Match ranked detections to ground truth with the VOC rule.
+    """Match ranked detections to ground truth with the VOC rule (the module's docstring), at ``iou_threshold``.
 
     detections: list of dicts with at least 'image' (str), 'box' (``[x0, y0, x1, y1)``) and 'score' (float).
     ground_truth: dict image -> {'boxes': (n, 4) array, 'difficult': (n,) bool array}; an image missing from it
-    has no objects, so every detection on it is a false positive.
-
-    Detections are sorted by descending score (stable: ties keep their input order), those marked ``'duplicate'``
-    (the ``duplicates demote`` option) after all others. Each takes the ground-truth
-    object of its image with the highest IoU; at IoU >= ``iou_threshold`` it is ignored if that object is
-    difficult, a true positive if the object is not matched yet (the object becomes matched), and a false positive
-    (duplicate) otherwise. Below the threshold it is a false positive.
+    has no objects, so every detection on it is a false positive. The ranking is by descending score (stable: ties
+    keep their input order), detections marked ``'duplicate'`` (``duplicates demote``) after all others.
 
     Returns ``(order, tp, fp)``: ``order`` the indices into ``detections`` in ranked order, ``tp`` and ``fp`` float
-    0/1 arrays aligned with ``order``; an ignored detection has 0 in both.
+    0/1 arrays aligned with ``order``; an ignored (difficult) detection has 0 in both.
     """
     scores = np.array([float(detection['score']) for detection in detections], dtype=np.float64)
     demoted = np.array([bool(detection.get('duplicate', False)) for detection in detections])
@@ -77,7 +72,6 @@ def match_detections(detections, ground_truth, iou_threshold=0.5):
             fp[rank] = 1.0
         elif not difficult[best]:     # a difficult object is neither required nor penalised
             image_matched = matched.setdefault(image, np.zeros(len(boxes), dtype=bool))
-            # a second detection of an object already found is a false positive (a duplicate)
             (fp if image_matched[best] else tp)[rank] = 1.0
             image_matched[best] = True
     return order, tp, fp
@@ -103,10 +97,8 @@ def mark_duplicates(detections, iou_threshold=DUPLICATE_IOU):
 
 
 def average_precision(recall, precision):
-    """All-point average precision (VOC 2010+): area under the monotone (non-increasing) precision envelope.
-
-    recall, precision: the cumulative curve over the ranking, same length. Empty curves give 0.
-    """
+    """All-point average precision (VOC 2010+): area under the monotone (non-increasing) precision envelope of the
+    cumulative curve ``recall``, ``precision`` (same length) over the ranking. Empty curves give 0."""
     if len(recall) == 0:
         return 0.0
     recall = np.concatenate([[0.0], np.asarray(recall, dtype=np.float64), [1.0]])
@@ -126,16 +118,12 @@ def average_precision_voc07(recall, precision):
 
 
 def precision_recall(detections, ground_truth, iou_threshold=0.5):
-    """Precision–recall evaluation of ``detections`` against ``ground_truth`` (see ``match_detections``).
-
-    Returns a dict:
+    """Precision–recall of ``detections`` against ``ground_truth`` (:func:`match_detections`); returns a dict:
       'precision', 'recall': lists, cumulative over the ranking with ignored (difficult) detections dropped;
       'num_positives': the number of non-difficult ground-truth objects;
-      'ap': all-point average precision; 'ap_voc07': 11-point average precision;
-      'max_recall': the recall after the whole ranking;
+      'ap': all-point average precision; 'ap_voc07': 11-point; 'max_recall': the recall after the whole ranking;
       'true_positive': one bool per detection, in the ORIGINAL order of ``detections``.
-    With no detections or no positives the curves are empty and the AP values 0.
-    """
+    With no detections or no positives the curves are empty and the AP values 0."""
     num_positives = sum(int(np.count_nonzero(~_ground_truth_arrays(entry, image)[1]))
                         for image, entry in ground_truth.items())
     order, tp, fp = match_detections(detections, ground_truth, iou_threshold)
@@ -154,12 +142,10 @@ def precision_recall(detections, ground_truth, iou_threshold=0.5):
 
 
 def regions_per_found_object(detections, true_positive):
-    """The number of regions analysed to find each found object (the paper's Figure 8).
-
-    detections: dicts carrying 'step', the 1-based count of regions analysed in its search when the region was
-    visited (they also carry 'image' and 'search'). true_positive: one bool per detection, in the same order
-    (``precision_recall(...)['true_positive']``). Returns the 'step' of every true positive, in detection order.
-    """
+    """The number of regions analysed to find each found object (the paper's Figure 8): the 'step' of every true
+    positive, in detection order. detections: dicts carrying 'step', the 1-based count of regions analysed in its
+    search when the region was visited. true_positive: one bool per detection, in the same order
+    (``precision_recall(...)['true_positive']``)."""
     assert len(detections) == len(true_positive), (
         f'{len(detections)} detections but {len(true_positive)} true-positive flags')
     return [int(detection['step']) for detection, found in zip(detections, true_positive) if found]
