@@ -37,8 +37,7 @@ CLASSES_APART = True
 
 
 def run_training(train, script, argv, model_label):
-    """A training script's main (``script``: its globals): ``train`` (``episodes.train``) for one class, or for each
-    class of ``all`` or a list, each in its own process (:func:`train_classes`)."""
+    """A training script's main: ``train`` for one class, or for each in its own process (:func:`train_classes`)."""
     run_classes_script(script, argv, model_label, training_flags, train, train_classes)
 
 
@@ -48,9 +47,8 @@ def run_testing(test, script, argv, model_label):
 
 
 def run_classes_script(script, argv, model_label, flags, run_one, run_each):
-    """A script's main: the settings at its top (``script``: its globals) and the flags → ``--demo`` →
-    ``run_one(settings, make_features, model_label)`` for one class, ``run_each(…, run_one)`` for ``all`` or a
-    list."""
+    """A script's main: its settings (``script``: its globals), the flags, ``--demo``, then ``run_one(settings,
+    make_features, model_label)`` for one class or ``run_each(…, run_one)`` for ``all`` or a list."""
     settings = configure(script_settings(script), argv, script["__doc__"], flags)
     apply_demo(settings, script["DEMO"])
     if several_classes(settings.class_object):
@@ -62,16 +60,14 @@ def run_classes_script(script, argv, model_label, flags, run_one, run_each):
 
 
 def one_class(settings, identifier, **changes):
-    """A copy of ``settings`` for the class ``identifier`` alone, with ``changes`` (the loop runs the unchanged
-    single-class code)."""
+    """A copy of ``settings`` for the class ``identifier`` alone, with ``changes``."""
     settings = copy.copy(settings)
     vars(settings).update(explicit=set(settings.explicit), class_object=identifier, **changes)
     return settings
 
 
 def class_present(path_voc, identifier, set_name):
-    """Whether ``<class>_<set_name>.txt`` lists an image with the class (the synthetic dataset has only four
-    classes); a missing or malformed file is still an error."""
+    """Whether ``<class>_<set_name>.txt`` lists an image with the class; a missing or malformed file is an error."""
     try:
         read_class_image_set(path_voc, identifier, set_name)
     except UserError as error:
@@ -82,8 +78,7 @@ def class_present(path_voc, identifier, set_name):
 
 
 def classes_present(roots, identifiers, set_name):
-    """``{identifier: present in set_name of any root}``, read for every class before any class runs, so a missing
-    or broken ``<class>_<set>.txt`` stops the run at once, not after the classes before it have run."""
+    """``{identifier: present in set_name of any root}``, read up front: a broken class list stops the run at once."""
     present, problems = {}, []
     for identifier in identifiers:
         try:
@@ -114,18 +109,16 @@ def each_class(settings, roots, set_name, absent):
 
 
 def resume_epoch(settings, class_idx):
-    """Where a resumed several-class run continues this class: after its latest saved epoch, or 0 with none; at the
-    epoch whose save was interrupted, if one was."""
+    """Where a resumed several-class run continues this class: an interrupted save's epoch, else after the latest."""
     saved = existing_epochs(settings.path_model, class_idx)
     interrupted = interrupted_save(settings.path_model, class_idx)
     return interrupted[0] if interrupted else saved[-1] + 1 if saved else 0
 
 
 def in_fresh_process(function, *arguments):
-    """``function(*arguments)`` in a fresh Python process (multiprocessing's ``spawn``); its return value. What
-    ends it comes back as it would here: a UserError as a UserError, Ctrl-C or SIGTERM as :class:`Interrupted`
-    (the child saves what a single-class run saves); a bug as a RuntimeError with the child's traceback. The child
-    has its own process group, and this process passes on SIGINT and SIGTERM, so one Ctrl-C reaches it once."""
+    """``function(*arguments)``'s value, run in a fresh ``spawn`` process. A UserError comes back as one, Ctrl-C or
+    SIGTERM as :class:`Interrupted` (the child saves what a single-class run saves), a bug as a RuntimeError with the
+    child's traceback. The child has its own process group and this one passes signals on: one Ctrl-C, once."""
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(target=_run_child, args=(sender, function, arguments))
@@ -158,8 +151,7 @@ def in_fresh_process(function, *arguments):
 
 
 def _run_child(sender, function, arguments):
-    """The child of :func:`in_fresh_process`: warnings as one line (as ``main_guard`` prints them), the outcome
-    sent back."""
+    """The child of :func:`in_fresh_process`: warnings as one line, the outcome sent back."""
     os.setpgrp()            # a Ctrl-C in the terminal reaches the parent only, which passes it on
     one_line_warnings()
     try:
