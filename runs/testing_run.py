@@ -32,6 +32,9 @@ def preflight(settings, model_label):
     one_class = not several_classes(settings.class_object)
     one_epoch = one_class and isinstance(settings.epoch, int)   # lists: test_epochs
     if own_images:
+        if isinstance(settings.epoch, list) or settings.epoch == "all":
+            raise UserError(f"--image searches with one epoch's weights, --epoch names several: give one "
+                            f"(--epoch N) or none (the latest)")
         missing = [str(path) for path in settings.image if not Path(path).is_file()]
         if len(missing) == len(settings.image):     # with some images there, the others are skipped with a warning
             raise UserError(f"--image {missing[0]}: " + ("a folder; give the image files in it (e.g. folder/*.jpg)"

@@ -230,6 +230,8 @@ def test_demo_with_an_explicit_oracle_leaves_the_options_it_excludes_off(monkeyp
                                 "{tmp}"], "not an HDF5 file"),
     ("image_zooms_testing.py", ["--image", "{tmp}/absent.jpg", "--path_vgg", "random", "--path_model", "{tmp}"],
      "--image {tmp}/absent.jpg: no such file"),
+    ("image_zooms_testing.py", ["--image", "{tmp}/notes.txt", "--epoch", "0,1", "--path_vgg", "random",
+                                "--path_model", "{tmp}"], "--image searches with one epoch's weights"),
     ("image_zooms_testing.py", ["--path_voc_test", "{dataset}", "--path_vgg", "random", "--path_model", "{tmp}",
                                 "--refine", "1"], "refine 1: no refinement head refiner_model0.npz"),
     ("pool45_crops_testing.py", ["--image", "{tmp}", "--path_vgg", "random", "--path_model", "{tmp}"],
