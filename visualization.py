@@ -33,9 +33,10 @@ ANIMATION_CAPTION = 34  # pixels of the caption strip under them
 ANIMATION_FRAME_MS = 800
 
 
-def _new_figure(width, height, dpi=DPI):
-    """A figure of ``width`` x ``height`` inches on an Agg canvas (laid out at ``dpi``; None: matplotlib's default)."""
-    figure = Figure(figsize=(width, height), dpi=dpi)
+def _new_figure(width, height, layout=None):
+    """A figure of ``width`` x ``height`` inches on an Agg canvas (``layout='tight'``: fitted to what it shows each
+    time it is drawn)."""
+    figure = Figure(figsize=(width, height), dpi=DPI, layout=layout)
     FigureCanvasAgg(figure)
     return figure
 
@@ -194,9 +195,8 @@ def draw_search(image, steps, path, title=None, paint_triggers=True):
         crop_axes.imshow(_crop(seen, step['region']))
         crop_axes.spines[:].set(edgecolor=_region_colour(step), linewidth=2.5)
         crop_axes.set(xticks=[], yticks=[])
-        caption = f'step {index + 1}: {_action_name(step.get("action", -1))}'
-        if len(searches) > 1:
-            caption = f'search {_search(step)}\n{caption}'
+        caption = (f'search {_search(step)}\n' if len(searches) > 1 else '') + \
+            f'step {index + 1}: {_action_name(step.get("action", -1))}'
         crop_axes.set_title(caption, fontsize=8, color=TRIGGER_COLOUR if _is_trigger(step) else 'black')
         if has_q_values and step.get('q_values') is not None:
             _draw_q_values(figure.add_subplot(parts[1]), step['q_values'], int(step.get('action', -1)))
@@ -262,35 +262,32 @@ def animate_search(image, steps, path, title=None, paint_triggers=True, frame_ms
 def plot_precision_recall(runs, path, title='Precision-recall'):
     """Overlay precision–recall curves; returns the path. runs: list of dicts {'label': str, 'recall': list,
     'precision': list, 'ap': float (optional)}; the legend shows each label with its AP."""
-    figure = _new_figure(7.0, 5.5)
+    figure = _new_figure(7.0, 5.5, layout='tight')
     axes = figure.add_subplot(1, 1, 1)
     for run in runs:
-        recall = np.asarray(run.get('recall', []), dtype=np.float64)
-        precision = np.asarray(run.get('precision', []), dtype=np.float64)
+        recall, precision = run.get('recall', []), run.get('precision', [])
         label = str(run.get('label', '')) + ('' if run.get('ap') is None else f' (AP {float(run["ap"]):.3f})')
-        label += ', no curve' if recall.size == 0 else ''
-        axes.plot(recall, precision, label=label, linewidth=1.6, marker='o' if recall.size == 1 else None)
+        label += ', no curve' if len(recall) == 0 else ''
+        axes.plot(recall, precision, label=label, linewidth=1.6, marker='o' if len(recall) == 1 else None)
     axes.set(xlim=(0.0, 1.0), ylim=(0.0, 1.02), xlabel='Recall', ylabel='Precision', title=title)
     axes.grid(True, alpha=0.3)
     if runs:
         axes.legend(loc='upper right', fontsize=8)
-    figure.tight_layout()
     return _save(figure, path)
 
 
 def plot_regions_histogram(counts_by_label, path, title='Regions analysed per found object'):
     """The paper's Figure 8: how many objects were found after analysing 1, 2, ... regions; returns the path.
     counts_by_label: dict label -> list of ints (one per found object); the labels' bars stand side by side."""
-    figure = _new_figure(7.0, 4.5)
+    figure = _new_figure(7.0, 4.5, layout='tight')
     axes = figure.add_subplot(1, 1, 1)
     all_counts = [int(count) for counts in counts_by_label.values() for count in counts]
     positions = np.arange(1, max([1, *all_counts]) + 1)
-    num_labels = max(len(counts_by_label), 1)
-    bar_width = 0.8 / num_labels
+    bar_width = 0.8 / max(len(counts_by_label), 1)
     for index, (label, counts) in enumerate(counts_by_label.items()):
         counts = np.asarray(counts, dtype=np.int64)
         heights = np.bincount(counts[counts >= 1], minlength=positions[-1] + 1)[1:positions[-1] + 1]
-        offset = (index - (num_labels - 1) / 2) * bar_width
+        offset = (index - (len(counts_by_label) - 1) / 2) * bar_width
         axes.bar(positions + offset, heights, width=bar_width, label=f'{label} ({len(counts)} objects)')
     if not all_counts:
         axes.text(0.5, 0.5, 'no objects found', transform=axes.transAxes, ha='center', va='center', fontsize=12)
@@ -301,7 +298,6 @@ def plot_regions_histogram(counts_by_label, path, title='Regions analysed per fo
     axes.grid(True, axis='y', alpha=0.3)
     if counts_by_label:
         axes.legend(fontsize=8)
-    figure.tight_layout()
     return _save(figure, path)
 
 
@@ -312,7 +308,7 @@ def plot_class_bars(combined_list, labels, path, title=None):
     names = [name for name in VOC_CLASSES if any(row["class_object"] == name for combined in combined_list
                                                 for row in combined["classes"])]
     width = 0.8 / len(combined_list)
-    figure = _new_figure(max(6, 0.6 * len(names) + 2), 4, dpi=None)
+    figure = _new_figure(max(6, 0.6 * len(names) + 2), 4, layout='tight')
     axes = figure.add_subplot(1, 1, 1)
     for index, (combined, label) in enumerate(zip(combined_list, labels)):
         ap = {row["class_object"]: row["ap"] for row in combined["classes"]}
@@ -323,7 +319,6 @@ def plot_class_bars(combined_list, labels, path, title=None):
     axes.legend(fontsize=8)
     if title:
         axes.set_title(title)
-    figure.tight_layout()
     return _save(figure, path, tight=False)
 
 
@@ -346,7 +341,7 @@ def plot_training_log(log_rows, path):
               for position, row in enumerate(log_rows)]
 
     panels = max(len(columns), 1)
-    figure = _new_figure(7.0, 2.2 * panels + 0.6)
+    figure = _new_figure(7.0, 2.2 * panels + 0.6, layout='tight')
     all_axes = figure.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]  # one epoch axis for every metric
     for axes, name in zip(all_axes, columns):
         points = [(epoch, _as_number(row.get(name))) for epoch, row in zip(epochs, log_rows)
@@ -361,7 +356,6 @@ def plot_training_log(log_rows, path):
         axes.text(0.5, 0.5, 'no training data', transform=axes.transAxes, ha='center', va='center', fontsize=12)
         axes.set(xticks=[], yticks=[])
     figure.suptitle('Training log')
-    figure.tight_layout()
     return _save(figure, path)
 
 
