@@ -13,8 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from metrics import mean_regions
-from results_page import METRICS, comparison_page_data, write_page
+from results_page import METRICS, comparison_page_data, metrics_of, write_page
 from runs.class_results import format_class_table, load_combined, load_results, merge, number
 from runs.errors import UserError
 from runs.runtime import OneLineParser, main_guard
@@ -36,20 +35,12 @@ def refinement_label(label, results):
     return label
 
 
-def page_path(output):
-    """The comparison page: ``<output stem>.html`` beside the figures."""
-    return figure_paths(output)[0].with_suffix('.html')
-
-
-def figure_paths(output):
-    """The two figures' paths: ``output`` (a PNG when it has no suffix; ``comparison.png`` in it when it is a
-    folder) and ``<output stem>_regions<suffix>``."""
+def output_paths(output):
+    """The two figures' paths and the page's: ``output`` (a PNG when it has no suffix; ``comparison.png`` in it when
+    it is a folder), ``<output stem>_regions<suffix>`` and ``<output stem>.html``."""
     output = Path(output)
-    if output.is_dir():
-        output = output / 'comparison.png'
-    if not output.suffix:
-        output = output.with_suffix('.png')
-    return output, output.with_name(f'{output.stem}_regions{output.suffix}')
+    output = output / 'comparison.png' if output.is_dir() else output.with_suffix(output.suffix or '.png')
+    return output, output.with_name(f'{output.stem}_regions{output.suffix}'), output.with_suffix('.html')
 
 
 def compare(paths, labels=None, output='comparison.png', title=None):
@@ -70,21 +61,17 @@ def compare(paths, labels=None, output='comparison.png', title=None):
                 labels[index] = f'{label} ({paths[index]})'
     labels = [refinement_label(label, results) for label, results in zip(labels, all_results)]
 
-    curves_path, regions_path = figure_paths(output)
-    counts = [[int(count) for count in results['regions_per_found_object']] for results in all_results]
-    rows = [{'label': label, 'path': path, **{key: float(results[key]) for key in METRICS},
-             'mean_regions_per_found_object': mean_regions(regions), 'found_objects': len(regions),
-             'num_images': results.get('num_images'), 'num_objects': results.get('num_objects')}
-            for path, label, results, regions in zip(paths, labels, all_results, counts)]
+    curves_path, regions_path, page = output_paths(output)
+    rows = [{'label': label, 'path': path, **metrics_of(results)}
+            for path, label, results in zip(paths, labels, all_results)]
     try:
-        plot_precision_recall([{'label': label, **{key: results[key] for key in ('recall', 'precision', 'ap')}}
-                               for label, results in zip(labels, all_results)], curves_path,
-                              title or 'Precision-recall')
-        plot_regions_histogram(dict(zip(labels, counts)), regions_path, f'{title}: regions per found object' if title
-                               else 'Regions analysed per found object')
+        plot_precision_recall([{**results, 'label': label} for label, results in zip(labels, all_results)],
+                              curves_path, title or 'Precision-recall')
+        plot_regions_histogram({label: results['regions_per_found_object'] for label, results in
+                                zip(labels, all_results)}, regions_path,
+                               f'{title}: regions per found object' if title else 'Regions analysed per found object')
     except (OSError, ValueError) as error:  # unwritable folder, or a suffix matplotlib cannot write
         raise UserError(f'{curves_path}: cannot write the figures ({error})') from None
-    page = page_path(output)
     write_page(page, comparison_page_data(rows, all_results, page.parent, (curves_path, regions_path), title))
     return rows
 
@@ -126,7 +113,7 @@ def main(argv=None):
             labels = args.labels or [default_label(results) for results in combined]
             if len(labels) != len(combined):
                 raise UserError(f'{len(labels)} labels given for {len(combined)} results files')
-            bars = figure_paths(args.output)[0]
+            bars = output_paths(args.output)[0]
             try:
                 plot_class_bars(combined, labels, bars, args.title)
             except (OSError, ValueError) as error:  # as in compare()
@@ -138,9 +125,9 @@ def main(argv=None):
     except UserError as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
-    curves_path, regions_path = figure_paths(args.output)
+    curves_path, regions_path, page = output_paths(args.output)
     print(f'{format_table(rows)}\n\nprecision-recall: {curves_path}\nregions per found object: {regions_path}\n'
-          f'to browse, side by side: {page_path(args.output)}')
+          f'to browse, side by side: {page}')
     return 0
 
 
