@@ -41,8 +41,7 @@ METRICS = ("ap", "ap_voc07", "max_recall")
 def rounded(value, digits=3):
     """``value`` (a number, or a list of numbers) rounded for the page; None stays None."""
     if isinstance(value, (list, tuple, np.ndarray)):
-        return [round(float(item), digits) if not isinstance(item, (list, tuple, np.ndarray)) else
-                rounded(item, digits) for item in value]
+        return [rounded(item, digits) for item in value]
     return None if value is None else round(float(value), digits)
 
 
@@ -86,14 +85,13 @@ def image_summaries(results, folder=None, page_folder=None):
     ids = list(dict.fromkeys([*map(str, trajectories), *map(str, ground_truth or {}), *by_image]))
     images, steps = [], {}
     for image_id in ids:
-        summary, image_steps = image_summary(image_id, trajectories.get(image_id) or [], by_image.get(image_id, []),
+        summary, steps[image_id] = image_summary(image_id, trajectories.get(image_id) or [], by_image.get(image_id, []),
                                              None if ground_truth is None else ground_truth.get(image_id) or {})
         if folder is not None and page_folder is not None:
             for key, suffix in (("drawing", ".png"), ("animation", ".gif")):
                 drawn = Path(folder) / DRAWINGS / f"{image_id}{suffix}"
                 summary[key] = link(drawn, page_folder) if drawn.is_file() else None
         images.append(summary)
-        steps[image_id] = image_steps
     return images, steps
 
 
@@ -104,18 +102,15 @@ def image_summary(image_id, trajectory, detections, ground_truth):
     difficult = np.asarray((ground_truth or {}).get("difficult") or [False] * len(boxes), dtype=bool).reshape(-1)
     reported = np.asarray([detection["box"] for detection in detections], dtype=np.float64).reshape(-1, 4)
     # overlaps[d, o]: IoU of detection d with object o
-    overlaps = np.stack([iou_many(reported, box) for box in boxes], axis=1) if len(boxes) else \
-        np.zeros((len(detections), 0))
+    overlaps = np.array([iou_many(reported, box) for box in boxes]).reshape(len(boxes), len(detections)).T
     object_iou = overlaps.max(axis=0) if len(detections) else np.zeros(len(boxes))
     found = np.zeros(len(boxes), dtype=bool)
     rated = []
     for detection, overlap_row in zip(detections, overlaps):
-        overlap, best = (0.0 if known else None), None
-        if len(boxes):
-            best = int(np.argmax(overlap_row))
-            overlap = float(overlap_row[best])
-            if detection.get("true_positive"):
-                found[best] = True      # a true positive took the object it overlaps most (the VOC rule)
+        best = int(np.argmax(overlap_row)) if len(boxes) else None
+        overlap = float(overlap_row[best]) if len(boxes) else 0.0 if known else None
+        if best is not None and detection.get("true_positive"):
+            found[best] = True      # a true positive took the object it overlaps most (the VOC rule)
         status = detection_status(detection.get("true_positive"), overlap, best is not None and difficult[best])
         rated.append((detection, status, overlap))
     rated.sort(key=lambda item: -float(item[0]["score"]))
