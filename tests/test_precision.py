@@ -125,5 +125,5 @@ def test_auto_without_a_gpu_reads_the_cpu_flags(monkeypatch, capsys, cpuinfo, ch
 
 def test_bfloat16_on_a_gpu_without_it_warns(monkeypatch, capsys):
     fake_gpus(monkeypatch, [("Tesla T4", (7, 5))])
-    features.check_precision("bfloat16")
+    features.resolve_precision("bfloat16")
     assert "warning: vgg_precision bfloat16 without native bfloat16 arithmetic (GPU Tesla T4" in capsys.readouterr().err
