@@ -221,15 +221,6 @@ def check_image_id(image_id, where) -> str:
     return image_id
 
 
-def read_image_set(path_voc, set_name) -> list[str]:
-    """Image ids listed in ``ImageSets/Main/<set_name>.txt`` (first column), in file order."""
-    path = _image_sets_folder(path_voc) / f"{set_name}.txt"
-    image_ids = [check_image_id(line.split()[0], f"{path}, line {number}") for number, line in _numbered_lines(path)]
-    if not image_ids:
-        raise UserError(f"image set file {path} lists no images")
-    return image_ids
-
-
 def read_class_image_set(path_voc, class_object, set_name, labels: Iterable[int] = (1,)) -> list[str]:
     """Image ids of ``ImageSets/Main/<class>_<set_name>.txt`` whose label (1 present, -1 absent, 0 difficult only)
     is in ``labels``, in file order, each once (a repeat is dropped with a warning: testing would count it twice)."""

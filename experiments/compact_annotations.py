@@ -12,7 +12,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from parse_xml_annotations import (COMPACT_COLUMNS, VOC_CLASSES, _image_sets_folder, _numbered_lines,  # noqa: E402
-                                   annotation_path, parse_annotation, read_image_set)
+                                   annotation_path, check_image_id, parse_annotation)
+from runs.errors import UserError  # noqa: E402
+
+
+def read_image_set(path_voc, set_name) -> list[str]:
+    """Image ids listed in ``ImageSets/Main/<set_name>.txt`` (first column), in file order."""
+    path = _image_sets_folder(path_voc) / f"{set_name}.txt"
+    image_ids = [check_image_id(line.split()[0], f"{path}, line {number}") for number, line in _numbered_lines(path)]
+    if not image_ids:
+        raise UserError(f"image set file {path} lists no images")
+    return image_ids
 
 
 def write_compact_annotations(path_voc, set_name, out_file):

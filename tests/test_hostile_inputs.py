@@ -44,7 +44,8 @@ from detection import as_rgb_image
 from runs.errors import UserError
 from image_helper import MAX_PIXELS, image_path, load_image
 from parse_xml_annotations import (ImageRecord, annotation_path, class_ids, load_records, parse_annotation,
-                                   read_class_image_set, read_image_set)
+                                   read_class_image_set)
+from experiments.compact_annotations import read_image_set
 from runs.run_folder import check_trained_features, read_log
 from runs.runtime import main_guard
 from settings import check_output_folder

@@ -12,9 +12,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from any fol
 from runs.errors import UserError  # noqa: E402
 from parse_xml_annotations import (  # noqa: E402
     VOC_CLASSES, Annotation, annotation_path, class_id, class_name, load_records, parse_annotation,
-    read_class_image_set, read_image_set, unpack_compact_annotations,
+    read_class_image_set, unpack_compact_annotations,
 )
-from experiments.compact_annotations import write_compact_annotations  # noqa: E402
+from experiments.compact_annotations import read_image_set, write_compact_annotations  # noqa: E402
 
 
 

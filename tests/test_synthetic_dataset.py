@@ -12,8 +12,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from any fol
 from runs.errors import UserError  # noqa: E402
 from image_helper import image_path, load_image  # noqa: E402
 from parse_xml_annotations import (  # noqa: E402
-    VOC_CLASSES, annotation_path, load_records, parse_annotation, read_class_image_set, read_image_set,
+    VOC_CLASSES, annotation_path, load_records, parse_annotation, read_class_image_set,
 )
+from experiments.compact_annotations import read_image_set  # noqa: E402
 from synthetic_dataset import draw_scene, ensure_synthetic_voc, generate_synthetic_voc, main  # noqa: E402
 
 
