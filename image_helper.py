@@ -25,16 +25,15 @@ def image_path(path_voc, image_id) -> Path:
 
 def _to_rgb_array(image: Image.Image) -> np.ndarray:
     """Float32 ``(H, W, 3)`` RGB 0..255 from a PIL image of any mode."""
-    mode = image.mode
-    if mode.startswith("I;16") or mode in ("I", "F"):
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
         # 16-bit gray (PNG/TIFF; older Pillow opens 16-bit PNGs as mode 'I'): scaled from 0..65535 unless the
         # values fit in 8 bits. Float images ('F') are taken as 0..255.
         gray = np.asarray(image).astype(np.float32)
-        if mode != "F" and (mode.startswith("I;16") or image.format == "PNG" or gray.max(initial=0) > 255):
+        if image.mode != "F" and (image.mode.startswith("I;16") or image.format == "PNG" or gray.max(initial=0) > 255):
             gray = gray * np.float32(255.0 / 65535.0)
         return np.repeat(np.clip(gray, 0, 255)[:, :, None], 3, axis=2)
     # Alpha is dropped (VOC images are opaque); a palette with transparency goes through RGBA so Pillow does not warn.
-    if mode == "P" and "transparency" in image.info:
+    if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     return np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.float32)
 
@@ -100,8 +99,7 @@ def round_box(box, width: int, height: int) -> tuple[int, int, int, int]:
     assert box.shape == (4,) and np.all(np.isfinite(box)), box
 
     def side(low: float, high: float, size: int) -> tuple[int, int]:
-        start = int(np.clip(np.floor(low + 0.5), 0, size))
-        end = int(np.clip(np.floor(high + 0.5), 0, size))
+        start, end = (int(np.clip(np.floor(corner + 0.5), 0, size)) for corner in (low, high))
         if end <= start:
             start = int(np.clip(np.floor((low + high) / 2), 0, size - 1))
             end = start + 1

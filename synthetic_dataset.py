@@ -169,15 +169,13 @@ def _car(rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
     cabin_front, roof = rng.uniform(0.12, 0.22), rng.uniform(-0.30, -0.24)
     body = _polygon((-0.50, -0.04), (-0.46, -0.08), (0.38, -0.08), (0.50, -0.02), (0.50, 0.14), (-0.50, 0.14))
     cabin = _polygon((-0.32, -0.08), (-0.22, roof), (cabin_front, roof), (cabin_front + 0.14, -0.08))
-    parts = [("body", cabin), ("body", body)]
-    parts.append(("window", _polygon((-0.27, -0.10), (-0.20, roof + 0.03), (-0.06, roof + 0.03), (-0.06, -0.10))))
-    parts.append(("window", _polygon((-0.02, -0.10), (-0.02, roof + 0.03), (cabin_front - 0.01, roof + 0.03),
-                                     (cabin_front + 0.10, -0.10))))
-    for x in (-0.30, 0.30):
-        parts.append(("dark", _ellipse(x, 0.14, 0.11, 0.11, count=20)))
-        parts.append(("detail_light", _ellipse(x, 0.14, 0.045, 0.045, count=12)))
-    parts.append(("accent", _polygon((0.44, -0.01), (0.50, -0.01), (0.50, 0.03), (0.44, 0.03))))
-    return parts
+    wheels = [(role, _ellipse(x, 0.14, radius, radius, count=count)) for x in (-0.30, 0.30)     # tyre, hubcap
+              for role, radius, count in (("dark", 0.11, 20), ("detail_light", 0.045, 12))]
+    return [("body", cabin), ("body", body),
+            ("window", _polygon((-0.27, -0.10), (-0.20, roof + 0.03), (-0.06, roof + 0.03), (-0.06, -0.10))),
+            ("window", _polygon((-0.02, -0.10), (-0.02, roof + 0.03), (cabin_front - 0.01, roof + 0.03),
+                                (cabin_front + 0.10, -0.10))),
+            *wheels, ("accent", _polygon((0.44, -0.01), (0.50, -0.01), (0.50, 0.03), (0.44, 0.03)))]
 
 
 def _boat(rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
