@@ -75,8 +75,7 @@ def existing_epochs(path_model, class_idx, prefix="model", suffix=WEIGHTS_SUFFIX
 
 def missing_checkpoint(path_model, class_idx, weights):
     """What to say of a checkpoint ``weights`` that is not there: which epochs ``path_model`` holds."""
-    found = existing_epochs(path_model, class_idx) if Path(path_model).is_dir() else []
-    return f"no checkpoint {weights}; epochs saved in {path_model}: {found if found else 'none'}"
+    return f"no checkpoint {weights}; epochs saved in {path_model}: {existing_epochs(path_model, class_idx) or 'none'}"
 
 
 def resume_epochs(path_model, class_idx):
@@ -96,11 +95,10 @@ def remove_temporary_files(path_model, class_idx):
 # ---- damage ---------------------------------------------------------------------------------------------------
 
 class DamagedFile(UserError):
-    """A file of the run folder that cannot be read; ``path`` and ``problem`` (what is wrong) for the way on."""
+    """A file of the run folder that cannot be read: ``path`` and ``problem`` (what is wrong), in one line."""
 
     def __init__(self, path, problem):
         super().__init__(f"{path}: {problem}")
-        self.path, self.problem = Path(path), problem
 
 
 def hdf5_problem(path, error):
@@ -165,25 +163,20 @@ def read_resume_state(path, epoch):
     and ``optimizer_paths``, ``seed_generators`` (lists in variable order), ``replay_memory`` and ``refine_sample``
     (None when not saved). All is read before use, so a damaged file raises :class:`DamagedFile`, changing nothing."""
     import h5py
-
-    def arrays(handle, group):
-        if group not in handle:
-            return None
-        keys = sorted(handle[group], key=lambda key: int(key) if key.isdigit() else -1)
-        if keys != [str(index) for index in range(len(keys))]:
-            raise DamagedFile(path, f"incomplete (its {group} arrays are {', '.join(keys)}, not 0 to {len(keys) - 1})")
-        return [np.asarray(handle[group][key]) for key in keys]
     try:
         with h5py.File(path, "r") as handle:
-            missing = [name for name in RESUME_STATE_ATTRIBUTES if name not in handle.attrs] + \
-                [group for group in ("optimizer", "seed_generators") if group not in handle]
-            if missing:
+            if missing := [name for name in RESUME_STATE_ATTRIBUTES if name not in handle.attrs] + \
+                    [group for group in ("optimizer", "seed_generators") if group not in handle]:
                 raise DamagedFile(path, f"incomplete (no {', '.join(missing)}): not a resume state of this project")
-            state = {name: read_attribute(path, handle.attrs, name) for name in RESUME_STATE_ATTRIBUTES}
-            state.update(optimizer=arrays(handle, "optimizer"),
-                         optimizer_paths=[str(handle[f"optimizer/{index}"].attrs.get("path", ""))
-                                          for index in range(len(handle["optimizer"]))],
-                         seed_generators=arrays(handle, "seed_generators"))
+            state = {name: read_attribute(path, handle.attrs[name], name) for name in RESUME_STATE_ATTRIBUTES}
+            for group in ("optimizer", "seed_generators"):      # lists of arrays named 0, 1, …
+                keys = sorted(handle[group], key=lambda key: int(key) if key.isdigit() else -1)
+                if keys != [str(index) for index in range(len(keys))]:
+                    raise DamagedFile(path, f"incomplete (its {group} arrays are {', '.join(keys)}, not 0 to "
+                                            f"{len(keys) - 1})")
+                state[group] = [np.asarray(handle[group][key]) for key in keys]
+            state["optimizer_paths"] = [str(handle[f"optimizer/{index}"].attrs.get("path", ""))
+                                        for index in range(len(state["optimizer"]))]
             for group, (what, required, optional) in NAMED_ARRAYS.items():
                 stored = handle.get(group)
                 if stored is not None and (missing := [name for name in required if name not in stored]):
@@ -199,24 +192,21 @@ def read_resume_state(path, epoch):
     return state
 
 
-def read_attribute(path, attributes, name):
+def read_attribute(path, value, name):
     """The resume state's attribute ``name``, checked: ``epoch`` a whole number ≥ 0, ``epsilon`` in 0..1,
     ``numpy_rng`` a state NumPy's default generator takes, ``settings`` a JSON object; else :class:`DamagedFile`."""
-    value = attributes[name]
     try:
-        if name in ("epoch", "epsilon"):
-            number = float(value)       # a 0-d array or a number; text or a longer array raise here
-            if name == "epoch" and not (number >= 0 and number == int(number)):
-                raise ValueError(f"{number} is not a whole number ≥ 0")
-            if name == "epsilon" and not 0 <= number <= 1:
-                raise ValueError(f"{number} is not a number in 0..1")
-            return int(number) if name == "epoch" else number
-        value = json.loads(value)
+        # epoch and epsilon: a 0-d array or a number (text or a longer array raise here); the others: JSON
+        value = float(value) if name in ("epoch", "epsilon") else json.loads(value)
+        if name == "epoch" and not (value >= 0 and value == int(value)):
+            raise ValueError(f"{value} is not a whole number ≥ 0")
+        if name == "epsilon" and not 0 <= value <= 1:
+            raise ValueError(f"{value} is not a number in 0..1")
         if name == "numpy_rng":
             np.random.default_rng().bit_generator.state = value    # as -n sets it: a wrong state raises here
-        elif not isinstance(value, dict):
+        if name == "settings" and not isinstance(value, dict):
             raise ValueError(f"a JSON {type(value).__name__}, not an object naming each setting")
-        return value
+        return int(value) if name == "epoch" else value
     except Exception as error:      # float(), json.loads (RecursionError too) and NumPy's state setter
         meaning = {"numpy_rng": " (the random generator's state)", "settings": " (the run's settings)"}.get(name, "")
         raise DamagedFile(path, f"its attribute {name}{meaning} is damaged ({type(error).__name__}: "
@@ -252,10 +242,10 @@ def write_features_file(path, settings, features=None):
 
 
 def read_features_file(path):
-    """What :func:`write_features_file` wrote, or None without the file (earlier runs, the 2016 files). It only serves
-    a check, so damage is a warning: an unreadable file gives None, a value training would not write is left out."""
+    """What :func:`write_features_file` wrote in ``path`` (a Path), or None without the file (earlier runs, the 2016
+    files). It only serves a check, so damage is a warning: an unreadable file gives None, a value training would not
+    write is left out."""
     from settings import RULES
-    path = Path(path)
     if not path.is_file():
         return None
     try:
@@ -438,12 +428,6 @@ def _process_stat(pid):
         return None
 
 
-def _this_run():
-    return {"pid": os.getpid(), "host": socket.gethostname(),
-            "started": datetime.now().astimezone().isoformat(timespec="seconds"),
-            "ticks": (_process_stat(os.getpid()) or (None, None))[1]}
-
-
 def _read_holder(path):
     """The run recorded in the lock ``path``: a dict, ``{}`` when the file cannot be read as one, None without it."""
     try:
@@ -495,13 +479,11 @@ def _write_lock(path, record, replace=False):
         except FileExistsError:
             return False
         except OSError:             # a file system without hard links: create it exclusively, then write
-            try:
-                descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                return False
-            with os.fdopen(descriptor, "w") as handle:
+            with os.fdopen(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644), "w") as handle:
                 handle.write(json.dumps(record) + "\n")
         return True
+    except FileExistsError:         # the exclusive create met a lock
+        return False
     finally:
         temporary.unlink(missing_ok=True)
 
@@ -533,7 +515,9 @@ def training_lock(path_model, class_idx):
         blocking = next((parent for parent in (path.parent, *path.parent.parents) if parent.exists()), None)
         why = f"{blocking} is a file" if blocking is not None and not blocking.is_dir() else error.strerror or error
         raise UserError(f"path_model {path_model}: cannot create the folder ({why})") from None
-    ours = _this_run()
+    ours = {"pid": os.getpid(), "host": socket.gethostname(),
+            "started": datetime.now().astimezone().isoformat(timespec="seconds"),
+            "ticks": (_process_stat(os.getpid()) or (None, None))[1]}
     for _ in range(20):
         try:
             if _write_lock(path, ours):
