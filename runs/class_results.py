@@ -24,8 +24,7 @@ MAX_REGIONS = 100_000
 def _read_json(path):
     """The JSON content of ``path``; UserError naming the file when it cannot be read or parsed."""
     try:
-        with open(path, encoding='utf-8') as file:
-            return json.load(file)
+        return json.loads(Path(path).read_text(encoding='utf-8'))
     except FileNotFoundError:
         raise UserError(f'{path}: results file not found') from None
     except IsADirectoryError:
@@ -44,8 +43,7 @@ def load_results(path):
     results = _read_json(path)
     if not isinstance(results, dict):
         raise UserError(f'{path}: expected a JSON object with the test results, found {type(results).__name__}')
-    missing = [key for key in REQUIRED_KEYS if key not in results]
-    if missing:
+    if missing := [key for key in REQUIRED_KEYS if key not in results]:
         raise UserError(f'{path}: not a results file of the testing scripts, missing key(s) {", ".join(missing)}')
     _check_numbers(path, results, ['precision', 'recall'], low=0.0, high=1.0, listed=True)
     _check_numbers(path, results, ['regions_per_found_object'], low=0, high=MAX_REGIONS, whole=True, listed=True)
@@ -65,8 +63,8 @@ def _problem(value, low=None, high=None, whole=False, listed=False):
     if listed:
         if not isinstance(value, list):
             return f'found {type(value).__name__}'
-        problems = ((index, _problem(item, low, high, whole)) for index, item in enumerate(value))
-        return next((f'item {index}: {problem}' for index, problem in problems if problem), None)
+        return next((f'item {index}: {problem}' for index, item in enumerate(value)
+                     if (problem := _problem(item, low, high, whole))), None)
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return f'found {value!r:.60}' if not isinstance(value, (dict, list)) else f'found a {type(value).__name__}'
     if not math.isfinite(value):
@@ -113,8 +111,7 @@ def load_combined(path):
         return None
     if not isinstance(results, dict) or 'classes' not in results:
         return None
-    missing = [key for key in COMBINED_KEYS if key not in results]
-    if missing:
+    if missing := [key for key in COMBINED_KEYS if key not in results]:
         raise UserError(f'{path}: not a combined results file of the testing scripts, missing key(s) '
                         f'{", ".join(missing)}')
     _check_label_fields(path, results)
@@ -157,15 +154,12 @@ def combine(per_class, absent=()):
     rows = sorted((class_row(results) for results in per_class), key=lambda row: class_id(row["class_object"]))
     if not rows:
         raise UserError("no class was tested: every class asked for is absent from the test set")
-    first = per_class[0]
-
-    def mean(key):
-        return sum(row[key] for row in rows) / len(rows)
-    return {"model": first["model"], "agent": first["agent"], "scale_subregion": first["scale_subregion"],
-            "epoch": first.get("epoch"), "detections_protocol": first.get("detections_protocol"),
-            "only_first_object": first.get("only_first_object"), "number_of_steps": first.get("number_of_steps"),
-            "classes": rows, "absent_classes": sorted(absent, key=class_id), "map": mean("ap"),
-            "mean_ap_voc07": mean("ap_voc07"), "mean_max_recall": mean("max_recall")}
+    shared = ("model", "agent", "scale_subregion", "epoch", "detections_protocol", "only_first_object",
+              "number_of_steps")         # the settings of the runs, the same for every class: the first one's
+    means = {"map": "ap", "mean_ap_voc07": "ap_voc07", "mean_max_recall": "max_recall"}
+    return {**{key: per_class[0].get(key) for key in shared}, "classes": rows,
+            "absent_classes": sorted(absent, key=class_id),
+            **{mean: sum(row[key] for row in rows) / len(rows) for mean, key in means.items()}}
 
 
 def number(value, digits=3):
