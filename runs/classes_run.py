@@ -29,7 +29,7 @@ from results_page import write_classes_page
 from runs.class_results import combine, format_class_table
 from runs.errors import UserError
 from runs.run_folder import existing_epochs, interrupted_save
-from runs.runtime import Interrupted, one_line_warnings, write_json
+from runs.runtime import Interrupted, StopSignals, one_line_warnings, write_json
 from settings import apply_demo, configure, ensure_demo_dataset, script_settings, testing_flags, training_flags
 
 # each class of a several-class training in its own process (tests that monkeypatch the training set it False)
@@ -110,9 +110,8 @@ def each_class(settings, roots, set_name, absent):
 
 def resume_epoch(settings, class_idx):
     """Where a resumed several-class run continues this class: an interrupted save's epoch, else after the latest."""
-    saved = existing_epochs(settings.path_model, class_idx)
     interrupted = interrupted_save(settings.path_model, class_idx)
-    return interrupted[0] if interrupted else saved[-1] + 1 if saved else 0
+    return interrupted[0] if interrupted else max(existing_epochs(settings.path_model, class_idx), default=-1) + 1
 
 
 def in_fresh_process(function, *arguments):
@@ -128,8 +127,7 @@ def in_fresh_process(function, *arguments):
         received.append(signal_number)
         if child.pid is not None:
             os.kill(child.pid, signal_number)
-    previous = {number: signal.signal(number, pass_on) for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with StopSignals(pass_on):
         child.start()
         sender.close()
         try:
@@ -142,9 +140,6 @@ def in_fresh_process(function, *arguments):
             raise RuntimeError(f"the process of this class ended without a result (exit code {child.exitcode}: "
                                f"{f'killed by signal {-code}' if code < 0 else 'an error'})") from None
         child.join()
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
     if outcome != "done":
         raise {"user_error": UserError, "interrupted": Interrupted, "error": RuntimeError}[outcome](value)
     return value

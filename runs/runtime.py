@@ -219,11 +219,12 @@ class Interrupted(KeyboardInterrupt):
 
 
 class StopSignals:
-    """While active, SIGINT and SIGTERM raise :class:`Interrupted`; inside ``deferred()`` they wait until the block
-    ends (saving an epoch). Handlers are restored at exit; outside the main thread it does nothing."""
+    """While active, SIGINT and SIGTERM raise :class:`Interrupted` (or call ``handler(signal_number, frame)``); inside
+    ``deferred()`` they wait until the block ends (saving an epoch). Handlers are restored at exit; outside the main
+    thread it does nothing."""
 
-    def __init__(self):
-        self.previous, self.pending, self.deferring = {}, [], False
+    def __init__(self, handler=None):
+        self.previous, self.pending, self.deferring, self.handler = {}, [], False, handler or self._handle
 
     def _handle(self, signal_number, frame):
         if not self.deferring:
@@ -232,7 +233,7 @@ class StopSignals:
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self.previous = {number: signal.signal(number, self._handle) for number in (signal.SIGINT, signal.SIGTERM)}
+            self.previous = {number: signal.signal(number, self.handler) for number in (signal.SIGINT, signal.SIGTERM)}
         return self
 
     def __exit__(self, *exc_info):
