@@ -53,10 +53,9 @@ def load_record_image(record, report, max_pixels=None):
         report.skip_image(key, str(error))
         return None
     height, width = image.shape[:2]
-    annotation = record.annotation
-    if (height, width) != (annotation.height, annotation.width) and key not in report.size_warned:
+    if (height, width) != (record.annotation.height, record.annotation.width) and key not in report.size_warned:
         report.size_warned.add(key)
         warnings.warn(f"{image_path(record.path_voc, record.image_id)} is {width} x {height} pixels but its "
-                      f"annotation says {annotation.width} x {annotation.height}; the image's size is used",
-                      UserWarning, stacklevel=2)
+                      f"annotation says {record.annotation.width} x {record.annotation.height}; the image's size is "
+                      f"used", UserWarning, stacklevel=2)
     return image
