@@ -43,18 +43,14 @@ PROJECT_LAYOUT = "Keras 3 weights file (this project)"
 WEIGHTS_ORDERS = ("auto", "channels_first", "channels_last")
 
 
-def check_weights_order(weights_order):
-    if weights_order not in WEIGHTS_ORDERS:
-        raise UserError(f"weights_order must be one of {', '.join(WEIGHTS_ORDERS)}, got {weights_order!r}")
-
-
 def set_q_network_weights(network, path, weights_order="auto"):
     """Load the weights file ``path`` into ``network``; returns one line saying what the file is. ``weights_order``:
     the order of the first kernel's descriptor rows in the file; 'auto' is channels first for a Keras 1.x / 2.x file
     whose ``backend`` is 'theano' or absent (the 2016 release), else channels last. A missing or non-HDF5 file, an
     unknown layout, weights that do not fit ``network`` or are not finite raise ``UserError`` naming the file."""
     import h5py
-    check_weights_order(weights_order)
+    if weights_order not in WEIGHTS_ORDERS:
+        raise UserError(f"weights_order must be one of {', '.join(WEIGHTS_ORDERS)}, got {weights_order!r}")
     path = Path(path)
     if not path.is_file():
         raise UserError(f"Q-network weights file not found: {path}")

@@ -33,8 +33,8 @@ def preflight(settings, model_label):
     one_epoch = one_class and isinstance(settings.epoch, int)   # lists: test_epochs
     if own_images:
         if isinstance(settings.epoch, list) or settings.epoch == "all":
-            raise UserError(f"--image searches with one epoch's weights, --epoch names several: give one "
-                            f"(--epoch N) or none (the latest)")
+            raise UserError("--image searches with one epoch's weights, --epoch names several: give one "
+                            "(--epoch N) or none (the latest)")
         missing = [str(path) for path in settings.image if not Path(path).is_file()]
         if len(missing) == len(settings.image):     # with some images there, the others are skipped with a warning
             raise UserError(f"--image {missing[0]}: " + ("a folder; give the image files in it (e.g. folder/*.jpg)"
@@ -248,8 +248,6 @@ def trained_weights(settings, class_idx, model_label):
     """The Q-network weights a test uses: the file ``model_name`` in ``path_model`` when set (e.g. the 2016
     ``model_image_zooms_2``), else the checkpoint of epoch ``settings.epoch`` (-1: the latest); checked whole
     (UserError with the way on)."""
-    from runs.q_network_files import check_weights_order
-    check_weights_order(settings.weights_order)
     epoch, name, folder = settings.epoch, model_name(settings), settings.path_model
     if name:
         if epoch != -1:
