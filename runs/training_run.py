@@ -35,7 +35,7 @@ from runs.run_folder import (DamagedFile, check_weights, checkpoint_path, existi
                              remove_temporary_files, resume_epochs, resume_options, resume_state_path, saving_path,
                              training_lock, write_features_file, write_log, write_resume_state, write_together)
 from refinement import MIN_WINDOWS, refiner_path
-from runs.q_network_files import check_weights_order, set_q_network_weights
+from runs.q_network_files import set_q_network_weights
 from runs.runtime import Interrupted, StopSignals, seed_everything
 from settings import (REMOVED_OPTIONS, check_dataset, check_output_folder, check_path_vgg, check_removed_in,
                       check_settings, class_index, ensure_demo_dataset)
@@ -43,8 +43,8 @@ from settings import (REMOVED_OPTIONS, check_dataset, check_output_folder, check
 
 def preflight(settings):
     """The user's mistakes a training run can see before TensorFlow is imported, each a one-line UserError: class,
-    dataset folders, VGG-16 weights, the drawings' folder, ``-n`` and its checkpoint, and ``path_model`` (writable,
-    no folder where the run writes a file; it is created when its lock is taken)."""
+    dataset folders, VGG-16 weights, the drawings' folder, ``-n`` and its checkpoint, ``path_model`` (writable,
+    no folder where the run writes a file; it is created when its lock is taken) and ``initial_weights``."""
     check_settings(settings)
     if settings.n < 0:
         raise UserError(f"-n {settings.n}: the first epoch to train cannot be negative (0 starts afresh, N resumes "
@@ -64,9 +64,8 @@ def preflight(settings):
         if not weights.is_file():
             raise UserError(f"-n {settings.n}: {missing_checkpoint(settings.path_model, class_idx, weights)}")
     ensure_demo_dataset(settings, settings.path_voc)
-    check_dataset(settings.path_voc, "trainval", settings.class_object, "path_voc")
-    if settings.two_databases:
-        check_dataset(settings.path_voc2, "trainval", settings.class_object, "path_voc2")
+    for setting in ("path_voc", "path_voc2") if settings.two_databases else ("path_voc",):
+        check_dataset(getattr(settings, setting), "trainval", settings.class_object, setting)
     check_path_vgg(settings.path_vgg)
     if settings.bool_draw:      # the drawings of the searches, written during the epochs
         check_output_folder(Path(settings.path_testing_folder) / "training", "path_testing_folder")
@@ -78,12 +77,14 @@ def preflight(settings):
         warnings.warn(f"{settings.path_model}/ holds the weights of {span} of class {class_name(settings.class_object)}"
                       f" from an earlier run; -n {settings.n} replaces them (removed when it saves epoch "
                       f"{settings.n})", UserWarning, stacklevel=2)
+    if settings.n == 0 and settings.initial_weights not in (None, "", "None"):
+        if not Path(settings.initial_weights).is_file():
+            raise UserError(f"initial_weights: no file {settings.initial_weights}")
 
 
 def run_files(path_model, class_idx, epochs):
     """Every file a training of ``epochs`` writes in ``path_model``."""
-    weights = [checkpoint_path(path_model, class_idx, epoch) for epoch in epochs]
-    weights += [checkpoint_path(path_model, class_idx)]
+    weights = [checkpoint_path(path_model, class_idx, epoch) for epoch in [*epochs, None]]     # None: the latest
     states = [resume_state_path(path_model, class_idx, epoch) for epoch in epochs]
     return [*weights, *map(refiner_path, weights), *states, log_path(path_model, class_idx),
             features_path(path_model, class_idx), saving_path(path_model, class_idx)]
@@ -115,16 +116,14 @@ class TrainingRun:
         with ExitStack() as stack:      # should the preparation fail, the lock and the signal handlers are released
             stack.enter_context(training_lock(self.path_model, self.class_idx))     # creates path_model
             self.signals = stack.enter_context(StopSignals())
-            self.initial_weights = check_initial_weights(settings)
             seed_everything(settings.seed)
             self.rng = np.random.default_rng(settings.seed)
             remove_temporary_files(self.path_model, self.class_idx)
             roots = [settings.path_voc] + ([settings.path_voc2] if settings.two_databases else [])
             self.report, annotation_problems = SkipReport(), []
-            records = load_records(roots, self.class_name, "trainval", max_images=settings.max_images,
-                                   skipped=annotation_problems)
-            self.report.add_records(records, annotation_problems)
-            self.records = records
+            self.records = load_records(roots, self.class_name, "trainval", max_images=settings.max_images,
+                                        skipped=annotation_problems)
+            self.report.add_records(self.records, annotation_problems)
             print(f"{self.model_label} training: class {self.class_name} (id {self.class_idx + 1}), "
                   f"{len(self.records)} images, scale {settings.scale_subregion}, {settings.epochs} epochs")
             self._stack = stack.pop_all()
@@ -152,9 +151,13 @@ class TrainingRun:
         """Epoch ``n``'s start: the initial weights (fine-tuning) or, with ``-n``, the checkpoint of epoch n − 1
         (:func:`resume`); says which learning options are on. Returns the random generator of the loop."""
         settings = self.settings
-        if self.initial_weights is not None:     # fine-tuning: epoch 0 starts from these weights, not N(0, 0.01)
-            description = set_q_network_weights(learner.model, self.initial_weights, settings.weights_order)
-            print(f"starting from the Q-network weights {self.initial_weights} ({description})")
+        if settings.initial_weights not in (None, "", "None"):
+            if settings.n == 0:     # fine-tuning: epoch 0 starts from these weights, not N(0, 0.01)
+                description = set_q_network_weights(learner.model, settings.initial_weights, settings.weights_order)
+                print(f"starting from the Q-network weights {Path(settings.initial_weights)} ({description})")
+            elif "initial_weights" in settings.explicit:
+                print(f"note: initial_weights is for epoch 0; -n {settings.n} resumes from the checkpoint of epoch "
+                      f"{settings.n - 1}")
         extras = {**learner.options, **({"refine": 1} if settings.refine else {})}
         if extras:
             print("learning options (not the paper's method): " + ", ".join(f"{k} {v}" for k, v in extras.items())
@@ -218,22 +221,6 @@ class TrainingRun:
 
 
 SEARCHES_PER_LINE = 100     # an image with more objects than this says how far its searches are
-
-
-def check_initial_weights(settings):
-    """The ``initial_weights`` file epoch 0 starts from, or None (random weights, or a resumed run)."""
-    path = getattr(settings, "initial_weights", "")
-    if path in (None, "", "None"):
-        return None
-    check_weights_order(getattr(settings, "weights_order", "auto"))
-    if settings.n > 0:
-        if "initial_weights" in settings.explicit:
-            print(f"note: initial_weights is for epoch 0; -n {settings.n} resumes from the checkpoint of epoch "
-                  f"{settings.n - 1}")
-        return None
-    if not Path(path).is_file():
-        raise UserError(f"initial_weights: no file {path}")
-    return Path(path)
 
 
 def non_finite_message(settings, class_idx, epoch, problem):
@@ -300,11 +287,10 @@ def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, sampl
     if refiner is None:         # a head an earlier run left beside these weights' names is not this run's
         stale += [refiner_path(path) for path in weights_files]
     # later epochs of an earlier run (preflight warns), and the previous epoch's unless it is a checkpoint_every-th
-    later = [checkpoint_path(path_model, class_idx, saved) for saved in existing_epochs(path_model, class_idx)
-             if saved > epoch]
-    previous = [checkpoint_path(path_model, class_idx, epoch - 1)] if epoch > 0 and epoch % settings.checkpoint_every \
-        else []
-    stale += [*later, *map(refiner_path, later), *previous, *map(refiner_path, previous)]
+    old = [saved for saved in existing_epochs(path_model, class_idx) if saved > epoch]
+    old += [epoch - 1] if epoch > 0 and epoch % settings.checkpoint_every else []
+    old_weights = [checkpoint_path(path_model, class_idx, saved) for saved in old]
+    stale += [*old_weights, *map(refiner_path, old_weights)]
     for path in stale:
         try:
             path.unlink(missing_ok=True)
@@ -338,9 +324,7 @@ def resume(settings, learner, memory, rng, class_idx, sample=None):
     checked before anything is used (a damaged one: UserError naming it and the way on). The learning rate is the
     one given now (a change is reported)."""
     model, path_model, previous = learner.model, Path(settings.path_model), settings.n - 1
-    weights = checkpoint_path(path_model, class_idx, previous)
-    if not weights.is_file():
-        raise UserError(f"-n {settings.n}: {missing_checkpoint(path_model, class_idx, weights)}")
+    weights = checkpoint_path(path_model, class_idx, previous)       # there: preflight checked it
     try:
         check_weights(weights)
     except DamagedFile as damage:
