@@ -92,11 +92,9 @@ def configure(defaults, argv=None, description=None, extra=None):
     given = sys.argv[1:] if argv is None else argv
     check_removed(given)
     comments = getattr(defaults, "comments", {})
-    epilog = None
-    if "path_vgg" in defaults:
-        from features import PATH_VGG_HELP     # features imports TensorFlow only inside its functions
-        epilog = PATH_VGG_HELP
-    parser = OneLineParser(description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from features import PATH_VGG_HELP     # features imports TensorFlow only inside its functions
+    parser = OneLineParser(description=description, epilog=PATH_VGG_HELP if "path_vgg" in defaults else None,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     if extra is not None:
         extra(parser)
     declared = {action.dest: action for action in parser._actions}
@@ -105,8 +103,7 @@ def configure(defaults, argv=None, description=None, extra=None):
     for name, value in defaults.items():
         if name not in declared:
             kind = (str if name == "class_object" else parse_optional_int if value is None else
-                    next((parse for base, parse in ((bool, parse_bool), (int, int), (float, float))
-                          if isinstance(value, base)), str))
+                    parse_bool if isinstance(value, bool) else type(value))       # int, float or str
             metavar = "CLASS" if name == "class_object" else "INT" if value is None else type(value).__name__.upper()
             parser.add_argument(f"--{name}", type=kind, default=value, help=help_text(name, value, comments),
                                 metavar=metavar)
