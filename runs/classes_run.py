@@ -77,10 +77,12 @@ def class_present(path_voc, identifier, set_name):
     return True
 
 
-def classes_present(roots, identifiers, set_name):
-    """``{identifier: present in set_name of any root}``, read up front: a broken class list stops the run at once."""
+def each_class(settings, roots, set_name, absent):
+    """The classes of ``settings.class_object`` as ``(label, name, identifier)``, each announced (label: ``class
+    k/N (name)``); one absent from ``set_name`` of every root is said to be skipped and added to ``absent``."""
+    identifiers = class_ids(settings.class_object)
     present, problems = {}, []
-    for identifier in identifiers:
+    for identifier in identifiers:      # every class list read up front: a broken one stops the run at once
         try:
             present[identifier] = any(class_present(root, identifier, set_name) for root in roots)
         except UserError as error:
@@ -90,14 +92,6 @@ def classes_present(roots, identifiers, set_name):
                         + (f"; and {len(problems) - 1} more" if len(problems) > 1 else "") +
                         "); nothing was run. Name the classes the dataset lists with --class_object (e.g. "
                         "aeroplane,bird)")
-    return present
-
-
-def each_class(settings, roots, set_name, absent):
-    """The classes of ``settings.class_object`` as ``(label, name, identifier)``, each announced (label: ``class
-    k/N (name)``); one absent from ``set_name`` of every root is said to be skipped and added to ``absent``."""
-    identifiers = class_ids(settings.class_object)
-    present = classes_present(roots, identifiers, set_name)
     for number, identifier in enumerate(identifiers, start=1):
         name = class_name(identifier)
         print(f"class {number}/{len(identifiers)}: {name}", flush=True)

@@ -294,8 +294,7 @@ def check_trained_features(path_model, class_idx, path_vgg, scale_subregion, wha
             warnings.warn(f"{path_model}/ was trained on path_vgg {used!r} ({path.name}), {what} uses {given!r}: "
                           f"unless the two files hold the same weights, its Q-network reads other descriptors",
                           UserWarning, stacklevel=3)
-    scale = trained.get("scale_subregion")
-    if scale is not None and abs(scale - float(scale_subregion)) > 1e-9:
+    if (scale := trained.get("scale_subregion")) is not None and abs(scale - float(scale_subregion)) > 1e-9:
         warnings.warn(f"{path_model}/ was trained with scale_subregion {scale} ({path.name}), {what} searches with "
                       f"{scale_subregion}", UserWarning, stacklevel=3)
 
@@ -354,8 +353,7 @@ def resume_options(path_model, class_idx, before):
     """How to go on when epoch ``before`` cannot be resumed: an earlier epoch that can be resumed exactly (its
     resume state kept), else one whose weights alone are kept, else a fresh start."""
     weights = [epoch for epoch in existing_epochs(path_model, class_idx) if epoch < before]
-    exact = [epoch for epoch in resume_epochs(path_model, class_idx) if epoch in weights]
-    if exact:
+    if exact := [epoch for epoch in resume_epochs(path_model, class_idx) if epoch in weights]:
         return f"epoch {exact[-1]} can be resumed exactly (its resume state is kept): -n {exact[-1] + 1}"
     if weights:
         return (f"epoch {weights[-1]} can be resumed from its weights alone with -n {weights[-1] + 1} (inexact: a "
@@ -369,8 +367,7 @@ def test_options(path_model, class_idx, damaged):
     if Path(damaged) == checkpoint_path(path_model, class_idx) and epochs:
         return (f"the latest epoch's own file {checkpoint_path(path_model, class_idx, epochs[-1]).name} holds the "
                 f"same weights: test it with --epoch {epochs[-1]}")
-    others = [epoch for epoch in epochs if checkpoint_path(path_model, class_idx, epoch) != Path(damaged)]
-    if others:
+    if others := [epoch for epoch in epochs if checkpoint_path(path_model, class_idx, epoch) != Path(damaged)]:
         return f"test another saved epoch with --epoch N (saved: {others})"
     return "no other epoch is saved: train again"
 
@@ -525,8 +522,7 @@ def training_lock(path_model, class_idx):
         except OSError as error:
             raise UserError(f"path_model {path_model}/: cannot write its lock {path.name} "
                             f"({error.strerror or error})") from None
-        holder = _read_holder(path)
-        if holder is None:          # released meanwhile
+        if (holder := _read_holder(path)) is None:      # released meanwhile
             continue
         if _holder_alive(holder):
             raise UserError(f"{path_model}/ is in use by another training of class {VOC_CLASSES[class_idx]}: "
