@@ -7,6 +7,7 @@ place, :func:`build_backbone`; everything else reads its size from what it build
 ``[x0, y0, x1, y1]`` boxes in pixels of the original image.
 """
 import sys
+import zlib
 from collections import OrderedDict
 from pathlib import Path
 
@@ -470,9 +471,8 @@ class Pool45CropsFeatures:
         """VGG-16 pool4 ``(⌊H'/16⌋, ⌊W'/16⌋, 512)`` and pool5 ``(⌊H'/32⌋, ⌊W'/32⌋, 512)`` of an RGB image
         ``(H, W, 3)``, where ``H' = max(H, 32)`` and ``W' = max(W, 32)`` (mean-colour padding)."""
         self.forward_count += 1
-        preprocessed = vgg_preprocess(image)
-        padding = [(0, max(MIN_IMAGE_SIDE - side, 0)) for side in preprocessed.shape[:2]] + [(0, 0)]
-        pool4, pool5 = self._forward(np.pad(preprocessed, padding)[None])
+        padding = [(0, max(MIN_IMAGE_SIDE - side, 0)) for side in np.shape(image)[:2]] + [(0, 0)]
+        pool4, pool5 = self._forward(np.pad(vgg_preprocess(image), padding)[None])
         return np.array(pool4[0], dtype=np.float32), np.array(pool5[0], dtype=np.float32)
 
     def _fingerprint(self, image):
@@ -482,7 +482,6 @@ class Pool45CropsFeatures:
         if remembered is not None and remembered[0] is image:
             self._fingerprints.move_to_end(id(image))
             return remembered[1]
-        import zlib
         pixels = np.ascontiguousarray(image, dtype=np.float32)
         fingerprint = (pixels.shape, zlib.crc32(memoryview(pixels).cast("B")))
         self._fingerprints[id(image)] = (image, fingerprint)

@@ -145,8 +145,7 @@ def parse_annotation(xml_path) -> Annotation:
     except (ElementTree.ParseError, OSError, UnicodeDecodeError) as error:
         raise UserError(f"cannot parse annotation file {xml_path}: {error}") from None
 
-    size = root.find("size")
-    width, height = _number(size, "width"), _number(size, "height")
+    width, height = (_number(root.find("size"), tag) for tag in ("width", "height"))
     if width is None or height is None:
         raise UserError(f"annotation file {xml_path} lacks <size> with numeric <width> and <height>")
     if width < 1 or height < 1 or width != int(width) or height != int(height):
@@ -246,9 +245,15 @@ def read_class_image_set(path_voc, class_object, set_name, labels: Iterable[int]
     return list(counts)
 
 
+def image_label(difficult) -> int:
+    """An image's label for a class, from the ``difficult`` flags of its objects of that class: 1 (a non-difficult
+    one), 0 (only difficult ones) or -1 (none)."""
+    return -1 if not difficult else 0 if all(difficult) else 1
+
+
 def write_image_set(path_voc, set_name, image_ids, label) -> None:
     """Write ``ImageSets/Main/<class>_<set_name>.txt`` for the 20 classes (labels from ``label(image_id, class
-    name)``), then ``<set_name>.txt``, each atomically: a reader never sees half a list."""
+    name)``, see :func:`image_label`), then ``<set_name>.txt``, each atomically: a reader never sees half a list."""
     def write(name, lines):
         write_atomically(Path(path_voc) / "ImageSets" / "Main" / f"{name}.txt",
                          lambda temporary: temporary.write_text("".join(f"{line}\n" for line in lines)))
@@ -343,7 +348,6 @@ def unpack_compact_annotations(compact_file, path_voc, set_name="test") -> Path:
 
     def write(temporary):
         (temporary / "Annotations").mkdir()
-        labels = {name: {} for name in VOC_CLASSES}
         for image_id, image in images.items():
             size = list(zip(("width", "height", "depth"), image["size"]))
             objects = [("object", [("name", name), ("difficult", difficult),
@@ -351,10 +355,8 @@ def unpack_compact_annotations(compact_file, path_voc, set_name="test") -> Path:
                        for name, *box, difficult in image["objects"]]
             (temporary / "Annotations" / f"{image_id}.xml").write_text(
                 voc_xml([("annotation", [("filename", f"{image_id}.jpg"), ("size", size), *objects])]))
-            for name, *_, difficult in image["objects"]:
-                if name in labels:
-                    labels[name][image_id] = max(labels[name].get(image_id, 0), 1 - int(difficult))
-        write_image_set(temporary, set_name, sorted(images), lambda image_id, name: labels[name].get(image_id, -1))
+        write_image_set(temporary, set_name, sorted(images), lambda image_id, name: image_label(
+            [int(difficult) for object_name, *_, difficult in images[image_id]["objects"] if object_name == name]))
     write_folder(path_voc, write, Path("ImageSets") / "Main" / f"{set_name}.txt")
     return path_voc
 

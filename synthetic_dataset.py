@@ -36,7 +36,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from runs.errors import UserError
 from image_helper import resize
-from parse_xml_annotations import VOC_CLASSES, voc_xml, write_image_set
+from parse_xml_annotations import VocObject, image_label, voc_xml, write_image_set
 from runs.runtime import OneLineParser, main_guard, write_folder
 
 DATABASE_NAME = "Synthetic VOC"
@@ -75,12 +75,9 @@ GROUND_COLOURS = ((70, 130, 50), (120, 100, 60), (200, 180, 130), (110, 110, 115
 
 
 @dataclass
-class SceneObject:
+class SceneObject(VocObject):
     """One drawn object. ``box`` is the tight box ``[x0, y0, x1, y1)`` of its pixels (whole pixels, float64)."""
 
-    name: str
-    box: np.ndarray
-    difficult: bool
     truncated: bool
     pose: str
     pixel_count: int  # pixels of its silhouette inside the image
@@ -399,12 +396,6 @@ def _annotation_xml(image_id: str, width: int, height: int, objects: list[SceneO
     return voc_xml([("annotation", elements)]).encode("utf-8")
 
 
-def _class_label(objects: list[SceneObject], name: str) -> int:
-    """VOC image label for a class: 1 a non-difficult object, 0 only difficult ones, -1 none."""
-    flags = [scene_object.difficult for scene_object in objects if scene_object.name == name]
-    return -1 if not flags else 0 if all(flags) else 1
-
-
 def generate_synthetic_voc(root, num_trainval: int = 200, num_test: int = 100, seed: int = 0,
                            min_size: int = 160, max_size: int = 320) -> Path:
     """Write a synthetic VOC dataset into ``root`` (created if needed, files overwritten); returns ``Path(root)``.
@@ -428,15 +419,16 @@ def generate_synthetic_voc(root, num_trainval: int = 200, num_test: int = 100, s
 
     total = num_trainval + num_test
     image_ids = [f"{number:06d}" for number in range(1, total + 1)]
-    labels = {}     # image id -> its VOC label of every class
+    scenes = {}     # image id -> its objects
     for image_id, rng in zip(image_ids, map(np.random.default_rng, np.random.SeedSequence(seed).spawn(total))):
         width, height = (int(value) for value in rng.integers(min_size, max_size + 1, 2))
         pixels, objects = draw_scene(rng, width, height)
         Image.fromarray(pixels, "RGB").save(folders["JPEGImages"] / f"{image_id}.jpg", "JPEG", quality=95)
         (folders["Annotations"] / f"{image_id}.xml").write_bytes(_annotation_xml(image_id, width, height, objects))
-        labels[image_id] = {name: _class_label(objects, name) for name in VOC_CLASSES}
+        scenes[image_id] = objects
     for split, part in (("test", slice(num_trainval, total)), ("trainval", slice(0, num_trainval))):
-        write_image_set(root, split, image_ids[part], lambda image_id, name: labels[image_id][name])
+        write_image_set(root, split, image_ids[part], lambda image_id, name: image_label(
+            [scene_object.difficult for scene_object in scenes[image_id] if scene_object.name == name]))
     return root
 
 
