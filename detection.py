@@ -9,8 +9,6 @@ The search is the test loop itself (``episodes.run_searches`` with the greedy ``
 a region's score is its trigger Q-value (the "sixth neuron"), as in testing. The Q-network may also come from
 the authors' 2016 weights files (``load_q_network``).
 """
-from __future__ import annotations
-
 import hashlib
 import os
 import re
@@ -22,7 +20,6 @@ import numpy as np
 
 from runs.errors import UserError
 from runs.q_network_files import load_q_network, set_q_network_weights  # noqa: F401 (part of the API)
-
 
 
 class QNetworkPolicy:

@@ -3,8 +3,6 @@
 Training runs one search at a time (the Q-network learns between steps). Testing advances the searches of many
 images in lockstep, so all their current regions go through the region descriptor in one batch.
 """
-from __future__ import annotations
-
 import numpy as np
 
 from reinforcement import (HISTORY_SIZE, IOU_THRESHOLD, NUM_ACTIONS, TRIGGER, NonFiniteLoss, ZoomEnvironment,

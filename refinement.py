@@ -166,17 +166,15 @@ class BoxRefiner:
         dual = eigenvectors @ (projected / (eigenvalues + ridge)[:, None])
         return cls(mean, scale, centred.T @ dual, bias, ridge, len(features))
 
-    def deltas(self, descriptors):
+    def refine(self, descriptors, windows, width=None, height=None):
+        """The refined boxes of ``windows`` (``(n, 4)``) from their descriptors (``(n, descriptor_size)``; a state's
+        first values), clipped to the image when its size is given."""
         descriptors = np.asarray(descriptors, np.float32)
         if descriptors.shape[-1] != self.mean.shape[0]:
             raise UserError(f"the refinement head was fitted on descriptors of {self.mean.shape[0]:,} values, these "
                             f"have {descriptors.shape[-1]:,} (another backbone or feature model than its training's)")
-        return ((descriptors - self.mean) / self.scale) @ self.weights + self.bias
-
-    def refine(self, descriptors, windows, width=None, height=None):
-        """The refined boxes of ``windows`` (``(n, 4)``) from their descriptors (``(n, descriptor_size)``; a state's
-        first values), clipped to the image when its size is given."""
-        return apply_deltas(windows, self.deltas(descriptors), width, height)
+        deltas = ((descriptors - self.mean) / self.scale) @ self.weights + self.bias
+        return apply_deltas(windows, deltas, width, height)
 
     def save(self, path):
         with open(path, "wb") as handle:    # a file handle: np.savez would add .npz to a temporary name

@@ -8,8 +8,6 @@ Actions are 0-based here: 0 up-left, 1 up-right, 2 down-left, 3 down-right, 4 ce
 set (:data:`MOVES`), the rewards (:func:`movement_reward`, :func:`trigger_reward`) and the Q-network
 (:func:`build_q_network`); the descriptor's size comes from the backbone (``features.py``).
 """
-from __future__ import annotations
-
 import dataclasses
 from typing import Callable
 
@@ -464,12 +462,11 @@ class QLearner:
         if missing:
             raise ValueError(f"this learner's options need minibatches with {', '.join(missing)} (a replay memory "
                              f"built with fields=learner.carries)")
-        trigger_values = batch.carried.get("trigger_values") if self.trigger_targets else None
-        expert_actions = batch.carried.get("expert_actions") if self.expert_margin else None
+        trigger_values = np.asarray(batch.carried["trigger_values"], np.float32) if self.trigger_targets else None
+        expert_actions = np.asarray(batch.carried["expert_actions"], np.int32) if self.expert_margin else None
         if expert_actions is not None and (expert_actions < 0).any():
             raise ValueError("a minibatch for expert_margin holds transitions stored without the expert's action")
-        return (None if trigger_values is None else np.asarray(trigger_values, np.float32),
-                None if expert_actions is None else np.asarray(expert_actions, np.int32))
+        return trigger_values, expert_actions
 
     def update(self, batch):
         """One gradient step on a :class:`Minibatch`; returns the loss as a float."""

@@ -87,15 +87,17 @@ def _outline(box, colour, **style):
     return Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=colour, **style)
 
 
-def _seen_after(seen, step, paint_triggers):
-    """The image as the agent sees it after ``step``: the boxes the step lists under 'painted' painted with the mean
-    colour; without them, with ``paint_triggers``, the step's region if it triggered."""
-    painted = step.get('painted')
-    if painted is None:
-        painted = [step['region']] if paint_triggers and _is_trigger(step) else []
-    for box in painted:
-        seen = paint_mean(seen, box).astype(np.uint8)
-    return seen
+def _as_seen(image, steps, paint_triggers):
+    """Each step with the image as the agent saw it then: after each step, the boxes it lists under 'painted' are
+    painted with the mean colour; without them, with ``paint_triggers``, the step's region if it triggered."""
+    seen = image
+    for step in steps:
+        yield step, seen
+        painted = step.get('painted')
+        if painted is None:
+            painted = [step['region']] if paint_triggers and _is_trigger(step) else []
+        for box in painted:
+            seen = paint_mean(seen, box).astype(np.uint8)
 
 
 def _action_name(action):
@@ -126,7 +128,7 @@ def draw_search(image, steps, path, title=None, paint_triggers=True):
     'action': int 0..5 (0..4 zoom to child 1..5, 5 trigger), 'q_values': 6 floats or None (baseline agents),
     'search': int, 'triggered': bool, optionally 'painted': the boxes painted after the step}.
     Top: the full image with every step's region outlined and numbered (triggers in red, the others one colour per
-    search). Below: one panel per step, its region's crop as the agent saw it (:func:`_seen_after`; with
+    search). Below: one panel per step, its region's crop as the agent saw it (:func:`_as_seen`; with
     ``paint_triggers``, testing, every region triggered before is painted), the caption 'step k: action name' and
     the Q-values, when given, as a small bar chart.
     """
@@ -186,10 +188,8 @@ def draw_search(image, steps, path, title=None, paint_triggers=True):
                       fontsize=14, color='white', bbox=dict(facecolor='black', alpha=0.6))
     overview.set_title(title or f'{num_steps} region{"s" if num_steps != 1 else ""} analysed', fontsize=11)
 
-    row_grids = [grid[1 + row].subgridspec(1, columns, wspace=0.35) for row in range(rows)]
-    seen = image            # the image as the agent saw it at this step
-    for index, step in enumerate(steps):
-        cell = row_grids[index // columns][index % columns]
+    for index, (step, seen) in enumerate(_as_seen(image, steps, paint_triggers)):
+        cell = grid[1 + index // columns].subgridspec(1, columns, wspace=0.35)[index % columns]
         parts = cell.subgridspec(2, 1, height_ratios=[3.2, 1.0], hspace=0.15) if has_q_values else [cell]
         crop_axes = figure.add_subplot(parts[0])
         crop_axes.imshow(_crop(seen, step['region']))
@@ -200,7 +200,6 @@ def draw_search(image, steps, path, title=None, paint_triggers=True):
         crop_axes.set_title(caption, fontsize=8, color=TRIGGER_COLOUR if _is_trigger(step) else 'black')
         if has_q_values and step.get('q_values') is not None:
             _draw_q_values(figure.add_subplot(parts[1]), step['q_values'], int(step.get('action', -1)))
-        seen = _seen_after(seen, step, paint_triggers)
     return _save(figure, path, tight=False)
 
 
@@ -224,8 +223,8 @@ def animate_search(image, steps, path, title=None, paint_triggers=True, frame_ms
     scale = ANIMATION_HEIGHT / max(height, 1)
     panel_width = max(1, round(width * scale))
     font = ImageFont.load_default()
-    frames, seen = [], image
-    for index, step in enumerate(steps):
+    frames = []
+    for index, (step, seen) in enumerate(_as_seen(image, steps, paint_triggers)):
         frame = Image.new('RGB', (panel_width + ANIMATION_HEIGHT + 8, ANIMATION_HEIGHT + ANIMATION_CAPTION), 'white')
         frame.paste(Image.fromarray(seen).resize((panel_width, ANIMATION_HEIGHT), Image.BILINEAR), (0, 0))
         draw = ImageDraw.Draw(frame)
@@ -248,7 +247,6 @@ def animate_search(image, steps, path, title=None, paint_triggers=True, frame_ms
         draw.multiline_text((4, ANIMATION_HEIGHT + 3), caption, fill=TRIGGER_COLOUR if _is_trigger(step) else 'black',
                             font=font, spacing=3)
         frames.append(frame)
-        seen = _seen_after(seen, step, paint_triggers)
     frames = frames or [Image.fromarray(image)]
     path = os.fspath(path)
     durations = [frame_ms] * (len(frames) - 1) + [3 * frame_ms]

@@ -13,8 +13,6 @@ copied. Written atomically.
 
 What the pages get is computed here from a ``results.json`` (:func:`image_summaries`): the pages only show it.
 """
-from __future__ import annotations
-
 import json
 import os
 from html import escape
@@ -228,10 +226,9 @@ def write_page(path, data, steps=None):
     def read(name):
         return (TEMPLATES / name).read_text(encoding="utf-8")
     kind, title = data["kind"], escape(data["title"])
-    script = "\n".join(read(name) for name in ("common.js", f"{kind}.js"))
     html = Template(read("page.html")).substitute(
         title=title, style=read("page.css"), body=Template(read(f"{kind}.html")).substitute(title=title).rstrip(),
         data=inline_json(json_ready(data)), steps=inline_json(json_ready(steps or {})),
-        script=script.replace("</script", "<\\/script"))
+        script="\n".join(read(name) for name in ("common.js", f"{kind}.js")).replace("</script", "<\\/script"))
     write_atomically(path, lambda temporary: Path(temporary).write_text(html, encoding="utf-8"))
     return path
