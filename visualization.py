@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from image_helper import paint_mean
+from image_helper import crop as _crop, paint_mean   # _crop: a region's pixels as the descriptors see them
 from reinforcement import ACTION_NAMES, ACTION_SHORT_NAMES, TRIGGER
 from runs.runtime import write_atomically
 
@@ -59,14 +59,6 @@ def _as_rgb_uint8(image):
     if image.dtype != np.uint8:
         image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
     return image[..., :3]
-
-
-def _crop(image, region):
-    """The pixels of ``region`` rounded to whole pixels, clipped to the image, at least 1 pixel on each side."""
-    height, width = image.shape[:2]
-    x0, y0, x1, y1 = (int(round(float(value))) for value in region)
-    left, top = min(max(x0, 0), width - 1), min(max(y0, 0), height - 1)
-    return image[top:min(max(y1, top + 1), height), left:min(max(x1, left + 1), width)]
 
 
 def _is_trigger(step):

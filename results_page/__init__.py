@@ -84,7 +84,7 @@ def image_summaries(results, folder=None, page_folder=None):
     images, steps = [], {}
     for image_id in ids:
         summary, steps[image_id] = image_summary(image_id, trajectories.get(image_id) or [], by_image.get(image_id, []),
-                                             None if ground_truth is None else ground_truth.get(image_id) or {})
+                                                 None if ground_truth is None else ground_truth.get(image_id) or {})
         if folder is not None and page_folder is not None:
             for key, suffix in (("drawing", ".png"), ("animation", ".gif")):
                 drawn = Path(folder) / DRAWINGS / f"{image_id}{suffix}"
