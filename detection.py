@@ -19,18 +19,8 @@ from types import SimpleNamespace
 import numpy as np
 
 from runs.errors import UserError
+from reinforcement import QNetworkPolicy, ZoomEnvironment, state_size
 from runs.q_network_files import load_q_network, set_q_network_weights  # noqa: F401 (part of the API)
-
-
-class QNetworkPolicy:
-    """Q-values of a Q-network in inference mode: what ``TrainedAgent`` needs, without an optimiser."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def q_values(self, states):
-        from reinforcement import q_values
-        return q_values(self.model, states)
 
 
 def as_rgb_image(image, max_pixels=None) -> np.ndarray:
@@ -86,7 +76,6 @@ def detect_many(images, model, path_vgg="./vgg16_weights.h5", features=None, sca
     returns one ``(boxes, scores, trajectory)`` per image."""
     from episodes import TrainedAgent, run_searches
     from refinement import BoxRefiner
-    from reinforcement import ZoomEnvironment, state_size
     from settings import check_settings     # the scripts' rules for the same settings
     check_settings(SimpleNamespace(scale_subregion=scale_subregion, number_of_steps=number_of_steps,
                                    detections=detections, vgg_precision=vgg_precision, weights_order=weights_order,

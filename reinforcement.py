@@ -387,9 +387,16 @@ def margin_loss(q_values, expert_actions, margin):
     return ops.mean(lead)
 
 
-def q_values(model, states):
-    """Q-values of a batch of states, inference mode (training, testing and ``detect()`` all ask this)."""
-    return np.asarray(model(np.asarray(states, dtype=np.float32), training=False))
+class QNetworkPolicy:
+    """Q-values of a Q-network in inference mode (training, testing and ``detect()`` all ask this): what
+    ``episodes.TrainedAgent`` needs, without an optimiser."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def q_values(self, states):
+        """Q-values of a batch of states, inference mode."""
+        return np.asarray(self.model(np.asarray(states, dtype=np.float32), training=False))
 
 
 class NonFiniteLoss(ArithmeticError):
@@ -400,7 +407,7 @@ class NonFiniteLoss(ArithmeticError):
         self.loss, self.update = loss, update
 
 
-class QLearner:
+class QLearner(QNetworkPolicy):
     """One gradient step on a replay :class:`Minibatch` (:meth:`_update_graph`): Q(s) and Q(s′) in inference mode
     give the regression values (constants), then one MSE step with Adam in training mode, for any Q-network.
     ``batch_size``: the minibatch it learns from.
@@ -473,10 +480,6 @@ class QLearner:
         carried = self._carried(batch)         # (trigger_values, expert_actions), or a ValueError before any change
         return float(self._update(batch.states, batch.actions.astype(np.int32), batch.rewards.astype(np.float32),
                                   batch.next_states, batch.terminals.astype(np.float32), *carried))
-
-    def q_values(self, states):
-        """Q-values of a batch of states, inference mode."""
-        return q_values(self.model, states)
 
 
 class OracleLearner(QLearner):
