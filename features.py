@@ -245,7 +245,7 @@ def load_vgg_weights(backbone, path):
 
 class DescriptorCache:
     """A memory-bounded LRU map ``key → descriptor`` (exact keys: :meth:`ImageZoomsFeatures.region_key`);
-    ``limit_mb = 0`` disables it. Stored as float32, exactly as computed: a hit gives the state a fresh forward
+    ``limit_mb = 0`` disables it; a ``None`` key is never stored. Stored as float32, exactly as computed: a hit gives the state a fresh forward
     would, so the cache size and a resume (empty cache) change no result."""
 
     def __init__(self, limit_mb=1024):
@@ -260,7 +260,7 @@ class DescriptorCache:
         return self.entries.get(key)
 
     def put(self, key, descriptor):
-        if self.limit_bytes <= 0 or key in self.entries:
+        if self.limit_bytes <= 0 or key is None or key in self.entries:
             return
         self.entries[key] = stored = np.array(descriptor, dtype=np.float32)
         self.bytes += stored.nbytes
@@ -290,15 +290,14 @@ class ImageZoomsFeatures:
         so far); ``None`` bypasses the cache."""
         keys = [None if image_key is None else self.region_key(image_key, image, region)
                 for image_key, image, region in items]
-        descriptors = [None if key is None else self.cache.get(key) for key in keys]
+        descriptors = [self.cache.get(key) for key in keys]
         pending = [index for index, descriptor in enumerate(descriptors) if descriptor is None]
         for start in range(0, len(pending), self.batch_size):
             chunk = pending[start:start + self.batch_size]
             crops = np.stack([resize(crop(items[i][1], items[i][2]), (ZOOM_SIZE, ZOOM_SIZE)) for i in chunk])
             for i, descriptor in zip(chunk, self.forward(crops)):
                 descriptors[i] = descriptor
-                if keys[i] is not None:
-                    self.cache.put(keys[i], descriptor)
+                self.cache.put(keys[i], descriptor)
         return np.array(descriptors, dtype=np.float32).reshape(len(items), self.descriptor_size)
 
     @staticmethod
