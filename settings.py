@@ -79,8 +79,7 @@ def read_comments(path):
 
 def help_text(name, value, comments):
     """What ``--help`` says of a setting: its meaning, the values it takes and its default."""
-    rule = RULES.get(name)
-    accepts = f"takes {rule.accepts}; " if rule is not None else "a path; " if name.startswith("path") else ""
+    accepts = f"takes {RULES[name].accepts}; " if name in RULES else "a path; " if name.startswith("path") else ""
     return f"{comments.get(name, '').rstrip('.')} ({accepts}default: {value!r})".replace("%", "%%").strip()
 
 
@@ -431,8 +430,7 @@ def settings_tables(short=False):
                   table_row(["---"] * len(columns))]
         for name in README_SETTINGS[title] if short else dict.fromkeys(name for script in scripts for name in script):
             comment = next(script.comments.get(name) for script in scripts if name in script)
-            rule = RULES.get(name)
-            accepts = rule.accepts if rule else "a path" if name.startswith("path") else "text"
+            accepts = RULES[name].accepts if name in RULES else "a path" if name.startswith("path") else "text"
             lines.append(table_row([f"`{name}`", comment, *([] if short else [accepts]),
                                     default_cell(names, scripts, name)]))
         lines.append("")

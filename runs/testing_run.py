@@ -78,8 +78,7 @@ def test(settings, make_features, model_label):
     if isinstance(settings.epoch, list) or settings.epoch == "all":
         return test_epochs(settings, make_features, model_label)
     seed_everything(settings.seed)
-    name = class_name(settings.class_object)
-    class_idx = class_index(settings)
+    name, class_idx = class_name(settings.class_object), class_index(settings)
     out_folder = Path(settings.path_testing_folder)
     report, annotation_problems = SkipReport(), []
     # the learning benchmark also tests on the training images (image_set "trainval"); the scripts test on "test"
@@ -88,7 +87,7 @@ def test(settings, make_features, model_label):
     report.add_records(records, annotation_problems)
 
     # agent and features
-    features, agent, epoch, weights = None, None, None, None
+    features = epoch = weights = refiner = None
     if settings.agent == "trained":
         from detection import QNetworkPolicy, load_q_network
         from reinforcement import state_size
@@ -103,7 +102,6 @@ def test(settings, make_features, model_label):
         agent = RandomAgent(np.random.default_rng(settings.seed))
     else:
         agent = UpperBoundAgent()
-    refiner = None
     if settings.refine:         # the head trained beside the weights tested (the latest, for the baselines)
         from refinement import load_refiner
         features = features or make_features(settings)
@@ -260,9 +258,8 @@ def trained_weights(settings, class_idx, model_label):
     interrupted = interrupted_save(folder, class_idx)
     if interrupted and not (isinstance(epoch, int) and 0 <= epoch < interrupted[0]):
         earlier = [saved for saved in existing_epochs(folder, class_idx) if saved < interrupted[0]]
-        raise UserError(f"{interrupted[1]}. " + (f"Test an earlier epoch with --epoch {earlier[-1]}, or t" if earlier
-                                                else "T") + f"rain epoch {interrupted[0]} again with -n "
-                        f"{interrupted[0]}")
+        way = f"Test an earlier epoch with --epoch {earlier[-1]}, or train" if earlier else "Train"
+        raise UserError(f"{interrupted[1]}. {way} epoch {interrupted[0]} again with -n {interrupted[0]}")
     weights = checkpoint_path(folder, class_idx, epoch if epoch >= 0 else None)
     if not weights.is_file():
         raise UserError(f"{missing_checkpoint(folder, class_idx, weights)}. Train first (python "

@@ -360,7 +360,7 @@ def resume(settings, learner, memory, rng, class_idx, sample=None):
     notes = []
     if state is not None:
         saved = state["settings"]
-        current = {k: v for k, v in vars(settings).items() if k != "explicit"}
+        current = vars(settings)        # explicit is among RESUME_FREE_SETTINGS
         # a setting the checkpoint does not name is newer than it: only a value given now can differ
         changed = sorted(k for k in set(saved) | set(current) if k not in RESUME_FREE_SETTINGS and (
             saved[k] != current.get(k) if k in saved else k in settings.explicit))
