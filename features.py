@@ -245,8 +245,8 @@ def load_vgg_weights(backbone, path):
 
 class DescriptorCache:
     """A memory-bounded LRU map ``key → descriptor`` (exact keys: :meth:`ImageZoomsFeatures.region_key`);
-    ``limit_mb = 0`` disables it; a ``None`` key is never stored. Stored as float32, exactly as computed: a hit gives the state a fresh forward
-    would, so the cache size and a resume (empty cache) change no result."""
+    ``limit_mb = 0`` disables it; a ``None`` key is never stored. Stored as float32, exactly as computed: a hit
+    gives the state a fresh forward would, so the cache size and a resume (empty cache) change no result."""
 
     def __init__(self, limit_mb=1024):
         self.limit_bytes = int(limit_mb * 2**20)
