@@ -305,10 +305,8 @@ def plot_class_bars(combined_list, labels, path, title=None):
         axes.bar(np.arange(len(names)) + (index - (len(combined_list) - 1) / 2) * width,
                  [ap.get(name, 0.0) for name in names], width, label=f"{label} (mAP {combined['map']:.3f})")
     axes.set_xticks(np.arange(len(names)), names, rotation=60, ha="right")
-    axes.set(ylabel="AP", ylim=(0, 1))
+    axes.set(ylabel="AP", ylim=(0, 1), title=title or '')
     axes.legend(fontsize=8)
-    if title:
-        axes.set_title(title)
     return _save(figure, path, tight=False)
 
 
