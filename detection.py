@@ -18,8 +18,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from runs.errors import UserError
 from reinforcement import QNetworkPolicy, ZoomEnvironment, state_size
+from runs.errors import UserError
 from runs.q_network_files import load_q_network, set_q_network_weights  # noqa: F401 (part of the API)
 
 
