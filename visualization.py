@@ -231,11 +231,10 @@ def animate_search(image, steps, path, title=None, paint_triggers=True, frame_ms
         crop = crop.resize((max(1, round(crop.width * fit)), max(1, round(crop.height * fit))), Image.BILINEAR)
         left = panel_width + 8 + (ANIMATION_HEIGHT - crop.width) // 2
         frame.paste(crop, (left, (ANIMATION_HEIGHT - crop.height) // 2))
-        caption = f'step {index + 1}/{len(steps)}: {_action_name(step.get("action", -1))}'
+        caption = (f'{title}\n' if title else '') + \
+            f'step {index + 1}/{len(steps)}: {_action_name(step.get("action", -1))}'
         if step.get('q_values') is not None:
             caption += f'   trigger Q {float(np.asarray(step["q_values"]).reshape(-1)[TRIGGER]):.2f}'
-        if title:
-            caption = f'{title}\n{caption}'
         draw.multiline_text((4, ANIMATION_HEIGHT + 3), caption, fill=TRIGGER_COLOUR if _is_trigger(step) else 'black',
                             font=font, spacing=3)
         frames.append(frame)

@@ -156,17 +156,14 @@ def metrics_of(results):
             "mean_regions_per_found_object": mean_regions(regions)}
 
 
-def run_title(results):
-    title = f"{results.get('model', '')} {results.get('agent', '')}".strip() or "test run"
-    title += "" if results.get("class_object") is None else f": {results['class_object']}"
-    return title + ("" if results.get("epoch") is None else f", epoch {results['epoch']}")
-
-
 def write_run_page(results, out_folder, figures=()):
     """Write the page of one test run, ``<out_folder>/index.html``, beside its results.json, figures and drawn
     searches (``figures``: the figures' file names in ``out_folder``, shown where they exist); returns its path."""
     images, steps = image_summaries(results, out_folder, out_folder)
-    data = {"kind": "run", "title": run_title(results), "metrics": metrics_of(results),
+    title = f"{results.get('model', '')} {results.get('agent', '')}".strip() or "test run"
+    title += "" if results.get("class_object") is None else f": {results['class_object']}"
+    title += "" if results.get("epoch") is None else f", epoch {results['epoch']}"
+    data = {"kind": "run", "title": title, "metrics": metrics_of(results),
             "settings": settings_of(results), "actions": list(ACTION_NAMES), "action_short": list(ACTION_SHORT_NAMES),
             "figures": [{"src": quote(name), "caption": Path(name).stem.replace("_", " ")}
                         for name in figures if (Path(out_folder) / name).is_file()],
