@@ -103,12 +103,10 @@ def _draw_q_values(axes, q_values, action):
     colours = ['lightgray'] * len(q_values)
     if 0 <= action < len(q_values):
         colours[action] = TRIGGER_COLOUR if action == TRIGGER else 'tab:blue'
-    positions = np.arange(len(q_values))
-    axes.bar(positions, q_values, color=colours, edgecolor='black', linewidth=0.4)
+    axes.bar(ACTION_SHORT_NAMES[:len(q_values)], q_values, color=colours, edgecolor='black', linewidth=0.4)
     axes.axhline(0.0, color='black', linewidth=0.5)
-    axes.set_xticks(positions, ACTION_SHORT_NAMES[:len(q_values)], fontsize=6)
     axes.tick_params(axis='y', labelsize=6, length=2, pad=1)
-    axes.tick_params(axis='x', length=0, pad=1)
+    axes.tick_params(axis='x', labelsize=6, length=0, pad=1)
     axes.yaxis.set_major_locator(MaxNLocator(3))
     axes.set_ylabel('Q', fontsize=6, labelpad=1)
 
@@ -145,9 +143,7 @@ def draw_search(image, steps, path, title=None, paint_triggers=True):
                                top=1 - 0.35 / figure_height, bottom=0.25 / figure_height)
 
     # the legend in an axes of its own: the figure holds everything it shows, so saving needs no second rendering
-    top = grid[0].subgridspec(1, 2, width_ratios=[3, 1], wspace=0.02)
-    overview = figure.add_subplot(top[0])
-    legend_axes = figure.add_subplot(top[1])
+    overview, legend_axes = grid[0].subgridspec(1, 2, width_ratios=[3, 1], wspace=0.02).subplots()
     legend_axes.axis('off')
     overview.imshow(image)
     label_width, label_height = 0.035 * width, 0.05 * height  # roughly one number label, in pixels of the image
@@ -251,8 +247,7 @@ def animate_search(image, steps, path, title=None, paint_triggers=True, frame_ms
 def plot_precision_recall(runs, path, title='Precision-recall'):
     """Overlay precision–recall curves; returns the path. runs: list of dicts {'label': str, 'recall': list,
     'precision': list, 'ap': float (optional)}; the legend shows each label with its AP."""
-    figure = _new_figure(7.0, 5.5, layout='tight')
-    axes = figure.add_subplot(1, 1, 1)
+    axes = _new_figure(7.0, 5.5, layout='tight').add_subplot()
     for run in runs:
         recall, precision = run.get('recall', []), run.get('precision', [])
         label = str(run.get('label', '')) + ('' if run.get('ap') is None else f' (AP {float(run["ap"]):.3f})')
@@ -262,14 +257,13 @@ def plot_precision_recall(runs, path, title='Precision-recall'):
     axes.grid(True, alpha=0.3)
     if runs:
         axes.legend(loc='upper right', fontsize=8)
-    return _save(figure, path)
+    return _save(axes.figure, path)
 
 
 def plot_regions_histogram(counts_by_label, path, title='Regions analysed per found object'):
     """The paper's Figure 8: how many objects were found after analysing 1, 2, ... regions; returns the path.
     counts_by_label: dict label -> list of ints (one per found object); the labels' bars stand side by side."""
-    figure = _new_figure(7.0, 4.5, layout='tight')
-    axes = figure.add_subplot(1, 1, 1)
+    axes = _new_figure(7.0, 4.5, layout='tight').add_subplot()
     all_counts = [int(count) for counts in counts_by_label.values() for count in counts]
     positions = np.arange(1, max([1, *all_counts]) + 1)
     bar_width = 0.8 / max(len(counts_by_label), 1)
@@ -287,7 +281,7 @@ def plot_regions_histogram(counts_by_label, path, title='Regions analysed per fo
     axes.grid(True, axis='y', alpha=0.3)
     if counts_by_label:
         axes.legend(fontsize=8)
-    return _save(figure, path)
+    return _save(axes.figure, path)
 
 
 def plot_class_bars(combined_list, labels, path, title=None):
@@ -297,8 +291,7 @@ def plot_class_bars(combined_list, labels, path, title=None):
     names = [name for name in VOC_CLASSES if any(row["class_object"] == name for combined in combined_list
                                                 for row in combined["classes"])]
     width = 0.8 / len(combined_list)
-    figure = _new_figure(max(6, 0.6 * len(names) + 2), 4, layout='tight')
-    axes = figure.add_subplot(1, 1, 1)
+    axes = _new_figure(max(6, 0.6 * len(names) + 2), 4, layout='tight').add_subplot()
     for index, (combined, label) in enumerate(zip(combined_list, labels)):
         ap = {row["class_object"]: row["ap"] for row in combined["classes"]}
         axes.bar(np.arange(len(names)) + (index - (len(combined_list) - 1) / 2) * width,
@@ -306,7 +299,7 @@ def plot_class_bars(combined_list, labels, path, title=None):
     axes.set_xticks(np.arange(len(names)), names, rotation=60, ha="right")
     axes.set(ylabel="AP", ylim=(0, 1), title=title or '')
     axes.legend(fontsize=8)
-    return _save(figure, path, tight=False)
+    return _save(axes.figure, path, tight=False)
 
 
 def _as_number(value):
