@@ -106,9 +106,7 @@ def main(argv=None):
     try:
         if args.merge:
             print(f'{format_class_table(merge(args.results, args.merge))}\n\ncombined results: {args.merge}')
-            return 0
-        combined = [load_combined(path) for path in args.results]
-        if all(combined):
+        elif all(combined := [load_combined(path) for path in args.results]):
             # combined (several-class) results: per-class AP bars side by side
             labels = args.labels or [default_label(results) for results in combined]
             if len(labels) != len(combined):
@@ -120,14 +118,14 @@ def main(argv=None):
                 raise UserError(f'{bars}: cannot write the figure ({error})') from None
             print(*(f'{label}\n{format_class_table(results)}\n' for label, results in zip(labels, combined)),
                   f'per-class AP: {bars}', sep='\n')
-            return 0
-        rows = compare(args.results, labels=args.labels, output=args.output, title=args.title)
+        else:
+            rows = compare(args.results, labels=args.labels, output=args.output, title=args.title)
+            curves_path, regions_path, page = output_paths(args.output)
+            print(f'{format_table(rows)}\n\nprecision-recall: {curves_path}\nregions per found object: '
+                  f'{regions_path}\nto browse, side by side: {page}')
     except UserError as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
-    curves_path, regions_path, page = output_paths(args.output)
-    print(f'{format_table(rows)}\n\nprecision-recall: {curves_path}\nregions per found object: {regions_path}\n'
-          f'to browse, side by side: {page}')
     return 0
 
 

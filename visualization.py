@@ -16,7 +16,7 @@ import os
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
+from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from image_helper import crop as _crop, paint_mean   # _crop: a region's pixels as the descriptors see them
@@ -161,13 +161,12 @@ def draw_search(image, steps, path, title=None, paint_triggers=True):
         overview.text(label_x, label_y, str(number), color='black', fontsize=8, va='top', ha='left',
                       bbox=dict(facecolor=colour, edgecolor='none', pad=1.0, alpha=0.85))
     overview.set(xlim=(0, width), ylim=(height, 0), xticks=[], yticks=[])
-    swatch = (0, 0, 1, 1)
-    legend_handles = [_outline(swatch, TRIGGER_COLOUR, linewidth=2.5, label='trigger')]
-    legend_handles += [_outline(swatch, SEARCH_COLOURS[search % len(SEARCH_COLOURS)], linewidth=1.5,
-                                label=f'search {search}' if len(searches) > 1 else 'visited region')
+    legend_handles = [Patch(fill=False, edgecolor=TRIGGER_COLOUR, linewidth=2.5, label='trigger')]
+    legend_handles += [Patch(fill=False, edgecolor=SEARCH_COLOURS[search % len(SEARCH_COLOURS)], linewidth=1.5,
+                             label=f'search {search}' if len(searches) > 1 else 'visited region')
                        for search in searches]
     if any(step.get('refined') is not None for step in steps):
-        legend_handles.append(_outline(swatch, 'black', linewidth=1.5, linestyle='--', label='refined box'))
+        legend_handles.append(Patch(fill=False, edgecolor='black', linewidth=1.5, linestyle='--', label='refined box'))
     if num_steps:
         legend_axes.legend(handles=legend_handles, loc='upper left', bbox_to_anchor=(0.0, 1.0), fontsize=8,
                            frameon=False, borderaxespad=0.0)
