@@ -36,9 +36,7 @@ ANIMATION_FRAME_MS = 800
 def _new_figure(width, height, layout=None):
     """A figure of ``width`` x ``height`` inches on an Agg canvas (``layout='tight'``: fitted to what it shows each
     time it is drawn)."""
-    figure = Figure(figsize=(width, height), dpi=DPI, layout=layout)
-    FigureCanvasAgg(figure)
-    return figure
+    return FigureCanvasAgg(Figure(figsize=(width, height), dpi=DPI, layout=layout)).figure
 
 
 def _save(figure, path, tight=True):
