@@ -14,10 +14,11 @@ figure is measured in this run, the baseline and the project side by side on the
   ``QLearner``, descriptor cache) over the same loop with the 2016 update and no cache: replay memory full, same
   starting weights, images, seed and number of steps.
 - ``train_step_over_floor``: seconds per agent step of the project's training loop (that measurement) over the
-  step's floor, timed right after it: one bare batch-1 VGG-16 forward (a step describes its next region; a
-  search's first region is described too, and cache hits skip forwards) plus the update's arithmetic floor
-  (``update_flops`` at the float32 matrix-multiply rate). Above 1 by what the loop adds: search starts, cropping
-  and resizing, the Q-values of greedy steps, the replay memory, Python; below 1 when the cache serves regions.
+  step's floor, timed through the loop beside every third description (its time left out): one bare batch-1
+  VGG-16 forward (a step describes its next region; a search's first region is described too, and cache hits skip
+  forwards) plus the update's arithmetic floor (``update_flops`` at the float32 matrix-multiply rate). Above 1 by
+  what the loop adds: search starts, cropping and resizing, the Q-values of greedy steps, the replay memory, Python;
+  below 1 when the cache serves regions.
 - ``overlap_speedup`` (no target): a batch-1 VGG-16 forward and an update (minibatch ``batch_size``) one after
   the other, as a training step does them, over the same two at once in two threads: above 1 by what overlapping
   the update with the next region's forward could save on this machine (1: the two already share its cores).
@@ -267,6 +268,37 @@ class FloorBeside:
         return descriptors
 
 
+class StepFloorBeside:
+    """The training loop's region descriptor (``features``, whose other attributes it passes on), which also times a
+    training step's floor after every ``every``-th description: a bare batch-1 VGG-16 forward of a 224×224 crop, and
+    the matrix-multiply rate that puts the update's floor (``update_flops`` at that rate). The floor is measured under
+    the load the loop meets, through the whole loop; its time is kept apart (``seconds``)."""
+
+    def __init__(self, features, timer, every):
+        self.features, self.timer, self.every = features, timer, every
+        self.crop = np.random.default_rng(0).uniform(0, 255, (1, 224, 224, 3)).astype(np.float32)
+        self.calls, self.forward_times, self.rates, self.seconds = 0, [], [], 0.0
+
+    def __getattr__(self, name):
+        return getattr(self.features, name)
+
+    def describe(self, items):
+        descriptors = self.features.describe(items)
+        if self.calls % self.every == 0:
+            started = time.perf_counter()
+            self.features.forward(self.crop)
+            self.forward_times.append(time.perf_counter() - started)
+            self.rates.append(self.timer.rate(repeats=1))
+            self.seconds += time.perf_counter() - started
+        self.calls += 1
+        return descriptors
+
+    def floor(self, batch_size):
+        """The step's floor from the medians of what was timed: ``{vgg_batch_1_s, update_floor_s, step_s}``."""
+        vgg, update = float(np.median(self.forward_times)), update_flops(batch_size) / float(np.median(self.rates))
+        return {"vgg_batch_1_s": vgg, "update_floor_s": update, "step_s": vgg + update, "samples": len(self.rates)}
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # phase 1 (own process): training epochs, then the update and training-speed figures
 
@@ -329,9 +361,10 @@ def train_epochs(settings, data, features, learner, memory, rng):
     return rows
 
 
-def timed_training_loop(settings, data, backbone, start, make_learner, loop_cache_mb, steps):
-    """``steps`` agent steps of ``train_image`` from the state ``start`` (weights, full replay
-    memory) on the timing images, after a warm-up; returns (measures, learner)."""
+def timed_training_loop(settings, data, backbone, start, make_learner, loop_cache_mb, steps, floor_timer=None):
+    """``steps`` agent steps of ``train_image`` from the state ``start`` (weights, full replay memory) on the timing
+    images, after a warm-up; returns (measures, learner). With ``floor_timer`` (a :class:`MatmulTimer`) the step's
+    floor is timed through the loop (:class:`StepFloorBeside`, every third description) and its time left out."""
     from episodes import train_image
     from features import ImageZoomsFeatures
     from reinforcement import ReplayMemory, build_q_network
@@ -349,6 +382,8 @@ def timed_training_loop(settings, data, backbone, start, make_learner, loop_cach
     rng = np.random.default_rng(settings.seed)
     stats = StepBudget(steps)
     forwards = features.forward_count
+    if floor_timer is not None:
+        features = StepFloorBeside(features, floor_timer, every=3)
     started = time.perf_counter()
     try:
         for record in data.timing_records:
@@ -359,23 +394,12 @@ def timed_training_loop(settings, data, backbone, start, make_learner, loop_cach
     seconds = time.perf_counter() - started
     if stats["updates"] < steps:
         raise RuntimeError(f"{stats['updates']} steps only: too few images after the first {settings.training_images}")
-    return {"seconds": seconds, "steps": stats["steps"], "steps_per_s": stats["steps"] / seconds,
-            "vgg_forwards": features.forward_count - forwards, "cache_hits": features.cache.hits}, learner
-
-
-def step_floor(features, timer, batch_size, repeats=5):
-    """A training step's floor, timed now: a bare batch-1 VGG-16 forward of a 224×224 crop (median of
-    ``repeats``) plus the update's floating-point operations at the matrix-multiply rate measured beside it."""
-    crop = np.random.default_rng(0).uniform(0, 255, (1, 224, 224, 3)).astype(np.float32)
-    features.forward(crop)                          # traced already; one more for the caches
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        features.forward(crop)
-        seconds.append(time.perf_counter() - started)
-    vgg = float(np.median(seconds))
-    update = update_flops(batch_size) / timer.rate()
-    return {"vgg_batch_1_s": vgg, "update_floor_s": update, "step_s": vgg + update}
+    measured = {"seconds": seconds, "steps": stats["steps"], "vgg_forwards": features.forward_count - forwards,
+                "cache_hits": features.cache.hits}
+    if floor_timer is not None:
+        measured.update(seconds=seconds - features.seconds, floor=features.floor(settings.batch_size),
+                        vgg_forwards=measured["vgg_forwards"] - len(features.forward_times))
+    return measured | {"steps_per_s": measured["steps"] / measured["seconds"]}, learner
 
 
 def learner_from(settings, start, oracle=False, **options):
@@ -626,8 +650,7 @@ def training_phase(settings, work_dir):
     def project_run():
         measured, _ = timed_training_loop(settings, data, features.backbone, start, lambda network: project_learner(
             network, settings.gamma, settings.learning_rate, settings.batch_size), settings.cache_mb,
-            settings.timed_steps)
-        measured["floor"] = step_floor(features, timer, settings.batch_size)
+            settings.timed_steps, floor_timer=timer)
         measured["over_floor"] = measured["seconds"] / measured["steps"] / measured["floor"]["step_s"]
         log(f"  project: {measured['steps_per_s']:.3f} steps/s, {measured['over_floor']:.2f}x the step's floor "
             f"({measured['floor']['vgg_batch_1_s']:.3f} s VGG-16 + {measured['floor']['update_floor_s']:.3f} s "
@@ -821,7 +844,8 @@ def how_measured(train, test):
                                  f"steps in {baseline['seconds']:.1f} s, eps {train['train_epsilon']:.1f}",
         "train_step_over_floor": f"{project['seconds'] / project['steps']:.3f} s per step / (batch-1 VGG-16 "
                                  f"{project['runs'][0]['floor']['vgg_batch_1_s']:.3f} s + update floor "
-                                 f"{project['runs'][0]['floor']['update_floor_s']:.3f} s), median of the runs",
+                                 f"{project['runs'][0]['floor']['update_floor_s']:.3f} s, timed through the loop), median of "
+                                 f"{len(project['runs'])} runs of {project['steps']} steps",
         "vgg_forwards_later_epoch_ratio": f"{last['vgg_forwards']} forwards ({last['steps']} steps; "
                                           f"{last['new_region_forwards']} of regions never seen before) in epoch "
                                           f"{last['epoch']}, eps {last['epsilon']} / {first['vgg_forwards']} "

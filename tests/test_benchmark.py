@@ -38,17 +38,26 @@ def test_later_epoch_ratio_is_last_over_first():
     assert figures["option_refine_region_cost"] == pytest.approx(0.002)
 
 
-def test_step_floor_is_a_vgg_forward_plus_the_update_floor():
+def test_the_step_floor_is_timed_through_the_loop_beside_every_third_description_and_kept_apart():
     class Timer:
-        def rate(self):
+        def rate(self, repeats):
             return 1e12
 
     class Features:
+        name = "features"
+
+        def describe(self, items):
+            return [len(items)]
+
         def forward(self, crops):
             assert crops.shape == (1, 224, 224, 3)
 
-    floor = benchmark.step_floor(Features(), Timer(), 100)
-    assert floor["update_floor_s"] == pytest.approx(benchmark.update_flops(100) / 1e12)
+    beside = benchmark.StepFloorBeside(Features(), Timer(), every=3)
+    assert [beside.describe([None] * 2) for _ in range(7)] == [[2]] * 7     # the loop's descriptions, unchanged
+    assert beside.name == "features" and len(beside.forward_times) == len(beside.rates) == 3    # calls 0, 3, 6
+    assert beside.seconds >= sum(beside.forward_times)
+    floor = beside.floor(100)
+    assert floor["update_floor_s"] == pytest.approx(benchmark.update_flops(100) / 1e12) and floor["samples"] == 3
     assert floor["step_s"] == pytest.approx(floor["vgg_batch_1_s"] + floor["update_floor_s"])
 
 
@@ -148,3 +157,15 @@ def test_the_2016_learner_takes_minibatches_and_acts_greedily():
     assert np.isfinite(learner.update(batch)) and learner.updates[0][0] is batch and learner.carries == ()
     action, q_values = learner.act(batch.states[0], {})
     assert q_values.shape == (NUM_ACTIONS,) and action == int(np.argmax(q_values))
+
+
+def test_the_update_profile_times_every_part_against_its_floor(tmp_path):
+    from experiments import update_profile
+    report = update_profile.main(["--repeats", "1", "--output", str(tmp_path / "profile.json")])
+    parts = {"targets", "gradients", "adam", "update", "update_without_xla"}
+    assert set(report["seconds"]) == set(report["floors_s"]) == set(report["over_floor"]) == parts
+    assert all(seconds > 0 for seconds in report["seconds"].values())
+    assert report["floors_s"]["update"] == pytest.approx(report["floors_s"]["targets"] + report["floors_s"]["gradients"]
+                                                         + report["floors_s"]["adam"])
+    assert report["parameters"] == 25112 * 1024 + 1024 + 1024 * 1024 + 1024 + 1024 * 6 + 6
+    assert (tmp_path / "profile.json").is_file()
