@@ -46,7 +46,7 @@ def median_seconds(function, repeats):
 
 def profile(repeats):
     tf = import_tensorflow()
-    from reinforcement import Minibatch, NUM_ACTIONS, QLearner, build_q_network, regression_values
+    from reinforcement import HIDDEN_UNITS, Minibatch, NUM_ACTIONS, QLearner, build_q_network, regression_values
     rng = np.random.default_rng(0)
     batch = Minibatch(rng.random((batch_size, STATE_SIZE), np.float32), rng.integers(0, NUM_ACTIONS, batch_size),
                       rng.choice([-1.0, 1.0, 3.0, -3.0], batch_size), rng.random((batch_size, STATE_SIZE), np.float32),
@@ -96,10 +96,11 @@ def profile(repeats):
     stream_bytes = 5 * 4 * sum(sizes)
     stream_s = median_seconds(lambda: (stream(*arrays), arrays[0][0].numpy()), repeats)
     bandwidth = stream_bytes / stream_s
-    layer_sizes = (STATE_SIZE, 1024, 1024, NUM_ACTIONS)
+    layer_sizes = (STATE_SIZE, HIDDEN_UNITS, HIDDEN_UNITS, NUM_ACTIONS)
     macs = sum(a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
-    flops = {"targets": 2 * 2 * batch_size * macs, "gradients": update_flops(batch_size) - 2 * 2 * batch_size * macs,
-             "update": update_flops(batch_size), "update_without_xla": update_flops(batch_size)}
+    update = update_flops(batch_size, layer_sizes)
+    flops = {"targets": 2 * 2 * batch_size * macs, "gradients": update - 2 * 2 * batch_size * macs,
+             "update": update, "update_without_xla": update}
     adam_bytes = 7 * 4 * sum(sizes)                     # reads parameter, gradient, m, v; writes parameter, m, v
     floors = {name: flop / rate for name, flop in flops.items()} | {"adam": adam_bytes / bandwidth}
     floors["update"] = floors["update_without_xla"] = floors["update"] + floors["adam"]

@@ -159,13 +159,15 @@ def test_the_2016_learner_takes_minibatches_and_acts_greedily():
     assert q_values.shape == (NUM_ACTIONS,) and action == int(np.argmax(q_values))
 
 
+@pytest.mark.usefixtures("small_q_network")
 def test_the_update_profile_times_every_part_against_its_floor(tmp_path):
     from experiments import update_profile
+    from reinforcement import HIDDEN_UNITS as H
     report = update_profile.main(["--repeats", "1", "--output", str(tmp_path / "profile.json")])
     parts = {"targets", "gradients", "adam", "update", "update_without_xla"}
     assert set(report["seconds"]) == set(report["floors_s"]) == set(report["over_floor"]) == parts
     assert all(seconds > 0 for seconds in report["seconds"].values())
     assert report["floors_s"]["update"] == pytest.approx(report["floors_s"]["targets"] + report["floors_s"]["gradients"]
                                                          + report["floors_s"]["adam"])
-    assert report["parameters"] == 25112 * 1024 + 1024 + 1024 * 1024 + 1024 + 1024 * 6 + 6
+    assert report["parameters"] == 25112 * H + H + H * H + H + H * 6 + 6
     assert (tmp_path / "profile.json").is_file()
