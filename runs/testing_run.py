@@ -284,8 +284,8 @@ def search_own_images(settings, make_features, model_label):
     if settings.agent != "trained":
         raise UserError(f"--image runs the trained agent; --agent {settings.agent} needs annotations")
     seed_everything(settings.seed)
-    name = class_name(settings.class_object)
-    weights = trained_weights(settings, class_index(settings), model_label)
+    name, class_idx = class_name(settings.class_object), class_index(settings)
+    weights = while_training(settings, class_idx, trained_weights(settings, class_idx, model_label))
     protocol = settings.detections if "detections" in settings.explicit else "triggered"
     out_folder = Path(settings.path_testing_folder)
     report = SkipReport()

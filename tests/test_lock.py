@@ -194,3 +194,28 @@ def test_a_test_while_a_training_writes_reads_the_latest_complete_epoch_and_says
     assert f"note: a training is writing {models}/ (process {os.getpid()}" in output
     assert during["weights"].endswith("model0_epoch_1.weights.h5") and during["epoch"] == 1
     assert during["ap"] == alone["ap"] and during["detections"] == alone["detections"]     # the same epoch
+
+
+@pytest.mark.usefixtures("small_q_network")
+def test_an_image_search_while_a_training_writes_reads_the_latest_complete_epoch_and_says_so(dataset, tmp_path,
+                                                                                             monkeypatch, capsys):
+    import image_zooms_testing
+    import image_zooms_training
+    from test_resume import TINY, tiny_features
+    monkeypatch.setattr(image_zooms_training, "make_features", tiny_features)
+    monkeypatch.setattr(image_zooms_testing, "make_features", tiny_features)
+    models = tmp_path / "models"
+    image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(models), *TINY, "--epochs", "2"])
+    image = next((Path(dataset) / "JPEGImages").iterdir())
+
+    def search(folder):
+        image_zooms_testing.main(["--image", str(image), "--path_model", str(models), "--path_vgg", "random",
+                                  "--path_testing_folder", str(tmp_path / folder), "--number_of_steps", "3"])
+        return json.loads((tmp_path / folder / "detections.json").read_text()), capsys.readouterr().out
+    alone, output = search("alone")
+    assert "note: a training is writing" not in output and alone["weights"].endswith("model0.weights.h5")
+    with training_lock(models, 0):          # a training of this class holds the folder
+        during, output = search("during")
+    assert f"note: a training is writing {models}/ (process {os.getpid()}" in output
+    assert during["weights"].endswith("model0_epoch_1.weights.h5")
+    assert during["images"][0]["boxes"] == alone["images"][0]["boxes"]     # the same epoch's agent
