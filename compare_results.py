@@ -54,11 +54,9 @@ def compare(paths, labels=None, output='comparison.png', title=None):
         raise UserError(f'{len(labels)} labels given for {len(paths)} results files')
     all_results = [load_results(path) for path in paths]
     if labels is None:
-        labels = [default_label(results) for results in all_results]
+        defaults = [default_label(results) for results in all_results]
         # two runs with the same settings (e.g. two output folders) still need distinct legend entries
-        for index, label in enumerate(labels):
-            if labels.count(label) > 1:
-                labels[index] = f'{label} ({paths[index]})'
+        labels = [f'{label} ({path})' if defaults.count(label) > 1 else label for label, path in zip(defaults, paths)]
     labels = [refinement_label(label, results) for label, results in zip(labels, all_results)]
 
     curves_path, regions_path, page = output_paths(output)

@@ -209,7 +209,9 @@ def test_compare_labels_and_duplicates(tmp_path):
     rows = compare([first, second], labels=['one', 'two'], output=tmp_path / 'c.png')
     assert [row['label'] for row in rows] == ['one', 'two']
     rows = compare([first, second], output=tmp_path / 'd')  # no suffix: PNG
-    assert rows[0]['label'] != rows[1]['label']  # same settings twice still get distinct legend entries
+    # same settings twice still get distinct legend entries: each copy names its results file
+    label = default_label(json.loads(first.read_text()))
+    assert [row['label'] for row in rows] == [f'{label} ({first})', f'{label} ({second})']
     assert_png(tmp_path / 'd.png')
     assert_png(tmp_path / 'd_regions.png')
     with pytest.raises(UserError, match='1 labels given for 2 results files'):
