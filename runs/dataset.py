@@ -36,6 +36,11 @@ class SkipReport:
         parts = [f"{count} {noun}{'s' if count != 1 else ''}{where}" for count, noun, where in counts if count]
         return "skipped " + " and ".join(parts) + " (see the warnings above)" if parts else ""
 
+    def print_summary(self):
+        """Print the summary line at the end of a run, when something was skipped."""
+        if self.summary():
+            print(self.summary())
+
     def as_json(self):
         return {"skipped_images": len(self.images), "skipped_objects": self.objects,
                 "skipped": [{"image": key, "problem": problem} for key, problem in self.images.items()]}

@@ -161,8 +161,7 @@ def test(settings, make_features, model_label):
     write_json(out_folder / "results.json", results)
     write_figures(results, out_folder)
     write_run_page(results, out_folder, OUTPUT_FIGURES)
-    if report.summary():
-        print(report.summary())
+    report.print_summary()
     print(f"results in {out_folder / 'results.json'}, to browse: {out_folder / PAGE_NAME}")
     return results
 
@@ -333,8 +332,7 @@ def search_own_images(settings, make_features, model_label):
                "duplicates": settings.duplicates,
                "box_format": "[x0, y0, x1, y1) in pixels of the image", **report.as_json(), "images": entries}
     write_json(out_folder / "detections.json", summary)
-    if report.summary():
-        print(report.summary())
+    report.print_summary()
     print(f"detections in {out_folder / 'detections.json'}")
     return summary
 

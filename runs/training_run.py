@@ -143,8 +143,7 @@ class TrainingRun:
         finally:
             self._stack.close()
         if error is None:
-            if self.report.summary():
-                print(self.report.summary())
+            self.report.print_summary()
             print(f"checkpoints in {self.path_model}/, log {log_path(self.path_model, self.class_idx)}")
 
     def start(self, learner, memory, sample):
