@@ -90,7 +90,7 @@ def detect_many(images, model, path_vgg="./vgg16_weights.h5", features=None, sca
         raise UserError(f"refiner must be None, a refinement.BoxRefiner or the path of a saved one, got "
                         f"{type(refiner).__name__}")
     arrays = [as_rgb_image(image, max_pixels) for image in images]
-    trained_here = re.fullmatch(r"model(\d+)(_epoch_\d+|_best)?\.weights\.h5", Path(str(model)).name)
+    trained_here = re.fullmatch(r"model(\d+)(_epoch_\d+)?\.weights\.h5", Path(str(model)).name)
     if isinstance(model, (str, os.PathLike)) and trained_here:
         from runs.run_folder import check_trained_features       # a training run's file: its features_model<k>.json
         check_trained_features(Path(model).parent, int(trained_here.group(1)), path_vgg if features is None else None,
