@@ -166,15 +166,15 @@ class BoxRefiner:
         dual = eigenvectors @ (projected / (eigenvalues + ridge)[:, None])
         return cls(mean, scale, centred.T @ dual, bias, ridge, len(features))
 
-    def refine(self, descriptors, windows, width=None, height=None):
+    def refine(self, descriptors, windows):
         """The refined boxes of ``windows`` (``(n, 4)``) from their descriptors (``(n, descriptor_size)``; a state's
-        first values), clipped to the image when its size is given."""
+        first values), not clipped to the image (its caller clips each box)."""
         descriptors = np.asarray(descriptors, np.float32)
         if descriptors.shape[-1] != self.mean.shape[0]:
             raise UserError(f"the refinement head was fitted on descriptors of {self.mean.shape[0]:,} values, these "
                             f"have {descriptors.shape[-1]:,} (another backbone or feature model than its training's)")
         deltas = ((descriptors - self.mean) / self.scale) @ self.weights + self.bias
-        return apply_deltas(windows, deltas, width, height)
+        return apply_deltas(windows, deltas)
 
     def save(self, path):
         with open(path, "wb") as handle:    # a file handle: np.savez would add .npz to a temporary name
