@@ -19,6 +19,16 @@ from runs.errors import UserError
 from runs.runtime import TEMPORARY_PREFIX, OneLineParser, main_guard
 
 
+BOOLEANS = {**dict.fromkeys(("1", "true", "yes", "on"), True), **dict.fromkeys(("0", "false", "no", "off"), False)}
+
+
+def parse_bool(text):
+    """0/1/true/false/yes/no, as the 2016 scripts used 0/1 flags."""
+    if str(text).strip().lower() not in BOOLEANS:
+        raise argparse.ArgumentTypeError(f"expected 0/1 or true/false, got {text!r}")
+    return BOOLEANS[str(text).strip().lower()]
+
+
 def parse_optional_int(text):
     return None if str(text).lower() in ("none", "") else int(text)
 
@@ -91,10 +101,8 @@ def configure(defaults, argv=None, description=None, extra=None):
     parser.set_defaults(**{name: value for name, value in defaults.items() if name in declared})
     for name, value in defaults.items():
         if name not in declared:
-            if isinstance(value, bool):     # argparse would read "--name 0" as True
-                raise UserError(f"{name} = {value}: a setting is 0 or 1 (as the 2016 scripts wrote), not True/False")
-            # a string, an optional int, or the default's type (int, float or str)
-            kind = str if name == "class_object" else parse_optional_int if value is None else type(value)
+            kind = (str if name == "class_object" else parse_optional_int if value is None else
+                    parse_bool if isinstance(value, bool) else type(value))       # int, float or str
             metavar = "CLASS" if name == "class_object" else "INT" if value is None else type(value).__name__.upper()
             parser.add_argument(f"--{name}", type=kind, default=value, help=help_text(name, value, comments),
                                 metavar=metavar)

@@ -160,9 +160,3 @@ def test_a_mistyped_flag_or_value_is_one_line_not_the_usage(argv, named):
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], lines
     assert lines[0].endswith("(--help lists every setting)")
-
-
-def test_a_true_false_setting_is_refused_naming_it():
-    """Settings are 0/1 as in 2016: a True/False value stops the script rather than read "--bool_draw 0" as True."""
-    with pytest.raises(UserError, match="bool_draw = True: a setting is 0 or 1"):
-        settings.configure({"bool_draw": True}, ["--bool_draw", "0"])
