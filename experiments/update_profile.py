@@ -11,7 +11,9 @@ The paper's update (minibatch 100, 25,112 → 1024 → 1024 → 6, float32) is, 
   each parameter, its gradient and two moments and writes three of them back, about 0.75 GB of memory traffic,
   with almost no arithmetic;
 - ``update``: the three together, as ``QLearner.update`` runs them (one XLA program), and the same without XLA
-  (TensorFlow's own kernels, oneDNN's on x86).
+  (TensorFlow's own kernels, oneDNN's on x86);
+- ``update_mixed_bfloat16``: the same update of the same network under Keras' ``mixed_bfloat16`` policy (products in
+  bfloat16, weights and Adam in float32, Q-values cast to float32): what a bfloat16 update option would cost.
 
 Each part is one compiled function timed alone (medians, after a warm-up), its floor beside it: the products' floating-
 point operations at the float32 matrix-multiply rate measured in this run, and for ``adam`` its bytes at the memory
@@ -77,6 +79,15 @@ def profile(repeats):
         learner.optimizer.apply_gradients(zip(grads, variables))
 
     without_xla = tf.function(learner._update_graph, reduce_retracing=True)
+    import keras
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        mixed = build_q_network(STATE_SIZE, seed=0)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    mixed = keras.Sequential([keras.Input(shape=(STATE_SIZE,)), *mixed.layers,
+                              keras.layers.Activation("linear", dtype="float32")])
+    mixed_learner = QLearner(mixed, 0.9, 1e-6, batch_size)
     sizes = [int(np.prod(variable.shape)) for variable in variables]
     arrays = [tf.Variable(tf.ones(size)) for size in (sum(sizes),) * 3]
 
@@ -91,7 +102,8 @@ def profile(repeats):
              "gradients": lambda: gradients(batch.states, values)[-1][0].numpy(),
              "adam": lambda: (adam(grads), variables[-1][0].numpy()),
              "update": lambda: learner.update(batch),
-             "update_without_xla": lambda: float(without_xla(*args))}
+             "update_without_xla": lambda: float(without_xla(*args)),
+             "update_mixed_bfloat16": lambda: mixed_learner.update(batch)}
     seconds = {name: median_seconds(part, repeats) for name, part in parts.items()}
     stream_bytes = 5 * 4 * sum(sizes)
     stream_s = median_seconds(lambda: (stream(*arrays), arrays[0][0].numpy()), repeats)
@@ -100,10 +112,11 @@ def profile(repeats):
     macs = sum(a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
     update = update_flops(batch_size, layer_sizes)
     flops = {"targets": 2 * 2 * batch_size * macs, "gradients": update - 2 * 2 * batch_size * macs,
-             "update": update, "update_without_xla": update}
+             "update": update, "update_without_xla": update, "update_mixed_bfloat16": update}
     adam_bytes = 7 * 4 * sum(sizes)                     # reads parameter, gradient, m, v; writes parameter, m, v
     floors = {name: flop / rate for name, flop in flops.items()} | {"adam": adam_bytes / bandwidth}
-    floors["update"] = floors["update_without_xla"] = floors["update"] + floors["adam"]
+    whole = floors["update"] + floors["adam"]             # float32 arithmetic and Adam's memory traffic
+    floors |= dict.fromkeys(("update", "update_without_xla", "update_mixed_bfloat16"), whole)
     return {"seconds": seconds, "floors_s": floors,
             "over_floor": {name: seconds[name] / floors[name] for name in seconds},
             "matmul_gflops": rate / 1e9, "stream_gb_per_s": bandwidth / 1e9, "adam_gb": adam_bytes / 1e9,
@@ -119,9 +132,9 @@ def main(argv=None):
     log(f"profiling QLearner.update at minibatch {batch_size}, {settings.repeats} repeats of each part")
     report = profile(settings.repeats) | {"machine": machine()}
     write_json(settings.output, report)
-    print(f"\n{'part':20s} {'seconds':>8s} {'floor':>8s} {'ratio':>6s}")
+    print(f"\n{'part':22s} {'seconds':>8s} {'floor':>8s} {'ratio':>6s}")
     for name, seconds in report["seconds"].items():
-        print(f"{name:20s} {seconds:8.4f} {report['floors_s'][name]:8.4f} {report['over_floor'][name]:6.2f}")
+        print(f"{name:22s} {seconds:8.4f} {report['floors_s'][name]:8.4f} {report['over_floor'][name]:6.2f}")
     print(f"\nmatmul {report['matmul_gflops']:.0f} GFLOP/s, element-wise pass {report['stream_gb_per_s']:.1f} GB/s "
           f"(Adam moves {report['adam_gb']:.2f} GB), threads {report['threads']}; {report['machine']['cpu']}; "
           f"details in {settings.output}")

@@ -164,7 +164,7 @@ def test_the_update_profile_times_every_part_against_its_floor(tmp_path):
     from experiments import update_profile
     from reinforcement import HIDDEN_UNITS as H
     report = update_profile.main(["--repeats", "1", "--output", str(tmp_path / "profile.json")])
-    parts = {"targets", "gradients", "adam", "update", "update_without_xla"}
+    parts = {"targets", "gradients", "adam", "update", "update_without_xla", "update_mixed_bfloat16"}
     assert set(report["seconds"]) == set(report["floors_s"]) == set(report["over_floor"]) == parts
     assert all(seconds > 0 for seconds in report["seconds"].values())
     assert report["floors_s"]["update"] == pytest.approx(report["floors_s"]["targets"] + report["floors_s"]["gradients"]
