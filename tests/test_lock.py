@@ -173,32 +173,9 @@ def test_two_trainings_into_one_folder_the_second_stops_at_once_the_first_keeps_
 
 
 @pytest.mark.usefixtures("small_q_network")
+@pytest.mark.parametrize("run", ["test", "--image"])
 def test_a_test_while_a_training_writes_reads_the_latest_complete_epoch_and_says_so(dataset, tmp_path, monkeypatch,
-                                                                                    capsys):
-    import image_zooms_testing
-    import image_zooms_training
-    from test_resume import TINY, tiny_features
-    monkeypatch.setattr(image_zooms_training, "make_features", tiny_features)
-    monkeypatch.setattr(image_zooms_testing, "make_features", tiny_features)
-    models = tmp_path / "models"
-    image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(models), *TINY, "--epochs", "2"])
-
-    def test(folder):
-        image_zooms_testing.main(["--path_voc_test", str(dataset), "--path_model", str(models), "--path_vgg", "random",
-                                  "--path_testing_folder", str(tmp_path / folder), "--number_of_steps", "3"])
-        return json.loads((tmp_path / folder / "results.json").read_text()), capsys.readouterr().out
-    alone, output = test("alone")
-    assert "note: a training is writing" not in output and alone["weights"].endswith("model0.weights.h5")
-    with training_lock(models, 0):          # a training of this class holds the folder
-        during, output = test("during")
-    assert f"note: a training is writing {models}/ (process {os.getpid()}" in output
-    assert during["weights"].endswith("model0_epoch_1.weights.h5") and during["epoch"] == 1
-    assert during["ap"] == alone["ap"] and during["detections"] == alone["detections"]     # the same epoch
-
-
-@pytest.mark.usefixtures("small_q_network")
-def test_an_image_search_while_a_training_writes_reads_the_latest_complete_epoch_and_says_so(dataset, tmp_path,
-                                                                                             monkeypatch, capsys):
+                                                                                    capsys, run):
     import image_zooms_testing
     import image_zooms_training
     from test_resume import TINY, tiny_features
@@ -207,15 +184,21 @@ def test_an_image_search_while_a_training_writes_reads_the_latest_complete_epoch
     models = tmp_path / "models"
     image_zooms_training.main(["--path_voc", str(dataset), "--path_model", str(models), *TINY, "--epochs", "2"])
     image = next((Path(dataset) / "JPEGImages").iterdir())
+    source, written = (["--path_voc_test", str(dataset)], "results.json") if run == "test" else \
+        (["--image", str(image)], "detections.json")
 
-    def search(folder):
-        image_zooms_testing.main(["--image", str(image), "--path_model", str(models), "--path_vgg", "random",
+    def test(folder):
+        image_zooms_testing.main([*source, "--path_model", str(models), "--path_vgg", "random",
                                   "--path_testing_folder", str(tmp_path / folder), "--number_of_steps", "3"])
-        return json.loads((tmp_path / folder / "detections.json").read_text()), capsys.readouterr().out
-    alone, output = search("alone")
+        return json.loads((tmp_path / folder / written).read_text()), capsys.readouterr().out
+    alone, output = test("alone")
     assert "note: a training is writing" not in output and alone["weights"].endswith("model0.weights.h5")
     with training_lock(models, 0):          # a training of this class holds the folder
-        during, output = search("during")
+        during, output = test("during")
     assert f"note: a training is writing {models}/ (process {os.getpid()}" in output
     assert during["weights"].endswith("model0_epoch_1.weights.h5")
-    assert during["images"][0]["boxes"] == alone["images"][0]["boxes"]     # the same epoch's agent
+    if run == "test":
+        assert during["epoch"] == 1
+        assert during["ap"] == alone["ap"] and during["detections"] == alone["detections"]     # the same epoch
+    else:
+        assert during["images"][0]["boxes"] == alone["images"][0]["boxes"]     # the same epoch's agent
