@@ -27,12 +27,12 @@ def default_label(results):
 
 def refinement_label(label, results):
     """``label`` plus ', refined' if the boxes were (and it does not say so), or ', windows (no refinement head)'
-    if refine was asked for without a head."""
+    if refine was asked for without a head; and ', learned score' if the score head ranked them."""
     if results.get('refine_missing'):
-        return f'{label}, windows (no refinement head)'
-    if results.get('refine') and 'refine' not in label.lower():
-        return f'{label}, refined'
-    return label
+        label = f'{label}, windows (no refinement head)'
+    elif results.get('refine') and 'refine' not in label.lower():
+        label = f'{label}, refined'
+    return f'{label}, learned score' if results.get('score') == 'learned' and 'score' not in label else label
 
 
 def output_paths(output):

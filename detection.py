@@ -69,26 +69,35 @@ def select_detections(trajectory, detections="triggered", duplicates="keep"):
     return boxes, np.array([step["score"] for step in steps], dtype=np.float64)
 
 
+def head_argument(name, head, kind, features):
+    """``refiner`` or ``scorer`` as :func:`detect` takes it (None, a ``kind`` or the path of a saved one), loaded."""
+    option, filled, without = (("refine 1", "overlapped an object", "reports the hierarchy's windows") if name ==
+                               "refiner" else ("score_head 1", "been sampled", "ranks by the trigger's Q-value"))
+    if isinstance(head, (str, os.PathLike)):
+        if not Path(head).is_file():
+            raise UserError(f"{name} {os.fspath(head)!r}: no such file (a training with {option} writes "
+                            f"{name}_model<k>.npz beside each weights file once enough visited windows have "
+                            f"{filled}); {name}=None {without}")
+        return kind.load(head, None if features is None else features.descriptor_size)
+    if head is not None and not isinstance(head, kind):
+        raise UserError(f"{name} must be None, a refinement.{kind.__name__} or the path of a saved one, got "
+                        f"{type(head).__name__}")
+    return head
+
+
 def detect_many(images, model, path_vgg="./vgg16_weights.h5", features=None, scale_subregion=0.75,
                 number_of_steps=10, only_first_object=False, detections="triggered", vgg_precision="float32",
-                weights_order="auto", max_pixels=None, refiner=None, duplicates="keep"):
+                weights_order="auto", max_pixels=None, refiner=None, duplicates="keep", scorer=None):
     """``detect`` for several images at once (their searches advance in lockstep, regions described in batches);
     returns one ``(boxes, scores, trajectory)`` per image."""
     from episodes import TrainedAgent, run_searches
-    from refinement import BoxRefiner
+    from refinement import BoxRefiner, ScoreHead
     from settings import check_settings     # the scripts' rules for the same settings
     check_settings(SimpleNamespace(scale_subregion=scale_subregion, number_of_steps=number_of_steps,
                                    detections=detections, vgg_precision=vgg_precision, weights_order=weights_order,
                                    duplicates=duplicates, **({} if max_pixels is None else {"max_pixels": max_pixels})))
-    if isinstance(refiner, (str, os.PathLike)):
-        if not Path(refiner).is_file():
-            raise UserError(f"refiner {os.fspath(refiner)!r}: no such file (a training with refine 1 writes "
-                            f"refiner_model<k>.npz beside each weights file once enough visited windows have "
-                            f"overlapped an object); refiner=None reports the hierarchy's windows")
-        refiner = BoxRefiner.load(refiner, None if features is None else features.descriptor_size)
-    elif refiner is not None and not isinstance(refiner, BoxRefiner):
-        raise UserError(f"refiner must be None, a refinement.BoxRefiner or the path of a saved one, got "
-                        f"{type(refiner).__name__}")
+    refiner = head_argument("refiner", refiner, BoxRefiner, features)
+    scorer = head_argument("scorer", scorer, ScoreHead, features)
     arrays = [as_rgb_image(image, max_pixels) for image in images]
     trained_here = re.fullmatch(r"model(\d+)(_epoch_\d+)?\.weights\.h5", Path(str(model)).name)
     if isinstance(model, (str, os.PathLike)) and trained_here:
@@ -102,13 +111,14 @@ def detect_many(images, model, path_vgg="./vgg16_weights.h5", features=None, sca
     agent = TrainedAgent(QNetworkPolicy(load_q_network(model, state_size(features.descriptor_size), weights_order)))
     environments = [ZoomEnvironment(array.shape[1], array.shape[0], np.zeros((0, 4)), scale_subregion, image=array,
                                     image_id=content_key(array)) for array in arrays]
-    trajectories = run_searches(environments, agent, features, int(number_of_steps), bool(only_first_object), refiner)
+    trajectories = run_searches(environments, agent, features, int(number_of_steps), bool(only_first_object), refiner,
+                                scorer)
     return [(*select_detections(trajectory, detections, duplicates), trajectory) for trajectory in trajectories]
 
 
 def detect(image, model, path_vgg="./vgg16_weights.h5", features=None, scale_subregion=0.75, number_of_steps=10,
            only_first_object=False, detections="triggered", vgg_precision="float32", weights_order="auto",
-           max_pixels=None, refiner=None, duplicates="keep"):
+           max_pixels=None, refiner=None, duplicates="keep", scorer=None):
     """Search ``image`` with a trained agent; returns ``(boxes, scores, trajectory)``.
 
     image: a file path or an RGB array (see :func:`as_rgb_image`). model: a Q-network weights file written by training
@@ -123,12 +133,14 @@ def detect(image, model, path_vgg="./vgg16_weights.h5", features=None, scale_sub
     Pillow cannot read is a UserError naming it. ``refiner`` (the ``refine`` option, beyond the paper): a
     ``refinement.BoxRefiner`` or the path of one a training with refine 1 saved (``refiner_model<k>….npz``); the boxes
     are then the refined ones, each step has ``refined`` too. ``duplicates='demote'`` (beyond the paper): a box
-    repeating a better one (IoU ≥ 0.5) comes after all others.
+    repeating a better one (IoU ≥ 0.5) comes after all others. ``scorer`` (the ``score learned`` option, beyond the
+    paper): a ``refinement.ScoreHead`` or the path of one a training with score_head 1 saved (``scorer_model<k>….npz``);
+    the scores are then its predicted IoUs of the reported boxes, each step's ``scores`` holding both.
 
     boxes: float ``(n, 4)`` ``[x0, y0, x1, y1)`` in pixels of the image, best score first: the triggered regions,
-    or every analysed region with ``detections='visited'``. scores: their trigger Q-values. trajectory: every
+    or every analysed region with ``detections='visited'``. scores: their trigger Q-values (or ``scorer``'s). trajectory: every
     analysed region in order, as dicts ``{'region', 'score', 'action', 'q_values', 'search', 'step',
     'triggered'}`` (the format of ``results.json`` and ``visualization.draw_search``).
     """
     return detect_many([image], model, path_vgg, features, scale_subregion, number_of_steps, only_first_object,
-                       detections, vgg_precision, weights_order, max_pixels, refiner, duplicates)[0]
+                       detections, vgg_precision, weights_order, max_pixels, refiner, duplicates, scorer)[0]

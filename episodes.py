@@ -26,7 +26,7 @@ def train(settings, make_features, model_label):
     """The training run (docs/method.md §6): data → models → epochs of images, searches, steps and Q-learning
     updates, each epoch saved. What surrounds the method — checks, the lock, resume, saving, signals, drawings —
     is the run's service (``runs.training_run.TrainingRun``), one call each."""
-    from refinement import WindowSample
+    from refinement import ScoreSample, WindowSample
     from reinforcement import ReplayMemory, build_q_network, epsilon_for_epoch, state_size
     from runs.training_run import TrainingRun, make_learner
 
@@ -39,7 +39,9 @@ def train(settings, make_features, model_label):
                               fields=learner.carries)
         # the refine option: distinct visited windows that overlap an object, for the box-refinement head
         sample = WindowSample(features.descriptor_size, seed=settings.seed) if settings.refine else None
-        rng = run.start(learner, memory, sample)            # epoch n: afresh, or exactly where epoch n − 1 ended
+        # the score_head option: reported boxes of visited windows, each with its IoU, for the score head
+        scores = ScoreSample(features.descriptor_size, seed=settings.seed) if settings.score_head else None
+        rng = run.start(learner, memory, sample, scores)    # epoch n: afresh, or exactly where epoch n − 1 ended
         # loop: epochs → images → searches → steps (train_search: act, step, store, learn)
         for epoch in range(settings.n, settings.epochs):
             epsilon = epsilon_for_epoch(epoch, settings.epsilon)
@@ -50,8 +52,10 @@ def train(settings, make_features, model_label):
                                     run.searched)
                 if sample is not None:
                     sample.add_search_steps(steps, memory, env.boxes)
+                if scores is not None:      # the boxes refined by the latest refinement head (run.refiner)
+                    scores.add_search_steps(steps, memory, env, image, features, run.refiner)
                 run.draw(epoch, record, image, steps)
-            run.end_epoch(epoch, epsilon, features, learner, memory, sample)     # saved, with its log line
+            run.end_epoch(epoch, epsilon, features, learner, memory, sample, scores)     # saved, with its log line
 
 
 def train_search(env, describer, learner, memory, rng, epsilon, number_of_steps, stats):
@@ -165,7 +169,7 @@ class UpperBoundAgent:
 # ---------------------------------------------------------------------------------------------------------------
 # testing
 
-def run_searches(environments, agent, describer, number_of_steps, only_first_object, refiner=None):
+def run_searches(environments, agent, describer, number_of_steps, only_first_object, refiner=None, scorer=None):
     """Greedy test searches on many images in lockstep; returns one list of visited steps per environment.
 
     Each analysed region is one step ``{'region', 'score', 'action', 'q_values', 'search', 'step', 'triggered'}``
@@ -173,8 +177,12 @@ def run_searches(environments, agent, describer, number_of_steps, only_first_obj
     all. After a trigger the region is painted with the mean colour and, unless ``only_first_object``, a new
     search starts from the whole image. With a ``refiner`` (:class:`refinement.BoxRefiner`, the ``refine`` option)
     each step also has ``refined``, the box the head fits to the region; the search itself is unchanged (the upper
-    bound, whose score is the IoU of what it reports, then scores the refined box).
+    bound, whose score is the IoU of what it reports, then scores the refined box). With a ``scorer``
+    (:class:`refinement.ScoreHead`, ``score learned``) a step's ``score`` is the head's score of the box it reports,
+    described on the unpainted image, and ``scores`` holds the agent's too (``trigger``).
     """
+    from refinement import reported_boxes
+    originals = [env.image for env in environments]         # as they are before any search paints them
     trajectories = [[] for _ in environments]
     search_index, step_in_search = [0] * len(environments), [0] * len(environments)
     active = list(range(len(environments)))
@@ -184,10 +192,12 @@ def run_searches(environments, agent, describer, number_of_steps, only_first_obj
         if not active:
             break
         current = [environments[i] for i in active]
-        states = make_states(describer, current) if agent.needs_features or refiner else None
+        states = make_states(describer, current) if agent.needs_features or refiner or scorer else None
         actions, scores, q_values = agent.decide(current, states)
-        refined = None if refiner is None else refiner.refine(states[:, :-HISTORY_SIZE],
-                                                               np.stack([env.region for env in current]))
+        windows = np.stack([env.region for env in current])
+        refined = None if refiner is None else refiner.refine(states[:, :-HISTORY_SIZE], windows)
+        learned = None if scorer is None else scorer.score(reported_boxes(
+            windows, states[:, :-HISTORY_SIZE], current, [originals[i] for i in active], describer, refiner)[1])
         still_active = []
         for position, i in enumerate(active):
             env, action = environments[i], int(actions[position])
@@ -200,6 +210,9 @@ def run_searches(environments, agent, describer, number_of_steps, only_first_obj
                 step["refined"] = np.clip(refined[position], 0, [env.width, env.height] * 2).tolist()
                 if agent.uses_ground_truth:     # the upper bound scores what it reports: the refined box's IoU
                     step["score"] = float(env.target(step["refined"])[1])
+            if learned is not None:
+                step["scores"] = {"trigger": step["score"], "learned": float(learned[position])}
+                step["score"] = step["scores"]["learned"]
             if action == TRIGGER:
                 # an agent guided by the ground truth has found its target (even below IoU 0.5: it will not do
                 # better), so that object leaves the search and the next search cannot loop back to it
@@ -229,13 +242,14 @@ def make_environment(record, class_name, scale, image=None):
 
 
 def search_records(records, name, agent, features, settings, report, only_first_object, needs_pixels=True,
-                   visit=None, refiner=None):
+                   visit=None, refiner=None, scorer=None):
     """The searches of ``agent`` on annotated ``records`` (testing), in lockstep over chunks of 16 images; an
     unreadable image, or one of more than ``settings.max_pixels`` pixels, is left out.
     Returns ``(detections, ground_truth, trajectories)`` for :func:`metrics.precision_recall`: every analysed region
     is a detection (the paper's protocol), with its search, step and whether it was triggered. ``visit(record,
     image, trajectory)`` is called after each image. With a ``refiner`` (the ``refine`` option) a detection's
-    ``box`` is the refined one and ``window`` the region."""
+    ``box`` is the refined one and ``window`` the region; with a ``scorer`` (``score learned``) its ``score`` is the
+    score head's, and ``scores`` holds both."""
     detections, ground_truth, trajectories = [], {}, {}
     chunk = 16
     for start in range(0, len(records), chunk):
@@ -243,14 +257,16 @@ def search_records(records, name, agent, features, settings, report, only_first_
                  for r in records[start:start + chunk]]
         pairs = [(record, image) for record, image in pairs if image is not None or not needs_pixels]
         environments = [make_environment(r, name, settings.scale_subregion, image) for r, image in pairs]
-        searched = run_searches(environments, agent, features, settings.number_of_steps, only_first_object, refiner)
+        searched = run_searches(environments, agent, features, settings.number_of_steps, only_first_object, refiner,
+                                scorer)
         for (record, image), trajectory in zip(pairs, searched):
             key = record.image_id
             ground_truth[key] = {"boxes": record.annotation.boxes_of(name),
                                  "difficult": record.annotation.difficult_of(name)}
             detections += [{"image": key, "box": step.get("refined", step["region"]), "score": step["score"],
                             "search": step["search"], "step": step["step"], "triggered": step["triggered"],
-                            **({"window": step["region"]} if "refined" in step else {})} for step in trajectory]
+                            **({"window": step["region"]} if "refined" in step else {}),
+                            **({"scores": step["scores"]} if "scores" in step else {})} for step in trajectory]
             trajectories[key] = trajectory
             if visit is not None:
                 visit(record, image, trajectory)

@@ -154,3 +154,14 @@ def regions_per_found_object(detections, true_positive):
 def mean_regions(regions):
     """The mean of the counts :func:`regions_per_found_object` returns; None when no object was found."""
     return sum(regions) / len(regions) if regions else None
+
+
+def roc_auc(scores, positive):
+    """The probability that a positive outranks a negative (ties count half), from ranks; None without both."""
+    scores, positive = np.asarray(scores, np.float64), np.asarray(positive, bool)
+    count = positive.sum()
+    if count == 0 or count == len(positive):
+        return None
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2)[inverse]        # 1-based, ties averaged
+    return float((ranks[positive].sum() - count * (count + 1) / 2) / (count * (len(positive) - count)))

@@ -31,6 +31,7 @@ SAMPLE_SIZE = 2000          # distinct windows kept (about 50 KB each, float16):
 MIN_WINDOWS = 10            # the head is fitted once the sample holds this many windows
 RIDGE_GRID = np.logspace(-3, 2, 11)     # ridge penalties tried, relative to the mean squared descriptor norm
 MAX_LOG_RATIO = np.log(4.0)             # a refined box is at most 4 times wider or taller than its window, or 1/4
+SCORE_RATE = 0.5            # score_head 1: the share of distinct visited windows whose reported box is sampled
 
 
 def box_deltas(windows, boxes):
@@ -68,12 +69,14 @@ class WindowSample:
     """Distinct visited windows that overlap an object (descriptor, window, object box), at most ``capacity``: once
     full, the n-th window seen replaces a random one with probability capacity / n (a uniform sample of all seen)."""
 
+    STREAM = 7                  # its random generator's stream: the agent's draws are untouched
+
     def __init__(self, descriptor_size, capacity=SAMPLE_SIZE, seed=0):
         self.capacity = int(capacity)
         self.descriptors = np.zeros((self.capacity, descriptor_size), np.float16)
         self.windows, self.boxes = np.zeros((self.capacity, 4)), np.zeros((self.capacity, 4))
         self.seen, self.keys = 0, set()
-        self.rng = np.random.default_rng([int(seed), 7])     # its own stream: the agent's draws are untouched
+        self.rng = np.random.default_rng([int(seed), self.STREAM])
 
     def __len__(self):
         return min(self.seen, self.capacity)
@@ -90,11 +93,19 @@ class WindowSample:
                 self.add(memory.states[position, :self.descriptors.shape[1]], window, np.asarray(boxes)[index])
 
     def add(self, descriptor, window, box):
-        descriptor = np.asarray(descriptor, np.float16)
-        key = hashlib.blake2b(descriptor.tobytes() + np.asarray(window, np.float64).tobytes(), digest_size=16).digest()
+        if not self.seen_before(descriptor, window):
+            self.store(descriptor, window, box)
+
+    def seen_before(self, descriptor, window):
+        """Whether this window of this image (its descriptor says which) was offered before; remembers it."""
+        key = hashlib.blake2b(np.asarray(descriptor, np.float16).tobytes() + np.asarray(window, np.float64).tobytes(),
+                              digest_size=16).digest()
         if key in self.keys:            # the same window of the same image, visited again
-            return
+            return True
         self.keys.add(key)
+        return False
+
+    def store(self, descriptor, window, box):
         self.seen += 1
         slot = self.seen - 1 if self.seen <= self.capacity else int(self.rng.integers(self.seen))
         if slot < self.capacity:
@@ -133,10 +144,58 @@ class WindowSample:
         return BoxRefiner.fit(self.descriptors[:count], box_deltas(self.windows[:count], self.boxes[:count]))
 
 
-class BoxRefiner:
-    """A linear head from standardised descriptors to :func:`box_deltas`: ``((d − mean) / scale) · weights + bias``."""
+class ScoreSample(WindowSample):
+    """The score option's sample (``score_head 1``): reported boxes of visited windows, positives and negatives
+    alike — each the window refined by the latest refinement head (the window itself without one) — with the box's
+    own descriptor and the object it overlaps most (zeros if none). A :data:`SCORE_RATE` share of the distinct
+    windows is taken, each one more VGG-16 forward when the box is refined."""
+
+    STREAM = 8
+
+    def add_search_steps(self, steps, memory, env, image, describer, refiner=None):
+        """The reported boxes of a training image's ``steps`` (as :meth:`WindowSample.add_search_steps` takes them),
+        each described on the unpainted ``image`` (as testing scores them); ``env`` holds the image's objects."""
+        count, size = min(len(steps), memory.capacity), self.descriptors.shape[1]
+        positions = (memory.pos - count + np.arange(count)) % memory.capacity
+        windows = np.array([step["region"] for step in steps[len(steps) - count:]]).reshape(-1, 4)
+        taken = [index for index, (position, window) in enumerate(zip(positions, windows))
+                 if not self.seen_before(memory.states[position, :size], window) and self.rng.random() < SCORE_RATE]
+        if not taken:
+            return
+        boxes, descriptors = reported_boxes(windows[taken], memory.states[positions[taken], :size],
+                                            [env] * len(taken), [image] * len(taken), describer, refiner)
+        objects, _ = best_objects(boxes, env.boxes)
+        for descriptor, box, index in zip(descriptors, boxes, objects):
+            self.store(descriptor, box, env.boxes[index] if index >= 0 else np.zeros(4))
+
+    def fit(self):
+        """The score head fitted on the sample: each box's IoU with the object it overlaps most."""
+        from metrics import iou_many
+        count = len(self)
+        if count < MIN_WINDOWS:
+            return None
+        ious = [iou_many(object_box[None], box)[0] for box, object_box in zip(self.windows[:count], self.boxes[:count])]
+        return ScoreHead.fit(self.descriptors[:count], np.array(ious)[:, None])
+
+
+def reported_boxes(windows, descriptors, environments, images, describer, refiner=None):
+    """The boxes reported for ``windows`` (refined by ``refiner``, clipped to their image; else the windows) and
+    their own descriptors, on the unpainted ``images`` (one VGG-16 forward each; a window's own is in
+    ``descriptors``); ``environments`` and ``images``: one per window."""
+    if refiner is None:
+        return np.asarray(windows, np.float64), np.asarray(descriptors, np.float32)
+    sizes = np.array([[env.width, env.height] * 2 for env in environments])
+    boxes = np.clip(refiner.refine(descriptors, windows), 0, sizes)
+    return boxes, describer.describe([((env.image_id, ()), image, box)
+                                      for env, image, box in zip(environments, images, boxes)])
+
+
+class LinearHead:
+    """A linear head on standardised descriptors: ``((d − mean) / scale) · weights + bias``, fitted by ridge
+    regression (:meth:`fit`); :class:`BoxRefiner` and :class:`ScoreHead` say what its outputs mean."""
 
     FIELDS = ("mean", "scale", "weights", "bias", "ridge", "samples")     # saved, in the constructor's order
+    OUTPUTS, WHAT, OPTION = 4, "refinement head", "refine 1"
 
     def __init__(self, mean, scale, weights, bias, ridge=0.0, samples=0):
         self.mean, self.scale = np.asarray(mean, np.float32), float(scale)
@@ -144,7 +203,7 @@ class BoxRefiner:
         self.ridge, self.samples = float(ridge), int(samples)
 
     @classmethod
-    def fit(cls, descriptors, deltas):
+    def fit(cls, descriptors, targets):
         """Ridge regression in its dual form (n windows ≪ descriptor values), the penalty chosen from
         :data:`RIDGE_GRID` by the exact leave-one-out error, which needs one eigendecomposition of the n × n kernel."""
         features = np.asarray(descriptors, np.float64)
@@ -152,7 +211,7 @@ class BoxRefiner:
         centred = features - mean
         scale = float(np.sqrt((centred ** 2).sum(axis=1).mean())) or 1.0
         centred /= scale                                   # unit mean squared norm: the grid is relative to it
-        targets = np.asarray(deltas, np.float64)
+        targets = np.asarray(targets, np.float64)
         bias = targets.mean(axis=0)
         eigenvalues, eigenvectors = np.linalg.eigh(centred @ centred.T)
         projected = eigenvectors.T @ (targets - bias)
@@ -166,15 +225,13 @@ class BoxRefiner:
         dual = eigenvectors @ (projected / (eigenvalues + ridge)[:, None])
         return cls(mean, scale, centred.T @ dual, bias, ridge, len(features))
 
-    def refine(self, descriptors, windows):
-        """The refined boxes of ``windows`` (``(n, 4)``) from their descriptors (``(n, descriptor_size)``; a state's
-        first values), not clipped to the image (its caller clips each box)."""
+    def predict(self, descriptors):
+        """The head's outputs for descriptors ``(n, descriptor_size)`` (a state's first values)."""
         descriptors = np.asarray(descriptors, np.float32)
         if descriptors.shape[-1] != self.mean.shape[0]:
-            raise UserError(f"the refinement head was fitted on descriptors of {self.mean.shape[0]:,} values, these "
+            raise UserError(f"the {self.WHAT} was fitted on descriptors of {self.mean.shape[0]:,} values, these "
                             f"have {descriptors.shape[-1]:,} (another backbone or feature model than its training's)")
-        deltas = ((descriptors - self.mean) / self.scale) @ self.weights + self.bias
-        return apply_deltas(windows, deltas)
+        return ((descriptors - self.mean) / self.scale) @ self.weights + self.bias
 
     def save(self, path):
         with open(path, "wb") as handle:    # a file handle: np.savez would add .npz to a temporary name
@@ -186,33 +243,57 @@ class BoxRefiner:
         UserError naming the file if it cannot be read or fits other descriptors."""
         try:
             with np.load(path) as arrays:
-                refiner = cls(*(arrays[name] for name in cls.FIELDS))
+                head = cls(*(arrays[name] for name in cls.FIELDS))
         except Exception as error:      # a missing, truncated or foreign file
-            raise UserError(f"{path}: not a refinement head of this project ({type(error).__name__}: {error})") \
-                from None
-        size = descriptor_size or (refiner.weights.shape[0] if refiner.weights.ndim == 2 else -1)
-        for name, expected in {"mean": (size,), "weights": (size, 4), "bias": (4,)}.items():
-            if getattr(refiner, name).shape != expected:
-                raise UserError(f"{path}: {name} has shape {getattr(refiner, name).shape}, not {expected}; not a "
-                                f"refinement head of this project")
-            if not np.all(np.isfinite(getattr(refiner, name))):
+            raise UserError(f"{path}: not a {cls.WHAT} of this project ({type(error).__name__}: {error})") from None
+        size = descriptor_size or (head.weights.shape[0] if head.weights.ndim == 2 else -1)
+        for name, expected in {"mean": (size,), "weights": (size, cls.OUTPUTS), "bias": (cls.OUTPUTS,)}.items():
+            if getattr(head, name).shape != expected:
+                raise UserError(f"{path}: {name} has shape {getattr(head, name).shape}, not {expected}; not a "
+                                f"{cls.WHAT} of this project")
+            if not np.all(np.isfinite(getattr(head, name))):
                 raise UserError(f"{path}: {name} holds a value that is not finite; the head is damaged")
-        if not (np.isfinite(refiner.scale) and refiner.scale > 0):
-            raise UserError(f"{path}: scale is {refiner.scale}, not a positive number; the head is damaged")
-        return refiner
+        if not (np.isfinite(head.scale) and head.scale > 0):
+            raise UserError(f"{path}: scale is {head.scale}, not a positive number; the head is damaged")
+        return head
 
 
-def refiner_path(weights_path):
-    """The head's file beside Q-network weights: ``model0_epoch_3.weights.h5`` → ``refiner_model0_epoch_3.npz``."""
+class BoxRefiner(LinearHead):
+    """The refinement head: from a window's descriptor, the :func:`box_deltas` of the object it overlaps."""
+
+    def refine(self, descriptors, windows):
+        """The refined boxes of ``windows`` (``(n, 4)``) from their descriptors, not clipped to the image (its
+        caller clips each box)."""
+        return apply_deltas(windows, self.predict(descriptors))
+
+
+class ScoreHead(LinearHead):
+    """The score head (``score_head 1``, beyond the paper): from a reported box's own descriptor, its predicted IoU
+    with the object of the class it overlaps most; ``score learned`` ranks the detections by it."""
+
+    OUTPUTS, WHAT, OPTION = 1, "score head", "score_head 1"
+
+    def score(self, descriptors):
+        return self.predict(descriptors)[:, 0]
+
+
+def refiner_path(weights_path, prefix="refiner"):
+    """A head's file beside Q-network weights: ``model0_epoch_3.weights.h5`` → ``refiner_model0_epoch_3.npz`` (the
+    score head's: ``prefix`` ``scorer``)."""
     weights_path = Path(weights_path)
-    return weights_path.with_name("refiner_" + weights_path.name.replace(".weights.h5", "") + ".npz")
+    return weights_path.with_name(f"{prefix}_" + weights_path.name.replace(".weights.h5", "") + ".npz")
 
 
-def load_refiner(weights_path, descriptor_size):
-    """The head trained beside ``weights_path``, or a UserError saying how to get one."""
-    path = refiner_path(weights_path)
+def scorer_path(weights_path):
+    return refiner_path(weights_path, "scorer")
+
+
+def load_refiner(weights_path, descriptor_size, head=BoxRefiner):
+    """The head trained beside ``weights_path`` (``head``: its class), or a UserError saying how to get one."""
+    path = refiner_path(weights_path, "scorer" if head is ScoreHead else "refiner")
     if not path.is_file():
-        raise UserError(f"refine 1: no refinement head {path} beside {Path(weights_path).name}; it is written by a "
-                        f"training run with refine 1 once {MIN_WINDOWS} visited windows have overlapped an object "
-                        f"(the agent is the same with it: retrain with --refine 1)")
-    return BoxRefiner.load(path, descriptor_size)
+        raise UserError(f"{head.OPTION}: no {head.WHAT} {path} beside {Path(weights_path).name}; it is written by a "
+                        f"training run with {head.OPTION} once {MIN_WINDOWS} visited windows have "
+                        f"{'overlapped an object' if head is BoxRefiner else 'been sampled'} (the agent is the same "
+                        f"with it: retrain with --{head.OPTION})")
+    return head.load(path, descriptor_size)

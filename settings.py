@@ -312,7 +312,8 @@ RULES = {
     "trigger_targets": SWITCH, "expert_margin": number("a number ≥ 0", lambda value: value >= 0), "oracle": SWITCH,
     "only_first_object": SWITCH, "agent": one_of("trained", "random", "upper_bound"),
     "detections": one_of("visited", "triggered"), "duplicates": one_of("keep", "demote"), "draw_images": whole(0),
-    "refine": SWITCH, "class_object": Rule("a VOC id 1-20 or class name, all, or a comma list", lambda value: True),
+    "refine": SWITCH, "score_head": SWITCH, "score": one_of("trigger", "learned"),
+    "class_object": Rule("a VOC id 1-20 or class name, all, or a comma list", lambda value: True),
     "epoch": Rule("-1 (the latest), an epoch ≥ 0, a comma list of them or all",
                   lambda value: value in (-1, "all") or all(is_whole_number(epoch, 0) for epoch in (
                       value if isinstance(value, list) and value else [value]))),

@@ -14,6 +14,8 @@ epoch = -1                              # checkpoint epoch, -1: the latest; a li
 refine = 0                              # 1: report each analysed window as the box the refinement head fits to
                                         # it (beyond the paper; needs a training with refine 1); the search is
                                         # unchanged
+score = "trigger"                       # what ranks the detections: trigger (the trigger's Q-value, the paper's)
+                                        # | learned (the score head's predicted IoU; needs score_head 1)
 duplicates = "keep"                     # demote: rank a detection that repeats a better one of its image
                                         # (IoU ≥ 0.5) after all others (beyond the paper) | keep: the paper's
 detections = "visited"                  # visited (every analysed region, the paper's) | triggered

@@ -181,7 +181,8 @@ def draw_search(image, steps, path, title=None, paint_triggers=True):
         crop_axes.spines[:].set(edgecolor=_region_colour(step), linewidth=2.5)
         crop_axes.set(xticks=[], yticks=[])
         caption = (f'search {_search(step)}\n' if len(searches) > 1 else '') + \
-            f'step {index + 1}: {_action_name(step.get("action", -1))}'
+            f'step {index + 1}: {_action_name(step.get("action", -1))}' + \
+            (f'\nscore {step["score"]:.2f} (learned)' if 'scores' in step else '')   # score learned: the one used
         crop_axes.set_title(caption, fontsize=8, color=TRIGGER_COLOUR if _is_trigger(step) else 'black')
         if has_q_values and step.get('q_values') is not None:
             _draw_q_values(figure.add_subplot(parts[1]), step['q_values'], int(step.get('action', -1)))

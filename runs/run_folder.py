@@ -85,8 +85,8 @@ def resume_epochs(path_model, class_idx):
 
 def remove_temporary_files(path_model, class_idx):
     """Half-written files a killed run of this class left behind (never read: the real files are intact)."""
-    pattern = re.compile(rf"{re.escape(TEMPORARY_PREFIX)}([0-9a-f]{{8}}_)?(refiner_|resume_|features_|training_log_|"
-                         rf"saving_)?model{class_idx}(\D.*)?")
+    pattern = re.compile(rf"{re.escape(TEMPORARY_PREFIX)}([0-9a-f]{{8}}_)?(refiner_|scorer_|resume_|features_|"
+                         rf"training_log_|saving_)?model{class_idx}(\D.*)?")
     for path in Path(path_model).glob(f"{TEMPORARY_PREFIX}*"):
         if pattern.fullmatch(path.name):
             path.unlink(missing_ok=True)
@@ -138,7 +138,8 @@ REFINE_SAMPLE_ARRAYS = ("descriptors", "windows", "boxes", "seen", "keys", "rng"
 OPTIONAL_REPLAY_ARRAYS = ("upper_bound_values", "trigger_values", "expert_actions", "targets", "trigger_targets")
 # the groups of named arrays: what each is, the arrays it must hold, those it may hold besides
 NAMED_ARRAYS = {"replay_memory": ("replay memory", REPLAY_MEMORY_ARRAYS, OPTIONAL_REPLAY_ARRAYS),
-                "refine_sample": ("window sample", REFINE_SAMPLE_ARRAYS, ())}
+                "refine_sample": ("window sample", REFINE_SAMPLE_ARRAYS, ()),
+                "score_sample": ("score sample", REFINE_SAMPLE_ARRAYS, ())}     # refinement.ScoreSample
 
 
 def write_resume_state(path, state):
@@ -160,8 +161,8 @@ def write_resume_state(path, state):
 
 def read_resume_state(path, epoch):
     """The resume state of ``epoch``: ``epoch``, ``epsilon``, ``numpy_rng`` and ``settings`` (dicts), ``optimizer``
-    and ``optimizer_paths``, ``seed_generators`` (lists in variable order), ``replay_memory`` and ``refine_sample``
-    (None when not saved). All is read before use, so a damaged file raises :class:`DamagedFile`, changing nothing."""
+    and ``optimizer_paths``, ``seed_generators`` (lists in variable order), ``replay_memory``, ``refine_sample`` and
+    ``score_sample`` (None when not saved). All is read before use, so a damaged file raises :class:`DamagedFile`, changing nothing."""
     import h5py
     try:
         with h5py.File(path, "r") as handle:

@@ -57,6 +57,8 @@ def preflight(settings, model_label):
                                    settings.scale_subregion, model=model_label)
     if settings.refine and one_epoch:
         check_refinement_head(settings, class_index(settings), model_label)
+    if settings.score == "learned" and one_epoch:
+        check_score_head(settings, class_index(settings), model_label)
     outputs = ("detections.json",) if own_images else \
         ("results.json", PAGE_NAME, *(OUTPUT_FIGURES if one_class else ()))
     check_output_folder(settings.path_testing_folder, "path_testing_folder", outputs)
@@ -87,7 +89,7 @@ def test(settings, make_features, model_label):
     report.add_records(records, annotation_problems)
 
     # agent and features
-    features = epoch = weights = refiner = None
+    features = epoch = weights = refiner = scorer = None
     if settings.agent == "trained":
         from detection import QNetworkPolicy, load_q_network
         from reinforcement import state_size
@@ -108,6 +110,11 @@ def test(settings, make_features, model_label):
         refiner = load_refiner(weights or trained_weights(settings, class_idx, model_label), features.descriptor_size)
         print(f"refine 1: each analysed window is reported as its refined box (head fitted on {refiner.samples} "
               f"training windows)")
+    if settings.score == "learned" and weights is not None:     # ranked by the score head beside the weights
+        from refinement import ScoreHead, load_refiner
+        scorer = load_refiner(weights, features.descriptor_size, ScoreHead)
+        print(f"score learned: detections ranked by the score head's predicted IoU (fitted on {scorer.samples} "
+              f"training boxes), the trigger's Q-value kept beside it")
     needs_pixels = agent.needs_features or settings.bool_draw or refiner is not None
     print(f"{model_label} testing: agent {settings.agent}, class {name}, {len(records)} images, scale "
           f"{settings.scale_subregion}" + ("" if needs_pixels else " (annotations only)"))
@@ -125,7 +132,7 @@ def test(settings, make_features, model_label):
             animate_search(image, trajectory, out_folder / "searches" / f"{record.image_id}.gif", title=title)
     detections, ground_truth, all_trajectories = search_records(
         records, name, agent, features, settings, report, settings.only_first_object, needs_pixels, visit=draw,
-        refiner=refiner)
+        refiner=refiner, scorer=scorer)
     if settings.detections == "triggered":
         detections = [detection for detection in detections if detection["triggered"]]
     if settings.duplicates == "demote":     # beyond the paper: a repeat of a better detection is ranked last
@@ -144,7 +151,9 @@ def test(settings, make_features, model_label):
                "weights": None if weights is None else str(weights), "detections_protocol": settings.detections,
                "only_first_object": bool(settings.only_first_object), "number_of_steps": settings.number_of_steps,
                "refine": bool(settings.refine), "refine_missing": getattr(settings, "refine_missing", None),
-               "duplicates": settings.duplicates, "num_images": len(ground_truth),
+               "duplicates": settings.duplicates, "score": settings.score,
+               "score_missing": getattr(settings, "score_missing", None),
+               "score_auc": score_aucs(detections, ground_truth), "num_images": len(ground_truth),
                "num_objects": int(curve["num_positives"]), "precision": curve["precision"], "recall": curve["recall"],
                "ap": curve["ap"], "ap_voc07": curve["ap_voc07"], "max_recall": curve["max_recall"],
                "regions_per_found_object": regions,
@@ -190,6 +199,39 @@ def test_epochs(settings, make_features, model_label):
     print(format_table(rows))
     print(f"comparison of epochs in {out_folder / 'epochs.png'}")
     return rows
+
+
+def check_score_head(settings, class_idx, model_label):
+    """``score learned`` ranks the trained agent's detections by the score head beside the weights tested (the
+    baselines keep their own scores). Without a head: a UserError if asked for on the command line; from ``--demo``,
+    a warning, and ``settings.score`` becomes ``trigger`` with ``settings.score_missing`` saying why (in the
+    results), as :func:`check_refinement_head` does."""
+    from refinement import MIN_WINDOWS, scorer_path
+    if settings.agent != "trained":
+        if "score" in settings.explicit:
+            print(f"note: score learned ranks the trained agent's detections; the {settings.agent} agent keeps its own")
+        settings.score = "trigger"      # the results say the agent's own score
+        return
+    weights = trained_weights(settings, class_idx, model_label)
+    if scorer_path(weights).is_file():
+        return
+    why = (f"no score head {scorer_path(weights).name} beside {weights.name} (a training with score_head 1 writes one "
+           f"once {MIN_WINDOWS} boxes have been sampled)")
+    if "score" in settings.explicit or not getattr(settings, "demo", False):
+        raise UserError(f"score learned: {why}; train with --score_head 1 for one, or rank by --score trigger")
+    warnings.warn(f"--demo: {why}; the detections are ranked by the trigger's Q-value", UserWarning, stacklevel=2)
+    settings.score, settings.score_missing = "trigger", why
+
+
+def score_aucs(detections, ground_truth):
+    """For each score the detections carry (``trigger``, ``learned``; else ``score``), its ROC AUC for telling
+    the boxes that overlap an object at IoU ≥ 0.5 from the rest; None where only one kind is present."""
+    from metrics import roc_auc
+    from refinement import best_objects
+    positive = [best_objects([d["box"]], ground_truth[d["image"]]["boxes"])[1][0] >= 0.5 for d in detections]
+    names = detections[0]["scores"] if detections and "scores" in detections[0] else {"score": None}
+    return {name: roc_auc([d["scores"][name] if name != "score" else d["score"] for d in detections], positive)
+            for name in names}
 
 
 def refine_from_demo(settings):
@@ -277,7 +319,7 @@ def search_own_images(settings, make_features, model_label):
     UserError when none can be read."""
     from detection import as_rgb_image, detect_many, load_q_network
     from reinforcement import state_size
-    from refinement import load_refiner
+    from refinement import ScoreHead, load_refiner
     from visualization import animate_search, draw_search
 
     if settings.agent != "trained":
@@ -291,6 +333,7 @@ def search_own_images(settings, make_features, model_label):
     features = make_features(settings)
     model = load_q_network(weights, state_size(features.descriptor_size), settings.weights_order, verbose=True)
     refiner = load_refiner(weights, features.descriptor_size) if settings.refine else None
+    scorer = load_refiner(weights, features.descriptor_size, ScoreHead) if settings.score == "learned" else None
     count = len(settings.image)
     print(f"{model_label}: the {name} agent of {weights} searches {count} image{'s' if count != 1 else ''}, "
           f"scale {settings.scale_subregion}")
@@ -309,7 +352,7 @@ def search_own_images(settings, make_features, model_label):
         found = detect_many([array for _, array in batch], model, features=features,
                             scale_subregion=settings.scale_subregion, number_of_steps=settings.number_of_steps,
                             only_first_object=settings.only_first_object, detections=protocol,
-                            refiner=refiner, duplicates=settings.duplicates)
+                            refiner=refiner, duplicates=settings.duplicates, scorer=scorer)
         for (path, array), (boxes, scores, trajectory) in zip(batch, found):
             stem, number = path.stem, 1
             while stem in figure_names:             # two photo.jpg from different folders
@@ -329,7 +372,8 @@ def search_own_images(settings, make_features, model_label):
                "scale_subregion": settings.scale_subregion, "number_of_steps": settings.number_of_steps,
                "only_first_object": bool(settings.only_first_object), "detections_protocol": protocol,
                "refine": bool(settings.refine), "refine_missing": getattr(settings, "refine_missing", None),
-               "duplicates": settings.duplicates,
+               "duplicates": settings.duplicates, "score": settings.score,
+               "score_missing": getattr(settings, "score_missing", None),
                "box_format": "[x0, y0, x1, y1) in pixels of the image", **report.as_json(), "images": entries}
     write_json(out_folder / "detections.json", summary)
     report.print_summary()

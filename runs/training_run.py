@@ -30,11 +30,11 @@ from reinforcement import FORMER_FIELD_NAMES, NUM_ACTIONS, NonFiniteLoss, Oracle
 from runs.dataset import SkipReport, load_record_image
 from runs.errors import UserError
 from parse_xml_annotations import class_name, load_records
-from runs.run_folder import (DamagedFile, check_weights, checkpoint_path, existing_epochs, features_path,
+from runs.run_folder import (NAMED_ARRAYS, DamagedFile, check_weights, checkpoint_path, existing_epochs, features_path,
                              interrupted_save, log_path, missing_checkpoint, read_log, read_resume_state,
                              remove_temporary_files, resume_epochs, resume_options, resume_state_path, saving_path,
                              training_lock, write_features_file, write_log, write_resume_state, write_together)
-from refinement import MIN_WINDOWS, refiner_path
+from refinement import MIN_WINDOWS, BoxRefiner, refiner_path, scorer_path
 from runs.q_network_files import set_q_network_weights
 from runs.runtime import Interrupted, StopSignals, seed_everything
 from settings import (REMOVED_OPTIONS, check_dataset, check_output_folder, check_path_vgg, check_removed_in,
@@ -86,7 +86,7 @@ def run_files(path_model, class_idx, epochs):
     """Every file a training of ``epochs`` writes in ``path_model``."""
     weights = [checkpoint_path(path_model, class_idx, epoch) for epoch in [*epochs, None]]     # None: the latest
     states = [resume_state_path(path_model, class_idx, epoch) for epoch in epochs]
-    return [*weights, *map(refiner_path, weights), *states, log_path(path_model, class_idx),
+    return [*weights, *map(refiner_path, weights), *map(scorer_path, weights), *states, log_path(path_model, class_idx),
             features_path(path_model, class_idx), saving_path(path_model, class_idx)]
 
 
@@ -110,6 +110,7 @@ class TrainingRun:
         self.class_name, self.class_idx = class_name(settings.class_object), class_index(settings)
         self.path_model = Path(settings.path_model)
         self.epoch, self.last_saved, self.log_rows = settings.n, settings.n - 1, []
+        self.refiner = None         # the latest epoch's refinement head (refine 1), for the score head's sample
 
     def __enter__(self):
         settings = self.settings
@@ -146,7 +147,7 @@ class TrainingRun:
             self.report.print_summary()
             print(f"checkpoints in {self.path_model}/, log {log_path(self.path_model, self.class_idx)}")
 
-    def start(self, learner, memory, sample):
+    def start(self, learner, memory, sample, scores=None):
         """Epoch ``n``'s start: the initial weights (fine-tuning) or, with ``-n``, the checkpoint of epoch n − 1
         (:func:`resume`); says which learning options are on. Returns the random generator of the loop."""
         settings = self.settings
@@ -157,12 +158,15 @@ class TrainingRun:
             elif "initial_weights" in settings.explicit:
                 print(f"note: initial_weights is for epoch 0; -n {settings.n} resumes from the checkpoint of epoch "
                       f"{settings.n - 1}")
-        extras = {**learner.options, **({"refine": 1} if settings.refine else {})}
+        extras = {**learner.options, **{name: 1 for name in ("refine", "score_head") if getattr(settings, name)}}
         if extras:
             print("learning options (not the paper's method): " + ", ".join(f"{k} {v}" for k, v in extras.items())
                   + ("; the log's loss adds the margin's to Q-learning's" if extras.get("expert_margin") else ""))
         if settings.n > 0:
-            self.log_rows = resume(settings, learner, memory, self.rng, self.class_idx, sample)
+            self.log_rows = resume(settings, learner, memory, self.rng, self.class_idx, sample, scores)
+            weights = refiner_path(checkpoint_path(self.path_model, self.class_idx, settings.n - 1))
+            if sample is not None and weights.is_file():
+                self.refiner = BoxRefiner.load(weights)
         return self.rng
 
     def images(self, epoch, stats, features):
@@ -202,7 +206,7 @@ class TrainingRun:
             draw_training_search(image, steps, Path(self.settings.path_testing_folder) / "training" /
                                  f"epoch{epoch}_{record.image_id}.png", title=f"epoch {epoch} {record.image_id}")
 
-    def end_epoch(self, epoch, epsilon, features, learner, memory, sample):
+    def end_epoch(self, epoch, epsilon, features, learner, memory, sample, scores=None):
         """Save the epoch's log row and files, all or none (a signal waits meanwhile); print one progress line."""
         row = epoch_row(epoch, epsilon, self.used, self.stats, *self.counts)
         with self.signals.deferred():
@@ -210,8 +214,8 @@ class TrainingRun:
                 raise UserError(non_finite_message(self.settings, self.class_idx, epoch, "the weights became NaN "
                                                    "or infinite"))
             self.log_rows.append(row)
-            save_epoch(self.settings, learner, memory, self.rng, self.class_idx, epoch, self.log_rows, sample,
-                       features)
+            self.refiner = save_epoch(self.settings, learner, memory, self.rng, self.class_idx, epoch, self.log_rows,
+                                      sample, features, scores)
             self.last_saved = epoch
         print(f"epoch {epoch:3d}  eps {epsilon:.2f}  mean reward {row['mean_reward']:+.3f}  searches "
               f"{row['searches']}  triggers {row['triggers']} (correct {row['correct_triggers']}, mean IoU "
@@ -252,23 +256,30 @@ def draws_epoch(settings, epoch):
     return bool(settings.bool_draw) and ((epoch + 1) % settings.draw_every == 0 or epoch == settings.epochs - 1)
 
 
-def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, sample=None, features=None):
+def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, sample=None, features=None, scores=None):
     """Write the files of ``epoch`` together (``run_folder.write_together``: all or none replace the previous ones):
     resume state, weights (the epoch's and the latest), log and describing settings (``run_folder.features_path``);
     then remove older resume states and the previous epoch's weights unless ``checkpoint_every`` keeps them.
-    With a window ``sample`` (``refine``) the head fitted on it is saved beside each weights file. A failed write
-    raises a UserError naming the folder and the cause, the previous epoch's files as they were."""
+    With a window ``sample`` (``refine``) or a score sample (``scores``, ``score_head``) the head fitted on each is
+    saved beside each weights file; returns the refinement head (None without one). A failed write raises a UserError
+    naming the folder and the cause, the previous epoch's files as they were."""
     path_model = Path(settings.path_model)
-    state = resume_state(settings, learner, memory, rng, epoch, sample)
+    state = resume_state(settings, learner, memory, rng, epoch, sample, scores)
     weights_files = [checkpoint_path(path_model, class_idx, epoch), checkpoint_path(path_model, class_idx)]
     writes = [(resume_state_path(path_model, class_idx, epoch), lambda temporary: write_resume_state(temporary, state))]
-    refiner = None if sample is None else sample.fit()
-    if refiner is not None:     # before the weights: a test during the training finds the head of the weights it reads
-        writes += [(refiner_path(path), refiner.save) for path in weights_files]
-    elif sample is not None:
-        warnings.warn(f"refine 1: {len(sample)} visited windows overlapped an object so far, fewer than the "
-                      f"{MIN_WINDOWS} the refinement head needs; epoch {epoch} is saved without one (train on more "
-                      f"images or epochs)", UserWarning, stacklevel=2)
+    heads, stale = {}, []
+    for head_path, held, few in ((refiner_path, sample, "refine 1: {} visited windows overlapped an object so far, "
+                                  "fewer than the {} the refinement head needs"),
+                                 (scorer_path, scores, "score_head 1: {} boxes sampled so far, fewer than the {} the "
+                                  "score head needs")):
+        head = heads[head_path] = None if held is None else held.fit()
+        if head is not None:    # before the weights: a test during the training finds the head of the weights it reads
+            writes += [(head_path(path), head.save) for path in weights_files]
+        else:                   # a head an earlier run left beside these weights' names is not this run's
+            stale += [head_path(path) for path in weights_files]
+        if held is not None and head is None:
+            warnings.warn(few.format(len(held), MIN_WINDOWS) + f"; epoch {epoch} is saved without one (train on more "
+                          f"images or epochs)", UserWarning, stacklevel=2)
     writes += [*((path, learner.model.save_weights) for path in weights_files),
                (log_path(path_model, class_idx), lambda temporary: write_log(temporary, log_rows)),
                (features_path(path_model, class_idx),
@@ -281,24 +292,23 @@ def save_epoch(settings, learner, memory, rng, class_idx, epoch, log_rows, sampl
                 if checkpoint_path(path_model, class_idx, epoch - 1).is_file() else "no earlier epoch was saved")
         raise UserError(f"could not save epoch {epoch} in {path_model}/ ({cause}); none of its files were kept, "
                         f"{kept}") from None
-    stale = [resume_state_path(path_model, class_idx, older) for older in resume_epochs(path_model, class_idx)
-             if older != epoch]
-    if refiner is None:         # a head an earlier run left beside these weights' names is not this run's
-        stale += [refiner_path(path) for path in weights_files]
+    stale += [resume_state_path(path_model, class_idx, older) for older in resume_epochs(path_model, class_idx)
+              if older != epoch]
     # later epochs of an earlier run (preflight warns), and the previous epoch's unless it is a checkpoint_every-th
     old = [saved for saved in existing_epochs(path_model, class_idx) if saved > epoch]
     old += [epoch - 1] if epoch > 0 and epoch % settings.checkpoint_every else []
     old_weights = [checkpoint_path(path_model, class_idx, saved) for saved in old]
-    stale += [*old_weights, *map(refiner_path, old_weights)]
+    stale += [*old_weights, *map(refiner_path, old_weights), *map(scorer_path, old_weights)]
     for path in stale:
         try:
             path.unlink(missing_ok=True)
         except OSError as error:
             warnings.warn(f"epoch {epoch} is saved, but {path} could not be removed ({error})", UserWarning,
                           stacklevel=2)
+    return heads[refiner_path]
 
 
-def resume_state(settings, learner, memory, rng, epoch, sample=None):
+def resume_state(settings, learner, memory, rng, epoch, sample=None, scores=None):
     """What ``run_folder.write_resume_state`` writes at the end of ``epoch``, besides the weights."""
     return {"epoch": epoch, "epsilon": epsilon_for_epoch(epoch, settings.epsilon),
             "numpy_rng": rng.bit_generator.state,
@@ -307,7 +317,8 @@ def resume_state(settings, learner, memory, rng, epoch, sample=None):
             "optimizer_paths": [variable.path for variable in learner.optimizer.variables],
             "seed_generators": [np.asarray(variable) for variable in _seed_variables(learner.model)],
             "replay_memory": memory.state_dict() if settings.save_replay_memory else None,
-            "refine_sample": None if sample is None else sample.state_dict()}
+            "refine_sample": None if sample is None else sample.state_dict(),
+            "score_sample": None if scores is None else scores.state_dict()}
 
 
 def _seed_variables(model):
@@ -317,7 +328,7 @@ def _seed_variables(model):
             if isinstance(getattr(layer, "seed_generator", None), keras.random.SeedGenerator)]
 
 
-def resume(settings, learner, memory, rng, class_idx, sample=None):
+def resume(settings, learner, memory, rng, class_idx, sample=None, scores=None):
     """``-n N``: load the checkpoint of epoch N−1 (weights and, with its resume state, optimiser, replay memory and
     random generators, for an exact continuation) and return the log rows of the epochs before N. Every file is
     checked before anything is used (a damaged one: UserError naming it and the way on). The learning rate is the
@@ -335,12 +346,13 @@ def resume(settings, learner, memory, rng, class_idx, sample=None):
             state = read_resume_state(state_path, previous)
             check_removed_in(state["settings"], state_path)
             check_state_fits(state, state_path, learner, memory)
-            if sample is not None and state["refine_sample"] is not None:
-                try:        # the window sample reads its own arrays and random state: loading is its check
-                    sample.load_state_dict(state["refine_sample"])
-                except Exception as error:
-                    raise DamagedFile(state_path, f"damaged (its window sample: {type(error).__name__}: "
-                                                  f"{str(error)[:200]})") from None
+            for held, name in ((sample, "refine_sample"), (scores, "score_sample")):
+                if held is not None and state[name] is not None:
+                    try:        # a sample reads its own arrays and random state: loading is its check
+                        held.load_state_dict(state[name])
+                    except Exception as error:
+                        raise DamagedFile(state_path, f"damaged (its {NAMED_ARRAYS[name][0]}: "
+                                                      f"{type(error).__name__}: {str(error)[:200]})") from None
         except DamagedFile as damage:
             raise UserError(f"{damage}; epoch {previous} cannot be resumed exactly. To continue from its weights "
                             f"alone (inexact: a fresh optimiser and replay memory, said so when it starts), delete "
@@ -386,6 +398,9 @@ def resume(settings, learner, memory, rng, class_idx, sample=None):
             memory.load_state_dict(replay)
         if sample is not None and state["refine_sample"] is None:
             notes.append("the resume state has no window sample for the refinement head (trained without refine): "
+                         "it starts empty")
+        if scores is not None and state["score_sample"] is None:
+            notes.append("the resume state has no score sample for the score head (trained without score_head): "
                          "it starts empty")
     else:
         notes.append(f"no resume state {state_path.name}: optimiser and replay memory start empty, random "
