@@ -214,7 +214,8 @@ def test_quietly(settings, make_features, model):
     with contextlib.redirect_stdout(io.StringIO()):
         results = test(settings, make_features, model)
     return {"ap": results["ap"], "ap_voc07": results["ap_voc07"], "max_recall": results["max_recall"],
-            "num_images": results["num_images"], "num_objects": results["num_objects"]}
+            "num_images": results["num_images"], "num_objects": results["num_objects"],
+            "score": results["score"], "score_auc": results["score_auc"]}
 
 
 def shared_features(module, settings, cache_mb):
