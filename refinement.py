@@ -1,4 +1,5 @@
-"""The box-refinement stage, an option beyond the paper (``refine 1``): a head that fits each detection to its object.
+"""The box-refinement stage (``refine 1``) and the score head (``score_head 1``), options beyond the paper: heads that
+fit each detection to its object and score how well it fits.
 
 The hierarchy can only report its own windows (four corners and a centre at ``scale_subregion`` of their parent,
 always with the image's aspect ratio), which caps recall: many searches end near an object with a window of the
@@ -16,6 +17,20 @@ size, log width and height ratios (:func:`box_deltas`).
 - Testing (``refine 1`` in a testing script, ``detect(..., refiner=...)``): the search is unchanged (the same windows
   are visited, with the same scores); each analysed window is reported as its refined box. ``results.json`` keeps
   both (``box`` the refined one, ``window`` the hierarchy's).
+
+The score head, a second option beyond the paper, is R-CNN's other half: the paper ranks a detection by the trigger's
+Q-value, which estimates a discounted return, not whether the box holds an object; R-CNN scores each box by a
+classifier on that box's own features. A linear head of the same kind (:class:`ScoreHead`) predicts from the reported
+box's own descriptor its IoU with the object of the class it overlaps most.
+
+- Training (``score_head 1``): a :data:`SCORE_RATE` share of the distinct windows the searches visit, positives and
+  negatives alike, is kept in a :class:`ScoreSample` (a reservoir like the refinement sample, its own random
+  stream), each as the box testing would report — refined by the latest epoch's refinement head with ``refine 1``,
+  else the window — described on the unpainted image (one more VGG-16 forward each; a window's own descriptor
+  without refinement). After every epoch the head is fitted on it by the same ridge regression to the boxes' IoUs
+  and saved beside the weights (``scorer_model<k>….npz``); the sample is in the resume state.
+- Testing (``score learned``): the searches are unchanged; each reported box is described (one more forward) and
+  ranked by the head's score; ``results.json`` keeps both scores (``scores``) and each one's AUC.
 
 Boxes are float ``[x0, y0, x1, y1)`` in pixels, the project's one format.
 """

@@ -45,6 +45,11 @@ figure is measured in this run, the baseline and the project side by side on the
   demo's epochs (``max_images`` × ``number_of_steps``).
 - ``option_refine_region_cost`` (no target): what ``refine 1`` adds to a test region over the test time per region
   (that measurement): the head applied to a chunk of regions' descriptors, per region.
+- ``option_score_step_cost`` (no target): what ``score_head 1`` adds to a training step over the project's step:
+  a batch-1 VGG-16 forward for :data:`refinement.SCORE_RATE` of the steps (the sampled boxes; an upper bound, as
+  they are described an image at a time) plus the score head's fit on a full sample once per demo epoch.
+- ``option_score_region_cost`` (no target): what ``score learned`` adds to a test region over the test time per
+  region: one more VGG-16 forward per region (the floor's, per image of a batch) and the head applied.
 
 Every setting below can be given as a flag of the same name (``--training_images 40``).
 """
@@ -502,7 +507,7 @@ def time_refine(settings, data, repeats=3):
     (``apply_region_s``, a chunk of 32 regions at a time). Descriptors are random (the time does not depend on
     them); windows and objects come from the timing images."""
     import image_zooms_training
-    from refinement import SAMPLE_SIZE, WindowSample, best_objects
+    from refinement import SAMPLE_SIZE, SCORE_RATE, ScoreSample, WindowSample, best_objects
     rng = np.random.default_rng(5)
     sample = WindowSample(DESCRIPTOR_SIZE, seed=5)
     adds = []
@@ -532,8 +537,24 @@ def time_refine(settings, data, repeats=3):
         head.refine(chunk, full.windows[:32])
         applies.append((time.perf_counter() - started) / 32)
     demo = image_zooms_training.DEMO
+    scores = ScoreSample(DESCRIPTOR_SIZE, capacity=SAMPLE_SIZE, seed=5)      # the score head's, on the same sample
+    for name in ("descriptors", "windows", "boxes"):
+        getattr(scores, name)[:] = getattr(full, name)
+    scores.seen = SAMPLE_SIZE
+    started = time.perf_counter()
+    scorer = scores.fit()
+    score_fit_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for _ in range(repeats * 5):
+        scorer.score(chunk)
     return {"add_s": float(np.median(adds)), "fit_s": fit_s, "apply_region_s": float(np.median(applies)),
-            "epoch_steps": demo["max_images"] * settings.number_of_steps}
+            "epoch_steps": demo["max_images"] * settings.number_of_steps, "score_fit_s": score_fit_s,
+            "score_apply_region_s": (time.perf_counter() - started) / (repeats * 5 * 32), "score_rate": SCORE_RATE}
+
+
+def vgg_batch_1_s(train):
+    """A batch-1 VGG-16 forward, as the training-speed measurement timed it through the loop (median of its runs)."""
+    return float(np.median([run["floor"]["vgg_batch_1_s"] for run in train["train_project"]["runs"]]))
 
 
 def step_seconds(train):
@@ -827,6 +848,10 @@ def figures_of(train, test):
         "option_refine_step_cost": (train["refine"]["add_s"] + train["refine"]["fit_s"]
                                     / train["refine"]["epoch_steps"]) / step_seconds(train),
         "option_refine_region_cost": train["refine"]["apply_region_s"] / test["test_region_s"],
+        "option_score_step_cost": (train["refine"]["score_rate"] * vgg_batch_1_s(train) + train["refine"]["score_fit_s"]
+                                   / train["refine"]["epoch_steps"]) / step_seconds(train),
+        "option_score_region_cost": (test["floor_image_s"] + train["refine"]["score_apply_region_s"])
+        / test["test_region_s"],
     }
 
 
@@ -871,6 +896,12 @@ def how_measured(train, test):
                                    f"demo epoch, per {step_seconds(train):.3f} s step",
         "option_refine_region_cost": f"head applied {train['refine']['apply_region_s'] * 1e3:.3f} ms per region / "
                                      f"{test['test_region_s']:.3f} s per test region",
+        "option_score_step_cost": f"{train['refine']['score_rate']} x batch-1 VGG-16 {vgg_batch_1_s(train):.3f} s + "
+                                  f"head fit {train['refine']['score_fit_s']:.1f} s / "
+                                  f"{train['refine']['epoch_steps']} steps, per {step_seconds(train):.3f} s step",
+        "option_score_region_cost": f"VGG-16 {test['floor_image_s']:.3f} s per crop + head "
+                                    f"{train['refine']['score_apply_region_s'] * 1e3:.3f} ms / "
+                                    f"{test['test_region_s']:.3f} s per test region",
     }
 
 

@@ -1,23 +1,25 @@
-"""Does the box-refinement stage help? Both boxes of the same searches, over seeds, datasets and both models.
+"""Do the box-refinement and score heads help? The same searches' windows, refined boxes and learnt scores, over
+seeds, datasets and both models.
 
     python experiments/refinement_benchmark.py                                   # the demo's data, 3 seeds
     python experiments/refinement_benchmark.py --datasets synthetic,plain,cluttered --models image_zooms
     python experiments/refinement_benchmark.py --figure_only                     # redraw from refinement.json
 
-For each dataset, model and seed it trains the demo's run with ``refine 1`` (``episodes.train`` at the demo's
-settings, as ``experiments/learning_benchmark.py`` does; the agent's training is the same as without it, only the
-refinement head is fitted beside it), unless ``OUTPUT/models/<dataset>/<model>/seed<S>`` already holds that run's
-last epoch (an interrupted benchmark goes on where it stopped). Then it tests the last epoch on the dataset's test
-split with the paper's protocol (all objects, 10 regions per image, every visited region a detection), for the
-trained agent and the upper bound, four ways each: the windows (``refine 0``, the paper's) and the refined boxes
-(``refine 1``), each with ``duplicates keep`` (the paper's) and ``duplicates demote``. The searches are the same
-four times (the refinement does not change them; the descriptor cache serves the repeats).
+For each dataset, model and seed it trains the demo's run with ``refine 1`` and ``score_head 1``
+(``episodes.train`` at the demo's settings, as ``experiments/learning_benchmark.py`` does; the agent's training is
+the same as without them, only the heads are fitted beside it), unless ``OUTPUT/models/<dataset>/<model>/seed<S>`` already holds that run's
+last epoch and its heads (an interrupted benchmark goes on where it stopped). Then it tests the last epoch on the
+dataset's test split with the paper's protocol (all objects, 10 regions per image, every visited region a detection),
+for the trained agent and the upper bound, four ways each: the windows (``refine 0``, the paper's) and the refined
+boxes (``refine 1``), each with ``duplicates keep`` (the paper's) and ``duplicates demote``; the trained agent's
+refined boxes twice more, ranked by the score head (``score learned``). The searches are the same every time (the
+heads do not change them; the descriptor cache serves the repeats). Each row has each score's AUC for IoU ≥ 0.5.
 
 Datasets: ``synthetic`` (the demo's, ``synthetic_dataset.py``), ``plain`` and ``cluttered``
 (``experiments/other_voc.py``'s, drawn into ``data/other_voc_<kind>`` if absent).
 
 Writes to ``--output``: ``refinement.json`` (rows of earlier runs into the same folder are kept, but for the
-datasets, models and seeds run again; a row per dataset, model, seed, agent, refine and duplicates: AP,
+datasets, models and seeds run again; a row per dataset, model, seed, agent, refine, duplicates and score: AP,
 AP-07, max recall and the precision–recall curve; a summary of means over seeds) and ``refinement.png`` (the
 precision–recall curves of the trained agents, every seed, one panel per dataset and model).
 """
@@ -39,7 +41,9 @@ from runs.runtime import OneLineParser, main_guard, write_json
 DATASETS = {"synthetic": None, "plain": "data/other_voc_plain", "cluttered": "data/other_voc_cluttered"}
 MODELS = ("image_zooms", "pool45_crops")
 AGENTS = ("trained", "upper_bound")
-WAYS = ((0, "keep"), (0, "demote"), (1, "keep"), (1, "demote"))     # (refine, duplicates); (0, keep): the paper's
+# (refine, duplicates, score); (0, keep, trigger): the paper's; score learned: the trained agent's only
+WAYS = ((0, "keep", "trigger"), (0, "demote", "trigger"), (1, "keep", "trigger"), (1, "demote", "trigger"),
+        (1, "keep", "learned"), (1, "demote", "learned"))
 
 
 def parse_arguments(argv):
@@ -77,16 +81,17 @@ def dataset_folder(dataset):
 
 
 def trained_run(module, path_model, seed, path_voc, model, features_for):
-    """The demo's training with ``refine 1`` into ``path_model``, unless its last epoch is there already."""
+    """The demo's training with ``refine 1`` and ``score_head 1`` into ``path_model``, unless its last epoch (and
+    its heads) is there already."""
     from experiments.learning_benchmark import training_settings
     from runs.run_folder import checkpoint_path
-    from refinement import refiner_path
+    from refinement import refiner_path, scorer_path
     from settings import class_index
-    benchmark = SimpleNamespace(path_voc=path_voc, epochs=None, max_images=None, overrides=["refine=1"])
+    benchmark = SimpleNamespace(path_voc=path_voc, epochs=None, max_images=None, overrides=["refine=1", "score_head=1"])
     training = training_settings(benchmark, module, path_model, seed)
     last = checkpoint_path(path_model, class_index(training), training.epochs - 1)
-    if last.is_file() and refiner_path(last).is_file():
-        print(f"{path_model}: trained already (epoch {training.epochs - 1} and its head are there)", flush=True)
+    if last.is_file() and refiner_path(last).is_file() and scorer_path(last).is_file():
+        print(f"{path_model}: trained already (epoch {training.epochs - 1} and its heads are there)", flush=True)
         return training
     from episodes import train
     started = time.perf_counter()
@@ -96,20 +101,23 @@ def trained_run(module, path_model, seed, path_voc, model, features_for):
 
 
 def test_ways(training, module, model, agent, folder, features_for, path_voc):
-    """The last epoch tested four ways (:data:`WAYS`): one row each."""
+    """The last epoch tested each way of :data:`WAYS` (the upper bound: by its own score): one row each."""
     from experiments.learning_benchmark import testing_settings
     from runs.testing_run import test
     import contextlib
     import io
     benchmark = SimpleNamespace(path_voc=path_voc, max_test_images=None, test_overrides=[])
     rows = []
-    for refine, duplicates in WAYS:
+    for refine, duplicates, score in WAYS:
+        if score == "learned" and agent != "trained":
+            continue
         settings = testing_settings(benchmark, module, training, "test", agent, -1,
-                                    folder / f"refine{refine}_{duplicates}")
-        settings.refine, settings.duplicates = refine, duplicates
+                                    folder / f"refine{refine}_{duplicates}_{score}")
+        settings.refine, settings.duplicates, settings.score = refine, duplicates, score
         with contextlib.redirect_stdout(io.StringIO()):
             results = test(settings, features_for if agent == "trained" or refine else None, model)
-        rows.append({"agent": agent, "refine": refine, "duplicates": duplicates, "ap": results["ap"],
+        rows.append({"agent": agent, "refine": refine, "duplicates": duplicates, "score": score,
+                     "score_auc": results["score_auc"], "ap": results["ap"],
                      "ap_voc07": results["ap_voc07"], "max_recall": results["max_recall"],
                      "num_objects": results["num_objects"], "recall": results["recall"],
                      "precision": results["precision"]})
@@ -135,12 +143,16 @@ def summarise(rows):
     """Means (and min–max) over seeds of each dataset, model, agent and way."""
     groups = {}
     for row in rows:
-        key = (row["dataset"], row["model"], row["agent"], row["refine"], row["duplicates"])
+        key = (row["dataset"], row["model"], row["agent"], row["refine"], row["duplicates"],
+               row.get("score", "trigger"))     # rows of runs before the score head: the trigger's
         groups.setdefault(key, []).append(row)
     summary = []
-    for (dataset, model, agent, refine, duplicates), group in groups.items():
+    for (dataset, model, agent, refine, duplicates, score), group in groups.items():
         entry = {"dataset": dataset, "model": model, "agent": agent, "refine": refine, "duplicates": duplicates,
-                 "seeds": sorted(row["seed"] for row in group)}
+                 "score": score, "seeds": sorted(row["seed"] for row in group)}
+        aucs = [row["score_auc"].get(score if score == "learned" or "trigger" in row["score_auc"] else "score")
+                for row in group if row.get("score_auc")]
+        entry["auc"] = float(np.mean(aucs)) if aucs and None not in aucs else None
         for metric in ("ap", "ap_voc07", "max_recall"):
             values = [row[metric] for row in group]
             entry[metric] = {"mean": float(np.mean(values)), "min": float(np.min(values)),
@@ -150,13 +162,15 @@ def summarise(rows):
 
 
 def format_summary(summary):
-    lines = [f"{'dataset':10} {'model':13} {'agent':12} {'refine':>6} {'duplicates':>10}   AP (min-max)        "
-             f"AP-07   max recall (min-max)"]
+    lines = [f"{'dataset':10} {'model':13} {'agent':12} {'refine':>6} {'duplicates':>10} {'score':>8}   AP (min-max)"
+             f"        AP-07   max recall (min-max)   AUC"]
     for entry in summary:
         ap, ap07, recall = entry["ap"], entry["ap_voc07"], entry["max_recall"]
+        auc = "" if entry.get("auc") is None else f"{entry['auc']:.3f}"
         lines.append(f"{entry['dataset']:10} {entry['model']:13} {entry['agent']:12} {entry['refine']:>6} "
-                     f"{entry['duplicates']:>10}   {ap['mean']:.3f} ({ap['min']:.3f}-{ap['max']:.3f})  "
-                     f"{ap07['mean']:.3f}   {recall['mean']:.3f} ({recall['min']:.3f}-{recall['max']:.3f})")
+                     f"{entry['duplicates']:>10} {entry.get('score', 'trigger'):>8}   {ap['mean']:.3f} "
+                     f"({ap['min']:.3f}-{ap['max']:.3f})  {ap07['mean']:.3f}   {recall['mean']:.3f} "
+                     f"({recall['min']:.3f}-{recall['max']:.3f})   {auc}")
     return "\n".join(lines)
 
 
@@ -169,13 +183,15 @@ def plot(rows, path):
                     key=lambda panel: (list(DATASETS).index(panel[0]), MODELS.index(panel[1])))
     if not panels:
         return
-    styles = {(0, "keep"): ("tab:grey", "windows (the paper's)"), (1, "keep"): ("tab:blue", "refine 1"),
-              (1, "demote"): ("tab:orange", "refine 1, duplicates demote")}
+    styles = {(0, "keep", "trigger"): ("tab:grey", "windows (the paper's)"),
+              (1, "keep", "trigger"): ("tab:blue", "refine 1"),
+              (1, "demote", "trigger"): ("tab:orange", "refine 1, duplicates demote"),
+              (1, "demote", "learned"): ("tab:green", "and score learned")}
     figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
     for axis, (dataset, model) in zip(axes[0], panels):
         for way, (colour, label) in styles.items():
             chosen = [row for row in rows if (row["dataset"], row["model"], row["agent"]) == (dataset, model, "trained")
-                      and (row["refine"], row["duplicates"]) == way]
+                      and (row["refine"], row["duplicates"], row.get("score", "trigger")) == way]
             for index, row in enumerate(chosen):
                 mean_ap = np.mean([other["ap"] for other in chosen])
                 axis.plot(row["recall"], row["precision"], color=colour, linewidth=1.0, alpha=0.8,
@@ -222,8 +238,9 @@ def main(argv=None):
                                          features_for("testing", testing_module), path_voc):
                         rows.append({"dataset": dataset, "model": model, "seed": seed, **row})
                         print(f"{dataset} {model} seed {seed} {agent} refine {row['refine']} duplicates "
-                              f"{row['duplicates']}: AP {row['ap']:.3f} AP-07 {row['ap_voc07']:.3f} max recall "
-                              f"{row['max_recall']:.3f}", flush=True)
+                              f"{row['duplicates']} score {row['score']}: AP {row['ap']:.3f} AP-07 "
+                              f"{row['ap_voc07']:.3f} max recall {row['max_recall']:.3f} AUC {row['score_auc']}",
+                              flush=True)
                 summary = summarise(rows)
                 write_json(report_path, {"commands": commands, "wall_seconds": round(time.perf_counter() - started, 1),
                                          "summary": summary, "rows": rows})
