@@ -27,11 +27,14 @@ def default_label(results):
 
 def refinement_label(label, results):
     """``label`` plus ', refined' if the boxes were (and it does not say so), or ', windows (no refinement head)'
-    if refine was asked for without a head; and ', learned score' if the score head ranked them."""
+    if refine was asked for without a head; and ', learned score' if the score head ranked them (', trigger score
+    (no score head)' if it was asked for without one)."""
     if results.get('refine_missing'):
         label = f'{label}, windows (no refinement head)'
     elif results.get('refine') and 'refine' not in label.lower():
         label = f'{label}, refined'
+    if results.get('score_missing'):
+        return f'{label}, trigger score (no score head)'
     return f'{label}, learned score' if results.get('score') == 'learned' and 'score' not in label else label
 
 

@@ -134,12 +134,13 @@ def detect(image, model, path_vgg="./vgg16_weights.h5", features=None, scale_sub
     ``refinement.BoxRefiner`` or the path of one a training with refine 1 saved (``refiner_model<k>….npz``); the boxes
     are then the refined ones, each step has ``refined`` too. ``duplicates='demote'`` (beyond the paper): a box
     repeating a better one (IoU ≥ 0.5) comes after all others. ``scorer`` (the ``score learned`` option, beyond the
-    paper): a ``refinement.ScoreHead`` or the path of one a training with score_head 1 saved (``scorer_model<k>….npz``);
-    the scores are then its predicted IoUs of the reported boxes, each step's ``scores`` holding both.
+    paper): a ``refinement.ScoreHead`` or the path of one a training with score_head 1 saved
+    (``scorer_model<k>….npz``); the scores are then its predicted IoUs of the reported boxes, each step's ``scores``
+    holding both.
 
     boxes: float ``(n, 4)`` ``[x0, y0, x1, y1)`` in pixels of the image, best score first: the triggered regions,
-    or every analysed region with ``detections='visited'``. scores: their trigger Q-values (or ``scorer``'s). trajectory: every
-    analysed region in order, as dicts ``{'region', 'score', 'action', 'q_values', 'search', 'step',
+    or every analysed region with ``detections='visited'``. scores: their trigger Q-values (or ``scorer``'s).
+    trajectory: every analysed region in order, as dicts ``{'region', 'score', 'action', 'q_values', 'search', 'step',
     'triggered'}`` (the format of ``results.json`` and ``visualization.draw_search``).
     """
     return detect_many([image], model, path_vgg, features, scale_subregion, number_of_steps, only_first_object,

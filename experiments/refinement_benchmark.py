@@ -7,11 +7,12 @@ seeds, datasets and both models.
 
 For each dataset, model and seed it trains the demo's run with ``refine 1`` and ``score_head 1``
 (``episodes.train`` at the demo's settings, as ``experiments/learning_benchmark.py`` does; the agent's training is
-the same as without them, only the heads are fitted beside it), unless ``OUTPUT/models/<dataset>/<model>/seed<S>`` already holds that run's
-last epoch and its heads (an interrupted benchmark goes on where it stopped). Then it tests the last epoch on the
-dataset's test split with the paper's protocol (all objects, 10 regions per image, every visited region a detection),
-for the trained agent and the upper bound, four ways each: the windows (``refine 0``, the paper's) and the refined
-boxes (``refine 1``), each with ``duplicates keep`` (the paper's) and ``duplicates demote``; the trained agent's
+the same as without them, only the heads are fitted beside it), unless ``OUTPUT/models/<dataset>/<model>/seed<S>``
+already holds that run's last epoch and its heads (an interrupted benchmark goes on where it stopped). Then it
+tests the last epoch on the dataset's test split with the paper's protocol (all objects, 10 regions per image, every
+visited region a detection), for the trained agent and the upper bound, four ways each: the windows (``refine 0``,
+the paper's) and the refined boxes (``refine 1``), each with ``duplicates keep`` (the paper's) and ``duplicates
+demote``; the trained agent's
 refined boxes twice more, ranked by the score head (``score learned``). The searches are the same every time (the
 heads do not change them; the descriptor cache serves the repeats). Each row has each score's AUC for IoU ≥ 0.5.
 

@@ -162,7 +162,8 @@ def write_resume_state(path, state):
 def read_resume_state(path, epoch):
     """The resume state of ``epoch``: ``epoch``, ``epsilon``, ``numpy_rng`` and ``settings`` (dicts), ``optimizer``
     and ``optimizer_paths``, ``seed_generators`` (lists in variable order), ``replay_memory``, ``refine_sample`` and
-    ``score_sample`` (None when not saved). All is read before use, so a damaged file raises :class:`DamagedFile`, changing nothing."""
+    ``score_sample`` (None when not saved). All is read before use, so a damaged file raises :class:`DamagedFile`,
+    changing nothing."""
     import h5py
     try:
         with h5py.File(path, "r") as handle:
