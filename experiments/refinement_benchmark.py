@@ -12,9 +12,9 @@ already holds that run's last epoch and its heads (an interrupted benchmark goes
 tests the last epoch on the dataset's test split with the paper's protocol (all objects, 10 regions per image, every
 visited region a detection), for the trained agent and the upper bound, four ways each: the windows (``refine 0``,
 the paper's) and the refined boxes (``refine 1``), each with ``duplicates keep`` (the paper's) and ``duplicates
-demote``; the trained agent's
-refined boxes twice more, ranked by the score head (``score learned``). The searches are the same every time (the
-heads do not change them; the descriptor cache serves the repeats). Each row has each score's AUC for IoU ≥ 0.5.
+demote``; the trained agent's refined boxes twice more, ranked by the score head (``score learned``). The searches
+are the same every time (the heads do not change them; the descriptor cache serves the repeats). Each row has each
+score's AUC for IoU ≥ 0.5.
 
 Datasets: ``synthetic`` (the demo's, ``synthetic_dataset.py``), ``plain`` and ``cluttered``
 (``experiments/other_voc.py``'s, drawn into ``data/other_voc_<kind>`` if absent).
