@@ -10,7 +10,8 @@ OPTIONS = {"option_updates": {"trigger_targets": {"option_s": 0.15, "paper_s": 0
                               "oracle": {"option_s": 0.08, "paper_s": 0.1, "carries": ["upper_bound_values"]},
                               "expert_margin": {"option_s": 0.12, "paper_s": 0.1, "carries": ["expert_actions"]}},
            "carried_fields_s": {"trigger_values": 0.0, "upper_bound_values": 0.07, "expert_actions": 0.07},
-           "refine": {"add_s": 0.0002, "fit_s": 4.0, "epoch_steps": 400, "apply_region_s": 0.0004}}
+           "refine": {"add_s": 0.0002, "fit_s": 4.0, "epoch_steps": 400, "apply_region_s": 0.0004, "score_rate": 0.5,
+                      "score_fit_s": 3.0, "score_apply_region_s": 0.0001}}
 
 
 def test_benchmark_epochs_use_the_demo_settings():
@@ -23,7 +24,8 @@ def test_benchmark_epochs_use_the_demo_settings():
 def test_later_epoch_ratio_is_last_over_first():
     rows = [{"vgg_forwards": 40}, {"vgg_forwards": 30}, {"vgg_forwards": 10}]
     train = {"training_epochs": rows, "update_2016_s": 2.0, "update_project_s": 0.5, "update_over_floor": 1.5,
-             "train_project": {"steps_per_s": 3.0, "over_floor": 1.4, "seconds": 5.0, "steps": 10}, "train_2016": {"steps_per_s": 0.1},
+             "train_project": {"steps_per_s": 3.0, "over_floor": 1.4, "seconds": 5.0, "steps": 10,
+                               "runs": [{"floor": {"vgg_batch_1_s": 0.1}}]}, "train_2016": {"steps_per_s": 0.1},
              "training_peak_rss_mb": 1.0, "overlap": {"serial_s": 0.2, "concurrent_s": 0.2},
              "update_products": {"float32": 0.04, "bfloat16": 0.04}, **OPTIONS}
     test = {"test_region_s": 0.2, "floor_image_s": 0.1, "testing_peak_rss_mb": 1.0,
@@ -36,6 +38,10 @@ def test_later_epoch_ratio_is_last_over_first():
     # refine: (0.2 ms kept per step + a 4 s fit shared by 400 steps) over a 0.5 s step; 0.4 ms over a 0.2 s region
     assert figures["option_refine_step_cost"] == pytest.approx(0.0204)
     assert figures["option_refine_region_cost"] == pytest.approx(0.002)
+    # score head: (half the steps' 0.1 s forward + a 3 s fit shared by 400 steps) over a 0.5 s step; a 0.1 s forward
+    # and 0.1 ms of the head over a 0.2 s region
+    assert figures["option_score_step_cost"] == pytest.approx(0.115)
+    assert figures["option_score_region_cost"] == pytest.approx(0.5005)
 
 
 def test_the_step_floor_is_timed_through_the_loop_beside_every_third_description_and_kept_apart():
@@ -77,7 +83,8 @@ def test_update_products_in_both_precisions():
 def test_overlap_and_bfloat16_update_figures():
     rows = [{"vgg_forwards": 4}]
     train = {"training_epochs": rows, "update_2016_s": 2.0, "update_project_s": 0.5, "update_over_floor": 1.5,
-             "train_project": {"steps_per_s": 3.0, "over_floor": 1.4, "seconds": 5.0, "steps": 10}, "train_2016": {"steps_per_s": 0.1},
+             "train_project": {"steps_per_s": 3.0, "over_floor": 1.4, "seconds": 5.0, "steps": 10,
+                               "runs": [{"floor": {"vgg_batch_1_s": 0.1}}]}, "train_2016": {"steps_per_s": 0.1},
              "training_peak_rss_mb": 1.0, "overlap": {"serial_s": 0.3, "concurrent_s": 0.2},
              "update_products": {"float32": 0.04, "bfloat16": 0.02}, **OPTIONS}
     test = {"test_region_s": 0.2, "floor_image_s": 0.1, "testing_peak_rss_mb": 1.0, "bfloat16": {}}
