@@ -115,6 +115,9 @@ def test(settings, make_features, model_label):
         scorer = load_refiner(weights, features.descriptor_size, ScoreHead)
         print(f"score learned: detections ranked by the score head's predicted IoU (fitted on {scorer.samples} "
               f"training boxes), the trigger's Q-value kept beside it")
+        if settings.duplicates == "keep":
+            print("note: the score head scores the repeats of one object alike; --duplicates demote ranks them last "
+                  "(without it they cost AP: docs/learning.md)")
     needs_pixels = agent.needs_features or settings.bool_draw or refiner is not None
     print(f"{model_label} testing: agent {settings.agent}, class {name}, {len(records)} images, scale "
           f"{settings.scale_subregion}" + ("" if needs_pixels else " (annotations only)"))
