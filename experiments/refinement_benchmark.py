@@ -197,7 +197,8 @@ def plot(rows, path):
                 mean_ap = np.mean([other["ap"] for other in chosen])
                 axis.plot(row["recall"], row["precision"], color=colour, linewidth=1.0, alpha=0.8,
                           label=f"{label}: AP {mean_ap:.3f}" if index == 0 else None)
-        axis.set(title=f"{model.replace('_', '-')}, {dataset} ({len({r['seed'] for r in rows})} seeds)",
+        seeds = len({row["seed"] for row in rows if (row["dataset"], row["model"]) == (dataset, model)})
+        axis.set(title=f"{model.replace('_', '-')}, {dataset} ({seeds} seeds)",
                  xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7, loc="upper right")
