@@ -211,7 +211,7 @@ class LinearHead:
     regression (:meth:`fit`); :class:`BoxRefiner` and :class:`ScoreHead` say what its outputs mean."""
 
     FIELDS = ("mean", "scale", "weights", "bias", "ridge", "samples")     # saved, in the constructor's order
-    OUTPUTS, WHAT, OPTION = 4, "refinement head", "refine 1"
+    OUTPUTS, WHAT, OPTION, PREFIX = 4, "refinement head", "refine 1", "refiner"     # PREFIX: its file's name
 
     def __init__(self, mean, scale, weights, bias, ridge=0.0, samples=0):
         self.mean, self.scale = np.asarray(mean, np.float32), float(scale)
@@ -287,7 +287,7 @@ class ScoreHead(LinearHead):
     """The score head (``score_head 1``, beyond the paper): from a reported box's own descriptor, its predicted IoU
     with the object of the class it overlaps most; ``score learned`` ranks the detections by it."""
 
-    OUTPUTS, WHAT, OPTION = 1, "score head", "score_head 1"
+    OUTPUTS, WHAT, OPTION, PREFIX = 1, "score head", "score_head 1", "scorer"
 
     def score(self, descriptors):
         return self.predict(descriptors)[:, 0]
@@ -301,12 +301,12 @@ def refiner_path(weights_path, prefix="refiner"):
 
 
 def scorer_path(weights_path):
-    return refiner_path(weights_path, "scorer")
+    return refiner_path(weights_path, ScoreHead.PREFIX)
 
 
 def load_refiner(weights_path, descriptor_size, head=BoxRefiner):
     """The head trained beside ``weights_path`` (``head``: its class), or a UserError saying how to get one."""
-    path = refiner_path(weights_path, "scorer" if head is ScoreHead else "refiner")
+    path = refiner_path(weights_path, head.PREFIX)
     if not path.is_file():
         raise UserError(f"{head.OPTION}: no {head.WHAT} {path} beside {Path(weights_path).name}; it is written by a "
                         f"training run with {head.OPTION} once {MIN_WINDOWS} visited windows have "
