@@ -218,8 +218,9 @@ def check_score_head(settings, class_idx, model_label):
     weights = trained_weights(settings, class_idx, model_label)
     if scorer_path(weights).is_file():
         return
-    why = (f"no score head {scorer_path(weights).name} beside {weights.name} (a training with score_head 1 writes one "
-           f"once {MIN_WINDOWS} boxes have been sampled)")
+    why = (f"model_name {model_name(settings)!r} is a weights file without a score head (the 2016 files have none)"
+           if model_name(settings) else f"no score head {scorer_path(weights).name} beside {weights.name} (a "
+           f"training with score_head 1 writes one once {MIN_WINDOWS} boxes have been sampled)")
     if "score" in settings.explicit or not getattr(settings, "demo", False):
         raise UserError(f"score learned: {why}; train with --score_head 1 for one, or rank by --score trigger")
     warnings.warn(f"--demo: {why}; the detections are ranked by the trigger's Q-value", UserWarning, stacklevel=2)

@@ -115,6 +115,13 @@ def test_a_demo_without_a_score_head_ranks_by_the_trigger_and_says_so(tmp_path, 
     with pytest.warns(UserWarning, match="--demo: no score head scorer_model0.npz"):
         check_score_head(settings, 0, "image_zooms")
     assert settings.score == "trigger" and "no score head" in settings.score_missing
+    # a 2016 weights file (model_name) never has one; asked for on the command line, it is one error
+    monkeypatch.setattr("runs.testing_run.trained_weights", lambda *args: tmp_path / "model_image_zooms_2")
+    settings = SimpleNamespace(agent="trained", explicit={"score"}, demo=True, score="learned",
+                               path_model=str(tmp_path), epoch=-1, model_name="model_image_zooms_2")
+    with pytest.raises(UserError, match="score learned: model_name 'model_image_zooms_2' is a weights file without a "
+                                        "score head .*--score trigger"):
+        check_score_head(settings, 0, "image_zooms")
     baseline = SimpleNamespace(agent="random", explicit={"score"}, score="learned")
     check_score_head(baseline, 0, "image_zooms")      # the baselines keep their own scores
     assert baseline.score == "trigger"
