@@ -120,11 +120,15 @@ class WindowSample:
         self.keys.add(key)
         return False
 
-    def store(self, descriptor, window, box):
-        self.seen += 1
-        slot = self.seen - 1 if self.seen <= self.capacity else int(self.rng.integers(self.seen))
+    def store(self, descriptor, window, box, slot=None):
+        slot = self.draw_slot() if slot is None else slot
         if slot < self.capacity:
             self.descriptors[slot], self.windows[slot], self.boxes[slot] = descriptor, window, box
+
+    def draw_slot(self):
+        """Where the next window offered goes: the next free row, then a random one (none: ≥ capacity)."""
+        self.seen += 1
+        return self.seen - 1 if self.seen <= self.capacity else int(self.rng.integers(self.seen))
 
     def state_dict(self):
         return {"descriptors": self.descriptors[:len(self)], "windows": self.windows[:len(self)],
@@ -163,7 +167,8 @@ class ScoreSample(WindowSample):
     """The score option's sample (``score_head 1``): reported boxes of visited windows, positives and negatives
     alike — each the window refined by the latest refinement head (the window itself without one) — with the box's
     own descriptor and the object it overlaps most (zeros if none). A :data:`SCORE_RATE` share of the distinct
-    windows is taken, each one more VGG-16 forward when the box is refined."""
+    windows is taken, each one more VGG-16 forward when the box is refined (only for those the reservoir keeps: once
+    full, a share capacity / seen)."""
 
     STREAM = 8
 
@@ -175,13 +180,14 @@ class ScoreSample(WindowSample):
         windows = np.array([step["region"] for step in steps[len(steps) - count:]]).reshape(-1, 4)
         taken = [index for index, (position, window) in enumerate(zip(positions, windows))
                  if not self.seen_before(memory.states[position, :size], window) and self.rng.random() < SCORE_RATE]
-        if not taken:
+        slots = {index: self.draw_slot() for index in taken}     # a full reservoir keeps few: only those described
+        if not (kept := [index for index in taken if slots[index] < self.capacity]):
             return
-        boxes, descriptors = reported_boxes(windows[taken], memory.states[positions[taken], :size],
-                                            [env] * len(taken), [image] * len(taken), describer, refiner)
+        boxes, descriptors = reported_boxes(windows[kept], memory.states[positions[kept], :size],
+                                            [env] * len(kept), [image] * len(kept), describer, refiner)
         objects, _ = best_objects(boxes, env.boxes)
-        for descriptor, box, index in zip(descriptors, boxes, objects):
-            self.store(descriptor, box, env.boxes[index] if index >= 0 else np.zeros(4))
+        for descriptor, box, found, slot in zip(descriptors, boxes, objects, [slots[index] for index in kept]):
+            self.store(descriptor, box, env.boxes[found] if found >= 0 else np.zeros(4), slot)
 
     def fit(self):
         """The score head fitted on the sample: each box's IoU with the object it overlaps most."""

@@ -125,3 +125,28 @@ def test_a_demo_without_a_score_head_ranks_by_the_trigger_and_says_so(tmp_path, 
     baseline = SimpleNamespace(agent="random", explicit={"score"}, score="learned")
     check_score_head(baseline, 0, "image_zooms")      # the baselines keep their own scores
     assert baseline.score == "trigger"
+
+
+def test_a_full_score_sample_describes_only_the_boxes_it_keeps():
+    """Once the reservoir is full a new box replaces a row with probability capacity / seen: its slot is drawn first,
+    and only the boxes that get one cost a VGG-16 forward (the describer stands in for it here)."""
+    described = []
+
+    class Describer:        # a box's "descriptor" is its coordinates: each kept row must hold its own box's
+        def describe(self, items):
+            described.extend(box for _, _, box in items)
+            return np.array([np.asarray(box, np.float32) for _, _, box in items])
+
+    class Shift:            # a refinement head that moves every window 1 pixel right
+        def refine(self, descriptors, windows):
+            return np.asarray(windows) + [1, 0, 1, 0]
+    env = SimpleNamespace(width=100, height=100, image_id="a", boxes=np.array([[10.0, 10, 50, 50]]))
+    sample = ScoreSample(4, capacity=8, seed=1)
+    for image in range(30):
+        windows = np.array([[x, image, x + 20, image + 20] for x in range(10)], np.float64)
+        memory = SimpleNamespace(capacity=10, pos=0, states=np.concatenate([windows, np.zeros((10, 1))], axis=1))
+        sample.add_search_steps([{"region": window} for window in windows], memory, env, None, Describer(), Shift())
+    assert sample.seen > 60 and len(sample) == 8           # about half of 300 distinct windows taken, 8 kept
+    assert len(described) < sample.seen / 2                 # the dropped ones were never described
+    assert np.array_equal(sample.descriptors.astype(np.float64), sample.windows)   # each row its own box's
+    assert all(window[0] + 19 == window[2] - 1 for window in sample.windows)      # the shifted (reported) boxes
