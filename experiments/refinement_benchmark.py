@@ -101,15 +101,15 @@ def trained_run(module, path_model, seed, path_voc, model, features_for):
     return training
 
 
-def test_ways(training, module, model, agent, folder, features_for, path_voc):
-    """The last epoch tested each way of :data:`WAYS` (the upper bound: by its own score): one row each."""
+def test_ways(training, module, model, agent, folder, features_for, path_voc, ways=WAYS):
+    """The last epoch tested each way of ``ways`` (the upper bound: by its own score): one row each."""
     from experiments.learning_benchmark import testing_settings
     from runs.testing_run import test
     import contextlib
     import io
     benchmark = SimpleNamespace(path_voc=path_voc, max_test_images=None, test_overrides=[])
     rows = []
-    for refine, duplicates, score in WAYS:
+    for refine, duplicates, score in ways:
         if score == "learned" and agent != "trained":
             continue
         settings = testing_settings(benchmark, module, training, "test", agent, -1,

@@ -9,8 +9,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 MISTAKES = [
-    (["settings.py", "--markdown", "html"], "--markdown: invalid choice: 'html'"),
-    (["settings.py", "--no_such_flag"], "unrecognized arguments: --no_such_flag"),
+    (["experiments/settings_tables.py", "--markdown", "html"], "--markdown: invalid choice: 'html'"),
+    (["experiments/settings_tables.py", "--no_such_flag"], "unrecognized arguments: --no_such_flag"),
     (["compare_results.py"], "the following arguments are required: results"),
     (["compare_results.py", "a.json", "--no_such_flag"], "unrecognized arguments: --no_such_flag"),
     (["compare_results.py", "no_such_results.json"], "no_such_results.json: results file not found"),
@@ -37,7 +37,7 @@ def test_a_usage_mistake_is_one_error_line_and_exit_code_2(tmp_path, argv, named
     assert not (tmp_path / "voc").exists()                  # nothing written
 
 
-@pytest.mark.parametrize("script", ["settings.py", "compare_results.py", "synthetic_dataset.py"])
+@pytest.mark.parametrize("script", ["experiments/settings_tables.py", "compare_results.py", "synthetic_dataset.py"])
 def test_help_still_prints_the_usage_and_exits_0(script):
     run = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and run.stdout.startswith("usage:") and run.stderr == ""

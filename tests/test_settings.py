@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 import settings
+from experiments.settings_tables import settings_tables
 from runs.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,11 +80,11 @@ def test_the_readme_and_docs_settings_tables_are_the_ones_the_description_makes(
     readme = (ROOT / "README.md").read_text()
     start = readme.index("<!-- settings tables:")
     block = readme[readme.index("\n", start) + 1:readme.index("<!-- end of settings tables -->")]
-    assert block.strip() == settings.settings_tables(short=True).strip(), \
-        "README settings tables are stale: paste the output of `python settings.py --markdown readme`"
+    assert block.strip() == settings_tables(short=True).strip(), \
+        "README settings tables are stale: paste the output of `python experiments/settings_tables.py --markdown readme`"
     docs = (ROOT / "docs" / "settings.md").read_text()
-    assert settings.settings_tables().strip() in docs, \
-        "docs/settings.md is stale: paste the output of `python settings.py --markdown docs`"
+    assert settings_tables().strip() in docs, \
+        "docs/settings.md is stale: paste the output of `python experiments/settings_tables.py --markdown docs`"
     for script in SCRIPTS:                       # every setting, with its whole comment, in docs/settings.md
         described = settings.script_settings(vars(__import__(script)))
         assert all(f"| `{name}` | {described.comments[name].replace('|', chr(92) + '|')} |" in docs
@@ -95,7 +96,7 @@ def test_the_settings_tables_cut_nothing_short():
     default that differs between the two models' scripts named by model."""
     readme = (ROOT / "README.md").read_text()
     block = readme[readme.index("<!-- settings tables:"):readme.index("<!-- end of settings tables -->")]
-    for tables in (block, settings.settings_tables(short=True), settings.settings_tables()):
+    for tables in (block, settings_tables(short=True), settings_tables()):
         assert "…" not in tables and not re.search(r"— /|/ —", tables)
     rows = set()
     for script in SCRIPTS:
@@ -104,7 +105,7 @@ def test_the_settings_tables_cut_nothing_short():
     readme_rows = [line for line in block.splitlines() if line.startswith("| `")]
     assert readme_rows and all(any(row.startswith(whole) for whole in rows) for row in readme_rows)
     assert "| `cache_mb` | descriptor cache (MiB): regions revisited later are not recomputed | a whole number ≥ 0 | " \
-           "`1024` (Image-Zooms only) |" in settings.settings_tables()
+           "`1024` (Image-Zooms only) |" in settings_tables()
     assert "`./models_image_zooms` (Image-Zooms), `./models_pool45_crops` (Pool45-Crops)" in block
 
 
