@@ -56,6 +56,9 @@ def parse_arguments(argv):
     parser.add_argument("--first_seed", type=int, default=0, help="the first seed (a later run adds seeds)")
     parser.add_argument("--output", default="results/refinement", help="folder for refinement.json, the figure, runs")
     parser.add_argument("--figure_only", action="store_true", help="train and test nothing: redraw the figure")
+    parser.add_argument("--score_rate", type=float, default=None,
+                        help="the share of distinct visited windows the score sample takes (default: "
+                             "refinement.SCORE_RATE); runs of another rate want another --output")
     arguments = parser.parse_args(argv)
     arguments.datasets = [name.strip() for name in arguments.datasets.split(",") if name.strip()]
     arguments.models = [name.strip() for name in arguments.models.split(",") if name.strip()]
@@ -64,6 +67,8 @@ def parse_arguments(argv):
             parser.error(f"{flag} takes {','.join(known)}, got {','.join(names) or 'none'}")
     if arguments.seeds < 1 or arguments.first_seed < 0:
         parser.error("--seeds must be 1 or more, --first_seed 0 or more")
+    if arguments.score_rate is not None and not 0 < arguments.score_rate <= 1:
+        parser.error(f"--score_rate must be in (0, 1], got {arguments.score_rate}")
     arguments.seed_list = list(range(arguments.first_seed, arguments.first_seed + arguments.seeds))
     return arguments
 
@@ -219,6 +224,9 @@ def main(argv=None):
         plot(json.loads(report_path.read_text())["rows"], output / "refinement.png")
         return print(f"figure in {output / 'refinement.png'}")
     from experiments.learning_benchmark import script_modules, shared_features
+    if arguments.score_rate is not None:
+        import refinement
+        refinement.SCORE_RATE = arguments.score_rate
     rows, commands = earlier_rows(report_path, arguments)
     started = time.perf_counter()
     commands.append("python experiments/refinement_benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv))
