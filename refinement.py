@@ -228,14 +228,14 @@ class LinearHead:
     def fit(cls, descriptors, targets):
         """Ridge regression in its dual form (n windows ≪ descriptor values), the penalty chosen from
         :data:`RIDGE_GRID` by the exact leave-one-out error, which needs one eigendecomposition of the n × n kernel."""
-        features = np.asarray(descriptors, np.float32)     # float32 products (a tenth of float64's time here),
-        mean = features.mean(axis=0, dtype=np.float64)     # float64 sums and eigendecomposition
-        centred = features - mean.astype(np.float32)
-        scale = float(np.sqrt(np.einsum("ij,ij->i", centred, centred, dtype=np.float64).mean())) or 1.0
-        centred /= np.float32(scale)                       # unit mean squared norm: the grid is relative to it
+        features = np.asarray(descriptors, np.float64)
+        mean = features.mean(axis=0)
+        centred = features - mean
+        scale = float(np.sqrt((centred ** 2).sum(axis=1).mean())) or 1.0
+        centred /= scale                                   # unit mean squared norm: the grid is relative to it
         targets = np.asarray(targets, np.float64)
         bias = targets.mean(axis=0)
-        eigenvalues, eigenvectors = np.linalg.eigh((centred @ centred.T).astype(np.float64))
+        eigenvalues, eigenvectors = np.linalg.eigh(centred @ centred.T)
         projected = eigenvectors.T @ (targets - bias)
 
         def leave_one_out_error(ridge):
@@ -245,7 +245,7 @@ class LinearHead:
             return float((((targets - bias - fitted) / (1.0 - leverage)[:, None]) ** 2).mean())
         ridge = min(RIDGE_GRID, key=leave_one_out_error)        # min keeps the first of equal errors
         dual = eigenvectors @ (projected / (eigenvalues + ridge)[:, None])
-        return cls(mean, scale, centred.T @ dual.astype(np.float32), bias, ridge, len(features))
+        return cls(mean, scale, centred.T @ dual, bias, ridge, len(features))
 
     def predict(self, descriptors):
         """The head's outputs for descriptors ``(n, descriptor_size)`` (a state's first values)."""
