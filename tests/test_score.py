@@ -129,16 +129,10 @@ def test_a_demo_without_a_score_head_ranks_by_the_trigger_and_says_so(tmp_path, 
 
 def test_a_full_score_sample_describes_only_the_boxes_it_keeps():
     """Once the reservoir is full a new box replaces a row with probability capacity / seen: its slot is drawn first,
-    and only the boxes that get one are described (the describer stands in for the pooled maps here)."""
+    and only the boxes that get one cost a VGG-16 forward (the describer stands in for it here)."""
     described = []
 
     class Describer:        # a box's "descriptor" is its coordinates: each kept row must hold its own box's
-        descriptor_size = 4
-
-        @property
-        def box_describer(self):
-            return self
-
         def describe(self, items):
             described.extend(box for _, _, box in items)
             return np.array([np.asarray(box, np.float32) for _, _, box in items])
@@ -156,17 +150,3 @@ def test_a_full_score_sample_describes_only_the_boxes_it_keeps():
     assert len(described) < sample.seen / 2                 # the dropped ones were never described
     assert np.array_equal(sample.descriptors.astype(np.float64), sample.windows)   # each row its own box's
     assert all(window[0] + 19 == window[2] - 1 for window in sample.windows)      # the shifted (reported) boxes
-
-
-def test_image_zooms_describes_reported_boxes_from_the_unpainted_images_pooled_maps():
-    """Image-Zooms' VGG-16 gives the score head Pool45-Crops' descriptor of a box (one forward an image, whatever
-    the number of boxes), the same numbers as Pool45-Crops' own describer on the same weights."""
-    from features import ImageZoomsFeatures, Pool45CropsFeatures
-    image = np.random.default_rng(3).uniform(0, 255, (96, 128, 3)).astype(np.float32)
-    boxes = [[0, 0, 128, 96], [10, 20, 60, 70], [64, 0, 128, 40]]
-    pooled = ImageZoomsFeatures("random").box_describer
-    assert isinstance(pooled, Pool45CropsFeatures)
-    descriptors = pooled.describe([(("a", "reported box"), image, box) for box in boxes])
-    expected = Pool45CropsFeatures("random").describe([(None, image, box) for box in boxes])
-    assert pooled.forward_count == 1 and np.array_equal(descriptors, expected)
-    assert tiny_features(SimpleNamespace(cache_mb=0)).box_describer.name == "image_zooms"   # no pool4: its crops
