@@ -175,7 +175,7 @@ class ScoreSample(WindowSample):
     def add_search_steps(self, steps, memory, env, image, describer, refiner=None):
         """The reported boxes of a training image's ``steps`` (as :meth:`WindowSample.add_search_steps` takes them),
         each described on the unpainted ``image`` (as testing scores them); ``env`` holds the image's objects."""
-        count, size = min(len(steps), memory.capacity), self.descriptors.shape[1]
+        count, size = min(len(steps), memory.capacity), describer.descriptor_size       # the windows' descriptors
         positions = (memory.pos - count + np.arange(count)) % memory.capacity
         windows = np.array([step["region"] for step in steps[len(steps) - count:]]).reshape(-1, 4)
         taken = [index for index, (position, window) in enumerate(zip(positions, windows))
