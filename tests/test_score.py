@@ -133,6 +133,8 @@ def test_a_full_score_sample_describes_only_the_boxes_it_keeps():
     described = []
 
     class Describer:        # a box's "descriptor" is its coordinates: each kept row must hold its own box's
+        descriptor_size = 4
+
         def describe(self, items):
             described.extend(box for _, _, box in items)
             return np.array([np.asarray(box, np.float32) for _, _, box in items])
