@@ -69,7 +69,7 @@ def select_detections(trajectory, detections="triggered", duplicates="keep"):
     return boxes, np.array([step["score"] for step in steps], dtype=np.float64)
 
 
-def head_argument(name, head, kind, features):
+def head_argument(name, head, kind, descriptor_size):
     """``refiner`` or ``scorer`` as :func:`detect` takes it (None, a ``kind`` or the path of a saved one), loaded."""
     option, filled, without = (("refine 1", "overlapped an object", "reports the hierarchy's windows") if name ==
                                "refiner" else ("score_head 1", "been sampled", "ranks by the trigger's Q-value"))
@@ -78,7 +78,7 @@ def head_argument(name, head, kind, features):
             raise UserError(f"{name} {os.fspath(head)!r}: no such file (a training with {option} writes "
                             f"{name}_model<k>.npz beside each weights file once enough visited windows have "
                             f"{filled}); {name}=None {without}")
-        return kind.load(head, None if features is None else features.descriptor_size)
+        return kind.load(head, descriptor_size)
     if head is not None and not isinstance(head, kind):
         raise UserError(f"{name} must be None, a refinement.{kind.__name__} or the path of a saved one, got "
                         f"{type(head).__name__}")
@@ -96,8 +96,8 @@ def detect_many(images, model, path_vgg="./vgg16_weights.h5", features=None, sca
     check_settings(SimpleNamespace(scale_subregion=scale_subregion, number_of_steps=number_of_steps,
                                    detections=detections, vgg_precision=vgg_precision, weights_order=weights_order,
                                    duplicates=duplicates, **({} if max_pixels is None else {"max_pixels": max_pixels})))
-    refiner = head_argument("refiner", refiner, BoxRefiner, features)
-    scorer = head_argument("scorer", scorer, ScoreHead, features)
+    refiner = head_argument("refiner", refiner, BoxRefiner, features and features.descriptor_size)
+    scorer = head_argument("scorer", scorer, ScoreHead, features and features.score_descriptor_size)
     arrays = [as_rgb_image(image, max_pixels) for image in images]
     trained_here = re.fullmatch(r"model(\d+)(_epoch_\d+)?\.weights\.h5", Path(str(model)).name)
     if isinstance(model, (str, os.PathLike)) and trained_here:

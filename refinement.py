@@ -200,16 +200,16 @@ class ScoreSample(WindowSample):
 
 
 def reported_boxes(windows, descriptors, environments, images, describer, refiner=None):
-    """The boxes reported for ``windows`` (refined by ``refiner``, clipped to their image; else the windows) and
-    their own descriptors, on the unpainted ``images`` (one VGG-16 forward each; a window's own is in
-    ``descriptors``); ``environments`` and ``images``: one per window. Their cache keys are apart from the agent's,
-    so the agent never reads a descriptor computed here (in a batch of another size: other rounding)."""
-    if refiner is None:
-        return np.asarray(windows, np.float64), np.asarray(descriptors, np.float32)
-    sizes = np.array([[env.width, env.height] * 2 for env in environments])
-    boxes = np.clip(refiner.refine(descriptors, windows), 0, sizes)
-    return boxes, describer.describe([(((env.image_id, "reported box"), ()), image, box)
-                                      for env, image, box in zip(environments, images, boxes)])
+    """The boxes reported for ``windows`` (refined by ``refiner`` from the windows' ``descriptors``, clipped to their
+    image; else the windows) and the score head's descriptors of them (``describer.score_descriptors``, on the
+    unpainted ``images``); ``environments`` and ``images``: one per window. Their cache keys are apart from the
+    agent's, so the agent never reads a descriptor computed here."""
+    boxes = np.asarray(windows, np.float64).reshape(-1, 4)
+    if refiner is not None:
+        sizes = np.array([[env.width, env.height] * 2 for env in environments])
+        boxes = np.clip(refiner.refine(descriptors, windows), 0, sizes)
+    return boxes, describer.score_descriptors(descriptors, [(((env.image_id, "reported box"), ()), image, box)
+                                                            for env, image, box in zip(environments, images, boxes)])
 
 
 class LinearHead:

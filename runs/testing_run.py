@@ -112,7 +112,7 @@ def test(settings, make_features, model_label):
               f"training windows)")
     if settings.score == "learned" and weights is not None:     # ranked by the score head beside the weights
         from refinement import ScoreHead, load_refiner
-        scorer = load_refiner(weights, features.descriptor_size, ScoreHead)
+        scorer = load_refiner(weights, features.score_descriptor_size, ScoreHead)
         print(f"score learned: detections ranked by the score head's predicted IoU (fitted on {scorer.samples} "
               f"training boxes), the trigger's Q-value kept beside it")
         if settings.duplicates == "keep":
@@ -337,7 +337,7 @@ def search_own_images(settings, make_features, model_label):
     features = make_features(settings)
     model = load_q_network(weights, state_size(features.descriptor_size), settings.weights_order, verbose=True)
     refiner = load_refiner(weights, features.descriptor_size) if settings.refine else None
-    scorer = load_refiner(weights, features.descriptor_size, ScoreHead) if settings.score == "learned" else None
+    scorer = load_refiner(weights, features.score_descriptor_size, ScoreHead) if settings.score == "learned" else None
     count = len(settings.image)
     print(f"{model_label}: the {name} agent of {weights} searches {count} image{'s' if count != 1 else ''}, "
           f"scale {settings.scale_subregion}")

@@ -129,13 +129,13 @@ def test_a_demo_without_a_score_head_ranks_by_the_trigger_and_says_so(tmp_path, 
 
 def test_a_full_score_sample_describes_only_the_boxes_it_keeps():
     """Once the reservoir is full a new box replaces a row with probability capacity / seen: its slot is drawn first,
-    and only the boxes that get one cost a VGG-16 forward (the describer stands in for it here)."""
+    and only the boxes that get one are described (the describer stands in for the image's maps here)."""
     described = []
 
     class Describer:        # a box's "descriptor" is its coordinates: each kept row must hold its own box's
         descriptor_size = 4
 
-        def describe(self, items):
+        def score_descriptors(self, windows, items):
             described.extend(box for _, _, box in items)
             return np.array([np.asarray(box, np.float32) for _, _, box in items])
 
@@ -152,3 +152,22 @@ def test_a_full_score_sample_describes_only_the_boxes_it_keeps():
     assert len(described) < sample.seen / 2                 # the dropped ones were never described
     assert np.array_equal(sample.descriptors.astype(np.float64), sample.windows)   # each row its own box's
     assert all(window[0] + 19 == window[2] - 1 for window in sample.windows)      # the shifted (reported) boxes
+
+
+def test_image_zooms_scores_a_box_by_its_window_and_the_box_pooled_from_the_unpainted_image():
+    """Image-Zooms' score descriptor: the window's own (no forward) beside Pool45-Crops' descriptor of the box on the
+    same VGG-16 weights (one forward an image, whatever the number of boxes), each at unit RMS."""
+    from features import ImageZoomsFeatures, Pool45CropsFeatures
+    image = np.random.default_rng(3).uniform(0, 255, (96, 128, 3)).astype(np.float32)
+    boxes = [[0, 0, 128, 96], [10, 20, 60, 70], [64, 0, 128, 40]]
+    features = ImageZoomsFeatures("random")
+    windows = np.random.default_rng(4).uniform(0, 3, (3, features.descriptor_size)).astype(np.float32)
+    described = features.score_descriptors(windows, [(("a", "reported box"), image, box) for box in boxes])
+    assert isinstance(features.box_describer, Pool45CropsFeatures) and features.box_describer.forward_count == 1
+    assert described.shape == (3, features.score_descriptor_size) and features.forward_count == 0
+    pooled = Pool45CropsFeatures("random").describe([(None, image, box) for box in boxes])
+    window_part, box_part = np.split(described, [features.descriptor_size], axis=1)
+    assert np.allclose(window_part * np.sqrt((windows ** 2).mean(axis=1, keepdims=True)), windows, rtol=1e-5)
+    assert np.allclose(box_part * np.sqrt((pooled ** 2).mean(axis=1, keepdims=True)), pooled, rtol=1e-5)
+    assert np.allclose((box_part ** 2).mean(axis=1), 1, rtol=1e-4)
+    assert tiny_features(SimpleNamespace(cache_mb=0)).box_describer.name == "image_zooms"   # no pool4: its crops
