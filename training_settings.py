@@ -40,4 +40,4 @@ oracle = 0                              # 1: a diagnostic, not Q-learning: act l
 refine = 0                              # 1: also train the box-refinement head (beyond the paper: refinement.py) on
                                         # the windows the searches visit; the agent is trained as without it
 score_head = 0                          # 1: also train the score head (beyond the paper: refinement.py), for
-                                        # testing's score learned; one VGG-16 forward per sampled box
+                                        # testing's score learned; boxes pooled from their image's maps

@@ -178,3 +178,14 @@ def test_the_update_profile_times_every_part_against_its_floor(tmp_path):
                                                          + report["floors_s"]["adam"])
     assert report["parameters"] == 25112 * H + H + H * H + H + H * 6 + 6
     assert (tmp_path / "profile.json").is_file()
+
+
+def test_pooled_box_descriptors_are_timed_per_image_and_per_box():
+    """The score head's cost in the benchmark: an image's forward to pool4/pool5, and a box pooled from its maps."""
+    import numpy as np
+    from types import SimpleNamespace
+    from features import ImageZoomsFeatures
+    environments = [SimpleNamespace(image=np.full((64, 96, 3), value, np.float32)) for value in (10.0, 200.0)]
+    trajectories = [[{"region": [0, 0, 96, 64]}, {"region": [8, 8, 40, 40]}]] * 2
+    times = benchmark.time_pooled_boxes(ImageZoomsFeatures("random"), environments, trajectories)
+    assert 0 < times["box_s"] < times["map_s"]
