@@ -21,16 +21,18 @@ size, log width and height ratios (:func:`box_deltas`).
 The score head, a second option beyond the paper, is R-CNN's other half: the paper ranks a detection by the trigger's
 Q-value, which estimates a discounted return, not whether the box holds an object; R-CNN scores each box by a
 classifier on that box's own features. A linear head of the same kind (:class:`ScoreHead`) predicts from the reported
-box's own descriptor its IoU with the object of the class it overlaps most.
+box's descriptor its IoU with the object of the class it overlaps most: the box pooled from the unpainted image's
+pool4 and pool5 maps, as Fast R-CNN does (Pool45-Crops' descriptor: one VGG-16 forward an image), and for
+Image-Zooms its window's own descriptor beside it (``features.ImageZoomsFeatures.score_descriptors``).
 
 - Training (``score_head 1``): a :data:`SCORE_RATE` share of the distinct windows the searches visit, positives and
   negatives alike, is kept in a :class:`ScoreSample` (a reservoir like the refinement sample, its own random
   stream), each as the box testing would report — refined by the latest epoch's refinement head with ``refine 1``,
-  else the window — described on the unpainted image (one more VGG-16 forward each; a window's own descriptor
-  without refinement). After every epoch the head is fitted on it by the same ridge regression to the boxes' IoUs
-  and saved beside the weights (``scorer_model<k>….npz``); the sample is in the resume state.
-- Testing (``score learned``): the searches are unchanged; each reported box is described (one more forward) and
-  ranked by the head's score; ``results.json`` keeps both scores (``scores``) and each one's AUC.
+  else the window — described on the unpainted image. After every epoch the head is fitted on it by the same
+  ridge regression to the boxes' IoUs and saved beside the weights (``scorer_model<k>….npz``); the sample is in the
+  resume state.
+- Testing (``score learned``): the searches are unchanged; each reported box is described so and ranked by the
+  head's score; ``results.json`` keeps both scores (``scores``) and each one's AUC.
 
 Boxes are float ``[x0, y0, x1, y1)`` in pixels, the project's one format.
 """
@@ -166,9 +168,9 @@ class WindowSample:
 class ScoreSample(WindowSample):
     """The score option's sample (``score_head 1``): reported boxes of visited windows, positives and negatives
     alike — each the window refined by the latest refinement head (the window itself without one) — with the box's
-    own descriptor and the object it overlaps most (zeros if none). A :data:`SCORE_RATE` share of the distinct
-    windows is taken, each one more VGG-16 forward when the box is refined (only for those the reservoir keeps: once
-    full, a share capacity / seen)."""
+    descriptor (:func:`reported_boxes`) and the object it overlaps most (zeros if none). A :data:`SCORE_RATE` share
+    of the distinct windows is taken (only those the reservoir keeps are described: once full, a share
+    capacity / seen)."""
 
     STREAM = 8
 
