@@ -11,7 +11,9 @@ OPTIONS = {"option_updates": {"trigger_targets": {"option_s": 0.15, "paper_s": 0
                               "expert_margin": {"option_s": 0.12, "paper_s": 0.1, "carries": ["expert_actions"]}},
            "carried_fields_s": {"trigger_values": 0.0, "upper_bound_values": 0.07, "expert_actions": 0.07},
            "refine": {"add_s": 0.0002, "fit_s": 4.0, "epoch_steps": 400, "apply_region_s": 0.0004, "score_rate": 0.5,
-                      "score_fit_s": 3.0, "score_apply_region_s": 0.0001}}
+                      "score_fit_s": 3.0, "score_apply_region_s": 0.0001, "run_steps_per_image": 100}}
+# a testing phase's: 2 images, 20 regions; an image's maps 0.3 s, a box pooled 0.5 ms
+TEST_COSTS = {"score_boxes": {"map_s": 0.3, "box_s": 0.0005}, "test_images": 2, "test_regions": 20}
 
 
 def test_benchmark_epochs_use_the_demo_settings():
@@ -29,7 +31,7 @@ def test_later_epoch_ratio_is_last_over_first():
              "training_peak_rss_mb": 1.0, "overlap": {"serial_s": 0.2, "concurrent_s": 0.2},
              "update_products": {"float32": 0.04, "bfloat16": 0.04}, **OPTIONS}
     test = {"test_region_s": 0.2, "floor_image_s": 0.1, "testing_peak_rss_mb": 1.0,
-            "bfloat16": {"batch_1": {"float32": 0.12, "bfloat16": 0.03}}}
+            "bfloat16": {"batch_1": {"float32": 0.12, "bfloat16": 0.03}}, **TEST_COSTS}
     figures = benchmark.figures_of(train, test)
     assert figures["vgg_forwards_later_epoch_ratio"] == 0.25
     assert figures["update_speedup_vs_2016"] == 4.0 and figures["test_region_over_floor"] == 2.0
@@ -38,10 +40,11 @@ def test_later_epoch_ratio_is_last_over_first():
     # refine: (0.2 ms kept per step + a 4 s fit shared by 400 steps) over a 0.5 s step; 0.4 ms over a 0.2 s region
     assert figures["option_refine_step_cost"] == pytest.approx(0.0204)
     assert figures["option_refine_region_cost"] == pytest.approx(0.002)
-    # score head: (half the steps' 0.1 s forward + a 3 s fit shared by 400 steps) over a 0.5 s step; a 0.1 s forward
-    # and 0.1 ms of the head over a 0.2 s region
-    assert figures["option_score_step_cost"] == pytest.approx(0.115)
-    assert figures["option_score_region_cost"] == pytest.approx(0.5005)
+    # score head: (half the steps' 0.5 ms box pooled + an image's 0.3 s maps shared by its 100 steps of a run + a 3 s
+    # fit shared by 400 steps) over a 0.5 s step; (0.3 s maps shared by 10 regions + 0.5 ms pooled + 0.1 ms of the
+    # head) over a 0.2 s region
+    assert figures["option_score_step_cost"] == pytest.approx(0.0215)
+    assert figures["option_score_region_cost"] == pytest.approx(0.153)
 
 
 def test_the_step_floor_is_timed_through_the_loop_beside_every_third_description_and_kept_apart():
@@ -87,7 +90,7 @@ def test_overlap_and_bfloat16_update_figures():
                                "runs": [{"floor": {"vgg_batch_1_s": 0.1}}]}, "train_2016": {"steps_per_s": 0.1},
              "training_peak_rss_mb": 1.0, "overlap": {"serial_s": 0.3, "concurrent_s": 0.2},
              "update_products": {"float32": 0.04, "bfloat16": 0.02}, **OPTIONS}
-    test = {"test_region_s": 0.2, "floor_image_s": 0.1, "testing_peak_rss_mb": 1.0, "bfloat16": {}}
+    test = {"test_region_s": 0.2, "floor_image_s": 0.1, "testing_peak_rss_mb": 1.0, "bfloat16": {}, **TEST_COSTS}
     figures = benchmark.figures_of(train, test)
     assert figures["overlap_speedup"] == pytest.approx(1.5)
     assert figures["update_products_bfloat16_speedup"] == pytest.approx(2.0)
