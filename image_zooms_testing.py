@@ -23,7 +23,8 @@ path_vgg = "./vgg16_weights.h5"         # VGG-16 weights: a file, imagenet, hed 
 class_object = 1                        # VOC id 1-20 or name; all, or 1,bird,car: each class and the mAP
 cache_mb = 1024                         # descriptor cache (MiB): regions revisited later are not recomputed
 
-DEMO = dict(path_voc_test="data/synthetic_voc", path_vgg="hed", vgg_precision="auto", refine=1, duplicates="demote")
+DEMO = dict(path_voc_test="data/synthetic_voc", path_vgg="hed", vgg_precision="auto", refine=1, duplicates="demote",
+            score="learned")
 
 
 def main(argv=None):

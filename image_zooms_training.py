@@ -23,7 +23,7 @@ cache_mb = 1024                         # descriptor cache (MiB): regions revisi
 # --demo: where the demo differs from the paper (listed in the README)
 DEMO = dict(path_voc="data/synthetic_voc", path_vgg="hed", vgg_precision="auto", epochs=10, learning_rate=1e-5,
             buffer_experience_replay=300, batch_size=32, max_images=50, trigger_targets=1, expert_margin=0.8,
-            refine=1)
+            refine=1, score_head=1)
 
 
 def make_features(settings):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import image_zooms_testing
 from detection import detect
-from refinement import refiner_path
+from refinement import refiner_path, scorer_path
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -30,10 +30,12 @@ def test_the_readme_detect_example_gives_the_demos_boxes():
     assert arguments["duplicates"] == demo["duplicates"]
     weights = ast.literal_eval(call.args[1])
     assert demo["refine"] and arguments["refiner"] == str(refiner_path(weights))
+    assert demo["score"] == "learned" and arguments["scorer"] == str(scorer_path(weights))
     # and detect()'s own defaults are the paper's, which the README says
     defaults = {name: parameter.default for name, parameter in inspect.signature(detect).parameters.items()}
-    assert (defaults["vgg_precision"], defaults["refiner"], defaults["duplicates"]) == ("float32", None, "keep")
-    assert "float32, the windows unrefined, duplicates kept" in " ".join(README.split())
+    assert (defaults["vgg_precision"], defaults["refiner"], defaults["duplicates"], defaults["scorer"]) == \
+        ("float32", None, "keep", None)
+    assert "float32, the windows unrefined, duplicates kept, the trigger's score" in " ".join(README.split())
 
 
 def test_the_voc_commands_use_the_folders_the_archives_unpack_to():
