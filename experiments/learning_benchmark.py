@@ -193,7 +193,8 @@ def testing_settings(arguments, module, training, split, agent, epoch, folder):
         "--path_model", str(training.path_model), "--path_testing_folder", str(folder), "--seed", str(training.seed),
         "--agent", agent, "--epoch", str(epoch)]
     argv += [f"--{name}={getattr(training, name)}" for name in SHARED_WITH_TESTING]
-    argv += ["--refine", "0", "--duplicates", "keep"]   # the agent's own windows, the paper's ranking (not the demo's)
+    # the agent's own windows in the paper's ranking (not the demo's)
+    argv += ["--refine", "0", "--duplicates", "keep", "--score", "trigger"]
     if agent == "trained":
         argv += [f"--{override}" for override in arguments.test_overrides]
     settings = configure(script_settings(vars(module)), argv, module.__doc__, testing_flags)
