@@ -302,6 +302,7 @@ RULES = {
     "two_databases": SWITCH, "max_images": Rule("a whole number ≥ 1, or None (all)",
                                                 lambda value: value is None or is_whole_number(value, 1)),
     "max_pixels": whole(1), "vgg_precision": one_of("float32", "bfloat16", "auto"),
+    "update_precision": one_of("float32", "bfloat16", "auto"),
     "weights_order": one_of("auto", "channels_first", "channels_last"),
     "scale_subregion": number("a number > 0 and < 1", lambda value: 0 < value < 1), "number_of_steps": whole(1),
     "bool_draw": SWITCH, "draw_every": whole(1), "epochs": whole(1), "gamma": FRACTION, "epsilon": FRACTION,

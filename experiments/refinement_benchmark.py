@@ -56,6 +56,9 @@ def parse_arguments(argv):
     parser.add_argument("--first_seed", type=int, default=0, help="the first seed (a later run adds seeds)")
     parser.add_argument("--output", default="results/refinement", help="folder for refinement.json, the figure, runs")
     parser.add_argument("--figure_only", action="store_true", help="train and test nothing: redraw the figure")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                        help="a training setting passed through (repeatable); runs of other settings want another "
+                             "--output")
     parser.add_argument("--score_rate", type=float, default=None,
                         help="the share of distinct visited windows the score sample takes (default: "
                              "refinement.SCORE_RATE); runs of another rate want another --output")
@@ -86,14 +89,14 @@ def dataset_folder(dataset):
     return folder
 
 
-def trained_run(module, path_model, seed, path_voc, model, features_for):
-    """The demo's training with ``refine 1`` and ``score_head 1`` into ``path_model``, unless its last epoch (and
-    its heads) is there already."""
+def trained_run(module, path_model, seed, path_voc, model, features_for, overrides=()):
+    """The demo's training with ``refine 1``, ``score_head 1`` and ``overrides`` (``NAME=VALUE``) into
+    ``path_model``, unless its last epoch (and its heads) is there already."""
     from experiments.learning_benchmark import training_settings
     from runs.run_folder import checkpoint_path
     from refinement import refiner_path, scorer_path
     from settings import class_index
-    benchmark = SimpleNamespace(path_voc=path_voc, epochs=None, max_images=None, overrides=["refine=1", "score_head=1"])
+    benchmark = SimpleNamespace(path_voc=path_voc, epochs=None, max_images=None, overrides=["refine=1", "score_head=1", *overrides])
     training = training_settings(benchmark, module, path_model, seed)
     last = checkpoint_path(path_model, class_index(training), training.epochs - 1)
     if last.is_file() and refiner_path(last).is_file() and scorer_path(last).is_file():
@@ -241,7 +244,7 @@ def main(argv=None):
             for seed in arguments.seed_list:
                 path_model = output / "models" / dataset / model / f"seed{seed}"
                 training = trained_run(training_module, path_model, seed, path_voc, model,
-                                       features_for("training", training_module))
+                                       features_for("training", training_module), arguments.overrides)
                 for agent in AGENTS:
                     folder = output / "tests" / dataset / model / f"seed{seed}" / agent
                     for row in test_ways(training, testing_module, model, agent, folder,
