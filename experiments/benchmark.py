@@ -8,22 +8,25 @@ figure is measured in this run, the baseline and the project side by side on the
 
 - ``update_speedup_vs_2016``: one replay update as the 2016 code did it (``model.predict`` per sample for Q(s) and
   Q(s′), then one ``model.fit`` step on the minibatch) over ``QLearner.update``, same network, same minibatches.
-- ``update_over_floor``: ``QLearner.update`` over its floating-point operations (``update_flops``) divided by this
-  machine's float32 matrix-multiply rate, the rate timed right before each update.
+- ``update_over_floor``: ``QLearner.update`` over its floor (``update_floor_s``): its floating-point operations
+  (``update_flops``) at this machine's float32 matrix-multiply rate plus Adam's memory traffic (``adam_bytes``) at
+  the bandwidth of an element-wise pass, both timed right before each update.
 - ``train_speedup_vs_2016``: agent steps per second of the Image-Zooms training loop (``episodes.train_image``,
   ``QLearner``, descriptor cache) over the same loop with the 2016 update and no cache: replay memory full, same
   starting weights, images, seed and number of steps.
 - ``train_step_over_floor``: seconds per agent step of the project's training loop (that measurement) over the
   step's floor, timed through the loop beside every third description (its time left out): one bare batch-1
   VGG-16 forward (a step describes its next region; a search's first region is described too, and cache hits skip
-  forwards) plus the update's arithmetic floor (``update_flops`` at the float32 matrix-multiply rate). Above 1 by
+  forwards) plus the update's floor (``update_floor_s``). Above 1 by
   what the loop adds: search starts, cropping and resizing, the Q-values of greedy steps, the replay memory, Python;
   below 1 when the cache serves regions.
 - ``overlap_speedup`` (no target): a batch-1 VGG-16 forward and an update (minibatch ``batch_size``) one after
   the other, as a training step does them, over the same two at once in two threads: above 1 by what overlapping
   the update with the next region's forward could save on this machine (1: the two already share its cores).
-- ``update_products_bfloat16_speedup`` (no target): the update's first-layer products (nearly all its arithmetic)
-  in float32 over the same in bfloat16, the kernel's cast included: what a bfloat16 Q-network update could gain.
+- ``update_bfloat16_speedup`` (no target): the ``update_precision bfloat16`` option: ``QLearner.update`` in
+  float32 over the same with the first layer's products in bfloat16, alternating on the same minibatches.
+- ``train_step_bfloat16_update_speedup`` (no target): the same option in the training loop: seconds per step of the
+  project's loop (its two runs) over one run with ``update_precision bfloat16`` between them.
 - ``vgg_forwards_later_epoch_ratio``: VGG-16 forward passes in the last training epoch over those in the first
   (the demo's training settings, ε from 1.0 down to 0.1, the default cache limit): a count, not a time.
 - ``test_region_over_floor``: test time per region analysed (``episodes.run_searches``, the trained agent, many
@@ -132,34 +135,74 @@ def update_flops(batch, sizes=None):
     """Floating-point operations of one ``QLearner.update`` on a minibatch of ``batch`` (a multiply-add is 2).
 
     Counted: the matrix products of the three Dense layers 25,112 → 1,024 → 1,024 → 6 — forward of 2·batch states
-    (Q(s) and Q(s′) for the targets), forward of batch states in training mode, and backward: the weight gradients
-    (as many operations as that forward) plus the input gradients of layers 2 and 3 (layer 1's is not needed).
+    (Q(s) and Q(s′) for the targets), forward of batch states in training mode after the first layer (dropout comes
+    after it: s's first-layer product serves both passes, as XLA computes it once), and backward: the weight
+    gradients (as many operations as a whole forward) plus the input gradients of layers 2 and 3 (not layer 1's).
     Not counted: biases, ReLU, dropout, the loss, and Adam's element-wise update of the 26.8 M parameters (about
     0.3 GFLOP, bound by memory traffic, not arithmetic).
     """
-    if sizes is None:
-        from reinforcement import NUM_ACTIONS
-        sizes = (STATE_SIZE, 1024, 1024, NUM_ACTIONS)
-    pairs = list(zip(sizes[:-1], sizes[1:]))
+    pairs = list(zip(sizes[:-1], sizes[1:])) if sizes else list(zip(q_network_sizes()[:-1], q_network_sizes()[1:]))
     macs = sum(a * b for a, b in pairs)                        # one sample through the network
     input_gradient_macs = sum(a * b for a, b in pairs[1:])
     forward_targets = 2 * (2 * batch) * macs
-    forward_training = 2 * batch * macs
+    forward_training = 2 * batch * (macs - pairs[0][0] * pairs[0][1])
     backward = 2 * batch * macs + 2 * batch * input_gradient_macs
     return forward_targets + forward_training + backward
 
 
+def q_network_sizes():
+    """The layer sizes of ``reinforcement.build_q_network`` on the benchmark's states: 25,112 → 1,024 → 1,024 → 6."""
+    from reinforcement import HIDDEN_UNITS, NUM_ACTIONS
+    return STATE_SIZE, HIDDEN_UNITS, HIDDEN_UNITS, NUM_ACTIONS
+
+
+def q_network_parameters(sizes=None):
+    """Weights and biases of the Q-network of layer ``sizes`` (default: :func:`q_network_sizes`, 26.8 million)."""
+    sizes = sizes or q_network_sizes()
+    return sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def adam_bytes(sizes=None):
+    """Memory traffic of Adam's element-wise step in float32: it reads each parameter, its gradient and two moments
+    and writes the parameter and the moments back (7 × 4 bytes a parameter; about 0.75 GB for the paper's network)."""
+    return 7 * 4 * q_network_parameters(sizes)
+
+
 class MatmulTimer:
     """One large float32 matrix product in TensorFlow: the machine's matrix-multiply rate, taken again beside
-    each measurement it is compared with (the machine is shared: its speed drifts)."""
+    each measurement it is compared with (the machine is shared: its speed drifts); and an element-wise pass over
+    arrays as large as the Q-network (reading three, writing two, as Adam does, compiled by XLA): the memory
+    bandwidth that bounds Adam's step (:meth:`floor`)."""
 
-    def __init__(self, size=MATMUL_SIZE):
+    def __init__(self, size=MATMUL_SIZE, parameters=None):
         import tensorflow as tf
         self.size = size
         self.a = tf.random.normal((size, size), seed=1)
         self.b = tf.random.normal((size, size), seed=2)
         self.product = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
         self.product(self.a, self.b).numpy()
+        self.arrays = [tf.Variable(tf.fill((parameters or q_network_parameters(),), 0.5)) for _ in range(3)]
+
+        def stream(a, b, c):
+            a.assign(a * 0.999 + b)
+            c.assign(c * 0.999 + b * b)
+            return a[0]
+        self.stream = tf.function(stream, jit_compile=True)
+        self.stream(*self.arrays).numpy()
+
+    def bandwidth(self):
+        """Bytes/s of the element-wise pass (5 arrays' bytes moved), the faster of two."""
+        best = float("inf")
+        for _ in range(2):
+            started = time.perf_counter()
+            self.stream(*self.arrays).numpy()
+            best = min(best, time.perf_counter() - started)
+        return 5 * 4 * int(self.arrays[0].shape[0]) / best
+
+    def floor(self, batch, repeats=2):
+        """``(seconds, rate)``: the update's floor now (``update_floor_s``) and the matrix-multiply rate in it."""
+        rate = self.rate(repeats)
+        return update_floor_s(batch, rate, self.bandwidth()), rate
 
     def rate(self, repeats=2):
         """FLOP/s, the fastest of ``repeats`` products."""
@@ -169,6 +212,12 @@ class MatmulTimer:
             self.product(self.a, self.b).numpy()
             best = min(best, time.perf_counter() - started)
         return 2 * self.size ** 3 / best
+
+
+def update_floor_s(batch, rate, bandwidth, sizes=None):
+    """``QLearner.update``'s floor in seconds: ``update_flops`` at the matrix-multiply ``rate`` (FLOP/s) plus
+    ``adam_bytes`` at the element-wise ``bandwidth`` (bytes/s)."""
+    return update_flops(batch, sizes) / rate + adam_bytes(sizes) / bandwidth
 
 
 class BudgetReached(Exception):
@@ -240,10 +289,10 @@ class Learner2016:
                        epochs=1, verbose=0)
 
 
-def project_learner(model, gamma, learning_rate, batch_size):
+def project_learner(model, gamma, learning_rate, batch_size, update_precision="float32"):
     """The project's ``QLearner``, with a ``warm_up`` (the XLA compilation, once per run) like ``Learner2016``'s."""
     from reinforcement import QLearner
-    learner = QLearner(model, gamma, learning_rate, batch_size)
+    learner = QLearner(model, gamma, learning_rate, batch_size, update_precision=update_precision)
     learner.warm_up = learner.update
     return learner
 
@@ -277,13 +326,13 @@ class FloorBeside:
 class StepFloorBeside:
     """The training loop's region descriptor (``features``, whose other attributes it passes on), which also times a
     training step's floor after every ``every``-th description: a bare batch-1 VGG-16 forward of a 224×224 crop, and
-    the matrix-multiply rate that puts the update's floor (``update_flops`` at that rate). The floor is measured under
+    the update's floor (:meth:`MatmulTimer.floor`). The floor is measured under
     the load the loop meets, through the whole loop; its time is kept apart (``seconds``)."""
 
-    def __init__(self, features, timer, every):
-        self.features, self.timer, self.every = features, timer, every
+    def __init__(self, features, timer, every, batch_size):
+        self.features, self.timer, self.every, self.batch_size = features, timer, every, batch_size
         self.crop = np.random.default_rng(0).uniform(0, 255, (1, 224, 224, 3)).astype(np.float32)
-        self.calls, self.forward_times, self.rates, self.seconds = 0, [], [], 0.0
+        self.calls, self.forward_times, self.update_floors, self.seconds = 0, [], [], 0.0
 
     def __getattr__(self, name):
         return getattr(self.features, name)
@@ -294,15 +343,16 @@ class StepFloorBeside:
             started = time.perf_counter()
             self.features.forward(self.crop)
             self.forward_times.append(time.perf_counter() - started)
-            self.rates.append(self.timer.rate(repeats=1))
+            self.update_floors.append(self.timer.floor(self.batch_size, repeats=1)[0])
             self.seconds += time.perf_counter() - started
         self.calls += 1
         return descriptors
 
-    def floor(self, batch_size):
+    def floor(self):
         """The step's floor from the medians of what was timed: ``{vgg_batch_1_s, update_floor_s, step_s}``."""
-        vgg, update = float(np.median(self.forward_times)), update_flops(batch_size) / float(np.median(self.rates))
-        return {"vgg_batch_1_s": vgg, "update_floor_s": update, "step_s": vgg + update, "samples": len(self.rates)}
+        vgg, update = float(np.median(self.forward_times)), float(np.median(self.update_floors))
+        return {"vgg_batch_1_s": vgg, "update_floor_s": update, "step_s": vgg + update,
+                "samples": len(self.update_floors)}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -389,7 +439,7 @@ def timed_training_loop(settings, data, backbone, start, make_learner, loop_cach
     stats = StepBudget(steps)
     forwards = features.forward_count
     if floor_timer is not None:
-        features = StepFloorBeside(features, floor_timer, every=3)
+        features = StepFloorBeside(features, floor_timer, every=3, batch_size=settings.batch_size)
     started = time.perf_counter()
     try:
         for record in data.timing_records:
@@ -403,7 +453,7 @@ def timed_training_loop(settings, data, backbone, start, make_learner, loop_cach
     measured = {"seconds": seconds, "steps": stats["steps"], "vgg_forwards": features.forward_count - forwards,
                 "cache_hits": features.cache.hits}
     if floor_timer is not None:
-        measured.update(seconds=seconds - features.seconds, floor=features.floor(settings.batch_size),
+        measured.update(seconds=seconds - features.seconds, floor=features.floor(),
                         vgg_forwards=measured["vgg_forwards"] - len(features.forward_times))
     return measured | {"steps_per_s": measured["steps"] / measured["seconds"]}, learner
 
@@ -420,19 +470,21 @@ def learner_from(settings, start, oracle=False, **options):
 
 
 def time_updates(settings, start, batches):
-    """``QLearner.update`` on ``batches``, each time right after a matrix product that measures the machine's
-    rate under the same load; returns (update seconds, rates in FLOP/s)."""
+    """``QLearner.update`` on ``batches``, each time right after its floor is measured under the same load
+    (:meth:`MatmulTimer.floor`); returns (update seconds, floors in seconds, matrix-multiply rates in FLOP/s)."""
     learner = learner_from(settings, start)
     learner.update(batches[0])                                  # XLA compilation
     timer = MatmulTimer()
-    seconds, rates = [], []
+    seconds, floors, rates = [], [], []
     for batch in batches:
         for _ in range(settings.update_repeats):
-            rates.append(timer.rate())
+            floor, rate = timer.floor(settings.batch_size)
+            floors.append(floor)
+            rates.append(rate)
             started = time.perf_counter()
             learner.update(batch)
             seconds.append(time.perf_counter() - started)
-    return seconds, rates
+    return seconds, floors, rates
 
 
 # the learning options whose learner differs from the paper's (docs/method.md §9), as learner_from takes them
@@ -559,9 +611,9 @@ def vgg_batch_1_s(train):
     return float(np.median([run["floor"]["vgg_batch_1_s"] for run in train["train_project"]["runs"]]))
 
 
-def step_seconds(train):
-    """Seconds per agent step of the project's training loop (the training-speed measurement)."""
-    return train["train_project"]["seconds"] / train["train_project"]["steps"]
+def step_seconds(train, run="train_project"):
+    """Seconds per agent step of the project's training loop (the training-speed measurement), or of ``run``."""
+    return train[run]["seconds"] / train[run]["steps"]
 
 
 def option_step_costs(train):
@@ -596,38 +648,22 @@ def time_overlap(forward, update, repeats):
             "serial_times_s": serial, "concurrent_times_s": concurrent}
 
 
-def time_update_products(batch_size, repeats, sizes=None):
-    """The update's first-layer products, nearly all its arithmetic: Q(s) and Q(s′) of 2·batch states through the
-    25,112 × 1,024 kernel and the kernel's gradient sᵀ·δ, in float32 and in bfloat16 (the kernel cast to bfloat16
-    included: a bfloat16 update has to cast it after every weight change); the same TensorFlow products (no XLA)
-    for both, alternating, after a warm-up; seconds, medians of ``repeats``."""
-    import tensorflow as tf
-    if sizes is None:
-        sizes = (STATE_SIZE, 1024)
-    inputs, hidden = sizes
-    generator = tf.random.Generator.from_seed(3)
-    states = generator.uniform((2 * batch_size, inputs))
-    kernel = generator.normal((inputs, hidden)) * 0.01
-    delta = generator.normal((batch_size, hidden))
-
-    def products(precision):
-        def run(states, kernel, delta):
-            if precision == "bfloat16":
-                states, kernel, delta = (tf.cast(value, tf.bfloat16) for value in (states, kernel, delta))
-            forward = tf.matmul(states, kernel)
-            gradient = tf.matmul(states[:batch_size], delta, transpose_a=True)
-            return tf.reduce_sum(tf.cast(forward, tf.float32)) + tf.reduce_sum(tf.cast(gradient, tf.float32))
-        return tf.function(run)
-
-    runs = {precision: products(precision) for precision in ("float32", "bfloat16")}
-    times = {precision: [] for precision in runs}
-    for run in runs.values():
-        run(states, kernel, delta).numpy()
+def time_update_precisions(batches, repeats, state_size=STATE_SIZE):
+    """``QLearner.update`` in float32 (the paper's) and with ``update_precision bfloat16``, on the same
+    ``batches`` (of states of ``state_size``) and the same starting weights, alternating ``repeats`` times over
+    them, after a warm-up of both; seconds, medians: ``{"float32": s, "bfloat16": s}``."""
+    from reinforcement import QLearner, build_q_network
+    learners = {precision: QLearner(build_q_network(state_size, seed=0), update_precision=precision)
+                for precision in ("float32", "bfloat16")}
+    times = {precision: [] for precision in learners}
+    for learner in learners.values():
+        learner.update(batches[0])                              # compiling
     for _ in range(repeats):
-        for precision, run in runs.items():
-            started = time.perf_counter()
-            run(states, kernel, delta).numpy()
-            times[precision].append(time.perf_counter() - started)
+        for batch in batches:
+            for precision, learner in learners.items():
+                started = time.perf_counter()
+                learner.update(batch)
+                times[precision].append(time.perf_counter() - started)
     return {precision: float(np.median(values)) for precision, values in times.items()}
 
 
@@ -670,17 +706,17 @@ def training_phase(settings, work_dir):
 
     timer = MatmulTimer()
 
-    def project_run():
+    def project_run(update_precision="float32"):
         measured, _ = timed_training_loop(settings, data, features.backbone, start, lambda network: project_learner(
-            network, settings.gamma, settings.learning_rate, settings.batch_size), settings.cache_mb,
-            settings.timed_steps, floor_timer=timer)
+            network, settings.gamma, settings.learning_rate, settings.batch_size, update_precision),
+            settings.cache_mb, settings.timed_steps, floor_timer=timer)
         measured["over_floor"] = measured["seconds"] / measured["steps"] / measured["floor"]["step_s"]
-        log(f"  project: {measured['steps_per_s']:.3f} steps/s, {measured['over_floor']:.2f}x the step's floor "
-            f"({measured['floor']['vgg_batch_1_s']:.3f} s VGG-16 + {measured['floor']['update_floor_s']:.3f} s "
-            f"update)")
-        project_runs.append(measured)
+        log(f"  project ({update_precision} update): {measured['steps_per_s']:.3f} steps/s, "
+            f"{measured['over_floor']:.2f}x the step's floor ({measured['floor']['vgg_batch_1_s']:.3f} s VGG-16 + "
+            f"{measured['floor']['update_floor_s']:.3f} s update)")
+        return measured
 
-    project_run()
+    project_runs.append(project_run())
     from runs.runtime import quiet_stderr_descriptor
     with quiet_stderr_descriptor():     # Keras' fit and predict build tf.data pipelines, whose C++ log lines
         baseline, learner_2016 = timed_training_loop(          # ("NodeDef mentions attribute ...") hide the figures
@@ -688,15 +724,17 @@ def training_phase(settings, work_dir):
             lambda network: Learner2016(network, settings.gamma, settings.learning_rate, settings.batch_size), 0,
             settings.timed_steps_2016)
     log(f"  2016:    {baseline['steps_per_s']:.4f} steps/s")
-    project_run()
+    bfloat16_run = project_run("bfloat16")                      # between the two: the machine's load drifts
+    project_runs.append(project_run())
     project_seconds = float(np.mean([run["seconds"] for run in project_runs]))
 
     # one update: the 2016 updates timed in that loop, against QLearner.update on the same minibatches
-    update_seconds, rates = time_updates(settings, start, [batch for batch, _ in learner_2016.updates])
+    update_seconds, floors, rates = time_updates(settings, start, [batch for batch, _ in learner_2016.updates])
     flops = update_flops(settings.batch_size)
     update_2016 = [seconds for _, seconds in learner_2016.updates]
     log(f"update: 2016 {np.mean(update_2016):.2f} s, project {np.median(update_seconds):.3f} s, floor "
-        f"{flops / np.median(rates):.3f} s ({flops / 1e9:.2f} GFLOP at {np.median(rates) / 1e9:.0f} GFLOP/s)")
+        f"{np.median(floors):.3f} s ({flops / 1e9:.2f} GFLOP at {np.median(rates) / 1e9:.0f} GFLOP/s, Adam "
+        f"{adam_bytes() / 1e9:.2f} GB)")
 
     # two ways to a faster step that keep or nearly keep results: overlap the update with the next forward (same
     # arithmetic, two threads), and the update's products in bfloat16
@@ -707,9 +745,9 @@ def training_phase(settings, work_dir):
                            settings.update_repeats)
     log(f"overlap: batch-1 VGG-16 forward and update one after the other {overlap['serial_s']:.3f} s, at the same "
         f"time {overlap['concurrent_s']:.3f} s")
-    update_products = time_update_products(settings.batch_size, settings.update_repeats)
-    log(f"update's first-layer products: float32 {update_products['float32']:.3f} s, bfloat16 "
-        f"{update_products['bfloat16']:.3f} s")
+    update_precisions = time_update_precisions([batch for batch, _ in learner_2016.updates], settings.update_repeats)
+    log(f"update: float32 {update_precisions['float32']:.3f} s, update_precision bfloat16 "
+        f"{update_precisions['bfloat16']:.3f} s")
     del overlap_learner
 
     # the learning options' extra work per step, against the paper's update on the same minibatches
@@ -722,18 +760,19 @@ def training_phase(settings, work_dir):
     log("  carried fields: " + ", ".join(f"{name} {seconds * 1e3:.2f} ms" for name, seconds in carried_fields.items())
         + " per step")
     return {
-        "overlap": overlap, "update_products": update_products,
+        "overlap": overlap, "update_precisions": update_precisions,
         "option_updates": option_updates, "carried_fields_s": carried_fields, "refine": refine,
         "batch_size": settings.batch_size, "training_epochs": epochs, "training_peak_rss_mb": training_peak,
         "cache_used_mb": cache_used_mb, "replay_memory": memory.capacity,
         "update_2016_s": float(np.mean(update_2016)), "update_2016_times_s": update_2016,
         "update_project_s": float(np.median(update_seconds)), "update_project_times_s": update_seconds,
         "update_gflop": flops / 1e9, "matmul_gflops": [rate / 1e9 for rate in rates],
-        "update_floor_s": flops / float(np.median(rates)),
-        "update_over_floor": float(np.median([s * rate / flops for s, rate in zip(update_seconds, rates)])),
+        "update_floor_s": float(np.median(floors)), "update_floor_times_s": floors, "adam_gb": adam_bytes() / 1e9,
+        "update_over_floor": float(np.median([s / floor for s, floor in zip(update_seconds, floors)])),
         "train_project": {"runs": project_runs, "steps": project_runs[0]["steps"], "seconds": project_seconds,
                           "steps_per_s": project_runs[0]["steps"] / project_seconds,
                           "over_floor": float(np.median([run["over_floor"] for run in project_runs]))},
+        "train_bfloat16_update": bfloat16_run,
         "train_2016": baseline, "train_epsilon": start["epsilon"],
     }
 
@@ -860,7 +899,8 @@ def figures_of(train, test):
         "vgg_forwards_later_epoch_ratio": epochs[-1]["vgg_forwards"] / max(epochs[0]["vgg_forwards"], 1),
         "test_region_over_floor": test["test_region_s"] / test["floor_image_s"],
         "overlap_speedup": train["overlap"]["serial_s"] / train["overlap"]["concurrent_s"],
-        "update_products_bfloat16_speedup": train["update_products"]["float32"] / train["update_products"]["bfloat16"],
+        "update_bfloat16_speedup": train["update_precisions"]["float32"] / train["update_precisions"]["bfloat16"],
+        "train_step_bfloat16_update_speedup": step_seconds(train) / step_seconds(train, "train_bfloat16_update"),
         "training_peak_rss_mb": train["training_peak_rss_mb"],
         "testing_peak_rss_mb": test["testing_peak_rss_mb"],
         **{f"vgg_bfloat16_speedup_{batch}": times["float32"] / times["bfloat16"]
@@ -881,14 +921,14 @@ def figures_of(train, test):
 
 def how_measured(train, test):
     first, last = train["training_epochs"][0], train["training_epochs"][-1]
-    project, baseline = train["train_project"], train["train_2016"]
+    project, baseline, bfloat16 = train["train_project"], train["train_2016"], train["train_bfloat16_update"]
     return {
         "update_speedup_vs_2016": f"2016 update {train['update_2016_s']:.2f} s (mean of "
                                   f"{len(train['update_2016_times_s'])}) / QLearner.update "
                                   f"{train['update_project_s']:.3f} s (median), minibatch {train['batch_size']}",
         "update_over_floor": f"{train['update_project_s']:.3f} s / ({train['update_gflop']:.2f} GFLOP at "
-                             f"{np.median(train['matmul_gflops']):.0f} GFLOP/s = {train['update_floor_s']:.3f} s), "
-                             f"median of paired ratios",
+                             f"{np.median(train['matmul_gflops']):.0f} GFLOP/s + Adam's {train['adam_gb']:.2f} GB = "
+                             f"{train['update_floor_s']:.3f} s), median of paired ratios",
         "train_speedup_vs_2016": f"{project['steps']} steps in {project['seconds']:.1f} s / {baseline['steps']} "
                                  f"steps in {baseline['seconds']:.1f} s, eps {train['train_epsilon']:.1f}",
         "train_step_over_floor": f"{project['seconds'] / project['steps']:.3f} s per step / (batch-1 VGG-16 "
@@ -904,10 +944,12 @@ def how_measured(train, test):
         "overlap_speedup": f"batch-1 VGG-16 forward then update {train['overlap']['serial_s']:.3f} s / both at "
                            f"once in two threads {train['overlap']['concurrent_s']:.3f} s, minibatch "
                            f"{train['batch_size']}, medians",
-        "update_products_bfloat16_speedup": f"update's first-layer products float32 "
-                                            f"{train['update_products']['float32']:.3f} s / bfloat16 "
-                                            f"{train['update_products']['bfloat16']:.3f} s (kernel cast included); "
-                                            f"QLearner.update {train['update_project_s']:.3f} s",
+        "update_bfloat16_speedup": f"QLearner.update float32 {train['update_precisions']['float32']:.3f} s / "
+                                   f"update_precision bfloat16 {train['update_precisions']['bfloat16']:.3f} s, "
+                                   f"alternating, medians",
+        "train_step_bfloat16_update_speedup": f"{project['seconds'] / project['steps']:.3f} s per step (float32 "
+                                              f"update) / {bfloat16['seconds'] / bfloat16['steps']:.3f} s "
+                                              f"(update_precision bfloat16), {bfloat16['steps']} steps",
         "training_peak_rss_mb": f"training process after the epochs (replay memory {train['replay_memory']}, cache "
                                 f"{train['cache_used_mb']:.0f} MiB used)",
         "testing_peak_rss_mb": "testing process",

@@ -9,9 +9,9 @@ in this run:
 - the precision ``vgg_precision auto`` picks there, and why;
 - a bare VGG-16 forward per image in float32 and bfloat16, at batch 1 (a training step) and 32 (testing);
 - ``QLearner.update`` at the paper's settings (minibatch 100, 25,112 → 1024 → 1024 → 6, float32), its floor (its
-  floating-point operations at the float32 matrix-multiply rate measured beside it) and the ratio of the two;
-- the update's first-layer products, nearly all its arithmetic, in float32 and in bfloat16 (what a bfloat16 update
-  could gain);
+  floating-point operations at the float32 matrix-multiply rate and Adam's memory traffic at the bandwidth of an
+  element-wise pass, measured beside it) and the ratio of the two;
+- the same update in float32 and with ``update_precision bfloat16``, alternating (what the option gains there);
 - a short demo training in its own process (``image_zooms_training.py --demo``, ``auto`` precision, one epoch) whose
   replay memory of 100 fills after 100 steps, each later step updating on a minibatch of 100 (the paper's): its wall
   time and steps per second, from its log.
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the top-level modules
 
 from experiments.benchmark import (STATE_SIZE, MatmulTimer, log, machine, time_precisions,  # noqa: E402
-                                   time_update_products, update_flops)
+                                   time_update_precisions, update_flops)
 from runs.runtime import OneLineParser, import_tensorflow, main_guard, write_json  # noqa: E402
 
 output = "gpu_check.json"
@@ -42,29 +42,33 @@ training_images = 60                    # the demo training's images (one epoch,
 QUICK = dict(update_repeats=3, floor_repeats=2, training_images=3)
 
 
-def time_updates(repeats):
-    """Seconds of ``QLearner.update`` on random minibatches of 100 (medians), and the matmul rate beside each."""
-    from reinforcement import Minibatch, QLearner, build_q_network
+def random_minibatches():
+    """Two random minibatches of 100 of the paper's states."""
+    from reinforcement import Minibatch
     rng = np.random.default_rng(0)
-    learner = QLearner(build_q_network(STATE_SIZE, seed=0), 0.9, 1e-6, 100)
+    return [Minibatch(rng.random((100, STATE_SIZE), np.float32), rng.integers(0, 6, 100),
+                      rng.choice([-1.0, 1.0, 3.0, -3.0], 100), rng.random((100, STATE_SIZE), np.float32),
+                      (rng.random(100) < 0.2).astype(np.float32)) for _ in range(2)]
 
-    def minibatch():
-        return Minibatch(rng.random((100, STATE_SIZE), np.float32), rng.integers(0, 6, 100),
-                         rng.choice([-1.0, 1.0, 3.0, -3.0], 100), rng.random((100, STATE_SIZE), np.float32),
-                         (rng.random(100) < 0.2).astype(np.float32))
-    batches = [minibatch() for _ in range(2)]
+
+def time_updates(repeats):
+    """Seconds of ``QLearner.update`` on random minibatches of 100 (medians), and its floor beside each."""
+    from reinforcement import QLearner, build_q_network
+    learner = QLearner(build_q_network(STATE_SIZE, seed=0), 0.9, 1e-6, 100)
+    batches = random_minibatches()
     for batch in batches:
         learner.update(batch)                       # compiling
-    timer, seconds, rates = MatmulTimer(), [], []
+    timer, seconds, floors, rates = MatmulTimer(), [], [], []
     for index in range(repeats):
-        rates.append(timer.rate())
+        floor, rate = timer.floor(100)
+        floors.append(floor)
+        rates.append(rate)
         started = time.perf_counter()
         learner.update(batches[index % 2])
         seconds.append(time.perf_counter() - started)
-    flops = update_flops(100)
-    return {"update_s": float(np.median(seconds)), "update_floor_s": flops / float(np.median(rates)),
-            "update_over_floor": float(np.median(seconds)) * float(np.median(rates)) / flops,
-            "matmul_gflops": float(np.median(rates)) / 1e9, "update_gflop": flops / 1e9}
+    return {"update_s": float(np.median(seconds)), "update_floor_s": float(np.median(floors)),
+            "update_over_floor": float(np.median([s / floor for s, floor in zip(seconds, floors)])),
+            "matmul_gflops": float(np.median(rates)) / 1e9, "update_gflop": update_flops(100) / 1e9}
 
 
 def demo_training(images):
@@ -110,10 +114,10 @@ def main(argv=None):
     report["update"] = time_updates(settings.update_repeats)
     log(f"update {report['update']['update_s']:.4f} s, its floor {report['update']['update_floor_s']:.4f} s "
         f"({report['update']['update_over_floor']:.2f}x)")
-    products = time_update_products(100, settings.floor_repeats)
-    report["update_products_s"] = products
-    report["update_products_bfloat16_speedup"] = products["float32"] / products["bfloat16"]
-    log(f"first-layer products: float32 {products['float32']:.4f} s, bfloat16 {products['bfloat16']:.4f} s")
+    precisions = time_update_precisions(random_minibatches(), settings.floor_repeats)
+    report["update_precisions_s"] = precisions
+    report["update_bfloat16_speedup"] = precisions["float32"] / precisions["bfloat16"]
+    log(f"update: float32 {precisions['float32']:.4f} s, update_precision bfloat16 {precisions['bfloat16']:.4f} s")
     report["demo_training"] = demo_training(settings.training_images)
     log(f"demo training: {report['demo_training']}")
     report["wall_s"] = round(time.perf_counter() - started, 1)

@@ -12,13 +12,14 @@ The paper's update (minibatch 100, 25,112 → 1024 → 1024 → 6, float32) is, 
   with almost no arithmetic;
 - ``update``: the three together, as ``QLearner.update`` runs them (one XLA program), and the same without XLA
   (TensorFlow's own kernels, oneDNN's on x86);
-- ``update_mixed_bfloat16``: the same update of the same network under Keras' ``mixed_bfloat16`` policy (products in
-  bfloat16, weights and Adam in float32, Q-values cast to float32): what a bfloat16 update option would cost.
+- ``update_bfloat16``: the same update with ``update_precision bfloat16`` (the first layer's products in bfloat16
+  by TensorFlow's kernels, weights and Adam in float32).
 
 Each part is one compiled function timed alone (medians, after a warm-up), its floor beside it: the products' floating-
 point operations at the float32 matrix-multiply rate measured in this run, and for ``adam`` its bytes at the memory
-bandwidth of an element-wise pass over arrays of the same size measured here. The parts timed alone add up to a little
-more than the update (each writes its outputs to memory; in the update XLA keeps some of them in cache).
+bandwidth of an element-wise pass over arrays of the same size measured here. The parts timed alone add up to more
+than the update: in the update, s's first-layer product serves both Q(s) and the training pass (dropout comes after
+it; XLA computes it once), so its floor counts that product once (``benchmark.update_flops``).
 """
 import sys
 import time
@@ -28,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the top-level modules
 
-from experiments.benchmark import STATE_SIZE, MatmulTimer, log, machine, update_flops  # noqa: E402
+from experiments.benchmark import STATE_SIZE, MatmulTimer, adam_bytes, log, machine, update_flops  # noqa: E402
 from runs.runtime import OneLineParser, import_tensorflow, main_guard, write_json  # noqa: E402
 
 output = "update_profile.json"
@@ -79,23 +80,9 @@ def profile(repeats):
         learner.optimizer.apply_gradients(zip(grads, variables))
 
     without_xla = tf.function(learner._update_graph, reduce_retracing=True)
-    import keras
-    keras.config.set_dtype_policy("mixed_bfloat16")
-    try:
-        mixed = build_q_network(STATE_SIZE, seed=0)
-    finally:
-        keras.config.set_dtype_policy("float32")
-    mixed = keras.Sequential([keras.Input(shape=(STATE_SIZE,)), *mixed.layers,
-                              keras.layers.Activation("linear", dtype="float32")])
-    mixed_learner = QLearner(mixed, 0.9, 1e-6, batch_size)
+    bfloat16_learner = QLearner(build_q_network(STATE_SIZE, seed=0), 0.9, 1e-6, batch_size,
+                                update_precision="bfloat16")
     sizes = [int(np.prod(variable.shape)) for variable in variables]
-    arrays = [tf.Variable(tf.ones(size)) for size in (sum(sizes),) * 3]
-
-    @tf.function(**compiled)
-    def stream(a, b, c):                                # reads three arrays, writes two: bandwidth of a pass
-        a.assign(a * 0.999 + b)
-        c.assign(c * 0.999 + b * b)
-
     timer = MatmulTimer()
     rate = float(np.median([timer.rate() for _ in range(5)]))
     parts = {"targets": lambda: targets(*args)[0, 0].numpy(),
@@ -103,23 +90,22 @@ def profile(repeats):
              "adam": lambda: (adam(grads), variables[-1][0].numpy()),
              "update": lambda: learner.update(batch),
              "update_without_xla": lambda: float(without_xla(*args)),
-             "update_mixed_bfloat16": lambda: mixed_learner.update(batch)}
+             "update_bfloat16": lambda: bfloat16_learner.update(batch)}
     seconds = {name: median_seconds(part, repeats) for name, part in parts.items()}
-    stream_bytes = 5 * 4 * sum(sizes)
-    stream_s = median_seconds(lambda: (stream(*arrays), arrays[0][0].numpy()), repeats)
-    bandwidth = stream_bytes / stream_s
+    bandwidth = float(np.median([timer.bandwidth() for _ in range(5)]))
     layer_sizes = (STATE_SIZE, HIDDEN_UNITS, HIDDEN_UNITS, NUM_ACTIONS)
     macs = sum(a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
     update = update_flops(batch_size, layer_sizes)
-    flops = {"targets": 2 * 2 * batch_size * macs, "gradients": update - 2 * 2 * batch_size * macs,
-             "update": update, "update_without_xla": update, "update_mixed_bfloat16": update}
-    adam_bytes = 7 * 4 * sum(sizes)                     # reads parameter, gradient, m, v; writes parameter, m, v
-    floors = {name: flop / rate for name, flop in flops.items()} | {"adam": adam_bytes / bandwidth}
+    targets = 2 * 2 * batch_size * macs
+    flops = {"targets": targets, "gradients": update - targets + 2 * batch_size * layer_sizes[0] * layer_sizes[1],
+             "update": update}                          # gradients timed alone: with s's first-layer product
+    adam = adam_bytes(layer_sizes)                      # reads parameter, gradient, m, v; writes parameter, m, v
+    floors = {name: flop / rate for name, flop in flops.items()} | {"adam": adam / bandwidth}
     whole = floors["update"] + floors["adam"]             # float32 arithmetic and Adam's memory traffic
-    floors |= dict.fromkeys(("update", "update_without_xla", "update_mixed_bfloat16"), whole)
+    floors |= dict.fromkeys(("update", "update_without_xla", "update_bfloat16"), whole)
     return {"seconds": seconds, "floors_s": floors,
             "over_floor": {name: seconds[name] / floors[name] for name in seconds},
-            "matmul_gflops": rate / 1e9, "stream_gb_per_s": bandwidth / 1e9, "adam_gb": adam_bytes / 1e9,
+            "matmul_gflops": rate / 1e9, "stream_gb_per_s": bandwidth / 1e9, "adam_gb": adam / 1e9,
             "parameters": sum(sizes), "threads": {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
                                                   "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}}
 

@@ -29,7 +29,8 @@ def test_later_epoch_ratio_is_last_over_first():
              "train_project": {"steps_per_s": 3.0, "over_floor": 1.4, "seconds": 5.0, "steps": 10,
                                "runs": [{"floor": {"vgg_batch_1_s": 0.1}}]}, "train_2016": {"steps_per_s": 0.1},
              "training_peak_rss_mb": 1.0, "overlap": {"serial_s": 0.2, "concurrent_s": 0.2},
-             "update_products": {"float32": 0.04, "bfloat16": 0.04}, **OPTIONS}
+             "update_precisions": {"float32": 0.04, "bfloat16": 0.04},
+             "train_bfloat16_update": {"seconds": 4.0, "steps": 10}, **OPTIONS}
     test = {"test_region_s": 0.2, "floor_image_s": 0.1, "testing_peak_rss_mb": 1.0,
             "bfloat16": {"batch_1": {"float32": 0.12, "bfloat16": 0.03}}, **TEST_COSTS}
     figures = benchmark.figures_of(train, test)
@@ -37,6 +38,7 @@ def test_later_epoch_ratio_is_last_over_first():
     assert figures["update_speedup_vs_2016"] == 4.0 and figures["test_region_over_floor"] == 2.0
     assert figures["vgg_bfloat16_speedup_batch_1"] == pytest.approx(4.0)
     assert figures["train_step_over_floor"] == 1.4
+    assert figures["train_step_bfloat16_update_speedup"] == pytest.approx(1.25)      # 0.5 s a step / 0.4 s
     # refine: (0.2 ms kept per step + a 4 s fit shared by 400 steps) over a 0.5 s step; 0.4 ms over a 0.2 s region
     assert figures["option_refine_step_cost"] == pytest.approx(0.0204)
     assert figures["option_refine_region_cost"] == pytest.approx(0.002)
@@ -49,8 +51,9 @@ def test_later_epoch_ratio_is_last_over_first():
 
 def test_the_step_floor_is_timed_through_the_loop_beside_every_third_description_and_kept_apart():
     class Timer:
-        def rate(self, repeats):
-            return 1e12
+        def floor(self, batch, repeats):
+            assert batch == 100
+            return benchmark.update_floor_s(batch, 1e12, 1e11), 1e12
 
     class Features:
         name = "features"
@@ -61,12 +64,13 @@ def test_the_step_floor_is_timed_through_the_loop_beside_every_third_description
         def forward(self, crops):
             assert crops.shape == (1, 224, 224, 3)
 
-    beside = benchmark.StepFloorBeside(Features(), Timer(), every=3)
+    beside = benchmark.StepFloorBeside(Features(), Timer(), every=3, batch_size=100)
     assert [beside.describe([None] * 2) for _ in range(7)] == [[2]] * 7     # the loop's descriptions, unchanged
-    assert beside.name == "features" and len(beside.forward_times) == len(beside.rates) == 3    # calls 0, 3, 6
+    assert beside.name == "features" and len(beside.forward_times) == len(beside.update_floors) == 3  # calls 0, 3, 6
     assert beside.seconds >= sum(beside.forward_times)
-    floor = beside.floor(100)
-    assert floor["update_floor_s"] == pytest.approx(benchmark.update_flops(100) / 1e12) and floor["samples"] == 3
+    floor = beside.floor()
+    assert floor["update_floor_s"] == pytest.approx(benchmark.update_flops(100) / 1e12
+                                                    + benchmark.adam_bytes() / 1e11) and floor["samples"] == 3
     assert floor["step_s"] == pytest.approx(floor["vgg_batch_1_s"] + floor["update_floor_s"])
 
 
@@ -78,9 +82,33 @@ def test_overlap_times_both_ways_and_runs_each_call():
     assert len(overlap["serial_times_s"]) == len(overlap["concurrent_times_s"]) == 3
 
 
-def test_update_products_in_both_precisions():
-    times = benchmark.time_update_products(4, repeats=2, sizes=(64, 16))
+def test_the_update_floor_counts_the_shared_first_layer_product_once_and_adams_traffic():
+    """Q(s) for the targets and the training pass share s's first-layer product (dropout follows it): 3 products
+    of the first layer, not 4; Adam moves 7 float32 values a parameter."""
+    b, sizes = 10, (100, 20, 20, 6)
+    first, rest = 100 * 20, 20 * 20 + 20 * 6
+    expected = 2 * (2 * b * (first + rest) + b * rest + b * (first + rest) + b * rest)
+    assert benchmark.update_flops(b, sizes) == expected
+    assert benchmark.adam_bytes(sizes) == 7 * 4 * (101 * 20 + 21 * 20 + 21 * 6)
+    assert benchmark.update_floor_s(b, 1e9, 1e8, sizes) == pytest.approx(expected / 1e9 + benchmark.adam_bytes(sizes) / 1e8)
+
+
+@pytest.mark.usefixtures("small_q_network")
+def test_the_update_is_timed_in_both_precisions():
+    import numpy as np
+    from reinforcement import Minibatch
+    rng = np.random.default_rng(0)
+    batches = [Minibatch(rng.random((4, STATE_SIZE), np.float32), rng.integers(0, 6, 4), rng.normal(size=4),
+                         rng.random((4, STATE_SIZE), np.float32), np.zeros(4, np.float32))]
+    times = benchmark.time_update_precisions(batches, repeats=2)
     assert set(times) == {"float32", "bfloat16"} and all(value > 0 for value in times.values())
+
+
+@pytest.mark.usefixtures("small_q_network")
+def test_the_matmul_timer_measures_rate_bandwidth_and_the_update_floor_beside():
+    timer = benchmark.MatmulTimer(size=64)
+    floor, rate = timer.floor(100, repeats=1)
+    assert rate > 0 and timer.bandwidth() > 0 and floor > benchmark.update_flops(100) / rate
 
 
 def test_overlap_and_bfloat16_update_figures():
@@ -89,11 +117,12 @@ def test_overlap_and_bfloat16_update_figures():
              "train_project": {"steps_per_s": 3.0, "over_floor": 1.4, "seconds": 5.0, "steps": 10,
                                "runs": [{"floor": {"vgg_batch_1_s": 0.1}}]}, "train_2016": {"steps_per_s": 0.1},
              "training_peak_rss_mb": 1.0, "overlap": {"serial_s": 0.3, "concurrent_s": 0.2},
-             "update_products": {"float32": 0.04, "bfloat16": 0.02}, **OPTIONS}
+             "update_precisions": {"float32": 0.04, "bfloat16": 0.02},
+             "train_bfloat16_update": {"seconds": 5.0, "steps": 10}, **OPTIONS}
     test = {"test_region_s": 0.2, "floor_image_s": 0.1, "testing_peak_rss_mb": 1.0, "bfloat16": {}, **TEST_COSTS}
     figures = benchmark.figures_of(train, test)
     assert figures["overlap_speedup"] == pytest.approx(1.5)
-    assert figures["update_products_bfloat16_speedup"] == pytest.approx(2.0)
+    assert figures["update_bfloat16_speedup"] == pytest.approx(2.0)
 
 
 def test_option_step_costs_are_added_seconds_over_the_step():
@@ -174,11 +203,12 @@ def test_the_update_profile_times_every_part_against_its_floor(tmp_path):
     from experiments import update_profile
     from reinforcement import HIDDEN_UNITS as H
     report = update_profile.main(["--repeats", "1", "--output", str(tmp_path / "profile.json")])
-    parts = {"targets", "gradients", "adam", "update", "update_without_xla", "update_mixed_bfloat16"}
+    parts = {"targets", "gradients", "adam", "update", "update_without_xla", "update_bfloat16"}
     assert set(report["seconds"]) == set(report["floors_s"]) == set(report["over_floor"]) == parts
     assert all(seconds > 0 for seconds in report["seconds"].values())
+    shared = 2 * 100 * 25112 * H / (report["matmul_gflops"] * 1e9)          # s's first-layer product, once
     assert report["floors_s"]["update"] == pytest.approx(report["floors_s"]["targets"] + report["floors_s"]["gradients"]
-                                                         + report["floors_s"]["adam"])
+                                                         - shared + report["floors_s"]["adam"])
     assert report["parameters"] == 25112 * H + H + H * H + H + H * 6 + 6
     assert (tmp_path / "profile.json").is_file()
 

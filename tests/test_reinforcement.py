@@ -163,3 +163,82 @@ def test_update_moves_the_taken_action_toward_its_target():
     losses = [learner.update(batch) for _ in range(20)]
     after = learner.q_values(states)[:, TRIGGER].mean()
     assert abs(after - 3.0) < abs(before - 3.0) and losses[-1] < losses[0]
+
+
+# -- update_precision bfloat16 (an option, off by default) -----------------------------------------------------
+
+def bfloat16_and_float32_gradients(model, learner, batch, *carried):
+    """The option's loss and gradients, and the float32 ones of the same update worked out with a GradientTape."""
+    import tensorflow as tf
+    from reinforcement import regression_values
+    arrays = (batch.states, batch.actions.astype(np.int32), batch.rewards.astype(np.float32), batch.next_states,
+              batch.terminals.astype(np.float32))
+    loss, gradients = learner._update_graph_bfloat16(*arrays, *carried)
+    values = regression_values(model(batch.states, training=False), model(batch.next_states, training=False),
+                               *arrays[1:3], arrays[4], 0.9, carried[0] if carried else None)
+    with tf.GradientTape() as tape:
+        q_states = model(batch.states, training=True)
+        expected_loss = tf.reduce_mean(tf.square(values - q_states))
+        expected_loss += learner._added_loss(q_states, carried[1] if carried else None)
+    return float(loss), gradients, float(expected_loss), tape.gradient(expected_loss, model.trainable_variables)
+
+
+@pytest.mark.usefixtures("small_q_network")
+@pytest.mark.parametrize("options", [{}, dict(trigger_targets=True, expert_margin=0.8)])
+def test_the_bfloat16_update_gives_the_float32_loss_and_gradients_to_bfloat16_rounding(options):
+    """With dropout off (both passes then see the same network), the option's loss and every gradient match the
+    float32 update's: the products are rounded to bfloat16 (8 bits), the sums are float32."""
+    rng = np.random.default_rng(1)
+    model = build_q_network(STATE_SIZE, seed=2)
+    for layer in model.layers:
+        if hasattr(layer, "rate"):
+            layer.rate = 0.0
+    learner = QLearner(model, 0.9, 1e-4, update_precision="bfloat16", **options)
+    batch = Minibatch(rng.random((16, STATE_SIZE), np.float32), rng.integers(0, 6, 16),
+                      rng.choice([-1.0, 1.0, 3.0, -3.0], 16), rng.random((16, STATE_SIZE), np.float32),
+                      (rng.random(16) < 0.3).astype(np.float32))
+    carried = (rng.choice([-3.0, 3.0], 16).astype(np.float32), rng.integers(0, 6, 16).astype(np.int32)) \
+        if options else ()
+    loss, gradients, expected_loss, expected = bfloat16_and_float32_gradients(model, learner, batch, *carried)
+    assert loss == pytest.approx(expected_loss, rel=0.02)
+    assert len(gradients) == len(expected)
+    for gradient, reference in zip(gradients, expected):
+        gradient, reference = np.asarray(gradient), np.asarray(reference)
+        assert gradient.dtype == np.float32 and gradient.shape == reference.shape
+        assert np.corrcoef(gradient.ravel(), reference.ravel())[0, 1] > 0.99
+
+
+@pytest.mark.usefixtures("small_q_network")
+def test_the_bfloat16_update_learns_keeps_float32_weights_and_says_so():
+    rng = np.random.default_rng(0)
+    learner = QLearner(build_q_network(STATE_SIZE, seed=4), 0.9, 1e-3, update_precision="bfloat16")
+    states = rng.standard_normal((16, STATE_SIZE)).astype(np.float32)
+    batch = Minibatch(states, np.full(16, TRIGGER), np.full(16, 3.0, dtype=np.float32), states,
+                      np.ones(16, dtype=np.float32))
+    losses = [learner.update(batch) for _ in range(20)]
+    assert losses[-1] < losses[0] / 2
+    assert all(variable.dtype == "float32" for variable in learner.model.trainable_variables)
+    assert learner.options == {"update_precision": "bfloat16"} and QLearner(learner.model).options == {}
+
+
+def test_the_bfloat16_update_needs_a_dense_first_layer_and_a_known_precision():
+    import keras
+    conv = keras.Sequential([keras.Input(shape=(8, 1)), keras.layers.Conv1D(4, 3), keras.layers.Flatten(),
+                             keras.layers.Dense(6)])
+    with pytest.raises(ValueError, match="first layer is Dense"):
+        QLearner(conv, update_precision="bfloat16")
+    with pytest.raises(ValueError, match="float32 or bfloat16, got 'float16'"):
+        QLearner(conv, update_precision="float16")
+
+
+@pytest.mark.usefixtures("small_q_network")
+def test_the_training_settings_choose_the_update_precision(capsys):
+    from types import SimpleNamespace
+    from runs.training_run import make_learner
+    settings = SimpleNamespace(oracle=0, gamma=0.9, learning_rate=1e-4, batch_size=8, trigger_targets=0,
+                               expert_margin=0.0, update_precision="auto")
+    learner = make_learner(settings, build_q_network(STATE_SIZE, seed=0))
+    assert learner.update_precision in ("float32", "bfloat16")
+    assert f"update_precision auto: {learner.update_precision} (" in capsys.readouterr().out
+    settings.update_precision = "float32"
+    assert make_learner(settings, build_q_network(STATE_SIZE, seed=0)).options == {}
