@@ -434,7 +434,8 @@ class QLearner(QNetworkPolicy):
         if update_precision == "float32":
             self._update = tf.function(self._update_graph, jit_compile=True, reduce_retracing=True)  # XLA: ~1.5x
         elif update_precision == "bfloat16":
-            if not (isinstance(model, keras.Sequential) and isinstance(model.layers[0], keras.layers.Dense)):
+            if not (isinstance(model, keras.Sequential) and isinstance(model.layers[0], keras.layers.Dense)
+                    and model.trainable_variables[0] is model.layers[0].kernel):
                 raise ValueError("update_precision bfloat16 needs a keras.Sequential Q-network whose first layer is "
                                  "Dense (its products are the ones made bfloat16)")
             gradients = tf.function(self._update_graph_bfloat16, reduce_retracing=True)  # oneDNN's bfloat16 kernels
