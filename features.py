@@ -111,20 +111,20 @@ NATIVE_BFLOAT16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 NATIVE_BFLOAT16_GPU_CAPABILITY = (8, 0)     # NVIDIA Ampere and newer; T4 and V100 emulate bfloat16, slower
 
 
-def resolve_precision(precision, setting="vgg_precision"):
+def resolve_precision(precision):
     """``'auto'`` → 'bfloat16' where :func:`native_bfloat16` finds native bfloat16 arithmetic, else 'float32' (the
     choice and why are printed); 'float32' and 'bfloat16' unchanged (the latter with a warning where it is not
-    native); anything else is a UserError. ``setting``: the setting's name in the messages."""
+    native); anything else is a UserError."""
     if precision not in (*VGG_DTYPE_POLICIES, "auto"):
-        raise UserError(f"{setting} must be one of {', '.join(VGG_DTYPE_POLICIES)} or auto, got {precision!r}")
+        raise UserError(f"vgg_precision must be one of {', '.join(VGG_DTYPE_POLICIES)} or auto, got {precision!r}")
     if precision == "float32":
         return precision
     native, reason = native_bfloat16()
     if precision == "auto":
         precision = "bfloat16" if native else "float32"
-        print(f"{setting} auto: {precision} ({reason})")
+        print(f"vgg_precision auto: {precision} ({reason})")
     elif not native:
-        print(f"warning: {setting} bfloat16 without native bfloat16 arithmetic ({reason}): it may be slower "
+        print(f"warning: vgg_precision bfloat16 without native bfloat16 arithmetic ({reason}): it may be slower "
               "than float32.", file=sys.stderr)
     return precision
 

@@ -416,11 +416,10 @@ class QLearner(QNetworkPolicy):
     sampled state's trigger output is also regressed to the reward a trigger would get there (the transitions
     carry :data:`TRIGGER_VALUE`); ``expert_margin`` m > 0: DQfD's large-margin loss (:func:`margin_loss`) towards
     the upper-bound agent's action in each sampled state is added to the loss (they carry :data:`EXPERT_ACTION`).
-    ``update_precision`` 'bfloat16': the first layer's products in bfloat16 (:meth:`_update_graph_bfloat16`).
     """
 
     def __init__(self, model, gamma=0.9, learning_rate=1e-6, batch_size=100, trigger_targets=False,
-                 expert_margin=0.0, update_precision="float32"):
+                 expert_margin=0.0):
         import keras
         import tensorflow as tf
         if expert_margin < 0:
@@ -430,31 +429,12 @@ class QLearner(QNetworkPolicy):
         self.carries = (TRIGGER_VALUE,) * self.trigger_targets + (EXPERT_ACTION,) * (self.expert_margin > 0)
         self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
         self.optimizer.build(model.trainable_variables)
-        self.update_precision = update_precision
-        if update_precision == "float32":
-            self._update = tf.function(self._update_graph, jit_compile=True, reduce_retracing=True)  # XLA: ~1.5x
-        elif update_precision == "bfloat16":
-            if not (isinstance(model, keras.Sequential) and isinstance(model.layers[0], keras.layers.Dense)
-                    and model.trainable_variables[0] is model.layers[0].kernel):
-                raise ValueError("update_precision bfloat16 needs a keras.Sequential Q-network whose first layer is "
-                                 "Dense (its products are the ones made bfloat16)")
-            gradients = tf.function(self._update_graph_bfloat16, reduce_retracing=True)  # oneDNN's bfloat16 kernels
-            step = tf.function(lambda grads: self.optimizer.apply_gradients(zip(grads, model.trainable_variables)),
-                               jit_compile=True)                                        # Adam in one XLA pass
-
-            def update(*arrays):
-                loss, grads = gradients(*arrays)
-                step(grads)
-                return loss
-            self._update = update
-        else:
-            raise ValueError(f"update_precision must be float32 or bfloat16, got {update_precision!r}")
+        self._update = tf.function(self._update_graph, jit_compile=True, reduce_retracing=True)  # XLA: ~1.5x faster
 
     @property
     def options(self):
         """The learning options in use (empty: the paper's update)."""
-        options = {"trigger_targets": int(self.trigger_targets), "expert_margin": self.expert_margin,
-                   "update_precision": self.update_precision != "float32" and self.update_precision}
+        options = {"trigger_targets": int(self.trigger_targets), "expert_margin": self.expert_margin}
         return {name: value for name, value in options.items() if value}
 
     def act(self, state, carried):
@@ -478,36 +458,6 @@ class QLearner(QNetworkPolicy):
         variables = self.model.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
-
-    def _update_graph_bfloat16(self, states, actions, rewards, next_states, terminals, trigger_values=None,
-                               expert_actions=None):
-        """:meth:`_update_graph`'s loss and gradients (not compiled by XLA, whose CPU kernels widen bfloat16 to
-        float32) with the first layer's three products in bfloat16: its forward of s and s′ (the training pass reuses
-        s's, as XLA does in float32) and its weights' gradient; the products' sums, everything else, the weights and
-        Adam stay float32. Returns ``(loss, gradients)``."""
-        import tensorflow as tf
-        first, rest = self.model.layers[0], self.model.layers[1:]
-
-        def after_first(products, training):
-            outputs = first.activation(products + first.bias if first.use_bias else products)
-            for layer in rest:
-                outputs = layer(outputs, training=training)
-            return outputs
-        inputs = tf.cast(tf.concat([states, next_states], 0), tf.bfloat16)
-        products = tf.cast(tf.matmul(inputs, tf.cast(first.kernel, tf.bfloat16)), tf.float32)
-        q_both = after_first(products, training=False)
-        size = tf.shape(states)[0]
-        values = tf.stop_gradient(regression_values(q_both[:size], q_both[size:], actions, rewards, terminals,
-                                                    self.gamma, trigger_values))
-        products, variables = products[:size], self.model.trainable_variables
-        with tf.GradientTape() as tape:
-            tape.watch(products)
-            q_training = after_first(products, training=True)
-            loss = tf.reduce_mean(tf.square(values - q_training))
-            loss += self._added_loss(q_training, expert_actions)
-        delta, *grads = tape.gradient(loss, [products, *variables[1:]])
-        kernel = tf.cast(tf.matmul(inputs[:size], tf.cast(delta, tf.bfloat16), transpose_a=True), tf.float32)
-        return loss, [kernel, *grads]
 
     def _added_loss(self, q_states, expert_actions):
         """What the options add to Q-learning's loss: ``expert_margin``'s margin loss (0.0 without it)."""

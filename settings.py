@@ -302,7 +302,6 @@ RULES = {
     "two_databases": SWITCH, "max_images": Rule("a whole number ≥ 1, or None (all)",
                                                 lambda value: value is None or is_whole_number(value, 1)),
     "max_pixels": whole(1), "vgg_precision": one_of("float32", "bfloat16", "auto"),
-    "update_precision": one_of("float32", "bfloat16", "auto"),
     "weights_order": one_of("auto", "channels_first", "channels_last"),
     "scale_subregion": number("a number > 0 and < 1", lambda value: 0 < value < 1), "number_of_steps": whole(1),
     "bool_draw": SWITCH, "draw_every": whole(1), "epochs": whole(1), "gamma": FRACTION, "epsilon": FRACTION,
@@ -362,11 +361,12 @@ def check_settings(settings):
 
 REMOVED_OPTIONS = {"flip": 0, "update_every": 1, "images_per_epoch": 0, "guided_exploration": 0, "standardize": 0,
                    "weight_decay": 0.0, "trigger_bias": 0.0, "target_update": 0, "double_dqn": 0, "loss": "mse",
-                   "validation_images": 0}      # each with the value that meant "off"
+                   "validation_images": 0, "update_precision": "float32"}      # each with the value that meant "off"
 # the last commit that had each
 REMOVED_AT = {**dict.fromkeys(("flip", "update_every", "images_per_epoch", "guided_exploration", "standardize",
                                "weight_decay", "trigger_bias"), "08670f3"),
-              **dict.fromkeys(("target_update", "double_dqn", "loss", "validation_images"), "92bc4d5")}
+              **dict.fromkeys(("target_update", "double_dqn", "loss", "validation_images"), "92bc4d5"),
+              "update_precision": "d406629"}
 
 
 def removed_message(name):

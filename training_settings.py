@@ -35,8 +35,6 @@ trigger_targets = 0                     # 1: every update also regresses the tri
                                         # trigger would get in the sampled state (±3 by its IoU)
 expert_margin = 0.0                     # m > 0: DQfD's large-margin loss towards the upper-bound agent's action
                                         # in each sampled state, added to Q-learning's (0.8: DQfD's)
-update_precision = "float32"            # bfloat16: the update's first-layer products in bfloat16 (weights and Adam
-                                        # float32; faster with AVX-512 BF16, AMX, recent GPUs); auto: where native
 oracle = 0                              # 1: a diagnostic, not Q-learning: act like the upper bound and regress Q
                                         # to its values (the ceiling of network and features; docs/learning.md)
 refine = 0                              # 1: also train the box-refinement head (beyond the paper: refinement.py) on

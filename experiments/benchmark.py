@@ -3,7 +3,7 @@
     python experiments/benchmark.py --quick          # 3-10 minutes on a 2-core CPU (AVX-512 to AVX2)
     python experiments/benchmark.py                  # larger samples (about 12 minutes on a 2-core CPU)
 
-Runs on the synthetic dataset with random VGG-16 weights, prints a table and writes ``benchmark.json``. Every
+Runs on the synthetic dataset with the demo's VGG-16 weights, prints a table and writes ``benchmark.json``. Every
 figure is measured in this run, the baseline and the project side by side on the same machine:
 
 - ``update_speedup_vs_2016``: one replay update as the 2016 code did it (``model.predict`` per sample for Q(s) and
@@ -23,10 +23,6 @@ figure is measured in this run, the baseline and the project side by side on the
 - ``overlap_speedup`` (no target): a batch-1 VGG-16 forward and an update (minibatch ``batch_size``) one after
   the other, as a training step does them, over the same two at once in two threads: above 1 by what overlapping
   the update with the next region's forward could save on this machine (1: the two already share its cores).
-- ``update_bfloat16_speedup`` (no target): the ``update_precision bfloat16`` option: ``QLearner.update`` in
-  float32 over the same with the first layer's products in bfloat16, alternating on the same minibatches.
-- ``train_step_bfloat16_update_speedup`` (no target): the same option in the training loop: seconds per step of the
-  project's loop (its two runs) over one run with ``update_precision bfloat16`` between them.
 - ``vgg_forwards_later_epoch_ratio``: VGG-16 forward passes in the last training epoch over those in the first
   (the demo's training settings, ε from 1.0 down to 0.1, the default cache limit): a count, not a time.
 - ``test_region_over_floor``: test time per region analysed (``episodes.run_searches``, the trained agent, many
@@ -289,10 +285,10 @@ class Learner2016:
                        epochs=1, verbose=0)
 
 
-def project_learner(model, gamma, learning_rate, batch_size, update_precision="float32"):
+def project_learner(model, gamma, learning_rate, batch_size):
     """The project's ``QLearner``, with a ``warm_up`` (the XLA compilation, once per run) like ``Learner2016``'s."""
     from reinforcement import QLearner
-    learner = QLearner(model, gamma, learning_rate, batch_size, update_precision=update_precision)
+    learner = QLearner(model, gamma, learning_rate, batch_size)
     learner.warm_up = learner.update
     return learner
 
@@ -611,9 +607,9 @@ def vgg_batch_1_s(train):
     return float(np.median([run["floor"]["vgg_batch_1_s"] for run in train["train_project"]["runs"]]))
 
 
-def step_seconds(train, run="train_project"):
-    """Seconds per agent step of the project's training loop (the training-speed measurement), or of ``run``."""
-    return train[run]["seconds"] / train[run]["steps"]
+def step_seconds(train):
+    """Seconds per agent step of the project's training loop (the training-speed measurement)."""
+    return train["train_project"]["seconds"] / train["train_project"]["steps"]
 
 
 def option_step_costs(train):
@@ -646,25 +642,6 @@ def time_overlap(forward, update, repeats):
         concurrent.append(time.perf_counter() - started)
     return {"serial_s": float(np.median(serial)), "concurrent_s": float(np.median(concurrent)),
             "serial_times_s": serial, "concurrent_times_s": concurrent}
-
-
-def time_update_precisions(batches, repeats, state_size=STATE_SIZE):
-    """``QLearner.update`` in float32 (the paper's) and with ``update_precision bfloat16``, on the same
-    ``batches`` (of states of ``state_size``) and the same starting weights, alternating ``repeats`` times over
-    them, after a warm-up of both; seconds, medians: ``{"float32": s, "bfloat16": s}``."""
-    from reinforcement import QLearner, build_q_network
-    learners = {precision: QLearner(build_q_network(state_size, seed=0), update_precision=precision)
-                for precision in ("float32", "bfloat16")}
-    times = {precision: [] for precision in learners}
-    for learner in learners.values():
-        learner.update(batches[0])                              # compiling
-    for _ in range(repeats):
-        for batch in batches:
-            for precision, learner in learners.items():
-                started = time.perf_counter()
-                learner.update(batch)
-                times[precision].append(time.perf_counter() - started)
-    return {precision: float(np.median(values)) for precision, values in times.items()}
 
 
 def training_phase(settings, work_dir):
@@ -706,14 +683,14 @@ def training_phase(settings, work_dir):
 
     timer = MatmulTimer()
 
-    def project_run(update_precision="float32"):
+    def project_run():
         measured, _ = timed_training_loop(settings, data, features.backbone, start, lambda network: project_learner(
-            network, settings.gamma, settings.learning_rate, settings.batch_size, update_precision),
-            settings.cache_mb, settings.timed_steps, floor_timer=timer)
+            network, settings.gamma, settings.learning_rate, settings.batch_size), settings.cache_mb,
+            settings.timed_steps, floor_timer=timer)
         measured["over_floor"] = measured["seconds"] / measured["steps"] / measured["floor"]["step_s"]
-        log(f"  project ({update_precision} update): {measured['steps_per_s']:.3f} steps/s, "
-            f"{measured['over_floor']:.2f}x the step's floor ({measured['floor']['vgg_batch_1_s']:.3f} s VGG-16 + "
-            f"{measured['floor']['update_floor_s']:.3f} s update)")
+        log(f"  project: {measured['steps_per_s']:.3f} steps/s, {measured['over_floor']:.2f}x the step's floor "
+            f"({measured['floor']['vgg_batch_1_s']:.3f} s VGG-16 + {measured['floor']['update_floor_s']:.3f} s "
+            f"update)")
         return measured
 
     project_runs.append(project_run())
@@ -724,7 +701,6 @@ def training_phase(settings, work_dir):
             lambda network: Learner2016(network, settings.gamma, settings.learning_rate, settings.batch_size), 0,
             settings.timed_steps_2016)
     log(f"  2016:    {baseline['steps_per_s']:.4f} steps/s")
-    bfloat16_run = project_run("bfloat16")                      # between the two: the machine's load drifts
     project_runs.append(project_run())
     project_seconds = float(np.mean([run["seconds"] for run in project_runs]))
 
@@ -736,8 +712,8 @@ def training_phase(settings, work_dir):
         f"{np.median(floors):.3f} s ({flops / 1e9:.2f} GFLOP at {np.median(rates) / 1e9:.0f} GFLOP/s, Adam "
         f"{adam_bytes() / 1e9:.2f} GB)")
 
-    # two ways to a faster step that keep or nearly keep results: overlap the update with the next forward (same
-    # arithmetic, two threads), and the update's products in bfloat16
+    # a way to a faster step that keeps results: overlap the update with the next forward (same arithmetic, two
+    # threads)
     minibatch = learner_2016.updates[0][0]
     overlap_learner = learner_from(settings, start)
     crop = np.random.default_rng(0).uniform(0, 255, (1, 224, 224, 3)).astype(np.float32)
@@ -745,9 +721,6 @@ def training_phase(settings, work_dir):
                            settings.update_repeats)
     log(f"overlap: batch-1 VGG-16 forward and update one after the other {overlap['serial_s']:.3f} s, at the same "
         f"time {overlap['concurrent_s']:.3f} s")
-    update_precisions = time_update_precisions([batch for batch, _ in learner_2016.updates], settings.update_repeats)
-    log(f"update: float32 {update_precisions['float32']:.3f} s, update_precision bfloat16 "
-        f"{update_precisions['bfloat16']:.3f} s")
     del overlap_learner
 
     # the learning options' extra work per step, against the paper's update on the same minibatches
@@ -760,7 +733,7 @@ def training_phase(settings, work_dir):
     log("  carried fields: " + ", ".join(f"{name} {seconds * 1e3:.2f} ms" for name, seconds in carried_fields.items())
         + " per step")
     return {
-        "overlap": overlap, "update_precisions": update_precisions,
+        "overlap": overlap,
         "option_updates": option_updates, "carried_fields_s": carried_fields, "refine": refine,
         "batch_size": settings.batch_size, "training_epochs": epochs, "training_peak_rss_mb": training_peak,
         "cache_used_mb": cache_used_mb, "replay_memory": memory.capacity,
@@ -772,7 +745,6 @@ def training_phase(settings, work_dir):
         "train_project": {"runs": project_runs, "steps": project_runs[0]["steps"], "seconds": project_seconds,
                           "steps_per_s": project_runs[0]["steps"] / project_seconds,
                           "over_floor": float(np.median([run["over_floor"] for run in project_runs]))},
-        "train_bfloat16_update": bfloat16_run,
         "train_2016": baseline, "train_epsilon": start["epsilon"],
     }
 
@@ -899,8 +871,6 @@ def figures_of(train, test):
         "vgg_forwards_later_epoch_ratio": epochs[-1]["vgg_forwards"] / max(epochs[0]["vgg_forwards"], 1),
         "test_region_over_floor": test["test_region_s"] / test["floor_image_s"],
         "overlap_speedup": train["overlap"]["serial_s"] / train["overlap"]["concurrent_s"],
-        "update_bfloat16_speedup": train["update_precisions"]["float32"] / train["update_precisions"]["bfloat16"],
-        "train_step_bfloat16_update_speedup": step_seconds(train) / step_seconds(train, "train_bfloat16_update"),
         "training_peak_rss_mb": train["training_peak_rss_mb"],
         "testing_peak_rss_mb": test["testing_peak_rss_mb"],
         **{f"vgg_bfloat16_speedup_{batch}": times["float32"] / times["bfloat16"]
@@ -921,7 +891,7 @@ def figures_of(train, test):
 
 def how_measured(train, test):
     first, last = train["training_epochs"][0], train["training_epochs"][-1]
-    project, baseline, bfloat16 = train["train_project"], train["train_2016"], train["train_bfloat16_update"]
+    project, baseline = train["train_project"], train["train_2016"]
     return {
         "update_speedup_vs_2016": f"2016 update {train['update_2016_s']:.2f} s (mean of "
                                   f"{len(train['update_2016_times_s'])}) / QLearner.update "
@@ -944,12 +914,6 @@ def how_measured(train, test):
         "overlap_speedup": f"batch-1 VGG-16 forward then update {train['overlap']['serial_s']:.3f} s / both at "
                            f"once in two threads {train['overlap']['concurrent_s']:.3f} s, minibatch "
                            f"{train['batch_size']}, medians",
-        "update_bfloat16_speedup": f"QLearner.update float32 {train['update_precisions']['float32']:.3f} s / "
-                                   f"update_precision bfloat16 {train['update_precisions']['bfloat16']:.3f} s, "
-                                   f"alternating, medians",
-        "train_step_bfloat16_update_speedup": f"{project['seconds'] / project['steps']:.3f} s per step (float32 "
-                                              f"update) / {bfloat16['seconds'] / bfloat16['steps']:.3f} s "
-                                              f"(update_precision bfloat16), {bfloat16['steps']} steps",
         "training_peak_rss_mb": f"training process after the epochs (replay memory {train['replay_memory']}, cache "
                                 f"{train['cache_used_mb']:.0f} MiB used)",
         "testing_peak_rss_mb": "testing process",

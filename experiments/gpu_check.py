@@ -11,7 +11,6 @@ in this run:
 - ``QLearner.update`` at the paper's settings (minibatch 100, 25,112 → 1024 → 1024 → 6, float32), its floor (its
   floating-point operations at the float32 matrix-multiply rate and Adam's memory traffic at the bandwidth of an
   element-wise pass, measured beside it) and the ratio of the two;
-- the same update in float32 and with ``update_precision bfloat16``, alternating (what the option gains there);
 - a short demo training in its own process (``image_zooms_training.py --demo``, ``auto`` precision, one epoch) whose
   replay memory of 100 fills after 100 steps, each later step updating on a minibatch of 100 (the paper's): its wall
   time and steps per second, from its log.
@@ -31,8 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the top-level modules
 
-from experiments.benchmark import (STATE_SIZE, MatmulTimer, log, machine, time_precisions,  # noqa: E402
-                                   time_update_precisions, update_flops)
+from experiments.benchmark import STATE_SIZE, MatmulTimer, log, machine, time_precisions, update_flops  # noqa: E402
 from runs.runtime import OneLineParser, import_tensorflow, main_guard, write_json  # noqa: E402
 
 output = "gpu_check.json"
@@ -114,10 +112,6 @@ def main(argv=None):
     report["update"] = time_updates(settings.update_repeats)
     log(f"update {report['update']['update_s']:.4f} s, its floor {report['update']['update_floor_s']:.4f} s "
         f"({report['update']['update_over_floor']:.2f}x)")
-    precisions = time_update_precisions(random_minibatches(), settings.floor_repeats)
-    report["update_precisions_s"] = precisions
-    report["update_bfloat16_speedup"] = precisions["float32"] / precisions["bfloat16"]
-    log(f"update: float32 {precisions['float32']:.4f} s, update_precision bfloat16 {precisions['bfloat16']:.4f} s")
     report["demo_training"] = demo_training(settings.training_images)
     log(f"demo training: {report['demo_training']}")
     report["wall_s"] = round(time.perf_counter() - started, 1)

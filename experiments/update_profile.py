@@ -11,9 +11,7 @@ The paper's update (minibatch 100, 25,112 → 1024 → 1024 → 6, float32) is, 
   each parameter, its gradient and two moments and writes three of them back, about 0.75 GB of memory traffic,
   with almost no arithmetic;
 - ``update``: the three together, as ``QLearner.update`` runs them (one XLA program), and the same without XLA
-  (TensorFlow's own kernels, oneDNN's on x86);
-- ``update_bfloat16``: the same update with ``update_precision bfloat16`` (the first layer's products in bfloat16
-  by TensorFlow's kernels, weights and Adam in float32).
+  (TensorFlow's own kernels, oneDNN's on x86).
 
 Each part is one compiled function timed alone (medians, after a warm-up), its floor beside it: the products' floating-
 point operations at the float32 matrix-multiply rate measured in this run, and for ``adam`` its bytes at the memory
@@ -80,8 +78,6 @@ def profile(repeats):
         learner.optimizer.apply_gradients(zip(grads, variables))
 
     without_xla = tf.function(learner._update_graph, reduce_retracing=True)
-    bfloat16_learner = QLearner(build_q_network(STATE_SIZE, seed=0), 0.9, 1e-6, batch_size,
-                                update_precision="bfloat16")
     sizes = [int(np.prod(variable.shape)) for variable in variables]
     timer = MatmulTimer()
     rate = float(np.median([timer.rate() for _ in range(5)]))
@@ -89,8 +85,7 @@ def profile(repeats):
              "gradients": lambda: gradients(batch.states, values)[-1][0].numpy(),
              "adam": lambda: (adam(grads), variables[-1][0].numpy()),
              "update": lambda: learner.update(batch),
-             "update_without_xla": lambda: float(without_xla(*args)),
-             "update_bfloat16": lambda: bfloat16_learner.update(batch)}
+             "update_without_xla": lambda: float(without_xla(*args))}
     seconds = {name: median_seconds(part, repeats) for name, part in parts.items()}
     bandwidth = float(np.median([timer.bandwidth() for _ in range(5)]))
     layer_sizes = (STATE_SIZE, HIDDEN_UNITS, HIDDEN_UNITS, NUM_ACTIONS)
@@ -102,7 +97,7 @@ def profile(repeats):
     adam = adam_bytes(layer_sizes)                      # reads parameter, gradient, m, v; writes parameter, m, v
     floors = {name: flop / rate for name, flop in flops.items()} | {"adam": adam / bandwidth}
     whole = floors["update"] + floors["adam"]             # float32 arithmetic and Adam's memory traffic
-    floors |= dict.fromkeys(("update", "update_without_xla", "update_bfloat16"), whole)
+    floors |= dict.fromkeys(("update", "update_without_xla"), whole)
     return {"seconds": seconds, "floors_s": floors,
             "over_floor": {name: seconds[name] / floors[name] for name in seconds},
             "matmul_gflops": rate / 1e9, "stream_gb_per_s": bandwidth / 1e9, "adam_gb": adam / 1e9,

@@ -92,12 +92,10 @@ def run_files(path_model, class_idx, epochs):
 
 def make_learner(settings, model):
     """The Q-learning update with the settings' learning options (none: the paper's), or the oracle diagnostic's."""
-    from features import resolve_precision
     if settings.oracle:
         return OracleLearner(model, settings.gamma, settings.learning_rate, settings.batch_size)
     return QLearner(model, settings.gamma, settings.learning_rate, settings.batch_size,
-                    trigger_targets=bool(settings.trigger_targets), expert_margin=settings.expert_margin,
-                    update_precision=resolve_precision(settings.update_precision, "update_precision"))
+                    trigger_targets=bool(settings.trigger_targets), expert_margin=settings.expert_margin)
 
 
 class TrainingRun:

@@ -29,8 +29,7 @@ def test_later_epoch_ratio_is_last_over_first():
              "train_project": {"steps_per_s": 3.0, "over_floor": 1.4, "seconds": 5.0, "steps": 10,
                                "runs": [{"floor": {"vgg_batch_1_s": 0.1}}]}, "train_2016": {"steps_per_s": 0.1},
              "training_peak_rss_mb": 1.0, "overlap": {"serial_s": 0.2, "concurrent_s": 0.2},
-             "update_precisions": {"float32": 0.04, "bfloat16": 0.04},
-             "train_bfloat16_update": {"seconds": 4.0, "steps": 10}, **OPTIONS}
+             **OPTIONS}
     test = {"test_region_s": 0.2, "floor_image_s": 0.1, "testing_peak_rss_mb": 1.0,
             "bfloat16": {"batch_1": {"float32": 0.12, "bfloat16": 0.03}}, **TEST_COSTS}
     figures = benchmark.figures_of(train, test)
@@ -38,7 +37,6 @@ def test_later_epoch_ratio_is_last_over_first():
     assert figures["update_speedup_vs_2016"] == 4.0 and figures["test_region_over_floor"] == 2.0
     assert figures["vgg_bfloat16_speedup_batch_1"] == pytest.approx(4.0)
     assert figures["train_step_over_floor"] == 1.4
-    assert figures["train_step_bfloat16_update_speedup"] == pytest.approx(1.25)      # 0.5 s a step / 0.4 s
     # refine: (0.2 ms kept per step + a 4 s fit shared by 400 steps) over a 0.5 s step; 0.4 ms over a 0.2 s region
     assert figures["option_refine_step_cost"] == pytest.approx(0.0204)
     assert figures["option_refine_region_cost"] == pytest.approx(0.002)
@@ -94,35 +92,22 @@ def test_the_update_floor_counts_the_shared_first_layer_product_once_and_adams_t
 
 
 @pytest.mark.usefixtures("small_q_network")
-def test_the_update_is_timed_in_both_precisions():
-    import numpy as np
-    from reinforcement import Minibatch
-    rng = np.random.default_rng(0)
-    batches = [Minibatch(rng.random((4, STATE_SIZE), np.float32), rng.integers(0, 6, 4), rng.normal(size=4),
-                         rng.random((4, STATE_SIZE), np.float32), np.zeros(4, np.float32))]
-    times = benchmark.time_update_precisions(batches, repeats=2)
-    assert set(times) == {"float32", "bfloat16"} and all(value > 0 for value in times.values())
-
-
-@pytest.mark.usefixtures("small_q_network")
 def test_the_matmul_timer_measures_rate_bandwidth_and_the_update_floor_beside():
     timer = benchmark.MatmulTimer(size=64)
     floor, rate = timer.floor(100, repeats=1)
     assert rate > 0 and timer.bandwidth() > 0 and floor > benchmark.update_flops(100) / rate
 
 
-def test_overlap_and_bfloat16_update_figures():
+def test_the_overlap_figure():
     rows = [{"vgg_forwards": 4}]
     train = {"training_epochs": rows, "update_2016_s": 2.0, "update_project_s": 0.5, "update_over_floor": 1.5,
              "train_project": {"steps_per_s": 3.0, "over_floor": 1.4, "seconds": 5.0, "steps": 10,
                                "runs": [{"floor": {"vgg_batch_1_s": 0.1}}]}, "train_2016": {"steps_per_s": 0.1},
              "training_peak_rss_mb": 1.0, "overlap": {"serial_s": 0.3, "concurrent_s": 0.2},
-             "update_precisions": {"float32": 0.04, "bfloat16": 0.02},
-             "train_bfloat16_update": {"seconds": 5.0, "steps": 10}, **OPTIONS}
+             **OPTIONS}
     test = {"test_region_s": 0.2, "floor_image_s": 0.1, "testing_peak_rss_mb": 1.0, "bfloat16": {}, **TEST_COSTS}
     figures = benchmark.figures_of(train, test)
     assert figures["overlap_speedup"] == pytest.approx(1.5)
-    assert figures["update_bfloat16_speedup"] == pytest.approx(2.0)
 
 
 def test_option_step_costs_are_added_seconds_over_the_step():
@@ -203,7 +188,7 @@ def test_the_update_profile_times_every_part_against_its_floor(tmp_path):
     from experiments import update_profile
     from reinforcement import HIDDEN_UNITS as H
     report = update_profile.main(["--repeats", "1", "--output", str(tmp_path / "profile.json")])
-    parts = {"targets", "gradients", "adam", "update", "update_without_xla", "update_bfloat16"}
+    parts = {"targets", "gradients", "adam", "update", "update_without_xla"}
     assert set(report["seconds"]) == set(report["floors_s"]) == set(report["over_floor"]) == parts
     assert all(seconds > 0 for seconds in report["seconds"].values())
     shared = 2 * 100 * 25112 * H / (report["matmul_gflops"] * 1e9)          # s's first-layer product, once

@@ -19,6 +19,5 @@ def test_the_gpu_check_runs_without_a_gpu_and_writes_its_figures(tmp_path):
     for batch in ("batch_1", "batch_32"):
         assert set(figures["vgg16_seconds_per_image"][batch]) == {"float32", "bfloat16"}
     assert figures["update"]["update_s"] > 0 and figures["update"]["update_over_floor"] > 0
-    assert figures["update_bfloat16_speedup"] > 0 and set(figures["update_precisions_s"]) == {"float32", "bfloat16"}
     training = figures["demo_training"]
     assert training["steps_per_s"] and training["steps_per_s"][0] > 0, training
