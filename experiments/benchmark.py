@@ -135,9 +135,10 @@ def update_flops(batch, sizes=None):
     after it: s's first-layer product serves both passes, as XLA computes it once), and backward: the weight
     gradients (as many operations as a whole forward) plus the input gradients of layers 2 and 3 (not layer 1's).
     Not counted: biases, ReLU, dropout, the loss, and Adam's element-wise update of the 26.8 M parameters (about
-    0.3 GFLOP, bound by memory traffic, not arithmetic).
+    0.3 GFLOP, bound by memory traffic, not arithmetic: :func:`adam_bytes`).
     """
-    pairs = list(zip(sizes[:-1], sizes[1:])) if sizes else list(zip(q_network_sizes()[:-1], q_network_sizes()[1:]))
+    sizes = sizes or q_network_sizes()
+    pairs = list(zip(sizes[:-1], sizes[1:]))
     macs = sum(a * b for a, b in pairs)                        # one sample through the network
     input_gradient_macs = sum(a * b for a, b in pairs[1:])
     forward_targets = 2 * (2 * batch) * macs
