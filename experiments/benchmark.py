@@ -587,13 +587,16 @@ def time_refine(settings, data, repeats=3):
         head.refine(chunk, full.windows[:32])
         applies.append((time.perf_counter() - started) / 32)
     demo = image_zooms_training.DEMO
-    scores = ScoreSample(DESCRIPTOR_SIZE, capacity=SAMPLE_SIZE, seed=5)      # the score head's, on the same sample
-    for name in ("descriptors", "windows", "boxes"):
+    # the score head's, on the same sample: Image-Zooms' score descriptor is the window's beside the box pooled
+    scores = ScoreSample(2 * DESCRIPTOR_SIZE, capacity=SAMPLE_SIZE, seed=5)
+    scores.descriptors[:] = np.concatenate([full.descriptors, full.descriptors], axis=1)
+    for name in ("windows", "boxes"):
         getattr(scores, name)[:] = getattr(full, name)
     scores.seen = SAMPLE_SIZE
     started = time.perf_counter()
     scorer = scores.fit()
     score_fit_s = time.perf_counter() - started
+    chunk = np.concatenate([chunk, chunk], axis=1)
     started = time.perf_counter()
     for _ in range(repeats * 5):
         scorer.score(chunk)
