@@ -96,7 +96,8 @@ def trained_run(module, path_model, seed, path_voc, model, features_for, overrid
     from runs.run_folder import checkpoint_path
     from refinement import refiner_path, scorer_path
     from settings import class_index
-    benchmark = SimpleNamespace(path_voc=path_voc, epochs=None, max_images=None, overrides=["refine=1", "score_head=1", *overrides])
+    benchmark = SimpleNamespace(path_voc=path_voc, epochs=None, max_images=None,
+                                overrides=["refine=1", "score_head=1", *overrides])
     training = training_settings(benchmark, module, path_model, seed)
     last = checkpoint_path(path_model, class_index(training), training.epochs - 1)
     if last.is_file() and refiner_path(last).is_file() and scorer_path(last).is_file():

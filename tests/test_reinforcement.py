@@ -163,4 +163,3 @@ def test_update_moves_the_taken_action_toward_its_target():
     losses = [learner.update(batch) for _ in range(20)]
     after = learner.q_values(states)[:, TRIGGER].mean()
     assert abs(after - 3.0) < abs(before - 3.0) and losses[-1] < losses[0]
-
